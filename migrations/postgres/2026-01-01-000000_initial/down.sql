@@ -1,0 +1,12 @@
+DROP TABLE settings;
+DROP TABLE cwmp_sessions;
+DROP TABLE session_log;
+DROP TABLE audit_events;
+DROP TABLE api_tokens;
+DROP TABLE users;
+DROP TABLE files;
+DROP TABLE faults;
+DROP TABLE tasks;
+DROP TABLE device_params;
+DROP TABLE device_tags;
+DROP TABLE devices;

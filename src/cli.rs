@@ -1,0 +1,535 @@
+//! The command line: `ferroacs serve`, `migrate`, `config`, `token`, `user`, `device`.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+use crate::store::Store;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ferroacs",
+    version,
+    about = "ferroacs: a TR-069 (CWMP) Auto-Configuration Server",
+    after_help = "Examples:\n  \
+        ferroacs serve                                   run on ./ferroacs.db (SQLite)\n  \
+        FERROACS_DATABASE_URL=postgres://acs:pw@db/acs ferroacs serve\n  \
+        ferroacs config example > ferroacs.toml          a commented config with every default\n  \
+        ferroacs token create --name oss --role operator an API token (printed once)\n  \
+        echo 's3cret' | ferroacs user add --username alice --role admin --password-stdin\n  \
+        ferroacs device provision --oui 00259E --product-class EG8145V5 --serial 4857 \\\n      \
+            --username cpe1 --password-stdin < pw.txt\n  \
+        ferroacs device sessions 00259E-EG8145V5-4857     the device's session log"
+)]
+pub struct Cli {
+    /// Configuration file (default: ./ferroacs.toml when present).
+    #[arg(long, global = true, env = "FERROACS_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the CWMP endpoint and the admin API until SIGINT/SIGTERM.
+    Serve {
+        /// Log JSON lines instead of text (same as [log] format = "json").
+        #[arg(long)]
+        json_logs: bool,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Configuration helpers.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// API tokens for scripts.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Operator accounts for the web UI.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Devices.
+    #[command(subcommand)]
+    Device(DeviceCmd),
+    /// Data-model files (datamodel/) generated from the Broadband Forum XML.
+    #[command(subcommand)]
+    Datamodel(DatamodelCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DatamodelCmd {
+    /// Regenerate datamodel/*.tsv from the BBF data-model XML.
+    Generate {
+        /// Folder with the BBF XML (tr-098-*.xml, tr-181-*.xml, ...).
+        #[arg(long, default_value = "../shared/bbf")]
+        bbf: PathBuf,
+        /// Output folder.
+        #[arg(long, default_value = "datamodel")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCmd {
+    /// Print a fully commented configuration file with every default.
+    Example,
+    /// Print the effective configuration (file + environment), secrets hidden.
+    Show,
+    /// Validate the configuration and exit.
+    Check,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    Admin,
+    Operator,
+    Viewer,
+}
+
+impl RoleArg {
+    fn as_str(self) -> &'static str {
+        match self {
+            RoleArg::Admin => "admin",
+            RoleArg::Operator => "operator",
+            RoleArg::Viewer => "viewer",
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Create a token; it is printed once, on the last line of stdout. Only its hash is kept.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+    },
+    /// List tokens (never their values).
+    List,
+    /// Revoke a token by id.
+    Revoke { id: i64 },
+}
+
+#[derive(Args, Debug)]
+pub struct PasswordInput {
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// The password on the command line (visible to other local users; prefer --password-stdin).
+    #[arg(long, conflicts_with = "password_stdin")]
+    pub password: Option<String>,
+}
+
+impl PasswordInput {
+    fn read(&self) -> anyhow::Result<Option<String>> {
+        if let Some(p) = &self.password {
+            return Ok(Some(p.clone()));
+        }
+        if self.password_stdin {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("reading the password from stdin")?;
+            let p = line.trim_end_matches(['\r', '\n']).to_string();
+            if p.is_empty() {
+                anyhow::bail!("the password read from stdin is empty");
+            }
+            return Ok(Some(p));
+        }
+        Ok(None)
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Add an operator account (password hashed with argon2id).
+    Add {
+        #[arg(long)]
+        username: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        #[command(flatten)]
+        password: PasswordInput,
+    },
+    /// List accounts.
+    List,
+    /// Remove an account.
+    Remove { username: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeviceCmd {
+    /// List devices.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Show one device.
+    Show { id: String },
+    /// Create or update a device before its first contact (CWMP credentials, tags).
+    Provision {
+        #[arg(long)]
+        oui: String,
+        #[arg(long)]
+        product_class: String,
+        #[arg(long)]
+        serial: String,
+        /// The username the device sends (ManagementServer.Username).
+        #[arg(long)]
+        username: Option<String>,
+        #[command(flatten)]
+        password: PasswordInput,
+        /// A tag; repeat for several.
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    /// Print a device's session log, newest first.
+    Sessions {
+        id: String,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// Delete a device and everything stored about it.
+    Delete { id: String },
+}
+
+/// Entry point used by `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, naming the problem.
+            let msg = format!("{e:#}").replace('\n', " ");
+            let _ = writeln!(std::io::stderr(), "ferroacs: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    Config::load(cli.config.as_deref(), std::env::vars()).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    Store::open(&cfg.database).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Config(ConfigCmd::Example) => {
+            print!("{}", crate::config::example());
+            Ok(())
+        }
+        Command::Config(ConfigCmd::Show) => {
+            let cfg = load_config(&cli)?;
+            print!("{}", cfg.redacted_toml());
+            Ok(())
+        }
+        Command::Config(ConfigCmd::Check) => {
+            load_config(&cli)?;
+            println!("configuration is valid");
+            Ok(())
+        }
+        Command::Serve { json_logs } => {
+            let mut cfg = load_config(&cli)?;
+            if *json_logs {
+                cfg.log.format = crate::config::LogFormat::Json;
+            }
+            crate::telemetry::init(&cfg.log);
+            let running = crate::app::start(cfg, None, true)?;
+            running.wait();
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Command::Migrate => {
+            let cfg = load_config(&cli)?;
+            let store = open_store(&cfg)?;
+            // `open` already applied pending migrations; say where the schema stands.
+            let applied = store.migrate().map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "database schema is up to date ({} backend{})",
+                store.backend_name(),
+                if applied.is_empty() {
+                    ""
+                } else {
+                    ", applied now"
+                }
+            );
+            Ok(())
+        }
+        Command::Token(cmd) => token(&cli, cmd),
+        Command::User(cmd) => user(&cli, cmd),
+        Command::Device(cmd) => device(&cli, cmd),
+        Command::Datamodel(DatamodelCmd::Generate { bbf, out }) => {
+            let files =
+                crate::datamodel::generate::generate(bbf).map_err(|e| anyhow::anyhow!("{e}"))?;
+            std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+            for (name, text) in files {
+                let path = out.join(&name);
+                std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn token(cli: &Cli, cmd: &TokenCmd) -> anyhow::Result<()> {
+    let store = open_store(&load_config(cli)?)?;
+    let now = crate::store::now_ms();
+    match cmd {
+        TokenCmd::Create { name, role } => {
+            let token = crate::auth::password::generate_token();
+            let row = store
+                .insert_token(
+                    name,
+                    &crate::auth::password::hash_token(&token),
+                    role.as_str(),
+                    now,
+                )
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            store
+                .audit(
+                    now,
+                    "cli",
+                    "token.create",
+                    &format!("token:{}", row.id),
+                    Some(&format!("name={name} role={}", role.as_str())),
+                )
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "created token {} ({}, role {}); it is shown only once:",
+                row.id,
+                name,
+                role.as_str()
+            );
+            println!("{token}");
+        }
+        TokenCmd::List => {
+            for t in store.list_tokens().map_err(|e| anyhow::anyhow!("{e}"))? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    t.id,
+                    t.name,
+                    t.role,
+                    if t.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    }
+                );
+            }
+        }
+        TokenCmd::Revoke { id } => {
+            if !store
+                .revoke_token(*id, now)
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+            {
+                anyhow::bail!("no active token with id {id}");
+            }
+            store
+                .audit(now, "cli", "token.revoke", &format!("token:{id}"), None)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("revoked token {id}");
+        }
+    }
+    Ok(())
+}
+
+fn user(cli: &Cli, cmd: &UserCmd) -> anyhow::Result<()> {
+    let store = open_store(&load_config(cli)?)?;
+    let now = crate::store::now_ms();
+    match cmd {
+        UserCmd::Add {
+            username,
+            role,
+            password,
+        } => {
+            let Some(pw) = password.read()? else {
+                anyhow::bail!("a password is required: pass --password-stdin and pipe it in");
+            };
+            if pw.len() < 8 {
+                anyhow::bail!("the password must have at least 8 characters");
+            }
+            let hash =
+                crate::auth::password::hash_password(&pw).map_err(|e| anyhow::anyhow!("{e}"))?;
+            store
+                .insert_user(username, &hash, role.as_str(), now)
+                .map_err(|e| match e {
+                    crate::error::Error::Conflict(_) => {
+                        anyhow::anyhow!("a user named {username} already exists")
+                    }
+                    other => anyhow::anyhow!("{other}"),
+                })?;
+            store
+                .audit(
+                    now,
+                    "cli",
+                    "user.add",
+                    &format!("user:{username}"),
+                    Some(role.as_str()),
+                )
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("added user {username} ({})", role.as_str());
+        }
+        UserCmd::List => {
+            for u in store.list_users().map_err(|e| anyhow::anyhow!("{e}"))? {
+                println!("{}\t{}", u.username, u.role);
+            }
+        }
+        UserCmd::Remove { username } => {
+            if !store
+                .delete_user(username)
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+            {
+                anyhow::bail!("no user named {username}");
+            }
+            store
+                .audit(now, "cli", "user.remove", &format!("user:{username}"), None)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("removed user {username}");
+        }
+    }
+    Ok(())
+}
+
+fn device(cli: &Cli, cmd: &DeviceCmd) -> anyhow::Result<()> {
+    let cfg = load_config(cli)?;
+    let store = open_store(&cfg)?;
+    let e = |e: crate::error::Error| anyhow::anyhow!("{e}");
+    match cmd {
+        DeviceCmd::List { limit, cursor } => {
+            let rows = store.list_devices(cursor.as_deref(), *limit).map_err(e)?;
+            println!("ID\tSOFTWARE\tLAST INFORM\tSOURCE");
+            for d in &rows {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    d.id,
+                    d.software_version,
+                    d.last_inform.map(fmt_ms).unwrap_or_else(|| "never".into()),
+                    d.last_source_ip
+                );
+            }
+        }
+        DeviceCmd::Show { id } => {
+            let d = store
+                .get_device(id)
+                .map_err(e)?
+                .ok_or_else(|| anyhow::anyhow!("no device {id}"))?;
+            println!("id:               {}", d.id);
+            println!(
+                "oui/class/serial: {} / {} / {}",
+                d.oui, d.product_class, d.serial_number
+            );
+            println!("manufacturer:     {}", d.manufacturer);
+            println!("software:         {}", d.software_version);
+            println!("hardware:         {}", d.hardware_version);
+            println!("data model:       {}", d.root_model);
+            println!("cwmp version:     {}", d.cwmp_version);
+            println!(
+                "last inform:      {}",
+                d.last_inform.map(fmt_ms).unwrap_or_else(|| "never".into())
+            );
+            println!("last source ip:   {}", d.last_source_ip);
+            println!("conn. request:    {}", d.connection_request_url);
+            println!(
+                "own credentials:  {}",
+                if d.cwmp_username.is_some() {
+                    "yes"
+                } else {
+                    "no (uses the default)"
+                }
+            );
+        }
+        DeviceCmd::Provision {
+            oui,
+            product_class,
+            serial,
+            username,
+            password,
+            tags,
+        } => {
+            let pw = password.read()?;
+            let creds = match (username, pw) {
+                (Some(u), Some(p)) => Some(Some((u.clone(), p))),
+                (None, None) => None,
+                _ => anyhow::bail!(
+                    "give both --username and a password (--password-stdin), or neither"
+                ),
+            };
+            let id = crate::cwmp::device_id(oui, product_class, serial);
+            let realm = cfg.cwmp.realm.clone();
+            let ha1 = move |u: &str, p: &str| crate::auth::digest::ha1(u, &realm, p);
+            let p = crate::store::devices::ProvisionDevice {
+                id: id.clone(),
+                oui: oui.clone(),
+                product_class: product_class.clone(),
+                serial_number: serial.clone(),
+                cwmp_credentials: creds,
+                tags: if tags.is_empty() {
+                    None
+                } else {
+                    Some(tags.clone())
+                },
+            };
+            store
+                .provision_device(&p, Some(&ha1), crate::store::now_ms())
+                .map_err(e)?;
+            println!("provisioned {id}");
+        }
+        DeviceCmd::Sessions { id, limit } => {
+            let rows = store.list_session_logs(id, None, *limit).map_err(e)?;
+            if rows.is_empty() {
+                println!("no sessions logged for {id}");
+            }
+            for r in rows {
+                println!(
+                    "{}  {:>6} ms  {:<10} from {}  events [{}]  rpcs [{}]{}",
+                    fmt_ms(r.started_at),
+                    r.ended_at - r.started_at,
+                    r.outcome,
+                    r.source_ip,
+                    r.events,
+                    r.rpcs,
+                    if r.faults.is_empty() || r.faults == "[]" {
+                        String::new()
+                    } else {
+                        format!("  faults {}", r.faults)
+                    }
+                );
+            }
+        }
+        DeviceCmd::Delete { id } => {
+            if !store.delete_device(id).map_err(e)? {
+                anyhow::bail!("no device {id}");
+            }
+            store
+                .audit(
+                    crate::store::now_ms(),
+                    "cli",
+                    "device.delete",
+                    &format!("device:{id}"),
+                    None,
+                )
+                .map_err(e)?;
+            println!("deleted {id}");
+        }
+    }
+    Ok(())
+}
+
+fn fmt_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}

@@ -1,0 +1,817 @@
+//! Configuration: a TOML file overridden by `FERROACS_<SECTION>_<KEY>` environment variables,
+//! validated once at start and then passed around explicitly (no globals).
+//!
+//! Every key is described in [`KEYS`]; `ferroacs config example` prints that table as a
+//! commented TOML file, and a test checks that the printed defaults are exactly what
+//! [`Config::default`] holds, so the documentation cannot drift from the code.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Environment variable prefix for overrides.
+pub const ENV_PREFIX: &str = "FERROACS_";
+
+/// A configuration problem; the message always names the key and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub cwmp: CwmpConfig,
+    pub api: ApiConfig,
+    pub files: FilesConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub pool_size: u32,
+    pub busy_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &DatabaseUrl::redact(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("busy_timeout_ms", &self.busy_timeout_ms)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .finish()
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://ferroacs.db".into(),
+            pool_size: 8,
+            busy_timeout_ms: 5000,
+            connect_timeout_ms: 5000,
+        }
+    }
+}
+
+/// A secret string: serialized as-is (so config files round-trip) but never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"********\"")
+    }
+}
+
+/// How unknown devices are treated on first contact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownDevices {
+    Accept,
+    Reject,
+}
+
+/// Which HTTP authentication the CWMP endpoint demands from CPEs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CpeAuth {
+    /// Digest (Basic is also accepted over TLS, or everywhere with `allow_basic`).
+    Digest,
+    /// No HTTP authentication (lab use only, or when TLS client certificates are required).
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CwmpConfig {
+    pub listen: String,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
+    pub auth: CpeAuth,
+    pub realm: String,
+    pub allow_basic: bool,
+    pub default_username: Option<String>,
+    pub default_password: Option<Secret>,
+    pub unknown_devices: UnknownDevices,
+    pub session_timeout_secs: u64,
+    pub nonce_ttl_secs: u64,
+    pub max_inform_bytes: usize,
+    pub max_body_bytes: usize,
+    pub max_sessions: usize,
+    pub max_auth_failures: u32,
+    pub periodic_inform_interval_secs: u32,
+    pub set_connection_request_credentials: bool,
+    pub discovery_refresh_secs: u64,
+    pub gpv_batch_size: usize,
+    pub session_log_retention_days: u32,
+}
+
+impl Default for CwmpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:7547".into(),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            auth: CpeAuth::Digest,
+            realm: "ferroacs".into(),
+            allow_basic: false,
+            default_username: None,
+            default_password: None,
+            unknown_devices: UnknownDevices::Accept,
+            session_timeout_secs: 30,
+            nonce_ttl_secs: 300,
+            max_inform_bytes: 256 * 1024,
+            max_body_bytes: 32 * 1024 * 1024,
+            max_sessions: 10_000,
+            max_auth_failures: 20,
+            periodic_inform_interval_secs: 3600,
+            set_connection_request_credentials: true,
+            discovery_refresh_secs: 7 * 86_400,
+            gpv_batch_size: 64,
+            session_log_retention_days: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    pub listen: String,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub connection_request_timeout_ms: u64,
+    pub connection_request_concurrency: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7557".into(),
+            tls_cert: None,
+            tls_key: None,
+            connection_request_timeout_ms: 3000,
+            connection_request_concurrency: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesConfig {
+    pub dir: PathBuf,
+    pub public_url: Option<String>,
+    pub max_upload_bytes: u64,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("files"),
+            public_url: None,
+            max_upload_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Documentation of one configuration key.
+pub struct KeyDoc {
+    pub section: &'static str,
+    pub key: &'static str,
+    /// Default as a TOML literal; `None` when the key is unset by default.
+    pub default: Option<&'static str>,
+    pub example: Option<&'static str>,
+    pub secret: bool,
+    pub doc: &'static str,
+}
+
+macro_rules! k {
+    ($s:literal, $k:literal, $d:expr, $e:expr, $secret:literal, $doc:literal) => {
+        KeyDoc {
+            section: $s,
+            key: $k,
+            default: $d,
+            example: $e,
+            secret: $secret,
+            doc: $doc,
+        }
+    };
+}
+
+/// Every configuration key, in the order `config example` prints them.
+pub const KEYS: &[KeyDoc] = &[
+    k!("database", "url", Some("\"sqlite://ferroacs.db\""), None, true,
+       "Database URL. sqlite://PATH (embedded, created on first start; relative to the working directory)\nor postgres://USER:PASSWORD@HOST:PORT/DB for several ferroacs nodes sharing one database."),
+    k!("database", "pool_size", Some("8"), None, false, "Maximum open database connections."),
+    k!("database", "busy_timeout_ms", Some("5000"), None, false, "SQLite: how long a writer waits for the lock before failing."),
+    k!("database", "connect_timeout_ms", Some("5000"), None, false, "How long to wait for a database connection before giving up."),
+    k!("cwmp", "listen", Some("\"0.0.0.0:7547\""), None, false, "Address of the CPE-facing CWMP endpoint."),
+    k!("cwmp", "tls_cert", None, Some("\"/etc/ferroacs/cwmp.crt\""), false, "PEM certificate chain; with tls_key the CWMP endpoint speaks HTTPS."),
+    k!("cwmp", "tls_key", None, Some("\"/etc/ferroacs/cwmp.key\""), false, "PEM private key for tls_cert."),
+    k!("cwmp", "tls_client_ca", None, Some("\"/etc/ferroacs/cpe-ca.pem\""), false, "PEM CA bundle; when set, CPEs must present a client certificate signed by it."),
+    k!("cwmp", "auth", Some("\"digest\""), None, false, "CPE authentication: \"digest\" (HTTP Digest; Basic also accepted over TLS) or \"none\"."),
+    k!("cwmp", "realm", Some("\"ferroacs\""), None, false, "HTTP authentication realm. Stored device credentials are hashed with it: changing it invalidates them."),
+    k!("cwmp", "allow_basic", Some("false"), None, false, "Accept HTTP Basic credentials over plain HTTP too (they travel in clear text)."),
+    k!("cwmp", "default_username", None, Some("\"cpe\""), false, "Username for devices without their own credentials; unset = any username."),
+    k!("cwmp", "default_password", None, Some("\"change-me\""), true, "Password for devices without their own credentials; unset = such devices cannot authenticate."),
+    k!("cwmp", "unknown_devices", Some("\"accept\""), None, false, "\"accept\" registers a device on first contact; \"reject\" only admits pre-provisioned devices."),
+    k!("cwmp", "session_timeout_secs", Some("30"), None, false, "A session idle this long is abandoned."),
+    k!("cwmp", "nonce_ttl_secs", Some("300"), None, false, "Lifetime of a Digest nonce; older ones are answered with stale=true."),
+    k!("cwmp", "max_inform_bytes", Some("262144"), None, false, "Largest accepted request that opens a session (the Inform)."),
+    k!("cwmp", "max_body_bytes", Some("33554432"), None, false, "Largest accepted request inside a session (e.g. a whole-tree GetParameterValuesResponse)."),
+    k!("cwmp", "max_sessions", Some("10000"), None, false, "Open sessions above which new Informs get 503 with Retry-After."),
+    k!("cwmp", "max_auth_failures", Some("20"), None, false, "Failed logins per source address per minute before it is refused for a while."),
+    k!("cwmp", "periodic_inform_interval_secs", Some("3600"), None, false, "Set on every device at BOOTSTRAP (PeriodicInformEnable/Interval); 0 leaves the device's setting alone."),
+    k!("cwmp", "set_connection_request_credentials", Some("true"), None, false, "At BOOTSTRAP give each device its own random ConnectionRequestUsername/Password."),
+    k!("cwmp", "discovery_refresh_secs", Some("604800"), None, false, "Re-read a device's whole parameter tree when the last read is older than this; 0 = only on first contact and BOOTSTRAP."),
+    k!("cwmp", "gpv_batch_size", Some("64"), None, false, "Parameter names per GetParameterValues request during discovery."),
+    k!("cwmp", "session_log_retention_days", Some("30"), None, false, "How long the per-device session log is kept."),
+    k!("api", "listen", Some("\"127.0.0.1:7557\""), None, false, "Address of the operator-facing admin API and web UI."),
+    k!("api", "tls_cert", None, Some("\"/etc/ferroacs/api.crt\""), false, "PEM certificate chain; with tls_key the admin listener speaks HTTPS."),
+    k!("api", "tls_key", None, Some("\"/etc/ferroacs/api.key\""), false, "PEM private key for tls_cert."),
+    k!("api", "connection_request_timeout_ms", Some("3000"), None, false, "How long a connection request to a device may take."),
+    k!("api", "connection_request_concurrency", Some("256"), None, false, "Connection requests in flight at once."),
+    k!("files", "dir", Some("\"files\""), None, false, "Where firmware, configuration files and device uploads are stored."),
+    k!("files", "public_url", None, Some("\"https://acs.example.net:7547\""), false, "Base URL devices use to fetch files; unset = derived from the CWMP listener."),
+    k!("files", "max_upload_bytes", Some("536870912"), None, false, "Largest file accepted from an operator or a device Upload."),
+    k!("log", "format", Some("\"text\""), None, false, "\"text\" (readable) or \"json\" (one object per line)."),
+    k!("log", "level", Some("\"info\""), None, false, "Filter in tracing's EnvFilter syntax, e.g. \"info,ferroacs=debug\"."),
+];
+
+/// The commented example configuration printed by `ferroacs config example`.
+pub fn example() -> String {
+    let mut out = String::from(
+        "# ferroacs configuration. Every key is optional; the values shown are the defaults.\n\
+         # Each key can be overridden by the environment: [cwmp] listen -> FERROACS_CWMP_LISTEN.\n",
+    );
+    let mut section = "";
+    for k in KEYS {
+        if k.section != section {
+            section = k.section;
+            out.push_str(&format!("\n[{section}]\n"));
+        }
+        for line in k.doc.lines() {
+            out.push_str(&format!("# {line}\n"));
+        }
+        match (k.default, k.example) {
+            (Some(d), _) => out.push_str(&format!("#{} = {}\n", k.key, d)),
+            (None, Some(e)) => out.push_str(&format!("# (unset) example:\n#{} = {}\n", k.key, e)),
+            (None, None) => out.push_str(&format!("#{} =\n", k.key)),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Where a setting came from, for error messages.
+impl Config {
+    /// Load the configuration: `explicit` file if given (must exist), else `./ferroacs.toml`
+    /// when present, else defaults; then environment overrides; then validation.
+    pub fn load(
+        explicit: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let (path, text) = match explicit {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+                (p.display().to_string(), text)
+            }
+            None => {
+                let p = Path::new("ferroacs.toml");
+                match std::fs::read_to_string(p) {
+                    Ok(t) => (p.display().to_string(), t),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        ("(defaults)".to_string(), String::new())
+                    }
+                    Err(source) => {
+                        return Err(ConfigError::Read {
+                            path: p.display().to_string(),
+                            source,
+                        })
+                    }
+                }
+            }
+        };
+        Self::from_toml_and_env(&path, &text, env)
+    }
+
+    /// Parse TOML text, apply `FERROACS_*` overrides from `env`, validate.
+    pub fn from_toml_and_env(
+        origin: &str,
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        // Deserialize the file alone first: toml's errors then name the key and position.
+        toml::from_str::<Config>(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            message: e
+                .to_string()
+                .replace('\n', " ")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+        })?;
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: origin.to_string(),
+                    message: e.message().to_string()
+                        + &e.span()
+                            .map(|s| format!(" (at byte {})", s.start))
+                            .unwrap_or_default(),
+                })?;
+        let mut env_keys = Vec::new();
+        for (var, value) in env {
+            let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            // Variables read by the test harness or by other tooling, not configuration.
+            if rest.starts_with("TEST_")
+                || rest == "CONFIG"
+                || rest == "BBF_DIR"
+                || rest == "SAMPLES_DIR"
+            {
+                continue;
+            }
+            let lower = rest.to_ascii_lowercase();
+            let doc = KEYS.iter().find(|k| {
+                lower.len() > k.section.len()
+                    && lower.starts_with(k.section)
+                    && lower.as_bytes()[k.section.len()] == b'_'
+                    && lower[k.section.len() + 1..] == *k.key
+            });
+            let Some(doc) = doc else {
+                return Err(ConfigError::Env {
+                    var,
+                    message: "unknown setting (run `ferroacs config example` for the list)".into(),
+                });
+            };
+            let parsed = parse_env_value(&value, doc).map_err(|message| ConfigError::Env {
+                var: var.clone(),
+                message,
+            })?;
+            let section = table
+                .entry(doc.section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match section {
+                toml::Value::Table(t) => {
+                    t.insert(doc.key.to_string(), parsed);
+                }
+                _ => {
+                    return Err(invalid(doc.section, "must be a table ([section])"));
+                }
+            }
+            env_keys.push((doc.section, doc.key, var));
+        }
+        let cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                // Name the environment variable when the bad value came from one.
+                let msg = e.message().to_string();
+                for (s, k, var) in &env_keys {
+                    if msg.contains(&format!("`{k}`")) || msg.contains(&format!("{s}.{k}")) {
+                        return ConfigError::Env {
+                            var: var.clone(),
+                            message: msg.clone(),
+                        };
+                    }
+                }
+                ConfigError::Parse {
+                    path: origin.to_string(),
+                    message: msg,
+                }
+            })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Check values that the types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        DatabaseUrl::parse(&self.database.url)?;
+        if self.database.pool_size == 0 {
+            return Err(invalid("database.pool_size", "must be at least 1"));
+        }
+        parse_listen("cwmp.listen", &self.cwmp.listen)?;
+        parse_listen("api.listen", &self.api.listen)?;
+        check_tls_pair("cwmp", &self.cwmp.tls_cert, &self.cwmp.tls_key)?;
+        check_tls_pair("api", &self.api.tls_cert, &self.api.tls_key)?;
+        if self.cwmp.tls_client_ca.is_some() && self.cwmp.tls_cert.is_none() {
+            return Err(invalid(
+                "cwmp.tls_client_ca",
+                "client certificates need TLS: set cwmp.tls_cert and cwmp.tls_key too",
+            ));
+        }
+        if let Some(p) = &self.cwmp.tls_client_ca {
+            check_readable("cwmp.tls_client_ca", p)?;
+        }
+        if self.cwmp.realm.is_empty() || self.cwmp.realm.contains('"') {
+            return Err(invalid(
+                "cwmp.realm",
+                "must be non-empty and contain no '\"'",
+            ));
+        }
+        if self.cwmp.session_timeout_secs == 0 {
+            return Err(invalid("cwmp.session_timeout_secs", "must be at least 1"));
+        }
+        if self.cwmp.nonce_ttl_secs < 10 {
+            return Err(invalid("cwmp.nonce_ttl_secs", "must be at least 10"));
+        }
+        if self.cwmp.max_inform_bytes < 32 * 1024 {
+            return Err(invalid(
+                "cwmp.max_inform_bytes",
+                "must be at least 32768 (TR-069 requires CPEs' 32 KiB envelopes to be accepted)",
+            ));
+        }
+        if self.cwmp.max_body_bytes < self.cwmp.max_inform_bytes {
+            return Err(invalid(
+                "cwmp.max_body_bytes",
+                "must not be smaller than cwmp.max_inform_bytes",
+            ));
+        }
+        if self.cwmp.max_sessions == 0 {
+            return Err(invalid("cwmp.max_sessions", "must be at least 1"));
+        }
+        if !(1..=1024).contains(&self.cwmp.gpv_batch_size) {
+            return Err(invalid("cwmp.gpv_batch_size", "must be between 1 and 1024"));
+        }
+        if self.api.connection_request_concurrency == 0 {
+            return Err(invalid(
+                "api.connection_request_concurrency",
+                "must be at least 1",
+            ));
+        }
+        if let Some(u) = &self.files.public_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(invalid(
+                    "files.public_url",
+                    "must start with http:// or https://",
+                ));
+            }
+        }
+        if !matches!(
+            self.log.level.as_str().split(',').next().unwrap_or(""),
+            "" | "trace" | "debug" | "info" | "warn" | "error" | "off"
+        ) && !self.log.level.contains('=')
+        {
+            return Err(invalid(
+                "log.level",
+                "expected trace, debug, info, warn, error or off (optionally with target=level filters)",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn cwmp_listen(&self) -> SocketAddr {
+        // Validated in `validate`.
+        parse_listen("cwmp.listen", &self.cwmp.listen)
+            .unwrap_or_else(|_| ([0, 0, 0, 0], 7547).into())
+    }
+
+    pub fn api_listen(&self) -> SocketAddr {
+        parse_listen("api.listen", &self.api.listen)
+            .unwrap_or_else(|_| ([127, 0, 0, 1], 7557).into())
+    }
+
+    /// The configuration as TOML with every secret replaced by `"********"`.
+    pub fn redacted_toml(&self) -> String {
+        let mut c = self.clone();
+        c.database.url = DatabaseUrl::redact(&c.database.url);
+        if c.cwmp.default_password.is_some() {
+            c.cwmp.default_password = Some(Secret("********".into()));
+        }
+        toml::to_string_pretty(&c).unwrap_or_default()
+    }
+}
+
+fn parse_env_value(value: &str, doc: &KeyDoc) -> Result<toml::Value, String> {
+    // Strings stay strings; numbers and booleans are parsed by TOML rules when the
+    // default says the key is not a string.
+    let default = doc.default.or(doc.example).unwrap_or("\"\"");
+    if default.starts_with('"') {
+        return Ok(toml::Value::String(value.to_string()));
+    }
+    let parsed = format!("v = {}", value.trim())
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|t| t.get("v").cloned());
+    let want_bool = default == "true" || default == "false";
+    match parsed {
+        Some(v @ toml::Value::Boolean(_)) if want_bool => Ok(v),
+        Some(v @ toml::Value::Integer(_)) if !want_bool => Ok(v),
+        _ => Err(format!(
+            "`{value}` is not {} (default {default})",
+            if want_bool {
+                "true or false"
+            } else {
+                "a whole number"
+            }
+        )),
+    }
+}
+
+fn parse_listen(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+    s.parse::<SocketAddr>().map_err(|_| {
+        invalid(
+            key,
+            format!("`{s}` is not an IP:port address such as 0.0.0.0:7547"),
+        )
+    })
+}
+
+fn check_tls_pair(
+    section: &str,
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+) -> Result<(), ConfigError> {
+    match (cert, key) {
+        (Some(c), Some(k)) => {
+            check_readable(&format!("{section}.tls_cert"), c)?;
+            check_readable(&format!("{section}.tls_key"), k)
+        }
+        (Some(_), None) => Err(invalid(
+            &format!("{section}.tls_key"),
+            "missing: tls_cert needs tls_key",
+        )),
+        (None, Some(_)) => Err(invalid(
+            &format!("{section}.tls_cert"),
+            "missing: tls_key needs tls_cert",
+        )),
+        (None, None) => Ok(()),
+    }
+}
+
+fn check_readable(key: &str, p: &Path) -> Result<(), ConfigError> {
+    std::fs::metadata(p)
+        .map(|_| ())
+        .map_err(|e| invalid(key, format!("cannot read {}: {e}", p.display())))
+}
+
+/// A parsed database URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Result<DatabaseUrl, ConfigError> {
+        if let Some(rest) = url.strip_prefix("sqlite://") {
+            if rest.is_empty() {
+                return Err(invalid(
+                    "database.url",
+                    "sqlite:// needs a file path, e.g. sqlite://ferroacs.db",
+                ));
+            }
+            if rest == ":memory:" {
+                return Err(invalid(
+                    "database.url",
+                    "in-memory SQLite cannot be shared by the connection pool; use a file path",
+                ));
+            }
+            return Ok(DatabaseUrl::Sqlite(PathBuf::from(rest)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let after = url.split_once("://").map(|(_, r)| r).unwrap_or("");
+            let host_part = after.rsplit_once('@').map(|(_, h)| h).unwrap_or(after);
+            let host = host_part.split(['/', '?']).next().unwrap_or("");
+            if host.is_empty() && !url.contains("host=") {
+                return Err(invalid(
+                    "database.url",
+                    format!(
+                        "`{}` has no host; expected postgres://USER:PASSWORD@HOST:PORT/DATABASE",
+                        Self::redact(url)
+                    ),
+                ));
+            }
+            if let Some((_, port)) = host.rsplit_once(':') {
+                if !host.ends_with(']') && port.parse::<u16>().is_err() {
+                    return Err(invalid(
+                        "database.url",
+                        format!("`{}` has an invalid port `{port}`", Self::redact(url)),
+                    ));
+                }
+            }
+            return Ok(DatabaseUrl::Postgres(url.to_string()));
+        }
+        Err(invalid(
+            "database.url",
+            format!(
+                "`{}` is not supported; use sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE",
+                Self::redact(url)
+            ),
+        ))
+    }
+
+    /// The URL with any password replaced, safe for logs and output.
+    pub fn redact(url: &str) -> String {
+        if let Some((scheme, rest)) = url.split_once("://") {
+            if let Some((userinfo, host)) = rest.rsplit_once('@') {
+                let user = userinfo.split(':').next().unwrap_or("");
+                if userinfo.contains(':') {
+                    return format!("{scheme}://{user}:********@{host}");
+                }
+            }
+        }
+        url.to_string()
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, DatabaseUrl::Postgres(_))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_toml_and_env(
+            "test.toml",
+            text,
+            env.iter().map(|(a, b)| (a.to_string(), b.to_string())),
+        )
+    }
+
+    #[test]
+    fn defaults_validate() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.cwmp_listen().port(), 7547);
+        assert_eq!(c.api_listen().to_string(), "127.0.0.1:7557");
+    }
+
+    #[test]
+    fn example_uncommented_equals_defaults() {
+        // Uncomment every `#key = value` line of the example: the result must load and equal
+        // the defaults (keys unset by default are shown as examples and left commented).
+        let ex = example();
+        let mut text = String::new();
+        let mut skip_next = false;
+        for line in ex.lines() {
+            if line.starts_with("# (unset)") {
+                skip_next = true;
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix('#') {
+                if !rest.starts_with(' ') && rest.contains(" = ") && !skip_next {
+                    text.push_str(rest);
+                    text.push('\n');
+                }
+                skip_next = false;
+                continue;
+            }
+            text.push_str(line);
+            text.push('\n');
+        }
+        let c = load(&text, &[]).unwrap();
+        assert_eq!(c, Config::default());
+        // And every key of the struct is documented.
+        let documented = KEYS.len();
+        let serialized: toml::Table = toml::to_string(&Config::default())
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut keys = 0;
+        for (_, v) in serialized {
+            keys += v.as_table().map(|t| t.len()).unwrap_or(0);
+        }
+        // Keys unset by default (None) are not serialized; count them from KEYS.
+        let unset = KEYS.iter().filter(|k| k.default.is_none()).count();
+        assert_eq!(keys + unset, documented);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_name() {
+        let e = load("[cwmp]\nlisten_port = 1\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listen_port"), "{e}");
+        let e = load("[nosuch]\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("nosuch"), "{e}");
+        let e = load("", &[("FERROACS_CWMP_LISTN", "x")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("FERROACS_CWMP_LISTN"), "{e}");
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let c = load(
+            "[cwmp]\nlisten = \"0.0.0.0:1\"\n",
+            &[
+                ("FERROACS_CWMP_LISTEN", "127.0.0.1:9"),
+                ("FERROACS_DATABASE_URL", "postgres://a:b@h:5432/d"),
+                ("FERROACS_CWMP_SESSION_TIMEOUT_SECS", "12"),
+                ("FERROACS_CWMP_DEFAULT_PASSWORD", "123"),
+                ("HOME", "/root"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.cwmp.listen, "127.0.0.1:9");
+        assert_eq!(c.cwmp.session_timeout_secs, 12);
+        assert_eq!(
+            c.cwmp.default_password.as_ref().map(|s| s.expose()),
+            Some("123")
+        );
+        assert!(!format!("{c:?}").contains("123\""));
+        assert!(DatabaseUrl::parse(&c.database.url).unwrap().is_postgres());
+        let e = load("", &[("FERROACS_CWMP_SESSION_TIMEOUT_SECS", "soon")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("FERROACS_CWMP_SESSION_TIMEOUT_SECS"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        for (text, key) in [
+            ("[database]\nurl = \"mysql://x\"\n", "database.url"),
+            (
+                "[database]\nurl = \"postgres://u:p@:bad/x\"\n",
+                "database.url",
+            ),
+            ("[cwmp]\nlisten = \"nowhere\"\n", "cwmp.listen"),
+            ("[cwmp]\ntls_cert = \"/nonexistent.pem\"\n", "cwmp.tls_key"),
+            (
+                "[api]\ntls_cert = \"/nonexistent.pem\"\ntls_key = \"/nonexistent.key\"\n",
+                "api.tls_cert",
+            ),
+            ("[cwmp]\nmax_inform_bytes = 100\n", "cwmp.max_inform_bytes"),
+        ] {
+            let e = load(text, &[]).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let c = load(
+            "[database]\nurl = \"postgres://acs:hunter2@db:5432/acs\"\n[cwmp]\ndefault_password = \"sesame\"\n",
+            &[],
+        )
+        .unwrap();
+        let out = c.redacted_toml();
+        assert!(!out.contains("hunter2") && !out.contains("sesame"), "{out}");
+        assert!(out.contains("acs:********@db:5432/acs"), "{out}");
+        assert!(!format!("{:?}", DatabaseUrl::redact("postgres://a:zz@h/d")).contains("zz"));
+    }
+}

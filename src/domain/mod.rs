@@ -1,0 +1,6 @@
+//! Business rules: what a session does with a device, tasks, the parameter store's
+//! semantics. No actix here; storage through [`crate::store::Store`].
+
+pub mod params;
+pub mod session;
+pub mod tasks;

@@ -1,0 +1,484 @@
+//! What ferroacs knows of a device's parameters, and its compact stored form.
+//!
+//! A [`ParamTree`] is a sorted map from full parameter name (objects end in `.`) to what we
+//! know of it: value, CWMP type, writability, notification/access attributes and when it was
+//! learnt. It is stored as one blob per device: names front-coded (sorted names share long
+//! prefixes), types as one byte, timestamps as deltas, then deflate-compressed. A device of a
+//! few hundred parameters takes a few kilobytes, and a session reads or writes the whole tree
+//! in one round trip.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// What is known of one parameter or object.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct ParamEntry {
+    /// `None` for objects and for parameters whose value has not been read yet.
+    pub value: Option<String>,
+    /// CWMP type as the device reported it (`xsd:string`, `xsd:unsignedInt`, ...).
+    pub xsd_type: String,
+    pub writable: Option<bool>,
+    pub object: bool,
+    pub notification: Option<u8>,
+    pub access_list: Option<Vec<String>>,
+    /// When the value (or, for objects, the existence) was last learnt, ms since the epoch.
+    pub updated_at: i64,
+}
+
+/// The known parameters of one device.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ParamTree {
+    map: BTreeMap<String, ParamEntry>,
+}
+
+const FORMAT_V1: u8 = 1;
+const FLAG_OBJECT: u8 = 1;
+const FLAG_WRITABLE_KNOWN: u8 = 2;
+const FLAG_WRITABLE: u8 = 4;
+const FLAG_VALUE: u8 = 8;
+const FLAG_NOTIFICATION: u8 = 16;
+const FLAG_ACCESS: u8 = 32;
+
+const TYPES: &[&str] = &[
+    "xsd:string",
+    "xsd:int",
+    "xsd:unsignedInt",
+    "xsd:boolean",
+    "xsd:dateTime",
+    "xsd:base64",
+    "xsd:long",
+    "xsd:unsignedLong",
+    "xsd:hexBinary",
+    "",
+];
+const TYPE_OTHER: u8 = 255;
+
+impl ParamTree {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&ParamEntry> {
+        self.map.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &ParamEntry)> {
+        self.map.iter()
+    }
+
+    /// Entries whose name starts with `prefix` (all when empty), in name order.
+    pub fn with_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a String, &'a ParamEntry)> + 'a {
+        self.map
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+    }
+
+    /// Record a value read from the device (GetParameterValues, Inform, a successful set).
+    pub fn set_value(&mut self, name: &str, value: &str, xsd_type: &str, at: i64) {
+        let e = self.map.entry(name.to_string()).or_default();
+        e.value = Some(value.to_string());
+        if !xsd_type.is_empty() {
+            e.xsd_type = xsd_type.to_string();
+        }
+        e.object = false;
+        e.updated_at = at;
+    }
+
+    /// Record that a parameter or object exists (GetParameterNames).
+    pub fn set_info(&mut self, name: &str, writable: bool, at: i64) {
+        let e = self.map.entry(name.to_string()).or_default();
+        e.writable = Some(writable);
+        e.object = name.ends_with('.');
+        if e.updated_at == 0 {
+            e.updated_at = at;
+        }
+    }
+
+    /// Record attributes (GetParameterAttributes / a successful SetParameterAttributes).
+    pub fn set_attributes(
+        &mut self,
+        name: &str,
+        notification: Option<u8>,
+        access: Option<Vec<String>>,
+        at: i64,
+    ) {
+        let e = self.map.entry(name.to_string()).or_default();
+        if notification.is_some() {
+            e.notification = notification;
+        }
+        if access.is_some() {
+            e.access_list = access;
+        }
+        e.object = name.ends_with('.');
+        if e.updated_at == 0 {
+            e.updated_at = at;
+        }
+    }
+
+    /// Forget an object and everything below it (DeleteObject, 9005 on a path).
+    pub fn remove_subtree(&mut self, prefix: &str) -> usize {
+        let keys: Vec<String> = self.with_prefix(prefix).map(|(k, _)| k.clone()).collect();
+        for k in &keys {
+            self.map.remove(k);
+        }
+        keys.len()
+    }
+
+    /// Insert an entry as is.
+    pub fn insert(&mut self, name: String, entry: ParamEntry) {
+        self.map.insert(name, entry);
+    }
+
+    /// Names of leaf parameters (not objects) under `prefix`.
+    pub fn leaves_under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a String> + 'a {
+        self.with_prefix(prefix)
+            .filter(|(_, e)| !e.object)
+            .map(|(k, _)| k)
+    }
+
+    /// Overlay `other` where its entries are at least as new.
+    pub fn overlay(&mut self, other: &ParamTree) {
+        for (k, v) in &other.map {
+            match self.map.get_mut(k) {
+                Some(mine) if mine.updated_at > v.updated_at => {}
+                Some(mine) => {
+                    if v.value.is_some() {
+                        mine.value = v.value.clone();
+                    }
+                    if !v.xsd_type.is_empty() {
+                        mine.xsd_type = v.xsd_type.clone();
+                    }
+                    if v.writable.is_some() {
+                        mine.writable = v.writable;
+                    }
+                    mine.updated_at = v.updated_at;
+                }
+                None => {
+                    self.map.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+
+    /// Encode (uncompressed when `compress` is false, e.g. for the handful of Inform values).
+    pub fn encode(&self, compress: bool) -> Vec<u8> {
+        let mut raw = Vec::with_capacity(16 + self.map.len() * 24);
+        let base = self.map.values().map(|e| e.updated_at).min().unwrap_or(0);
+        put_varint(&mut raw, self.map.len() as u64);
+        put_varint(&mut raw, zigzag(base));
+        let mut prev: &str = "";
+        for (name, e) in &self.map {
+            let shared = common_prefix(prev, name);
+            put_varint(&mut raw, shared as u64);
+            put_bytes(&mut raw, &name.as_bytes()[shared..]);
+            let mut flags = 0u8;
+            if e.object {
+                flags |= FLAG_OBJECT;
+            }
+            if let Some(w) = e.writable {
+                flags |= FLAG_WRITABLE_KNOWN;
+                if w {
+                    flags |= FLAG_WRITABLE;
+                }
+            }
+            if e.value.is_some() {
+                flags |= FLAG_VALUE;
+            }
+            if e.notification.is_some() {
+                flags |= FLAG_NOTIFICATION;
+            }
+            if e.access_list.is_some() {
+                flags |= FLAG_ACCESS;
+            }
+            raw.push(flags);
+            match TYPES.iter().position(|t| *t == e.xsd_type) {
+                Some(i) => raw.push(i as u8),
+                None => {
+                    raw.push(TYPE_OTHER);
+                    put_bytes(&mut raw, e.xsd_type.as_bytes());
+                }
+            }
+            if let Some(v) = &e.value {
+                put_bytes(&mut raw, v.as_bytes());
+            }
+            if let Some(n) = e.notification {
+                raw.push(n);
+            }
+            if let Some(a) = &e.access_list {
+                put_varint(&mut raw, a.len() as u64);
+                for s in a {
+                    put_bytes(&mut raw, s.as_bytes());
+                }
+            }
+            put_varint(&mut raw, (e.updated_at - base).max(0) as u64);
+            prev = name;
+        }
+        let mut out = Vec::with_capacity(raw.len() / 2 + 8);
+        out.push(FORMAT_V1);
+        if compress && raw.len() > 256 {
+            out.push(1);
+            let mut enc = flate2::write::DeflateEncoder::new(out, flate2::Compression::new(6));
+            // Writing to a Vec cannot fail.
+            let _ = enc.write_all(&raw);
+            enc.finish().unwrap_or_default()
+        } else {
+            out.push(0);
+            out.extend_from_slice(&raw);
+            out
+        }
+    }
+
+    /// Decode what [`encode`](Self::encode) produced.
+    pub fn decode(data: &[u8]) -> Result<ParamTree> {
+        let bad = |what: &str| Error::Internal(format!("stored parameter tree is corrupt: {what}"));
+        if data.len() < 2 || data[0] != FORMAT_V1 {
+            return Err(bad("unknown format"));
+        }
+        let inflated;
+        let raw: &[u8] = match data[1] {
+            0 => &data[2..],
+            1 => {
+                let mut v = Vec::with_capacity(data.len() * 4);
+                flate2::read::DeflateDecoder::new(&data[2..])
+                    .read_to_end(&mut v)
+                    .map_err(|_| bad("compressed data"))?;
+                inflated = v;
+                &inflated
+            }
+            _ => return Err(bad("unknown compression")),
+        };
+        let mut r = Reader { buf: raw, pos: 0 };
+        let count = r.varint().ok_or_else(|| bad("count"))? as usize;
+        let base = unzigzag(r.varint().ok_or_else(|| bad("base"))?);
+        let mut map = BTreeMap::new();
+        let mut prev = String::new();
+        for _ in 0..count {
+            let shared = r.varint().ok_or_else(|| bad("prefix"))? as usize;
+            let suffix = r.bytes().ok_or_else(|| bad("name"))?;
+            if shared > prev.len() {
+                return Err(bad("prefix length"));
+            }
+            let mut name = Vec::with_capacity(shared + suffix.len());
+            name.extend_from_slice(&prev.as_bytes()[..shared]);
+            name.extend_from_slice(suffix);
+            let name = String::from_utf8(name).map_err(|_| bad("name encoding"))?;
+            let flags = r.byte().ok_or_else(|| bad("flags"))?;
+            let t = r.byte().ok_or_else(|| bad("type"))?;
+            let xsd_type = if t == TYPE_OTHER {
+                String::from_utf8(r.bytes().ok_or_else(|| bad("type name"))?.to_vec())
+                    .map_err(|_| bad("type"))?
+            } else {
+                TYPES
+                    .get(t as usize)
+                    .ok_or_else(|| bad("type code"))?
+                    .to_string()
+            };
+            let value = if flags & FLAG_VALUE != 0 {
+                Some(
+                    String::from_utf8(r.bytes().ok_or_else(|| bad("value"))?.to_vec())
+                        .map_err(|_| bad("value encoding"))?,
+                )
+            } else {
+                None
+            };
+            let notification = if flags & FLAG_NOTIFICATION != 0 {
+                Some(r.byte().ok_or_else(|| bad("notification"))?)
+            } else {
+                None
+            };
+            let access_list = if flags & FLAG_ACCESS != 0 {
+                let n = r.varint().ok_or_else(|| bad("access count"))? as usize;
+                let mut v = Vec::with_capacity(n.min(16));
+                for _ in 0..n {
+                    v.push(
+                        String::from_utf8(r.bytes().ok_or_else(|| bad("access"))?.to_vec())
+                            .map_err(|_| bad("access"))?,
+                    );
+                }
+                Some(v)
+            } else {
+                None
+            };
+            let delta = r.varint().ok_or_else(|| bad("timestamp"))?;
+            let entry = ParamEntry {
+                value,
+                xsd_type,
+                writable: (flags & FLAG_WRITABLE_KNOWN != 0).then_some(flags & FLAG_WRITABLE != 0),
+                object: flags & FLAG_OBJECT != 0,
+                notification,
+                access_list,
+                updated_at: base + delta as i64,
+            };
+            prev.clone_from(&name);
+            map.insert(name, entry);
+        }
+        Ok(ParamTree { map })
+    }
+}
+
+fn common_prefix(a: &str, b: &str) -> usize {
+    let mut n = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    while !b.is_char_boundary(n) {
+        n -= 1;
+    }
+    n
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_varint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Option<u8> {
+        let b = *self.buf.get(self.pos)?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    fn varint(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = self.varint()? as usize;
+        let end = self.pos.checked_add(n)?;
+        let s = self.buf.get(self.pos..end)?;
+        self.pos = end;
+        Some(s)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn sample(n: usize) -> ParamTree {
+        let mut t = ParamTree::new();
+        t.set_info("InternetGatewayDevice.", false, 1_700_000_000_000);
+        for i in 0..n {
+            let name = format!(
+                "InternetGatewayDevice.LANDevice.1.Hosts.Host.{}.IPAddress",
+                i + 1
+            );
+            t.set_value(
+                &name,
+                &format!("192.168.1.{}", i % 250),
+                "xsd:string",
+                1_700_000_000_000 + i as i64,
+            );
+            t.set_info(&name, i % 2 == 0, 1);
+        }
+        t.set_value(
+            "InternetGatewayDevice.X_Vendor.Odd",
+            "é ü",
+            "xsd:vendorType",
+            5,
+        );
+        t.set_attributes(
+            "InternetGatewayDevice.X_Vendor.Odd",
+            Some(2),
+            Some(vec!["Subscriber".into()]),
+            5,
+        );
+        t
+    }
+
+    #[test]
+    fn round_trips_compressed_and_not() {
+        let t = sample(300);
+        for compress in [true, false] {
+            let enc = t.encode(compress);
+            assert_eq!(ParamTree::decode(&enc).unwrap(), t);
+        }
+        assert_eq!(
+            ParamTree::decode(&ParamTree::new().encode(true)).unwrap(),
+            ParamTree::new()
+        );
+    }
+
+    #[test]
+    fn compact() {
+        let t = sample(300);
+        let enc = t.encode(true);
+        // 300 host addresses with 60-character names: a few bytes each once front-coded.
+        assert!(enc.len() < 2500, "encoded {} bytes", enc.len());
+    }
+
+    #[test]
+    fn prefix_and_subtree() {
+        let mut t = sample(20);
+        assert_eq!(
+            t.with_prefix("InternetGatewayDevice.LANDevice.1.Hosts.Host.1")
+                .count(),
+            11
+        );
+        let removed = t.remove_subtree("InternetGatewayDevice.LANDevice.1.Hosts.Host.1.");
+        assert_eq!(removed, 1);
+        assert!(t
+            .get("InternetGatewayDevice.LANDevice.1.Hosts.Host.1.IPAddress")
+            .is_none());
+        assert!(t
+            .get("InternetGatewayDevice.LANDevice.1.Hosts.Host.10.IPAddress")
+            .is_some());
+    }
+
+    #[test]
+    fn corrupt_data_is_an_error_not_a_panic() {
+        let enc = sample(50).encode(false);
+        for cut in [0, 1, 2, 5, enc.len() / 2, enc.len() - 1] {
+            assert!(ParamTree::decode(&enc[..cut]).is_err());
+        }
+        let mut bad = enc.clone();
+        bad[0] = 9;
+        assert!(ParamTree::decode(&bad).is_err());
+    }
+}

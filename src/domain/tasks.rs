@@ -1,0 +1,721 @@
+//! Tasks: what an operator asked ferroacs to do on a device, one CWMP RPC each.
+//!
+//! A task is created `pending`, becomes `running` when its RPC is sent, and ends `done`,
+//! `fault`, `expired` or `cancelled`. Some RPCs finish later than their response: a Reboot
+//! when the device comes back with `M Reboot`, a Download when its TransferComplete arrives,
+//! a FactoryReset with `0 BOOTSTRAP`. Such a task stays `running` with an `awaiting` marker
+//! in its result.
+//!
+//! Crash safety: a task found `running` without an `awaiting` marker when its device starts
+//! a new session was interrupted (server killed, device vanished) with its outcome unknown.
+//! Idempotent RPCs are simply sent again; RPCs that change state carry a key (CommandKey or
+//! ParameterKey) that the device reports back, so ferroacs can tell whether the first
+//! attempt took effect and never applies it twice.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cwmp::{
+    AcsRequest, CancelTransfer, ChangeDuState, CpeResponse, CwmpFault, Download, DuOperation,
+    GetParameterAttributes, GetParameterNames, GetParameterValues, ObjectRequest, ParameterValue,
+    Reboot, ScheduleDownload, ScheduleInform, SetParameterAttribute, SetParameterAttributes,
+    SetParameterValues, TimeWindow, Upload,
+};
+use crate::error::{Error, Result};
+
+pub const PENDING: &str = "pending";
+pub const RUNNING: &str = "running";
+pub const DONE: &str = "done";
+pub const FAULT: &str = "fault";
+pub const EXPIRED: &str = "expired";
+pub const CANCELLED: &str = "cancelled";
+
+/// One value of a SetParameterValues task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetValue {
+    pub name: String,
+    pub value: String,
+    /// `xsd:string`, `xsd:unsignedInt`, ...; when absent the type the device reported (or
+    /// the data model's) is used.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub xsd_type: Option<String>,
+}
+
+/// One entry of a SetParameterAttributes task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetAttribute {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_list: Option<Vec<String>>,
+}
+
+/// A time window of a ScheduleDownload task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    pub start: u32,
+    pub end: u32,
+    #[serde(default = "default_window_mode")]
+    pub mode: String,
+    #[serde(default)]
+    pub user_message: String,
+    #[serde(default = "default_max_retries")]
+    pub max_retries: i32,
+}
+
+fn default_window_mode() -> String {
+    "1 At Any Time".into()
+}
+
+fn default_max_retries() -> i32 {
+    -1
+}
+
+/// What a task does, as the API receives it (`{"rpc": "...", ...arguments}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "rpc", deny_unknown_fields)]
+pub enum TaskSpec {
+    GetParameterValues {
+        names: Vec<String>,
+    },
+    SetParameterValues {
+        values: Vec<SetValue>,
+    },
+    GetParameterNames {
+        #[serde(default)]
+        path: String,
+        #[serde(default)]
+        next_level: bool,
+    },
+    GetParameterAttributes {
+        names: Vec<String>,
+    },
+    SetParameterAttributes {
+        attributes: Vec<SetAttribute>,
+    },
+    AddObject {
+        object: String,
+    },
+    DeleteObject {
+        object: String,
+    },
+    Reboot {},
+    FactoryReset {},
+    Download {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+        file_type: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        username: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file_size: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target_file_name: Option<String>,
+        #[serde(default)]
+        delay_seconds: u32,
+    },
+    Upload {
+        file_type: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        username: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password: Option<String>,
+        #[serde(default)]
+        delay_seconds: u32,
+    },
+    ScheduleInform {
+        delay_seconds: u32,
+    },
+    ScheduleDownload {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+        file_type: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        username: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file_size: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target_file_name: Option<String>,
+        windows: Vec<Window>,
+    },
+    CancelTransfer {
+        command_key: String,
+    },
+    #[serde(rename = "GetRPCMethods")]
+    GetRpcMethods {},
+    #[serde(rename = "ChangeDUState")]
+    ChangeDuState {
+        operations: Vec<DuOperation>,
+    },
+    GetQueuedTransfers {},
+    GetAllQueuedTransfers {},
+}
+
+/// Names of every RPC a task can carry (for docs and validation messages).
+pub const TASK_RPCS: &[&str] = &[
+    "GetParameterValues",
+    "SetParameterValues",
+    "GetParameterNames",
+    "GetParameterAttributes",
+    "SetParameterAttributes",
+    "AddObject",
+    "DeleteObject",
+    "Reboot",
+    "FactoryReset",
+    "Download",
+    "Upload",
+    "ScheduleInform",
+    "ScheduleDownload",
+    "CancelTransfer",
+    "GetRPCMethods",
+    "ChangeDUState",
+    "GetQueuedTransfers",
+    "GetAllQueuedTransfers",
+];
+
+/// What a successfully answered RPC means for its task.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Completion {
+    /// Finished; the JSON is the task's result.
+    Done(serde_json::Value),
+    /// Accepted; the task finishes when the device reports `event` (e.g. "M Reboot") or a
+    /// TransferComplete/DUStateChangeComplete with the task's command key.
+    Awaiting(&'static str),
+}
+
+impl TaskSpec {
+    /// The RPC name as CWMP spells it.
+    pub fn rpc(&self) -> &'static str {
+        match self {
+            TaskSpec::GetParameterValues { .. } => "GetParameterValues",
+            TaskSpec::SetParameterValues { .. } => "SetParameterValues",
+            TaskSpec::GetParameterNames { .. } => "GetParameterNames",
+            TaskSpec::GetParameterAttributes { .. } => "GetParameterAttributes",
+            TaskSpec::SetParameterAttributes { .. } => "SetParameterAttributes",
+            TaskSpec::AddObject { .. } => "AddObject",
+            TaskSpec::DeleteObject { .. } => "DeleteObject",
+            TaskSpec::Reboot {} => "Reboot",
+            TaskSpec::FactoryReset {} => "FactoryReset",
+            TaskSpec::Download { .. } => "Download",
+            TaskSpec::Upload { .. } => "Upload",
+            TaskSpec::ScheduleInform { .. } => "ScheduleInform",
+            TaskSpec::ScheduleDownload { .. } => "ScheduleDownload",
+            TaskSpec::CancelTransfer { .. } => "CancelTransfer",
+            TaskSpec::GetRpcMethods {} => "GetRPCMethods",
+            TaskSpec::ChangeDuState { .. } => "ChangeDUState",
+            TaskSpec::GetQueuedTransfers {} => "GetQueuedTransfers",
+            TaskSpec::GetAllQueuedTransfers {} => "GetAllQueuedTransfers",
+        }
+    }
+
+    /// Whether sending the RPC twice does no harm (so an interrupted attempt is just resent).
+    pub fn idempotent(&self) -> bool {
+        matches!(
+            self,
+            TaskSpec::GetParameterValues { .. }
+                | TaskSpec::SetParameterValues { .. }
+                | TaskSpec::GetParameterNames { .. }
+                | TaskSpec::GetParameterAttributes { .. }
+                | TaskSpec::SetParameterAttributes { .. }
+                | TaskSpec::GetRpcMethods {}
+                | TaskSpec::GetQueuedTransfers {}
+                | TaskSpec::GetAllQueuedTransfers {}
+                | TaskSpec::CancelTransfer { .. }
+                // The CPE recognises a transfer by its CommandKey, which a resend reuses.
+                | TaskSpec::Download { .. }
+                | TaskSpec::ScheduleDownload { .. }
+                | TaskSpec::Upload { .. }
+                | TaskSpec::ScheduleInform { .. }
+        )
+    }
+
+    /// Whether the task carries a key the device reports back: a CommandKey in an `M` event
+    /// or TransferComplete, or a ParameterKey in `ManagementServer.ParameterKey`.
+    pub fn uses_key(&self) -> bool {
+        !matches!(
+            self,
+            TaskSpec::GetParameterValues { .. }
+                | TaskSpec::GetParameterNames { .. }
+                | TaskSpec::GetParameterAttributes { .. }
+                | TaskSpec::SetParameterAttributes { .. }
+                | TaskSpec::GetRpcMethods {}
+                | TaskSpec::GetQueuedTransfers {}
+                | TaskSpec::GetAllQueuedTransfers {}
+                | TaskSpec::FactoryReset {}
+                | TaskSpec::CancelTransfer { .. }
+        )
+    }
+
+    /// Basic shape checks (the data-model checks of values happen in the domain service).
+    pub fn check(&self) -> Result<()> {
+        let object_path = |field: &str, p: &str| -> Result<()> {
+            if p.is_empty() || !p.ends_with('.') || p.len() > 256 {
+                return Err(Error::invalid(
+                    field,
+                    format!("`{p}` must be an object path ending in '.' (at most 256 characters)"),
+                ));
+            }
+            Ok(())
+        };
+        match self {
+            TaskSpec::GetParameterValues { names } | TaskSpec::GetParameterAttributes { names } => {
+                if names.is_empty() {
+                    return Err(Error::invalid(
+                        "names",
+                        "give at least one parameter name or partial path",
+                    ));
+                }
+                for n in names {
+                    if n.len() > 256 {
+                        return Err(Error::invalid(
+                            "names",
+                            format!("`{n}` is longer than 256 characters"),
+                        ));
+                    }
+                }
+            }
+            TaskSpec::SetParameterValues { values } => {
+                if values.is_empty() {
+                    return Err(Error::invalid("values", "give at least one {name, value}"));
+                }
+                for v in values {
+                    if v.name.is_empty() || v.name.ends_with('.') {
+                        return Err(Error::invalid(
+                            "values",
+                            format!("`{}` is not a parameter name", v.name),
+                        ));
+                    }
+                }
+            }
+            TaskSpec::SetParameterAttributes { attributes } => {
+                if attributes.is_empty() {
+                    return Err(Error::invalid(
+                        "attributes",
+                        "give at least one attribute change",
+                    ));
+                }
+                for a in attributes {
+                    if let Some(n) = a.notification {
+                        if n > 6 {
+                            return Err(Error::invalid(
+                                "attributes",
+                                format!("{}: notification must be 0..6", a.name),
+                            ));
+                        }
+                    }
+                }
+            }
+            TaskSpec::AddObject { object } => object_path("object", object)?,
+            TaskSpec::DeleteObject { object } => {
+                object_path("object", object)?;
+                let last = object
+                    .trim_end_matches('.')
+                    .rsplit('.')
+                    .next()
+                    .unwrap_or("");
+                if last.parse::<u32>().is_err() && !last.starts_with('[') {
+                    return Err(Error::invalid(
+                        "object",
+                        format!("`{object}` must name an instance, e.g. X.Y.3."),
+                    ));
+                }
+            }
+            TaskSpec::Download {
+                file_id,
+                url,
+                file_type,
+                ..
+            }
+            | TaskSpec::ScheduleDownload {
+                file_id,
+                url,
+                file_type,
+                ..
+            } => {
+                if file_id.is_none() == url.is_none() {
+                    return Err(Error::invalid(
+                        "file_id",
+                        "give either file_id (a stored file) or url",
+                    ));
+                }
+                if file_type.is_empty() || file_type.len() > 64 {
+                    return Err(Error::invalid(
+                        "file_type",
+                        "e.g. \"1 Firmware Upgrade Image\" (at most 64 characters)",
+                    ));
+                }
+                if let TaskSpec::ScheduleDownload { windows, .. } = self {
+                    if windows.is_empty() || windows.len() > 2 {
+                        return Err(Error::invalid("windows", "give one or two time windows"));
+                    }
+                }
+            }
+            TaskSpec::Upload { file_type, .. } if file_type.is_empty() || file_type.len() > 64 => {
+                return Err(Error::invalid(
+                    "file_type",
+                    "e.g. \"1 Vendor Configuration File\"",
+                ));
+            }
+            TaskSpec::CancelTransfer { command_key } if command_key.len() > 32 => {
+                return Err(Error::invalid("command_key", "at most 32 characters"));
+            }
+            TaskSpec::ChangeDuState { operations } if operations.is_empty() => {
+                return Err(Error::invalid("operations", "give at least one operation"));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Build the CWMP request. `key` is the task's CommandKey / ParameterKey; `download_url`
+    /// resolves a stored file id to the URL (and credentials) the device should use;
+    /// `upload_url` is where an Upload should go.
+    pub fn to_request(
+        &self,
+        key: &str,
+        types: &dyn Fn(&str) -> Option<String>,
+        download_url: &dyn Fn(&str) -> Result<(String, u32)>,
+        upload_url: &dyn Fn() -> String,
+    ) -> Result<AcsRequest> {
+        Ok(match self {
+            TaskSpec::GetParameterValues { names } => {
+                AcsRequest::GetParameterValues(GetParameterValues {
+                    parameter_names: names.clone(),
+                })
+            }
+            TaskSpec::SetParameterValues { values } => {
+                AcsRequest::SetParameterValues(SetParameterValues {
+                    parameter_list: values
+                        .iter()
+                        .map(|v| ParameterValue {
+                            name: v.name.clone(),
+                            value: v.value.clone(),
+                            xsd_type: v
+                                .xsd_type
+                                .clone()
+                                .or_else(|| types(&v.name))
+                                .unwrap_or_else(|| "xsd:string".to_string()),
+                        })
+                        .collect(),
+                    parameter_key: key.to_string(),
+                })
+            }
+            TaskSpec::GetParameterNames { path, next_level } => {
+                AcsRequest::GetParameterNames(GetParameterNames {
+                    parameter_path: path.clone(),
+                    next_level: *next_level,
+                })
+            }
+            TaskSpec::GetParameterAttributes { names } => {
+                AcsRequest::GetParameterAttributes(GetParameterAttributes {
+                    parameter_names: names.clone(),
+                })
+            }
+            TaskSpec::SetParameterAttributes { attributes } => {
+                AcsRequest::SetParameterAttributes(SetParameterAttributes {
+                    parameter_list: attributes
+                        .iter()
+                        .map(|a| SetParameterAttribute {
+                            name: a.name.clone(),
+                            notification_change: a.notification.is_some(),
+                            notification: a.notification.unwrap_or(0),
+                            access_list_change: a.access_list.is_some(),
+                            access_list: a.access_list.clone().unwrap_or_default(),
+                        })
+                        .collect(),
+                })
+            }
+            TaskSpec::AddObject { object } => AcsRequest::AddObject(ObjectRequest {
+                object_name: object.clone(),
+                parameter_key: key.to_string(),
+            }),
+            TaskSpec::DeleteObject { object } => AcsRequest::DeleteObject(ObjectRequest {
+                object_name: object.clone(),
+                parameter_key: key.to_string(),
+            }),
+            TaskSpec::Reboot {} => AcsRequest::Reboot(Reboot {
+                command_key: key.to_string(),
+            }),
+            TaskSpec::FactoryReset {} => AcsRequest::FactoryReset,
+            TaskSpec::Download {
+                file_id,
+                url,
+                file_type,
+                username,
+                password,
+                file_size,
+                target_file_name,
+                delay_seconds,
+            } => {
+                let (url, size) = resolve_url(file_id, url, *file_size, download_url)?;
+                AcsRequest::Download(Download {
+                    command_key: key.to_string(),
+                    file_type: file_type.clone(),
+                    url,
+                    username: username.clone().unwrap_or_default(),
+                    password: password.clone().unwrap_or_default(),
+                    file_size: size,
+                    target_file_name: target_file_name.clone().unwrap_or_default(),
+                    delay_seconds: *delay_seconds,
+                    success_url: String::new(),
+                    failure_url: String::new(),
+                })
+            }
+            TaskSpec::Upload {
+                file_type,
+                url,
+                username,
+                password,
+                delay_seconds,
+            } => AcsRequest::Upload(Upload {
+                command_key: key.to_string(),
+                file_type: file_type.clone(),
+                url: url.clone().unwrap_or_else(upload_url),
+                username: username.clone().unwrap_or_default(),
+                password: password.clone().unwrap_or_default(),
+                delay_seconds: *delay_seconds,
+            }),
+            TaskSpec::ScheduleInform { delay_seconds } => {
+                AcsRequest::ScheduleInform(ScheduleInform {
+                    delay_seconds: *delay_seconds,
+                    command_key: key.to_string(),
+                })
+            }
+            TaskSpec::ScheduleDownload {
+                file_id,
+                url,
+                file_type,
+                username,
+                password,
+                file_size,
+                target_file_name,
+                windows,
+            } => {
+                let (url, size) = resolve_url(file_id, url, *file_size, download_url)?;
+                AcsRequest::ScheduleDownload(ScheduleDownload {
+                    command_key: key.to_string(),
+                    file_type: file_type.clone(),
+                    url,
+                    username: username.clone().unwrap_or_default(),
+                    password: password.clone().unwrap_or_default(),
+                    file_size: size,
+                    target_file_name: target_file_name.clone().unwrap_or_default(),
+                    time_window_list: windows
+                        .iter()
+                        .map(|w| TimeWindow {
+                            window_start: w.start,
+                            window_end: w.end,
+                            window_mode: w.mode.clone(),
+                            user_message: w.user_message.clone(),
+                            max_retries: w.max_retries,
+                        })
+                        .collect(),
+                })
+            }
+            TaskSpec::CancelTransfer { command_key } => {
+                AcsRequest::CancelTransfer(CancelTransfer {
+                    command_key: command_key.clone(),
+                })
+            }
+            TaskSpec::GetRpcMethods {} => AcsRequest::GetRpcMethods,
+            TaskSpec::ChangeDuState { operations } => AcsRequest::ChangeDuState(ChangeDuState {
+                operations: operations.clone(),
+                command_key: Some(key.to_string()),
+            }),
+            TaskSpec::GetQueuedTransfers {} => AcsRequest::GetQueuedTransfers,
+            TaskSpec::GetAllQueuedTransfers {} => AcsRequest::GetAllQueuedTransfers,
+        })
+    }
+
+    /// What a successful response means for the task.
+    pub fn complete(&self, resp: &CpeResponse) -> Completion {
+        use serde_json::json;
+        match resp {
+            CpeResponse::GetParameterValues { parameter_list } => Completion::Done(json!({
+                "values": parameter_list.iter().map(|p| json!({"name": p.name, "value": p.value, "type": p.xsd_type})).collect::<Vec<_>>()
+            })),
+            CpeResponse::GetParameterNames { parameter_list } => Completion::Done(json!({
+                "names": parameter_list.iter().map(|p| json!({"name": p.name, "writable": p.writable})).collect::<Vec<_>>()
+            })),
+            CpeResponse::GetParameterAttributes { parameter_list } => Completion::Done(json!({
+                "attributes": parameter_list.iter().map(|p| json!({"name": p.name, "notification": p.notification, "access_list": p.access_list})).collect::<Vec<_>>()
+            })),
+            CpeResponse::SetParameterValues { status } => {
+                Completion::Done(json!({ "status": status }))
+            }
+            CpeResponse::AddObject {
+                instance_number,
+                status,
+            } => Completion::Done(json!({ "instance_number": instance_number, "status": status })),
+            CpeResponse::DeleteObject { status } => Completion::Done(json!({ "status": status })),
+            CpeResponse::Reboot => Completion::Awaiting("M Reboot"),
+            CpeResponse::FactoryReset => Completion::Awaiting("0 BOOTSTRAP"),
+            CpeResponse::Download {
+                status,
+                start_time,
+                complete_time,
+            }
+            | CpeResponse::Upload {
+                status,
+                start_time,
+                complete_time,
+            } => {
+                if *status == 0 {
+                    Completion::Done(
+                        json!({"status": 0, "start_time": start_time, "complete_time": complete_time}),
+                    )
+                } else {
+                    Completion::Awaiting("TransferComplete")
+                }
+            }
+            CpeResponse::ScheduleDownload => Completion::Awaiting("TransferComplete"),
+            CpeResponse::ChangeDuState => Completion::Awaiting("DUStateChangeComplete"),
+            CpeResponse::GetRpcMethods { method_list } => {
+                Completion::Done(json!({ "methods": method_list }))
+            }
+            CpeResponse::GetQueuedTransfers { transfer_list } => Completion::Done(json!({
+                "transfers": transfer_list.iter().map(|t| json!({"command_key": t.command_key, "state": t.state})).collect::<Vec<_>>()
+            })),
+            CpeResponse::GetAllQueuedTransfers { transfer_list } => Completion::Done(json!({
+                "transfers": transfer_list.iter().map(|t| json!({
+                    "command_key": t.command_key, "state": t.state, "is_download": t.is_download,
+                    "file_type": t.file_type, "file_size": t.file_size, "target_file_name": t.target_file_name
+                })).collect::<Vec<_>>()
+            })),
+            CpeResponse::SetParameterAttributes
+            | CpeResponse::ScheduleInform
+            | CpeResponse::CancelTransfer => Completion::Done(json!({})),
+        }
+    }
+}
+
+fn resolve_url(
+    file_id: &Option<String>,
+    url: &Option<String>,
+    size: Option<u32>,
+    download_url: &dyn Fn(&str) -> Result<(String, u32)>,
+) -> Result<(String, u32)> {
+    match (file_id, url) {
+        (Some(id), _) => {
+            let (u, s) = download_url(id)?;
+            Ok((u, size.unwrap_or(s)))
+        }
+        (None, Some(u)) => Ok((u.clone(), size.unwrap_or(0))),
+        (None, None) => Err(Error::invalid("file_id", "give either file_id or url")),
+    }
+}
+
+/// A fresh CommandKey / ParameterKey (at most 32 characters, as the schema requires).
+pub fn new_key() -> String {
+    let mut b = [0u8; 10];
+    rand::fill(&mut b);
+    format!("fa-{}", hex::encode(b))
+}
+
+/// JSON describing a CWMP fault, for the task's `fault_detail`.
+pub fn fault_detail(f: &CwmpFault) -> serde_json::Value {
+    serde_json::json!({
+        "code": f.code,
+        "string": f.string,
+        "set_parameter_values_faults": f.set_parameter_values_faults.iter().map(|s| serde_json::json!({
+            "parameter": s.parameter_name, "code": s.code, "string": s.string
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Delay before retrying after a transient fault: 1, 2, 4, ... minutes, capped at one hour.
+pub fn retry_delay_ms(attempts: i32) -> i64 {
+    let exp = attempts.clamp(1, 7) as u32 - 1;
+    (60_000i64 << exp).min(3_600_000)
+}
+
+/// Attempts after which a transiently failing task is given up.
+pub const MAX_ATTEMPTS: i32 = 5;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_json_round_trips() {
+        let j = r#"{"rpc":"SetParameterValues","values":[{"name":"A.B","value":"1","type":"xsd:unsignedInt"}]}"#;
+        let t: TaskSpec = serde_json::from_str(j).unwrap();
+        assert_eq!(t.rpc(), "SetParameterValues");
+        let back = serde_json::to_string(&t).unwrap();
+        assert_eq!(serde_json::from_str::<TaskSpec>(&back).unwrap(), t);
+        assert!(serde_json::from_str::<TaskSpec>(r#"{"rpc":"Reboot","bogus":1}"#).is_err());
+        assert!(serde_json::from_str::<TaskSpec>(r#"{"rpc":"GetRPCMethods"}"#).is_ok());
+        assert!(serde_json::from_str::<TaskSpec>(r#"{"rpc":"Nope"}"#).is_err());
+    }
+
+    #[test]
+    fn checks_shapes() {
+        assert!(TaskSpec::AddObject {
+            object: "A.B".into()
+        }
+        .check()
+        .is_err());
+        assert!(TaskSpec::AddObject {
+            object: "A.B.".into()
+        }
+        .check()
+        .is_ok());
+        assert!(TaskSpec::DeleteObject {
+            object: "A.B.".into()
+        }
+        .check()
+        .is_err());
+        assert!(TaskSpec::DeleteObject {
+            object: "A.B.3.".into()
+        }
+        .check()
+        .is_ok());
+        assert!(TaskSpec::GetParameterValues { names: vec![] }
+            .check()
+            .is_err());
+    }
+
+    #[test]
+    fn set_uses_known_type_when_none_given() {
+        let t = TaskSpec::SetParameterValues {
+            values: vec![SetValue {
+                name: "X.Interval".into(),
+                value: "60".into(),
+                xsd_type: None,
+            }],
+        };
+        let types = |n: &str| (n == "X.Interval").then(|| "xsd:unsignedInt".to_string());
+        let req = t
+            .to_request("k", &types, &|_| Err(Error::internal("none")), &String::new)
+            .unwrap();
+        match req {
+            AcsRequest::SetParameterValues(s) => {
+                assert_eq!(s.parameter_list[0].xsd_type, "xsd:unsignedInt");
+                assert_eq!(s.parameter_key, "k");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn retry_delay_grows_and_caps() {
+        assert_eq!(retry_delay_ms(1), 60_000);
+        assert_eq!(retry_delay_ms(2), 120_000);
+        assert_eq!(retry_delay_ms(30), 3_600_000);
+        assert!(new_key().len() <= 32);
+    }
+}

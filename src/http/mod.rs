@@ -1,0 +1,64 @@
+//! The HTTP layer (actix-web only): the CPE-facing CWMP endpoint and the operator-facing
+//! admin API. Handlers translate between HTTP and the domain; `error.rs` is the one place
+//! that maps domain errors to status codes and JSON.
+
+pub mod cwmp;
+pub mod error;
+pub mod health;
+pub mod request_id;
+pub mod tls;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::{middleware, web, App, HttpServer};
+
+use crate::app::AppState;
+
+/// Build (not yet run) the two servers on already-bound listeners.
+pub fn build_servers(
+    state: Arc<AppState>,
+    cwmp_listener: TcpListener,
+    api_listener: TcpListener,
+    cwmp_tls: Option<rustls::ServerConfig>,
+    api_tls: Option<rustls::ServerConfig>,
+) -> anyhow::Result<Vec<actix_web::dev::Server>> {
+    let data = web::Data::from(state.clone());
+    let cwmp_data = data.clone();
+    let cwmp_tls_on = cwmp_tls.is_some();
+    let cwmp = HttpServer::new(move || {
+        App::new()
+            .app_data(cwmp_data.clone())
+            .wrap(middleware::from_fn(request_id::middleware))
+            .configure(|c| cwmp::configure(c, cwmp_tls_on))
+    })
+    .on_connect({
+        let st = state.clone();
+        move |conn, ext| cwmp::on_connect(&st, conn, ext)
+    })
+    .keep_alive(std::time::Duration::from_secs(
+        state.config.cwmp.session_timeout_secs.max(5),
+    ))
+    .client_request_timeout(std::time::Duration::from_secs(30))
+    .disable_signals()
+    .shutdown_timeout(30);
+    let cwmp = match cwmp_tls {
+        Some(tls) => cwmp.listen_rustls_0_23(cwmp_listener, tls)?,
+        None => cwmp.listen(cwmp_listener)?,
+    };
+
+    let api_data = data;
+    let api = HttpServer::new(move || {
+        App::new()
+            .app_data(api_data.clone())
+            .wrap(middleware::from_fn(request_id::middleware))
+            .route("/healthz", web::get().to(health::healthz))
+    })
+    .disable_signals()
+    .shutdown_timeout(30);
+    let api = match api_tls {
+        Some(tls) => api.listen_rustls_0_23(api_listener, tls)?,
+        None => api.listen(api_listener)?,
+    };
+    Ok(vec![cwmp.run(), api.run()])
+}

@@ -1,0 +1,27 @@
+//! ferroacs: a TR-069 (CWMP) Auto-Configuration Server.
+//!
+//! Code map (ARCHITECTURE.md has the layering rules and walkthroughs):
+//! - [`config`]: file + environment → validated [`config::Config`]; no globals.
+//! - [`error`]: the domain error type and the error policy.
+//! - [`cwmp`]: SOAP codec, RPC types, faults and the session state machine. No I/O.
+//! - [`auth`]: Digest/Basic verification, nonces, failed-login limiting, password and token
+//!   hashing. No I/O.
+//! - [`datamodel`]: TR-098/104/106/181 definitions generated from the BBF XML; validation.
+//! - [`store`]: diesel storage on SQLite or PostgreSQL; the only place with SQL.
+//! - [`domain`]: business rules: Inform processing, discovery, tasks.
+//! - [`connreq`]: outbound connection requests to devices.
+//! - [`http`]: actix-web: the CWMP endpoint, the admin API, error mapping.
+//! - [`app`]: wiring; [`cli`]: the command line; [`telemetry`]: logging.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod connreq;
+pub mod cwmp;
+pub mod datamodel;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,513 @@
+//! Devices: identity, last contact, credentials, tags and the cross-node session lock.
+//!
+//! The session lock lives in the device row (`session_owner`, `session_expires`), so taking
+//! it, recording the Inform and loading the device is one `UPDATE … RETURNING` round trip.
+
+use diesel::prelude::*;
+
+use super::schema::{device_params, device_tags, devices};
+use super::{Store, WriteTxn};
+use crate::error::{Error, Result};
+use crate::with_conn;
+
+/// Computes the stored HA1 of (username, password).
+pub type Ha1Fn<'a> = &'a dyn Fn(&str, &str) -> String;
+
+/// A device row as stored.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = devices)]
+pub struct DeviceRow {
+    pub id: String,
+    pub oui: String,
+    pub product_class: String,
+    pub serial_number: String,
+    pub manufacturer: String,
+    pub model_name: String,
+    pub software_version: String,
+    pub hardware_version: String,
+    pub root_model: String,
+    pub cwmp_version: String,
+    pub last_inform: Option<i64>,
+    pub last_boot: Option<i64>,
+    pub last_bootstrap: Option<i64>,
+    pub last_source_ip: String,
+    pub last_retry_count: i32,
+    pub connection_request_url: String,
+    pub cr_username: Option<String>,
+    pub cr_password: Option<String>,
+    pub cwmp_username: Option<String>,
+    pub cwmp_ha1: Option<String>,
+    pub inform_params: Option<Vec<u8>>,
+    pub discovered_at: Option<i64>,
+    pub work_epoch: i64,
+    pub work_seen_epoch: i64,
+    pub session_owner: Option<String>,
+    pub session_expires: Option<i64>,
+    pub provisioned: i32,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl DeviceRow {
+    /// Whether tasks or other work were added since the last session that drained them.
+    pub fn has_new_work(&self) -> bool {
+        self.work_epoch != self.work_seen_epoch
+    }
+}
+
+/// What an Inform tells us about a device.
+#[derive(Debug, Clone, Default)]
+pub struct InformUpdate {
+    pub id: String,
+    pub oui: String,
+    pub product_class: String,
+    pub serial_number: String,
+    pub manufacturer: String,
+    pub model_name: Option<String>,
+    pub software_version: Option<String>,
+    pub hardware_version: Option<String>,
+    pub root_model: String,
+    pub cwmp_version: String,
+    pub source_ip: String,
+    pub retry_count: i32,
+    pub connection_request_url: Option<String>,
+    pub inform_params: Vec<u8>,
+    pub boot: bool,
+    pub bootstrap: bool,
+}
+
+#[derive(AsChangeset)]
+#[diesel(table_name = devices)]
+struct InformChanges<'a> {
+    manufacturer: &'a str,
+    model_name: Option<&'a str>,
+    software_version: Option<&'a str>,
+    hardware_version: Option<&'a str>,
+    root_model: &'a str,
+    cwmp_version: &'a str,
+    last_inform: i64,
+    last_boot: Option<i64>,
+    last_bootstrap: Option<i64>,
+    last_source_ip: &'a str,
+    last_retry_count: i32,
+    connection_request_url: Option<&'a str>,
+    inform_params: &'a [u8],
+    discovered_at: Option<Option<i64>>,
+    session_owner: &'a str,
+    session_expires: i64,
+    updated_at: i64,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = devices)]
+struct NewDevice<'a> {
+    id: &'a str,
+    oui: &'a str,
+    product_class: &'a str,
+    serial_number: &'a str,
+    manufacturer: &'a str,
+    model_name: &'a str,
+    software_version: &'a str,
+    hardware_version: &'a str,
+    root_model: &'a str,
+    cwmp_version: &'a str,
+    last_inform: Option<i64>,
+    last_boot: Option<i64>,
+    last_bootstrap: Option<i64>,
+    last_source_ip: &'a str,
+    last_retry_count: i32,
+    connection_request_url: &'a str,
+    inform_params: Option<&'a [u8]>,
+    session_owner: Option<&'a str>,
+    session_expires: Option<i64>,
+    provisioned: i32,
+    created_at: i64,
+    updated_at: i64,
+}
+
+/// Outcome of [`Store::begin_session`].
+#[derive(Debug)]
+pub enum BeginSession {
+    /// The lock is ours; the row reflects the Inform just recorded. `created` on first contact.
+    Started {
+        device: Box<DeviceRow>,
+        created: bool,
+    },
+    /// Another session holds the device until `expires` (ms).
+    Busy { owner: String, expires: i64 },
+    /// The device is unknown and unknown devices are not admitted.
+    Unknown,
+    /// The CPE logged in with the default credentials but the device has its own.
+    OwnCredentialsRequired,
+}
+
+/// Pre-provisioning data for a device that has not contacted us yet (or an update of it).
+#[derive(Debug, Clone, Default)]
+pub struct ProvisionDevice {
+    pub id: String,
+    pub oui: String,
+    pub product_class: String,
+    pub serial_number: String,
+    /// `Some(Some(..))` sets, `Some(None)` clears, `None` leaves alone.
+    pub cwmp_credentials: Option<Option<(String, String)>>,
+    pub tags: Option<Vec<String>>,
+}
+
+impl Store {
+    /// Record an Inform and take the device's session lock in one round trip.
+    ///
+    /// `owner` identifies the session; `takeover` names a stale owner we may replace (a
+    /// session of this node whose connection is gone). A first contact inserts the device
+    /// when `allow_create`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn begin_session(
+        &self,
+        u: &InformUpdate,
+        owner: &str,
+        now: i64,
+        lock_until: i64,
+        allow_create: bool,
+        takeover: Option<&str>,
+        default_credentials: bool,
+    ) -> Result<BeginSession> {
+        use devices::dsl as d;
+        let changes = InformChanges {
+            manufacturer: &u.manufacturer,
+            model_name: u.model_name.as_deref(),
+            software_version: u.software_version.as_deref(),
+            hardware_version: u.hardware_version.as_deref(),
+            root_model: &u.root_model,
+            cwmp_version: &u.cwmp_version,
+            last_inform: now,
+            last_boot: u.boot.then_some(now),
+            last_bootstrap: u.bootstrap.then_some(now),
+            last_source_ip: &u.source_ip,
+            last_retry_count: u.retry_count,
+            connection_request_url: u.connection_request_url.as_deref(),
+            inform_params: &u.inform_params,
+            discovered_at: u.bootstrap.then_some(None),
+            session_owner: owner,
+            session_expires: lock_until,
+            updated_at: now,
+        };
+        let takeover = takeover.unwrap_or(owner);
+        with_conn!(self, |c| {
+            let free = d::session_expires
+                .is_null()
+                .or(d::session_expires.lt(now))
+                .or(d::session_owner.eq(owner))
+                .or(d::session_owner.eq(takeover));
+            let mut target = diesel::update(d::devices)
+                .filter(d::id.eq(&u.id))
+                .filter(free)
+                .into_boxed();
+            if default_credentials {
+                target = target.filter(d::cwmp_username.is_null());
+            }
+            let updated = target
+                .set(&changes)
+                .returning(DeviceRow::as_returning())
+                .get_result::<DeviceRow>(c)
+                .optional()?;
+            if let Some(row) = updated {
+                if u.bootstrap {
+                    // BOOTSTRAP: what we knew of the tree is stale; operator config and tasks stay.
+                    diesel::delete(device_params::table.filter(device_params::device_id.eq(&u.id)))
+                        .execute(c)?;
+                }
+                return Ok(BeginSession::Started {
+                    device: Box::new(row),
+                    created: false,
+                });
+            }
+            if allow_create {
+                let new = NewDevice {
+                    id: &u.id,
+                    oui: &u.oui,
+                    product_class: &u.product_class,
+                    serial_number: &u.serial_number,
+                    manufacturer: &u.manufacturer,
+                    model_name: u.model_name.as_deref().unwrap_or(""),
+                    software_version: u.software_version.as_deref().unwrap_or(""),
+                    hardware_version: u.hardware_version.as_deref().unwrap_or(""),
+                    root_model: &u.root_model,
+                    cwmp_version: &u.cwmp_version,
+                    last_inform: Some(now),
+                    last_boot: u.boot.then_some(now),
+                    last_bootstrap: u.bootstrap.then_some(now),
+                    last_source_ip: &u.source_ip,
+                    last_retry_count: u.retry_count,
+                    connection_request_url: u.connection_request_url.as_deref().unwrap_or(""),
+                    inform_params: Some(&u.inform_params),
+                    session_owner: Some(owner),
+                    session_expires: Some(lock_until),
+                    provisioned: 0,
+                    created_at: now,
+                    updated_at: now,
+                };
+                let inserted = diesel::insert_into(d::devices)
+                    .values(&new)
+                    .on_conflict_do_nothing()
+                    .returning(DeviceRow::as_returning())
+                    .get_result::<DeviceRow>(c)
+                    .optional()?;
+                if let Some(row) = inserted {
+                    return Ok(BeginSession::Started {
+                        device: Box::new(row),
+                        created: true,
+                    });
+                }
+            }
+            let lock = d::devices
+                .filter(d::id.eq(&u.id))
+                .select((d::session_owner, d::session_expires, d::cwmp_username))
+                .first::<(Option<String>, Option<i64>, Option<String>)>(c)
+                .optional()?;
+            Ok(match lock {
+                Some((_, _, Some(_))) if default_credentials => {
+                    BeginSession::OwnCredentialsRequired
+                }
+                Some((owner, expires, _)) => BeginSession::Busy {
+                    owner: owner.unwrap_or_default(),
+                    expires: expires.unwrap_or(0),
+                },
+                None => BeginSession::Unknown,
+            })
+        })
+    }
+
+    /// Extend the session lock of a long session.
+    pub fn refresh_session_lock(&self, device_id: &str, owner: &str, until: i64) -> Result<bool> {
+        use devices::dsl as d;
+        with_conn!(self, |c| {
+            let n = diesel::update(
+                d::devices
+                    .filter(d::id.eq(device_id))
+                    .filter(d::session_owner.eq(owner)),
+            )
+            .set(d::session_expires.eq(until))
+            .execute(c)?;
+            Ok(n == 1)
+        })
+    }
+
+    /// Release the session lock. `work_seen` records the work epoch the session drained, so
+    /// the next periodic session knows there is nothing new to do without looking.
+    pub fn end_session(&self, device_id: &str, owner: &str, work_seen: Option<i64>) -> Result<()> {
+        use devices::dsl as d;
+        with_conn!(self, |c| {
+            let target = d::devices
+                .filter(d::id.eq(device_id))
+                .filter(d::session_owner.eq(owner));
+            match work_seen {
+                Some(epoch) => diesel::update(target)
+                    .set((
+                        d::session_owner.eq(None::<String>),
+                        d::session_expires.eq(None::<i64>),
+                        d::work_seen_epoch.eq(epoch),
+                    ))
+                    .execute(c)?,
+                None => diesel::update(target)
+                    .set((
+                        d::session_owner.eq(None::<String>),
+                        d::session_expires.eq(None::<i64>),
+                    ))
+                    .execute(c)?,
+            };
+            Ok(())
+        })
+    }
+
+    /// Note that a device has new work (a task, a changed preset): the next session looks.
+    pub fn bump_work_epoch(&self, device_id: &str) -> Result<()> {
+        use devices::dsl as d;
+        with_conn!(self, |c| {
+            diesel::update(d::devices.filter(d::id.eq(device_id)))
+                .set(d::work_epoch.eq(d::work_epoch + 1))
+                .execute(c)?;
+            Ok(())
+        })
+    }
+
+    pub fn get_device(&self, id: &str) -> Result<Option<DeviceRow>> {
+        use devices::dsl as d;
+        with_conn!(self, |c| {
+            Ok(d::devices
+                .filter(d::id.eq(id))
+                .select(DeviceRow::as_select())
+                .first(c)
+                .optional()?)
+        })
+    }
+
+    /// Find the device whose own CWMP username this is.
+    pub fn device_by_cwmp_username(&self, username: &str) -> Result<Option<DeviceRow>> {
+        use devices::dsl as d;
+        with_conn!(self, |c| {
+            Ok(d::devices
+                .filter(d::cwmp_username.eq(username))
+                .select(DeviceRow::as_select())
+                .first(c)
+                .optional()?)
+        })
+    }
+
+    /// Devices ordered by id, after `cursor`, at most `limit`.
+    pub fn list_devices(&self, cursor: Option<&str>, limit: i64) -> Result<Vec<DeviceRow>> {
+        use devices::dsl as d;
+        with_conn!(self, |c| {
+            let mut q = d::devices
+                .select(DeviceRow::as_select())
+                .order(d::id.asc())
+                .limit(limit)
+                .into_boxed();
+            if let Some(cur) = cursor {
+                q = q.filter(d::id.gt(cur.to_string()));
+            }
+            Ok(q.load(c)?)
+        })
+    }
+
+    pub fn count_devices(&self) -> Result<i64> {
+        with_conn!(self, |c| { Ok(devices::table.count().get_result(c)?) })
+    }
+
+    /// Delete a device and everything attached to it. Returns whether it existed.
+    pub fn delete_device(&self, id: &str) -> Result<bool> {
+        use devices::dsl as d;
+        with_conn!(self, |c| {
+            Ok(diesel::delete(d::devices.filter(d::id.eq(id))).execute(c)? == 1)
+        })
+    }
+
+    /// Create or update a device before (or after) first contact.
+    pub fn provision_device(
+        &self,
+        p: &ProvisionDevice,
+        realm_ha1: Option<Ha1Fn<'_>>,
+        now: i64,
+    ) -> Result<DeviceRow> {
+        use devices::dsl as d;
+        let creds: Option<Option<(String, String)>> = match (&p.cwmp_credentials, realm_ha1) {
+            (Some(Some((user, pass))), Some(ha1)) => Some(Some((user.clone(), ha1(user, pass)))),
+            (Some(Some(_)), None) => {
+                return Err(Error::internal(
+                    "credentials given without a hashing function",
+                ))
+            }
+            (Some(None), _) => Some(None),
+            (None, _) => None,
+        };
+        with_conn!(self, |c| {
+            c.write_txn(|c| {
+                let new = NewDevice {
+                    id: &p.id,
+                    oui: &p.oui,
+                    product_class: &p.product_class,
+                    serial_number: &p.serial_number,
+                    manufacturer: "",
+                    model_name: "",
+                    software_version: "",
+                    hardware_version: "",
+                    root_model: "",
+                    cwmp_version: "",
+                    last_inform: None,
+                    last_boot: None,
+                    last_bootstrap: None,
+                    last_source_ip: "",
+                    last_retry_count: 0,
+                    connection_request_url: "",
+                    inform_params: None,
+                    session_owner: None,
+                    session_expires: None,
+                    provisioned: 1,
+                    created_at: now,
+                    updated_at: now,
+                };
+                diesel::insert_into(d::devices)
+                    .values(&new)
+                    .on_conflict_do_nothing()
+                    .execute(c)?;
+                diesel::update(d::devices.filter(d::id.eq(&p.id)))
+                    .set((d::provisioned.eq(1), d::updated_at.eq(now)))
+                    .execute(c)?;
+                match &creds {
+                    Some(Some((user, ha1))) => {
+                        diesel::update(d::devices.filter(d::id.eq(&p.id)))
+                            .set((d::cwmp_username.eq(Some(user)), d::cwmp_ha1.eq(Some(ha1))))
+                            .execute(c)?;
+                    }
+                    Some(None) => {
+                        diesel::update(d::devices.filter(d::id.eq(&p.id)))
+                            .set((
+                                d::cwmp_username.eq(None::<String>),
+                                d::cwmp_ha1.eq(None::<String>),
+                            ))
+                            .execute(c)?;
+                    }
+                    None => {}
+                }
+                if let Some(tags) = &p.tags {
+                    diesel::delete(device_tags::table.filter(device_tags::device_id.eq(&p.id)))
+                        .execute(c)?;
+                    let rows: Vec<_> = tags
+                        .iter()
+                        .map(|t| (device_tags::device_id.eq(&p.id), device_tags::tag.eq(t)))
+                        .collect();
+                    if !rows.is_empty() {
+                        diesel::insert_into(device_tags::table)
+                            .values(&rows)
+                            .execute(c)?;
+                    }
+                }
+                Ok(d::devices
+                    .filter(d::id.eq(&p.id))
+                    .select(DeviceRow::as_select())
+                    .first(c)?)
+            })
+        })
+    }
+
+    /// Store the connection-request credentials ferroacs gave the device.
+    pub fn set_cr_credentials(
+        &self,
+        device_id: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<()> {
+        use devices::dsl as d;
+        with_conn!(self, |c| {
+            diesel::update(d::devices.filter(d::id.eq(device_id)))
+                .set((
+                    d::cr_username.eq(Some(username)),
+                    d::cr_password.eq(Some(password)),
+                ))
+                .execute(c)?;
+            Ok(())
+        })
+    }
+
+    pub fn set_discovered(&self, device_id: &str, at: Option<i64>) -> Result<()> {
+        use devices::dsl as d;
+        with_conn!(self, |c| {
+            diesel::update(d::devices.filter(d::id.eq(device_id)))
+                .set(d::discovered_at.eq(at))
+                .execute(c)?;
+            Ok(())
+        })
+    }
+
+    /// Tags of the given devices, as (device_id, tag) pairs ordered by device then tag.
+    pub fn tags_of(&self, ids: &[String]) -> Result<Vec<(String, String)>> {
+        use device_tags::dsl as t;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        with_conn!(self, |c| {
+            Ok(t::device_tags
+                .filter(t::device_id.eq_any(ids))
+                .order((t::device_id.asc(), t::tag.asc()))
+                .load::<(String, String)>(c)?)
+        })
+    }
+}

@@ -1,0 +1,62 @@
+//! Metadata of stored files (firmware, configuration files, device uploads). The bytes live
+//! on disk under `files.dir`, named by id.
+
+use diesel::prelude::*;
+
+use super::schema::files::{self, dsl as f};
+use super::Store;
+use crate::error::Result;
+use crate::with_conn;
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = files)]
+pub struct FileRow {
+    pub id: String,
+    pub name: String,
+    pub file_type: String,
+    pub version: String,
+    pub size: i64,
+    pub sha256: String,
+    pub device_id: Option<String>,
+    pub created_at: i64,
+}
+
+impl Store {
+    pub fn insert_file(&self, row: &FileRow) -> Result<()> {
+        with_conn!(self, |c| {
+            diesel::insert_into(f::files).values(row).execute(c)?;
+            Ok(())
+        })
+    }
+
+    pub fn get_file(&self, id: &str) -> Result<Option<FileRow>> {
+        with_conn!(self, |c| {
+            Ok(f::files
+                .filter(f::id.eq(id))
+                .select(FileRow::as_select())
+                .first(c)
+                .optional()?)
+        })
+    }
+
+    /// Files ordered by id after `cursor`.
+    pub fn list_files(&self, cursor: Option<&str>, limit: i64) -> Result<Vec<FileRow>> {
+        with_conn!(self, |c| {
+            let mut q = f::files
+                .select(FileRow::as_select())
+                .order(f::id.asc())
+                .limit(limit)
+                .into_boxed();
+            if let Some(cur) = cursor {
+                q = q.filter(f::id.gt(cur.to_string()));
+            }
+            Ok(q.load(c)?)
+        })
+    }
+
+    pub fn delete_file(&self, id: &str) -> Result<bool> {
+        with_conn!(self, |c| {
+            Ok(diesel::delete(f::files.filter(f::id.eq(id))).execute(c)? == 1)
+        })
+    }
+}

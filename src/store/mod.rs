@@ -1,0 +1,354 @@
+//! Storage: diesel over SQLite (embedded, the default) or PostgreSQL (several nodes).
+//!
+//! One code path for both backends: queries are written once inside [`with_conn!`], which
+//! expands the same diesel code for each concrete connection type, so upserts and `RETURNING`
+//! work on both. Where the SQL really differs (job claiming, `BEGIN IMMEDIATE`) the branch is
+//! written with [`with_backend!`] — and only in this module tree. Nothing here knows XML or
+//! business rules.
+//!
+//! Diesel is blocking: async callers go through [`Store::run`], which moves the work to
+//! tokio's blocking pool.
+
+pub mod audit;
+pub mod devices;
+pub mod faults;
+pub mod files;
+pub mod params;
+pub mod schema;
+pub mod sessions;
+pub mod tasks;
+pub mod users;
+
+use std::path::Path;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::{PgConnection, SqliteConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::config::{DatabaseConfig, DatabaseUrl};
+use crate::error::{Error, Result};
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// The connection pool for the configured backend.
+#[derive(Clone)]
+pub enum Pools {
+    Sqlite(Pool<ConnectionManager<SqliteConnection>>),
+    Postgres(Pool<ConnectionManager<PgConnection>>),
+}
+
+/// Handle to the database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pools: Pools,
+}
+
+/// Run the same diesel code on whichever backend the store uses.
+///
+/// `with_conn!(store, |c| { ... })` binds `c` to `&mut SqliteConnection` or `&mut PgConnection`
+/// and evaluates the block (which must return `crate::error::Result<_>`).
+#[macro_export]
+macro_rules! with_conn {
+    ($store:expr, |$c:ident| $body:block) => {
+        match $store.pools() {
+            $crate::store::Pools::Sqlite(p) => {
+                let mut pooled = p.get()?;
+                let $c: &mut ::diesel::SqliteConnection = &mut pooled;
+                $body
+            }
+            $crate::store::Pools::Postgres(p) => {
+                let mut pooled = p.get()?;
+                let $c: &mut ::diesel::PgConnection = &mut pooled;
+                $body
+            }
+        }
+    };
+}
+
+/// Like [`with_conn!`], with a different block per backend, for the few queries whose SQL differs.
+#[macro_export]
+macro_rules! with_backend {
+    ($store:expr, sqlite |$c1:ident| $b1:block, postgres |$c2:ident| $b2:block) => {
+        match $store.pools() {
+            $crate::store::Pools::Sqlite(p) => {
+                let mut pooled = p.get()?;
+                let $c1: &mut ::diesel::SqliteConnection = &mut pooled;
+                $b1
+            }
+            $crate::store::Pools::Postgres(p) => {
+                let mut pooled = p.get()?;
+                let $c2: &mut ::diesel::PgConnection = &mut pooled;
+                $b2
+            }
+        }
+    };
+}
+
+/// A write transaction that takes the write lock up front (SQLite `BEGIN IMMEDIATE`, so two
+/// writers never deadlock upgrading a read lock) or a plain transaction (PostgreSQL).
+pub trait WriteTxn: Connection {
+    fn write_txn<T, F>(&mut self, f: F) -> Result<T>
+    where
+        F: FnOnce(&mut Self) -> Result<T>;
+}
+
+impl WriteTxn for SqliteConnection {
+    fn write_txn<T, F>(&mut self, f: F) -> Result<T>
+    where
+        F: FnOnce(&mut Self) -> Result<T>,
+    {
+        self.immediate_transaction(f)
+    }
+}
+
+impl WriteTxn for PgConnection {
+    fn write_txn<T, F>(&mut self, f: F) -> Result<T>
+    where
+        F: FnOnce(&mut Self) -> Result<T>,
+    {
+        self.transaction(f)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SqlitePragmas {
+    busy_timeout_ms: u64,
+}
+
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(
+        &self,
+        conn: &mut SqliteConnection,
+    ) -> std::result::Result<(), diesel::r2d2::Error> {
+        conn.batch_execute(&format!(
+            "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+             PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
+            self.busy_timeout_ms
+        ))
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+impl Store {
+    /// Open (and for SQLite create) the database and run pending migrations.
+    pub fn open(cfg: &DatabaseConfig) -> Result<Store> {
+        let url = DatabaseUrl::parse(&cfg.url)
+            .map_err(|e| Error::invalid("database.url", e.to_string()))?;
+        let timeout = Duration::from_millis(cfg.connect_timeout_ms.max(100));
+        let pools = match &url {
+            DatabaseUrl::Sqlite(path) => {
+                check_sqlite_path(path)?;
+                let manager = ConnectionManager::<SqliteConnection>::new(path.to_string_lossy());
+                let pool = Pool::builder()
+                    .max_size(cfg.pool_size)
+                    .min_idle(Some(1))
+                    .connection_timeout(timeout)
+                    .connection_customizer(Box::new(SqlitePragmas {
+                        busy_timeout_ms: cfg.busy_timeout_ms,
+                    }))
+                    .error_handler(Box::new(diesel::r2d2::NopErrorHandler))
+                    .build(manager)
+                    .map_err(|e| {
+                        Error::Unavailable(format!(
+                            "cannot open SQLite database {}: {e}",
+                            path.display()
+                        ))
+                    })?;
+                Pools::Sqlite(pool)
+            }
+            DatabaseUrl::Postgres(u) => {
+                let manager = ConnectionManager::<PgConnection>::new(u.clone());
+                let pool = Pool::builder()
+                    .max_size(cfg.pool_size)
+                    .min_idle(Some(1))
+                    .connection_timeout(timeout)
+                    .error_handler(Box::new(diesel::r2d2::NopErrorHandler))
+                    .build(manager)
+                    .map_err(|e| {
+                        Error::Unavailable(format!(
+                            "cannot connect to PostgreSQL at {}: {}",
+                            DatabaseUrl::redact(u),
+                            pg_hint(&e.to_string())
+                        ))
+                    })?;
+                Pools::Postgres(pool)
+            }
+        };
+        let store = Store { pools };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub fn pools(&self) -> &Pools {
+        &self.pools
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self.pools {
+            Pools::Sqlite(_) => "sqlite",
+            Pools::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Apply every pending migration.
+    pub fn migrate(&self) -> Result<Vec<String>> {
+        let map = |e: Box<dyn std::error::Error + Send + Sync>| {
+            Error::Internal(format!("migration failed: {e}"))
+        };
+        with_backend!(
+            self,
+            sqlite | c | {
+                let done = c.run_pending_migrations(SQLITE_MIGRATIONS).map_err(map)?;
+                Ok(done.iter().map(|v| v.to_string()).collect())
+            },
+            postgres | c | {
+                let done = c.run_pending_migrations(POSTGRES_MIGRATIONS).map_err(map)?;
+                Ok(done.iter().map(|v| v.to_string()).collect())
+            }
+        )
+    }
+
+    /// Revert every applied migration (used by tests to prove `down.sql` works).
+    pub fn revert_all_migrations(&self) -> Result<usize> {
+        let map = |e: Box<dyn std::error::Error + Send + Sync>| {
+            Error::Internal(format!("migration revert failed: {e}"))
+        };
+        with_backend!(
+            self,
+            sqlite | c | {
+                Ok(c.revert_all_migrations(SQLITE_MIGRATIONS)
+                    .map_err(map)?
+                    .len())
+            },
+            postgres | c | {
+                Ok(c.revert_all_migrations(POSTGRES_MIGRATIONS)
+                    .map_err(map)?
+                    .len())
+            }
+        )
+    }
+
+    /// A trivial query: does the database answer?
+    pub fn ping(&self) -> Result<()> {
+        with_conn!(self, |c| {
+            c.batch_execute("SELECT 1")?;
+            Ok(())
+        })
+    }
+
+    /// Run blocking store work on tokio's blocking pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Store) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| Error::Internal(format!("database task panicked: {e}")))?
+    }
+
+    /// Read a setting.
+    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+        use schema::settings::dsl as s;
+        with_conn!(self, |c| {
+            Ok(s::settings
+                .filter(s::key.eq(key))
+                .select(s::value)
+                .first::<String>(c)
+                .optional()?)
+        })
+    }
+
+    /// Read a setting, creating it with `init()` if absent. Safe when several nodes race:
+    /// the first insert wins and everyone reads the winner's value.
+    pub fn setting_or_init(&self, key: &str, init: impl FnOnce() -> String) -> Result<String> {
+        use schema::settings::dsl as s;
+        let value = init();
+        with_conn!(self, |c| {
+            diesel::insert_into(s::settings)
+                .values((s::key.eq(key), s::value.eq(&value)))
+                .on_conflict_do_nothing()
+                .execute(c)?;
+            Ok(s::settings
+                .filter(s::key.eq(key))
+                .select(s::value)
+                .first::<String>(c)?)
+        })
+    }
+}
+
+/// Pooled connection types, for the rare caller that needs one directly.
+pub type SqlitePooled = PooledConnection<ConnectionManager<SqliteConnection>>;
+pub type PgPooled = PooledConnection<ConnectionManager<PgConnection>>;
+
+fn check_sqlite_path(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let meta = std::fs::metadata(&dir).map_err(|e| {
+        Error::invalid(
+            "database.url",
+            format!("SQLite directory {} cannot be used: {e}", dir.display()),
+        )
+    })?;
+    if !meta.is_dir() {
+        return Err(Error::invalid(
+            "database.url",
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+    if path.exists() {
+        let m = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path);
+        if let Err(e) = m {
+            return Err(Error::invalid(
+                "database.url",
+                format!("SQLite database {} is not writable: {e}", path.display()),
+            ));
+        }
+    } else {
+        // SQLite also needs to create the -wal and -shm files next to the database.
+        let probe = dir.join(format!(".ferroacs-write-test-{}", std::process::id()));
+        match std::fs::File::create(&probe) {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&probe);
+            }
+            Err(e) => {
+                return Err(Error::invalid(
+                    "database.url",
+                    format!(
+                        "cannot create SQLite database in {}: {e}; choose a writable directory",
+                        dir.display()
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn pg_hint(msg: &str) -> String {
+    let m = msg.trim().replace('\n', " ");
+    if m.contains("Connection refused") {
+        format!("{m} (is PostgreSQL running and listening on that host and port?)")
+    } else if m.contains("password authentication failed") {
+        format!("{m} (check the user and password in database.url)")
+    } else if m.contains("does not exist") {
+        format!("{m} (create the database first: CREATE DATABASE ...)")
+    } else {
+        m
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

@@ -1,0 +1,184 @@
+//! Diesel table definitions, shared by both backends (the migrations keep the two schemas in
+//! step; `tests` check every migration up and down on both).
+
+diesel::table! {
+    devices (id) {
+        id -> Text,
+        oui -> Text,
+        product_class -> Text,
+        serial_number -> Text,
+        manufacturer -> Text,
+        model_name -> Text,
+        software_version -> Text,
+        hardware_version -> Text,
+        root_model -> Text,
+        cwmp_version -> Text,
+        last_inform -> Nullable<BigInt>,
+        last_boot -> Nullable<BigInt>,
+        last_bootstrap -> Nullable<BigInt>,
+        last_source_ip -> Text,
+        last_retry_count -> Integer,
+        connection_request_url -> Text,
+        cr_username -> Nullable<Text>,
+        cr_password -> Nullable<Text>,
+        cwmp_username -> Nullable<Text>,
+        cwmp_ha1 -> Nullable<Text>,
+        inform_params -> Nullable<Binary>,
+        discovered_at -> Nullable<BigInt>,
+        work_epoch -> BigInt,
+        work_seen_epoch -> BigInt,
+        session_owner -> Nullable<Text>,
+        session_expires -> Nullable<BigInt>,
+        provisioned -> Integer,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    device_tags (device_id, tag) {
+        device_id -> Text,
+        tag -> Text,
+    }
+}
+
+diesel::table! {
+    device_params (device_id) {
+        device_id -> Text,
+        data -> Binary,
+        param_count -> Integer,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    tasks (id) {
+        id -> BigInt,
+        device_id -> Text,
+        rpc -> Text,
+        args -> Text,
+        status -> Text,
+        command_key -> Text,
+        result -> Nullable<Text>,
+        fault_code -> Nullable<Integer>,
+        fault_string -> Nullable<Text>,
+        fault_detail -> Nullable<Text>,
+        attempts -> Integer,
+        not_before -> BigInt,
+        expires_at -> Nullable<BigInt>,
+        created_by -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        started_at -> Nullable<BigInt>,
+        finished_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    faults (id) {
+        id -> BigInt,
+        device_id -> Text,
+        task_id -> Nullable<BigInt>,
+        code -> Integer,
+        message -> Text,
+        detail -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    files (id) {
+        id -> Text,
+        name -> Text,
+        file_type -> Text,
+        version -> Text,
+        size -> BigInt,
+        sha256 -> Text,
+        device_id -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        username -> Text,
+        password_hash -> Text,
+        role -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    api_tokens (id) {
+        id -> BigInt,
+        name -> Text,
+        token_hash -> Text,
+        role -> Text,
+        created_at -> BigInt,
+        last_used_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> BigInt,
+        at -> BigInt,
+        actor -> Text,
+        action -> Text,
+        target -> Text,
+        detail -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    session_log (id) {
+        id -> BigInt,
+        device_id -> Text,
+        started_at -> BigInt,
+        ended_at -> BigInt,
+        source_ip -> Text,
+        events -> Text,
+        rpcs -> Text,
+        faults -> Text,
+        outcome -> Text,
+    }
+}
+
+diesel::table! {
+    cwmp_sessions (id) {
+        id -> Text,
+        device_id -> Text,
+        state -> Text,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    settings (key) {
+        key -> Text,
+        value -> Text,
+    }
+}
+
+diesel::joinable!(device_tags -> devices (device_id));
+diesel::joinable!(device_params -> devices (device_id));
+diesel::joinable!(tasks -> devices (device_id));
+diesel::joinable!(faults -> devices (device_id));
+diesel::joinable!(session_log -> devices (device_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    devices,
+    device_tags,
+    device_params,
+    tasks,
+    faults,
+    files,
+    users,
+    api_tokens,
+    audit_events,
+    session_log,
+    cwmp_sessions,
+    settings,
+);

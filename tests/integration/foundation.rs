@@ -1,0 +1,303 @@
+//! The foundation: storage on both backends, health, restarts, CLI and start-up errors.
+
+use std::process::Command;
+
+use crate::battery;
+use crate::support::{Backend, TestApp, TestDb};
+
+battery!(healthz_and_restart_keep_data, migrations_run_up_and_down);
+
+async fn healthz_and_restart_keep_data(b: Backend) {
+    let app = TestApp::spawn(b, |_| {}).await;
+    let res = app
+        .http()
+        .get(app.api_url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().contains_key("x-request-id"));
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(
+        body["database"],
+        if b == Backend::Sqlite {
+            "sqlite"
+        } else {
+            "postgres"
+        }
+    );
+
+    // Data written before a restart is there after it.
+    let store = app.store();
+    let p = ferroacs::store::devices::ProvisionDevice {
+        id: "00D09E-ATA2-S1".into(),
+        oui: "00D09E".into(),
+        product_class: "ATA2".into(),
+        serial_number: "S1".into(),
+        cwmp_credentials: None,
+        tags: Some(vec!["lab".into(), "north".into()]),
+    };
+    tokio::task::spawn_blocking(move || store.provision_device(&p, None, 1).unwrap())
+        .await
+        .unwrap();
+    let app = app.restart().await;
+    let store = app.store();
+    let (dev, tags) = tokio::task::spawn_blocking(move || {
+        (
+            store.get_device("00D09E-ATA2-S1").unwrap(),
+            store.tags_of(&["00D09E-ATA2-S1".into()]).unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(dev.unwrap().serial_number, "S1");
+    assert_eq!(
+        tags.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>(),
+        vec!["lab", "north"]
+    );
+    let res = app
+        .http()
+        .get(app.api_url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+async fn migrations_run_up_and_down(b: Backend) {
+    tokio::task::spawn_blocking(move || {
+        let db = TestDb::new(b);
+        let mut cfg = ferroacs::config::Config::default();
+        cfg.database.url = db.url.clone();
+        let store = ferroacs::store::Store::open(&cfg.database).unwrap();
+        // Open applied everything; a second run has nothing left to do.
+        assert!(store.migrate().unwrap().is_empty());
+        assert!(store.count_devices().unwrap() == 0);
+        let reverted = store.revert_all_migrations().unwrap();
+        assert!(reverted >= 1);
+        assert!(
+            store.count_devices().is_err(),
+            "tables must be gone after down migrations"
+        );
+        let applied = store.migrate().unwrap();
+        assert_eq!(applied.len(), reverted);
+        assert_eq!(store.count_devices().unwrap(), 0);
+    })
+    .await
+    .unwrap();
+}
+
+/// PostgreSQL going away turns /healthz into 503; it recovers when the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_health_reports_database_loss() {
+    let app = TestApp::spawn(Backend::Postgres, |c| c.database.connect_timeout_ms = 1000).await;
+    let url = app.api_url("/healthz");
+
+    let name = app.db.url.rsplit('/').next().unwrap().to_string();
+    let admin = crate::support::pg_admin_url();
+    // Terminate every connection to the test database and forbid new ones.
+    tokio::task::spawn_blocking({
+        let name = name.clone();
+        let admin = admin.clone();
+        move || {
+            use diesel::connection::SimpleConnection;
+            use diesel::Connection;
+            let mut c = diesel::PgConnection::establish(&admin).unwrap();
+            c.batch_execute(&format!(
+                "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
+                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';"
+            ))
+            .unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    let res = app.http().get(&url).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "unavailable");
+    tokio::task::spawn_blocking(move || {
+        use diesel::connection::SimpleConnection;
+        use diesel::Connection;
+        let mut c = diesel::PgConnection::establish(&admin).unwrap();
+        c.batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    let mut ok = false;
+    for _ in 0..50 {
+        if app.http().get(&url).send().await.unwrap().status() == 200 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ok, "health must recover once the database is back");
+}
+
+fn ferroacs_bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ferroacs"));
+    // Keep the developer's environment out of these runs.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("FERROACS_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+/// Run the binary in `dir`; return (exit success, stdout, stderr).
+fn run_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut c = ferroacs_bin();
+    c.current_dir(dir).args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn assert_one_line_error(stderr: &str, needle: &str) {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got: {stderr}");
+    assert!(
+        lines[0].contains(needle),
+        "expected `{needle}` in: {stderr}"
+    );
+}
+
+fn dir_entries(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn bad_startup_input_exits_with_one_clear_line_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let serve = ["serve"];
+    let base = [
+        ("FERROACS_CWMP_LISTEN", "127.0.0.1:0"),
+        ("FERROACS_API_LISTEN", "127.0.0.1:0"),
+    ];
+
+    // Unknown config key in a file.
+    std::fs::write(d.join("bad.toml"), "[cwmp]\nlisten_addr = \"0.0.0.0:1\"\n").unwrap();
+    let (ok, _, err) = run_in(d, &["--config", "bad.toml", "serve"], &base);
+    assert!(!ok);
+    assert_one_line_error(&err, "listen_addr");
+
+    // Unknown environment key.
+    let (ok, _, err) = run_in(d, &serve, &[("FERROACS_CWMP_LISTN", "x")]);
+    assert!(!ok);
+    assert_one_line_error(&err, "FERROACS_CWMP_LISTN");
+
+    // Malformed database URL.
+    let (ok, _, err) = run_in(
+        d,
+        &serve,
+        &[base[0], base[1], ("FERROACS_DATABASE_URL", "mysql://x/y")],
+    );
+    assert!(!ok);
+    assert_one_line_error(&err, "database.url");
+
+    // Unreachable PostgreSQL (a closed local port).
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = format!("postgres://acs:pw@127.0.0.1:{port}/acs");
+    let (ok, _, err) = run_in(
+        d,
+        &serve,
+        &[
+            base[0],
+            base[1],
+            ("FERROACS_DATABASE_URL", &url),
+            ("FERROACS_DATABASE_CONNECT_TIMEOUT_MS", "1000"),
+        ],
+    );
+    assert!(!ok);
+    assert_one_line_error(&err, "PostgreSQL");
+    assert!(
+        !err.contains(":pw@"),
+        "the password must not be printed: {err}"
+    );
+
+    // Port already in use.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    let (ok, _, err) = run_in(d, &serve, &[("FERROACS_CWMP_LISTEN", &busy_addr), base[1]]);
+    assert!(!ok);
+    assert_one_line_error(&err, "cwmp.listen");
+
+    // Unwritable SQLite directory (a path below a regular file is never writable, even for root).
+    std::fs::write(d.join("plainfile"), "x").unwrap();
+    let (ok, _, err) = run_in(
+        d,
+        &serve,
+        &[
+            base[0],
+            base[1],
+            ("FERROACS_DATABASE_URL", "sqlite://plainfile/sub/acs.db"),
+        ],
+    );
+    assert!(!ok);
+    assert_one_line_error(&err, "database.url");
+
+    // None of the failures created anything (no database file, no files directory).
+    assert_eq!(dir_entries(d), vec!["bad.toml", "plainfile"]);
+}
+
+#[test]
+fn cli_config_example_and_token_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ok, out, _) = run_in(d, &["config", "example"], &[]);
+    assert!(ok);
+    assert!(out.contains("[cwmp]") && out.contains("#listen = \"0.0.0.0:7547\""));
+    std::fs::write(d.join("ferroacs.toml"), &out).unwrap();
+    let (ok, out, err) = run_in(d, &["config", "check"], &[]);
+    assert!(ok, "{err}");
+    assert!(out.contains("valid"));
+
+    let (ok, out, _) = run_in(
+        d,
+        &["config", "show"],
+        &[("FERROACS_DATABASE_URL", "postgres://u:topsecret@h:5432/d")],
+    );
+    assert!(ok);
+    assert!(!out.contains("topsecret"));
+
+    let (ok, out, err) = run_in(
+        d,
+        &["token", "create", "--name", "oss", "--role", "operator"],
+        &[],
+    );
+    assert!(ok, "{err}");
+    let token = out.lines().last().unwrap().trim().to_string();
+    assert!(token.len() >= 32, "token on the last line: {out}");
+    // Only a hash is stored.
+    let db = std::fs::read(d.join("ferroacs.db")).unwrap();
+    let wal = std::fs::read(d.join("ferroacs.db-wal")).unwrap_or_default();
+    let hay = [db, wal].concat();
+    assert!(
+        !hay.windows(token.len()).any(|w| w == token.as_bytes()),
+        "token stored in clear"
+    );
+    let (ok, out, _) = run_in(d, &["token", "list"], &[]);
+    assert!(ok && out.contains("oss") && out.contains("operator"));
+
+    let (ok, _, err) = run_in(d, &["--version"], &[]);
+    assert!(ok, "{err}");
+}
