@@ -4,4 +4,10 @@
 
 mod support;
 
+#[path = "../support/cpe/mod.rs"]
+#[allow(unused_imports, dead_code)]
+mod cpe;
+
+mod cwmp;
+
 mod foundation;
