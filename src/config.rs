@@ -219,6 +219,7 @@ pub enum LogFormat {
 pub struct LogConfig {
     pub format: LogFormat,
     pub level: String,
+    pub cwmp_trace_dir: Option<PathBuf>,
 }
 
 impl Default for LogConfig {
@@ -226,6 +227,7 @@ impl Default for LogConfig {
         Self {
             format: LogFormat::Text,
             level: "info".into(),
+            cwmp_trace_dir: None,
         }
     }
 }
@@ -292,6 +294,7 @@ pub const KEYS: &[KeyDoc] = &[
     k!("files", "max_upload_bytes", Some("536870912"), None, false, "Largest file accepted from an operator or a device Upload."),
     k!("log", "format", Some("\"text\""), None, false, "\"text\" (readable) or \"json\" (one object per line)."),
     k!("log", "level", Some("\"info\""), None, false, "Filter in tracing's EnvFilter syntax, e.g. \"info,ferroacs=debug\"."),
+    k!("log", "cwmp_trace_dir", None, Some("\"/var/tmp/ferroacs-trace\""), false, "Write every SOAP envelope received and sent to files in this directory (troubleshooting; grows without bound)."),
 ];
 
 /// The commented example configuration printed by `ferroacs config example`.

@@ -73,6 +73,10 @@ async fn bootstrap_discovers_the_whole_tree_then_periodic_is_quiet(b: Backend) {
         Some(std::time::Duration::from_secs(3600))
     );
 
+    // Every envelope sent so far was kept for schema validation (done when the app drops).
+    let sent = std::fs::read_dir(app.trace_dir.path()).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains("-out-")).count();
+    assert!(sent >= report.exchanges.len() - 1, "{sent} envelopes traced");
+
     // A periodic session afterwards: Inform, empty POST, 204. Nothing else.
     let report = dev
         .run_session(&app.cwmp_url(), &[("2 PERIODIC", "")])
@@ -80,6 +84,24 @@ async fn bootstrap_discovers_the_whole_tree_then_periodic_is_quiet(b: Backend) {
         .unwrap();
     assert!(report.ended_cleanly(), "{report:?}");
     assert!(report.acs_rpcs().is_empty(), "{:?}", report.acs_rpcs());
+}
+
+#[test]
+fn schema_validation_of_sent_envelopes_catches_invalid_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = r#"<soap-env:Envelope xmlns:soap-env="http://schemas.xmlsoap.org/soap/envelope/" xmlns:cwmp="urn:dslforum-org:cwmp-1-0"><soap-env:Body><cwmp:Reboot><Bogus/></cwmp:Reboot></soap-env:Body></soap-env:Envelope>"#;
+    std::fs::write(dir.path().join("00000001-out-cwmp-1-0.xml"), bad).unwrap();
+    let r = std::panic::catch_unwind(|| crate::support::validate_envelopes(dir.path()));
+    assert!(r.is_err(), "an invalid envelope must fail validation");
+    // A valid one passes.
+    let good = ferroacs::cwmp::encode_request(
+        ferroacs::cwmp::CwmpNs::V1_0,
+        &ferroacs::cwmp::Header::with_id("1"),
+        &ferroacs::cwmp::AcsRequest::Reboot(ferroacs::cwmp::Reboot { command_key: "k".into() }),
+    );
+    std::fs::remove_file(dir.path().join("00000001-out-cwmp-1-0.xml")).unwrap();
+    std::fs::write(dir.path().join("00000002-out-cwmp-1-0.xml"), good).unwrap();
+    crate::support::validate_envelopes(dir.path());
 }
 
 #[allow(dead_code)]

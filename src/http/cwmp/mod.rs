@@ -372,7 +372,7 @@ async fn new_session(
     let mut engine = cwmp::Session::new(now);
     let step = match engine.receive(Some(envelope), now) {
         Ok(s) => s,
-        Err(e) => return protocol_error(&e),
+        Err(e) => return protocol_error(state, engine.ns(), &e),
     };
     let (inform, _header) = match step {
         Step::Inform(inform, header) => (inform, header),
@@ -468,6 +468,8 @@ async fn new_session(
             return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
         }
     };
+    let live_ns = engine.ns();
+    trace(state, live_ns, "in", &raw);
     let live = Live {
         id: sid.clone(),
         engine,
@@ -492,7 +494,7 @@ async fn new_session(
         finish(state, req, &mut live, Outcome::Error).await;
     }
     tracing::debug!(device = %device_id, session = %sid, "session started");
-    let mut resp = write(out, done);
+    let mut resp = write(state, live_ns, out, done);
     let mut cookie = actix_web::cookie::Cookie::new(COOKIE, sid);
     cookie.set_path("/");
     cookie.set_http_only(true);
@@ -553,16 +555,41 @@ fn parse(
     })
 }
 
-fn write(out: Outgoing, close: bool) -> HttpResponse {
+fn write(state: &AppState, ns: cwmp::CwmpNs, out: Outgoing, close: bool) -> HttpResponse {
     match out {
-        Outgoing::Envelope(xml) => soap(xml, close),
+        Outgoing::Envelope(xml) => {
+            trace(state, ns, "out", xml.as_bytes());
+            soap(xml, close)
+        }
         Outgoing::Empty => no_content(),
     }
 }
 
-fn protocol_error(e: &cwmp::ProtocolError) -> HttpResponse {
+static TRACE_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// With `log.cwmp_trace_dir` set, keep a copy of every envelope, named
+/// `<seq>-<in|out>-<cwmp namespace suffix>.xml`.
+fn trace(state: &AppState, ns: cwmp::CwmpNs, dir: &str, body: &[u8]) {
+    let Some(path) = &state.config.log.cwmp_trace_dir else {
+        return;
+    };
+    if body.is_empty() {
+        return;
+    }
+    let seq = TRACE_SEQ.fetch_add(1, Ordering::Relaxed);
+    let suffix = ns.as_uri().rsplit(':').next().unwrap_or("cwmp");
+    let file = path.join(format!("{seq:08}-{dir}-{suffix}.xml"));
+    if let Err(e) = std::fs::write(&file, body) {
+        tracing::warn!(error = %e, file = %file.display(), "cannot write the CWMP trace");
+    }
+}
+
+fn protocol_error(state: &AppState, ns: cwmp::CwmpNs, e: &cwmp::ProtocolError) -> HttpResponse {
     match e.reply() {
-        cwmp::ErrorReply::Fault(xml) => soap(xml.to_string(), false),
+        cwmp::ErrorReply::Fault(xml) => {
+            trace(state, ns, "out", xml.as_bytes());
+            soap(xml.to_string(), false)
+        }
         cwmp::ErrorReply::BadRequest => text(StatusCode::BAD_REQUEST, &e.to_string()),
     }
 }
@@ -613,12 +640,13 @@ async fn continue_session(
         }
     };
     let e = env(state, req);
+    trace(state, l.engine.ns(), "in", &raw);
     let step = match l.engine.receive(msg, now) {
         Ok(s) => s,
         Err(err) => {
             tracing::warn!(device = %l.dev.device_id, error = %err, "protocol error");
             l.dev.faults.push(format!("protocol error: {err}"));
-            let resp = protocol_error(&err);
+            let resp = protocol_error(state, l.engine.ns(), &err);
             if err.ends_session() {
                 l.engine.abort();
                 finish(state, req, &mut l, Outcome::Error).await;
@@ -643,7 +671,7 @@ async fn continue_session(
             if done {
                 finish(state, req, &mut l, Outcome::Completed).await;
             }
-            write(out, done)
+            write(state, l.engine.ns(), out, done)
         }
         Err(err) => {
             tracing::error!(device = %l.dev.device_id, error = %err, "session failed");

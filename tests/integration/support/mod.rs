@@ -144,6 +144,9 @@ pub struct TestApp {
     pub db: Arc<TestDb>,
     pub config: Config,
     pub files_dir: tempfile::TempDir,
+    /// Every envelope the server sends is kept here and validated against the BBF schema
+    /// when the app is dropped.
+    pub trace_dir: tempfile::TempDir,
 }
 
 impl TestApp {
@@ -158,6 +161,7 @@ impl TestApp {
     /// Start on an existing database (e.g. to restart after a stop).
     pub async fn spawn_on(db: Arc<TestDb>, tweak: impl FnOnce(&mut Config)) -> TestApp {
         let files_dir = tempfile::tempdir().expect("tempdir");
+        let trace_dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config::default();
         config.database.url = db.url.clone();
         config.database.pool_size = 4;
@@ -166,6 +170,7 @@ impl TestApp {
         config.cwmp.default_password = Some(ferroacs::config::Secret("cpe-secret".into()));
         config.files.dir = files_dir.path().to_path_buf();
         config.log.level = std::env::var("FERROACS_TEST_LOG").unwrap_or_else(|_| "warn".into());
+        config.log.cwmp_trace_dir = Some(trace_dir.path().to_path_buf());
         tweak(&mut config);
         ferroacs::telemetry::init(&config.log);
         let cfg = config.clone();
@@ -178,6 +183,7 @@ impl TestApp {
             db,
             config,
             files_dir,
+            trace_dir,
         }
     }
 
@@ -236,6 +242,75 @@ impl Drop for TestApp {
         if let Some(r) = self.running.take() {
             // Dropping stops the server; do it off any async runtime thread.
             let _ = std::thread::spawn(move || r.stop(false)).join();
+        }
+        if !std::thread::panicking() {
+            validate_envelopes(self.trace_dir.path());
+        }
+    }
+}
+
+pub fn bbf_dir() -> PathBuf {
+    std::env::var("FERROACS_BBF_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/bbf"))
+}
+
+/// Validate every envelope the ACS sent (files `*-out-cwmp-1-N.xml`) against the BBF schema
+/// of its namespace. The unofficial cwmp-1-3/1-4 namespaces are checked as cwmp-1-2 (the
+/// schema the official 1.3/1.4 versions use).
+pub fn validate_envelopes(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut by_schema: std::collections::BTreeMap<&str, Vec<PathBuf>> = Default::default();
+    let rewritten = dir.join("as-1-2");
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.contains("-out-") {
+            continue;
+        }
+        let schema = if name.ends_with("cwmp-1-0.xml") {
+            "cwmp-1-0.xsd"
+        } else if name.ends_with("cwmp-1-1.xml") {
+            "cwmp-1-1.xsd"
+        } else {
+            "cwmp-1-4.xsd"
+        };
+        let mut path = e.path();
+        if name.ends_with("cwmp-1-3.xml") || name.ends_with("cwmp-1-4.xml") {
+            std::fs::create_dir_all(&rewritten).expect("mkdir");
+            let text = std::fs::read_to_string(&path).expect("read trace");
+            let fixed = text
+                .replace("urn:dslforum-org:cwmp-1-3", "urn:dslforum-org:cwmp-1-2")
+                .replace("urn:dslforum-org:cwmp-1-4", "urn:dslforum-org:cwmp-1-2");
+            path = rewritten.join(&name);
+            std::fs::write(&path, fixed).expect("write");
+        }
+        by_schema.entry(schema).or_default().push(path);
+    }
+    let bbf = bbf_dir();
+    for (schema, files) in by_schema {
+        for chunk in files.chunks(500) {
+            let out = std::process::Command::new("xmllint")
+                .env("XML_CATALOG_FILES", bbf.join("soap-catalog.xml"))
+                .arg("--nonet")
+                .arg("--noout")
+                .arg("--schema")
+                .arg(bbf.join(schema))
+                .args(chunk)
+                .output()
+                .unwrap_or_else(|e| panic!("xmllint is needed to validate CWMP envelopes (apt-get install libxml2-utils): {e}"));
+            if !out.status.success() {
+                let err = String::from_utf8_lossy(&out.stderr);
+                let bad: Vec<&str> = err
+                    .lines()
+                    .filter(|l| !l.ends_with(" validates"))
+                    .take(20)
+                    .collect();
+                let first_bad = bad.iter().find_map(|l| l.split(':').next()).unwrap_or("");
+                let body = std::fs::read_to_string(first_bad).unwrap_or_default();
+                panic!("an envelope sent by ferroacs does not validate against {schema}:\n{}\n--- {first_bad}:\n{body}", bad.join("\n"));
+            }
         }
     }
 }
