@@ -137,6 +137,7 @@ pub struct CwmpConfig {
     pub discovery_refresh_secs: u64,
     pub gpv_batch_size: usize,
     pub session_log_retention_days: u32,
+    pub hold_requests: bool,
 }
 
 impl Default for CwmpConfig {
@@ -163,6 +164,7 @@ impl Default for CwmpConfig {
             discovery_refresh_secs: 7 * 86_400,
             gpv_batch_size: 64,
             session_log_retention_days: 30,
+            hold_requests: false,
         }
     }
 }
@@ -284,6 +286,7 @@ pub const KEYS: &[KeyDoc] = &[
     k!("cwmp", "discovery_refresh_secs", Some("604800"), None, false, "Re-read a device's whole parameter tree when the last read is older than this; 0 = only on first contact and BOOTSTRAP."),
     k!("cwmp", "gpv_batch_size", Some("64"), None, false, "Parameter names per GetParameterValues request during discovery."),
     k!("cwmp", "session_log_retention_days", Some("30"), None, false, "How long the per-device session log is kept."),
+    k!("cwmp", "hold_requests", Some("false"), None, false, "When ferroacs has requests queued for a device, set HoldRequests in the InformResponse so they go\nbefore the CPE's own requests (TransferComplete, ...); the CPE sends those after ferroacs is done."),
     k!("api", "listen", Some("\"127.0.0.1:7557\""), None, false, "Address of the operator-facing admin API and web UI."),
     k!("api", "tls_cert", None, Some("\"/etc/ferroacs/api.crt\""), false, "PEM certificate chain; with tls_key the admin listener speaks HTTPS."),
     k!("api", "tls_key", None, Some("\"/etc/ferroacs/api.key\""), false, "PEM private key for tls_cert."),

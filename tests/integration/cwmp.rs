@@ -18,8 +18,6 @@ pub fn sample_device(file: &str) -> Device {
         .with_acs_credentials("cpe", "cpe-secret")
 }
 
-battery!(bootstrap_discovers_the_whole_tree_then_periodic_is_quiet);
-
 async fn bootstrap_discovers_the_whole_tree_then_periodic_is_quiet(b: Backend) {
     let app = TestApp::spawn(b, |_| {}).await;
     let mut dev = sample_device("data_model_202BC1-BM632w-8KA8WA1151100043.csv");
@@ -74,8 +72,20 @@ async fn bootstrap_discovers_the_whole_tree_then_periodic_is_quiet(b: Backend) {
     );
 
     // Every envelope sent so far was kept for schema validation (done when the app drops).
-    let sent = std::fs::read_dir(app.trace_dir.path()).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains("-out-")).count();
-    assert!(sent >= report.exchanges.len() - 1, "{sent} envelopes traced");
+    let sent = std::fs::read_dir(app.trace_dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("-out-")
+        })
+        .count();
+    assert!(
+        sent >= report.exchanges.len() - 1,
+        "{sent} envelopes traced"
+    );
 
     // A periodic session afterwards: Inform, empty POST, 204. Nothing else.
     let report = dev
@@ -97,7 +107,9 @@ fn schema_validation_of_sent_envelopes_catches_invalid_ones() {
     let good = ferroacs::cwmp::encode_request(
         ferroacs::cwmp::CwmpNs::V1_0,
         &ferroacs::cwmp::Header::with_id("1"),
-        &ferroacs::cwmp::AcsRequest::Reboot(ferroacs::cwmp::Reboot { command_key: "k".into() }),
+        &ferroacs::cwmp::AcsRequest::Reboot(ferroacs::cwmp::Reboot {
+            command_key: "k".into(),
+        }),
     );
     std::fs::remove_file(dir.path().join("00000001-out-cwmp-1-0.xml")).unwrap();
     std::fs::write(dir.path().join("00000002-out-cwmp-1-0.xml"), good).unwrap();
@@ -107,4 +119,374 @@ fn schema_validation_of_sent_envelopes_catches_invalid_ones() {
 #[allow(dead_code)]
 fn _root() -> Root {
     Root::Igd
+}
+
+battery!(
+    bootstrap_discovers_the_whole_tree_then_periodic_is_quiet,
+    every_sample_inform_is_accepted,
+    cookieless_and_reconnecting_cpes_complete_their_sessions,
+    dropped_connection_resumes_with_the_cookie,
+    concurrent_inform_is_refused_then_taken_over,
+    wrong_password_is_refused_and_nothing_is_stored,
+    bad_input_gets_clear_errors_and_the_server_stays_healthy,
+    hold_requests_lets_the_acs_speak_first,
+    version_negotiation_and_idle_timeout,
+);
+
+fn inform_files() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(samples_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("inform-")
+        })
+        .collect();
+    v.sort();
+    assert!(
+        v.len() >= 4,
+        "sample Informs not found in {}",
+        samples_dir().display()
+    );
+    v
+}
+
+async fn every_sample_inform_is_accepted(b: Backend) {
+    let app = TestApp::spawn(b, |_| {}).await;
+    let dev = Device::synthetic(Root::Igd, "X1", 20).with_acs_credentials("cpe", "cpe-secret");
+    for file in inform_files() {
+        let body = std::fs::read(&file).unwrap();
+        let mut client = dev.http_client(&app.cwmp_url()).unwrap();
+        let resp = client
+            .post_raw(
+                &body,
+                &[
+                    ("Content-Type", "text/xml; charset=utf-8"),
+                    ("SOAPAction", ""),
+                ],
+            )
+            .await
+            .unwrap();
+        let text = resp.body_text().to_string();
+        assert_eq!(resp.status, 200, "{}: {text}", file.display());
+        assert!(
+            text.contains("InformResponse") && text.contains("<MaxEnvelopes>1</MaxEnvelopes>"),
+            "{text}"
+        );
+        // The answer uses the namespace of the Inform.
+        let sample = String::from_utf8_lossy(&body);
+        let ns = if sample.contains("cwmp-1-0") {
+            "urn:dslforum-org:cwmp-1-0"
+        } else {
+            "urn:dslforum-org:cwmp-1-"
+        };
+        assert!(text.contains(ns), "{text}");
+        client.close();
+    }
+    let store = app.store();
+    let ids: Vec<String> =
+        tokio::task::spawn_blocking(move || store.list_devices(None, 100).unwrap())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
+    assert_eq!(ids.len(), inform_files().len(), "{ids:?}");
+    assert!(ids.iter().any(|i| i.contains("202BC1-BM632w")), "{ids:?}");
+}
+
+async fn cookieless_and_reconnecting_cpes_complete_their_sessions(b: Backend) {
+    let app = TestApp::spawn(b, |_| {}).await;
+    // Ignores cookies, keeps its connection.
+    let mut dev =
+        Device::synthetic(Root::Device2, "NOCOOKIE", 60).with_acs_credentials("cpe", "cpe-secret");
+    dev.client.cookies = false;
+    let r = dev.run_session(&app.cwmp_url(), &[]).await.unwrap();
+    assert!(r.ended_cleanly(), "{r:?}");
+    assert!(r.acs_rpcs().contains(&"GetParameterNames"));
+    assert_eq!(r.connections, 1);
+    // HTTP/1.0 style: a new connection for every POST; the cookie carries the session.
+    let mut dev =
+        Device::synthetic(Root::Igd, "HTTP10", 60).with_acs_credentials("cpe", "cpe-secret");
+    dev.client.keep_alive = false;
+    dev.client.http10 = true;
+    let r = dev.run_session(&app.cwmp_url(), &[]).await.unwrap();
+    assert!(r.ended_cleanly(), "{r:?}");
+    assert!(r.connections > 3, "{} connections", r.connections);
+    let store = app.store();
+    let id = dev.identity.device_id();
+    let tree = tokio::task::spawn_blocking(move || store.load_params(&id).unwrap())
+        .await
+        .unwrap();
+    assert!(tree.is_some(), "discovery finished across reconnections");
+}
+
+async fn dropped_connection_resumes_with_the_cookie(b: Backend) {
+    let app = TestApp::spawn(b, |_| {}).await;
+    let mut dev = sample_device("data_model_202BC1-BM632w-8KA8WA1151100043.csv");
+    dev.faults.drop_after_message = Some(4);
+    let err = dev.run_session(&app.cwmp_url(), &[]).await.unwrap_err();
+    assert!(format!("{err}").to_lowercase().contains("drop"), "{err}");
+    let r = dev
+        .resume_session(crate::cpe::ResumeMode::Resend)
+        .await
+        .unwrap();
+    assert!(r.ended_cleanly(), "{r:?}");
+    let store = app.store();
+    let id = dev.identity.device_id();
+    let (row, tree) = tokio::task::spawn_blocking(move || {
+        (
+            store.get_device(&id).unwrap().unwrap(),
+            store.load_params(&id).unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        row.discovered_at.is_some(),
+        "the resumed session finished discovery"
+    );
+    let tree = ferroacs::domain::params::ParamTree::decode(&tree.unwrap()).unwrap();
+    assert!(tree.len() > 900, "{} parameters", tree.len());
+    assert!(row.session_owner.is_none(), "lock released");
+}
+
+async fn concurrent_inform_is_refused_then_taken_over(b: Backend) {
+    let app = TestApp::spawn(b, |_| {}).await;
+    let mut first =
+        Device::synthetic(Root::Igd, "TWICE", 30).with_acs_credentials("cpe", "cpe-secret");
+    let mut second =
+        Device::synthetic(Root::Igd, "TWICE", 30).with_acs_credentials("cpe", "cpe-secret");
+    let ev = first.inform_events(&[]);
+    let inform = first.inform_envelope(&ev, "1");
+    let mut c1 = first.http_client(&app.cwmp_url()).unwrap();
+    assert_eq!(c1.post_soap(&inform).await.unwrap().status, 200);
+    // The same device informs again on another connection while the first session is active.
+    let ev2 = second.inform_events(&[]);
+    let inform2 = second.inform_envelope(&ev2, "1");
+    let mut c2 = second.http_client(&app.cwmp_url()).unwrap();
+    let resp = c2.post_soap(&inform2).await.unwrap();
+    assert_eq!(resp.status, 503, "{}", resp.body_text());
+    assert!(resp.header("Retry-After").is_some());
+    assert!(resp.body_text().contains("already in session"));
+    // The first session is intact and goes on.
+    let next = c1.post_empty().await.unwrap();
+    assert_eq!(next.status, 200);
+    assert!(
+        next.body_text().contains("SetParameterValues"),
+        "{}",
+        next.body_text()
+    );
+    // The first CPE goes away (e.g. reboots); its new Inform takes over at once.
+    c1.close();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let r = second
+        .run_session(&app.cwmp_url(), &[("1 BOOT", "")])
+        .await
+        .unwrap();
+    assert!(r.ended_cleanly(), "{r:?}");
+}
+
+async fn wrong_password_is_refused_and_nothing_is_stored(b: Backend) {
+    let app = TestApp::spawn(b, |_| {}).await;
+    let mut dev =
+        Device::synthetic(Root::Igd, "BADPW", 10).with_acs_credentials("cpe", "not-the-password");
+    let err = dev.run_session(&app.cwmp_url(), &[]).await.unwrap_err();
+    assert!(
+        matches!(err, crate::cpe::SimError::AuthFailed { .. }),
+        "{err}"
+    );
+    let store = app.store();
+    let n = tokio::task::spawn_blocking(move || store.count_devices().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "nothing stored for an unauthenticated request");
+    // Without credentials at all: a Digest challenge, never Basic over plain HTTP.
+    let resp = app
+        .http()
+        .post(app.cwmp_url())
+        .body(Device::synthetic(Root::Igd, "NOAUTH", 5).inform_envelope(&[], "1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let challenges: Vec<String> = resp
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert!(
+        challenges
+            .iter()
+            .any(|c| c.starts_with("Digest ") && c.contains("qop=\"auth\"")),
+        "{challenges:?}"
+    );
+    assert!(
+        !challenges.iter().any(|c| c.starts_with("Basic")),
+        "{challenges:?}"
+    );
+    // A device's own credentials do not open another device, and the default ones do not
+    // open a device that has its own.
+    let store = app.store();
+    let realm = app.config.cwmp.realm.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut own = Device::synthetic(Root::Igd, "OWN", 5);
+        own.identity.serial_number = "OWN".into();
+        let p = ferroacs::store::devices::ProvisionDevice {
+            id: own.identity.device_id(),
+            oui: own.identity.oui.clone(),
+            product_class: own.identity.product_class.clone(),
+            serial_number: "OWN".into(),
+            cwmp_credentials: Some(Some(("own-user".into(), "own-pass".into()))),
+            tags: None,
+        };
+        let ha1 = move |u: &str, pw: &str| ferroacs::auth::digest::ha1(u, &realm, pw);
+        store.provision_device(&p, Some(&ha1), 1).unwrap();
+    })
+    .await
+    .unwrap();
+    let mut with_default =
+        Device::synthetic(Root::Igd, "OWN", 5).with_acs_credentials("cpe", "cpe-secret");
+    assert!(with_default
+        .run_session(&app.cwmp_url(), &[])
+        .await
+        .is_err());
+    let mut other =
+        Device::synthetic(Root::Igd, "OTHER", 5).with_acs_credentials("own-user", "own-pass");
+    assert!(other.run_session(&app.cwmp_url(), &[]).await.is_err());
+    let mut right =
+        Device::synthetic(Root::Igd, "OWN", 5).with_acs_credentials("own-user", "own-pass");
+    let r = right.run_session(&app.cwmp_url(), &[]).await.unwrap();
+    assert!(r.ended_cleanly());
+}
+
+async fn bad_input_gets_clear_errors_and_the_server_stays_healthy(b: Backend) {
+    let app = TestApp::spawn(b, |c| c.cwmp.max_inform_bytes = 64 * 1024).await;
+    let dev = Device::synthetic(Root::Igd, "FUZZ", 10).with_acs_credentials("cpe", "cpe-secret");
+    let post = |body: Vec<u8>, headers: Vec<(&'static str, &'static str)>| {
+        let mut c = dev.http_client(&app.cwmp_url()).unwrap();
+        async move {
+            let r = c.post_raw(&body, &headers).await.unwrap();
+            (r.status, r.body_text().to_string())
+        }
+    };
+    let xml = vec![("Content-Type", "text/xml")];
+    let (s, t) = post(b"this is not xml at all".to_vec(), xml.clone()).await;
+    assert_eq!(s, 400, "{t}");
+    let mut inform = Device::synthetic(Root::Igd, "FUZZ", 10)
+        .inform_envelope(&[], "1")
+        .into_bytes();
+    inform.truncate(inform.len() / 2);
+    let (s, t) = post(inform, xml.clone()).await;
+    assert_eq!(s, 400, "{t}");
+    assert!(t.to_lowercase().contains("xml"), "{t}");
+    let bomb = r#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;"><!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]><soap-env:Envelope xmlns:soap-env="http://schemas.xmlsoap.org/soap/envelope/"><soap-env:Body>&lol3;</soap-env:Body></soap-env:Envelope>"#;
+    let (s, t) = post(bomb.as_bytes().to_vec(), xml.clone()).await;
+    assert_eq!(s, 400, "{t}");
+    assert!(t.contains("DOCTYPE"), "{t}");
+    let (s, _) = post(vec![b'<'; 200 * 1024], xml.clone()).await;
+    assert_eq!(s, 413);
+    let (s, t) = post(b"<a/>".to_vec(), vec![("Content-Encoding", "br")]).await;
+    assert_eq!(s, 415, "{t}");
+    // A gzip-compressed Inform is fine.
+    let mut plain =
+        Device::synthetic(Root::Igd, "GZIP", 10).with_acs_credentials("cpe", "cpe-secret");
+    let ev = plain.inform_events(&[]);
+    let inform = plain.inform_envelope(&ev, "7");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, inform.as_bytes()).unwrap();
+    let (s, t) = post(
+        gz.finish().unwrap(),
+        vec![("Content-Type", "text/xml"), ("Content-Encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(s, 200, "{t}");
+    assert!(t.contains("InformResponse"));
+    // GET is not CWMP.
+    let resp = app.http().get(app.cwmp_url()).send().await.unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "POST");
+    // Still healthy, and a normal session works.
+    assert_eq!(
+        app.http()
+            .get(app.api_url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let mut ok =
+        Device::synthetic(Root::Igd, "AFTER", 10).with_acs_credentials("cpe", "cpe-secret");
+    assert!(ok
+        .run_session(&app.cwmp_url(), &[])
+        .await
+        .unwrap()
+        .ended_cleanly());
+}
+
+async fn hold_requests_lets_the_acs_speak_first(b: Backend) {
+    let app = TestApp::spawn(b, |c| c.cwmp.hold_requests = true).await;
+    let mut dev =
+        Device::synthetic(Root::Device2, "HOLD", 30).with_acs_credentials("cpe", "cpe-secret");
+    dev.queue_get_rpc_methods();
+    let r = dev.run_session(&app.cwmp_url(), &[]).await.unwrap();
+    assert!(r.ended_cleanly(), "{r:?}");
+    assert!(r.hold_requests, "InformResponse carried HoldRequests");
+    // The CPE held its own request back: the ACS's requests went first.
+    let sent: Vec<&str> = r.exchanges.iter().map(|e| e.sent.as_str()).collect();
+    assert!(sent.iter().any(|s| s.ends_with("Response")), "{sent:?}");
+    assert!(!sent.contains(&"GetRPCMethods"), "{sent:?}");
+    // Without anything queued the ACS does not hold, and the CPE's request goes through.
+    let r = dev
+        .run_session(&app.cwmp_url(), &[("2 PERIODIC", "")])
+        .await
+        .unwrap();
+    assert!(r.ended_cleanly(), "{r:?}");
+    assert!(!r.hold_requests);
+    let sent: Vec<&str> = r.exchanges.iter().map(|e| e.sent.as_str()).collect();
+    assert!(sent.contains(&"GetRPCMethods"), "{sent:?}");
+}
+
+async fn version_negotiation_and_idle_timeout(b: Backend) {
+    let app = TestApp::spawn(b, |c| c.cwmp.session_timeout_secs = 1).await;
+    let mut dev = Device::synthetic(Root::Device2, "V14", 20)
+        .with_cwmp_version("1.4")
+        .with_acs_credentials("cpe", "cpe-secret");
+    let r = dev.run_session(&app.cwmp_url(), &[]).await.unwrap();
+    assert!(r.ended_cleanly());
+    assert_eq!(r.use_cwmp_version.as_deref(), Some("1.4"));
+    // A CPE that goes silent mid-session: the session times out and the device is free again.
+    let ev = dev.inform_events(&[("2 PERIODIC", "")]);
+    let inform = dev.inform_envelope(&ev, "9");
+    let mut c = dev.http_client(&app.cwmp_url()).unwrap();
+    assert_eq!(c.post_soap(&inform).await.unwrap().status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(2600)).await;
+    let store = app.store();
+    let id = dev.identity.device_id();
+    let (row, logs) = tokio::task::spawn_blocking(move || {
+        (
+            store.get_device(&id).unwrap().unwrap(),
+            store.list_session_logs(&id, None, 10).unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        row.session_owner.is_none(),
+        "lock released after the idle timeout"
+    );
+    assert_eq!(
+        logs.first().map(|l| l.outcome.as_str()),
+        Some("timeout"),
+        "{logs:?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.outcome == "completed" && l.events.contains("0 BOOTSTRAP")),
+        "{logs:?}"
+    );
 }

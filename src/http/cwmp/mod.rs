@@ -42,6 +42,8 @@ pub struct Live {
     pub connected: bool,
     pub last_seen: i64,
     pub ended: bool,
+    /// A copy is saved in the database (its connection closed mid-session).
+    pub saved: bool,
 }
 
 /// Counters for /metrics.
@@ -303,6 +305,7 @@ async fn resume_saved(
         connected: true,
         last_seen: now,
         ended: false,
+        saved: false,
     }));
     state.cwmp.live.insert(sid.to_string(), live.clone());
     if let Some(c) = conn {
@@ -339,7 +342,12 @@ async fn new_session(
             .fetch_add(1, Ordering::Relaxed);
         return unavailable(60, "too many sessions in progress; retry later");
     }
-    // Authenticate before reading the body.
+    // Read the (size-capped) body first even when the request will be challenged: a CPE
+    // resends on the same connection after a 401, which needs the body consumed.
+    let raw = match body::read(req, payload, state.config.cwmp.max_inform_bytes).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
     let tls = conn.is_some_and(|c| c.tls);
     let principal = match state
         .cwmp
@@ -348,10 +356,6 @@ async fn new_session(
         .await
     {
         Ok(p) => p,
-        Err(resp) => return resp,
-    };
-    let raw = match body::read(req, payload, state.config.cwmp.max_inform_bytes).await {
-        Ok(b) => b,
         Err(resp) => return resp,
     };
     let msg = match parse(req, &raw) {
@@ -461,7 +465,8 @@ async fn new_session(
             return unavailable(30, "database unavailable");
         }
     };
-    let out = match engine.inform_response(false) {
+    let hold = state.config.cwmp.hold_requests && !dev.queue.is_empty();
+    let out = match engine.inform_response(hold) {
         Ok(o) => o,
         Err(e) => {
             tracing::error!(error = %e, "session state machine refused the InformResponse");
@@ -478,6 +483,7 @@ async fn new_session(
         connected: true,
         last_seen: now,
         ended: false,
+        saved: false,
     };
     let done = live.engine.is_done();
     if !done {
@@ -508,7 +514,15 @@ async fn new_session(
 /// End a local session whose connection is gone so a new Inform can take its place.
 async fn take_over_local(state: &Arc<AppState>, sid: &str) -> bool {
     let Some(live) = state.cwmp.live.get(sid).map(|l| l.value().clone()) else {
-        return false;
+        // Not live here: its connection closed and it was saved for resumption. The device
+        // has started over, so the saved state is dropped.
+        let id = sid.to_string();
+        let now = state.now();
+        let _ = state
+            .store
+            .run(move |s| s.take_cwmp_session(&id, now))
+            .await;
+        return true;
     };
     let Ok(mut l) = live.try_lock() else {
         return false;
@@ -521,6 +535,9 @@ async fn take_over_local(state: &Arc<AppState>, sid: &str) -> bool {
         state.cwmp.by_conn.remove(&c);
     }
     l.ended = true;
+    if l.saved {
+        unsave(state, sid).await;
+    }
     // Keep the lock owned (the new session takes it over); log the abandoned one.
     l.dev
         .faults
@@ -607,6 +624,18 @@ async fn continue_session(
     }
     let now = state.now();
     l.last_seen = now;
+    if l.saved {
+        l.saved = false;
+        if !unsave(state, &l.id).await {
+            // Resumed on another node meanwhile: that node owns the session now.
+            l.ended = true;
+            state.cwmp.live.remove(&l.id);
+            return text(
+                StatusCode::CONFLICT,
+                "this session continues on another ACS node",
+            );
+        }
+    }
     if let Some(c) = conn {
         if l.conn_id != Some(c.id) {
             if let Some(old) = l.conn_id {
@@ -775,8 +804,16 @@ async fn connection_closed(state: Arc<AppState>, sid: String, conn_id: u64) {
     if l.engine.is_done() {
         return;
     }
-    state.cwmp.live.remove(&sid);
-    l.ended = true;
+    if l.engine.is_quiescent() {
+        // The ACS was done and the CPE, released from a hold, had nothing more to say.
+        l.ended = true;
+        state.cwmp.live.remove(&sid);
+        let e = bare_env(&state);
+        end_device_session(&state, &e, &mut l.dev, Outcome::Completed).await;
+        return;
+    }
+    // Save it so the CPE can continue on a new connection on any node. It also stays in
+    // memory here, so a continuation on this node needs no database read.
     dsession::freeze(&mut l.dev);
     #[derive(serde::Serialize)]
     struct Saved<'a> {
@@ -795,15 +832,42 @@ async fn connection_closed(state: Arc<AppState>, sid: String, conn_id: u64) {
     };
     let expires = state.now() + state.config.cwmp.session_timeout_secs as i64 * 1000;
     let (id, dev_id) = (sid.clone(), l.dev.device_id.clone());
-    if let Err(e) = state
+    match state
         .store
         .run(move |s| s.save_cwmp_session(&id, &dev_id, &json, expires))
         .await
     {
-        tracing::warn!(error = %e, "cannot save an interrupted session; it will time out");
-    } else {
-        tracing::debug!(session = %sid, "connection closed mid-session; session saved for resumption");
+        Ok(()) => {
+            l.saved = true;
+            tracing::debug!(session = %sid, "connection closed mid-session; session saved for resumption");
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot save an interrupted session; it will time out")
+        }
     }
+}
+
+fn bare_env(state: &AppState) -> Env<'_> {
+    Env {
+        store: &state.store,
+        config: &state.config,
+        now: state.now(),
+        files_base_url: String::new(),
+    }
+}
+
+/// Forget the saved copy of a session that goes on (or ends) here. Returns whether the
+/// copy was still there (false: another node resumed it).
+async fn unsave(state: &AppState, sid: &str) -> bool {
+    let id = sid.to_string();
+    let now = state.now();
+    matches!(
+        state
+            .store
+            .run(move |s| s.take_cwmp_session(&id, now - 3_600_000))
+            .await,
+        Ok(Some(_))
+    )
 }
 
 /// Background work of the endpoint: idle-session reaper, session-log writer, pruning.
@@ -872,14 +936,17 @@ async fn reap_idle(state: &Arc<AppState>) {
         if let Some(c) = l.conn_id {
             state.cwmp.by_conn.remove(&c);
         }
+        if l.saved && !unsave(state, &l.id).await {
+            // Another node resumed it and owns it now.
+            continue;
+        }
+        let e = bare_env(state);
+        if l.engine.is_quiescent() {
+            end_device_session(state, &e, &mut l.dev, Outcome::Completed).await;
+            continue;
+        }
         tracing::warn!(device = %l.dev.device_id, "session timed out: the CPE went silent");
         l.dev.faults.push("the CPE went silent".into());
-        let e = Env {
-            store: &state.store,
-            config: &state.config,
-            now,
-            files_base_url: String::new(),
-        };
         end_device_session(state, &e, &mut l.dev, Outcome::Timeout).await;
     }
 }
