@@ -5,7 +5,7 @@
 mod support;
 
 #[path = "../support/cpe/mod.rs"]
-#[allow(unused_imports, dead_code)]
+#[allow(unused_imports)]
 mod cpe;
 
 mod cwmp;
