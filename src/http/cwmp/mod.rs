@@ -291,12 +291,7 @@ async fn resume_saved(
     let Some((_device, json)) = saved else {
         return Ok(None);
     };
-    #[derive(serde::Deserialize)]
-    struct Saved {
-        engine: cwmp::Session,
-        dev: DeviceSession,
-    }
-    let saved: Saved = serde_json::from_str(&json)?;
+    let saved: SavedSession = serde_json::from_str(&json)?;
     let live = Arc::new(tokio::sync::Mutex::new(Live {
         id: sid.to_string(),
         engine: saved.engine,
@@ -513,20 +508,34 @@ async fn new_session(
 
 /// End a local session whose connection is gone so a new Inform can take its place.
 async fn take_over_local(state: &Arc<AppState>, sid: &str) -> bool {
+    let e = bare_env(state);
     let Some(live) = state.cwmp.live.get(sid).map(|l| l.value().clone()) else {
-        // Not live here: its connection closed and it was saved for resumption. The device
-        // has started over, so the saved state is dropped.
+        // Not live here: its connection closed, it was saved for resumption and later
+        // dropped from memory. The device has started over: close the saved session.
         let id = sid.to_string();
         let now = state.now();
-        let _ = state
+        if let Ok(Some((_, json))) = state
             .store
-            .run(move |s| s.take_cwmp_session(&id, now))
-            .await;
+            .run(move |s| s.take_cwmp_session(&id, now - 3_600_000))
+            .await
+        {
+            if let Ok(saved) = serde_json::from_str::<SavedSession>(&json) {
+                let mut dev = saved.dev;
+                dev.faults
+                    .push("replaced by a new session from the device".into());
+                end_device_session(state, &e, &mut dev, Outcome::Error).await;
+            }
+        }
         return true;
     };
-    let Ok(mut l) = live.try_lock() else {
+    // Wait briefly: the session may be finishing right now (its connection just closed).
+    let Ok(mut l) = tokio::time::timeout(std::time::Duration::from_secs(2), live.lock()).await
+    else {
         return false;
     };
+    if l.ended {
+        return true;
+    }
     if l.connected && !l.engine.is_quiescent() && state.now() - l.last_seen < 5_000 {
         return false;
     }
@@ -538,22 +547,22 @@ async fn take_over_local(state: &Arc<AppState>, sid: &str) -> bool {
     if l.saved {
         unsave(state, sid).await;
     }
-    // Keep the lock owned (the new session takes it over); log the abandoned one.
-    l.dev
-        .faults
-        .push("replaced by a new session from the device".into());
-    let row = NewSessionLog {
-        device_id: l.dev.device_id.clone(),
-        started_at: l.dev.started_at,
-        ended_at: state.now(),
-        source_ip: l.dev.source_ip.clone(),
-        events: l.dev.events.join(","),
-        rpcs: l.dev.rpcs.join(","),
-        faults: serde_json::to_string(&l.dev.faults).unwrap_or_default(),
-        outcome: "abandoned".into(),
-    };
-    state.cwmp.log(row);
+    if l.engine.is_quiescent() {
+        end_device_session(state, &e, &mut l.dev, Outcome::Completed).await;
+    } else {
+        l.dev
+            .faults
+            .push("replaced by a new session from the device".into());
+        end_device_session(state, &e, &mut l.dev, Outcome::Error).await;
+    }
     true
+}
+
+/// A session saved when its connection closed mid-way.
+#[derive(serde::Deserialize)]
+struct SavedSession {
+    engine: cwmp::Session,
+    dev: DeviceSession,
 }
 
 fn parse(
