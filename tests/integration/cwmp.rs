@@ -131,6 +131,9 @@ battery!(
     bad_input_gets_clear_errors_and_the_server_stays_healthy,
     hold_requests_lets_the_acs_speak_first,
     version_negotiation_and_idle_timeout,
+    a_second_node_refuses_a_concurrent_inform_and_resumes_a_dropped_session,
+    overload_and_failed_logins_get_503_with_retry_after,
+    cwmp_over_tls_accepts_basic_and_marks_the_cookie_secure,
 );
 
 fn inform_files() -> Vec<PathBuf> {
@@ -446,7 +449,7 @@ async fn hold_requests_lets_the_acs_speak_first(b: Backend) {
         .await
         .unwrap();
     assert!(r.ended_cleanly(), "{r:?}");
-    assert!(!r.hold_requests);
+    assert!(!r.hold_requests, "{:?} {:?}", r.events, r.acs_rpcs());
     let sent: Vec<&str> = r.exchanges.iter().map(|e| e.sent.as_str()).collect();
     assert!(sent.contains(&"GetRPCMethods"), "{sent:?}");
 }
@@ -489,4 +492,172 @@ async fn version_negotiation_and_idle_timeout(b: Backend) {
             .any(|l| l.outcome == "completed" && l.events.contains("0 BOOTSTRAP")),
         "{logs:?}"
     );
+}
+
+async fn a_second_node_refuses_a_concurrent_inform_and_resumes_a_dropped_session(b: Backend) {
+    let node_a = TestApp::spawn(b, |_| {}).await;
+    let node_b = TestApp::spawn_on(node_a.db.clone(), |_| {}).await;
+    let mut dev =
+        Device::synthetic(Root::Igd, "MULTI", 40).with_acs_credentials("cpe", "cpe-secret");
+    let ev = dev.inform_events(&[]);
+    let inform = dev.inform_envelope(&ev, "1");
+    let mut on_a = dev.http_client(&node_a.cwmp_url()).unwrap();
+    let resp = on_a.post_soap(&inform).await.unwrap();
+    assert_eq!(resp.status, 200);
+    let cookie = resp
+        .header_values("set-cookie")
+        .find(|c| c.starts_with("ferroacs_session="))
+        .map(|c| c.split(';').next().unwrap().to_string())
+        .expect("session cookie");
+    // The same device on node B while node A holds its session: refused.
+    let mut on_b = dev.http_client(&node_b.cwmp_url()).unwrap();
+    let refused = on_b.post_soap(&inform).await.unwrap();
+    assert_eq!(refused.status, 503, "{}", refused.body_text());
+    on_b.close();
+    // Node A asks its first question; the connection drops before the CPE answers.
+    let spv = on_a.post_empty().await.unwrap();
+    assert_eq!(spv.status, 200);
+    let reply = dev.respond_to(&spv.body_text()).unwrap();
+    on_a.close();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The CPE continues on node B with its cookie: the session goes on where it was.
+    let mut on_b = dev.http_client(&node_b.cwmp_url()).unwrap();
+    let next = on_b
+        .post_raw(
+            reply.xml.as_bytes(),
+            &[("Content-Type", "text/xml"), ("Cookie", &cookie)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(next.status, 200, "{}", next.body_text());
+    assert!(
+        next.body_text().contains("GetParameterNames"),
+        "{}",
+        next.body_text()
+    );
+    // Node A no longer answers for it: it continues on node B only.
+    let store = node_b.store();
+    let id = dev.identity.device_id();
+    let row = tokio::task::spawn_blocking(move || store.get_device(&id).unwrap().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        row.cr_username.is_some(),
+        "the answer given to node B was recorded"
+    );
+}
+
+async fn overload_and_failed_logins_get_503_with_retry_after(b: Backend) {
+    let app = TestApp::spawn(b, |c| {
+        c.cwmp.max_sessions = 1;
+        c.cwmp.max_auth_failures = 3;
+    })
+    .await;
+    let mut one =
+        Device::synthetic(Root::Igd, "BUSY1", 10).with_acs_credentials("cpe", "cpe-secret");
+    let ev = one.inform_events(&[]);
+    let inform = one.inform_envelope(&ev, "1");
+    let mut c1 = one.http_client(&app.cwmp_url()).unwrap();
+    assert_eq!(c1.post_soap(&inform).await.unwrap().status, 200);
+    let mut two =
+        Device::synthetic(Root::Igd, "BUSY2", 10).with_acs_credentials("cpe", "cpe-secret");
+    let ev = two.inform_events(&[]);
+    let inform2 = two.inform_envelope(&ev, "1");
+    let mut c2 = two.http_client(&app.cwmp_url()).unwrap();
+    let resp = c2.post_soap(&inform2).await.unwrap();
+    assert_eq!(resp.status, 503);
+    assert_eq!(resp.header("Retry-After"), Some("60"));
+    // The session in progress is not disturbed.
+    assert_eq!(c1.post_empty().await.unwrap().status, 200);
+    drop(c1);
+    drop(app);
+    // Failed logins from one address: after the limit the address is refused for a while.
+    let app = TestApp::spawn(b, |c| c.cwmp.max_auth_failures = 3).await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let mut bad = Device::synthetic(Root::Igd, "BRUTE", 5).with_acs_credentials("cpe", "guess");
+        match bad.run_session(&app.cwmp_url(), &[]).await {
+            Err(crate::cpe::SimError::UnexpectedStatus { status, .. }) => statuses.push(status),
+            Err(crate::cpe::SimError::AuthFailed { .. }) => statuses.push(401),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(&statuses[..3], &[401, 401, 401], "{statuses:?}");
+    assert!(statuses[3..].iter().all(|s| *s == 503), "{statuses:?}");
+}
+
+async fn cwmp_over_tls_accepts_basic_and_marks_the_cookie_secure(b: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    let (cert_path, key_path) = (dir.path().join("acs.crt"), dir.path().join("acs.key"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let (c, k) = (cert_path.clone(), key_path.clone());
+    let app = TestApp::spawn(b, move |cfg| {
+        cfg.cwmp.tls_cert = Some(c.clone());
+        cfg.cwmp.tls_key = Some(k.clone());
+        cfg.api.tls_cert = Some(c);
+        cfg.api.tls_key = Some(k);
+    })
+    .await;
+    ferroacs::app::install_crypto_provider();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let health = client
+        .get(format!(
+            "https://localhost:{}/healthz",
+            app.api_addr().port()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let mut dev = Device::synthetic(Root::Device2, "TLS1", 10);
+    let ev = dev.inform_events(&[]);
+    let inform = dev.inform_envelope(&ev, "1");
+    let url = format!("https://localhost:{}/acs", app.cwmp_addr().port());
+    // Without credentials over TLS both schemes are offered.
+    let resp = client.post(&url).body(inform.clone()).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let offered: Vec<String> = resp
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert!(
+        offered.iter().any(|c| c.starts_with("Basic")),
+        "{offered:?}"
+    );
+    // Basic over TLS is accepted.
+    let resp = client
+        .post(&url)
+        .basic_auth("cpe", Some("cpe-secret"))
+        .body(inform)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let cookie = resp
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        cookie.contains("Secure") && cookie.contains("HttpOnly") && cookie.contains("Path=/"),
+        "{cookie}"
+    );
+    assert!(resp.text().await.unwrap().contains("InformResponse"));
+    // Plain HTTP is not spoken on the TLS port.
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/", app.cwmp_addr().port()))
+        .send()
+        .await;
+    assert!(plain.is_err() || plain.unwrap().status() != 200);
 }

@@ -140,7 +140,9 @@ pub fn on_connect(state: &Arc<AppState>, conn: &dyn Any, ext: &mut Extensions) {
     let id = state.cwmp.next_conn.fetch_add(1, Ordering::Relaxed);
     let mut tls = false;
     let mut client_cert = false;
-    if let Some(s) = conn.downcast_ref::<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>() {
+    if let Some(s) = conn
+        .downcast_ref::<actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>>()
+    {
         tls = true;
         client_cert = s
             .get_ref()
@@ -415,6 +417,7 @@ async fn new_session(
     if let Ok(Begin::Busy { owner: other }) = &begun {
         // A session of this node whose CPE went away (e.g. rebooted) may be replaced.
         if let Some(old_sid) = other.strip_prefix(&format!("{}/", state.node_id)) {
+            tracing::debug!(device = %device_id, old = %old_sid, "device busy with a session of this node; trying to take over");
             if take_over_local(state, old_sid).await {
                 begun = dsession::begin(
                     &e,
@@ -771,12 +774,13 @@ async fn finish(state: &Arc<AppState>, req: &HttpRequest, l: &mut Live, outcome:
         return;
     }
     l.ended = true;
+    let e = env(state, req);
+    end_device_session(state, &e, &mut l.dev, outcome).await;
+    // Only now: a new Inform of the device waits on this session's lock until it is closed.
     state.cwmp.live.remove(&l.id);
     if let Some(c) = l.conn_id {
         state.cwmp.by_conn.remove(&c);
     }
-    let e = env(state, req);
-    end_device_session(state, &e, &mut l.dev, outcome).await;
 }
 
 async fn end_device_session(
@@ -816,9 +820,9 @@ async fn connection_closed(state: Arc<AppState>, sid: String, conn_id: u64) {
     if l.engine.is_quiescent() {
         // The ACS was done and the CPE, released from a hold, had nothing more to say.
         l.ended = true;
-        state.cwmp.live.remove(&sid);
         let e = bare_env(&state);
         end_device_session(&state, &e, &mut l.dev, Outcome::Completed).await;
+        state.cwmp.live.remove(&sid);
         return;
     }
     // Save it so the CPE can continue on a new connection on any node. It also stays in
@@ -941,22 +945,21 @@ async fn reap_idle(state: &Arc<AppState>) {
             continue;
         }
         l.ended = true;
+        // Unless another node resumed it (and owns it now), close it before forgetting it.
+        if !l.saved || unsave(state, &l.id).await {
+            let e = bare_env(state);
+            if l.engine.is_quiescent() {
+                end_device_session(state, &e, &mut l.dev, Outcome::Completed).await;
+            } else {
+                tracing::warn!(device = %l.dev.device_id, "session timed out: the CPE went silent");
+                l.dev.faults.push("the CPE went silent".into());
+                end_device_session(state, &e, &mut l.dev, Outcome::Timeout).await;
+            }
+        }
         state.cwmp.live.remove(&l.id);
         if let Some(c) = l.conn_id {
             state.cwmp.by_conn.remove(&c);
         }
-        if l.saved && !unsave(state, &l.id).await {
-            // Another node resumed it and owns it now.
-            continue;
-        }
-        let e = bare_env(state);
-        if l.engine.is_quiescent() {
-            end_device_session(state, &e, &mut l.dev, Outcome::Completed).await;
-            continue;
-        }
-        tracing::warn!(device = %l.dev.device_id, "session timed out: the CPE went silent");
-        l.dev.faults.push("the CPE went silent".into());
-        end_device_session(state, &e, &mut l.dev, Outcome::Timeout).await;
     }
 }
 
