@@ -134,6 +134,7 @@ battery!(
     a_second_node_refuses_a_concurrent_inform_and_resumes_a_dropped_session,
     overload_and_failed_logins_get_503_with_retry_after,
     cwmp_over_tls_accepts_basic_and_marks_the_cookie_secure,
+    bootstrap_forgets_the_tree_but_keeps_configuration_and_tasks,
 );
 
 fn inform_files() -> Vec<PathBuf> {
@@ -660,4 +661,90 @@ async fn cwmp_over_tls_accepts_basic_and_marks_the_cookie_secure(b: Backend) {
         .send()
         .await;
     assert!(plain.is_err() || plain.unwrap().status() != 200);
+}
+
+async fn bootstrap_forgets_the_tree_but_keeps_configuration_and_tasks(b: Backend) {
+    let app = TestApp::spawn(b, |_| {}).await;
+    let mut dev =
+        Device::synthetic(Root::Igd, "RESET", 40).with_acs_credentials("cpe", "cpe-secret");
+    assert!(dev
+        .run_session(&app.cwmp_url(), &[])
+        .await
+        .unwrap()
+        .ended_cleanly());
+    let id = dev.identity.device_id();
+    let store = app.store();
+    // Operator configuration: tags, and a task deferred to later.
+    let task = tokio::task::spawn_blocking({
+        let (store, id) = (store.clone(), id.clone());
+        move || {
+            let p = ferroacs::store::devices::ProvisionDevice {
+                id: id.clone(),
+                oui: String::new(),
+                product_class: String::new(),
+                serial_number: String::new(),
+                cwmp_credentials: None,
+                tags: Some(vec!["vip".into()]),
+            };
+            store.provision_device(&p, None, 1).unwrap();
+            let t = store
+                .insert_tasks(&[ferroacs::store::tasks::NewTask {
+                    device_id: id.clone(),
+                    rpc: "Reboot".into(),
+                    args: r#"{"rpc":"Reboot"}"#.into(),
+                    status: "pending".into(),
+                    command_key: "fa-later".into(),
+                    expires_at: None,
+                    created_by: "test".into(),
+                    created_at: 1,
+                    updated_at: 1,
+                }])
+                .unwrap();
+            let update = ferroacs::store::tasks::TaskUpdate {
+                not_before: Some(i64::MAX / 2),
+                ..Default::default()
+            };
+            store
+                .transition_task(t[0].id, &["pending"], &update)
+                .unwrap();
+            t[0].id
+        }
+    })
+    .await
+    .unwrap();
+    // The device is reset and comes back with 0 BOOTSTRAP; one parameter is gone.
+    dev.factory_reset();
+    dev.model
+        .remove("InternetGatewayDevice.DeviceInfo.ProvisioningCode");
+    let r = dev.run_session(&app.cwmp_url(), &[]).await.unwrap();
+    assert!(
+        r.events.iter().any(|e| e.code == "0 BOOTSTRAP"),
+        "{:?}",
+        r.events
+    );
+    assert!(
+        r.acs_rpcs().contains(&"GetParameterNames"),
+        "rediscovered: {:?}",
+        r.acs_rpcs()
+    );
+    let (tree, tags, task) = tokio::task::spawn_blocking(move || {
+        (
+            ferroacs::domain::params::ParamTree::decode(&store.load_params(&id).unwrap().unwrap())
+                .unwrap(),
+            store.tags_of(&[id.clone()]).unwrap(),
+            store.get_task(task).unwrap().unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        tree.get("InternetGatewayDevice.DeviceInfo.ProvisioningCode")
+            .is_none(),
+        "stale knowledge forgotten"
+    );
+    assert!(tree
+        .get("InternetGatewayDevice.DeviceInfo.SoftwareVersion")
+        .is_some());
+    assert_eq!(tags.len(), 1, "tags kept");
+    assert_eq!(task.status, "pending", "pending task kept");
 }

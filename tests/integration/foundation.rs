@@ -301,3 +301,144 @@ fn cli_config_example_and_token_create() {
     let (ok, _, err) = run_in(d, &["--version"], &[]);
     assert!(ok, "{err}");
 }
+
+/// `ferroacs serve` as an operator runs it: starts on SQLite in its working directory,
+/// answers /healthz, stops cleanly on SIGTERM, and keeps its data across restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_stops_gracefully_on_sigterm_and_keeps_data() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let start = || {
+        let mut c = ferroacs_bin();
+        c.current_dir(&d)
+            .args(["serve", "--json-logs"])
+            .env("FERROACS_CWMP_LISTEN", "127.0.0.1:0")
+            .env("FERROACS_API_LISTEN", "127.0.0.1:0")
+            .env("FERROACS_LOG_LEVEL", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let api = loop {
+            let line = lines.next().expect("server log").unwrap();
+            let v: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|_| panic!("JSON log line: {line}"));
+            if let Some(api) = v["fields"]["api"].as_str() {
+                break api.to_string();
+            }
+        };
+        (child, api, lines)
+    };
+    let (child, api, lines) = start();
+    ferroacs::app::install_crypto_provider();
+    let http = reqwest::Client::new();
+    assert_eq!(
+        http.get(format!("http://{api}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert!(
+        d.join("ferroacs.db").exists(),
+        "SQLite database created in the working directory"
+    );
+    // Data written through the CLI while the server runs.
+    let (ok, out, err) = run_in(
+        &d,
+        &[
+            "device",
+            "provision",
+            "--oui",
+            "A1B2C3",
+            "--product-class",
+            "ATA",
+            "--serial",
+            "S-9",
+            "--tag",
+            "lab",
+        ],
+        &[],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("A1B2C3-ATA-S%2D9"), "{out}");
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::task::spawn_blocking(move || {
+        let mut child = child;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server did not stop after SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "clean exit after SIGTERM: {status}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l.contains("shutting down")), "{rest:?}");
+    // Restart: same database, same data.
+    let (mut child, api, _lines) = start();
+    assert_eq!(
+        http.get(format!("http://{api}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let (ok, out, _) = run_in(&d, &["device", "show", "A1B2C3-ATA-S%2D9"], &[]);
+    assert!(ok && out.contains("S-9"), "{out}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The session log is readable through the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_prints_the_session_log() {
+    let app = TestApp::spawn(Backend::Sqlite, |_| {}).await;
+    let mut dev = crate::cpe::Device::synthetic(crate::cpe::Root::Igd, "LOGGED", 20)
+        .with_acs_credentials("cpe", "cpe-secret");
+    assert!(dev
+        .run_session(&app.cwmp_url(), &[])
+        .await
+        .unwrap()
+        .ended_cleanly());
+    assert!(dev
+        .run_session(&app.cwmp_url(), &[("2 PERIODIC", "")])
+        .await
+        .unwrap()
+        .ended_cleanly());
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let dir = app.db.dir().unwrap();
+    let url = app.db.url.clone();
+    let (ok, out, err) = run_in(
+        &dir,
+        &["device", "sessions", &dev.identity.device_id()],
+        &[("FERROACS_DATABASE_URL", &url)],
+    );
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].contains("2 PERIODIC") && lines[0].contains("completed"),
+        "{out}"
+    );
+    assert!(
+        lines[1].contains("0 BOOTSTRAP") && lines[1].contains(">GetParameterNames"),
+        "{out}"
+    );
+}
