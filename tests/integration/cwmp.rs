@@ -135,6 +135,7 @@ battery!(
     overload_and_failed_logins_get_503_with_retry_after,
     cwmp_over_tls_accepts_basic_and_marks_the_cookie_secure,
     bootstrap_forgets_the_tree_but_keeps_configuration_and_tasks,
+    tls_client_certificates_replace_http_authentication,
 );
 
 fn inform_files() -> Vec<PathBuf> {
@@ -747,4 +748,63 @@ async fn bootstrap_forgets_the_tree_but_keeps_configuration_and_tasks(b: Backend
         .is_some());
     assert_eq!(tags.len(), 1, "tags kept");
     assert_eq!(task.status, "pending", "pending task kept");
+}
+
+async fn tls_client_certificates_replace_http_authentication(b: Backend) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &ca)
+        .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let client = CertificateParams::new(vec!["cpe-0001".to_string()])
+        .unwrap()
+        .signed_by(&client_key, &ca)
+        .unwrap();
+    let p = |n: &str| dir.path().join(n);
+    std::fs::write(p("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(p("server.crt"), server.pem()).unwrap();
+    std::fs::write(p("server.key"), server_key.serialize_pem()).unwrap();
+    let (c, k, ca_file) = (p("server.crt"), p("server.key"), p("ca.pem"));
+    let app = TestApp::spawn(b, move |cfg| {
+        cfg.cwmp.tls_cert = Some(c);
+        cfg.cwmp.tls_key = Some(k);
+        cfg.cwmp.tls_client_ca = Some(ca_file);
+    })
+    .await;
+    ferroacs::app::install_crypto_provider();
+    let root = reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap();
+    let identity = reqwest::Identity::from_pem(
+        format!("{}{}", client.pem(), client_key.serialize_pem()).as_bytes(),
+    )
+    .unwrap();
+    let with_cert = reqwest::Client::builder()
+        .add_root_certificate(root.clone())
+        .identity(identity)
+        .build()
+        .unwrap();
+    let without = reqwest::Client::builder()
+        .add_root_certificate(root)
+        .build()
+        .unwrap();
+    let mut dev = Device::synthetic(Root::Igd, "CERT1", 10);
+    let ev = dev.inform_events(&[]);
+    let inform = dev.inform_envelope(&ev, "1");
+    let url = format!("https://localhost:{}/", app.cwmp_addr().port());
+    // A verified client certificate authenticates the CPE: no HTTP challenge.
+    let resp = with_cert
+        .post(&url)
+        .body(inform.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("InformResponse"));
+    // Without a certificate the TLS handshake is refused.
+    assert!(without.post(&url).body(inform).send().await.is_err());
 }

@@ -117,6 +117,16 @@ async fn postgres_health_reports_database_loss() {
     assert_eq!(res.status(), 503);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["status"], "unavailable");
+    // A CPE informing meanwhile is told to come back later; nothing is lost.
+    let mut dev = crate::cpe::Device::synthetic(crate::cpe::Root::Igd, "OUTAGE", 10)
+        .with_acs_credentials("cpe", "cpe-secret");
+    let ev = dev.inform_events(&[]);
+    let inform = dev.inform_envelope(&ev, "1");
+    let mut c = dev.http_client(&app.cwmp_url()).unwrap();
+    let resp = c.post_soap(&inform).await.unwrap();
+    assert_eq!(resp.status, 503, "{}", resp.body_text());
+    assert!(resp.header("Retry-After").is_some());
+    c.close();
     tokio::task::spawn_blocking(move || {
         use diesel::connection::SimpleConnection;
         use diesel::Connection;
@@ -135,6 +145,8 @@ async fn postgres_health_reports_database_loss() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(ok, "health must recover once the database is back");
+    let r = dev.run_session(&app.cwmp_url(), &[]).await.unwrap();
+    assert!(r.ended_cleanly(), "sessions work again: {r:?}");
 }
 
 fn ferroacs_bin() -> Command {
