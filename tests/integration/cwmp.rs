@@ -732,7 +732,7 @@ async fn bootstrap_forgets_the_tree_but_keeps_configuration_and_tasks(b: Backend
         (
             ferroacs::domain::params::ParamTree::decode(&store.load_params(&id).unwrap().unwrap())
                 .unwrap(),
-            store.tags_of(&[id.clone()]).unwrap(),
+            store.tags_of(std::slice::from_ref(&id)).unwrap(),
             store.get_task(task).unwrap().unwrap(),
         )
     })
