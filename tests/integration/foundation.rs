@@ -310,6 +310,69 @@ fn cli_config_example_and_token_create() {
     let (ok, out, _) = run_in(d, &["token", "list"], &[]);
     assert!(ok && out.contains("oss") && out.contains("operator"));
 
+    // Operator accounts: argon2id hashes only; duplicates and short passwords refused.
+    let (ok, out, err) = run_in(
+        d,
+        &[
+            "user",
+            "add",
+            "--username",
+            "alice",
+            "--role",
+            "admin",
+            "--password",
+            "correct horse",
+        ],
+        &[],
+    );
+    assert!(ok && out.contains("added user alice"), "{out}{err}");
+    let (ok, _, err) = run_in(
+        d,
+        &[
+            "user",
+            "add",
+            "--username",
+            "alice",
+            "--role",
+            "viewer",
+            "--password",
+            "another one",
+        ],
+        &[],
+    );
+    assert!(!ok);
+    assert_one_line_error(&err, "already exists");
+    let (ok, _, err) = run_in(
+        d,
+        &[
+            "user",
+            "add",
+            "--username",
+            "bob",
+            "--role",
+            "viewer",
+            "--password",
+            "short",
+        ],
+        &[],
+    );
+    assert!(!ok);
+    assert_one_line_error(&err, "at least 8");
+    let store = ferroacs::store::Store::open(&ferroacs::config::DatabaseConfig {
+        url: format!("sqlite://{}", d.join("ferroacs.db").display()),
+        ..Default::default()
+    })
+    .unwrap();
+    let alice = store.user_by_name("alice").unwrap().unwrap();
+    assert!(
+        alice.password_hash.starts_with("$argon2id$"),
+        "{}",
+        alice.password_hash
+    );
+    assert!(
+        ferroacs::auth::password::verify_password("correct horse", &alice.password_hash).unwrap()
+    );
+
     let (ok, _, err) = run_in(d, &["--version"], &[]);
     assert!(ok, "{err}");
 }
