@@ -4,3 +4,5 @@
 pub mod params;
 pub mod session;
 pub mod tasks;
+pub mod presets;
+pub mod voip;

@@ -32,6 +32,7 @@ diesel::table! {
         provisioned -> Integer,
         created_at -> BigInt,
         updated_at -> BigInt,
+        preset_events -> Text,
     }
 }
 
@@ -162,6 +163,50 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    voip_lines (id) {
+        id -> BigInt,
+        device_id -> Text,
+        line -> Integer,
+        account -> Text,
+        password -> Nullable<Text>,
+        revision -> BigInt,
+        applied_revision -> BigInt,
+        status -> Text,
+        device_status -> Nullable<Text>,
+        mapping -> Nullable<Text>,
+        fault -> Nullable<Text>,
+        status_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    presets (id) {
+        id -> BigInt,
+        name -> Text,
+        filter -> Text,
+        priority -> Integer,
+        events -> Text,
+        spec -> Text,
+        revision -> BigInt,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    device_preset_state (device_id) {
+        device_id -> Text,
+        applied -> Text,
+        refused -> Text,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::joinable!(voip_lines -> devices (device_id));
+diesel::joinable!(device_preset_state -> devices (device_id));
 diesel::joinable!(device_tags -> devices (device_id));
 diesel::joinable!(device_params -> devices (device_id));
 diesel::joinable!(tasks -> devices (device_id));
@@ -181,4 +226,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     session_log,
     cwmp_sessions,
     settings,
+    voip_lines,
+    presets,
+    device_preset_state,
 );

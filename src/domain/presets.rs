@@ -1,0 +1,817 @@
+//! Presets: named desired states. A preset says which devices it is for (a filter), what
+//! they should have (parameter values, VoIP line settings, periodic-inform settings, a
+//! firmware version), how much it counts (priority) and at which events it applies
+//! (bootstrap, boot, periodic, value change; always when the preset itself changed).
+//!
+//! Conflicts: when several matching presets set the same parameter, the highest priority
+//! wins; on equal priority the preset whose name sorts first wins. Deterministic, and the
+//! API shows the winner per parameter.
+//!
+//! # Filter language
+//!
+//! `FIELD OP "value"`, combined with `AND`, `OR`, `NOT` and parentheses; the empty filter
+//! matches every device. FIELD is one of `id`, `oui`, `product_class`, `serial_number`,
+//! `manufacturer`, `model_name`, `software_version`, `hardware_version`, `root_model`,
+//! `tag`, or a full parameter path (`InternetGatewayDevice.DeviceInfo.ModelName`). OP is
+//! `=`, `!=`, `<`, `<=`, `>`, `>=` (numeric when both sides are numbers) or `LIKE` (`*`
+//! matches any run of characters). `tag = "x"` holds when the device has tag x. Example:
+//! `product_class = "EG8145V5" AND (tag = "voip" OR software_version LIKE "V5R020*")`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::datamodel::{self, Registry, RootModel};
+use crate::domain::params::ParamTree;
+use crate::domain::voip::Account;
+use crate::error::{Error, Result};
+
+/// The events a preset can apply at.
+pub const EVENTS: &[&str] = &["bootstrap", "boot", "periodic", "value_change"];
+
+/// The preset event an Inform event code stands for.
+pub fn event_of(code: &str) -> Option<&'static str> {
+    match code {
+        "0 BOOTSTRAP" => Some("bootstrap"),
+        "1 BOOT" => Some("boot"),
+        "2 PERIODIC" => Some("periodic"),
+        "4 VALUE CHANGE" => Some("value_change"),
+        _ => None,
+    }
+}
+
+/// One parameter value of a preset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresetValue {
+    pub name: String,
+    pub value: String,
+    /// `xsd:...`; by default the data model's type, else the type the device reports.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub xsd_type: Option<String>,
+}
+
+/// Line settings a preset gives line N of matching devices that have no account of their
+/// own on that line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresetLine {
+    pub line: u32,
+    pub account: Account,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodicInform {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable: Option<bool>,
+    /// Seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<u32>,
+}
+
+/// The firmware a device should run: when its SoftwareVersion differs, the file is sent
+/// with a Download (once per preset revision).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Firmware {
+    pub version: String,
+    pub file_id: String,
+}
+
+/// What a preset wants, stored as JSON in the preset row.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresetSpec {
+    #[serde(default)]
+    pub values: Vec<PresetValue>,
+    #[serde(default)]
+    pub lines: Vec<PresetLine>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub periodic_inform: Option<PeriodicInform>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware: Option<Firmware>,
+}
+
+/// A preset as the API and the CLI give it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresetInput {
+    pub name: String,
+    #[serde(default)]
+    pub filter: String,
+    #[serde(default)]
+    pub priority: i32,
+    #[serde(default)]
+    pub events: Vec<String>,
+    #[serde(flatten)]
+    pub spec: PresetSpec,
+}
+
+/// A preset loaded for evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preset {
+    pub name: String,
+    pub filter: Filter,
+    pub priority: i32,
+    pub events: Vec<String>,
+    pub spec: PresetSpec,
+    pub revision: i64,
+}
+
+impl Preset {
+    /// From a stored row; `None` when the row is unreadable (it was validated when saved).
+    pub fn from_row(row: &crate::store::presets::PresetRow) -> Option<Preset> {
+        Some(Preset {
+            name: row.name.clone(),
+            filter: Filter::parse(&row.filter).ok()?,
+            priority: row.priority,
+            events: split_events(&row.events),
+            spec: serde_json::from_str(&row.spec).ok()?,
+            revision: row.revision,
+        })
+    }
+}
+
+pub fn split_events(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Check a preset before it is stored; errors name the offending input (for values: the
+/// parameter and the type it takes).
+pub fn validate(input: &PresetInput) -> Result<()> {
+    let name = input.name.trim();
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(Error::invalid(
+            "name",
+            "1 to 64 characters among A-Z a-z 0-9 - _ .",
+        ));
+    }
+    for e in &input.events {
+        if !EVENTS.contains(&e.as_str()) {
+            return Err(Error::invalid(
+                "events",
+                format!("unknown event {e:?}; use {}", EVENTS.join(", ")),
+            ));
+        }
+    }
+    Filter::parse(&input.filter)?;
+    let spec = &input.spec;
+    if spec.values.is_empty()
+        && spec.lines.is_empty()
+        && spec.periodic_inform.is_none()
+        && spec.firmware.is_none()
+    {
+        return Err(Error::invalid(
+            "values",
+            "a preset needs values, lines, periodic_inform or firmware",
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for v in &spec.values {
+        if !seen.insert(v.name.as_str()) {
+            return Err(Error::invalid(
+                v.name.clone(),
+                "appears more than once in values",
+            ));
+        }
+        validate_value(&v.name, &v.value, v.xsd_type.as_deref())?;
+    }
+    for l in &spec.lines {
+        if l.line == 0 || l.line > crate::domain::voip::MAX_LINE as u32 {
+            return Err(Error::invalid(
+                "lines",
+                format!("line must be 1 to {}", crate::domain::voip::MAX_LINE),
+            ));
+        }
+        l.account.check_fields(None)?;
+    }
+    if let Some(p) = &spec.periodic_inform {
+        if p.interval == Some(0) {
+            return Err(Error::invalid(
+                "periodic_inform.interval",
+                "0 is out of range; it takes an unsignedInt (whole number) of at least 1 (seconds)",
+            ));
+        }
+    }
+    if let Some(f) = &spec.firmware {
+        if f.version.trim().is_empty() || f.file_id.trim().is_empty() {
+            return Err(Error::invalid(
+                "firmware",
+                "give both version and file_id (a stored firmware file)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The data model definition of a parameter path, trying the models its root can mean.
+pub fn definition(path: &str) -> Option<&'static datamodel::ParamDef> {
+    let reg = Registry::builtin().ok()?;
+    let roots: &[RootModel] = if path.starts_with("InternetGatewayDevice.") {
+        &[RootModel::InternetGatewayDevice1]
+    } else if path.starts_with("Device.") {
+        &[RootModel::Device2, RootModel::Device1]
+    } else {
+        &[]
+    };
+    roots.iter().find_map(|r| reg.lookup(*r, path))
+}
+
+/// Check one value to set: known parameters by type, facets and access; vendor extensions
+/// and parameters no model knows pass through (with the given type, if any).
+pub fn validate_value(name: &str, value: &str, xsd_type: Option<&str>) -> Result<()> {
+    if name.is_empty() || name.ends_with('.') || name.len() > 256 {
+        return Err(Error::invalid(
+            "values",
+            format!("{name:?} is not a parameter name (at most 256 characters, not ending in '.')"),
+        ));
+    }
+    if let Some(t) = xsd_type {
+        if !t.starts_with("xsd:") {
+            return Err(Error::invalid(
+                name,
+                format!("type {t:?} is not an XML Schema type such as xsd:string or xsd:unsignedInt"),
+            ));
+        }
+    }
+    let Some(def) = definition(name) else {
+        return Ok(());
+    };
+    let expected = datamodel::xsd_type(def);
+    if let Some(t) = xsd_type {
+        if t != expected {
+            return Err(Error::invalid(
+                name,
+                format!(
+                    "type {t} does not match the data model; it takes {expected} ({})",
+                    datamodel::describe(def)
+                ),
+            ));
+        }
+    }
+    datamodel::validate_set(def, value).map_err(|e| match e {
+        datamodel::SetError::ReadOnly { .. } => Error::invalid(
+            name,
+            format!(
+                "is read-only ({expected}, {}): devices do not accept values for it",
+                datamodel::describe(def)
+            ),
+        ),
+        other => Error::invalid(name, format!("{other} (type {expected})")),
+    })
+}
+
+/// The parameter values a device should have according to one preset (lines excluded).
+pub fn preset_values(p: &Preset, root: &str) -> Vec<PresetValue> {
+    let mut out = p.spec.values.clone();
+    if let Some(pi) = &p.spec.periodic_inform {
+        if let Some(e) = pi.enable {
+            out.push(PresetValue {
+                name: format!("{root}.ManagementServer.PeriodicInformEnable"),
+                value: e.to_string(),
+                xsd_type: Some("xsd:boolean".into()),
+            });
+        }
+        if let Some(i) = pi.interval {
+            out.push(PresetValue {
+                name: format!("{root}.ManagementServer.PeriodicInformInterval"),
+                value: i.to_string(),
+                xsd_type: Some("xsd:unsignedInt".into()),
+            });
+        }
+    }
+    // Values for the other root never apply.
+    out.retain(|v| v.name.starts_with(&format!("{root}.")));
+    out
+}
+
+/// A value a device should have, and which preset wants it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Desired {
+    pub value: String,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub xsd_type: Option<String>,
+    pub preset: String,
+    pub revision: i64,
+    pub priority: i32,
+    /// Presets that wanted another value and lost.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
+}
+
+/// Order presets by precedence: priority descending, then name ascending.
+pub fn by_precedence(presets: &mut [&Preset]) {
+    presets.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
+}
+
+/// Resolve the values several presets want: the first in precedence order wins.
+pub fn resolve(presets: &[&Preset], root: &str) -> BTreeMap<String, Desired> {
+    let mut ordered: Vec<&Preset> = presets.to_vec();
+    by_precedence(&mut ordered);
+    let mut out: BTreeMap<String, Desired> = BTreeMap::new();
+    for p in ordered {
+        for v in preset_values(p, root) {
+            match out.get_mut(&v.name) {
+                Some(d) => {
+                    if d.value != v.value {
+                        d.overrides.push(p.name.clone());
+                    }
+                }
+                None => {
+                    out.insert(
+                        v.name.clone(),
+                        Desired {
+                            value: v.value,
+                            xsd_type: v.xsd_type,
+                            preset: p.name.clone(),
+                            revision: p.revision,
+                            priority: p.priority,
+                            overrides: Vec::new(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether a known value equals a desired one (booleans compare as booleans, numbers as
+/// numbers).
+pub fn same_value(known: &str, desired: &str, xsd_type: &str) -> bool {
+    if known == desired {
+        return true;
+    }
+    let b = |s: &str| match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" => Some(true),
+        "0" | "false" => Some(false),
+        _ => None,
+    };
+    if xsd_type.ends_with("boolean") {
+        return b(known).is_some() && b(known) == b(desired);
+    }
+    if xsd_type.ends_with("int") || xsd_type.ends_with("Int") || xsd_type.ends_with("long") || xsd_type.ends_with("Long") {
+        if let (Ok(x), Ok(y)) = (known.trim().parse::<i128>(), desired.trim().parse::<i128>()) {
+            return x == y;
+        }
+    }
+    false
+}
+
+// ---------------------------------------------------------------------------------------
+// Filters
+
+/// What a filter can look at.
+pub struct Facts<'a> {
+    /// Identity fields by name (`oui`, `product_class`, ...).
+    pub fields: HashMap<&'static str, String>,
+    pub tags: &'a [String],
+    pub tree: &'a ParamTree,
+}
+
+/// Identity fields a filter can name.
+pub const FILTER_FIELDS: &[&str] = &[
+    "id",
+    "oui",
+    "product_class",
+    "serial_number",
+    "manufacturer",
+    "model_name",
+    "software_version",
+    "hardware_version",
+    "root_model",
+    "tag",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Like,
+}
+
+/// A parsed filter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Filter {
+    All,
+    Cmp { field: String, op: Op, value: String },
+    And(Box<Filter>, Box<Filter>),
+    Or(Box<Filter>, Box<Filter>),
+    Not(Box<Filter>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Word(String),
+    Str(String),
+    Op(Op),
+    LParen,
+    RParen,
+}
+
+fn lex(s: &str) -> Result<Vec<Tok>> {
+    let bad = |m: String| Error::invalid("filter", m);
+    let mut out = Vec::new();
+    let chars: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            c if c.is_whitespace() => i += 1,
+            '(' => {
+                out.push(Tok::LParen);
+                i += 1
+            }
+            ')' => {
+                out.push(Tok::RParen);
+                i += 1
+            }
+            '"' => {
+                let mut v = String::new();
+                i += 1;
+                loop {
+                    match chars.get(i) {
+                        None => return Err(bad("a quoted value is not closed with \"".into())),
+                        Some('\\') => {
+                            if let Some(n) = chars.get(i + 1) {
+                                v.push(*n);
+                            }
+                            i += 2;
+                        }
+                        Some('"') => {
+                            i += 1;
+                            break;
+                        }
+                        Some(ch) => {
+                            v.push(*ch);
+                            i += 1
+                        }
+                    }
+                }
+                out.push(Tok::Str(v));
+            }
+            '=' => {
+                out.push(Tok::Op(Op::Eq));
+                i += 1
+            }
+            '!' | '<' | '>' => {
+                let next = chars.get(i + 1).copied();
+                let (op, len) = match (c, next) {
+                    ('!', Some('=')) => (Op::Ne, 2),
+                    ('<', Some('>')) => (Op::Ne, 2),
+                    ('<', Some('=')) => (Op::Le, 2),
+                    ('>', Some('=')) => (Op::Ge, 2),
+                    ('<', _) => (Op::Lt, 1),
+                    ('>', _) => (Op::Gt, 1),
+                    _ => return Err(bad(format!("unexpected {c:?} at character {}", i + 1))),
+                };
+                out.push(Tok::Op(op));
+                i += len;
+            }
+            c if c.is_alphanumeric() || "_.{}-[]".contains(c) => {
+                let start = i;
+                while i < chars.len() && (chars[i].is_alphanumeric() || "_.{}-[]".contains(chars[i]))
+                {
+                    i += 1;
+                }
+                let w: String = chars[start..i].iter().collect();
+                if w.eq_ignore_ascii_case("like") {
+                    out.push(Tok::Op(Op::Like));
+                } else {
+                    out.push(Tok::Word(w));
+                }
+            }
+            other => {
+                return Err(bad(format!(
+                    "unexpected {other:?} at character {}; values must be in double quotes",
+                    i + 1
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+struct Parser {
+    toks: Vec<Tok>,
+    pos: usize,
+}
+
+impl Parser {
+    fn peek_kw(&self, kw: &str) -> bool {
+        matches!(self.toks.get(self.pos), Some(Tok::Word(w)) if w.eq_ignore_ascii_case(kw))
+    }
+
+    fn or(&mut self) -> Result<Filter> {
+        let mut left = self.and()?;
+        while self.peek_kw("OR") {
+            self.pos += 1;
+            let right = self.and()?;
+            left = Filter::Or(Box::new(left), Box::new(right));
+        }
+        Ok(left)
+    }
+
+    fn and(&mut self) -> Result<Filter> {
+        let mut left = self.unary()?;
+        while self.peek_kw("AND") {
+            self.pos += 1;
+            let right = self.unary()?;
+            left = Filter::And(Box::new(left), Box::new(right));
+        }
+        Ok(left)
+    }
+
+    fn unary(&mut self) -> Result<Filter> {
+        if self.peek_kw("NOT") {
+            self.pos += 1;
+            return Ok(Filter::Not(Box::new(self.unary()?)));
+        }
+        match self.toks.get(self.pos).cloned() {
+            Some(Tok::LParen) => {
+                self.pos += 1;
+                let f = self.or()?;
+                if self.toks.get(self.pos) != Some(&Tok::RParen) {
+                    return Err(Error::invalid("filter", "a '(' is not closed"));
+                }
+                self.pos += 1;
+                Ok(f)
+            }
+            Some(Tok::Word(field)) => {
+                self.pos += 1;
+                let op = match self.toks.get(self.pos) {
+                    Some(Tok::Op(op)) => *op,
+                    _ => {
+                        return Err(Error::invalid(
+                            "filter",
+                            format!("expected =, !=, <, <=, >, >= or LIKE after {field}"),
+                        ))
+                    }
+                };
+                self.pos += 1;
+                let value = match self.toks.get(self.pos) {
+                    Some(Tok::Str(v)) => v.clone(),
+                    Some(Tok::Word(v)) if v.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '-') => {
+                        v.clone()
+                    }
+                    _ => {
+                        return Err(Error::invalid(
+                            "filter",
+                            format!("expected a value in double quotes after {field}"),
+                        ))
+                    }
+                };
+                self.pos += 1;
+                if !field.contains('.') && !FILTER_FIELDS.contains(&field.as_str()) {
+                    return Err(Error::invalid(
+                        "filter",
+                        format!(
+                            "unknown field {field:?}; use {} or a full parameter path",
+                            FILTER_FIELDS.join(", ")
+                        ),
+                    ));
+                }
+                Ok(Filter::Cmp { field, op, value })
+            }
+            _ => Err(Error::invalid(
+                "filter",
+                "expected a field, NOT or '(' (e.g. product_class = \"ATA2\")",
+            )),
+        }
+    }
+}
+
+impl Filter {
+    pub fn parse(s: &str) -> Result<Filter> {
+        if s.trim().is_empty() {
+            return Ok(Filter::All);
+        }
+        let mut p = Parser {
+            toks: lex(s)?,
+            pos: 0,
+        };
+        let f = p.or()?;
+        if p.pos != p.toks.len() {
+            return Err(Error::invalid(
+                "filter",
+                "unexpected text after the end of the expression (join conditions with AND or OR)",
+            ));
+        }
+        Ok(f)
+    }
+
+    /// Whether the filter looks at tags (so the caller loads them only when needed).
+    pub fn uses_tags(&self) -> bool {
+        match self {
+            Filter::All => false,
+            Filter::Cmp { field, .. } => field == "tag",
+            Filter::And(a, b) | Filter::Or(a, b) => a.uses_tags() || b.uses_tags(),
+            Filter::Not(a) => a.uses_tags(),
+        }
+    }
+
+    pub fn matches(&self, f: &Facts<'_>) -> bool {
+        match self {
+            Filter::All => true,
+            Filter::And(a, b) => a.matches(f) && b.matches(f),
+            Filter::Or(a, b) => a.matches(f) || b.matches(f),
+            Filter::Not(a) => !a.matches(f),
+            Filter::Cmp { field, op, value } => {
+                if field == "tag" {
+                    let has = f.tags.iter().any(|t| match op {
+                        Op::Like => like(t, value),
+                        _ => t == value,
+                    });
+                    return if *op == Op::Ne { !has } else { has };
+                }
+                let actual = if field.contains('.') {
+                    f.tree.get(field).and_then(|e| e.value.clone())
+                } else {
+                    f.fields.get(field.as_str()).cloned()
+                };
+                let Some(actual) = actual else {
+                    return *op == Op::Ne;
+                };
+                compare(&actual, *op, value)
+            }
+        }
+    }
+}
+
+fn compare(actual: &str, op: Op, value: &str) -> bool {
+    let nums = actual.trim().parse::<f64>().ok().zip(value.trim().parse::<f64>().ok());
+    let ord = match nums {
+        Some((a, b)) => a.partial_cmp(&b),
+        None => Some(actual.cmp(value)),
+    };
+    match op {
+        Op::Eq => actual == value || ord == Some(std::cmp::Ordering::Equal) && nums.is_some(),
+        Op::Ne => !(actual == value || ord == Some(std::cmp::Ordering::Equal) && nums.is_some()),
+        Op::Lt => ord == Some(std::cmp::Ordering::Less),
+        Op::Le => matches!(ord, Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)),
+        Op::Gt => ord == Some(std::cmp::Ordering::Greater),
+        Op::Ge => matches!(ord, Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)),
+        Op::Like => like(actual, value),
+    }
+}
+
+/// `*` matches any run of characters; everything else literally.
+fn like(text: &str, pattern: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return text == pattern;
+    }
+    let mut rest = text;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            match rest.strip_prefix(part) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            match rest.find(part) {
+                Some(at) => rest = &rest[at + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn facts<'a>(tags: &'a [String], tree: &'a ParamTree) -> Facts<'a> {
+        let mut fields = HashMap::new();
+        fields.insert("product_class", "EG8145V5".to_string());
+        fields.insert("software_version", "V5R020C00S280".to_string());
+        fields.insert("oui", "00259E".to_string());
+        Facts { fields, tags, tree }
+    }
+
+    #[test]
+    fn filters_parse_and_match() {
+        let mut tree = ParamTree::new();
+        tree.set_value("InternetGatewayDevice.DeviceInfo.UpTime", "120", "xsd:unsignedInt", 1);
+        let tags = vec!["voip".to_string()];
+        let f = facts(&tags, &tree);
+        let yes = [
+            "",
+            "product_class = \"EG8145V5\"",
+            "product_class = \"EG8145V5\" AND tag = \"voip\"",
+            "tag = \"other\" OR software_version LIKE \"V5R020*\"",
+            "NOT (tag = \"other\")",
+            "tag != \"other\"",
+            "InternetGatewayDevice.DeviceInfo.UpTime > 100",
+            "InternetGatewayDevice.DeviceInfo.UpTime = \"120\"",
+            "InternetGatewayDevice.DeviceInfo.Missing != \"x\"",
+        ];
+        for s in yes {
+            assert!(Filter::parse(s).unwrap().matches(&f), "{s}");
+        }
+        let no = [
+            "product_class = \"ATA\"",
+            "tag = \"voip\" AND oui = \"000000\"",
+            "InternetGatewayDevice.DeviceInfo.UpTime < 100",
+            "InternetGatewayDevice.DeviceInfo.Missing = \"x\"",
+        ];
+        for s in no {
+            assert!(!Filter::parse(s).unwrap().matches(&f), "{s}");
+        }
+        for bad in ["colour = \"red\"", "oui =", "oui \"x\"", "(oui = \"x\"", "oui = 'x'"] {
+            let e = Filter::parse(bad).unwrap_err().to_string();
+            assert!(e.starts_with("filter:"), "{bad}: {e}");
+        }
+        assert!(Filter::parse("tag = \"a\"").unwrap().uses_tags());
+    }
+
+    fn preset(name: &str, priority: i32, values: &[(&str, &str)]) -> Preset {
+        Preset {
+            name: name.into(),
+            filter: Filter::All,
+            priority,
+            events: vec![],
+            spec: PresetSpec {
+                values: values
+                    .iter()
+                    .map(|(n, v)| PresetValue {
+                        name: n.to_string(),
+                        value: v.to_string(),
+                        xsd_type: None,
+                    })
+                    .collect(),
+                ..PresetSpec::default()
+            },
+            revision: 7,
+        }
+    }
+
+    #[test]
+    fn priority_then_name_decides() {
+        let a = preset("a", 1, &[("Device.X.A", "1"), ("Device.X.B", "a")]);
+        let b = preset("b", 5, &[("Device.X.A", "2")]);
+        let c = preset("c", 1, &[("Device.X.B", "c")]);
+        let r = resolve(&[&c, &a, &b], "Device");
+        assert_eq!(r["Device.X.A"].value, "2");
+        assert_eq!(r["Device.X.A"].preset, "b");
+        assert_eq!(r["Device.X.A"].overrides, vec!["a".to_string()]);
+        assert_eq!(r["Device.X.B"].preset, "a");
+        // Same answer whatever the input order.
+        assert_eq!(resolve(&[&b, &c, &a], "Device"), r);
+    }
+
+    #[test]
+    fn values_are_checked_against_the_model() {
+        let e = validate_value(
+            "InternetGatewayDevice.ManagementServer.PeriodicInformInterval",
+            "soon",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("PeriodicInformInterval") && e.contains("unsignedInt"), "{e}");
+        let e = validate_value("InternetGatewayDevice.DeviceInfo.SerialNumber", "x", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("SerialNumber") && e.contains("read-only"), "{e}");
+        let e = validate_value(
+            "Device.ManagementServer.PeriodicInformEnable",
+            "true",
+            Some("xsd:string"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("xsd:boolean"), "{e}");
+        assert!(validate_value("Device.ManagementServer.PeriodicInformInterval", "60", None).is_ok());
+        assert!(validate_value("InternetGatewayDevice.X_HW_Foo.Bar", "anything", None).is_ok());
+        assert!(same_value("1", "true", "xsd:boolean"));
+        assert!(same_value("060", "60", "xsd:unsignedInt"));
+        assert!(!same_value("a", "b", "xsd:string"));
+    }
+
+    #[test]
+    fn like_wildcards() {
+        assert!(like("V5R020C00", "V5*"));
+        assert!(like("V5R020C00", "*C00"));
+        assert!(like("V5R020C00", "V5*20*0"));
+        assert!(!like("V5R020C00", "V6*"));
+    }
+}
