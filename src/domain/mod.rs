@@ -6,3 +6,4 @@ pub mod session;
 pub mod tasks;
 pub mod presets;
 pub mod voip;
+pub mod converge;

@@ -46,6 +46,8 @@ pub enum Origin {
     Refresh,
     /// An operator's task.
     Task { id: i64 },
+    /// Line provisioning or preset convergence.
+    Converge(crate::domain::converge::Step),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,6 +84,12 @@ pub struct DeviceSession {
     pub subtrees_removed: Vec<String>,
     pub discovered: bool,
     pub created: bool,
+    /// Lines and presets still to plan this session.
+    #[serde(default)]
+    pub converge: Option<crate::domain::converge::Converge>,
+    /// The stored parameter tree, once loaded for convergence.
+    #[serde(skip)]
+    pub known: Option<ParamTree>,
 }
 
 /// Result of [`begin`].
@@ -225,6 +233,8 @@ pub async fn begin(
         subtrees_removed: Vec::new(),
         discovered: false,
         created,
+        converge: None,
+        known: None,
     };
     plan(env, &mut s, &device, inform).await?;
     Ok(Begin::Started(Box::new(s)))
@@ -320,6 +330,9 @@ async fn plan(
     if device.has_new_work() || reconcile_events {
         load_tasks(env, s, inform).await?;
     }
+
+    // VoIP lines and presets: planned once the queue runs dry (after discovery).
+    crate::domain::converge::prepare(env, s, device, inform).await?;
     Ok(())
 }
 
@@ -649,6 +662,18 @@ async fn complete_by_command_key(
 
 /// The next request for the device, if any. Marks tasks running before they are sent.
 pub async fn next_request(env: &Env<'_>, s: &mut DeviceSession) -> Result<Option<AcsRequest>> {
+    loop {
+        if let Some(req) = next_queued(env, s).await? {
+            return Ok(Some(req));
+        }
+        if s.converge.is_none() {
+            return Ok(None);
+        }
+        crate::domain::converge::plan_round(env, s).await?;
+    }
+}
+
+async fn next_queued(env: &Env<'_>, s: &mut DeviceSession) -> Result<Option<AcsRequest>> {
     while let Some(p) = s.queue.pop_front() {
         if let Origin::Task { id } = p.origin {
             let now = env.now;
@@ -726,6 +751,9 @@ pub async fn on_result(
                 }
                 Origin::DiscoverValues { last: true } | Origin::DiscoverAllValues => {
                     s.discovered = true
+                }
+                Origin::Converge(step) => {
+                    crate::domain::converge::on_ok(env, s, step, &current.request, &resp).await?;
                 }
                 Origin::Task { id } => {
                     let id = *id;
@@ -812,6 +840,10 @@ pub async fn on_result(
                             s.tasks_left = true;
                         }
                     }
+                }
+                Origin::Converge(step) => {
+                    crate::domain::converge::on_fault(env, s, step, &current.request, &fault)
+                        .await?;
                 }
                 Origin::DiscoverNames => {
                     // Some devices refuse a whole-tree GetParameterNames: ask for all values instead.
