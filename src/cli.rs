@@ -58,6 +58,37 @@ pub enum Command {
     /// Data-model files (datamodel/) generated from the Broadband Forum XML.
     #[command(subcommand)]
     Datamodel(DatamodelCmd),
+    /// VoIP lines (SIP accounts on line N of a device).
+    #[command(subcommand)]
+    Line(LineCmd),
+    /// Presets (named desired states).
+    #[command(subcommand)]
+    Preset(PresetCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LineCmd {
+    /// Import accounts from CSV. Header: device_id,line,password and any account fields
+    /// (sip_user, auth_user, directory_number, registrar, ...). Bad rows are reported and
+    /// skipped whole; the others are stored. Exits non-zero when a row was rejected.
+    Import {
+        file: PathBuf,
+        /// Check every row, store nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List the lines of a device (passwords are never shown).
+    List { device: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PresetCmd {
+    /// Create or replace a preset from a JSON file (the same body as PUT /api/v1/presets/{name}).
+    Put { file: PathBuf },
+    /// List presets.
+    List,
+    /// Delete a preset.
+    Delete { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -269,6 +300,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(cmd) => token(&cli, cmd),
         Command::User(cmd) => user(&cli, cmd),
         Command::Device(cmd) => device(&cli, cmd),
+        Command::Line(cmd) => line(&cli, cmd),
+        Command::Preset(cmd) => preset(&cli, cmd),
         Command::Datamodel(DatamodelCmd::Generate { bbf, out }) => {
             let files =
                 crate::datamodel::generate::generate(bbf).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -282,6 +315,103 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    Ok(rt.block_on(f))
+}
+
+fn line(cli: &Cli, cmd: &LineCmd) -> anyhow::Result<()> {
+    let store = open_store(&load_config(cli)?)?;
+    let e = |e: crate::error::Error| anyhow::anyhow!("{e}");
+    match cmd {
+        LineCmd::Import { file, dry_run } => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let now = crate::store::now_ms();
+            let report = block_on(crate::domain::lines::import_csv(&store, &text, *dry_run, now))?
+                .map_err(e)?;
+            for r in &report.errors {
+                println!(
+                    "row {} ({} line {}): {}: {}",
+                    r.row,
+                    r.device_id.as_deref().unwrap_or("?"),
+                    r.line.map(|l| l.to_string()).unwrap_or_else(|| "?".into()),
+                    r.field,
+                    r.message
+                );
+            }
+            println!(
+                "{} {} lines; {} rows rejected",
+                if *dry_run { "would import" } else { "imported" },
+                report.imported,
+                report.rejected
+            );
+            if report.rejected > 0 {
+                anyhow::bail!("{} rows rejected (listed above)", report.rejected);
+            }
+        }
+        LineCmd::List { device } => {
+            let lines = block_on(crate::domain::lines::list(&store, device))?.map_err(e)?;
+            println!("LINE\tSTATUS\tDEVICE STATUS\tSIP USER\tREGISTRAR\tFAULT");
+            for l in &lines {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    l.line,
+                    l.status,
+                    l.device_status.as_deref().unwrap_or("-"),
+                    l.account.sip_user.as_deref().or(l.account.auth_user.as_deref()).unwrap_or("-"),
+                    l.account.registrar.as_deref().unwrap_or("-"),
+                    l.fault.as_deref().unwrap_or("")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn preset(cli: &Cli, cmd: &PresetCmd) -> anyhow::Result<()> {
+    let store = open_store(&load_config(cli)?)?;
+    let e = |e: crate::error::Error| anyhow::anyhow!("{e}");
+    match cmd {
+        PresetCmd::Put { file } => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let input: crate::domain::presets::PresetInput = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a preset in JSON", file.display()))?;
+            let now = crate::store::now_ms();
+            let (p, created) = block_on(crate::domain::presets::put(&store, input, now))?.map_err(e)?;
+            println!(
+                "{} preset {} (revision {})",
+                if created { "created" } else { "updated" },
+                p.name,
+                p.revision
+            );
+        }
+        PresetCmd::List => {
+            let list = block_on(crate::domain::presets::list(&store))?.map_err(e)?;
+            println!("NAME\tPRIORITY\tEVENTS\tREVISION\tFILTER");
+            for p in &list {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    p.name,
+                    p.priority,
+                    p.events.join(","),
+                    p.revision,
+                    p.filter
+                );
+            }
+        }
+        PresetCmd::Delete { name } => {
+            block_on(crate::domain::presets::delete(&store, name))?.map_err(e)?;
+            println!("deleted preset {name}");
+        }
+    }
+    Ok(())
 }
 
 fn token(cli: &Cli, cmd: &TokenCmd) -> anyhow::Result<()> {

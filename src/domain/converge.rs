@@ -139,9 +139,22 @@ impl DeviceState {
         let Some(s) = s else {
             return DeviceState::default();
         };
-        let mut st: DeviceState = serde_json::from_str(&s.applied).unwrap_or_default();
-        st.refused = serde_json::from_str(&s.refused).unwrap_or_default();
-        st
+        #[derive(Deserialize, Default)]
+        struct Stored {
+            #[serde(default)]
+            applied: BTreeMap<String, Applied>,
+            #[serde(default)]
+            revisions: BTreeMap<String, i64>,
+            #[serde(default)]
+            firmware: BTreeMap<String, i64>,
+        }
+        let stored: Stored = serde_json::from_str(&s.applied).unwrap_or_default();
+        DeviceState {
+            applied: stored.applied,
+            refused: serde_json::from_str(&s.refused).unwrap_or_default(),
+            revisions: stored.revisions,
+            firmware: stored.firmware,
+        }
     }
 
     pub fn encode(&self) -> PresetState {

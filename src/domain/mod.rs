@@ -7,3 +7,4 @@ pub mod tasks;
 pub mod presets;
 pub mod voip;
 pub mod converge;
+pub mod lines;

@@ -95,7 +95,6 @@ pub struct PresetSpec {
 
 /// A preset as the API and the CLI give it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PresetInput {
     pub name: String,
     #[serde(default)]
@@ -808,10 +807,130 @@ mod tests {
     }
 
     #[test]
+    fn input_json_is_flat_and_strict() {
+        let i: PresetInput = serde_json::from_str(
+            r#"{"name":"p","events":["boot"],"values":[{"name":"Device.A","value":"1"}],"periodic_inform":{"interval":60}}"#,
+        )
+        .unwrap();
+        assert_eq!(i.spec.values.len(), 1);
+        assert!(validate(&i).is_ok());
+        assert!(serde_json::from_str::<PresetInput>(r#"{"name":"p","colour":1}"#).is_err());
+        let mut bad = i.clone();
+        bad.events = vec!["sometimes".into()];
+        assert!(validate(&bad).unwrap_err().to_string().starts_with("events:"));
+    }
+
+    #[test]
     fn like_wildcards() {
         assert!(like("V5R020C00", "V5*"));
         assert!(like("V5R020C00", "*C00"));
         assert!(like("V5R020C00", "V5*20*0"));
         assert!(!like("V5R020C00", "V6*"));
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Operations for the API and the CLI
+
+/// A preset as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PresetView {
+    pub name: String,
+    pub filter: String,
+    pub priority: i32,
+    pub events: Vec<String>,
+    #[serde(flatten)]
+    pub spec: PresetSpec,
+    pub revision: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl PresetView {
+    pub fn from_row(r: &crate::store::presets::PresetRow) -> PresetView {
+        PresetView {
+            name: r.name.clone(),
+            filter: r.filter.clone(),
+            priority: r.priority,
+            events: split_events(&r.events),
+            spec: serde_json::from_str(&r.spec).unwrap_or_default(),
+            revision: r.revision,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// Create or replace a preset (by name) after checking it. Returns whether it was created.
+pub async fn put(
+    store: &crate::store::Store,
+    input: PresetInput,
+    now: i64,
+) -> Result<(PresetView, bool)> {
+    validate(&input)?;
+    let mut events = input.events.clone();
+    events.sort();
+    events.dedup();
+    let new = crate::store::presets::NewPreset {
+        name: input.name.trim().to_string(),
+        filter: input.filter.trim().to_string(),
+        priority: input.priority,
+        events: events.join(","),
+        spec: serde_json::to_string(&input.spec)?,
+    };
+    let (row, created) = store.run(move |st| st.put_preset(&new, now)).await?;
+    Ok((PresetView::from_row(&row), created))
+}
+
+pub async fn list(store: &crate::store::Store) -> Result<Vec<PresetView>> {
+    let rows = store.run(|st| st.list_presets()).await?;
+    Ok(rows.iter().map(PresetView::from_row).collect())
+}
+
+pub async fn get(store: &crate::store::Store, name: &str) -> Result<PresetView> {
+    let n = name.to_string();
+    store
+        .run(move |st| st.get_preset(&n))
+        .await?
+        .map(|r| PresetView::from_row(&r))
+        .ok_or_else(|| Error::not_found(format!("preset {name}")))
+}
+
+pub async fn delete(store: &crate::store::Store, name: &str) -> Result<()> {
+    let n = name.to_string();
+    if store.run(move |st| st.delete_preset(&n)).await? {
+        Ok(())
+    } else {
+        Err(Error::not_found(format!("preset {name}")))
+    }
+}
+
+/// Which preset set which value on a device, and what it refused.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DevicePresets {
+    pub device_id: String,
+    /// Parameter → the preset that set it (value, preset revision, when).
+    pub applied: BTreeMap<String, crate::domain::converge::Applied>,
+    /// Parameter → the value the device refused, and why; not resent until the preset changes.
+    pub refused: BTreeMap<String, crate::domain::converge::Refused>,
+    /// Preset → the revision the device last converged to.
+    pub converged: BTreeMap<String, i64>,
+    /// Events at which the presets matching the device apply.
+    pub events: Vec<String>,
+}
+
+pub async fn device_report(store: &crate::store::Store, device_id: &str) -> Result<DevicePresets> {
+    let id = device_id.to_string();
+    let (device, state) = store
+        .run(move |st| Ok((st.get_device(&id)?, st.preset_state(&id)?)))
+        .await?;
+    let device = device.ok_or_else(|| Error::not_found(format!("device {device_id}")))?;
+    let st = crate::domain::converge::DeviceState::decode(state.as_ref());
+    Ok(DevicePresets {
+        device_id: device_id.to_string(),
+        applied: st.applied,
+        refused: st.refused,
+        converged: st.revisions,
+        events: split_events(&device.preset_events),
+    })
 }

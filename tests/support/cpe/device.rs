@@ -5,6 +5,7 @@
 //! `session.rs`); everything the device remembers between sessions lives in
 //! [`Device::state`], so a test can inspect or adjust it directly.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -361,6 +362,10 @@ pub struct Device {
     pub faults: FaultInjection,
     /// State kept between sessions.
     pub state: DeviceState,
+    /// What AddObject creates in a table that has no instance to copy, keyed by the table's
+    /// path with `{i}` for instance numbers (`...VoiceProfile.{i}.Line.`): names relative to
+    /// the new instance (`Enable`, `SIP.AuthUserName`, `SIP.`) and their initial state.
+    pub instance_templates: BTreeMap<String, Vec<(String, Param)>>,
     factory: Arc<Model>,
     factory_acs: Credentials,
     factory_cr: Credentials,
@@ -480,6 +485,7 @@ impl Device {
             behavior: self.behavior.clone(),
             faults: FaultInjection::default(),
             state: DeviceState::default(),
+            instance_templates: self.instance_templates.clone(),
             factory: Arc::clone(&self.factory),
             factory_acs: acs,
             factory_cr: cr.clone(),

@@ -517,6 +517,10 @@ fn add_object(dev: &mut Device, body: &Elem, env: &mut Envelope) -> RpcResult {
             }
             new_entries.push((format!("{new_prefix}{rel}"), np));
         }
+    } else if let Some(template) = dev.instance_templates.get(&table_pattern(&name)) {
+        for (rel, p) in template {
+            new_entries.push((format!("{new_prefix}{rel}"), p.clone()));
+        }
     }
     dev.model.extend(new_entries);
     update_entry_count(dev, &name);
@@ -525,6 +529,14 @@ fn add_object(dev: &mut Device, body: &Elem, env: &mut Envelope) -> RpcResult {
     env.field("InstanceNumber", &next.to_string());
     env.field("Status", &dev.behavior.apply_status.to_string());
     Ok(())
+}
+
+/// `A.1.B.2.C.` → `A.{i}.B.{i}.C.`
+fn table_pattern(name: &str) -> String {
+    name.split('.')
+        .map(|seg| if is_instance(seg) { "{i}" } else { seg })
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 fn delete_object(dev: &mut Device, body: &Elem, env: &mut Envelope) -> RpcResult {
