@@ -333,8 +333,10 @@ fn line(cli: &Cli, cmd: &LineCmd) -> anyhow::Result<()> {
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("reading {}", file.display()))?;
             let now = crate::store::now_ms();
-            let report = block_on(crate::domain::lines::import_csv(&store, &text, *dry_run, now))?
-                .map_err(e)?;
+            let report = block_on(crate::domain::lines::import_csv(
+                &store, &text, *dry_run, now,
+            ))?
+            .map_err(e)?;
             for r in &report.errors {
                 println!(
                     "row {} ({} line {}): {}: {}",
@@ -364,7 +366,11 @@ fn line(cli: &Cli, cmd: &LineCmd) -> anyhow::Result<()> {
                     l.line,
                     l.status,
                     l.device_status.as_deref().unwrap_or("-"),
-                    l.account.sip_user.as_deref().or(l.account.auth_user.as_deref()).unwrap_or("-"),
+                    l.account
+                        .sip_user
+                        .as_deref()
+                        .or(l.account.auth_user.as_deref())
+                        .unwrap_or("-"),
                     l.account.registrar.as_deref().unwrap_or("-"),
                     l.fault.as_deref().unwrap_or("")
                 );
@@ -384,7 +390,8 @@ fn preset(cli: &Cli, cmd: &PresetCmd) -> anyhow::Result<()> {
             let input: crate::domain::presets::PresetInput = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a preset in JSON", file.display()))?;
             let now = crate::store::now_ms();
-            let (p, created) = block_on(crate::domain::presets::put(&store, input, now))?.map_err(e)?;
+            let (p, created) =
+                block_on(crate::domain::presets::put(&store, input, now))?.map_err(e)?;
             println!(
                 "{} preset {} (revision {})",
                 if created { "created" } else { "updated" },

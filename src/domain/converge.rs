@@ -207,13 +207,23 @@ pub struct Converge {
 /// One request of the convergence, for filing its answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Step {
-    AddObject { line: Option<i64> },
+    AddObject {
+        line: Option<i64>,
+    },
     Refresh,
-    LineSet { lines: Vec<(i64, i64, String)> },
-    LineStatus { lines: Vec<(i64, String)> },
+    LineSet {
+        lines: Vec<(i64, i64, String)>,
+    },
+    LineStatus {
+        lines: Vec<(i64, String)>,
+    },
     PresetRefresh,
-    PresetSet { values: Vec<(String, String, String, i64)> },
-    Firmware { preset: String },
+    PresetSet {
+        values: Vec<(String, String, String, i64)>,
+    },
+    Firmware {
+        preset: String,
+    },
 }
 
 fn planned(step: Step, request: AcsRequest) -> Planned {
@@ -240,8 +250,7 @@ pub async fn prepare(
     let bootish = s.created || events.iter().any(|e| e == "bootstrap" || e == "boot");
     let want_lines = new_work || bootish;
     let device_events = presets::split_events(&device.preset_events);
-    let want_presets =
-        new_work || bootish || events.iter().any(|e| device_events.contains(e));
+    let want_presets = new_work || bootish || events.iter().any(|e| device_events.contains(e));
     if !want_lines && !want_presets {
         return Ok(());
     }
@@ -338,7 +347,11 @@ fn line_work(r: &LineRow, read_status: bool) -> Option<LineWork> {
         .mapping
         .as_deref()
         .and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok())
-        .and_then(|m| m.get("status_path").and_then(|p| p.as_str()).map(str::to_string));
+        .and_then(|m| {
+            m.get("status_path")
+                .and_then(|p| p.as_str())
+                .map(str::to_string)
+        });
     if !push && !(read_status && status_path.is_some()) {
         return None;
     }
@@ -459,7 +472,10 @@ pub async fn plan_round(env: &Env<'_>, s: &mut DeviceSession) -> Result<()> {
         if plan.values.is_empty() {
             line_faults.push((
                 lw.id,
-                format!("the device has none of the parameters line {} needs", lw.line),
+                format!(
+                    "the device has none of the parameters line {} needs",
+                    lw.line
+                ),
             ));
             lw.done = true;
             continue;
@@ -483,8 +499,20 @@ pub async fn plan_round(env: &Env<'_>, s: &mut DeviceSession) -> Result<()> {
         if !adds.is_empty() {
             // Objects first; presets look at the result next round.
         } else {
-            preset_round(env, s, pw, &tree, &root, rm, &c.identity, &c.lines, c.known_tree, last_round, &mut preset_reqs)
-                .await?;
+            preset_round(
+                env,
+                s,
+                pw,
+                &tree,
+                &root,
+                rm,
+                &c.identity,
+                &c.lines,
+                c.known_tree,
+                last_round,
+                &mut preset_reqs,
+            )
+            .await?;
         }
     }
 
@@ -494,10 +522,7 @@ pub async fn plan_round(env: &Env<'_>, s: &mut DeviceSession) -> Result<()> {
         queued = true;
     } else {
         if !line_set.is_empty() {
-            let key = format!(
-                "vl-{}",
-                line_set.iter().map(|l| l.1).max().unwrap_or(0)
-            );
+            let key = format!("vl-{}", line_set.iter().map(|l| l.1).max().unwrap_or(0));
             s.queue.push_back(planned(
                 Step::LineSet { lines: line_set },
                 AcsRequest::SetParameterValues(SetParameterValues {
@@ -550,7 +575,11 @@ async fn preset_round(
     last_round: bool,
     out: &mut Vec<Planned>,
 ) -> Result<()> {
-    let all: Vec<Preset> = pw.presets.iter().filter_map(PresetData::to_preset).collect();
+    let all: Vec<Preset> = pw
+        .presets
+        .iter()
+        .filter_map(PresetData::to_preset)
+        .collect();
     if pw.applicable.is_none() {
         let tags = if all.iter().any(|p| p.filter.uses_tags()) {
             let id = s.device_id.clone();
@@ -748,7 +777,10 @@ async fn preset_round(
     // Firmware: the first preset in precedence order that names one.
     if let Some(p) = ordered.iter().find(|p| p.spec.firmware.is_some()) {
         if let Some(fw) = &p.spec.firmware {
-            let current = identity.get("software_version").cloned().unwrap_or_default();
+            let current = identity
+                .get("software_version")
+                .cloned()
+                .unwrap_or_default();
             if current != fw.version && pw.state.firmware.get(&p.name) != Some(&p.revision) {
                 pw.state.firmware.insert(p.name.clone(), p.revision);
                 pw.dirty = true;
@@ -888,7 +920,10 @@ async fn line_fault(
 
 /// Names and codes of the per-parameter faults, without values (they may be passwords).
 fn fault_summary(f: &CwmpFault) -> String {
-    let mut s = format!("the device refused the values: fault {} {}", f.code, f.string);
+    let mut s = format!(
+        "the device refused the values: fault {} {}",
+        f.code, f.string
+    );
     if !f.set_parameter_values_faults.is_empty() {
         let per: Vec<String> = f
             .set_parameter_values_faults
@@ -1117,7 +1152,10 @@ pub async fn on_fault(
                 env,
                 &s.device_id,
                 fault.code,
-                format!("preset {preset}: firmware Download refused: {}", fault.string),
+                format!(
+                    "preset {preset}: firmware Download refused: {}",
+                    fault.string
+                ),
                 None,
             )
             .await?;

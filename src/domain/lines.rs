@@ -62,7 +62,10 @@ impl LineView {
             status: r.status.clone(),
             device_status: r.device_status.clone(),
             status_at: r.status_at,
-            mapping: r.mapping.as_deref().and_then(|m| serde_json::from_str(m).ok()),
+            mapping: r
+                .mapping
+                .as_deref()
+                .and_then(|m| serde_json::from_str(m).ok()),
             fault: r.fault.clone(),
             revision: r.revision,
             applied_revision: r.applied_revision,
@@ -140,7 +143,9 @@ pub async fn delete(store: &Store, device_id: &str, line: i32) -> Result<()> {
     if store.run(move |st| st.delete_line(&id, line)).await? {
         Ok(())
     } else {
-        Err(Error::not_found(format!("line {line} of device {device_id}")))
+        Err(Error::not_found(format!(
+            "line {line} of device {device_id}"
+        )))
     }
 }
 
@@ -175,25 +180,42 @@ pub fn csv_columns() -> Vec<&'static str> {
 /// required; `password` and the account fields optional, in any order). Each row is checked
 /// completely; rows with an error are reported and skipped, the others are stored together
 /// in one transaction. With `dry_run` nothing is stored.
-pub async fn import_csv(store: &Store, text: &str, dry_run: bool, now: i64) -> Result<ImportReport> {
+pub async fn import_csv(
+    store: &Store,
+    text: &str,
+    dry_run: bool,
+    now: i64,
+) -> Result<ImportReport> {
     let rows = parse_csv(text).map_err(|e| Error::invalid("csv", e))?;
     let mut it = rows.into_iter();
     let Some((_, header)) = it.next() else {
-        return Err(Error::invalid("csv", "the file is empty; the first line must be a header"));
+        return Err(Error::invalid(
+            "csv",
+            "the file is empty; the first line must be a header",
+        ));
     };
-    let header: Vec<String> = header.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+    let header: Vec<String> = header
+        .iter()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
     let known = csv_columns();
     for h in &header {
         if !known.contains(&h.as_str()) {
             return Err(Error::invalid(
                 "csv",
-                format!("unknown column {h:?} in the header; columns: {}", known.join(", ")),
+                format!(
+                    "unknown column {h:?} in the header; columns: {}",
+                    known.join(", ")
+                ),
             ));
         }
     }
     for req in ["device_id", "line"] {
         if !header.iter().any(|h| h == req) {
-            return Err(Error::invalid("csv", format!("the header has no {req} column")));
+            return Err(Error::invalid(
+                "csv",
+                format!("the header has no {req} column"),
+            ));
         }
     }
     let mut errors = Vec::new();
@@ -372,7 +394,9 @@ pub fn parse_csv(text: &str) -> std::result::Result<Vec<(usize, Vec<String>)>, S
         }
     }
     if in_quotes {
-        return Err(format!("a quoted field opened on line {start_line} is not closed"));
+        return Err(format!(
+            "a quoted field opened on line {start_line} is not closed"
+        ));
     }
     if any {
         cells.push(cell);
@@ -391,7 +415,10 @@ mod tests {
         let rows = parse_csv("a,b\r\n\"x,1\",\"say \"\"hi\"\"\"\n\"multi\nline\",z").unwrap();
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[1].1, vec!["x,1", "say \"hi\""]);
-        assert_eq!(rows[2], (3, vec!["multi\nline".to_string(), "z".to_string()]));
+        assert_eq!(
+            rows[2],
+            (3, vec!["multi\nline".to_string(), "z".to_string()])
+        );
         assert!(parse_csv("\"open").is_err());
     }
 

@@ -1,10 +1,10 @@
 //! Business rules: what a session does with a device, tasks, the parameter store's
 //! semantics. No actix here; storage through [`crate::store::Store`].
 
-pub mod params;
-pub mod session;
-pub mod tasks;
-pub mod presets;
-pub mod voip;
 pub mod converge;
 pub mod lines;
+pub mod params;
+pub mod presets;
+pub mod session;
+pub mod tasks;
+pub mod voip;

@@ -239,7 +239,9 @@ pub fn validate_value(name: &str, value: &str, xsd_type: Option<&str>) -> Result
         if !t.starts_with("xsd:") {
             return Err(Error::invalid(
                 name,
-                format!("type {t:?} is not an XML Schema type such as xsd:string or xsd:unsignedInt"),
+                format!(
+                    "type {t:?} is not an XML Schema type such as xsd:string or xsd:unsignedInt"
+                ),
             ));
         }
     }
@@ -359,7 +361,11 @@ pub fn same_value(known: &str, desired: &str, xsd_type: &str) -> bool {
     if xsd_type.ends_with("boolean") {
         return b(known).is_some() && b(known) == b(desired);
     }
-    if xsd_type.ends_with("int") || xsd_type.ends_with("Int") || xsd_type.ends_with("long") || xsd_type.ends_with("Long") {
+    if xsd_type.ends_with("int")
+        || xsd_type.ends_with("Int")
+        || xsd_type.ends_with("long")
+        || xsd_type.ends_with("Long")
+    {
         if let (Ok(x), Ok(y)) = (known.trim().parse::<i128>(), desired.trim().parse::<i128>()) {
             return x == y;
         }
@@ -407,7 +413,11 @@ pub enum Op {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Filter {
     All,
-    Cmp { field: String, op: Op, value: String },
+    Cmp {
+        field: String,
+        op: Op,
+        value: String,
+    },
     And(Box<Filter>, Box<Filter>),
     Or(Box<Filter>, Box<Filter>),
     Not(Box<Filter>),
@@ -483,7 +493,8 @@ fn lex(s: &str) -> Result<Vec<Tok>> {
             }
             c if c.is_alphanumeric() || "_.{}-[]".contains(c) => {
                 let start = i;
-                while i < chars.len() && (chars[i].is_alphanumeric() || "_.{}-[]".contains(chars[i]))
+                while i < chars.len()
+                    && (chars[i].is_alphanumeric() || "_.{}-[]".contains(chars[i]))
                 {
                     i += 1;
                 }
@@ -564,7 +575,10 @@ impl Parser {
                 self.pos += 1;
                 let value = match self.toks.get(self.pos) {
                     Some(Tok::Str(v)) => v.clone(),
-                    Some(Tok::Word(v)) if v.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '-') => {
+                    Some(Tok::Word(v))
+                        if v.chars()
+                            .all(|c| c.is_ascii_digit() || c == '.' || c == '-') =>
+                    {
                         v.clone()
                     }
                     _ => {
@@ -652,7 +666,11 @@ impl Filter {
 }
 
 fn compare(actual: &str, op: Op, value: &str) -> bool {
-    let nums = actual.trim().parse::<f64>().ok().zip(value.trim().parse::<f64>().ok());
+    let nums = actual
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .zip(value.trim().parse::<f64>().ok());
     let ord = match nums {
         Some((a, b)) => a.partial_cmp(&b),
         None => Some(actual.cmp(value)),
@@ -661,9 +679,15 @@ fn compare(actual: &str, op: Op, value: &str) -> bool {
         Op::Eq => actual == value || ord == Some(std::cmp::Ordering::Equal) && nums.is_some(),
         Op::Ne => !(actual == value || ord == Some(std::cmp::Ordering::Equal) && nums.is_some()),
         Op::Lt => ord == Some(std::cmp::Ordering::Less),
-        Op::Le => matches!(ord, Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)),
+        Op::Le => matches!(
+            ord,
+            Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+        ),
         Op::Gt => ord == Some(std::cmp::Ordering::Greater),
-        Op::Ge => matches!(ord, Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)),
+        Op::Ge => matches!(
+            ord,
+            Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)
+        ),
         Op::Like => like(actual, value),
     }
 }
@@ -709,7 +733,12 @@ mod tests {
     #[test]
     fn filters_parse_and_match() {
         let mut tree = ParamTree::new();
-        tree.set_value("InternetGatewayDevice.DeviceInfo.UpTime", "120", "xsd:unsignedInt", 1);
+        tree.set_value(
+            "InternetGatewayDevice.DeviceInfo.UpTime",
+            "120",
+            "xsd:unsignedInt",
+            1,
+        );
         let tags = vec!["voip".to_string()];
         let f = facts(&tags, &tree);
         let yes = [
@@ -735,7 +764,13 @@ mod tests {
         for s in no {
             assert!(!Filter::parse(s).unwrap().matches(&f), "{s}");
         }
-        for bad in ["colour = \"red\"", "oui =", "oui \"x\"", "(oui = \"x\"", "oui = 'x'"] {
+        for bad in [
+            "colour = \"red\"",
+            "oui =",
+            "oui \"x\"",
+            "(oui = \"x\"",
+            "oui = 'x'",
+        ] {
             let e = Filter::parse(bad).unwrap_err().to_string();
             assert!(e.starts_with("filter:"), "{bad}: {e}");
         }
@@ -786,7 +821,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("PeriodicInformInterval") && e.contains("unsignedInt"), "{e}");
+        assert!(
+            e.contains("PeriodicInformInterval") && e.contains("unsignedInt"),
+            "{e}"
+        );
         let e = validate_value("InternetGatewayDevice.DeviceInfo.SerialNumber", "x", None)
             .unwrap_err()
             .to_string();
@@ -799,7 +837,9 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("xsd:boolean"), "{e}");
-        assert!(validate_value("Device.ManagementServer.PeriodicInformInterval", "60", None).is_ok());
+        assert!(
+            validate_value("Device.ManagementServer.PeriodicInformInterval", "60", None).is_ok()
+        );
         assert!(validate_value("InternetGatewayDevice.X_HW_Foo.Bar", "anything", None).is_ok());
         assert!(same_value("1", "true", "xsd:boolean"));
         assert!(same_value("060", "60", "xsd:unsignedInt"));
@@ -817,7 +857,10 @@ mod tests {
         assert!(serde_json::from_str::<PresetInput>(r#"{"name":"p","colour":1}"#).is_err());
         let mut bad = i.clone();
         bad.events = vec!["sometimes".into()];
-        assert!(validate(&bad).unwrap_err().to_string().starts_with("events:"));
+        assert!(validate(&bad)
+            .unwrap_err()
+            .to_string()
+            .starts_with("events:"));
     }
 
     #[test]

@@ -181,7 +181,10 @@ impl Account {
             other => {
                 return Err(Error::invalid(
                     other,
-                    format!("unknown account field; known fields: {}", ACCOUNT_FIELDS.join(", ")),
+                    format!(
+                        "unknown account field; known fields: {}",
+                        ACCOUNT_FIELDS.join(", ")
+                    ),
                 ))
             }
         }
@@ -233,20 +236,44 @@ impl Account {
                 None => Ok(()),
             }
         };
-        opt("directory_number", "Line.1.DirectoryNumber", &self.directory_number)?;
+        opt(
+            "directory_number",
+            "Line.1.DirectoryNumber",
+            &self.directory_number,
+        )?;
         opt("sip_user", "Line.1.SIP.AuthUserName", &self.sip_user)?;
         opt("auth_user", "Line.1.SIP.AuthUserName", &self.auth_user)?;
         opt("uri", "Line.1.SIP.URI", &self.uri)?;
-        opt("display_name", "Line.1.CallingFeatures.CallerIDName", &self.display_name)?;
+        opt(
+            "display_name",
+            "Line.1.CallingFeatures.CallerIDName",
+            &self.display_name,
+        )?;
         opt("registrar", "SIP.RegistrarServer", &self.registrar)?;
-        num("registrar_port", "SIP.RegistrarServerPort", self.registrar_port)?;
+        num(
+            "registrar_port",
+            "SIP.RegistrarServerPort",
+            self.registrar_port,
+        )?;
         opt("proxy", "SIP.ProxyServer", &self.proxy)?;
         num("proxy_port", "SIP.ProxyServerPort", self.proxy_port)?;
         opt("outbound_proxy", "SIP.OutboundProxy", &self.outbound_proxy)?;
-        num("outbound_proxy_port", "SIP.OutboundProxyPort", self.outbound_proxy_port)?;
-        opt("user_agent_domain", "SIP.UserAgentDomain", &self.user_agent_domain)?;
+        num(
+            "outbound_proxy_port",
+            "SIP.OutboundProxyPort",
+            self.outbound_proxy_port,
+        )?;
+        opt(
+            "user_agent_domain",
+            "SIP.UserAgentDomain",
+            &self.user_agent_domain,
+        )?;
         num("user_agent_port", "SIP.UserAgentPort", self.user_agent_port)?;
-        num("register_expires", "SIP.RegisterExpires", self.register_expires)?;
+        num(
+            "register_expires",
+            "SIP.RegisterExpires",
+            self.register_expires,
+        )?;
         if let Some(p) = password {
             check("password", "Line.1.SIP.AuthPassword", p)?;
         }
@@ -254,7 +281,9 @@ impl Account {
             if !["UDP", "TCP", "TLS", "SCTP"].contains(&t.as_str()) {
                 return Err(Error::invalid(
                     "transport",
-                    format!("{t:?} is not one of the allowed values; it takes UDP, TCP, TLS or SCTP"),
+                    format!(
+                        "{t:?} is not one of the allowed values; it takes UDP, TCP, TLS or SCTP"
+                    ),
                 ));
             }
         }
@@ -437,7 +466,9 @@ pub fn plan_line(
     if tables.is_empty() {
         return Err(Error::invalid(
             "line",
-            format!("the device has no {root}.Services.VoiceService tree (no TR-104 voice service)"),
+            format!(
+                "the device has no {root}.Services.VoiceService tree (no TR-104 voice service)"
+            ),
         ));
     }
     let mut best: Option<LinePlan> = None;
@@ -448,7 +479,8 @@ pub fn plan_line(
         let base = format!("{table}{vs}.");
         let plan = if exists(tree, &format!("{base}VoiceProfile.")) {
             plan_issue1(tree, &base, line, account, password)
-        } else if exists(tree, &format!("{base}SIP.")) || exists(tree, &format!("{base}CallControl."))
+        } else if exists(tree, &format!("{base}SIP."))
+            || exists(tree, &format!("{base}CallControl."))
         {
             plan_issue2(tree, &base, line, account, password)
         } else {
@@ -535,13 +567,21 @@ fn plan_issue1(
         b.set("", format!("{prof}Enable"), enable(true));
     }
     b.set("enabled", format!("{l}Enable"), enable(a.enabled));
-    b.set("directory_number", format!("{l}DirectoryNumber"), a.directory_number.clone());
+    b.set(
+        "directory_number",
+        format!("{l}DirectoryNumber"),
+        a.directory_number.clone(),
+    );
     b.set(
         "auth_user",
         format!("{l}SIP.AuthUserName"),
         a.effective_auth_user().map(str::to_string),
     );
-    b.set("password", format!("{l}SIP.AuthPassword"), password.map(str::to_string));
+    b.set(
+        "password",
+        format!("{l}SIP.AuthPassword"),
+        password.map(str::to_string),
+    );
     b.set("uri", format!("{l}SIP.URI"), a.effective_uri());
     b.set(
         "display_name",
@@ -549,22 +589,62 @@ fn plan_issue1(
         a.display_name.clone(),
     );
     let sip = format!("{prof}SIP.");
-    b.set("registrar", format!("{sip}RegistrarServer"), a.registrar.clone());
-    b.set("registrar_port", format!("{sip}RegistrarServerPort"), port(a.registrar_port));
-    b.set("transport", format!("{sip}RegistrarServerTransport"), a.transport.clone());
+    b.set(
+        "registrar",
+        format!("{sip}RegistrarServer"),
+        a.registrar.clone(),
+    );
+    b.set(
+        "registrar_port",
+        format!("{sip}RegistrarServerPort"),
+        port(a.registrar_port),
+    );
+    b.set(
+        "transport",
+        format!("{sip}RegistrarServerTransport"),
+        a.transport.clone(),
+    );
     b.set("proxy", format!("{sip}ProxyServer"), a.proxy.clone());
-    b.set("proxy_port", format!("{sip}ProxyServerPort"), port(a.proxy_port));
-    b.set("transport", format!("{sip}ProxyServerTransport"), a.transport.clone());
-    b.set("outbound_proxy", format!("{sip}OutboundProxy"), a.outbound_proxy.clone());
+    b.set(
+        "proxy_port",
+        format!("{sip}ProxyServerPort"),
+        port(a.proxy_port),
+    );
+    b.set(
+        "transport",
+        format!("{sip}ProxyServerTransport"),
+        a.transport.clone(),
+    );
+    b.set(
+        "outbound_proxy",
+        format!("{sip}OutboundProxy"),
+        a.outbound_proxy.clone(),
+    );
     b.set(
         "outbound_proxy_port",
         format!("{sip}OutboundProxyPort"),
         port(a.outbound_proxy_port),
     );
-    b.set("user_agent_domain", format!("{sip}UserAgentDomain"), a.user_agent_domain.clone());
-    b.set("user_agent_port", format!("{sip}UserAgentPort"), port(a.user_agent_port));
-    b.set("transport", format!("{sip}UserAgentTransport"), a.transport.clone());
-    b.set("register_expires", format!("{sip}RegisterExpires"), port(a.register_expires));
+    b.set(
+        "user_agent_domain",
+        format!("{sip}UserAgentDomain"),
+        a.user_agent_domain.clone(),
+    );
+    b.set(
+        "user_agent_port",
+        format!("{sip}UserAgentPort"),
+        port(a.user_agent_port),
+    );
+    b.set(
+        "transport",
+        format!("{sip}UserAgentTransport"),
+        a.transport.clone(),
+    );
+    b.set(
+        "register_expires",
+        format!("{sip}RegisterExpires"),
+        port(a.register_expires),
+    );
     b.set(
         "dtmf_mode",
         format!("{prof}DTMFMethod"),
@@ -646,16 +726,32 @@ fn plan_issue2(
     let cl = lines.get(idx).map(|i| format!("{lines_table}{i}."));
     let client = cl
         .as_ref()
-        .and_then(|cl| referenced(tree, value_of(tree, &format!("{cl}Provider")), &clients_table))
+        .and_then(|cl| {
+            referenced(
+                tree,
+                value_of(tree, &format!("{cl}Provider")),
+                &clients_table,
+            )
+        })
         .or_else(|| clients.get(idx).map(|i| format!("{clients_table}{i}.")));
     let network = client
         .as_ref()
-        .and_then(|c| referenced(tree, value_of(tree, &format!("{c}Network")), &networks_table))
+        .and_then(|c| {
+            referenced(
+                tree,
+                value_of(tree, &format!("{c}Network")),
+                &networks_table,
+            )
+        })
         .or_else(|| networks.first().map(|i| format!("{networks_table}{i}.")));
     let profile = network
         .as_ref()
         .and_then(|n| {
-            referenced(tree, value_of(tree, &format!("{n}VoIPProfile")), &profiles_table)
+            referenced(
+                tree,
+                value_of(tree, &format!("{n}VoIPProfile")),
+                &profiles_table,
+            )
         })
         .or_else(|| profiles.first().map(|i| format!("{profiles_table}{i}.")));
     let ext = exts.get(idx).map(|i| format!("{ext_table}{i}."));
@@ -701,27 +797,75 @@ fn plan_issue2(
         format!("{c}AuthUserName"),
         a.effective_auth_user().map(str::to_string),
     );
-    b.set("password", format!("{c}AuthPassword"), password.map(str::to_string));
+    b.set(
+        "password",
+        format!("{c}AuthPassword"),
+        password.map(str::to_string),
+    );
     b.set("uri", format!("{c}RegisterURI"), a.effective_uri());
     b.set("", format!("{c}Network"), Some(reference(&n)));
-    b.set("directory_number", format!("{cl}DirectoryNumber"), a.directory_number.clone());
+    b.set(
+        "directory_number",
+        format!("{cl}DirectoryNumber"),
+        a.directory_number.clone(),
+    );
     b.set("", format!("{cl}Provider"), Some(reference(&c)));
-    b.set("registrar", format!("{n}RegistrarServer"), a.registrar.clone());
-    b.set("registrar_port", format!("{n}RegistrarServerPort"), port(a.registrar_port));
-    b.set("transport", format!("{n}RegistrarServerTransport"), a.transport.clone());
+    b.set(
+        "registrar",
+        format!("{n}RegistrarServer"),
+        a.registrar.clone(),
+    );
+    b.set(
+        "registrar_port",
+        format!("{n}RegistrarServerPort"),
+        port(a.registrar_port),
+    );
+    b.set(
+        "transport",
+        format!("{n}RegistrarServerTransport"),
+        a.transport.clone(),
+    );
     b.set("proxy", format!("{n}ProxyServer"), a.proxy.clone());
-    b.set("proxy_port", format!("{n}ProxyServerPort"), port(a.proxy_port));
-    b.set("transport", format!("{n}ProxyServerTransport"), a.transport.clone());
-    b.set("outbound_proxy", format!("{n}OutboundProxy"), a.outbound_proxy.clone());
+    b.set(
+        "proxy_port",
+        format!("{n}ProxyServerPort"),
+        port(a.proxy_port),
+    );
+    b.set(
+        "transport",
+        format!("{n}ProxyServerTransport"),
+        a.transport.clone(),
+    );
+    b.set(
+        "outbound_proxy",
+        format!("{n}OutboundProxy"),
+        a.outbound_proxy.clone(),
+    );
     b.set(
         "outbound_proxy_port",
         format!("{n}OutboundProxyPort"),
         port(a.outbound_proxy_port),
     );
-    b.set("user_agent_domain", format!("{n}UserAgentDomain"), a.user_agent_domain.clone());
-    b.set("user_agent_port", format!("{n}UserAgentPort"), port(a.user_agent_port));
-    b.set("transport", format!("{n}UserAgentTransport"), a.transport.clone());
-    b.set("register_expires", format!("{n}RegisterExpires"), port(a.register_expires));
+    b.set(
+        "user_agent_domain",
+        format!("{n}UserAgentDomain"),
+        a.user_agent_domain.clone(),
+    );
+    b.set(
+        "user_agent_port",
+        format!("{n}UserAgentPort"),
+        port(a.user_agent_port),
+    );
+    b.set(
+        "transport",
+        format!("{n}UserAgentTransport"),
+        a.transport.clone(),
+    );
+    b.set(
+        "register_expires",
+        format!("{n}RegisterExpires"),
+        port(a.register_expires),
+    );
     if let Some(v) = &profile {
         b.plan.objects.push(v.clone());
         b.set("", format!("{n}VoIPProfile"), Some(reference(v)));
@@ -929,12 +1073,21 @@ mod tests {
                 .find(|v| v.name == format!("{P}{n}"))
                 .map(|v| (v.value.as_str(), v.xsd_type.as_str()))
         };
-        assert_eq!(get("Line.3.SIP.AuthUserName"), Some(("alice", "xsd:string")));
+        assert_eq!(
+            get("Line.3.SIP.AuthUserName"),
+            Some(("alice", "xsd:string"))
+        );
         assert_eq!(get("Line.3.SIP.AuthPassword"), Some(("pw", "xsd:string")));
         assert_eq!(get("Line.3.Enable"), Some(("Enabled", "xsd:string")));
-        assert_eq!(get("SIP.RegistrarServerPort"), Some(("5060", "xsd:unsignedInt")));
+        assert_eq!(
+            get("SIP.RegistrarServerPort"),
+            Some(("5060", "xsd:unsignedInt"))
+        );
         assert_eq!(get("DTMFMethod"), Some(("RFC2833", "xsd:string")));
-        assert_eq!(plan.status_path.as_deref(), Some(&*format!("{P}Line.3.Status")));
+        assert_eq!(
+            plan.status_path.as_deref(),
+            Some(&*format!("{P}Line.3.Status"))
+        );
         // Not in this tree: reported, not sent.
         assert!(plan.unmapped.contains(&"display_name".to_string()));
         // Line 2 does not exist yet.
@@ -1011,14 +1164,42 @@ mod tests {
         let t = tree(&[
             ("Device.Services.VoiceService.1.", "", ""),
             ("Device.Services.VoiceService.1.VoiceProfile.1.", "", ""),
-            ("Device.Services.VoiceService.1.VoiceProfile.1.Line.1.", "", ""),
-            ("Device.Services.VoiceService.1.VoiceProfile.1.Line.1.CallingFeatures.CallerIDName", "", "xsd:string"),
+            (
+                "Device.Services.VoiceService.1.VoiceProfile.1.Line.1.",
+                "",
+                "",
+            ),
+            (
+                "Device.Services.VoiceService.1.VoiceProfile.1.Line.1.CallingFeatures.CallerIDName",
+                "",
+                "xsd:string",
+            ),
             ("Device.X_TP_Services.VoiceService.1.", "", ""),
-            ("Device.X_TP_Services.VoiceService.1.VoiceProfile.1.", "", ""),
-            ("Device.X_TP_Services.VoiceService.1.VoiceProfile.1.Line.1.", "", ""),
-            ("Device.X_TP_Services.VoiceService.1.VoiceProfile.1.Line.1.SIP.AuthUserName", "", "xsd:string"),
-            ("Device.X_TP_Services.VoiceService.1.VoiceProfile.1.Line.1.SIP.AuthPassword", "", "xsd:string"),
-            ("Device.X_TP_Services.VoiceService.1.VoiceProfile.1.SIP.RegistrarServerPort", "", "xsd:unsignedInt"),
+            (
+                "Device.X_TP_Services.VoiceService.1.VoiceProfile.1.",
+                "",
+                "",
+            ),
+            (
+                "Device.X_TP_Services.VoiceService.1.VoiceProfile.1.Line.1.",
+                "",
+                "",
+            ),
+            (
+                "Device.X_TP_Services.VoiceService.1.VoiceProfile.1.Line.1.SIP.AuthUserName",
+                "",
+                "xsd:string",
+            ),
+            (
+                "Device.X_TP_Services.VoiceService.1.VoiceProfile.1.Line.1.SIP.AuthPassword",
+                "",
+                "xsd:string",
+            ),
+            (
+                "Device.X_TP_Services.VoiceService.1.VoiceProfile.1.SIP.RegistrarServerPort",
+                "",
+                "xsd:unsignedInt",
+            ),
         ]);
         let plan = plan_line(&t, "Device", RootModel::Device2, 1, &account(), Some("pw")).unwrap();
         assert_eq!(plan.base, "Device.X_TP_Services.VoiceService.1.");
@@ -1042,7 +1223,10 @@ mod tests {
         a.directory_number = Some("1".repeat(40));
         let e = a.validate(None).unwrap_err().to_string();
         assert!(e.contains("directory_number") && e.contains("32"), "{e}");
-        let e = account().validate(Some(&"x".repeat(200))).unwrap_err().to_string();
+        let e = account()
+            .validate(Some(&"x".repeat(200)))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("password:") && !e.contains("xxxx"), "{e}");
         assert!(account().validate(Some("ok")).is_ok());
         let mut a = Account::default();

@@ -52,9 +52,7 @@ impl Store {
     pub fn put_preset(&self, new: &NewPreset, now: i64) -> Result<(PresetRow, bool)> {
         with_conn!(self, |c| {
             c.write_txn(|c| {
-                let max: Option<i64> = p::presets
-                    .select(diesel::dsl::max(p::revision))
-                    .first(c)?;
+                let max: Option<i64> = p::presets.select(diesel::dsl::max(p::revision)).first(c)?;
                 let revision = now.max(max.unwrap_or(0) + 1);
                 let existing = p::presets
                     .filter(p::name.eq(&new.name))

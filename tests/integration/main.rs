@@ -11,3 +11,4 @@ mod cpe;
 mod cwmp;
 
 mod foundation;
+mod voip;

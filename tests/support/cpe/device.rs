@@ -419,6 +419,7 @@ impl Device {
             behavior: Behavior::default(),
             faults: FaultInjection::default(),
             state: DeviceState::default(),
+            instance_templates: BTreeMap::new(),
             factory_acs: acs,
             factory_cr: cr.clone(),
             cr: Arc::new(Mutex::new(cr)),
