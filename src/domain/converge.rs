@@ -352,7 +352,7 @@ fn line_work(r: &LineRow, read_status: bool) -> Option<LineWork> {
                 .and_then(|p| p.as_str())
                 .map(str::to_string)
         });
-    if !push && !(read_status && status_path.is_some()) {
+    if !(push || read_status && status_path.is_some()) {
         return None;
     }
     Some(LineWork {
