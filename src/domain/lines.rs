@@ -12,14 +12,34 @@ use crate::error::{Error, Result};
 use crate::store::lines::{LineRow, NewLine};
 use crate::store::Store;
 
-/// The API body of `PUT /devices/{id}/lines/{n}`: the account and its password.
+/// The API body of `PUT /devices/{id}/lines/{n}`: the account fields and `password`, in
+/// one flat object; unknown fields are refused.
 #[derive(Clone, Serialize, Deserialize)]
+#[serde(try_from = "serde_json::Value")]
 pub struct LineInput {
     #[serde(flatten)]
     pub account: Account,
     /// Write-only. Absent on an update: the stored password is kept.
     #[serde(default, skip_serializing)]
     pub password: Option<String>,
+}
+
+impl TryFrom<serde_json::Value> for LineInput {
+    type Error = String;
+
+    fn try_from(v: serde_json::Value) -> std::result::Result<Self, String> {
+        let serde_json::Value::Object(mut map) = v else {
+            return Err("expected a JSON object with the account fields".into());
+        };
+        let password = match map.remove("password") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(p)) => Some(p),
+            Some(_) => return Err("password must be a string".into()),
+        };
+        let account =
+            Account::deserialize(serde_json::Value::Object(map)).map_err(|e| e.to_string())?;
+        Ok(LineInput { account, password })
+    }
 }
 
 impl std::fmt::Debug for LineInput {

@@ -93,8 +93,9 @@ pub struct PresetSpec {
     pub firmware: Option<Firmware>,
 }
 
-/// A preset as the API and the CLI give it.
+/// A preset as the API and the CLI give it: one flat object; unknown fields are refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "serde_json::Value")]
 pub struct PresetInput {
     pub name: String,
     #[serde(default)]
@@ -105,6 +106,44 @@ pub struct PresetInput {
     pub events: Vec<String>,
     #[serde(flatten)]
     pub spec: PresetSpec,
+}
+
+impl TryFrom<serde_json::Value> for PresetInput {
+    type Error = String;
+
+    fn try_from(v: serde_json::Value) -> std::result::Result<Self, String> {
+        let serde_json::Value::Object(mut map) = v else {
+            return Err("expected a JSON object describing the preset".into());
+        };
+        let mut take = |k: &str| map.remove(k).filter(|v| !v.is_null());
+        let name = match take("name") {
+            Some(serde_json::Value::String(s)) => s,
+            Some(_) => return Err("name must be a string".into()),
+            None => String::new(),
+        };
+        let filter = match take("filter") {
+            Some(serde_json::Value::String(s)) => s,
+            Some(_) => return Err("filter must be a string".into()),
+            None => String::new(),
+        };
+        let priority = match take("priority") {
+            Some(v) => i32::deserialize(v).map_err(|e| format!("priority: {e}"))?,
+            None => 0,
+        };
+        let events = match take("events") {
+            Some(v) => Vec::<String>::deserialize(v).map_err(|e| format!("events: {e}"))?,
+            None => Vec::new(),
+        };
+        let spec =
+            PresetSpec::deserialize(serde_json::Value::Object(map)).map_err(|e| e.to_string())?;
+        Ok(PresetInput {
+            name,
+            filter,
+            priority,
+            events,
+            spec,
+        })
+    }
 }
 
 /// A preset loaded for evaluation.
