@@ -792,3 +792,63 @@ battery!(
     presets_are_validated,
     preset_converges_a_hundred_devices,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_imports_lines_and_lists_them_without_passwords() {
+    let app = TestApp::spawn(Backend::Sqlite, |_| {}).await;
+    let mut dev = issue2_device("VOIP2-CLI");
+    let id = dev_id(&dev);
+    assert!(dev
+        .run_session(&app.cwmp_url(), &[])
+        .await
+        .unwrap()
+        .ended_cleanly());
+    let dir = app.db.dir().unwrap();
+    let file = dir.join("accounts.csv");
+    std::fs::write(
+        &file,
+        format!(
+            "device_id,line,sip_user,password,registrar\n{id},1,alice,hunter2-secret,sip.example.net\n{id},2,,x,sip.example.net\n"
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ferroacs"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("FERROACS_") {
+                c.env_remove(k);
+            }
+        }
+        let out = c
+            .current_dir(&dir)
+            .args(args)
+            .env("FERROACS_DATABASE_URL", &app.db.url)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, out, err) = run(&["line", "import", file.to_str().unwrap()]);
+    assert!(!ok, "a rejected row makes the command fail: {out}");
+    assert!(out.contains("row 3") && out.contains("sip_user"), "{out}");
+    assert!(out.contains("imported 1 lines; 1 rows rejected"), "{out}");
+    assert!(err.contains("1 rows rejected"), "{err}");
+    let (ok, out, err) = run(&["line", "list", &id]);
+    assert!(ok, "{err}");
+    assert!(out.contains("alice") && out.contains("pending"), "{out}");
+    assert!(
+        !out.contains("hunter2") && !err.contains("hunter2"),
+        "{out}{err}"
+    );
+    // The imported line reaches the device.
+    dev.run_session(&app.cwmp_url(), &[("2 PERIODIC", "")])
+        .await
+        .unwrap();
+    assert_eq!(
+        dev.get("Device.Services.VoiceService.1.SIP.Client.1.AuthUserName"),
+        Some("alice")
+    );
+}
