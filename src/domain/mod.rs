@@ -1,6 +1,11 @@
 //! Business rules: what a session does with a device, tasks, the parameter store's
 //! semantics. No actix here; storage through [`crate::store::Store`].
 
+pub mod connreq;
+pub mod devices;
+pub mod files;
 pub mod params;
+pub mod services;
 pub mod session;
+pub mod taskops;
 pub mod tasks;

@@ -46,6 +46,8 @@ pub struct DeviceRow {
     pub provisioned: i32,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Signature of the searchable values last written to `device_search`.
+    pub search_sig: i64,
 }
 
 impl DeviceRow {

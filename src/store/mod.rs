@@ -15,6 +15,7 @@ pub mod faults;
 pub mod files;
 pub mod params;
 pub mod schema;
+pub mod search;
 pub mod sessions;
 pub mod tasks;
 pub mod users;
