@@ -324,13 +324,15 @@ pub fn parse_query(q: &str) -> Result<Filter> {
 }
 
 /// The searchable values of a session: every Inform parameter plus learnt `DeviceInfo.*`
-/// values, by relative name, sorted, with their signature.
+/// values, by relative name, sorted, and the signature of the Inform's values. Write them
+/// when the signature differs from the stored one or when `DeviceInfo.*` was learnt.
 pub fn searchable_values(
     root: &str,
     inform: &[(String, String)],
     learnt: &ParamTree,
 ) -> (Vec<(String, String)>, i64) {
     let mut map = std::collections::BTreeMap::new();
+    let mut informed = std::collections::BTreeMap::new();
     let device_info = format!("{root}.DeviceInfo.");
     for (name, e) in learnt.iter() {
         if name.starts_with(&device_info) {
@@ -341,13 +343,14 @@ pub fn searchable_values(
     }
     for (name, v) in inform {
         map.insert(relative_name(name).to_string(), v.clone());
+        informed.insert(relative_name(name), v.as_str());
     }
     let values: Vec<(String, String)> = map
         .into_iter()
         .filter(|(n, v)| n.len() <= 256 && v.len() <= MAX_SEARCH_VALUE)
         .collect();
     let mut h = Sha256::new();
-    for (n, v) in &values {
+    for (n, v) in &informed {
         h.update(n.as_bytes());
         h.update([0]);
         h.update(v.as_bytes());
@@ -425,8 +428,14 @@ mod tests {
                 ("DeviceInfo.SoftwareVersion".to_string(), "1.2".to_string())
             ]
         );
-        let (_, sig2) = searchable_values("Device", &inform, &ParamTree::new());
-        assert_ne!(sig, sig2);
-        assert_eq!(sig, searchable_values("Device", &inform, &learnt).1);
+        // The signature covers the Inform's values only.
+        let (v2, sig2) = searchable_values("Device", &inform, &ParamTree::new());
+        assert_eq!(sig, sig2);
+        assert_eq!(v2.len(), 1);
+        let other = vec![(
+            "Device.DeviceInfo.SoftwareVersion".to_string(),
+            "1.3".to_string(),
+        )];
+        assert_ne!(sig, searchable_values("Device", &other, &learnt).1);
     }
 }

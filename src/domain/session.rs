@@ -1052,7 +1052,12 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
     // Searchable values are written only when they differ from the last ones written.
     let (search, sig) =
         crate::domain::devices::searchable_values(&s.root, &s.inform_values, &s.learnt);
-    let write_search = (sig != s.search_sig).then(|| {
+    let learnt_info = s
+        .learnt
+        .with_prefix(&format!("{}.DeviceInfo.", s.root))
+        .next()
+        .is_some();
+    let write_search = (sig != s.search_sig || learnt_info).then(|| {
         let replace = s.events.iter().any(|e| e == "0 BOOTSTRAP");
         (search, sig, replace)
     });

@@ -402,11 +402,20 @@ async fn parameter_rpcs_end_to_end(b: Backend) {
     // Eight tasks in all: three on the first page, five on the second, and no third.
     assert_eq!(more["items"].as_array().unwrap().len(), 5, "{more}");
     assert!(more["next_cursor"].is_null());
-    let sessions = api.get(&format!("/api/v1/devices/{id}/sessions")).await;
+    // Session-log rows are written in batches, shortly after each session.
+    let mut sessions = Value::Null;
+    for _ in 0..40 {
+        sessions = api.get(&format!("/api/v1/devices/{id}/sessions")).await;
+        if sessions["items"].as_array().unwrap().len() >= 8 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(
         sessions["items"].as_array().unwrap().len() >= 8,
         "{sessions}"
     );
+    assert!(sessions["items"][0]["rpcs"].is_array());
 }
 
 async fn device_rpcs_end_to_end(b: Backend) {
@@ -936,4 +945,86 @@ async fn crash_mid_session_completes_exactly_once(b: Backend) {
         })
         .count();
     assert_eq!(after, before + 1, "exactly one instance created");
+}
+
+/// The CLI acts on the same database: `task create` (with a connection request and a wait),
+/// `task list`, `device list --query`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_task_create_runs_on_the_device() {
+    let app = TestApp::spawn(Backend::Sqlite, fast_config).await;
+    let (mut dev, mut cr, id) = online_device(&app, "CLI0001").await;
+    let run = |args: Vec<String>| {
+        let url = app.db.url.clone();
+        let dir = app.files_dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ferroacs"));
+            for (k, _) in std::env::vars() {
+                if k.starts_with("FERROACS_") {
+                    c.env_remove(k);
+                }
+            }
+            let out = c
+                .current_dir(&dir)
+                .env("FERROACS_DATABASE_URL", url)
+                .env("FERROACS_FILES_DIR", dir.join("files"))
+                .args(&args)
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+    };
+    let h = run(vec![
+        "task".into(),
+        "create".into(),
+        id.clone(),
+        r#"{"rpc":"GetRPCMethods"}"#.into(),
+        "--connection-request".into(),
+        "--wait".into(),
+        "20".into(),
+    ]);
+    cr.wait(Duration::from_secs(15))
+        .await
+        .expect("the CLI sent a connection request");
+    let rep = dev
+        .run_session(&app.cwmp_url(), &[("6 CONNECTION REQUEST", "")])
+        .await
+        .unwrap();
+    assert!(
+        rep.acs_rpcs().contains(&"GetRPCMethods"),
+        "{:?}",
+        rep.acs_rpcs()
+    );
+    let (ok, out, err) = tokio::task::spawn_blocking(move || h.join().unwrap())
+        .await
+        .unwrap();
+    assert!(ok, "{err}");
+    assert!(out.contains("connection request: ok"), "{out}");
+    assert!(out.contains("\"status\": \"done\""), "{out}");
+    let (ok, out, err) = run(vec!["task".into(), "list".into()]).join().unwrap();
+    assert!(
+        ok && out.contains("GetRPCMethods") && out.contains("done"),
+        "{out}{err}"
+    );
+    let (ok, out, _) = run(vec![
+        "device".into(),
+        "list".into(),
+        "--query".into(),
+        "serial = CLI0001".into(),
+    ])
+    .join()
+    .unwrap();
+    assert!(ok && out.contains(&id), "{out}");
+    let (ok, _, err) = run(vec![
+        "task".into(),
+        "create".into(),
+        id,
+        "{\"rpc\":\"Nope\"}".into(),
+    ])
+    .join()
+    .unwrap();
+    assert!(!ok && err.contains("GetParameterValues"), "{err}");
 }

@@ -168,9 +168,8 @@ pub fn find_route(method: &str, path: &str) -> Option<&'static RouteDoc> {
     let rel = path.strip_prefix(PREFIX)?;
     let segs: Vec<&str> = rel.split('/').collect();
     ROUTES.iter().find(|r| {
-        if !r.method.eq_ignore_ascii_case(method)
-            && !(method.eq_ignore_ascii_case("head") && r.method == "get")
-        {
+        let head_of_get = method.eq_ignore_ascii_case("head") && r.method == "get";
+        if !(r.method.eq_ignore_ascii_case(method) || head_of_get) {
             return false;
         }
         let rs: Vec<&str> = r.path.split('/').collect();
