@@ -21,6 +21,8 @@ pub struct AppState {
     pub node_id: String,
     pub clock: Clock,
     pub cwmp: crate::http::cwmp::CwmpState,
+    /// File signing and storage, connection requests, task notifications.
+    pub services: crate::domain::services::Services,
 }
 
 impl AppState {
@@ -128,12 +130,15 @@ pub fn start(
     let node_id = format!("{}-{}", hostname(), crate::http::request_id::new_id());
     let cwmp =
         crate::http::cwmp::CwmpState::new(&config, &store).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let services = crate::domain::services::Services::new(&config, &store)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let state = Arc::new(AppState {
         config: config.clone(),
         store,
         node_id,
         clock,
         cwmp,
+        services,
     });
     let cwmp_addr = cwmp_listener.local_addr()?;
     let api_addr = api_listener.local_addr()?;
@@ -155,6 +160,7 @@ pub fn start(
                 )?;
                 let handles: Vec<_> = servers.iter().map(|s| s.handle()).collect();
                 crate::http::cwmp::spawn_background(st.clone());
+                crate::http::api::spawn_background(st.clone());
                 let _ = tx.send(Ok(handles.clone()));
                 if handle_signals {
                     let hs = handles.clone();

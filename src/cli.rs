@@ -55,6 +55,9 @@ pub enum Command {
     /// Devices.
     #[command(subcommand)]
     Device(DeviceCmd),
+    /// Tasks: one CWMP RPC for a device, run in its next session.
+    #[command(subcommand)]
+    Task(TaskCmd),
     /// Data-model files (datamodel/) generated from the Broadband Forum XML.
     #[command(subcommand)]
     Datamodel(DatamodelCmd),
@@ -196,12 +199,15 @@ pub enum UserCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum DeviceCmd {
-    /// List devices.
+    /// List devices, optionally only those matching a query, e.g.
+    /// `--query 'DeviceInfo.SoftwareVersion = "1.2" AND tag = lab'`.
     List {
         #[arg(long, default_value_t = 100)]
         limit: i64,
         #[arg(long)]
         cursor: Option<String>,
+        #[arg(long, short)]
+        query: Option<String>,
     },
     /// Show one device.
     Show { id: String },
@@ -230,6 +236,36 @@ pub enum DeviceCmd {
     },
     /// Delete a device and everything stored about it.
     Delete { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TaskCmd {
+    /// Queue a task, e.g. `ferroacs task create DEVICE-ID '{"rpc":"Reboot"}'` or
+    /// `'{"rpc":"SetParameterValues","values":[{"name":"Device.X","value":"1"}]}'`.
+    Create {
+        device: String,
+        /// The task as JSON: {"rpc": "<CWMP RPC name>", ...arguments}.
+        task: String,
+        /// Send a connection request so the device runs it now.
+        #[arg(long)]
+        connection_request: bool,
+        /// Wait up to this many seconds for the task to finish.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+    },
+    /// List tasks, newest first.
+    List {
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Show one task as JSON.
+    Show { id: i64 },
+    /// Cancel a pending or running task.
+    Cancel { id: i64 },
 }
 
 /// Entry point used by `main`.
@@ -302,6 +338,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Device(cmd) => device(&cli, cmd),
         Command::Line(cmd) => line(&cli, cmd),
         Command::Preset(cmd) => preset(&cli, cmd),
+        Command::Task(cmd) => task(&cli, cmd),
         Command::Datamodel(DatamodelCmd::Generate { bbf, out }) => {
             let files =
                 crate::datamodel::generate::generate(bbf).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -545,8 +582,16 @@ fn device(cli: &Cli, cmd: &DeviceCmd) -> anyhow::Result<()> {
     let store = open_store(&cfg)?;
     let e = |e: crate::error::Error| anyhow::anyhow!("{e}");
     match cmd {
-        DeviceCmd::List { limit, cursor } => {
-            let rows = store.list_devices(cursor.as_deref(), *limit).map_err(e)?;
+        DeviceCmd::List {
+            limit,
+            cursor,
+            query,
+        } => {
+            let filter =
+                crate::domain::devices::parse_query(query.as_deref().unwrap_or("")).map_err(e)?;
+            let rows = store
+                .search_devices(&filter, cursor.as_deref(), *limit)
+                .map_err(e)?;
             println!("ID\tSOFTWARE\tLAST INFORM\tSOURCE");
             for d in &rows {
                 println!(
@@ -669,4 +714,125 @@ fn fmt_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
         .unwrap_or_else(|| ms.to_string())
+}
+
+fn task(cli: &Cli, cmd: &TaskCmd) -> anyhow::Result<()> {
+    use crate::domain::taskops;
+    let cfg = load_config(cli)?;
+    let store = open_store(&cfg)?;
+    let e = |e: crate::error::Error| anyhow::anyhow!("{e}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start a runtime")?;
+    let show = |t: &crate::store::tasks::TaskRow| {
+        let parse = |s: &Option<String>| {
+            s.as_deref()
+                .and_then(|x| serde_json::from_str::<serde_json::Value>(x).ok())
+        };
+        let v = serde_json::json!({
+            "id": t.id, "device_id": t.device_id, "rpc": t.rpc, "status": t.status,
+            "result": parse(&t.result),
+            "fault": t.fault_code.map(|c| serde_json::json!({
+                "code": c, "string": t.fault_string, "detail": parse(&t.fault_detail)
+            })),
+            "attempts": t.attempts, "created_by": t.created_by,
+            "created_at": fmt_ms(t.created_at),
+            "finished_at": t.finished_at.map(fmt_ms),
+        });
+        serde_json::to_string_pretty(&v).unwrap_or_default()
+    };
+    match cmd {
+        TaskCmd::Create {
+            device,
+            task,
+            connection_request,
+            wait,
+        } => {
+            let spec: crate::domain::tasks::TaskSpec =
+                serde_json::from_str(task).map_err(|err| {
+                    anyhow::anyhow!(
+                    "the task is not valid JSON of a task: {err}; e.g. '{{\"rpc\":\"Reboot\"}}'; \
+                     RPCs: {}",
+                    crate::domain::tasks::TASK_RPCS.join(", ")
+                )
+                })?;
+            let now = crate::store::now_ms();
+            rt.block_on(async {
+                let origin = taskops::Origin {
+                    actor: "cli",
+                    now,
+                    expires_at: Some(now + 7 * 86_400_000),
+                };
+                let row = taskops::create(&store, device, &spec, &origin)
+                    .await
+                    .map_err(e)?;
+                println!("queued task {} ({} on {})", row.id, row.rpc, row.device_id);
+                let services = crate::domain::services::Services::new(&cfg, &store).map_err(e)?;
+                if *connection_request {
+                    let r = services
+                        .connreq
+                        .request(&store, device, crate::store::now_ms())
+                        .await
+                        .map_err(e)?;
+                    println!("connection request: {} ({})", r.outcome, r.message);
+                }
+                let row = if *wait > 0 {
+                    taskops::wait(
+                        &store,
+                        &services.task_watch,
+                        row.id,
+                        std::time::Duration::from_secs(*wait),
+                    )
+                    .await
+                    .map_err(e)?
+                } else {
+                    row
+                };
+                println!("{}", show(&row));
+                anyhow::Ok(())
+            })?;
+        }
+        TaskCmd::List {
+            device,
+            status,
+            limit,
+        } => {
+            let rows = store
+                .find_tasks(device.as_deref(), status.as_deref(), None, *limit)
+                .map_err(e)?;
+            println!("ID\tDEVICE\tRPC\tSTATUS\tCREATED");
+            for t in &rows {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    t.id,
+                    t.device_id,
+                    t.rpc,
+                    t.status,
+                    fmt_ms(t.created_at)
+                );
+            }
+        }
+        TaskCmd::Show { id } => {
+            let t = store
+                .get_task(*id)
+                .map_err(e)?
+                .ok_or_else(|| anyhow::anyhow!("no task {id}"))?;
+            println!("{}", show(&t));
+        }
+        TaskCmd::Cancel { id } => {
+            let watch = crate::domain::services::TaskWatch::default();
+            let t = rt
+                .block_on(taskops::cancel(
+                    &store,
+                    &watch,
+                    *id,
+                    "cli",
+                    crate::store::now_ms(),
+                ))
+                .map_err(e)?;
+            println!("task {} cancelled", t.id);
+        }
+    }
+    Ok(())
 }

@@ -177,6 +177,9 @@ pub struct ApiConfig {
     pub tls_key: Option<PathBuf>,
     pub connection_request_timeout_ms: u64,
     pub connection_request_concurrency: usize,
+    pub connection_request_min_interval_ms: u64,
+    pub connection_request_allow_basic: bool,
+    pub task_transfer_timeout_secs: u64,
 }
 
 impl Default for ApiConfig {
@@ -187,6 +190,9 @@ impl Default for ApiConfig {
             tls_key: None,
             connection_request_timeout_ms: 3000,
             connection_request_concurrency: 256,
+            connection_request_min_interval_ms: 2000,
+            connection_request_allow_basic: false,
+            task_transfer_timeout_secs: 3600,
         }
     }
 }
@@ -292,6 +298,9 @@ pub const KEYS: &[KeyDoc] = &[
     k!("api", "tls_key", None, Some("\"/etc/ferroacs/api.key\""), false, "PEM private key for tls_cert."),
     k!("api", "connection_request_timeout_ms", Some("3000"), None, false, "How long a connection request to a device may take."),
     k!("api", "connection_request_concurrency", Some("256"), None, false, "Connection requests in flight at once."),
+    k!("api", "connection_request_min_interval_ms", Some("2000"), None, false, "Minimum time between two connection requests to the same device."),
+    k!("api", "connection_request_allow_basic", Some("false"), None, false, "Answer a device's Basic challenge (the password then travels in clear over http); Digest is always used when offered."),
+    k!("api", "task_transfer_timeout_secs", Some("3600"), None, false, "How long a Download, Upload or Reboot task waits for the device to report completion before it expires."),
     k!("files", "dir", Some("\"files\""), None, false, "Where firmware, configuration files and device uploads are stored."),
     k!("files", "public_url", None, Some("\"https://acs.example.net:7547\""), false, "Base URL devices use to fetch files; unset = derived from the CWMP listener."),
     k!("files", "max_upload_bytes", Some("536870912"), None, false, "Largest file accepted from an operator or a device Upload."),

@@ -1,10 +1,15 @@
 //! Business rules: what a session does with a device, tasks, the parameter store's
 //! semantics. No actix here; storage through [`crate::store::Store`].
 
+pub mod connreq;
 pub mod converge;
+pub mod devices;
+pub mod files;
 pub mod lines;
 pub mod params;
 pub mod presets;
+pub mod services;
 pub mod session;
+pub mod taskops;
 pub mod tasks;
 pub mod voip;

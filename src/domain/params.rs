@@ -169,6 +169,12 @@ impl ParamTree {
                     if v.writable.is_some() {
                         mine.writable = v.writable;
                     }
+                    if v.notification.is_some() {
+                        mine.notification = v.notification;
+                    }
+                    if v.access_list.is_some() {
+                        mine.access_list = v.access_list.clone();
+                    }
                     mine.updated_at = v.updated_at;
                 }
                 None => {

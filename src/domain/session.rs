@@ -20,6 +20,7 @@ use crate::cwmp::{
     GetParameterValues, Inform, ParameterValue, SetParameterValues,
 };
 use crate::domain::params::ParamTree;
+use crate::domain::services::Services;
 use crate::domain::tasks::{self, Completion, TaskSpec};
 use crate::error::{Error, Result};
 use crate::store::devices::{BeginSession, DeviceRow, InformUpdate};
@@ -48,6 +49,8 @@ pub enum Origin {
     Task { id: i64 },
     /// Line provisioning or preset convergence.
     Converge(crate::domain::converge::Step),
+    /// One batch of a large GetParameterValues task; `last` completes the task.
+    TaskBatch { id: i64, last: bool },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +93,15 @@ pub struct DeviceSession {
     /// The stored parameter tree, once loaded for convergence.
     #[serde(skip)]
     pub known: Option<ParamTree>,
+    /// Signature of the searchable values stored before this session.
+    #[serde(default)]
+    pub search_sig: i64,
+    /// The Inform's parameters (name, value), for the searchable values.
+    #[serde(default)]
+    pub inform_values: Vec<(String, String)>,
+    /// Values gathered so far by a batched GetParameterValues task.
+    #[serde(default)]
+    pub batch_values: Vec<serde_json::Value>,
 }
 
 /// Result of [`begin`].
@@ -107,6 +119,8 @@ pub struct Env<'a> {
     pub now: i64,
     /// Base URL (no trailing slash) devices use to reach the file server.
     pub files_base_url: String,
+    /// URL signing and task notifications; `None` where no task can progress.
+    pub services: Option<&'a Services>,
 }
 
 /// The root object of the data model the Inform speaks, and its model name.
@@ -235,6 +249,13 @@ pub async fn begin(
         created,
         converge: None,
         known: None,
+        search_sig: device.search_sig,
+        inform_values: inform
+            .parameter_list
+            .iter()
+            .map(|p| (p.name.clone(), p.value.clone()))
+            .collect(),
+        batch_values: Vec::new(),
     };
     plan(env, &mut s, &device, inform).await?;
     Ok(Begin::Started(Box::new(s)))
@@ -484,18 +505,47 @@ async fn load_tasks(env: &Env<'_>, s: &mut DeviceSession, inform: &Inform) -> Re
                 .filter(|t| !t.is_empty())
         };
         let base = env.files_base_url.clone();
+        let signer = env.services.map(|sv| &sv.signer);
+        // Long enough for the device to start the transfer after its delay or time window.
+        let valid_until = now / 1000 + url_validity_secs(env.config, &spec);
         let download_url = |file_id: &str| -> Result<(String, u32)> {
             let f = file
                 .as_ref()
                 .ok_or_else(|| Error::not_found(format!("file {file_id}")))?;
-            Ok((
-                format!("{base}/files/{}", f.id),
-                u32::try_from(f.size).unwrap_or(0),
-            ))
+            let url = match signer {
+                Some(sg) => sg.download_url(&base, &f.id, &s.device_id, valid_until),
+                None => format!("{base}/files/{}", f.id),
+            };
+            Ok((url, u32::try_from(f.size).unwrap_or(0)))
         };
-        let upload_url = || format!("{}/uploads/{}", base, s.device_id);
+        let upload_url = || match signer {
+            Some(sg) => sg.upload_url(&base, &s.device_id, valid_until),
+            None => format!("{}/uploads/{}", base, s.device_id),
+        };
         let req = spec.to_request(&row.command_key, &types, &download_url, &upload_url);
         match req {
+            Ok(AcsRequest::GetParameterValues(g))
+                if g.parameter_names.len() > env.config.cwmp.gpv_batch_size.max(1) =>
+            {
+                // Large reads go in batches; the task completes with the last one.
+                let chunks: Vec<Vec<String>> = g
+                    .parameter_names
+                    .chunks(env.config.cwmp.gpv_batch_size.max(1))
+                    .map(|c| c.to_vec())
+                    .collect();
+                let n = chunks.len();
+                for (i, names) in chunks.into_iter().enumerate() {
+                    s.queue.push_back(Planned {
+                        origin: Origin::TaskBatch {
+                            id: row.id,
+                            last: i + 1 == n,
+                        },
+                        request: AcsRequest::GetParameterValues(GetParameterValues {
+                            parameter_names: names,
+                        }),
+                    });
+                }
+            }
             Ok(request) => s.queue.push_back(Planned {
                 origin: Origin::Task { id: row.id },
                 request,
@@ -514,6 +564,21 @@ async fn load_tasks(env: &Env<'_>, s: &mut DeviceSession, inform: &Inform) -> Re
         }
     }
     Ok(())
+}
+
+/// Seconds a signed file URL stays valid: the transfer timeout plus any delay or window.
+fn url_validity_secs(cfg: &Config, spec: &TaskSpec) -> i64 {
+    let base = cfg.api.task_transfer_timeout_secs.max(600) as i64;
+    let extra = match spec {
+        TaskSpec::Download { delay_seconds, .. } | TaskSpec::Upload { delay_seconds, .. } => {
+            *delay_seconds as i64
+        }
+        TaskSpec::ScheduleDownload { windows, .. } => {
+            windows.iter().map(|w| w.end as i64).max().unwrap_or(0)
+        }
+        _ => 0,
+    };
+    base + extra
 }
 
 fn refresh(object: &str) -> Planned {
@@ -561,7 +626,11 @@ async fn finish_task(
             }
             Ok(())
         })
-        .await
+        .await?;
+    if let Some(sv) = env.services {
+        sv.task_watch.notify(id);
+    }
+    Ok(())
 }
 
 /// Answer a request the CPE made.
@@ -675,7 +744,7 @@ pub async fn next_request(env: &Env<'_>, s: &mut DeviceSession) -> Result<Option
 
 async fn next_queued(env: &Env<'_>, s: &mut DeviceSession) -> Result<Option<AcsRequest>> {
     while let Some(p) = s.queue.pop_front() {
-        if let Origin::Task { id } = p.origin {
+        if let Origin::Task { id } | Origin::TaskBatch { id, .. } = p.origin {
             let now = env.now;
             let update = TaskUpdate {
                 status: Some(tasks::RUNNING.into()),
@@ -689,7 +758,11 @@ async fn next_queued(env: &Env<'_>, s: &mut DeviceSession) -> Result<Option<AcsR
                 .run(move |st| st.transition_task(id, &[tasks::PENDING, tasks::RUNNING], &update))
                 .await?;
             if started.is_none() {
-                // Cancelled (or finished) meanwhile.
+                // Cancelled (or finished) meanwhile: drop its other batches too.
+                s.queue.retain(
+                    |q| !matches!(q.origin, Origin::TaskBatch { id: other, .. } if other == id),
+                );
+                s.batch_values.clear();
                 continue;
             }
         }
@@ -780,10 +853,18 @@ pub async fn on_result(
                                     .await?;
                             }
                             Completion::Awaiting(what) => {
+                                // Give up if the device never reports back.
+                                let deadline = now
+                                    + 1000
+                                        * spec.as_ref().map_or(
+                                            env.config.api.task_transfer_timeout_secs as i64,
+                                            |sp| url_validity_secs(env.config, sp),
+                                        );
                                 let update = TaskUpdate {
                                     result: Some(Some(
                                         serde_json::json!({ "awaiting": what }).to_string(),
                                     )),
+                                    expires_at: Some(Some(deadline)),
                                     updated_at: Some(now),
                                     ..TaskUpdate::default()
                                 };
@@ -793,6 +874,30 @@ pub async fn on_result(
                                     })
                                     .await?;
                             }
+                        }
+                    }
+                }
+                Origin::TaskBatch { id, last } => {
+                    if let CpeResponse::GetParameterValues { parameter_list } = &resp {
+                        for p in parameter_list {
+                            s.batch_values.push(serde_json::json!({
+                                "name": p.name, "value": p.value, "type": p.xsd_type
+                            }));
+                        }
+                    }
+                    if *last {
+                        let values = std::mem::take(&mut s.batch_values);
+                        let id = *id;
+                        if let Some(row) = env.store.run(move |st| st.get_task(id)).await? {
+                            finish_task(
+                                env,
+                                &row,
+                                tasks::DONE,
+                                Some(serde_json::json!({ "values": values })),
+                                None,
+                                None,
+                            )
+                            .await?;
                         }
                     }
                 }
@@ -808,8 +913,12 @@ pub async fn on_result(
             ));
             let detail = tasks::fault_detail(&fault);
             match origin {
-                Origin::Task { id } => {
+                Origin::Task { id } | Origin::TaskBatch { id, .. } => {
                     let id = *id;
+                    s.queue.retain(
+                        |q| !matches!(q.origin, Origin::TaskBatch { id: other, .. } if other == id),
+                    );
+                    s.batch_values.clear();
                     let row = env.store.run(move |st| st.get_task(id)).await?;
                     if let Some(row) = row {
                         if fault.is_permanent() || row.attempts + 1 >= tasks::MAX_ATTEMPTS {
@@ -972,6 +1081,18 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
         s.learnt = t;
     }
     let changed = !s.learnt.is_empty() || !s.subtrees_removed.is_empty();
+    // Searchable values are written only when they differ from the last ones written.
+    let (search, sig) =
+        crate::domain::devices::searchable_values(&s.root, &s.inform_values, &s.learnt);
+    let learnt_info = s
+        .learnt
+        .with_prefix(&format!("{}.DeviceInfo.", s.root))
+        .next()
+        .is_some();
+    let write_search = (sig != s.search_sig || learnt_info).then(|| {
+        let replace = s.events.iter().any(|e| e == "0 BOOTSTRAP");
+        (search, sig, replace)
+    });
     let learnt = std::mem::take(&mut s.learnt);
     let removed = std::mem::take(&mut s.subtrees_removed);
     let id = s.device_id.clone();
@@ -1001,7 +1122,12 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
         (s.tasks_checked && !s.tasks_left && outcome == Outcome::Completed).then_some(s.work_epoch);
     let (id, owner) = (s.device_id.clone(), s.owner.clone());
     env.store
-        .run(move |st| st.end_session(&id, &owner, work_seen))
+        .run(move |st| {
+            if let Some((values, sig, replace)) = write_search {
+                st.write_search_values(&id, &values, sig, replace)?;
+            }
+            st.end_session(&id, &owner, work_seen)
+        })
         .await?;
     Ok(NewSessionLog {
         device_id: s.device_id.clone(),

@@ -2,8 +2,10 @@
 //! admin API. Handlers translate between HTTP and the domain; `error.rs` is the one place
 //! that maps domain errors to status codes and JSON.
 
+pub mod api;
 pub mod cwmp;
 pub mod error;
+pub mod fileserver;
 pub mod health;
 pub mod request_id;
 pub mod tls;
@@ -53,6 +55,7 @@ pub fn build_servers(
             .app_data(api_data.clone())
             .wrap(middleware::from_fn(request_id::middleware))
             .route("/healthz", web::get().to(health::healthz))
+            .configure(api::configure)
     })
     .disable_signals()
     .shutdown_timeout(30);

@@ -46,6 +46,8 @@ pub struct DeviceRow {
     pub provisioned: i32,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Signature of the searchable values last written to `device_search`.
+    pub search_sig: i64,
     /// Events at which the presets matching the device apply (`boot,periodic`, ...), as
     /// found at the device's last preset evaluation.
     pub preset_events: String,

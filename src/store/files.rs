@@ -59,4 +59,27 @@ impl Store {
             Ok(diesel::delete(f::files.filter(f::id.eq(id))).execute(c)? == 1)
         })
     }
+
+    /// Files ordered by id after `cursor`, optionally only those a device uploaded.
+    pub fn find_files(
+        &self,
+        device_id: Option<&str>,
+        cursor: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<FileRow>> {
+        with_conn!(self, |c| {
+            let mut q = f::files
+                .select(FileRow::as_select())
+                .order(f::id.asc())
+                .limit(limit)
+                .into_boxed();
+            if let Some(d) = device_id {
+                q = q.filter(f::device_id.eq(d.to_string()));
+            }
+            if let Some(cur) = cursor {
+                q = q.filter(f::id.gt(cur.to_string()));
+            }
+            Ok(q.load(c)?)
+        })
+    }
 }

@@ -17,6 +17,7 @@ pub mod lines;
 pub mod params;
 pub mod presets;
 pub mod schema;
+pub mod search;
 pub mod sessions;
 pub mod tasks;
 pub mod users;

@@ -32,7 +32,25 @@ diesel::table! {
         provisioned -> Integer,
         created_at -> BigInt,
         updated_at -> BigInt,
+        search_sig -> BigInt,
         preset_events -> Text,
+    }
+}
+
+diesel::table! {
+    device_search (device_id, name) {
+        device_id -> Text,
+        name -> Text,
+        value -> Text,
+    }
+}
+
+diesel::table! {
+    device_connreq (device_id) {
+        device_id -> Text,
+        at -> BigInt,
+        outcome -> Text,
+        message -> Text,
     }
 }
 
@@ -212,6 +230,8 @@ diesel::joinable!(device_params -> devices (device_id));
 diesel::joinable!(tasks -> devices (device_id));
 diesel::joinable!(faults -> devices (device_id));
 diesel::joinable!(session_log -> devices (device_id));
+diesel::joinable!(device_search -> devices (device_id));
+diesel::joinable!(device_connreq -> devices (device_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     devices,
@@ -226,6 +246,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     session_log,
     cwmp_sessions,
     settings,
+    device_search,
+    device_connreq,
     voip_lines,
     presets,
     device_preset_state,

@@ -61,6 +61,7 @@ pub struct TaskUpdate {
     pub started_at: Option<Option<i64>>,
     pub finished_at: Option<Option<i64>>,
     pub command_key: Option<String>,
+    pub expires_at: Option<Option<i64>>,
     pub updated_at: Option<i64>,
 }
 
@@ -146,6 +147,51 @@ impl Store {
                     .get_result::<TaskRow>(c)
                     .optional()?,
             )
+        })
+    }
+
+    /// Tasks newest first, filtered by device and status, before the id `cursor`.
+    pub fn find_tasks(
+        &self,
+        device_id: Option<&str>,
+        status: Option<&str>,
+        cursor: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<TaskRow>> {
+        with_conn!(self, |c| {
+            let mut q = t::tasks
+                .select(TaskRow::as_select())
+                .order(t::id.desc())
+                .limit(limit)
+                .into_boxed();
+            if let Some(d) = device_id {
+                q = q.filter(t::device_id.eq(d.to_string()));
+            }
+            if let Some(st) = status {
+                q = q.filter(t::status.eq(st.to_string()));
+            }
+            if let Some(cur) = cursor {
+                q = q.filter(t::id.lt(cur));
+            }
+            Ok(q.load(c)?)
+        })
+    }
+
+    /// Expire unfinished tasks whose deadline passed; returns their ids.
+    pub fn expire_tasks(&self, now: i64) -> Result<Vec<i64>> {
+        with_conn!(self, |c| {
+            Ok(diesel::update(
+                t::tasks
+                    .filter(t::status.eq_any(["pending", "running"]))
+                    .filter(t::expires_at.lt(now)),
+            )
+            .set((
+                t::status.eq("expired"),
+                t::finished_at.eq(Some(now)),
+                t::updated_at.eq(now),
+            ))
+            .returning(t::id)
+            .get_results::<i64>(c)?)
         })
     }
 }

@@ -8,6 +8,7 @@ mod support;
 #[allow(unused_imports)]
 mod cpe;
 
+mod api;
 mod cwmp;
 
 mod foundation;

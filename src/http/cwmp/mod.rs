@@ -162,6 +162,7 @@ pub fn on_connect(state: &Arc<AppState>, conn: &dyn Any, ext: &mut Extensions) {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig, _tls: bool) {
+    crate::http::fileserver::configure(cfg);
     cfg.default_service(web::to(endpoint));
 }
 
@@ -177,6 +178,7 @@ fn env<'a>(state: &'a AppState, req: &HttpRequest) -> Env<'a> {
         config: &state.config,
         now: state.now(),
         files_base_url: files_base_url(&state.config, req),
+        services: Some(&state.services),
     }
 }
 
@@ -866,6 +868,7 @@ fn bare_env(state: &AppState) -> Env<'_> {
         config: &state.config,
         now: state.now(),
         files_base_url: String::new(),
+        services: Some(&state.services),
     }
 }
 
@@ -986,6 +989,7 @@ pub fn shutdown(state: &AppState) {
                 config: &state.config,
                 now: state.now(),
                 files_base_url: String::new(),
+                services: Some(&state.services),
             };
             end_device_session(state, &e, &mut l.dev, Outcome::Error).await;
         }

@@ -143,7 +143,7 @@ pub struct TestApp {
     pub running: Option<Running>,
     pub db: Arc<TestDb>,
     pub config: Config,
-    pub files_dir: tempfile::TempDir,
+    pub files_dir: Arc<tempfile::TempDir>,
     /// Every envelope the server sends is kept here and validated against the BBF schema
     /// when the app is dropped.
     pub trace_dir: tempfile::TempDir,
@@ -160,7 +160,14 @@ impl TestApp {
 
     /// Start on an existing database (e.g. to restart after a stop).
     pub async fn spawn_on(db: Arc<TestDb>, tweak: impl FnOnce(&mut Config)) -> TestApp {
-        let files_dir = tempfile::tempdir().expect("tempdir");
+        Self::spawn_with(db, Arc::new(tempfile::tempdir().expect("tempdir")), tweak).await
+    }
+
+    async fn spawn_with(
+        db: Arc<TestDb>,
+        files_dir: Arc<tempfile::TempDir>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let trace_dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config::default();
         config.database.url = db.url.clone();
@@ -221,11 +228,12 @@ impl TestApp {
         self.stop(true).await;
         let config = self.config.clone();
         let db = self.db.clone();
-        TestApp::spawn_on(db, move |c| {
-            let (db_url, files) = (c.database.url.clone(), c.files.dir.clone());
+        // Same database and file store; a fresh trace directory (the old one is validated
+        // when this app drops).
+        TestApp::spawn_with(db, self.files_dir.clone(), move |c| {
+            let trace = c.log.cwmp_trace_dir.clone();
             *c = config;
-            c.database.url = db_url;
-            c.files.dir = files;
+            c.log.cwmp_trace_dir = trace;
             c.cwmp.listen = "127.0.0.1:0".into();
             c.api.listen = "127.0.0.1:0".into();
         })

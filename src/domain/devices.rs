@@ -1,0 +1,441 @@
+//! Finding devices: the query language of the device list, and the searchable parameter
+//! values kept for it.
+//!
+//! A query combines conditions with `AND`, `OR`, `NOT` and parentheses:
+//!
+//! ```text
+//! DeviceInfo.SoftwareVersion = "1.2" AND tag = "lab"
+//! product_class = EG8145V5 AND NOT tag = retired
+//! serial LIKE "4857*" OR last_inform < 1767225600000
+//! ```
+//!
+//! A condition is `field op value`, with `op` one of `=`, `!=`, `<`, `<=`, `>`, `>=`, `LIKE`
+//! (`*` is the wildcard). Values are bare words or quoted with `"` or `'`. Fields:
+//! identity columns (`id`, `oui`, `product_class`, `serial`, `manufacturer`, `model`,
+//! `software_version`, `hardware_version`, `root_model`, `cwmp_version`, `ip`), times in
+//! milliseconds (`last_inform`, `last_boot`, `last_bootstrap`, `created_at`), `tag`, or a
+//! parameter name. Parameter names may be given relative to the root: `DeviceInfo.X`
+//! matches `InternetGatewayDevice.DeviceInfo.X` and `Device.DeviceInfo.X`. Only parameters
+//! the device reports in its Informs and `DeviceInfo.*` are searchable; they compare as text.
+//! A bare word alone matches a device id or serial number.
+
+use sha2::{Digest, Sha256};
+
+use crate::domain::params::ParamTree;
+use crate::error::{Error, Result};
+use crate::store::search::{Column, Field, Filter, Op};
+
+/// Most conditions one query may have.
+const MAX_CONDITIONS: usize = 32;
+/// Longest value kept searchable (longer ones are left out of the index).
+const MAX_SEARCH_VALUE: usize = 256;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Word(String),
+    Quoted(String),
+    Op(Op),
+    LParen,
+    RParen,
+}
+
+fn tokenize(q: &str) -> Result<Vec<Tok>> {
+    let mut out = Vec::new();
+    let chars: Vec<char> = q.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            _ if c.is_whitespace() => i += 1,
+            '(' => {
+                out.push(Tok::LParen);
+                i += 1;
+            }
+            ')' => {
+                out.push(Tok::RParen);
+                i += 1;
+            }
+            '"' | '\'' => {
+                let mut s = String::new();
+                i += 1;
+                loop {
+                    match chars.get(i) {
+                        None => {
+                            return Err(Error::invalid(
+                                "q",
+                                format!("unterminated quoted value (missing {c})"),
+                            ))
+                        }
+                        Some('\\') if chars.get(i + 1).is_some() => {
+                            s.push(chars[i + 1]);
+                            i += 2;
+                        }
+                        Some(x) if *x == c => {
+                            i += 1;
+                            break;
+                        }
+                        Some(x) => {
+                            s.push(*x);
+                            i += 1;
+                        }
+                    }
+                }
+                out.push(Tok::Quoted(s));
+            }
+            '=' => {
+                out.push(Tok::Op(Op::Eq));
+                i += if chars.get(i + 1) == Some(&'=') { 2 } else { 1 };
+            }
+            '!' if chars.get(i + 1) == Some(&'=') => {
+                out.push(Tok::Op(Op::Ne));
+                i += 2;
+            }
+            '<' => match chars.get(i + 1) {
+                Some('=') => {
+                    out.push(Tok::Op(Op::Le));
+                    i += 2;
+                }
+                Some('>') => {
+                    out.push(Tok::Op(Op::Ne));
+                    i += 2;
+                }
+                _ => {
+                    out.push(Tok::Op(Op::Lt));
+                    i += 1;
+                }
+            },
+            '>' => {
+                if chars.get(i + 1) == Some(&'=') {
+                    out.push(Tok::Op(Op::Ge));
+                    i += 2;
+                } else {
+                    out.push(Tok::Op(Op::Gt));
+                    i += 1;
+                }
+            }
+            '~' => {
+                out.push(Tok::Op(Op::Like));
+                i += 1;
+            }
+            _ => {
+                let start = i;
+                while i < chars.len() {
+                    let x = chars[i];
+                    if x.is_whitespace() || "()=!<>\"'~".contains(x) {
+                        break;
+                    }
+                    i += 1;
+                }
+                if i == start {
+                    return Err(Error::invalid("q", format!("unexpected character `{c}`")));
+                }
+                let w: String = chars[start..i].iter().collect();
+                if w.eq_ignore_ascii_case("like") {
+                    out.push(Tok::Op(Op::Like));
+                } else {
+                    out.push(Tok::Word(w));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+struct Parser {
+    toks: Vec<Tok>,
+    pos: usize,
+    conds: usize,
+}
+
+fn is_kw(t: Option<&Tok>, kw: &str) -> bool {
+    matches!(t, Some(Tok::Word(w)) if w.eq_ignore_ascii_case(kw))
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.pos)
+    }
+
+    fn next(&mut self) -> Option<Tok> {
+        let t = self.toks.get(self.pos).cloned();
+        self.pos += 1;
+        t
+    }
+
+    fn or(&mut self) -> Result<Filter> {
+        let mut v = vec![self.and()?];
+        while is_kw(self.peek(), "or") {
+            self.pos += 1;
+            v.push(self.and()?);
+        }
+        Ok(if v.len() == 1 {
+            v.remove(0)
+        } else {
+            Filter::Or(v)
+        })
+    }
+
+    fn and(&mut self) -> Result<Filter> {
+        let mut v = vec![self.not()?];
+        loop {
+            if is_kw(self.peek(), "and") {
+                self.pos += 1;
+                v.push(self.not()?);
+            } else {
+                break;
+            }
+        }
+        Ok(if v.len() == 1 {
+            v.remove(0)
+        } else {
+            Filter::And(v)
+        })
+    }
+
+    fn not(&mut self) -> Result<Filter> {
+        if is_kw(self.peek(), "not") {
+            self.pos += 1;
+            return Ok(Filter::Not(Box::new(self.not()?)));
+        }
+        self.primary()
+    }
+
+    fn primary(&mut self) -> Result<Filter> {
+        match self.next() {
+            Some(Tok::LParen) => {
+                let f = self.or()?;
+                match self.next() {
+                    Some(Tok::RParen) => Ok(f),
+                    _ => Err(Error::invalid("q", "missing `)`")),
+                }
+            }
+            Some(Tok::Word(w)) | Some(Tok::Quoted(w)) => {
+                self.conds += 1;
+                if self.conds > MAX_CONDITIONS {
+                    return Err(Error::invalid(
+                        "q",
+                        format!("at most {MAX_CONDITIONS} conditions per query"),
+                    ));
+                }
+                let op = match self.peek() {
+                    Some(Tok::Op(op)) => *op,
+                    _ => {
+                        // A bare word: a device id or serial number.
+                        return Ok(Filter::Or(vec![
+                            Filter::Cond {
+                                field: Field::Column(Column::Text("id")),
+                                op: Op::Eq,
+                                value: w.clone(),
+                            },
+                            Filter::Cond {
+                                field: Field::Column(Column::Text("serial_number")),
+                                op: Op::Eq,
+                                value: w,
+                            },
+                        ]));
+                    }
+                };
+                self.pos += 1;
+                let value = match self.next() {
+                    Some(Tok::Word(v)) | Some(Tok::Quoted(v)) => v,
+                    _ => {
+                        return Err(Error::invalid(
+                            "q",
+                            format!("`{w}` and its operator must be followed by a value"),
+                        ))
+                    }
+                };
+                Ok(Filter::Cond {
+                    field: field(&w)?,
+                    op,
+                    value,
+                })
+            }
+            Some(Tok::RParen) => Err(Error::invalid("q", "unexpected `)`")),
+            Some(Tok::Op(_)) => Err(Error::invalid(
+                "q",
+                "an operator must follow a field name, e.g. tag = lab",
+            )),
+            None => Err(Error::invalid("q", "the query ends too early")),
+        }
+    }
+}
+
+fn field(name: &str) -> Result<Field> {
+    let col = |c| Ok(Field::Column(Column::Text(c)));
+    let num = |c| Ok(Field::Column(Column::Number(c)));
+    match name.to_ascii_lowercase().as_str() {
+        "id" | "device_id" => col("id"),
+        "oui" => col("oui"),
+        "product_class" | "productclass" => col("product_class"),
+        "serial" | "serial_number" | "serialnumber" => col("serial_number"),
+        "manufacturer" => col("manufacturer"),
+        "model" | "model_name" => col("model_name"),
+        "software_version" => col("software_version"),
+        "hardware_version" => col("hardware_version"),
+        "root_model" => col("root_model"),
+        "cwmp_version" => col("cwmp_version"),
+        "ip" | "source_ip" => col("last_source_ip"),
+        "last_inform" => num("last_inform"),
+        "last_boot" => num("last_boot"),
+        "last_bootstrap" => num("last_bootstrap"),
+        "created_at" => num("created_at"),
+        "tag" | "tags" => Ok(Field::Tag),
+        _ if name.contains('.') && !name.ends_with('.') => {
+            Ok(Field::Param(relative_name(name).to_string()))
+        }
+        _ => Err(Error::invalid(
+            "q",
+            format!(
+                "unknown field `{name}`: use id, oui, product_class, serial, manufacturer, model, \
+                 software_version, hardware_version, ip, last_inform, tag, or a parameter name \
+                 such as DeviceInfo.SoftwareVersion"
+            ),
+        )),
+    }
+}
+
+/// A parameter name without its root object (`Device.DeviceInfo.X` → `DeviceInfo.X`).
+pub fn relative_name(name: &str) -> &str {
+    name.strip_prefix("InternetGatewayDevice.")
+        .or_else(|| name.strip_prefix("Device."))
+        .unwrap_or(name)
+}
+
+/// Parse a device query; an empty query matches every device.
+pub fn parse_query(q: &str) -> Result<Filter> {
+    if q.trim().is_empty() {
+        return Ok(Filter::All);
+    }
+    let toks = tokenize(q)?;
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        conds: 0,
+    };
+    let f = p.or()?;
+    if p.pos < p.toks.len() {
+        return Err(Error::invalid(
+            "q",
+            "unexpected text after a complete condition; join conditions with AND or OR",
+        ));
+    }
+    Ok(f)
+}
+
+/// The searchable values of a session: every Inform parameter plus learnt `DeviceInfo.*`
+/// values, by relative name, sorted, and the signature of the Inform's values. Write them
+/// when the signature differs from the stored one or when `DeviceInfo.*` was learnt.
+pub fn searchable_values(
+    root: &str,
+    inform: &[(String, String)],
+    learnt: &ParamTree,
+) -> (Vec<(String, String)>, i64) {
+    let mut map = std::collections::BTreeMap::new();
+    let mut informed = std::collections::BTreeMap::new();
+    let device_info = format!("{root}.DeviceInfo.");
+    for (name, e) in learnt.iter() {
+        if name.starts_with(&device_info) {
+            if let Some(v) = &e.value {
+                map.insert(relative_name(name).to_string(), v.clone());
+            }
+        }
+    }
+    for (name, v) in inform {
+        map.insert(relative_name(name).to_string(), v.clone());
+        informed.insert(relative_name(name), v.as_str());
+    }
+    let values: Vec<(String, String)> = map
+        .into_iter()
+        .filter(|(n, v)| n.len() <= 256 && v.len() <= MAX_SEARCH_VALUE)
+        .collect();
+    let mut h = Sha256::new();
+    for (n, v) in &informed {
+        h.update(n.as_bytes());
+        h.update([0]);
+        h.update(v.as_bytes());
+        h.update([1]);
+    }
+    let d = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    let sig = i64::from_be_bytes(b);
+    // 0 is the column default ("nothing written yet").
+    (values, if sig == 0 { 1 } else { sig })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_examples() {
+        let f = parse_query(r#"DeviceInfo.SoftwareVersion = "1.2" AND tag = "lab""#).unwrap();
+        assert_eq!(
+            f,
+            Filter::And(vec![
+                Filter::Cond {
+                    field: Field::Param("DeviceInfo.SoftwareVersion".into()),
+                    op: Op::Eq,
+                    value: "1.2".into()
+                },
+                Filter::Cond {
+                    field: Field::Tag,
+                    op: Op::Eq,
+                    value: "lab".into()
+                },
+            ])
+        );
+        let f = parse_query("InternetGatewayDevice.DeviceInfo.ModelName != X").unwrap();
+        assert!(
+            matches!(f, Filter::Cond { field: Field::Param(ref n), op: Op::Ne, .. } if n == "DeviceInfo.ModelName")
+        );
+        let f = parse_query("(serial LIKE '48*' OR oui = 00259E) and not tag=retired").unwrap();
+        assert!(matches!(f, Filter::And(ref v) if v.len() == 2));
+        assert!(matches!(parse_query("ABC123").unwrap(), Filter::Or(_)));
+        assert_eq!(parse_query("  ").unwrap(), Filter::All);
+    }
+
+    #[test]
+    fn rejects_bad_queries_with_a_reason() {
+        for (q, needle) in [
+            ("colour = red", "unknown field"),
+            ("tag =", "followed by a value"),
+            ("(tag = a", "missing `)`"),
+            ("tag = a tag = b", "AND or OR"),
+            ("tag = \"x", "unterminated"),
+        ] {
+            let e = parse_query(q).unwrap_err().to_string();
+            assert!(e.contains(needle), "{q}: {e}");
+        }
+    }
+
+    #[test]
+    fn searchable_values_are_relative_and_signed() {
+        let inform = vec![(
+            "Device.DeviceInfo.SoftwareVersion".to_string(),
+            "1.2".to_string(),
+        )];
+        let mut learnt = ParamTree::new();
+        learnt.set_value("Device.DeviceInfo.ModelName", "M", "xsd:string", 1);
+        learnt.set_value("Device.WiFi.SSID.1.SSID", "x", "xsd:string", 1);
+        let (v, sig) = searchable_values("Device", &inform, &learnt);
+        assert_eq!(
+            v,
+            vec![
+                ("DeviceInfo.ModelName".to_string(), "M".to_string()),
+                ("DeviceInfo.SoftwareVersion".to_string(), "1.2".to_string())
+            ]
+        );
+        // The signature covers the Inform's values only.
+        let (v2, sig2) = searchable_values("Device", &inform, &ParamTree::new());
+        assert_eq!(sig, sig2);
+        assert_eq!(v2.len(), 1);
+        let other = vec![(
+            "Device.DeviceInfo.SoftwareVersion".to_string(),
+            "1.3".to_string(),
+        )];
+        assert_ne!(sig, searchable_values("Device", &other, &learnt).1);
+    }
+}

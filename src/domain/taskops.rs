@@ -1,0 +1,430 @@
+//! Operating on tasks: create (with validation against what is known of the device), create
+//! in bulk for every device matching a filter, cancel, and wait for completion.
+//!
+//! SetParameterValues is checked before anything is queued: against the device's stored tree
+//! (a parameter the device reported as read-only is refused, and its reported type applies)
+//! and against the TR-069 data models (type, range, enumeration, writability). Vendor
+//! (`X_...`) and unknown parameters pass with the device-reported type.
+
+use std::time::{Duration, Instant};
+
+use crate::datamodel::{self, Registry, RootModel};
+use crate::domain::params::ParamTree;
+use crate::domain::services::TaskWatch;
+use crate::domain::tasks::{self, SetValue, TaskSpec};
+use crate::error::{Error, Result};
+use crate::store::devices::DeviceRow;
+use crate::store::search::Filter;
+use crate::store::tasks::{NewTask, TaskRow, TaskUpdate};
+use crate::store::Store;
+
+/// Whether a task status is final.
+pub fn is_final(status: &str) -> bool {
+    matches!(
+        status,
+        tasks::DONE | tasks::FAULT | tasks::EXPIRED | tasks::CANCELLED
+    )
+}
+
+/// The device's known parameters: the stored tree with the newer Inform values on top.
+pub async fn current_tree(store: &Store, device: &DeviceRow) -> Result<ParamTree> {
+    let id = device.id.clone();
+    let blob = store.run(move |s| s.load_params(&id)).await?;
+    let mut tree = match blob {
+        Some(b) => ParamTree::decode(&b).unwrap_or_default(),
+        None => ParamTree::new(),
+    };
+    if let Some(inf) = &device.inform_params {
+        if let Ok(t) = ParamTree::decode(inf) {
+            tree.overlay(&t);
+        }
+    }
+    Ok(tree)
+}
+
+fn root_model_of(device: &DeviceRow, name: &str) -> Option<RootModel> {
+    match device.root_model.as_str() {
+        "InternetGatewayDevice:1" => Some(RootModel::InternetGatewayDevice1),
+        "Device:1" => Some(RootModel::Device1),
+        "Device:2" => Some(RootModel::Device2),
+        _ => RootModel::detect(name, None, None),
+    }
+}
+
+fn normalize_type(t: &str) -> &str {
+    match t {
+        "xsd:base64Binary" => "xsd:base64",
+        other => other,
+    }
+}
+
+fn basic_check(xsd_type: &str, value: &str) -> std::result::Result<(), String> {
+    let ok = match normalize_type(xsd_type) {
+        "xsd:unsignedInt" => value.parse::<u32>().is_ok(),
+        "xsd:int" => value.parse::<i32>().is_ok(),
+        "xsd:unsignedLong" => value.parse::<u64>().is_ok(),
+        "xsd:long" => value.parse::<i64>().is_ok(),
+        "xsd:boolean" => matches!(value, "true" | "false" | "1" | "0"),
+        "xsd:dateTime" => value.len() >= 19 && value.as_bytes().get(4) == Some(&b'-'),
+        _ => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("the value {value:?} is not a valid {xsd_type}"))
+    }
+}
+
+/// Check one SetParameterValues entry; `tree` is what is known of the device.
+pub fn check_set_value(device: &DeviceRow, tree: &ParamTree, v: &SetValue) -> Result<()> {
+    let entry = tree.get(&v.name);
+    if entry.is_some_and(|e| e.object) {
+        return Err(Error::invalid(
+            &v.name,
+            "is an object; SetParameterValues takes parameter names",
+        ));
+    }
+    if entry.is_some_and(|e| e.writable == Some(false)) {
+        return Err(Error::invalid(
+            &v.name,
+            "is read-only on this device (the device reported it as not writable)",
+        ));
+    }
+    let device_says_writable = entry.is_some_and(|e| e.writable == Some(true));
+    let vendor = v.name.split('.').any(|seg| seg.starts_with("X_"));
+    if !vendor {
+        if let (Some(root), Ok(reg)) = (root_model_of(device, &v.name), Registry::builtin()) {
+            if let Some(def) = reg.lookup(root, &v.name) {
+                let checked = if device_says_writable {
+                    datamodel::validate_value(def, &v.value).map_err(|e| e.to_string())
+                } else {
+                    datamodel::validate_set(def, &v.value).map_err(|e| e.to_string())
+                };
+                checked.map_err(|m| Error::invalid(&v.name, m))?;
+                if let Some(t) = &v.xsd_type {
+                    let expected = datamodel::xsd_type(def);
+                    if normalize_type(t) != expected {
+                        return Err(Error::invalid(
+                            &v.name,
+                            format!("type {t} given, but the parameter is {expected}"),
+                        ));
+                    }
+                }
+                return Ok(());
+            }
+        }
+    }
+    let reported = entry.map(|e| e.xsd_type.as_str()).filter(|t| !t.is_empty());
+    if let (Some(given), Some(known)) = (&v.xsd_type, reported) {
+        if normalize_type(given) != normalize_type(known) {
+            return Err(Error::invalid(
+                &v.name,
+                format!("type {given} given, but the device reports {known}"),
+            ));
+        }
+    }
+    if let Some(t) = v.xsd_type.as_deref().or(reported) {
+        basic_check(t, &v.value).map_err(|m| Error::invalid(&v.name, m))?;
+    }
+    Ok(())
+}
+
+/// Who asked and how long the task may wait for its device.
+pub struct Origin<'a> {
+    pub actor: &'a str,
+    pub now: i64,
+    pub expires_at: Option<i64>,
+}
+
+async fn check_file(store: &Store, spec: &TaskSpec) -> Result<()> {
+    if let TaskSpec::Download {
+        file_id: Some(fid), ..
+    }
+    | TaskSpec::ScheduleDownload {
+        file_id: Some(fid), ..
+    } = spec
+    {
+        let f = fid.clone();
+        if store.run(move |s| s.get_file(&f)).await?.is_none() {
+            return Err(Error::invalid(
+                "file_id",
+                format!("no stored file has id {fid}; upload it with POST /api/v1/files first"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn new_task(device_id: &str, spec: &TaskSpec, args: &str, o: &Origin<'_>) -> NewTask {
+    NewTask {
+        device_id: device_id.to_string(),
+        rpc: spec.rpc().to_string(),
+        args: args.to_string(),
+        status: tasks::PENDING.to_string(),
+        command_key: if spec.uses_key() {
+            tasks::new_key()
+        } else {
+            String::new()
+        },
+        expires_at: o.expires_at,
+        created_by: o.actor.to_string(),
+        created_at: o.now,
+        updated_at: o.now,
+    }
+}
+
+/// Queue one task for a device after validating it.
+pub async fn create(
+    store: &Store,
+    device_id: &str,
+    spec: &TaskSpec,
+    o: &Origin<'_>,
+) -> Result<TaskRow> {
+    spec.check()?;
+    let id = device_id.to_string();
+    let device = store
+        .run(move |s| s.get_device(&id))
+        .await?
+        .ok_or_else(|| Error::not_found(format!("device {device_id}")))?;
+    if let TaskSpec::SetParameterValues { values } = spec {
+        let tree = current_tree(store, &device).await?;
+        for v in values {
+            check_set_value(&device, &tree, v)?;
+        }
+    }
+    check_file(store, spec).await?;
+    let args = serde_json::to_string(spec)?;
+    let new = new_task(device_id, spec, &args, o);
+    let (actor, now) = (o.actor.to_string(), o.now);
+    let row = store
+        .run(move |s| {
+            let mut rows = s.insert_tasks(&[new])?;
+            let row = rows
+                .pop()
+                .ok_or_else(|| Error::internal("task insert returned nothing"))?;
+            s.audit(
+                now,
+                &actor,
+                "task.create",
+                &format!("task/{}", row.id),
+                Some(&format!("{} on {}: {}", row.rpc, row.device_id, row.args)),
+            )?;
+            Ok(row)
+        })
+        .await?;
+    Ok(row)
+}
+
+/// Queue the same task for every device matching `filter` (at most `max` devices).
+/// SetParameterValues values are checked against each device's data model.
+pub async fn create_bulk(
+    store: &Store,
+    filter: &Filter,
+    spec: &TaskSpec,
+    o: &Origin<'_>,
+    max: usize,
+) -> Result<Vec<TaskRow>> {
+    spec.check()?;
+    check_file(store, spec).await?;
+    let args = serde_json::to_string(spec)?;
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    let empty = ParamTree::new();
+    loop {
+        let f = filter.clone();
+        let cur = cursor.clone();
+        let page = 500.min(max.saturating_sub(out.len())) as i64;
+        if page == 0 {
+            break;
+        }
+        let devices = store
+            .run(move |s| s.search_devices(&f, cur.as_deref(), page))
+            .await?;
+        let Some(last) = devices.last() else { break };
+        cursor = Some(last.id.clone());
+        let mut batch = Vec::with_capacity(devices.len());
+        for d in &devices {
+            if let TaskSpec::SetParameterValues { values } = spec {
+                for v in values {
+                    check_set_value(d, &empty, v)
+                        .map_err(|e| Error::invalid("values", format!("device {}: {e}", d.id)))?;
+                }
+            }
+            batch.push(new_task(&d.id, spec, &args, o));
+        }
+        let n = devices.len() as i64;
+        let rows = store.run(move |s| s.insert_tasks(&batch)).await?;
+        out.extend(rows);
+        if n < page {
+            break;
+        }
+    }
+    let (actor, now, count) = (o.actor.to_string(), o.now, out.len());
+    let detail = format!("{} for {count} devices: {args}", spec.rpc());
+    store
+        .run(move |s| s.audit(now, &actor, "task.create_bulk", "tasks", Some(&detail)))
+        .await?;
+    Ok(out)
+}
+
+/// Cancel a task that has not finished.
+pub async fn cancel(
+    store: &Store,
+    watch: &TaskWatch,
+    id: i64,
+    actor: &str,
+    now: i64,
+) -> Result<TaskRow> {
+    let update = TaskUpdate {
+        status: Some(tasks::CANCELLED.into()),
+        finished_at: Some(Some(now)),
+        updated_at: Some(now),
+        ..TaskUpdate::default()
+    };
+    let actor = actor.to_string();
+    let row = store
+        .run(
+            move |s| match s.transition_task(id, &[tasks::PENDING, tasks::RUNNING], &update)? {
+                Some(row) => {
+                    s.audit(
+                        now,
+                        &actor,
+                        "task.cancel",
+                        &format!("task/{id}"),
+                        Some(&format!("{} on {}", row.rpc, row.device_id)),
+                    )?;
+                    Ok(row)
+                }
+                None => match s.get_task(id)? {
+                    None => Err(Error::not_found(format!("task {id}"))),
+                    Some(r) => Err(Error::Conflict(format!(
+                        "task {id} is already {}; only pending or running tasks can be cancelled",
+                        r.status
+                    ))),
+                },
+            },
+        )
+        .await?;
+    watch.notify(id);
+    Ok(row)
+}
+
+/// Wait up to `timeout` for a task to finish; returns its latest state either way.
+/// Finishing on this node wakes the waiter at once; otherwise it re-reads every second.
+pub async fn wait(store: &Store, watch: &TaskWatch, id: i64, timeout: Duration) -> Result<TaskRow> {
+    let deadline = Instant::now() + timeout;
+    let handle = watch.subscribe(id);
+    let result = async {
+        loop {
+            let notified = handle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let row = store
+                .run(move |s| s.get_task(id))
+                .await?
+                .ok_or_else(|| Error::not_found(format!("task {id}")))?;
+            let now = Instant::now();
+            if is_final(&row.status) || now >= deadline {
+                return Ok(row);
+            }
+            let left = (deadline - now).min(Duration::from_secs(1));
+            let _ = tokio::time::timeout(left, notified).await;
+        }
+    }
+    .await;
+    watch.unsubscribe(id, handle);
+    result
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn device(root: &str) -> DeviceRow {
+        DeviceRow {
+            id: "D".into(),
+            oui: "O".into(),
+            product_class: "P".into(),
+            serial_number: "S".into(),
+            manufacturer: String::new(),
+            model_name: String::new(),
+            software_version: String::new(),
+            hardware_version: String::new(),
+            root_model: root.into(),
+            cwmp_version: String::new(),
+            last_inform: None,
+            last_boot: None,
+            last_bootstrap: None,
+            last_source_ip: String::new(),
+            last_retry_count: 0,
+            connection_request_url: String::new(),
+            cr_username: None,
+            cr_password: None,
+            cwmp_username: None,
+            cwmp_ha1: None,
+            inform_params: None,
+            discovered_at: None,
+            work_epoch: 0,
+            work_seen_epoch: 0,
+            session_owner: None,
+            session_expires: None,
+            provisioned: 0,
+            created_at: 0,
+            updated_at: 0,
+            search_sig: 0,
+            preset_events: String::new(),
+        }
+    }
+
+    fn sv(name: &str, value: &str, t: Option<&str>) -> SetValue {
+        SetValue {
+            name: name.into(),
+            value: value.into(),
+            xsd_type: t.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn set_values_are_checked_against_model_and_device() {
+        let d = device("InternetGatewayDevice:1");
+        let empty = ParamTree::new();
+        let interval = "InternetGatewayDevice.ManagementServer.PeriodicInformInterval";
+        assert!(check_set_value(&d, &empty, &sv(interval, "300", None)).is_ok());
+        let e = check_set_value(&d, &empty, &sv(interval, "abc", None)).unwrap_err();
+        assert!(e.to_string().contains(interval), "{e}");
+        let e = check_set_value(
+            &d,
+            &empty,
+            &sv("InternetGatewayDevice.DeviceInfo.SerialNumber", "x", None),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("read-only"), "{e}");
+        assert!(check_set_value(&d, &empty, &sv(interval, "300", Some("xsd:string"))).is_err());
+        // Vendor parameters pass, checked only against the device-reported type.
+        let mut tree = ParamTree::new();
+        tree.set_value(
+            "InternetGatewayDevice.X_ACME_Level",
+            "3",
+            "xsd:unsignedInt",
+            1,
+        );
+        tree.set_info("InternetGatewayDevice.X_ACME_Level", true, 1);
+        assert!(check_set_value(
+            &d,
+            &tree,
+            &sv("InternetGatewayDevice.X_ACME_Level", "4", None)
+        )
+        .is_ok());
+        assert!(check_set_value(
+            &d,
+            &tree,
+            &sv("InternetGatewayDevice.X_ACME_Level", "-4", None)
+        )
+        .is_err());
+        tree.set_info("InternetGatewayDevice.X_ACME_Ro", false, 1);
+        assert!(
+            check_set_value(&d, &tree, &sv("InternetGatewayDevice.X_ACME_Ro", "1", None)).is_err()
+        );
+    }
+}

@@ -1,0 +1,369 @@
+//! The admin REST API, JSON under `/api/v1`, on the admin listener.
+//!
+//! Every route is declared once, in [`ROUTES`] (via `api_routes!`): the same table registers
+//! the actix routes, decides the role each route needs, and generates the OpenAPI document
+//! served at `/api/v1/openapi.json`. Every request needs `Authorization: Bearer <token>`
+//! (tokens from `ferroacs token create` or `POST /api/v1/tokens`): no or an unknown token
+//! gives 401, a role below the route's gives 403. Roles: `viewer` reads; `operator` also acts
+//! on devices, tasks and files; `admin` also manages tokens, users and reads the audit log.
+//!
+//! Errors are `{"error": {"code", "message"}}` (see `http::error`). Lists are pages
+//! `{"items": [...], "next_cursor": ...}`: pass `cursor=<next_cursor>` for the next page.
+
+mod admin;
+mod devices;
+pub mod dto;
+mod files;
+mod openapi;
+mod tasks;
+
+use std::sync::Arc;
+
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse};
+
+use crate::app::AppState;
+use crate::error::Error;
+use crate::http::error::{json_error, ApiError};
+
+pub use openapi::document;
+
+/// Roles, lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "viewer" => Some(Role::Viewer),
+            "operator" => Some(Role::Operator),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// One route of the API, as documented.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteDoc {
+    /// Lower-case HTTP method.
+    pub method: &'static str,
+    /// Path below `/api/v1`, with `{name}` parameters.
+    pub path: &'static str,
+    pub role: Role,
+    pub summary: &'static str,
+    /// Query parameters it understands.
+    pub query: &'static [&'static str],
+    /// Name of the request body schema (see `openapi.rs`), if it takes one.
+    pub body: Option<&'static str>,
+    /// Name of the response schema.
+    pub response: &'static str,
+}
+
+/// Prefix of every API path.
+pub const PREFIX: &str = "/api/v1";
+
+macro_rules! api_routes {
+    ($( $method:ident $path:literal $role:ident $handler:path,
+        $summary:literal, query [$($q:literal),*], body $body:expr, response $resp:literal; )*) => {
+        /// Every route of the API (the single source for routing, roles and OpenAPI).
+        pub const ROUTES: &[RouteDoc] = &[ $( RouteDoc {
+            method: stringify!($method),
+            path: $path,
+            role: Role::$role,
+            summary: $summary,
+            query: &[$($q),*],
+            body: $body,
+            response: $resp,
+        } ),* ];
+
+        fn register(cfg: &mut web::ServiceConfig) {
+            $( cfg.route($path, web::$method().to($handler)); )*
+        }
+    };
+}
+
+api_routes! {
+    get "/devices" Viewer devices::list,
+        "List devices matching a query", query ["q", "limit", "cursor"], body None, response "DevicePage";
+    get "/devices/{id}" Viewer devices::get,
+        "One device", query [], body None, response "Device";
+    put "/devices/{id}" Operator devices::put,
+        "Create or update a device before or after first contact (CWMP credentials, tags)",
+        query [], body Some("DeviceProvision"), response "Device";
+    delete "/devices/{id}" Operator devices::delete,
+        "Delete a device and everything attached to it", query [], body None, response "Empty";
+    get "/devices/{id}/parameters" Viewer devices::parameters,
+        "The device's known parameters (stored tree overlaid with the latest Inform)",
+        query ["prefix", "limit", "cursor"], body None, response "ParameterPage";
+    get "/devices/{id}/tasks" Viewer devices::tasks,
+        "The device's tasks, newest first", query ["status", "limit", "cursor"], body None, response "TaskPage";
+    post "/devices/{id}/tasks" Operator devices::create_task,
+        "Queue a task (one CWMP RPC); optionally send a connection request and wait for the result",
+        query ["connection_request", "wait", "expires_in"], body Some("TaskSpec"), response "Task";
+    post "/devices/{id}/connection_request" Operator devices::connection_request,
+        "Ask the device to start a session now", query [], body None, response "ConnectionRequestResult";
+    get "/devices/{id}/sessions" Viewer devices::sessions,
+        "The device's session log, newest first", query ["limit", "cursor"], body None, response "SessionPage";
+    get "/tasks" Viewer tasks::list,
+        "Tasks, newest first", query ["device_id", "status", "limit", "cursor"], body None, response "TaskPage";
+    post "/tasks" Operator tasks::create_bulk,
+        "Queue the same task for every device matching a query",
+        query ["connection_request", "expires_in"], body Some("BulkTask"), response "BulkTaskResult";
+    get "/tasks/{id}" Viewer tasks::get,
+        "One task", query ["wait"], body None, response "Task";
+    delete "/tasks/{id}" Operator tasks::cancel,
+        "Cancel a pending or running task", query [], body None, response "Task";
+    get "/faults" Viewer tasks::faults,
+        "Faults devices returned, newest first", query ["device_id", "limit", "cursor"], body None, response "FaultPage";
+    post "/files" Operator files::upload,
+        "Store a file (raw request body) for devices to download",
+        query ["name", "file_type", "version"], body Some("Binary"), response "File";
+    get "/files" Viewer files::list,
+        "Stored files", query ["device_id", "limit", "cursor"], body None, response "FilePage";
+    get "/files/{id}" Viewer files::get,
+        "One stored file's metadata", query [], body None, response "File";
+    get "/files/{id}/content" Viewer files::content,
+        "A stored file's contents (Range and If-None-Match supported)", query [], body None, response "Binary";
+    delete "/files/{id}" Operator files::delete,
+        "Delete a stored file", query [], body None, response "Empty";
+    get "/tokens" Admin admin::list_tokens,
+        "API tokens (never their secret)", query ["limit", "cursor"], body None, response "TokenPage";
+    post "/tokens" Admin admin::create_token,
+        "Create an API token; the secret is in this answer only", query [], body Some("NewToken"), response "CreatedToken";
+    delete "/tokens/{id}" Admin admin::revoke_token,
+        "Revoke an API token", query [], body None, response "Empty";
+    get "/users" Admin admin::list_users,
+        "Operator accounts", query ["limit", "cursor"], body None, response "UserPage";
+    post "/users" Admin admin::create_user,
+        "Create an operator account", query [], body Some("NewUser"), response "User";
+    delete "/users/{username}" Admin admin::delete_user,
+        "Delete an operator account", query [], body None, response "Empty";
+    get "/audit" Admin admin::audit,
+        "The audit log, newest first", query ["limit", "cursor"], body None, response "AuditPage";
+    get "/settings" Admin admin::settings,
+        "The effective configuration, secrets hidden", query [], body None, response "Settings";
+    get "/whoami" Viewer admin::whoami,
+        "The caller's token name and role", query [], body None, response "Caller";
+    get "/openapi.json" Viewer openapi::serve,
+        "This API's OpenAPI 3 document", query [], body None, response "OpenApi";
+}
+
+/// The route a request is for: method and path matched against [`ROUTES`].
+pub fn find_route(method: &str, path: &str) -> Option<&'static RouteDoc> {
+    let rel = path.strip_prefix(PREFIX)?;
+    let segs: Vec<&str> = rel.split('/').collect();
+    ROUTES.iter().find(|r| {
+        let head_of_get = method.eq_ignore_ascii_case("head") && r.method == "get";
+        if !(r.method.eq_ignore_ascii_case(method) || head_of_get) {
+            return false;
+        }
+        let rs: Vec<&str> = r.path.split('/').collect();
+        rs.len() == segs.len()
+            && rs
+                .iter()
+                .zip(&segs)
+                .all(|(a, b)| (a.starts_with('{') && !b.is_empty()) || a == b)
+    })
+}
+
+/// Who is calling: set by the auth middleware for every API request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// `token:<name>` (for the audit log).
+    pub actor: String,
+    pub role: Role,
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Caller, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(
+            req.extensions()
+                .get::<Caller>()
+                .cloned()
+                .ok_or_else(|| ApiError(Error::Unauthorized("no credentials".into()))),
+        )
+    }
+}
+
+fn bearer(req: &ServiceRequest) -> Option<String> {
+    let v = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = v.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+}
+
+async fn auth(
+    req: ServiceRequest,
+    next: Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Err(actix_web::error::ErrorInternalServerError("no state"));
+    };
+    let deny = |req: ServiceRequest, status: StatusCode, code: &str, msg: &str| {
+        let (r, _) = req.into_parts();
+        Ok(ServiceResponse::new(r, json_error(status, code, msg)))
+    };
+    let Some(token) = bearer(&req) else {
+        return deny(
+            req,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send Authorization: Bearer <token> (create one with `ferroacs token create`)",
+        );
+    };
+    let hash = crate::auth::password::hash_token(&token);
+    let row = match state.store.run(move |s| s.token_by_hash(&hash)).await {
+        Ok(r) => r,
+        Err(e) => {
+            let api = ApiError(e);
+            let (r, _) = req.into_parts();
+            return Ok(ServiceResponse::new(
+                r,
+                actix_web::ResponseError::error_response(&api),
+            ));
+        }
+    };
+    let Some(row) = row else {
+        return deny(
+            req,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "unknown or revoked token",
+        );
+    };
+    let role = Role::parse(&row.role).unwrap_or(Role::Viewer);
+    if let Some(route) = find_route(req.method().as_str(), req.path()) {
+        if role < route.role {
+            let msg = format!(
+                "this needs the {} role; the token has {}",
+                route.role.as_str(),
+                role.as_str()
+            );
+            return deny(req, StatusCode::FORBIDDEN, "forbidden", &msg);
+        }
+    }
+    let now = state.now();
+    if row.last_used_at.is_none_or(|t| now - t > 60_000) {
+        let (store, id) = (state.store.clone(), row.id);
+        actix_web::rt::spawn(async move {
+            let _ = store.run(move |s| s.touch_token(id, now)).await;
+        });
+    }
+    req.extensions_mut().insert(Caller {
+        actor: format!("token:{}", row.name),
+        role,
+    });
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
+fn json_config_error(err: actix_web::error::JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    let msg = match &err {
+        actix_web::error::JsonPayloadError::Deserialize(e) => format!("invalid JSON body: {e}"),
+        actix_web::error::JsonPayloadError::ContentType => {
+            "send the body as JSON with Content-Type: application/json".to_string()
+        }
+        other => format!("invalid JSON body: {other}"),
+    };
+    ApiError(Error::invalid("body", msg)).into()
+}
+
+fn query_config_error(
+    err: actix_web::error::QueryPayloadError,
+    _: &HttpRequest,
+) -> actix_web::Error {
+    ApiError(Error::invalid("query", err.to_string())).into()
+}
+
+fn path_config_error(err: actix_web::error::PathError, _: &HttpRequest) -> actix_web::Error {
+    ApiError(Error::invalid("path", err.to_string())).into()
+}
+
+async fn no_route(req: HttpRequest) -> HttpResponse {
+    json_error(
+        StatusCode::NOT_FOUND,
+        "no_route",
+        &format!(
+            "no API endpoint {} {}; see /api/v1/openapi.json",
+            req.method(),
+            req.path()
+        ),
+    )
+}
+
+/// Register the API under `/api/v1`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope(PREFIX)
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(4 * 1024 * 1024)
+                    .error_handler(json_config_error),
+            )
+            .app_data(web::QueryConfig::default().error_handler(query_config_error))
+            .app_data(web::PathConfig::default().error_handler(path_config_error))
+            .wrap(actix_web::middleware::from_fn(auth))
+            .configure(register)
+            .default_service(web::to(no_route)),
+    );
+}
+
+/// Background work of the API: expire tasks whose deadline passed.
+pub fn spawn_background(state: Arc<AppState>) {
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            let now = state.now();
+            match state.store.run(move |s| s.expire_tasks(now)).await {
+                Ok(ids) => {
+                    for id in ids {
+                        state.services.task_watch.notify(id);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "expiring overdue tasks failed"),
+            }
+        }
+    });
+}
+
+/// Page size from `limit`: default 100, at most 1000.
+pub(crate) fn page_limit(limit: Option<i64>) -> i64 {
+    limit.unwrap_or(100).clamp(1, 1000)
+}
+
+/// Parse a numeric cursor.
+pub(crate) fn int_cursor(cursor: &Option<String>) -> Result<Option<i64>, ApiError> {
+    match cursor.as_deref() {
+        None | Some("") => Ok(None),
+        Some(c) => c.parse::<i64>().map(Some).map_err(|_| {
+            ApiError(Error::invalid(
+                "cursor",
+                "not a cursor of this list; pass next_cursor from the previous page",
+            ))
+        }),
+    }
+}

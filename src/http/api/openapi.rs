@@ -1,0 +1,386 @@
+//! The OpenAPI 3 document, generated from the route table ([`super::ROUTES`]), so it lists
+//! exactly the routes the server registers.
+
+use actix_web::HttpResponse;
+use serde_json::{json, Map, Value};
+
+use super::{RouteDoc, PREFIX, ROUTES};
+use crate::domain::tasks::TASK_RPCS;
+
+fn obj(props: &[(&str, Value)]) -> Value {
+    let mut m = Map::new();
+    for (k, v) in props {
+        m.insert((*k).to_string(), v.clone());
+    }
+    json!({ "type": "object", "properties": m })
+}
+
+fn s() -> Value {
+    json!({ "type": "string" })
+}
+fn i() -> Value {
+    json!({ "type": "integer", "format": "int64" })
+}
+fn ni() -> Value {
+    json!({ "type": "integer", "format": "int64", "nullable": true })
+}
+fn b() -> Value {
+    json!({ "type": "boolean" })
+}
+fn r(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+fn page(item: &str) -> Value {
+    json!({
+        "type": "object",
+        "required": ["items", "next_cursor"],
+        "properties": {
+            "items": { "type": "array", "items": r(item) },
+            "next_cursor": { "type": "string", "nullable": true,
+                "description": "Pass as `cursor` for the next page; null on the last page." }
+        }
+    })
+}
+
+fn schemas() -> Value {
+    let conn_req = obj(&[("at", i()), ("outcome", s()), ("message", s())]);
+    let mut m = Map::new();
+    let mut put = |k: &str, v: Value| {
+        m.insert(k.to_string(), v);
+    };
+    put(
+        "Error",
+        json!({"type": "object", "properties": {"error": obj(&[("code", s()), ("message", s())])}}),
+    );
+    put("Empty", json!({"description": "no body"}));
+    put("Binary", json!({"type": "string", "format": "binary"}));
+    put("OpenApi", json!({"type": "object"}));
+    put("ConnectionRequestResult", conn_req.clone());
+    put(
+        "Device",
+        obj(&[
+            ("id", s()),
+            ("oui", s()),
+            ("product_class", s()),
+            ("serial_number", s()),
+            ("manufacturer", s()),
+            ("model_name", s()),
+            ("software_version", s()),
+            ("hardware_version", s()),
+            ("root_model", s()),
+            ("cwmp_version", s()),
+            ("ip", s()),
+            ("last_inform", ni()),
+            ("last_boot", ni()),
+            ("last_bootstrap", ni()),
+            ("connection_request_url", s()),
+            ("has_own_credentials", b()),
+            ("provisioned", b()),
+            ("in_session", b()),
+            ("tags", json!({"type": "array", "items": s()})),
+            ("connection_request", r("ConnectionRequestResult")),
+            ("created_at", i()),
+            ("updated_at", i()),
+        ]),
+    );
+    put(
+        "DeviceProvision",
+        obj(&[
+            ("oui", s()),
+            ("product_class", s()),
+            ("serial_number", s()),
+            ("cwmp_username", s()),
+            ("cwmp_password", s()),
+            ("clear_credentials", b()),
+            ("tags", json!({"type": "array", "items": s()})),
+        ]),
+    );
+    put(
+        "Parameter",
+        obj(&[
+            ("name", s()),
+            ("value", json!({"type": "string", "nullable": true})),
+            ("type", s()),
+            ("writable", json!({"type": "boolean", "nullable": true})),
+            ("object", b()),
+            ("notification", ni()),
+            (
+                "access_list",
+                json!({"type": "array", "items": s(), "nullable": true}),
+            ),
+            ("updated_at", i()),
+        ]),
+    );
+    put(
+        "TaskSpec",
+        json!({
+            "type": "object",
+            "description": "One CWMP RPC and its arguments, e.g. {\"rpc\":\"GetParameterValues\",\"names\":[\"Device.DeviceInfo.\"]}, {\"rpc\":\"SetParameterValues\",\"values\":[{\"name\":\"…\",\"value\":\"…\",\"type\":\"xsd:string\"}]}, {\"rpc\":\"AddObject\",\"object\":\"X.Y.\"}, {\"rpc\":\"Download\",\"file_id\":\"…\",\"file_type\":\"1 Firmware Upgrade Image\"}, {\"rpc\":\"Reboot\"}.",
+            "required": ["rpc"],
+            "properties": { "rpc": { "type": "string", "enum": TASK_RPCS } },
+            "additionalProperties": true
+        }),
+    );
+    put(
+        "Task",
+        obj(&[
+            ("id", i()),
+            ("device_id", s()),
+            ("rpc", s()),
+            ("args", r("TaskSpec")),
+            (
+                "status",
+                json!({"type": "string", "enum": ["pending", "running", "done", "fault", "expired", "cancelled"]}),
+            ),
+            ("result", json!({"type": "object", "nullable": true})),
+            (
+                "fault",
+                json!({"type": "object", "nullable": true, "properties": {
+                    "code": i(), "string": s(), "detail": {"type": "object", "nullable": true}}}),
+            ),
+            ("attempts", i()),
+            ("command_key", s()),
+            ("created_by", s()),
+            ("created_at", i()),
+            ("updated_at", i()),
+            ("started_at", ni()),
+            ("finished_at", ni()),
+            ("expires_at", ni()),
+            ("not_before", i()),
+            ("connection_request", r("ConnectionRequestResult")),
+        ]),
+    );
+    put(
+        "BulkTask",
+        json!({"type": "object", "required": ["q", "task"],
+            "properties": {"q": s(), "task": r("TaskSpec")}}),
+    );
+    put(
+        "BulkTaskResult",
+        obj(&[
+            ("count", i()),
+            ("task_ids", json!({"type": "array", "items": i()})),
+            ("truncated", b()),
+        ]),
+    );
+    put(
+        "Session",
+        obj(&[
+            ("id", i()),
+            ("device_id", s()),
+            ("started_at", i()),
+            ("ended_at", i()),
+            ("source_ip", s()),
+            ("events", json!({"type": "array", "items": s()})),
+            ("rpcs", json!({"type": "array", "items": s()})),
+            ("faults", json!({"type": "array", "items": s()})),
+            ("outcome", s()),
+        ]),
+    );
+    put(
+        "Fault",
+        obj(&[
+            ("id", i()),
+            ("device_id", s()),
+            ("task_id", ni()),
+            ("code", i()),
+            ("message", s()),
+            ("detail", json!({"type": "object", "nullable": true})),
+            ("created_at", i()),
+        ]),
+    );
+    put(
+        "File",
+        obj(&[
+            ("id", s()),
+            ("name", s()),
+            ("file_type", s()),
+            ("version", s()),
+            ("size", i()),
+            ("sha256", s()),
+            ("device_id", json!({"type": "string", "nullable": true})),
+            ("created_at", i()),
+            ("url", s()),
+        ]),
+    );
+    let token = [
+        ("id", i()),
+        ("name", s()),
+        ("role", s()),
+        ("created_at", i()),
+        ("last_used_at", ni()),
+        ("revoked_at", ni()),
+    ];
+    put("Token", obj(&token));
+    let mut created = token.to_vec();
+    created.push(("token", s()));
+    put("CreatedToken", obj(&created));
+    put("NewToken", obj(&[("name", s()), ("role", s())]));
+    put(
+        "User",
+        obj(&[
+            ("id", i()),
+            ("username", s()),
+            ("role", s()),
+            ("created_at", i()),
+        ]),
+    );
+    put(
+        "NewUser",
+        obj(&[("username", s()), ("password", s()), ("role", s())]),
+    );
+    put(
+        "AuditEvent",
+        obj(&[
+            ("id", i()),
+            ("at", i()),
+            ("actor", s()),
+            ("action", s()),
+            ("target", s()),
+            ("detail", json!({"type": "string", "nullable": true})),
+        ]),
+    );
+    put(
+        "Settings",
+        obj(&[("config_toml", s()), ("database", s()), ("node", s())]),
+    );
+    put("Caller", obj(&[("actor", s()), ("role", s())]));
+    for (p, item) in [
+        ("DevicePage", "Device"),
+        ("ParameterPage", "Parameter"),
+        ("TaskPage", "Task"),
+        ("SessionPage", "Session"),
+        ("FaultPage", "Fault"),
+        ("FilePage", "File"),
+        ("TokenPage", "Token"),
+        ("UserPage", "User"),
+        ("AuditPage", "AuditEvent"),
+    ] {
+        put(p, page(item));
+    }
+    Value::Object(m)
+}
+
+fn content_of(schema: &str) -> Value {
+    if schema == "Binary" {
+        json!({ "application/octet-stream": { "schema": r("Binary") } })
+    } else {
+        json!({ "application/json": { "schema": r(schema) } })
+    }
+}
+
+fn operation(rt: &RouteDoc) -> Value {
+    let mut params = Vec::new();
+    for seg in rt.path.split('/') {
+        if let Some(name) = seg.strip_prefix('{').and_then(|x| x.strip_suffix('}')) {
+            params.push(json!({"name": name, "in": "path", "required": true, "schema": s()}));
+        }
+    }
+    for q in rt.query {
+        params.push(json!({"name": q, "in": "query", "required": false, "schema": s()}));
+    }
+    let err = |d: &str| json!({"description": d, "content": content_of("Error")});
+    let mut responses = Map::new();
+    if rt.response == "Empty" {
+        responses.insert("204".into(), json!({"description": "done"}));
+    } else {
+        responses.insert(
+            "200".into(),
+            json!({"description": "OK", "content": content_of(rt.response)}),
+        );
+        if rt.method == "post" || rt.method == "put" {
+            responses.insert(
+                "201".into(),
+                json!({"description": "created", "content": content_of(rt.response)}),
+            );
+            responses.insert(
+                "202".into(),
+                json!({"description": "accepted, not finished yet", "content": content_of(rt.response)}),
+            );
+        }
+    }
+    responses.insert("400".into(), err("invalid input"));
+    responses.insert("401".into(), err("no or unknown token"));
+    responses.insert("403".into(), err("the token's role is too low"));
+    responses.insert("404".into(), err("not found"));
+    let op_id = format!(
+        "{}{}",
+        rt.method,
+        rt.path
+            .split('/')
+            .filter(|x| !x.is_empty())
+            .map(|x| {
+                let x = x.trim_matches(['{', '}']);
+                let mut c = x.chars();
+                c.next()
+                    .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+                    .unwrap_or_default()
+            })
+            .collect::<String>()
+            .replace(['.', '_'], "")
+    );
+    let mut op = json!({
+        "summary": rt.summary,
+        "operationId": op_id,
+        "parameters": params,
+        "responses": responses,
+        "security": [{ "bearer": [] }],
+        "x-required-role": rt.role.as_str(),
+    });
+    if let Some(body) = rt.body {
+        op["requestBody"] = json!({ "required": true, "content": content_of(body) });
+    }
+    op
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut paths: Map<String, Value> = Map::new();
+    for rt in ROUTES {
+        let entry = paths
+            .entry(format!("{PREFIX}{}", rt.path))
+            .or_insert_with(|| json!({}));
+        entry[rt.method] = operation(rt);
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "ferroacs admin API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Devices, tasks (one CWMP RPC each), files and administration. \
+                Every request needs `Authorization: Bearer <token>`; roles: viewer < operator < admin."
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } }
+        }
+    })
+}
+
+pub async fn serve() -> HttpResponse {
+    HttpResponse::Ok().json(document())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_documented_and_every_reference_resolves() {
+        let doc = document();
+        for rt in ROUTES {
+            let p = format!("{PREFIX}{}", rt.path);
+            assert!(doc["paths"][&p][rt.method].is_object(), "{} {p}", rt.method);
+        }
+        let text = doc.to_string();
+        let schemas = &doc["components"]["schemas"];
+        for part in text.split("#/components/schemas/").skip(1) {
+            let name: String = part.chars().take_while(|c| c.is_alphanumeric()).collect();
+            assert!(
+                schemas[&name].is_object() || schemas[&name].is_string(),
+                "{name}"
+            );
+        }
+    }
+}

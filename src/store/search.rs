@@ -1,0 +1,388 @@
+//! Device search: the filter tree the device list is queried with, its translation to SQL,
+//! the table of searchable parameter values (`device_search`) and the last
+//! connection-request outcome of each device (`device_connreq`).
+//!
+//! Every condition maps to an indexed lookup: identity columns have their own indexes,
+//! tags use `device_tags (tag, device_id)`, parameter values use
+//! `device_search (name, value, device_id)`. Pages are ordered by device id and continue after
+//! a cursor (the last id of the previous page), so deep pages cost the same as the first.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use diesel::upsert::excluded;
+
+use super::devices::DeviceRow;
+use super::schema::{device_connreq, device_search, devices};
+use super::{Store, WriteTxn};
+use crate::error::Result;
+use crate::{with_backend, with_conn};
+
+/// A device column the filter can compare with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    Text(&'static str),
+    /// A millisecond timestamp or number.
+    Number(&'static str),
+}
+
+/// What a condition looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field {
+    Column(Column),
+    Tag,
+    /// A parameter, by its name relative to the root object (`DeviceInfo.SoftwareVersion`).
+    Param(String),
+}
+
+/// Comparison operators. `Like` takes `*` as the wildcard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Like,
+}
+
+impl Op {
+    fn sql(self) -> &'static str {
+        match self {
+            Op::Eq => "=",
+            Op::Ne => "<>",
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Like => "LIKE",
+        }
+    }
+}
+
+/// A device filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filter {
+    All,
+    Cond { field: Field, op: Op, value: String },
+    And(Vec<Filter>),
+    Or(Vec<Filter>),
+    Not(Box<Filter>),
+}
+
+#[derive(Debug, Clone)]
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+struct SqlBuilder {
+    postgres: bool,
+    sql: String,
+    binds: Vec<Bind>,
+}
+
+impl SqlBuilder {
+    fn bind(&mut self, b: Bind) {
+        self.binds.push(b);
+        if self.postgres {
+            self.sql.push_str(&format!("${}", self.binds.len()));
+        } else {
+            self.sql.push('?');
+        }
+    }
+
+    fn filter(&mut self, f: &Filter) {
+        match f {
+            Filter::All => self.sql.push_str("1=1"),
+            Filter::And(v) | Filter::Or(v) if v.is_empty() => self.sql.push_str("1=1"),
+            Filter::And(v) | Filter::Or(v) => {
+                let joiner = if matches!(f, Filter::And(_)) {
+                    " AND "
+                } else {
+                    " OR "
+                };
+                self.sql.push('(');
+                for (i, x) in v.iter().enumerate() {
+                    if i > 0 {
+                        self.sql.push_str(joiner);
+                    }
+                    self.filter(x);
+                }
+                self.sql.push(')');
+            }
+            Filter::Not(x) => {
+                self.sql.push_str("NOT (");
+                self.filter(x);
+                self.sql.push(')');
+            }
+            Filter::Cond { field, op, value } => self.cond(field, *op, value),
+        }
+    }
+
+    fn value(&mut self, op: Op, value: &str) {
+        if op == Op::Like {
+            self.bind(Bind::Text(value.replace('*', "%")));
+        } else {
+            self.bind(Bind::Text(value.to_string()));
+        }
+    }
+
+    fn cond(&mut self, field: &Field, op: Op, value: &str) {
+        match field {
+            Field::Column(Column::Text(col)) => {
+                self.sql.push_str(&format!("devices.{col} {} ", op.sql()));
+                self.value(op, value);
+            }
+            Field::Column(Column::Number(col)) => {
+                let n = value.trim().parse::<i64>().unwrap_or(i64::MIN);
+                let op = if op == Op::Like { Op::Eq } else { op };
+                self.sql.push_str(&format!("devices.{col} {} ", op.sql()));
+                self.bind(Bind::Int(n));
+            }
+            Field::Tag => {
+                let (neg, op) = match op {
+                    Op::Ne => (true, Op::Eq),
+                    o => (false, o),
+                };
+                self.sql.push_str(if neg {
+                    "devices.id NOT IN"
+                } else {
+                    "devices.id IN"
+                });
+                self.sql.push_str(&format!(
+                    " (SELECT device_id FROM device_tags WHERE tag {} ",
+                    op.sql()
+                ));
+                self.value(op, value);
+                self.sql.push(')');
+            }
+            Field::Param(name) => {
+                let (neg, op) = match op {
+                    Op::Ne => (true, Op::Eq),
+                    o => (false, o),
+                };
+                self.sql.push_str(if neg {
+                    "devices.id NOT IN"
+                } else {
+                    "devices.id IN"
+                });
+                self.sql
+                    .push_str(" (SELECT device_id FROM device_search WHERE name = ");
+                self.bind(Bind::Text(name.clone()));
+                self.sql.push_str(&format!(" AND value {} ", op.sql()));
+                self.value(op, value);
+                self.sql.push(')');
+            }
+        }
+    }
+}
+
+fn build(f: &Filter, cursor: Option<&str>, limit: i64, postgres: bool) -> SqlBuilder {
+    let mut b = SqlBuilder {
+        postgres,
+        sql: String::from("SELECT devices.id AS id FROM devices WHERE "),
+        binds: Vec::new(),
+    };
+    b.filter(f);
+    if let Some(c) = cursor {
+        b.sql.push_str(" AND devices.id > ");
+        b.bind(Bind::Text(c.to_string()));
+    }
+    b.sql.push_str(" ORDER BY devices.id LIMIT ");
+    b.bind(Bind::Int(limit));
+    b
+}
+
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+}
+
+macro_rules! load_ids {
+    ($c:expr, $backend:ty, $b:expr) => {{
+        let mut q = diesel::sql_query($b.sql.clone()).into_boxed::<$backend>();
+        for bind in &$b.binds {
+            q = match bind {
+                Bind::Text(s) => q.bind::<Text, _>(s.clone()),
+                Bind::Int(n) => q.bind::<BigInt, _>(*n),
+            };
+        }
+        q.load::<IdRow>($c)?
+    }};
+}
+
+/// The last connection request to a device.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = device_connreq)]
+pub struct ConnReqRow {
+    pub device_id: String,
+    pub at: i64,
+    pub outcome: String,
+    pub message: String,
+}
+
+impl Store {
+    /// Ids of the devices matching `filter`, ordered, after `cursor`, at most `limit`.
+    pub fn search_device_ids(
+        &self,
+        filter: &Filter,
+        cursor: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>> {
+        let rows = with_backend!(
+            self,
+            sqlite | c | {
+                let b = build(filter, cursor, limit, false);
+                load_ids!(c, diesel::sqlite::Sqlite, b)
+            },
+            postgres | c | {
+                let b = build(filter, cursor, limit, true);
+                load_ids!(c, diesel::pg::Pg, b)
+            }
+        );
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
+    /// The devices matching `filter` (a page, ordered by id).
+    pub fn search_devices(
+        &self,
+        filter: &Filter,
+        cursor: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<DeviceRow>> {
+        let ids = self.search_device_ids(filter, cursor, limit)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        with_conn!(self, |c| {
+            Ok(devices::table
+                .filter(devices::id.eq_any(&ids))
+                .order(devices::id.asc())
+                .select(DeviceRow::as_select())
+                .load(c)?)
+        })
+    }
+
+    /// Write searchable values of a device and remember their signature. `replace` first
+    /// forgets every value stored before (after a BOOTSTRAP).
+    pub fn write_search_values(
+        &self,
+        device_id: &str,
+        values: &[(String, String)],
+        sig: i64,
+        replace: bool,
+    ) -> Result<()> {
+        use device_search::dsl as s;
+        with_conn!(self, |c| {
+            c.write_txn(|c| {
+                if replace {
+                    diesel::delete(s::device_search.filter(s::device_id.eq(device_id)))
+                        .execute(c)?;
+                }
+                for chunk in values.chunks(200) {
+                    let rows: Vec<_> = chunk
+                        .iter()
+                        .map(|(n, v)| (s::device_id.eq(device_id), s::name.eq(n), s::value.eq(v)))
+                        .collect();
+                    diesel::insert_into(s::device_search)
+                        .values(&rows)
+                        .on_conflict((s::device_id, s::name))
+                        .do_update()
+                        .set(s::value.eq(excluded(s::value)))
+                        .execute(c)?;
+                }
+                diesel::update(devices::table.filter(devices::id.eq(device_id)))
+                    .set(devices::search_sig.eq(sig))
+                    .execute(c)?;
+                Ok(())
+            })
+        })
+    }
+
+    /// Searchable values of a device, by name.
+    pub fn search_values_of(&self, device_id: &str) -> Result<Vec<(String, String)>> {
+        use device_search::dsl as s;
+        with_conn!(self, |c| {
+            Ok(s::device_search
+                .filter(s::device_id.eq(device_id))
+                .order(s::name.asc())
+                .select((s::name, s::value))
+                .load(c)?)
+        })
+    }
+
+    /// Record how a connection request ended.
+    pub fn record_connreq(&self, row: &ConnReqRow) -> Result<()> {
+        use device_connreq::dsl as r;
+        with_conn!(self, |c| {
+            diesel::insert_into(r::device_connreq)
+                .values((
+                    r::device_id.eq(&row.device_id),
+                    r::at.eq(row.at),
+                    r::outcome.eq(&row.outcome),
+                    r::message.eq(&row.message),
+                ))
+                .on_conflict(r::device_id)
+                .do_update()
+                .set((
+                    r::at.eq(row.at),
+                    r::outcome.eq(&row.outcome),
+                    r::message.eq(&row.message),
+                ))
+                .execute(c)?;
+            Ok(())
+        })
+    }
+
+    /// Last connection-request outcomes of the given devices.
+    pub fn connreqs_of(&self, ids: &[String]) -> Result<HashMap<String, ConnReqRow>> {
+        use device_connreq::dsl as r;
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows: Vec<ConnReqRow> = with_conn!(self, |c| {
+            Ok::<_, crate::error::Error>(
+                r::device_connreq
+                    .filter(r::device_id.eq_any(ids))
+                    .select(ConnReqRow::as_select())
+                    .load(c)?,
+            )
+        })?;
+        Ok(rows.into_iter().map(|r| (r.device_id.clone(), r)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_indexed_sql_with_placeholders() {
+        let f = Filter::And(vec![
+            Filter::Cond {
+                field: Field::Param("DeviceInfo.SoftwareVersion".into()),
+                op: Op::Eq,
+                value: "1.2".into(),
+            },
+            Filter::Cond {
+                field: Field::Tag,
+                op: Op::Eq,
+                value: "lab".into(),
+            },
+        ]);
+        let b = build(&f, Some("X"), 10, true);
+        assert!(b
+            .sql
+            .contains("device_search WHERE name = $1 AND value = $2"));
+        assert!(b.sql.contains("device_tags WHERE tag = $3"));
+        assert!(b
+            .sql
+            .ends_with("devices.id > $4 ORDER BY devices.id LIMIT $5"));
+        let b = build(&f, None, 10, false);
+        assert_eq!(b.sql.matches('?').count(), 4);
+    }
+}
