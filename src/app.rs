@@ -127,7 +127,19 @@ pub fn start(
     };
     let store = Store::open(&config.database).map_err(|e| anyhow::anyhow!("{e}"))?;
     let clock: Clock = clock.unwrap_or_else(|| Arc::new(crate::store::now_ms));
-    let node_id = format!("{}-{}", hostname(), crate::http::request_id::new_id());
+    // Stable across restarts of this process on this host and port: locks a killed process
+    // left behind can be released at once instead of waiting for them to expire.
+    let node_id = format!("{}:{}", hostname(), cwmp_listener.local_addr()?.port());
+    match store.release_session_locks(&node_id) {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            count = n,
+            "released session locks left by a previous run of this node"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot release stale session locks; they expire by themselves")
+        }
+    }
     let cwmp =
         crate::http::cwmp::CwmpState::new(&config, &store).map_err(|e| anyhow::anyhow!("{e}"))?;
     let services = crate::domain::services::Services::new(&config, &store)

@@ -323,6 +323,28 @@ impl Store {
         })
     }
 
+    /// Release every session lock held by sessions of `node` (lock owners are
+    /// `<node>/<session>`), after that node restarted.
+    pub fn release_session_locks(&self, node: &str) -> Result<usize> {
+        use devices::dsl as d;
+        let pattern = format!(
+            "{}/%",
+            node.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        with_conn!(self, |c| {
+            Ok(
+                diesel::update(d::devices.filter(d::session_owner.like(&pattern).escape('\\')))
+                    .set((
+                        d::session_owner.eq(None::<String>),
+                        d::session_expires.eq(None::<i64>),
+                    ))
+                    .execute(c)?,
+            )
+        })
+    }
+
     /// Note that a device has new work (a task, a changed preset): the next session looks.
     pub fn bump_work_epoch(&self, device_id: &str) -> Result<()> {
         use devices::dsl as d;

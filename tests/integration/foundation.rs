@@ -5,7 +5,11 @@ use std::process::Command;
 use crate::battery;
 use crate::support::{Backend, TestApp, TestDb};
 
-battery!(healthz_and_restart_keep_data, migrations_run_up_and_down);
+battery!(
+    healthz_and_restart_keep_data,
+    migrations_run_up_and_down,
+    a_restarted_node_releases_its_own_locks_only
+);
 
 async fn healthz_and_restart_keep_data(b: Backend) {
     let app = TestApp::spawn(b, |_| {}).await;
@@ -104,11 +108,25 @@ async fn postgres_health_reports_database_loss() {
             use diesel::connection::SimpleConnection;
             use diesel::Connection;
             let mut c = diesel::PgConnection::establish(&admin).unwrap();
-            c.batch_execute(&format!(
-                "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
-                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';"
-            ))
-            .unwrap();
+            c.batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false")).unwrap();
+            // Termination is asynchronous: repeat until no backend of the database is left.
+            use diesel::RunQueryDsl;
+            #[derive(diesel::QueryableByName)]
+            struct N {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                n: i64,
+            }
+            for _ in 0..100 {
+                let left: N = diesel::sql_query(format!(
+                    "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE datname = '{name}'"
+                ))
+                .get_result(&mut c)
+                .unwrap();
+                if left.n == 0 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
         }
     })
     .await
@@ -516,4 +534,47 @@ async fn cli_prints_the_session_log() {
         lines[1].contains("0 BOOTSTRAP") && lines[1].contains(">GetParameterNames"),
         "{out}"
     );
+}
+
+async fn a_restarted_node_releases_its_own_locks_only(b: Backend) {
+    tokio::task::spawn_blocking(move || {
+        let db = TestDb::new(b);
+        let mut cfg = ferroacs::config::Config::default();
+        cfg.database.url = db.url.clone();
+        let store = ferroacs::store::Store::open(&cfg.database).unwrap();
+        let lock = |serial: &str, owner: &str| {
+            let u = ferroacs::store::devices::InformUpdate {
+                id: format!("000000-X-{serial}"),
+                oui: "000000".into(),
+                product_class: "X".into(),
+                serial_number: serial.into(),
+                ..Default::default()
+            };
+            let r = store
+                .begin_session(&u, owner, 1, i64::MAX / 4, true, None, false)
+                .unwrap();
+            assert!(matches!(
+                r,
+                ferroacs::store::devices::BeginSession::Started { .. }
+            ));
+        };
+        lock("A", "host_1:7547/s1");
+        lock("B", "host_1:75470/s2");
+        lock("C", "hostX1:7547/s3");
+        assert_eq!(store.release_session_locks("host_1:7547").unwrap(), 1);
+        let owner = |serial: &str| {
+            store
+                .get_device(&format!("000000-X-{serial}"))
+                .unwrap()
+                .unwrap()
+                .session_owner
+        };
+        assert_eq!(owner("A"), None);
+        assert!(
+            owner("B").is_some() && owner("C").is_some(),
+            "other nodes' locks stay"
+        );
+    })
+    .await
+    .unwrap();
 }
