@@ -105,6 +105,48 @@ pub trait ConnectionRequester: Send + Sync {
     fn send<'a>(&'a self, target: &'a ConnReqTarget) -> ConnReqFuture<'a>;
 }
 
+/// Connection requests sent, by outcome (for /metrics). Senders call [`ConnReqCounters::record`].
+#[derive(Debug, Default)]
+pub struct ConnReqCounters {
+    ok: std::sync::atomic::AtomicU64,
+    auth_failed: std::sync::atomic::AtomicU64,
+    unreachable: std::sync::atomic::AtomicU64,
+    timeout: std::sync::atomic::AtomicU64,
+    refused_503: std::sync::atomic::AtomicU64,
+    bad_url: std::sync::atomic::AtomicU64,
+    error: std::sync::atomic::AtomicU64,
+}
+
+impl ConnReqCounters {
+    /// Counts one finished connection request.
+    pub fn record(&self, outcome: &ConnReqOutcome) {
+        let c = match outcome {
+            ConnReqOutcome::Ok => &self.ok,
+            ConnReqOutcome::AuthFailed => &self.auth_failed,
+            ConnReqOutcome::Unreachable(_) => &self.unreachable,
+            ConnReqOutcome::Timeout => &self.timeout,
+            ConnReqOutcome::Refused503 => &self.refused_503,
+            ConnReqOutcome::BadUrl(_) => &self.bad_url,
+            ConnReqOutcome::Error(_) => &self.error,
+        };
+        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `(outcome label, count)` for every outcome, zeros included.
+    pub fn snapshot(&self) -> [(&'static str, u64); 7] {
+        let g = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        [
+            ("ok", g(&self.ok)),
+            ("auth_failed", g(&self.auth_failed)),
+            ("unreachable", g(&self.unreachable)),
+            ("timeout", g(&self.timeout)),
+            ("refused_503", g(&self.refused_503)),
+            ("bad_url", g(&self.bad_url)),
+            ("error", g(&self.error)),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,6 +29,9 @@ pub const FAULT: &str = "fault";
 pub const EXPIRED: &str = "expired";
 pub const CANCELLED: &str = "cancelled";
 
+/// Every status, in lifecycle order.
+pub const STATUSES: [&str; 6] = [PENDING, RUNNING, DONE, FAULT, EXPIRED, CANCELLED];
+
 /// One value of a SetParameterValues task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -7,6 +7,7 @@ pub mod cwmp;
 pub mod error;
 pub mod fileserver;
 pub mod health;
+pub mod metrics;
 pub mod request_id;
 pub mod tls;
 
@@ -55,6 +56,7 @@ pub fn build_servers(
             .app_data(api_data.clone())
             .wrap(middleware::from_fn(request_id::middleware))
             .route("/healthz", web::get().to(health::healthz))
+            .route("/metrics", web::get().to(metrics::metrics))
             .configure(api::configure)
     })
     .disable_signals()

@@ -14,7 +14,7 @@ use crate::with_conn;
 pub type Ha1Fn<'a> = &'a dyn Fn(&str, &str) -> String;
 
 /// A device row as stored.
-#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = devices)]
 pub struct DeviceRow {
     pub id: String,

@@ -18,6 +18,7 @@ pub mod params;
 pub mod presets;
 pub mod schema;
 pub mod search;
+pub mod seed;
 pub mod sessions;
 pub mod tasks;
 pub mod users;

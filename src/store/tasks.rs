@@ -194,4 +194,14 @@ impl Store {
             .get_results::<i64>(c)?)
         })
     }
+
+    /// Number of tasks in each status (for /metrics).
+    pub fn count_tasks_by_status(&self) -> Result<Vec<(String, i64)>> {
+        with_conn!(self, |c| {
+            Ok(t::tasks
+                .group_by(t::status)
+                .select((t::status, diesel::dsl::count_star()))
+                .load::<(String, i64)>(c)?)
+        })
+    }
 }

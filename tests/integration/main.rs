@@ -8,8 +8,12 @@ mod support;
 #[allow(unused_imports)]
 mod cpe;
 
+#[path = "../support/loadgen.rs"]
+mod loadgen;
+
 mod api;
 mod cwmp;
 
 mod foundation;
+mod loadgen_run;
 mod voip;

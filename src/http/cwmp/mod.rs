@@ -797,7 +797,11 @@ async fn end_device_session(
         Outcome::Timeout => m.sessions_timed_out.fetch_add(1, Ordering::Relaxed),
         Outcome::Error => m.sessions_failed.fetch_add(1, Ordering::Relaxed),
     };
-    match dsession::end(e, dev, outcome).await {
+    let started = std::time::Instant::now();
+    let ended = dsession::end(e, dev, outcome).await;
+    m.db_time_us
+        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    match ended {
         Ok(row) => state.cwmp.log(row),
         Err(err) => {
             tracing::error!(device = %dev.device_id, error = %err, "cannot close the session cleanly; its lock expires by itself")
