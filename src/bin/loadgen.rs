@@ -79,6 +79,10 @@ enum Command {
         /// Serial number prefix.
         #[arg(long, default_value = "PER")]
         prefix: String,
+        /// The devices are already known (or the target is the raw ceiling): no first
+        /// contact before the measured phases.
+        #[arg(long)]
+        no_bootstrap: bool,
     },
     /// Sessions with pending tasks: each device gets a GetParameterValues of 20 parameters
     /// and a SetParameterValues of 5 (queued directly in the database), then one session.
@@ -397,18 +401,26 @@ async fn run(cmd: Command) -> anyhow::Result<Value> {
             rate,
             half_rate,
             prefix,
+            no_bootstrap,
         } => {
             let spec = FleetSpec {
                 password: target.password.clone(),
                 ..FleetSpec::new(&prefix, devices, params)
             };
-            let fleet = loadgen::fleet(&spec);
-            let (mut fleet, warm) = bootstrap(fleet, &target.url, concurrency).await?;
-            eprintln!(
-                "bootstrap: {} devices in {:.1} s",
-                warm.rec.ok,
-                warm.elapsed.as_secs_f64()
-            );
+            let mut fleet = loadgen::fleet(&spec);
+            if no_bootstrap {
+                for d in fleet.iter_mut() {
+                    d.state.bootstrapped = true;
+                }
+            } else {
+                let (f, warm) = bootstrap(fleet, &target.url, concurrency).await?;
+                fleet = f;
+                eprintln!(
+                    "bootstrap: {} devices in {:.1} s",
+                    warm.rec.ok,
+                    warm.elapsed.as_secs_f64()
+                );
+            }
             let mut phases = Vec::new();
             let first = match rate {
                 Some(r) => Arrival::Open(r),

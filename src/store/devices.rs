@@ -14,7 +14,7 @@ use crate::with_conn;
 pub type Ha1Fn<'a> = &'a dyn Fn(&str, &str) -> String;
 
 /// A device row as stored.
-#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, PartialEq, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = devices)]
 pub struct DeviceRow {
     pub id: String,
@@ -79,28 +79,6 @@ pub struct InformUpdate {
     pub inform_params: Vec<u8>,
     pub boot: bool,
     pub bootstrap: bool,
-}
-
-#[derive(AsChangeset)]
-#[diesel(table_name = devices)]
-struct InformChanges<'a> {
-    manufacturer: &'a str,
-    model_name: Option<&'a str>,
-    software_version: Option<&'a str>,
-    hardware_version: Option<&'a str>,
-    root_model: &'a str,
-    cwmp_version: &'a str,
-    last_inform: i64,
-    last_boot: Option<i64>,
-    last_bootstrap: Option<i64>,
-    last_source_ip: &'a str,
-    last_retry_count: i32,
-    connection_request_url: Option<&'a str>,
-    inform_params: &'a [u8],
-    discovered_at: Option<Option<i64>>,
-    session_owner: &'a str,
-    session_expires: i64,
-    updated_at: i64,
 }
 
 #[derive(Insertable)]
@@ -176,44 +154,17 @@ impl Store {
         default_credentials: bool,
     ) -> Result<BeginSession> {
         use devices::dsl as d;
-        let changes = InformChanges {
-            manufacturer: &u.manufacturer,
-            model_name: u.model_name.as_deref(),
-            software_version: u.software_version.as_deref(),
-            hardware_version: u.hardware_version.as_deref(),
-            root_model: &u.root_model,
-            cwmp_version: &u.cwmp_version,
-            last_inform: now,
-            last_boot: u.boot.then_some(now),
-            last_bootstrap: u.bootstrap.then_some(now),
-            last_source_ip: &u.source_ip,
-            last_retry_count: u.retry_count,
-            connection_request_url: u.connection_request_url.as_deref(),
-            inform_params: &u.inform_params,
-            discovered_at: u.bootstrap.then_some(None),
-            session_owner: owner,
-            session_expires: lock_until,
-            updated_at: now,
-        };
         let takeover = takeover.unwrap_or(owner);
+        let record = RecordInform {
+            u,
+            owner,
+            takeover,
+            now,
+            lock_until,
+            own_credentials: !default_credentials,
+        };
         with_conn!(self, |c| {
-            let free = d::session_expires
-                .is_null()
-                .or(d::session_expires.lt(now))
-                .or(d::session_owner.eq(owner))
-                .or(d::session_owner.eq(takeover));
-            let mut target = diesel::update(d::devices)
-                .filter(d::id.eq(&u.id))
-                .filter(free)
-                .into_boxed();
-            if default_credentials {
-                target = target.filter(d::cwmp_username.is_null());
-            }
-            let updated = target
-                .set(&changes)
-                .returning(DeviceRow::as_returning())
-                .get_result::<DeviceRow>(c)
-                .optional()?;
+            let updated = record.get_result::<DeviceRow>(c).optional()?;
             if let Some(row) = updated {
                 if u.bootstrap {
                     // BOOTSTRAP: what we knew of the tree is stale; operator config and tasks stay.
@@ -299,26 +250,13 @@ impl Store {
     /// Release the session lock. `work_seen` records the work epoch the session drained, so
     /// the next periodic session knows there is nothing new to do without looking.
     pub fn end_session(&self, device_id: &str, owner: &str, work_seen: Option<i64>) -> Result<()> {
-        use devices::dsl as d;
+        let release = ReleaseLock {
+            id: device_id,
+            owner,
+            work_seen,
+        };
         with_conn!(self, |c| {
-            let target = d::devices
-                .filter(d::id.eq(device_id))
-                .filter(d::session_owner.eq(owner));
-            match work_seen {
-                Some(epoch) => diesel::update(target)
-                    .set((
-                        d::session_owner.eq(None::<String>),
-                        d::session_expires.eq(None::<i64>),
-                        d::work_seen_epoch.eq(epoch),
-                    ))
-                    .execute(c)?,
-                None => diesel::update(target)
-                    .set((
-                        d::session_owner.eq(None::<String>),
-                        d::session_expires.eq(None::<i64>),
-                    ))
-                    .execute(c)?,
-            };
+            release.execute(c)?;
             Ok(())
         })
     }
@@ -538,3 +476,146 @@ impl Store {
         })
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// The two statements of every session, written as fixed SQL so that both backends keep them
+// prepared per connection. diesel never caches the statements its UPDATE builder produces
+// (their SQL may depend on the values), and parsing this UPDATE … RETURNING again for every
+// Inform was the largest single cost of a periodic session on SQLite.
+// ---------------------------------------------------------------------------------------
+
+/// Columns of [`DeviceRow`], in order, for `RETURNING`.
+const DEVICE_COLUMNS: &str = "id, oui, product_class, serial_number, manufacturer, model_name, \
+     software_version, hardware_version, root_model, cwmp_version, last_inform, last_boot, \
+     last_bootstrap, last_source_ip, last_retry_count, connection_request_url, cr_username, \
+     cr_password, cwmp_username, cwmp_ha1, inform_params, discovered_at, work_epoch, \
+     work_seen_epoch, session_owner, session_expires, provisioned, created_at, updated_at";
+
+/// Record an Inform and take the session lock when it is free (or ours, or a stale owner's
+/// we may replace). Optional Inform fields leave the stored value alone when absent.
+struct RecordInform<'a> {
+    u: &'a InformUpdate,
+    owner: &'a str,
+    takeover: &'a str,
+    now: i64,
+    lock_until: i64,
+    /// The CPE used its own credentials (false: the defaults, which only open devices
+    /// without credentials of their own).
+    own_credentials: bool,
+}
+
+/// Release the session lock, recording the drained work epoch when given.
+struct ReleaseLock<'a> {
+    id: &'a str,
+    owner: &'a str,
+    work_seen: Option<i64>,
+}
+
+/// Static identities of the statements above, for the prepared-statement caches.
+struct RecordInformId;
+struct ReleaseLockId;
+
+impl diesel::query_builder::QueryId for RecordInform<'_> {
+    type QueryId = RecordInformId;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::QueryId for ReleaseLock<'_> {
+    type QueryId = ReleaseLockId;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for RecordInform<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl<Conn> RunQueryDsl<Conn> for RecordInform<'_> {}
+impl<Conn> RunQueryDsl<Conn> for ReleaseLock<'_> {}
+
+macro_rules! session_statements {
+    ($db:ty) => {
+        impl diesel::query_builder::QueryFragment<$db> for RecordInform<'_> {
+            fn walk_ast<'b>(
+                &'b self,
+                mut out: diesel::query_builder::AstPass<'_, 'b, $db>,
+            ) -> QueryResult<()> {
+                use diesel::sql_types::{BigInt, Binary, Bool, Integer, Nullable, Text};
+                let u = self.u;
+                out.push_sql("UPDATE devices SET manufacturer = ");
+                out.push_bind_param::<Text, _>(&u.manufacturer)?;
+                out.push_sql(", model_name = COALESCE(");
+                out.push_bind_param::<Nullable<Text>, _>(&u.model_name)?;
+                out.push_sql(", model_name), software_version = COALESCE(");
+                out.push_bind_param::<Nullable<Text>, _>(&u.software_version)?;
+                out.push_sql(", software_version), hardware_version = COALESCE(");
+                out.push_bind_param::<Nullable<Text>, _>(&u.hardware_version)?;
+                out.push_sql(", hardware_version), root_model = ");
+                out.push_bind_param::<Text, _>(&u.root_model)?;
+                out.push_sql(", cwmp_version = ");
+                out.push_bind_param::<Text, _>(&u.cwmp_version)?;
+                out.push_sql(", last_inform = ");
+                out.push_bind_param::<BigInt, _>(&self.now)?;
+                out.push_sql(", last_boot = CASE WHEN ");
+                out.push_bind_param::<Bool, _>(&u.boot)?;
+                out.push_sql(" THEN ");
+                out.push_bind_param::<BigInt, _>(&self.now)?;
+                out.push_sql(" ELSE last_boot END, last_bootstrap = CASE WHEN ");
+                out.push_bind_param::<Bool, _>(&u.bootstrap)?;
+                out.push_sql(" THEN ");
+                out.push_bind_param::<BigInt, _>(&self.now)?;
+                out.push_sql(" ELSE last_bootstrap END, last_source_ip = ");
+                out.push_bind_param::<Text, _>(&u.source_ip)?;
+                out.push_sql(", last_retry_count = ");
+                out.push_bind_param::<Integer, _>(&u.retry_count)?;
+                out.push_sql(", connection_request_url = COALESCE(");
+                out.push_bind_param::<Nullable<Text>, _>(&u.connection_request_url)?;
+                out.push_sql(", connection_request_url), inform_params = ");
+                out.push_bind_param::<Binary, _>(&u.inform_params)?;
+                // BOOTSTRAP: what we knew of the tree is stale.
+                out.push_sql(", discovered_at = CASE WHEN ");
+                out.push_bind_param::<Bool, _>(&u.bootstrap)?;
+                out.push_sql(" THEN NULL ELSE discovered_at END, session_owner = ");
+                out.push_bind_param::<Text, _>(self.owner)?;
+                out.push_sql(", session_expires = ");
+                out.push_bind_param::<BigInt, _>(&self.lock_until)?;
+                out.push_sql(", updated_at = ");
+                out.push_bind_param::<BigInt, _>(&self.now)?;
+                out.push_sql(" WHERE id = ");
+                out.push_bind_param::<Text, _>(&u.id)?;
+                out.push_sql(" AND (session_expires IS NULL OR session_expires < ");
+                out.push_bind_param::<BigInt, _>(&self.now)?;
+                out.push_sql(" OR session_owner = ");
+                out.push_bind_param::<Text, _>(self.owner)?;
+                out.push_sql(" OR session_owner = ");
+                out.push_bind_param::<Text, _>(self.takeover)?;
+                out.push_sql(") AND (");
+                out.push_bind_param::<Bool, _>(&self.own_credentials)?;
+                out.push_sql(" OR cwmp_username IS NULL) RETURNING ");
+                out.push_sql(DEVICE_COLUMNS);
+                Ok(())
+            }
+        }
+
+        impl diesel::query_builder::QueryFragment<$db> for ReleaseLock<'_> {
+            fn walk_ast<'b>(
+                &'b self,
+                mut out: diesel::query_builder::AstPass<'_, 'b, $db>,
+            ) -> QueryResult<()> {
+                use diesel::sql_types::{BigInt, Nullable, Text};
+                out.push_sql(
+                    "UPDATE devices SET session_owner = NULL, session_expires = NULL, \
+                     work_seen_epoch = COALESCE(",
+                );
+                out.push_bind_param::<Nullable<BigInt>, _>(&self.work_seen)?;
+                out.push_sql(", work_seen_epoch) WHERE id = ");
+                out.push_bind_param::<Text, _>(self.id)?;
+                out.push_sql(" AND session_owner = ");
+                out.push_bind_param::<Text, _>(self.owner)?;
+                Ok(())
+            }
+        }
+    };
+}
+
+session_statements!(diesel::sqlite::Sqlite);
+session_statements!(diesel::pg::Pg);
