@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 #[path = "../tests/support/cpe/mod.rs"]
-#[allow(unused_imports, dead_code, clippy::all)]
+#[allow(unused_imports)]
 mod cpe;
 
 use std::hint::black_box;

@@ -6,7 +6,7 @@
 //! `scripts/bench` drives it; `loadgen <command> --help` lists the knobs.
 
 #[path = "../../tests/support/cpe/mod.rs"]
-#[allow(unused_imports, dead_code, clippy::all)]
+#[allow(unused_imports)]
 mod cpe;
 
 #[path = "../../tests/support/loadgen.rs"]
