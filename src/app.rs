@@ -23,8 +23,6 @@ pub struct AppState {
     pub cwmp: crate::http::cwmp::CwmpState,
     /// File signing and storage, connection requests, task notifications.
     pub services: crate::domain::services::Services,
-    /// Outcomes of outbound connection requests, for /metrics.
-    pub connreq_counters: crate::connreq::ConnReqCounters,
 }
 
 impl AppState {
@@ -153,7 +151,6 @@ pub fn start(
         clock,
         cwmp,
         services,
-        connreq_counters: Default::default(),
     });
     let cwmp_addr = cwmp_listener.local_addr()?;
     let api_addr = api_listener.local_addr()?;

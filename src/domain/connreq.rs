@@ -42,6 +42,8 @@ pub struct ConnReqService {
     permits: tokio::sync::Semaphore,
     last: DashMap<String, i64>,
     min_interval_ms: i64,
+    /// Outcomes of the requests sent, for /metrics.
+    pub counters: crate::connreq::ConnReqCounters,
 }
 
 impl ConnReqService {
@@ -55,6 +57,7 @@ impl ConnReqService {
             permits: tokio::sync::Semaphore::new(concurrency.max(1)),
             last: DashMap::new(),
             min_interval_ms,
+            counters: Default::default(),
         }
     }
 
@@ -103,6 +106,7 @@ impl ConnReqService {
                 Ok(_permit) => self.requester.send(&target).await,
                 Err(_) => ConnReqOutcome::Error("connection requests are shutting down".into()),
             };
+            self.counters.record(&outcome);
             CrResult {
                 outcome: outcome_code(&outcome),
                 message: outcome.to_string(),

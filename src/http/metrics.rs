@@ -152,7 +152,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         "counter",
         "Connection requests sent to devices, by outcome.",
     );
-    for (outcome, v) in state.connreq_counters.snapshot() {
+    for (outcome, v) in state.services.connreq.counters.snapshot() {
         sample(
             &mut out,
             "ferroacs_connection_requests_total",

@@ -484,12 +484,14 @@ impl Store {
 // Inform was the largest single cost of a periodic session on SQLite.
 // ---------------------------------------------------------------------------------------
 
-/// Columns of [`DeviceRow`], in order, for `RETURNING`.
+/// Columns of [`DeviceRow`], for `RETURNING` (keep in step with the struct: rows are read by
+/// column name, and every session fails when one is missing).
 const DEVICE_COLUMNS: &str = "id, oui, product_class, serial_number, manufacturer, model_name, \
      software_version, hardware_version, root_model, cwmp_version, last_inform, last_boot, \
      last_bootstrap, last_source_ip, last_retry_count, connection_request_url, cr_username, \
      cr_password, cwmp_username, cwmp_ha1, inform_params, discovered_at, work_epoch, \
-     work_seen_epoch, session_owner, session_expires, provisioned, created_at, updated_at";
+     work_seen_epoch, session_owner, session_expires, provisioned, created_at, updated_at, \
+     search_sig, preset_events";
 
 /// Record an Inform and take the session lock when it is free (or ours, or a stale owner's
 /// we may replace). Optional Inform fields leave the stored value alone when absent.

@@ -1,4 +1,4 @@
-//! Bulk copies of a known device and the database's size, for capacity measurements
+//! Bulk copies of a known device (row, stored tree, search index) and the database's size, for capacity measurements
 //! (how many bytes a device costs once its whole parameter tree is stored).
 
 use diesel::connection::SimpleConnection;
@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 
 use super::devices::DeviceRow;
-use super::schema::{device_params, devices};
+use super::schema::{device_params, device_search, devices};
 use super::{Store, WriteTxn};
 use crate::error::{Error, Result};
 use crate::with_backend;
@@ -40,6 +40,14 @@ impl Store {
                     .first::<i32>(c)
                     .optional()?
                     .unwrap_or(0),
+            )
+        })?;
+        let search: Vec<(String, String)> = with_conn!(self, |c| {
+            Ok::<_, Error>(
+                device_search::table
+                    .filter(device_search::device_id.eq(template))
+                    .select((device_search::name, device_search::value))
+                    .load(c)?,
             )
         })?;
         let rows: Vec<DeviceRow> = copies
@@ -80,6 +88,23 @@ impl Store {
                             .values(chunk)
                             .execute(c)?;
                     }
+                }
+                let values: Vec<_> = copies
+                    .iter()
+                    .flat_map(|(id, _)| {
+                        search.iter().map(move |(name, value)| {
+                            (
+                                device_search::device_id.eq(id.as_str()),
+                                device_search::name.eq(name.as_str()),
+                                device_search::value.eq(value.as_str()),
+                            )
+                        })
+                    })
+                    .collect();
+                for chunk in values.chunks(1000) {
+                    diesel::insert_into(device_search::table)
+                        .values(chunk)
+                        .execute(c)?;
                 }
                 Ok(n)
             })
