@@ -164,70 +164,80 @@ impl Store {
             own_credentials: !default_credentials,
         };
         with_conn!(self, |c| {
-            let updated = record.get_result::<DeviceRow>(c).optional()?;
-            if let Some(row) = updated {
-                if u.bootstrap {
-                    // BOOTSTRAP: what we knew of the tree is stale; operator config and tasks stay.
-                    diesel::delete(device_params::table.filter(device_params::device_id.eq(&u.id)))
+            // The lock may be released between the UPDATE and the fallback SELECT below (the
+            // previous session ending right now): then try again.
+            for _ in 0..3 {
+                let updated = record.get_result::<DeviceRow>(c).optional()?;
+                if let Some(row) = updated {
+                    if u.bootstrap {
+                        // BOOTSTRAP: what we knew of the tree is stale; operator config and tasks stay.
+                        diesel::delete(
+                            device_params::table.filter(device_params::device_id.eq(&u.id)),
+                        )
                         .execute(c)?;
-                }
-                return Ok(BeginSession::Started {
-                    device: Box::new(row),
-                    created: false,
-                });
-            }
-            if allow_create {
-                let new = NewDevice {
-                    id: &u.id,
-                    oui: &u.oui,
-                    product_class: &u.product_class,
-                    serial_number: &u.serial_number,
-                    manufacturer: &u.manufacturer,
-                    model_name: u.model_name.as_deref().unwrap_or(""),
-                    software_version: u.software_version.as_deref().unwrap_or(""),
-                    hardware_version: u.hardware_version.as_deref().unwrap_or(""),
-                    root_model: &u.root_model,
-                    cwmp_version: &u.cwmp_version,
-                    last_inform: Some(now),
-                    last_boot: u.boot.then_some(now),
-                    last_bootstrap: u.bootstrap.then_some(now),
-                    last_source_ip: &u.source_ip,
-                    last_retry_count: u.retry_count,
-                    connection_request_url: u.connection_request_url.as_deref().unwrap_or(""),
-                    inform_params: Some(&u.inform_params),
-                    session_owner: Some(owner),
-                    session_expires: Some(lock_until),
-                    provisioned: 0,
-                    created_at: now,
-                    updated_at: now,
-                };
-                let inserted = diesel::insert_into(d::devices)
-                    .values(&new)
-                    .on_conflict_do_nothing()
-                    .returning(DeviceRow::as_returning())
-                    .get_result::<DeviceRow>(c)
-                    .optional()?;
-                if let Some(row) = inserted {
+                    }
                     return Ok(BeginSession::Started {
                         device: Box::new(row),
-                        created: true,
+                        created: false,
                     });
                 }
-            }
-            let lock = d::devices
-                .filter(d::id.eq(&u.id))
-                .select((d::session_owner, d::session_expires, d::cwmp_username))
-                .first::<(Option<String>, Option<i64>, Option<String>)>(c)
-                .optional()?;
-            Ok(match lock {
-                Some((_, _, Some(_))) if default_credentials => {
-                    BeginSession::OwnCredentialsRequired
+                if allow_create {
+                    let new = NewDevice {
+                        id: &u.id,
+                        oui: &u.oui,
+                        product_class: &u.product_class,
+                        serial_number: &u.serial_number,
+                        manufacturer: &u.manufacturer,
+                        model_name: u.model_name.as_deref().unwrap_or(""),
+                        software_version: u.software_version.as_deref().unwrap_or(""),
+                        hardware_version: u.hardware_version.as_deref().unwrap_or(""),
+                        root_model: &u.root_model,
+                        cwmp_version: &u.cwmp_version,
+                        last_inform: Some(now),
+                        last_boot: u.boot.then_some(now),
+                        last_bootstrap: u.bootstrap.then_some(now),
+                        last_source_ip: &u.source_ip,
+                        last_retry_count: u.retry_count,
+                        connection_request_url: u.connection_request_url.as_deref().unwrap_or(""),
+                        inform_params: Some(&u.inform_params),
+                        session_owner: Some(owner),
+                        session_expires: Some(lock_until),
+                        provisioned: 0,
+                        created_at: now,
+                        updated_at: now,
+                    };
+                    let inserted = diesel::insert_into(d::devices)
+                        .values(&new)
+                        .on_conflict_do_nothing()
+                        .returning(DeviceRow::as_returning())
+                        .get_result::<DeviceRow>(c)
+                        .optional()?;
+                    if let Some(row) = inserted {
+                        return Ok(BeginSession::Started {
+                            device: Box::new(row),
+                            created: true,
+                        });
+                    }
                 }
-                Some((owner, expires, _)) => BeginSession::Busy {
-                    owner: owner.unwrap_or_default(),
-                    expires: expires.unwrap_or(0),
-                },
-                None => BeginSession::Unknown,
+                let lock = d::devices
+                    .filter(d::id.eq(&u.id))
+                    .select((d::session_owner, d::session_expires, d::cwmp_username))
+                    .first::<(Option<String>, Option<i64>, Option<String>)>(c)
+                    .optional()?;
+                return Ok(match lock {
+                    Some((_, _, Some(_))) if default_credentials => {
+                        BeginSession::OwnCredentialsRequired
+                    }
+                    Some((Some(owner), Some(expires), _)) if expires >= now => {
+                        BeginSession::Busy { owner, expires }
+                    }
+                    Some(_) => continue,
+                    None => BeginSession::Unknown,
+                });
+            }
+            Ok(BeginSession::Busy {
+                owner: String::new(),
+                expires: now,
             })
         })
     }
@@ -495,6 +505,7 @@ const DEVICE_COLUMNS: &str = "id, oui, product_class, serial_number, manufacture
 
 /// Record an Inform and take the session lock when it is free (or ours, or a stale owner's
 /// we may replace). Optional Inform fields leave the stored value alone when absent.
+#[derive(Clone, Copy)]
 struct RecordInform<'a> {
     u: &'a InformUpdate,
     owner: &'a str,
