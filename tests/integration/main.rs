@@ -13,3 +13,4 @@ mod cwmp;
 
 mod foundation;
 mod voip;
+mod voip_api;
