@@ -22,7 +22,7 @@
 //! refuses is marked `fault` until it is edited. Rounds are bounded, so a confused device
 //! cannot keep a session going.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -30,8 +30,9 @@ use crate::cwmp::{
     AcsRequest, CpeResponse, CwmpFault, Download, GetParameterValues, ObjectRequest,
     ParameterValue, SetParameterValues,
 };
+use crate::domain::devices::{self, DeviceFacts};
 use crate::domain::params::ParamTree;
-use crate::domain::presets::{self, Facts, Filter, Preset, PresetSpec};
+use crate::domain::presets::{self, Preset, PresetSpec};
 use crate::domain::session::{DeviceSession, Env, Origin, Planned};
 use crate::domain::voip::{self, Account};
 use crate::error::Result;
@@ -88,7 +89,7 @@ impl PresetData {
     fn to_preset(&self) -> Option<Preset> {
         Some(Preset {
             name: self.name.clone(),
-            filter: Filter::parse(&self.filter).ok()?,
+            filter: presets::parse_filter(&self.filter).ok()?,
             priority: self.priority,
             events: self.events.clone(),
             spec: self.spec.clone(),
@@ -310,6 +311,7 @@ pub async fn prepare(
     if lines.is_empty() && presets.is_none() {
         return Ok(());
     }
+    // Every device column a filter can name (see `domain::devices`), by column name.
     let mut identity = BTreeMap::new();
     for (k, v) in [
         ("id", &device.id),
@@ -321,8 +323,20 @@ pub async fn prepare(
         ("software_version", &device.software_version),
         ("hardware_version", &device.hardware_version),
         ("root_model", &device.root_model),
+        ("cwmp_version", &device.cwmp_version),
+        ("last_source_ip", &device.last_source_ip),
     ] {
         identity.insert(k.to_string(), v.clone());
+    }
+    for (k, v) in [
+        ("last_inform", device.last_inform),
+        ("last_boot", device.last_boot),
+        ("last_bootstrap", device.last_bootstrap),
+        ("created_at", Some(device.created_at)),
+    ] {
+        if let Some(v) = v {
+            identity.insert(k.to_string(), v.to_string());
+        }
     }
     s.converge = Some(Converge {
         rounds: 0,
@@ -581,7 +595,7 @@ async fn preset_round(
         .filter_map(PresetData::to_preset)
         .collect();
     if pw.applicable.is_none() {
-        let tags = if all.iter().any(|p| p.filter.uses_tags()) {
+        let tags = if all.iter().any(|p| devices::uses_tags(&p.filter)) {
             let id = s.device_id.clone();
             env.store
                 .run(move |st| st.tags_of(&[id]))
@@ -592,16 +606,15 @@ async fn preset_round(
         } else {
             Vec::new()
         };
-        let fields: HashMap<&'static str, String> = presets::FILTER_FIELDS
-            .iter()
-            .filter_map(|f| identity.get(*f).map(|v| (*f, v.clone())))
-            .collect();
-        let facts = Facts {
-            fields,
+        let facts = DeviceFacts {
+            columns: identity,
             tags: &tags,
             tree,
         };
-        let matched: Vec<&Preset> = all.iter().filter(|p| p.filter.matches(&facts)).collect();
+        let matched: Vec<&Preset> = all
+            .iter()
+            .filter(|p| devices::matches(&p.filter, &facts))
+            .collect();
         let mut union: BTreeSet<String> = BTreeSet::new();
         for p in &matched {
             union.extend(p.events.iter().cloned());

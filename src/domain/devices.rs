@@ -323,6 +323,180 @@ pub fn parse_query(q: &str) -> Result<Filter> {
     Ok(f)
 }
 
+/// What a query can look at when it is evaluated in memory, against one device (presets
+/// do this in the device's session).
+pub struct DeviceFacts<'a> {
+    /// Device columns by column name (`serial_number`, `model_name`, `last_source_ip`,
+    /// `last_inform`, ...): the names [`Column`]s carry.
+    pub columns: &'a std::collections::BTreeMap<String, String>,
+    pub tags: &'a [String],
+    /// Known parameters, full names (`Device.DeviceInfo.X`).
+    pub tree: &'a ParamTree,
+}
+
+impl DeviceFacts<'_> {
+    fn param(&self, relative: &str) -> Option<&str> {
+        ["Device.", "InternetGatewayDevice."]
+            .iter()
+            .find_map(|root| self.tree.get(&format!("{root}{relative}")))
+            .and_then(|e| e.value.as_deref())
+    }
+}
+
+/// Whether a device matches a query, evaluated in memory with the semantics of the SQL
+/// search: text compares as text (byte order), `*` is the wildcard of `LIKE`, number
+/// columns compare as numbers and an unknown number matches nothing, `tag != x` and
+/// `Param != x` hold when the device has no such tag or value. Unlike the search, every
+/// known parameter can be named, not only the ones devices report in their Informs.
+pub fn matches(f: &Filter, d: &DeviceFacts<'_>) -> bool {
+    match f {
+        Filter::All => true,
+        Filter::And(v) => v.iter().all(|x| matches(x, d)),
+        Filter::Or(v) => v.is_empty() || v.iter().any(|x| matches(x, d)),
+        Filter::Not(x) => !matches(x, d),
+        Filter::Cond { field, op, value } => match field {
+            Field::Column(Column::Text(col)) => {
+                let actual = d.columns.get(*col).map(String::as_str).unwrap_or("");
+                compare_text(actual, *op, value)
+            }
+            Field::Column(Column::Number(col)) => {
+                let Some(actual) = d.columns.get(*col).and_then(|v| v.parse::<i64>().ok()) else {
+                    return false;
+                };
+                let want = value.trim().parse::<i64>().unwrap_or(i64::MIN);
+                let op = if *op == Op::Like { Op::Eq } else { *op };
+                ordered(actual.cmp(&want), op)
+            }
+            Field::Tag => {
+                if *op == Op::Ne {
+                    !d.tags.iter().any(|t| t == value)
+                } else {
+                    d.tags.iter().any(|t| compare_text(t, *op, value))
+                }
+            }
+            Field::Param(name) => match d.param(name) {
+                _ if *op == Op::Ne => d.param(name) != Some(value.as_str()),
+                Some(actual) => compare_text(actual, *op, value),
+                None => false,
+            },
+        },
+    }
+}
+
+fn ordered(o: std::cmp::Ordering, op: Op) -> bool {
+    use std::cmp::Ordering::*;
+    match op {
+        Op::Eq | Op::Like => o == Equal,
+        Op::Ne => o != Equal,
+        Op::Lt => o == Less,
+        Op::Le => o != Greater,
+        Op::Gt => o == Greater,
+        Op::Ge => o != Less,
+    }
+}
+
+fn compare_text(actual: &str, op: Op, value: &str) -> bool {
+    if op == Op::Like {
+        like(actual, value)
+    } else {
+        ordered(actual.cmp(value), op)
+    }
+}
+
+/// `*` matches any run of characters; everything else literally.
+pub fn like(text: &str, pattern: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return text == pattern;
+    }
+    let mut rest = text;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            match rest.strip_prefix(part) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        } else if i == parts.len() - 1 {
+            return rest.len() >= part.len() && rest.ends_with(part);
+        } else {
+            match rest.find(part) {
+                Some(at) => rest = &rest[at + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+/// Whether a query looks at tags (so callers load them only when needed).
+pub fn uses_tags(f: &Filter) -> bool {
+    match f {
+        Filter::All => false,
+        Filter::Cond { field, .. } => *field == Field::Tag,
+        Filter::And(v) | Filter::Or(v) => v.iter().any(uses_tags),
+        Filter::Not(x) => uses_tags(x),
+    }
+}
+
+/// A query whose SQL search selects at least every device [`matches`] accepts (it may
+/// select more). Conditions the SQL decides exactly as [`matches`] does are kept: equality
+/// on identity columns and tags, and `LIKE` where it can only select more. Others become
+/// "every device" where they count for a match and "no device" under a `NOT`.
+/// `Filter::All` means the query cannot narrow anything.
+pub fn sql_superset(f: &Filter) -> Filter {
+    approx(f, true)
+}
+
+fn approx(f: &Filter, over: bool) -> Filter {
+    let unknown = || {
+        if over {
+            Filter::All
+        } else {
+            Filter::Not(Box::new(Filter::All))
+        }
+    };
+    match f {
+        Filter::All => Filter::All,
+        Filter::And(v) => simplify_and(v.iter().map(|x| approx(x, over)).collect()),
+        Filter::Or(v) => {
+            let parts: Vec<Filter> = v.iter().map(|x| approx(x, over)).collect();
+            if parts.contains(&Filter::All) {
+                Filter::All
+            } else {
+                Filter::Or(parts)
+            }
+        }
+        Filter::Not(x) => match approx(x, !over) {
+            Filter::Not(inner) => *inner,
+            other => Filter::Not(Box::new(other)),
+        },
+        Filter::Cond { field, op, value } => {
+            let exact = match (field, op) {
+                (Field::Column(Column::Text(_)) | Field::Tag, Op::Eq | Op::Ne) => true,
+                // SQL LIKE also treats `_` and `%` as wildcards and may ignore case: it
+                // selects at least what `*` does, unless `\` escapes something.
+                (Field::Column(Column::Text(_)) | Field::Tag, Op::Like) => {
+                    over && !value.contains('\\')
+                }
+                _ => false,
+            };
+            if exact {
+                f.clone()
+            } else {
+                unknown()
+            }
+        }
+    }
+}
+
+fn simplify_and(parts: Vec<Filter>) -> Filter {
+    let parts: Vec<Filter> = parts.into_iter().filter(|p| *p != Filter::All).collect();
+    match parts.len() {
+        0 => Filter::All,
+        _ => Filter::And(parts),
+    }
+}
+
 /// The searchable values of a session: every Inform parameter plus learnt `DeviceInfo.*`
 /// values, by relative name, sorted, and the signature of the Inform's values. Write them
 /// when the signature differs from the stored one or when `DeviceInfo.*` was learnt.
@@ -437,5 +611,46 @@ mod tests {
             "1.3".to_string(),
         )];
         assert_ne!(sig, searchable_values("Device", &other, &learnt).1);
+    }
+
+    #[test]
+    fn like_wildcards() {
+        assert!(like("V5R020C00", "V5*"));
+        assert!(like("V5R020C00", "*C00"));
+        assert!(like("V5R020C00", "V5*20*0"));
+        assert!(!like("V5R020C00", "V6*"));
+        assert!(!like("ab", "ab*b"));
+    }
+
+    #[test]
+    fn sql_superset_keeps_exact_conditions_only() {
+        let sup = |q: &str| sql_superset(&parse_query(q).unwrap());
+        // Exact in SQL: kept as is.
+        for q in [
+            "product_class = ATA2 AND tag = voip",
+            "NOT tag = retired",
+            "serial LIKE \"48*\"",
+            "ABC123",
+        ] {
+            assert_eq!(sup(q), parse_query(q).unwrap(), "{q}");
+        }
+        // Parameters and ordering cannot narrow: they count as every device...
+        assert_eq!(sup("DeviceInfo.UpTime > 5"), Filter::All);
+        assert_eq!(sup("oui = x OR DeviceInfo.X = 1"), Filter::All);
+        assert_eq!(sup(""), Filter::All);
+        // ...and are dropped from a conjunction, which still narrows.
+        assert_eq!(
+            sup("oui = x AND DeviceInfo.X = 1"),
+            Filter::And(vec![parse_query("oui = x").unwrap()])
+        );
+        // Under NOT they count as no device, so the NOT selects every device.
+        assert_eq!(sup("NOT DeviceInfo.X = 1"), Filter::All);
+        assert_eq!(
+            sup("NOT (tag = a AND oui LIKE \"x*\")"),
+            Filter::Not(Box::new(Filter::And(vec![
+                parse_query("tag = a").unwrap(),
+                Filter::Not(Box::new(Filter::All))
+            ])))
+        );
     }
 }

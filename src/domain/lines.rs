@@ -37,7 +37,18 @@ impl TryFrom<serde_json::Value> for LineInput {
             Some(_) => return Err("password must be a string".into()),
         };
         let account =
-            Account::deserialize(serde_json::Value::Object(map)).map_err(|e| e.to_string())?;
+            Account::deserialize(serde_json::Value::Object(map.clone())).map_err(|e| {
+                // Name the field: serde says what type it wanted, not where.
+                map.iter()
+                    .find_map(|(k, v)| {
+                        let mut one = serde_json::Map::new();
+                        one.insert(k.clone(), v.clone());
+                        Account::deserialize(serde_json::Value::Object(one))
+                            .err()
+                            .map(|e| format!("{k}: {e}"))
+                    })
+                    .unwrap_or_else(|| e.to_string())
+            })?;
         Ok(LineInput { account, password })
     }
 }
@@ -449,6 +460,10 @@ mod tests {
         assert_eq!(i.password.as_deref(), Some("p"));
         assert_eq!(i.account.sip_user.as_deref(), Some("a"));
         assert!(serde_json::from_str::<LineInput>(r#"{"sip_user":"a","colour":"red"}"#).is_err());
+        let e = serde_json::from_str::<LineInput>(r#"{"sip_user":"a","registrar_port":"x"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("registrar_port") && e.contains("u32"), "{e}");
         assert!(!format!("{i:?}").contains("\"p\""));
         // Never serialised with the password.
         assert!(!serde_json::to_string(&i).unwrap().contains("password"));

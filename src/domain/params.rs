@@ -14,6 +14,15 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
+/// Whether a parameter holds a secret (a password or key): the data model marks it hidden,
+/// or (vendor parameters the models do not know) its name ends in `Password`. Its value is
+/// never kept in the stored tree nor shown; devices read such values back as empty anyway.
+pub fn is_secret(name: &str) -> bool {
+    let leaf = name.rsplit('.').next().unwrap_or(name);
+    leaf.to_ascii_lowercase().ends_with("password")
+        || crate::domain::presets::definition(name).is_some_and(|d| d.is_hidden())
+}
+
 /// What is known of one parameter or object.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct ParamEntry {
@@ -406,6 +415,23 @@ impl<'a> Reader<'a> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_by_model_or_name() {
+        assert!(is_secret(
+            "InternetGatewayDevice.Services.VoiceService.1.VoiceProfile.1.Line.1.SIP.AuthPassword"
+        ));
+        assert!(is_secret(
+            "Device.ManagementServer.ConnectionRequestPassword"
+        ));
+        assert!(is_secret(
+            "Device.X_TP_Services.VoiceService.1.Line.2.SIP.AuthPassword"
+        ));
+        assert!(!is_secret("Device.DeviceInfo.ProvisioningCode"));
+        assert!(!is_secret(
+            "Device.Services.VoiceService.1.SIP.Client.1.AuthUserName"
+        ));
+    }
 
     fn sample(n: usize) -> ParamTree {
         let mut t = ParamTree::new();

@@ -7,24 +7,27 @@
 //! wins; on equal priority the preset whose name sorts first wins. Deterministic, and the
 //! API shows the winner per parameter.
 //!
-//! # Filter language
+//! # Filters
 //!
-//! `FIELD OP "value"`, combined with `AND`, `OR`, `NOT` and parentheses; the empty filter
-//! matches every device. FIELD is one of `id`, `oui`, `product_class`, `serial_number`,
-//! `manufacturer`, `model_name`, `software_version`, `hardware_version`, `root_model`,
-//! `tag`, or a full parameter path (`InternetGatewayDevice.DeviceInfo.ModelName`). OP is
-//! `=`, `!=`, `<`, `<=`, `>`, `>=` (numeric when both sides are numbers) or `LIKE` (`*`
-//! matches any run of characters). `tag = "x"` holds when the device has tag x. Example:
-//! `product_class = "EG8145V5" AND (tag = "voip" OR software_version LIKE "V5R020*")`.
+//! A preset's filter is a device query, the language of `GET /api/v1/devices?q=` (see
+//! `domain::devices`): `FIELD OP value` combined with `AND`, `OR`, `NOT` and parentheses;
+//! the empty filter matches every device. Example:
+//! `product_class = EG8145V5 AND (tag = voip OR software_version LIKE "V5R020*")`.
+//! In a session the filter is evaluated against the device in memory
+//! ([`crate::domain::devices::matches`]), so any known parameter can be named
+//! (`DeviceInfo.UpTime`, root-relative or full), not only the searchable ones.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::datamodel::{self, Registry, RootModel};
-use crate::domain::params::ParamTree;
 use crate::domain::voip::Account;
 use crate::error::{Error, Result};
+
+/// A preset filter: a device query as `GET /api/v1/devices?q=` takes (see
+/// `domain::devices`), stored as text and parsed when presets are evaluated.
+pub use crate::store::search::Filter;
 
 /// The events a preset can apply at.
 pub const EVENTS: &[&str] = &["bootstrap", "boot", "periodic", "value_change"];
@@ -162,7 +165,7 @@ impl Preset {
     pub fn from_row(row: &crate::store::presets::PresetRow) -> Option<Preset> {
         Some(Preset {
             name: row.name.clone(),
-            filter: Filter::parse(&row.filter).ok()?,
+            filter: parse_filter(&row.filter).ok()?,
             priority: row.priority,
             events: split_events(&row.events),
             spec: serde_json::from_str(&row.spec).ok()?,
@@ -202,7 +205,7 @@ pub fn validate(input: &PresetInput) -> Result<()> {
             ));
         }
     }
-    Filter::parse(&input.filter)?;
+    parse_filter(&input.filter)?;
     let spec = &input.spec;
     if spec.values.is_empty()
         && spec.lines.is_empty()
@@ -415,362 +418,57 @@ pub fn same_value(known: &str, desired: &str, xsd_type: &str) -> bool {
 // ---------------------------------------------------------------------------------------
 // Filters
 
-/// What a filter can look at.
-pub struct Facts<'a> {
-    /// Identity fields by name (`oui`, `product_class`, ...).
-    pub fields: HashMap<&'static str, String>,
-    pub tags: &'a [String],
-    pub tree: &'a ParamTree,
+/// Parse a preset filter; errors name the `filter` field. The empty filter matches every
+/// device.
+pub fn parse_filter(s: &str) -> Result<Filter> {
+    crate::domain::devices::parse_query(s).map_err(|e| match e {
+        Error::Invalid { message, .. } => Error::invalid("filter", message),
+        other => other,
+    })
 }
 
-/// Identity fields a filter can name.
-pub const FILTER_FIELDS: &[&str] = &[
-    "id",
-    "oui",
-    "product_class",
-    "serial_number",
-    "manufacturer",
-    "model_name",
-    "software_version",
-    "hardware_version",
-    "root_model",
-    "tag",
-];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-    Like,
-}
-
-/// A parsed filter.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Filter {
-    All,
-    Cmp {
-        field: String,
-        op: Op,
-        value: String,
-    },
-    And(Box<Filter>, Box<Filter>),
-    Or(Box<Filter>, Box<Filter>),
-    Not(Box<Filter>),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    Word(String),
-    Str(String),
-    Op(Op),
-    LParen,
-    RParen,
-}
-
-fn lex(s: &str) -> Result<Vec<Tok>> {
-    let bad = |m: String| Error::invalid("filter", m);
-    let mut out = Vec::new();
-    let chars: Vec<char> = s.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        match c {
-            c if c.is_whitespace() => i += 1,
-            '(' => {
-                out.push(Tok::LParen);
-                i += 1
-            }
-            ')' => {
-                out.push(Tok::RParen);
-                i += 1
-            }
-            '"' => {
-                let mut v = String::new();
-                i += 1;
-                loop {
-                    match chars.get(i) {
-                        None => return Err(bad("a quoted value is not closed with \"".into())),
-                        Some('\\') => {
-                            if let Some(n) = chars.get(i + 1) {
-                                v.push(*n);
-                            }
-                            i += 2;
-                        }
-                        Some('"') => {
-                            i += 1;
-                            break;
-                        }
-                        Some(ch) => {
-                            v.push(*ch);
-                            i += 1
-                        }
-                    }
-                }
-                out.push(Tok::Str(v));
-            }
-            '=' => {
-                out.push(Tok::Op(Op::Eq));
-                i += 1
-            }
-            '!' | '<' | '>' => {
-                let next = chars.get(i + 1).copied();
-                let (op, len) = match (c, next) {
-                    ('!', Some('=')) => (Op::Ne, 2),
-                    ('<', Some('>')) => (Op::Ne, 2),
-                    ('<', Some('=')) => (Op::Le, 2),
-                    ('>', Some('=')) => (Op::Ge, 2),
-                    ('<', _) => (Op::Lt, 1),
-                    ('>', _) => (Op::Gt, 1),
-                    _ => return Err(bad(format!("unexpected {c:?} at character {}", i + 1))),
-                };
-                out.push(Tok::Op(op));
-                i += len;
-            }
-            c if c.is_alphanumeric() || "_.{}-[]".contains(c) => {
-                let start = i;
-                while i < chars.len()
-                    && (chars[i].is_alphanumeric() || "_.{}-[]".contains(chars[i]))
-                {
-                    i += 1;
-                }
-                let w: String = chars[start..i].iter().collect();
-                if w.eq_ignore_ascii_case("like") {
-                    out.push(Tok::Op(Op::Like));
-                } else {
-                    out.push(Tok::Word(w));
-                }
-            }
-            other => {
-                return Err(bad(format!(
-                    "unexpected {other:?} at character {}; values must be in double quotes",
-                    i + 1
-                )))
-            }
+/// The devices a preset change may concern, as a filter the store can run: those its old
+/// or new filter may match (a superset; `Filter::All` when the filters cannot narrow it).
+pub fn affected(filters: &[Option<&str>]) -> Filter {
+    let mut parts = Vec::new();
+    for f in filters.iter().flatten() {
+        match parse_filter(f) {
+            Ok(f) => parts.push(crate::domain::devices::sql_superset(&f)),
+            Err(_) => return Filter::All,
         }
     }
-    Ok(out)
-}
-
-struct Parser {
-    toks: Vec<Tok>,
-    pos: usize,
-}
-
-impl Parser {
-    fn peek_kw(&self, kw: &str) -> bool {
-        matches!(self.toks.get(self.pos), Some(Tok::Word(w)) if w.eq_ignore_ascii_case(kw))
+    if parts.is_empty() || parts.contains(&Filter::All) {
+        Filter::All
+    } else if parts.len() == 1 {
+        parts.remove(0)
+    } else {
+        Filter::Or(parts)
     }
-
-    fn or(&mut self) -> Result<Filter> {
-        let mut left = self.and()?;
-        while self.peek_kw("OR") {
-            self.pos += 1;
-            let right = self.and()?;
-            left = Filter::Or(Box::new(left), Box::new(right));
-        }
-        Ok(left)
-    }
-
-    fn and(&mut self) -> Result<Filter> {
-        let mut left = self.unary()?;
-        while self.peek_kw("AND") {
-            self.pos += 1;
-            let right = self.unary()?;
-            left = Filter::And(Box::new(left), Box::new(right));
-        }
-        Ok(left)
-    }
-
-    fn unary(&mut self) -> Result<Filter> {
-        if self.peek_kw("NOT") {
-            self.pos += 1;
-            return Ok(Filter::Not(Box::new(self.unary()?)));
-        }
-        match self.toks.get(self.pos).cloned() {
-            Some(Tok::LParen) => {
-                self.pos += 1;
-                let f = self.or()?;
-                if self.toks.get(self.pos) != Some(&Tok::RParen) {
-                    return Err(Error::invalid("filter", "a '(' is not closed"));
-                }
-                self.pos += 1;
-                Ok(f)
-            }
-            Some(Tok::Word(field)) => {
-                self.pos += 1;
-                let op = match self.toks.get(self.pos) {
-                    Some(Tok::Op(op)) => *op,
-                    _ => {
-                        return Err(Error::invalid(
-                            "filter",
-                            format!("expected =, !=, <, <=, >, >= or LIKE after {field}"),
-                        ))
-                    }
-                };
-                self.pos += 1;
-                let value = match self.toks.get(self.pos) {
-                    Some(Tok::Str(v)) => v.clone(),
-                    Some(Tok::Word(v))
-                        if v.chars()
-                            .all(|c| c.is_ascii_digit() || c == '.' || c == '-') =>
-                    {
-                        v.clone()
-                    }
-                    _ => {
-                        return Err(Error::invalid(
-                            "filter",
-                            format!("expected a value in double quotes after {field}"),
-                        ))
-                    }
-                };
-                self.pos += 1;
-                if !field.contains('.') && !FILTER_FIELDS.contains(&field.as_str()) {
-                    return Err(Error::invalid(
-                        "filter",
-                        format!(
-                            "unknown field {field:?}; use {} or a full parameter path",
-                            FILTER_FIELDS.join(", ")
-                        ),
-                    ));
-                }
-                Ok(Filter::Cmp { field, op, value })
-            }
-            _ => Err(Error::invalid(
-                "filter",
-                "expected a field, NOT or '(' (e.g. product_class = \"ATA2\")",
-            )),
-        }
-    }
-}
-
-impl Filter {
-    pub fn parse(s: &str) -> Result<Filter> {
-        if s.trim().is_empty() {
-            return Ok(Filter::All);
-        }
-        let mut p = Parser {
-            toks: lex(s)?,
-            pos: 0,
-        };
-        let f = p.or()?;
-        if p.pos != p.toks.len() {
-            return Err(Error::invalid(
-                "filter",
-                "unexpected text after the end of the expression (join conditions with AND or OR)",
-            ));
-        }
-        Ok(f)
-    }
-
-    /// Whether the filter looks at tags (so the caller loads them only when needed).
-    pub fn uses_tags(&self) -> bool {
-        match self {
-            Filter::All => false,
-            Filter::Cmp { field, .. } => field == "tag",
-            Filter::And(a, b) | Filter::Or(a, b) => a.uses_tags() || b.uses_tags(),
-            Filter::Not(a) => a.uses_tags(),
-        }
-    }
-
-    pub fn matches(&self, f: &Facts<'_>) -> bool {
-        match self {
-            Filter::All => true,
-            Filter::And(a, b) => a.matches(f) && b.matches(f),
-            Filter::Or(a, b) => a.matches(f) || b.matches(f),
-            Filter::Not(a) => !a.matches(f),
-            Filter::Cmp { field, op, value } => {
-                if field == "tag" {
-                    let has = f.tags.iter().any(|t| match op {
-                        Op::Like => like(t, value),
-                        _ => t == value,
-                    });
-                    return if *op == Op::Ne { !has } else { has };
-                }
-                let actual = if field.contains('.') {
-                    f.tree.get(field).and_then(|e| e.value.clone())
-                } else {
-                    f.fields.get(field.as_str()).cloned()
-                };
-                let Some(actual) = actual else {
-                    return *op == Op::Ne;
-                };
-                compare(&actual, *op, value)
-            }
-        }
-    }
-}
-
-fn compare(actual: &str, op: Op, value: &str) -> bool {
-    let nums = actual
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .zip(value.trim().parse::<f64>().ok());
-    let ord = match nums {
-        Some((a, b)) => a.partial_cmp(&b),
-        None => Some(actual.cmp(value)),
-    };
-    match op {
-        Op::Eq => actual == value || ord == Some(std::cmp::Ordering::Equal) && nums.is_some(),
-        Op::Ne => !(actual == value || ord == Some(std::cmp::Ordering::Equal) && nums.is_some()),
-        Op::Lt => ord == Some(std::cmp::Ordering::Less),
-        Op::Le => matches!(
-            ord,
-            Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
-        ),
-        Op::Gt => ord == Some(std::cmp::Ordering::Greater),
-        Op::Ge => matches!(
-            ord,
-            Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)
-        ),
-        Op::Like => like(actual, value),
-    }
-}
-
-/// `*` matches any run of characters; everything else literally.
-fn like(text: &str, pattern: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return text == pattern;
-    }
-    let mut rest = text;
-    for (i, part) in parts.iter().enumerate() {
-        if i == 0 {
-            match rest.strip_prefix(part) {
-                Some(r) => rest = r,
-                None => return false,
-            }
-        } else if i == parts.len() - 1 {
-            return rest.ends_with(part);
-        } else {
-            match rest.find(part) {
-                Some(at) => rest = &rest[at + part.len()..],
-                None => return false,
-            }
-        }
-    }
-    true
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::domain::params::ParamTree;
 
-    fn facts<'a>(tags: &'a [String], tree: &'a ParamTree) -> Facts<'a> {
-        let mut fields = HashMap::new();
-        fields.insert("product_class", "EG8145V5".to_string());
-        fields.insert("software_version", "V5R020C00S280".to_string());
-        fields.insert("oui", "00259E".to_string());
-        Facts { fields, tags, tree }
+    fn matches(filter: &str, tags: &[String], tree: &ParamTree) -> bool {
+        let mut columns = BTreeMap::new();
+        columns.insert("product_class".to_string(), "EG8145V5".to_string());
+        columns.insert("software_version".to_string(), "V5R020C00S280".to_string());
+        columns.insert("oui".to_string(), "00259E".to_string());
+        columns.insert("serial_number".to_string(), "4857ABCD".to_string());
+        columns.insert("last_inform".to_string(), "1000".to_string());
+        let facts = crate::domain::devices::DeviceFacts {
+            columns: &columns,
+            tags,
+            tree,
+        };
+        crate::domain::devices::matches(&parse_filter(filter).unwrap(), &facts)
     }
 
     #[test]
-    fn filters_parse_and_match() {
+    fn filters_are_device_queries_evaluated_in_memory() {
         let mut tree = ParamTree::new();
         tree.set_value(
             "InternetGatewayDevice.DeviceInfo.UpTime",
@@ -779,41 +477,43 @@ mod tests {
             1,
         );
         let tags = vec!["voip".to_string()];
-        let f = facts(&tags, &tree);
         let yes = [
             "",
             "product_class = \"EG8145V5\"",
-            "product_class = \"EG8145V5\" AND tag = \"voip\"",
+            "product_class = EG8145V5 AND tag = voip",
             "tag = \"other\" OR software_version LIKE \"V5R020*\"",
             "NOT (tag = \"other\")",
             "tag != \"other\"",
+            "serial LIKE '4857*'",
+            "4857ABCD",
+            "last_inform >= 1000",
             "InternetGatewayDevice.DeviceInfo.UpTime > 100",
-            "InternetGatewayDevice.DeviceInfo.UpTime = \"120\"",
+            "DeviceInfo.UpTime = \"120\"",
+            "Device.DeviceInfo.UpTime = 120",
             "InternetGatewayDevice.DeviceInfo.Missing != \"x\"",
         ];
         for s in yes {
-            assert!(Filter::parse(s).unwrap().matches(&f), "{s}");
+            assert!(matches(s, &tags, &tree), "{s}");
         }
         let no = [
             "product_class = \"ATA\"",
             "tag = \"voip\" AND oui = \"000000\"",
+            "tag != voip",
             "InternetGatewayDevice.DeviceInfo.UpTime < 100",
             "InternetGatewayDevice.DeviceInfo.Missing = \"x\"",
+            "last_boot > 0",
+            "model LIKE \"x*\"",
         ];
         for s in no {
-            assert!(!Filter::parse(s).unwrap().matches(&f), "{s}");
+            assert!(!matches(s, &tags, &tree), "{s}");
         }
-        for bad in [
-            "colour = \"red\"",
-            "oui =",
-            "oui \"x\"",
-            "(oui = \"x\"",
-            "oui = 'x'",
-        ] {
-            let e = Filter::parse(bad).unwrap_err().to_string();
+        for bad in ["colour = \"red\"", "oui =", "oui \"x\"", "(oui = \"x\""] {
+            let e = parse_filter(bad).unwrap_err().to_string();
             assert!(e.starts_with("filter:"), "{bad}: {e}");
         }
-        assert!(Filter::parse("tag = \"a\"").unwrap().uses_tags());
+        assert!(crate::domain::devices::uses_tags(
+            &parse_filter("oui = x OR tag = \"a\"").unwrap()
+        ));
     }
 
     fn preset(name: &str, priority: i32, values: &[(&str, &str)]) -> Preset {
@@ -901,14 +601,6 @@ mod tests {
             .to_string()
             .starts_with("events:"));
     }
-
-    #[test]
-    fn like_wildcards() {
-        assert!(like("V5R020C00", "V5*"));
-        assert!(like("V5R020C00", "*C00"));
-        assert!(like("V5R020C00", "V5*20*0"));
-        assert!(!like("V5R020C00", "V6*"));
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -960,7 +652,12 @@ pub async fn put(
         events: events.join(","),
         spec: serde_json::to_string(&input.spec)?,
     };
-    let (row, created) = store.run(move |st| st.put_preset(&new, now)).await?;
+    let (row, created) = store
+        .run(move |st| {
+            let filter = new.filter.clone();
+            st.put_preset(&new, now, |old| affected(&[old, Some(&filter)]))
+        })
+        .await?;
     Ok((PresetView::from_row(&row), created))
 }
 
@@ -980,7 +677,10 @@ pub async fn get(store: &crate::store::Store, name: &str) -> Result<PresetView> 
 
 pub async fn delete(store: &crate::store::Store, name: &str) -> Result<()> {
     let n = name.to_string();
-    if store.run(move |st| st.delete_preset(&n)).await? {
+    if store
+        .run(move |st| st.delete_preset(&n, |old| affected(&[Some(old)])))
+        .await?
+    {
         Ok(())
     } else {
         Err(Error::not_found(format!("preset {name}")))

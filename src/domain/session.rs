@@ -998,12 +998,21 @@ async fn record_fault(
     env.store.run(move |st| st.insert_fault(&f)).await
 }
 
+/// The value to keep of a parameter: secrets are kept empty, as devices read them back.
+fn kept_value(p: &ParameterValue) -> &str {
+    if crate::domain::params::is_secret(&p.name) {
+        ""
+    } else {
+        &p.value
+    }
+}
+
 /// Put what a response tells about the device's parameters into `learnt`.
 fn learn(s: &mut DeviceSession, req: &AcsRequest, resp: &CpeResponse, now: i64) {
     match (req, resp) {
         (_, CpeResponse::GetParameterValues { parameter_list }) => {
             for p in parameter_list {
-                s.learnt.set_value(&p.name, &p.value, &p.xsd_type, now);
+                s.learnt.set_value(&p.name, kept_value(p), &p.xsd_type, now);
             }
         }
         (_, CpeResponse::GetParameterNames { parameter_list }) => {
@@ -1023,7 +1032,7 @@ fn learn(s: &mut DeviceSession, req: &AcsRequest, resp: &CpeResponse, now: i64) 
         }
         (AcsRequest::SetParameterValues(set), CpeResponse::SetParameterValues { .. }) => {
             for p in &set.parameter_list {
-                s.learnt.set_value(&p.name, &p.value, &p.xsd_type, now);
+                s.learnt.set_value(&p.name, kept_value(p), &p.xsd_type, now);
             }
         }
         (AcsRequest::SetParameterAttributes(set), CpeResponse::SetParameterAttributes) => {

@@ -2,15 +2,17 @@
 //! device refused. The preset's spec is opaque JSON here (its shape belongs to
 //! `domain::presets`).
 //!
-//! Every change of a preset marks every device as having new work (one `UPDATE` of the
-//! devices' work epoch), so the next session of each device evaluates presets again while
-//! a session with nothing new stays free of preset queries.
+//! Every change of a preset marks the devices it may concern as having new work (one
+//! `UPDATE` of their work epoch, narrowed by a device filter the caller derives from the
+//! preset's old and new filters), so the next session of each such device evaluates
+//! presets again while a session with nothing new stays free of preset queries.
 
 use diesel::prelude::*;
 
 use super::schema::device_preset_state::dsl as ps;
 use super::schema::devices;
 use super::schema::presets::{self, dsl as p};
+use super::search::{BumpWorkEpoch, Filter};
 use super::{Store, WriteTxn};
 use crate::error::Result;
 use crate::with_conn;
@@ -48,18 +50,26 @@ pub struct PresetState {
 
 impl Store {
     /// Create or replace a preset by name; returns the row and whether it was created. The
-    /// revision is unique and grows (at least the current time in ms).
-    pub fn put_preset(&self, new: &NewPreset, now: i64) -> Result<(PresetRow, bool)> {
+    /// revision is unique and grows (at least the current time in ms). `affected` gives,
+    /// from the filter the preset had before (if it existed), the devices to mark as having
+    /// new work.
+    pub fn put_preset(
+        &self,
+        new: &NewPreset,
+        now: i64,
+        affected: impl Fn(Option<&str>) -> Filter,
+    ) -> Result<(PresetRow, bool)> {
         with_conn!(self, |c| {
             c.write_txn(|c| {
                 let max: Option<i64> = p::presets.select(diesel::dsl::max(p::revision)).first(c)?;
                 let revision = now.max(max.unwrap_or(0) + 1);
                 let existing = p::presets
                     .filter(p::name.eq(&new.name))
-                    .select(p::id)
-                    .first::<i64>(c)
+                    .select((p::id, p::filter))
+                    .first::<(i64, String)>(c)
                     .optional()?;
-                let row = match existing {
+                let scope = affected(existing.as_ref().map(|e| e.1.as_str()));
+                let row = match existing.as_ref().map(|e| e.0) {
                     Some(id) => diesel::update(p::presets.filter(p::id.eq(id)))
                         .set((
                             p::filter.eq(&new.filter),
@@ -85,25 +95,28 @@ impl Store {
                         .returning(PresetRow::as_returning())
                         .get_result(c)?,
                 };
-                diesel::update(devices::table)
-                    .set(devices::work_epoch.eq(devices::work_epoch + 1))
-                    .execute(c)?;
+                c.bump_work_epoch(&scope)?;
                 Ok((row, existing.is_none()))
             })
         })
     }
 
-    /// Delete a preset by name. Returns whether it existed.
-    pub fn delete_preset(&self, name: &str) -> Result<bool> {
+    /// Delete a preset by name; `affected` gives, from its filter, the devices to mark as
+    /// having new work. Returns whether it existed.
+    pub fn delete_preset(&self, name: &str, affected: impl Fn(&str) -> Filter) -> Result<bool> {
         with_conn!(self, |c| {
             c.write_txn(|c| {
-                let n = diesel::delete(p::presets.filter(p::name.eq(name))).execute(c)?;
-                if n > 0 {
-                    diesel::update(devices::table)
-                        .set(devices::work_epoch.eq(devices::work_epoch + 1))
-                        .execute(c)?;
-                }
-                Ok(n > 0)
+                let old = p::presets
+                    .filter(p::name.eq(name))
+                    .select(p::filter)
+                    .first::<String>(c)
+                    .optional()?;
+                let Some(old) = old else {
+                    return Ok(false);
+                };
+                diesel::delete(p::presets.filter(p::name.eq(name))).execute(c)?;
+                c.bump_work_epoch(&affected(&old))?;
+                Ok(true)
             })
         })
     }

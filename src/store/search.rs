@@ -196,6 +196,50 @@ fn build(f: &Filter, cursor: Option<&str>, limit: i64, postgres: bool) -> SqlBui
     b
 }
 
+/// Mark the devices matching a filter as having new work (their next session looks at
+/// lines and presets again).
+pub trait BumpWorkEpoch {
+    /// Returns how many devices were marked.
+    fn bump_work_epoch(&mut self, filter: &Filter) -> Result<usize>;
+}
+
+fn bump_sql(f: &Filter, postgres: bool) -> SqlBuilder {
+    let mut b = SqlBuilder {
+        postgres,
+        sql: String::from("UPDATE devices SET work_epoch = work_epoch + 1 WHERE "),
+        binds: Vec::new(),
+    };
+    b.filter(f);
+    b
+}
+
+macro_rules! execute_built {
+    ($c:expr, $backend:ty, $b:expr) => {{
+        let mut q = diesel::sql_query($b.sql.clone()).into_boxed::<$backend>();
+        for bind in &$b.binds {
+            q = match bind {
+                Bind::Text(s) => q.bind::<Text, _>(s.clone()),
+                Bind::Int(n) => q.bind::<BigInt, _>(*n),
+            };
+        }
+        q.execute($c)?
+    }};
+}
+
+impl BumpWorkEpoch for diesel::SqliteConnection {
+    fn bump_work_epoch(&mut self, filter: &Filter) -> Result<usize> {
+        let b = bump_sql(filter, false);
+        Ok(execute_built!(self, diesel::sqlite::Sqlite, b))
+    }
+}
+
+impl BumpWorkEpoch for diesel::PgConnection {
+    fn bump_work_epoch(&mut self, filter: &Filter) -> Result<usize> {
+        let b = bump_sql(filter, true);
+        Ok(execute_built!(self, diesel::pg::Pg, b))
+    }
+}
+
 #[derive(QueryableByName)]
 struct IdRow {
     #[diesel(sql_type = Text)]

@@ -12,9 +12,9 @@ use crate::support::{Backend, TestApp};
 
 #[derive(Clone)]
 pub struct Api {
-    base: String,
-    token: String,
-    http: reqwest::Client,
+    pub base: String,
+    pub token: String,
+    pub http: reqwest::Client,
 }
 
 impl Api {
@@ -138,6 +138,8 @@ async fn every_endpoint_needs_a_token_and_the_right_role(b: Backend) {
     for r in routes {
         let path = format!("/api/v1{}", r.path)
             .replace("{id}", "999999")
+            .replace("{n}", "1")
+            .replace("{name}", "nobody")
             .replace("{username}", "nobody");
         let method = Method::from_bytes(r.method.to_uppercase().as_bytes()).unwrap();
         let res = anon

@@ -17,3 +17,4 @@ mod cwmp;
 mod foundation;
 mod loadgen_run;
 mod voip;
+mod voip_api;

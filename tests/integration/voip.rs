@@ -12,7 +12,7 @@ use crate::cpe::{Device, Param, Root};
 use crate::cwmp::sample_device;
 use crate::support::{Backend, TestApp};
 
-fn dev_id(d: &Device) -> String {
+pub(crate) fn dev_id(d: &Device) -> String {
     ferroacs::cwmp::device_id(
         &d.identity.oui,
         &d.identity.product_class,
@@ -69,7 +69,7 @@ fn v1_template(table_pattern: &str) -> Vec<(String, Param)> {
 
 /// A Device:2 simulator with a TR-104 issue 2 voice service: one network, VoIP profile,
 /// client, line and extension.
-fn issue2_device(serial: &str) -> Device {
+pub(crate) fn issue2_device(serial: &str) -> Device {
     let mut d =
         Device::synthetic(Root::Device2, serial, 60).with_acs_credentials("cpe", "cpe-secret");
     let b = "Device.Services.VoiceService.1.";

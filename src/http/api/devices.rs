@@ -264,7 +264,11 @@ pub async fn parameters(
         })
         .map(|(n, e)| ParameterDto {
             name: n.clone(),
-            value: e.value.clone(),
+            value: if crate::domain::params::is_secret(n) {
+                e.value.as_ref().map(|_| String::new())
+            } else {
+                e.value.clone()
+            },
             xsd_type: e.xsd_type.clone(),
             writable: e.writable,
             object: e.object,

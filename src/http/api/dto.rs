@@ -366,3 +366,200 @@ impl From<&AuditRow> for AuditDto {
         }
     }
 }
+
+/// A VoIP line: the account (never its password), what the device reported, where the
+/// account lives on the device.
+#[derive(Debug, Serialize)]
+pub struct LineDto {
+    pub device_id: String,
+    pub line: i32,
+    pub account: crate::domain::voip::Account,
+    /// Whether a password is stored (it is never shown).
+    pub password_set: bool,
+    /// `pending`, `applied`, `registered`, `registering`, `error`, `disabled`, `unknown` or
+    /// `fault` (the device refused the account; see `fault`).
+    pub status: String,
+    /// The status as the device reported it (`Up`, `Registering`, `Error_Registration`, ...).
+    pub device_status: Option<String>,
+    pub status_at: Option<i64>,
+    /// The account changed since the device last accepted it.
+    pub pending: bool,
+    pub revision: i64,
+    pub applied_revision: i64,
+    /// `tr104_issue1` or `tr104_issue2`, once the account was placed on the device.
+    pub layout: Option<String>,
+    pub status_path: Option<String>,
+    /// Account fields the device has no parameter for.
+    pub unmapped: Vec<String>,
+    pub mapping: Option<Value>,
+    pub fault: Option<String>,
+    pub updated_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_request: Option<ConnReqDto>,
+}
+
+impl From<&crate::domain::lines::LineView> for LineDto {
+    fn from(l: &crate::domain::lines::LineView) -> Self {
+        let text = |k: &str| {
+            l.mapping
+                .as_ref()
+                .and_then(|m| m.get(k))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        LineDto {
+            device_id: l.device_id.clone(),
+            line: l.line,
+            account: l.account.clone(),
+            password_set: l.password_set,
+            status: l.status.clone(),
+            device_status: l.device_status.clone(),
+            status_at: l.status_at,
+            pending: l.revision != l.applied_revision,
+            revision: l.revision,
+            applied_revision: l.applied_revision,
+            layout: text("layout"),
+            status_path: text("status_path"),
+            unmapped: l
+                .mapping
+                .as_ref()
+                .and_then(|m| m.get("unmapped"))
+                .and_then(|u| serde_json::from_value(u.clone()).ok())
+                .unwrap_or_default(),
+            mapping: l.mapping.clone(),
+            fault: l.fault.clone(),
+            updated_at: l.updated_at,
+            connection_request: None,
+        }
+    }
+}
+
+/// One CSV row the import refused.
+#[derive(Debug, Serialize)]
+pub struct RejectedRowDto {
+    /// Line of the CSV file (the header is line 1).
+    pub line: usize,
+    pub field: String,
+    pub message: String,
+    pub device_id: Option<String>,
+    /// The VoIP line number the row was for, when it could be read.
+    pub voip_line: Option<i32>,
+}
+
+/// What a CSV import did (or, with `dry_run`, would do).
+#[derive(Debug, Serialize)]
+pub struct ImportReportDto {
+    pub dry_run: bool,
+    pub imported: usize,
+    pub rejected: Vec<RejectedRowDto>,
+}
+
+impl ImportReportDto {
+    pub fn new(r: &crate::domain::lines::ImportReport, dry_run: bool) -> Self {
+        ImportReportDto {
+            dry_run,
+            imported: r.imported,
+            rejected: r
+                .errors
+                .iter()
+                .map(|e| RejectedRowDto {
+                    line: e.row,
+                    field: e.field.clone(),
+                    message: e.message.clone(),
+                    device_id: e.device_id.clone(),
+                    voip_line: e.line,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct PresetDto {
+    pub name: String,
+    pub filter: String,
+    pub priority: i32,
+    pub events: Vec<String>,
+    pub values: Vec<crate::domain::presets::PresetValue>,
+    pub lines: Vec<crate::domain::presets::PresetLine>,
+    pub periodic_inform: Option<crate::domain::presets::PeriodicInform>,
+    pub firmware: Option<crate::domain::presets::Firmware>,
+    pub revision: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// How many devices were sent a connection request (with `connection_request=true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_requests: Option<usize>,
+}
+
+impl From<&crate::domain::presets::PresetView> for PresetDto {
+    fn from(p: &crate::domain::presets::PresetView) -> Self {
+        PresetDto {
+            name: p.name.clone(),
+            filter: p.filter.clone(),
+            priority: p.priority,
+            events: p.events.clone(),
+            values: p.spec.values.clone(),
+            lines: p.spec.lines.clone(),
+            periodic_inform: p.spec.periodic_inform.clone(),
+            firmware: p.spec.firmware.clone(),
+            revision: p.revision,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+            connection_requests: None,
+        }
+    }
+}
+
+/// One preset as far as a device is concerned.
+#[derive(Debug, Serialize)]
+pub struct DevicePresetRevisionDto {
+    pub name: String,
+    /// The revision the device last converged to.
+    pub converged_revision: i64,
+    /// The preset's current revision (null: the preset was deleted since).
+    pub current_revision: Option<i64>,
+    pub up_to_date: bool,
+}
+
+/// Which preset set which value on a device, what it refused, and the revisions it
+/// converged to.
+#[derive(Debug, Serialize)]
+pub struct DevicePresetsDto {
+    pub device_id: String,
+    /// Parameter → the preset that set it (value, preset revision, when).
+    pub applied: std::collections::BTreeMap<String, crate::domain::converge::Applied>,
+    /// Parameter → the value the device refused and why; not resent until the preset changes.
+    pub refused: std::collections::BTreeMap<String, crate::domain::converge::Refused>,
+    pub converged: Vec<DevicePresetRevisionDto>,
+    /// Events at which the presets matching the device apply.
+    pub events: Vec<String>,
+}
+
+impl DevicePresetsDto {
+    pub fn new(
+        r: crate::domain::presets::DevicePresets,
+        current: &[crate::domain::presets::PresetView],
+    ) -> Self {
+        let converged = r
+            .converged
+            .iter()
+            .map(|(name, rev)| {
+                let cur = current.iter().find(|p| &p.name == name).map(|p| p.revision);
+                DevicePresetRevisionDto {
+                    name: name.clone(),
+                    converged_revision: *rev,
+                    current_revision: cur,
+                    up_to_date: cur == Some(*rev),
+                }
+            })
+            .collect();
+        DevicePresetsDto {
+            device_id: r.device_id,
+            applied: r.applied,
+            refused: r.refused,
+            converged,
+            events: r.events,
+        }
+    }
+}

@@ -5,7 +5,8 @@
 //! served at `/api/v1/openapi.json`. Every request needs `Authorization: Bearer <token>`
 //! (tokens from `ferroacs token create` or `POST /api/v1/tokens`): no or an unknown token
 //! gives 401, a role below the route's gives 403. Roles: `viewer` reads; `operator` also acts
-//! on devices, tasks and files; `admin` also manages tokens, users and reads the audit log.
+//! on devices, tasks, files, VoIP lines and presets; `admin` also manages tokens, users and
+//! reads the audit log.
 //!
 //! Errors are `{"error": {"code", "message"}}` (see `http::error`). Lists are pages
 //! `{"items": [...], "next_cursor": ...}`: pass `cursor=<next_cursor>` for the next page.
@@ -16,6 +17,7 @@ pub mod dto;
 mod files;
 mod openapi;
 mod tasks;
+mod voip;
 
 use std::sync::Arc;
 
@@ -119,6 +121,35 @@ api_routes! {
         "Ask the device to start a session now", query [], body None, response "ConnectionRequestResult";
     get "/devices/{id}/sessions" Viewer devices::sessions,
         "The device's session log, newest first", query ["limit", "cursor"], body None, response "SessionPage";
+    get "/devices/{id}/lines" Viewer voip::list_lines,
+        "The device's VoIP lines with their status (never their passwords)",
+        query [], body None, response "LinePage";
+    get "/devices/{id}/lines/{n}" Viewer voip::get_line,
+        "VoIP line n: account, status read back from the device, pending or applied revision, unmapped fields, fault",
+        query [], body None, response "Line";
+    put "/devices/{id}/lines/{n}" Operator voip::put_line,
+        "Assign or replace the SIP account of line n (password write-only); pushed in the next session, at once with connection_request=true",
+        query ["connection_request"], body Some("LineAccount"), response "Line";
+    delete "/devices/{id}/lines/{n}" Operator voip::delete_line,
+        "Remove the account of line n", query [], body None, response "Empty";
+    get "/devices/{id}/presets" Viewer voip::device_presets,
+        "What presets did on the device: which preset set which value, refused values, converged revisions",
+        query [], body None, response "DevicePresets";
+    post "/lines/import" Operator voip::import_lines,
+        "Import SIP accounts from CSV (header: device_id,line,password and account fields); bad rows are reported, never half-imported",
+        query ["dry_run"], body Some("Csv"), response "LineImportReport";
+    get "/presets" Viewer voip::list_presets,
+        "Presets, by name", query [], body None, response "PresetPage";
+    post "/presets" Operator voip::create_preset,
+        "Create a preset (409 when the name exists); connection_request=true asks matching devices to converge now",
+        query ["connection_request"], body Some("PresetInput"), response "Preset";
+    get "/presets/{name}" Viewer voip::get_preset,
+        "One preset", query [], body None, response "Preset";
+    put "/presets/{name}" Operator voip::put_preset,
+        "Create or replace a preset; connection_request=true asks matching devices to converge now",
+        query ["connection_request"], body Some("PresetInput"), response "Preset";
+    delete "/presets/{name}" Operator voip::delete_preset,
+        "Delete a preset (values it set stay on the devices)", query [], body None, response "Empty";
     get "/tasks" Viewer tasks::list,
         "Tasks, newest first", query ["device_id", "status", "limit", "cursor"], body None, response "TaskPage";
     post "/tasks" Operator tasks::create_bulk,

@@ -245,6 +245,7 @@ fn schemas() -> Value {
         obj(&[("config_toml", s()), ("database", s()), ("node", s())]),
     );
     put("Caller", obj(&[("actor", s()), ("role", s())]));
+    voip_schemas(&mut put);
     for (p, item) in [
         ("DevicePage", "Device"),
         ("ParameterPage", "Parameter"),
@@ -255,14 +256,176 @@ fn schemas() -> Value {
         ("TokenPage", "Token"),
         ("UserPage", "User"),
         ("AuditPage", "AuditEvent"),
+        ("LinePage", "Line"),
+        ("PresetPage", "Preset"),
     ] {
         put(p, page(item));
     }
     Value::Object(m)
 }
 
+/// Schemas of VoIP lines and presets.
+fn voip_schemas(put: &mut impl FnMut(&str, Value)) {
+    let ns = || json!({"type": "string", "nullable": true});
+    let account_fields = [
+        ("enabled", b()),
+        ("directory_number", s()),
+        ("sip_user", s()),
+        ("auth_user", s()),
+        ("uri", s()),
+        ("display_name", s()),
+        ("registrar", s()),
+        ("registrar_port", i()),
+        ("proxy", s()),
+        ("proxy_port", i()),
+        ("outbound_proxy", s()),
+        ("outbound_proxy_port", i()),
+        (
+            "transport",
+            json!({"type": "string", "enum": ["UDP", "TCP", "TLS", "SCTP"]}),
+        ),
+        ("user_agent_domain", s()),
+        ("user_agent_port", i()),
+        ("codecs", json!({"type": "array", "items": s()})),
+        (
+            "dtmf_mode",
+            json!({"type": "string", "enum": ["InBand", "RFC2833", "RFC4733", "SIPInfo"]}),
+        ),
+        ("voicemail_number", s()),
+        ("register_expires", i()),
+    ];
+    put("Account", obj(&account_fields));
+    let mut input = account_fields.to_vec();
+    input.push((
+        "password",
+        json!({"type": "string", "writeOnly": true,
+            "description": "Write-only: never returned. Absent on a replace: the stored one is kept."}),
+    ));
+    put("LineAccount", obj(&input));
+    put(
+        "Line",
+        obj(&[
+            ("device_id", s()),
+            ("line", i()),
+            ("account", r("Account")),
+            ("password_set", b()),
+            (
+                "status",
+                json!({"type": "string", "enum": ["pending", "applied", "registered", "registering", "error", "disabled", "unknown", "fault"]}),
+            ),
+            ("device_status", ns()),
+            ("status_at", ni()),
+            ("pending", b()),
+            ("revision", i()),
+            ("applied_revision", i()),
+            ("layout", ns()),
+            ("status_path", ns()),
+            ("unmapped", json!({"type": "array", "items": s()})),
+            ("mapping", json!({"type": "object", "nullable": true})),
+            ("fault", ns()),
+            ("updated_at", i()),
+            ("connection_request", r("ConnectionRequestResult")),
+        ]),
+    );
+    put(
+        "Csv",
+        json!({"type": "string", "description": "CSV text; first line is the header"}),
+    );
+    put(
+        "LineImportReport",
+        obj(&[
+            ("dry_run", b()),
+            ("imported", i()),
+            (
+                "rejected",
+                json!({"type": "array", "items": obj(&[
+                    ("line", i()),
+                    ("field", s()),
+                    ("message", s()),
+                    ("device_id", ns()),
+                    ("voip_line", ni()),
+                ])}),
+            ),
+        ]),
+    );
+    let preset_fields = [
+        ("name", s()),
+        (
+            "filter",
+            json!({"type": "string", "description": "A device query, as q of GET /devices"}),
+        ),
+        ("priority", i()),
+        (
+            "events",
+            json!({"type": "array", "items": {"type": "string", "enum": crate::domain::presets::EVENTS}}),
+        ),
+        (
+            "values",
+            json!({"type": "array", "items": obj(&[("name", s()), ("value", s()), ("type", s())])}),
+        ),
+        (
+            "lines",
+            json!({"type": "array", "items": obj(&[("line", i()), ("account", r("Account"))])}),
+        ),
+        (
+            "periodic_inform",
+            obj(&[("enable", b()), ("interval", i())]),
+        ),
+        ("firmware", obj(&[("version", s()), ("file_id", s())])),
+    ];
+    put("PresetInput", obj(&preset_fields));
+    let mut preset = preset_fields.to_vec();
+    preset.extend([
+        ("revision", i()),
+        ("created_at", i()),
+        ("updated_at", i()),
+        ("connection_requests", i()),
+    ]);
+    put("Preset", obj(&preset));
+    let applied = obj(&[
+        ("preset", s()),
+        ("revision", i()),
+        ("value", s()),
+        ("at", i()),
+    ]);
+    let refused = obj(&[
+        ("preset", s()),
+        ("revision", i()),
+        ("value", s()),
+        ("code", i()),
+        ("reason", s()),
+        ("at", i()),
+    ]);
+    put(
+        "DevicePresets",
+        obj(&[
+            ("device_id", s()),
+            (
+                "applied",
+                json!({"type": "object", "additionalProperties": applied}),
+            ),
+            (
+                "refused",
+                json!({"type": "object", "additionalProperties": refused}),
+            ),
+            (
+                "converged",
+                json!({"type": "array", "items": obj(&[
+                    ("name", s()),
+                    ("converged_revision", i()),
+                    ("current_revision", ni()),
+                    ("up_to_date", b()),
+                ])}),
+            ),
+            ("events", json!({"type": "array", "items": s()})),
+        ]),
+    );
+}
+
 fn content_of(schema: &str) -> Value {
-    if schema == "Binary" {
+    if schema == "Csv" {
+        json!({ "text/csv": { "schema": r("Csv") } })
+    } else if schema == "Binary" {
         json!({ "application/octet-stream": { "schema": r("Binary") } })
     } else {
         json!({ "application/json": { "schema": r(schema) } })
@@ -347,7 +510,7 @@ pub fn document() -> Value {
         "info": {
             "title": "ferroacs admin API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Devices, tasks (one CWMP RPC each), files and administration. \
+            "description": "Devices, tasks (one CWMP RPC each), files, VoIP lines, presets and administration. \
                 Every request needs `Authorization: Bearer <token>`; roles: viewer < operator < admin."
         },
         "paths": paths,
