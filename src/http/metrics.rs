@@ -128,6 +128,19 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 
     family(
         &mut out,
+        "ferroacs_db_statements_total",
+        "counter",
+        "SQL statements executed by this node (all work, not only sessions).",
+    );
+    sample(
+        &mut out,
+        "ferroacs_db_statements_total",
+        "",
+        state.store.statements_executed() as f64,
+    );
+
+    family(
+        &mut out,
         "ferroacs_cwmp_refused_total",
         "counter",
         "Informs refused, by reason.",

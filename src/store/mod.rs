@@ -24,6 +24,8 @@ pub mod tasks;
 pub mod users;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -49,6 +51,19 @@ pub enum Pools {
 #[derive(Clone)]
 pub struct Store {
     pools: Pools,
+    statements: Arc<AtomicU64>,
+}
+
+/// Counts the statements every pooled connection executes (for `/metrics` and for tests
+/// that hold the session's round trips to their documented number).
+struct StatementCounter(Arc<AtomicU64>);
+
+impl diesel::connection::Instrumentation for StatementCounter {
+    fn on_connection_event(&mut self, event: diesel::connection::InstrumentationEvent<'_>) {
+        if let diesel::connection::InstrumentationEvent::FinishQuery { .. } = event {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Run the same diesel code on whichever backend the store uses.
@@ -118,9 +133,10 @@ impl WriteTxn for PgConnection {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct SqlitePragmas {
     busy_timeout_ms: u64,
+    statements: Arc<AtomicU64>,
 }
 
 impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
@@ -128,6 +144,7 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
         &self,
         conn: &mut SqliteConnection,
     ) -> std::result::Result<(), diesel::r2d2::Error> {
+        conn.set_instrumentation(StatementCounter(self.statements.clone()));
         conn.batch_execute(&format!(
             "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
              PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
@@ -137,9 +154,22 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
     }
 }
 
+#[derive(Debug, Clone)]
+struct PgCounting {
+    statements: Arc<AtomicU64>,
+}
+
+impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for PgCounting {
+    fn on_acquire(&self, conn: &mut PgConnection) -> std::result::Result<(), diesel::r2d2::Error> {
+        conn.set_instrumentation(StatementCounter(self.statements.clone()));
+        Ok(())
+    }
+}
+
 impl Store {
     /// Open (and for SQLite create) the database and run pending migrations.
     pub fn open(cfg: &DatabaseConfig) -> Result<Store> {
+        let statements = Arc::new(AtomicU64::new(0));
         let url = DatabaseUrl::parse(&cfg.url)
             .map_err(|e| Error::invalid("database.url", e.to_string()))?;
         let timeout = Duration::from_millis(cfg.connect_timeout_ms.max(100));
@@ -151,8 +181,12 @@ impl Store {
                     .max_size(cfg.pool_size)
                     .min_idle(Some(1))
                     .connection_timeout(timeout)
+                    // No `SELECT 1` before every use: a connection that breaks is detected
+                    // by the failing query and discarded by the pool.
+                    .test_on_check_out(false)
                     .connection_customizer(Box::new(SqlitePragmas {
                         busy_timeout_ms: cfg.busy_timeout_ms,
+                        statements: statements.clone(),
                     }))
                     .error_handler(Box::new(diesel::r2d2::NopErrorHandler))
                     .build(manager)
@@ -170,6 +204,10 @@ impl Store {
                     .max_size(cfg.pool_size)
                     .min_idle(Some(1))
                     .connection_timeout(timeout)
+                    .test_on_check_out(false)
+                    .connection_customizer(Box::new(PgCounting {
+                        statements: statements.clone(),
+                    }))
                     .error_handler(Box::new(diesel::r2d2::NopErrorHandler))
                     .build(manager)
                     .map_err(|e| {
@@ -182,9 +220,14 @@ impl Store {
                 Pools::Postgres(pool)
             }
         };
-        let store = Store { pools };
+        let store = Store { pools, statements };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Statements executed by this store's connections since it was opened.
+    pub fn statements_executed(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
     }
 
     pub fn pools(&self) -> &Pools {

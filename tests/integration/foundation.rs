@@ -515,7 +515,7 @@ async fn cli_prints_the_session_log() {
         .await
         .unwrap()
         .ended_cleanly());
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let dir = app.db.dir().unwrap();
     let url = app.db.url.clone();
     let (ok, out, err) = run_in(

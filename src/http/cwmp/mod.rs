@@ -897,7 +897,7 @@ pub fn spawn_background(state: Arc<AppState>) {
         // Session-log rows are written in batches, off the request path.
         loop {
             let _ = tokio::time::timeout(
-                std::time::Duration::from_millis(250),
+                std::time::Duration::from_millis(1000),
                 st.cwmp.log_notify.notified(),
             )
             .await;
