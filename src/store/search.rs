@@ -11,7 +11,6 @@ use std::collections::HashMap;
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
-use diesel::upsert::excluded;
 
 use super::devices::DeviceRow;
 use super::schema::{device_connreq, device_search, devices};
@@ -321,30 +320,50 @@ impl Store {
         replace: bool,
     ) -> Result<()> {
         use device_search::dsl as s;
-        with_conn!(self, |c| {
-            c.write_txn(|c| {
-                if replace {
-                    diesel::delete(s::device_search.filter(s::device_id.eq(device_id)))
+        let set_sig = SetSearchSig { device_id, sig };
+        with_backend!(
+            self,
+            sqlite | c | {
+                c.write_txn(|c| {
+                    if replace {
+                        diesel::delete(s::device_search.filter(s::device_id.eq(device_id)))
+                            .execute(c)?;
+                    }
+                    // One prepared statement run per value: a multi-row VALUES list has a
+                    // different text for every row count and would be parsed again every time.
+                    for (name, value) in values {
+                        UpsertSearchValue {
+                            device_id,
+                            name,
+                            value,
+                        }
                         .execute(c)?;
-                }
-                for chunk in values.chunks(200) {
-                    let rows: Vec<_> = chunk
-                        .iter()
-                        .map(|(n, v)| (s::device_id.eq(device_id), s::name.eq(n), s::value.eq(v)))
-                        .collect();
-                    diesel::insert_into(s::device_search)
-                        .values(&rows)
-                        .on_conflict((s::device_id, s::name))
-                        .do_update()
-                        .set(s::value.eq(excluded(s::value)))
+                    }
+                    set_sig.execute(c)?;
+                    Ok(())
+                })
+            },
+            postgres | c | {
+                c.write_txn(|c| {
+                    if replace {
+                        diesel::delete(s::device_search.filter(s::device_id.eq(device_id)))
+                            .execute(c)?;
+                    }
+                    // One statement with the values as two arrays: fixed text (prepared once per
+                    // connection) and one round trip whatever the number of values.
+                    if !values.is_empty() {
+                        UpsertSearchValues {
+                            device_id,
+                            names: values.iter().map(|(n, _)| n.as_str()).collect(),
+                            values: values.iter().map(|(_, v)| v.as_str()).collect(),
+                        }
                         .execute(c)?;
-                }
-                diesel::update(devices::table.filter(devices::id.eq(device_id)))
-                    .set(devices::search_sig.eq(sig))
-                    .execute(c)?;
-                Ok(())
-            })
-        })
+                    }
+                    set_sig.execute(c)?;
+                    Ok(())
+                })
+            }
+        )
     }
 
     /// Searchable values of a device, by name.
@@ -430,3 +449,102 @@ mod tests {
         assert_eq!(b.sql.matches('?').count(), 4);
     }
 }
+
+/// Insert or update one searchable value (SQLite).
+struct UpsertSearchValue<'a> {
+    device_id: &'a str,
+    name: &'a str,
+    value: &'a str,
+}
+
+/// Insert or update many searchable values of one device in one statement (PostgreSQL).
+struct UpsertSearchValues<'a> {
+    device_id: &'a str,
+    names: Vec<&'a str>,
+    values: Vec<&'a str>,
+}
+
+/// Remember the signature of the values written.
+struct SetSearchSig<'a> {
+    device_id: &'a str,
+    sig: i64,
+}
+
+/// Static identities of the statements above, for the prepared-statement caches.
+struct UpsertSearchValueId;
+struct UpsertSearchValuesId;
+struct SetSearchSigId;
+
+impl diesel::query_builder::QueryId for UpsertSearchValue<'_> {
+    type QueryId = UpsertSearchValueId;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::QueryId for UpsertSearchValues<'_> {
+    type QueryId = UpsertSearchValuesId;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::QueryId for SetSearchSig<'_> {
+    type QueryId = SetSearchSigId;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<Conn> RunQueryDsl<Conn> for UpsertSearchValue<'_> {}
+impl<Conn> RunQueryDsl<Conn> for UpsertSearchValues<'_> {}
+impl<Conn> RunQueryDsl<Conn> for SetSearchSig<'_> {}
+
+impl diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite> for UpsertSearchValue<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::sqlite::Sqlite>,
+    ) -> QueryResult<()> {
+        out.push_sql("INSERT INTO device_search (device_id, name, value) VALUES (");
+        out.push_bind_param::<Text, _>(self.device_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(self.name)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(self.value)?;
+        out.push_sql(") ON CONFLICT (device_id, name) DO UPDATE SET value = excluded.value");
+        Ok(())
+    }
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for UpsertSearchValues<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::Array;
+        out.push_sql("INSERT INTO device_search (device_id, name, value) SELECT ");
+        out.push_bind_param::<Text, _>(self.device_id)?;
+        out.push_sql(", t.n, t.v FROM unnest(");
+        out.push_bind_param::<Array<Text>, _>(&self.names)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.values)?;
+        out.push_sql(
+            ") AS t(n, v) ON CONFLICT (device_id, name) DO UPDATE SET value = excluded.value",
+        );
+        Ok(())
+    }
+}
+
+macro_rules! sig_statement {
+    ($db:ty) => {
+        impl diesel::query_builder::QueryFragment<$db> for SetSearchSig<'_> {
+            fn walk_ast<'b>(
+                &'b self,
+                mut out: diesel::query_builder::AstPass<'_, 'b, $db>,
+            ) -> QueryResult<()> {
+                out.push_sql("UPDATE devices SET search_sig = ");
+                out.push_bind_param::<BigInt, _>(&self.sig)?;
+                out.push_sql(" WHERE id = ");
+                out.push_bind_param::<Text, _>(self.device_id)?;
+                Ok(())
+            }
+        }
+    };
+}
+
+sig_statement!(diesel::sqlite::Sqlite);
+sig_statement!(diesel::pg::Pg);
