@@ -470,17 +470,27 @@ async fn version_negotiation_and_idle_timeout(b: Backend) {
     let inform = dev.inform_envelope(&ev, "9");
     let mut c = dev.http_client(&app.cwmp_url()).unwrap();
     assert_eq!(c.post_soap(&inform).await.unwrap().status, 200);
-    tokio::time::sleep(std::time::Duration::from_millis(2600)).await;
-    let store = app.store();
-    let id = dev.identity.device_id();
-    let (row, logs) = tokio::task::spawn_blocking(move || {
-        (
-            store.get_device(&id).unwrap().unwrap(),
-            store.list_session_logs(&id, None, 10).unwrap(),
-        )
-    })
-    .await
-    .unwrap();
+    // The reaper ends it after a second of silence; its log row is written within a second.
+    let mut polled = None;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let store = app.store();
+        let id = dev.identity.device_id();
+        let (row, logs) = tokio::task::spawn_blocking(move || {
+            (
+                store.get_device(&id).unwrap().unwrap(),
+                store.list_session_logs(&id, None, 10).unwrap(),
+            )
+        })
+        .await
+        .unwrap();
+        let done = logs.len() >= 2;
+        polled = Some((row, logs));
+        if done {
+            break;
+        }
+    }
+    let (row, logs) = polled.unwrap();
     assert!(
         row.session_owner.is_none(),
         "lock released after the idle timeout"
@@ -838,6 +848,7 @@ async fn a_periodic_session_costs_two_statements_whatever_the_tree_size(b: Backe
         }
         tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
         let before = store.statements_executed();
+        let started = std::time::Instant::now();
         for d in devs.iter_mut() {
             let r = d
                 .run_session(&app.cwmp_url(), &[("2 PERIODIC", "")])
@@ -846,10 +857,12 @@ async fn a_periodic_session_costs_two_statements_whatever_the_tree_size(b: Backe
             assert!(r.ended_cleanly() && r.acs_rpcs().is_empty(), "{r:?}");
         }
         let during = store.statements_executed() - before;
-        // 2 per session; the session-log rows are written in batches (about one a second)
-        // off the request path, and the task sweeper may run once.
+        // 2 per session. Off the request path, the session-log writer flushes a batch about
+        // once a second and the task sweeper runs every 5 s: allow one statement per started
+        // second for them, far less than one more per session would add.
+        let background = started.elapsed().as_secs() + 2;
         assert!(
-            (20..=24).contains(&during),
+            (20..=20 + background).contains(&during),
             "{during} statements for 10 periodic sessions of {size}-parameter devices"
         );
     }
