@@ -847,23 +847,24 @@ async fn a_periodic_session_costs_two_statements_whatever_the_tree_size(b: Backe
             }
         }
         tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
-        let before = store.statements_executed();
-        let started = std::time::Instant::now();
-        for d in devs.iter_mut() {
-            let r = d
-                .run_session(&app.cwmp_url(), &[("2 PERIODIC", "")])
-                .await
-                .unwrap();
-            assert!(r.ended_cleanly() && r.acs_rpcs().is_empty(), "{r:?}");
+        // Background work off the request path (the session-log writer about once a second,
+        // the task sweeper every 5 s) lands in some rounds: take the quietest of four.
+        let mut quietest = u64::MAX;
+        for _ in 0..4 {
+            let before = store.statements_executed();
+            for d in devs.iter_mut() {
+                let r = d
+                    .run_session(&app.cwmp_url(), &[("2 PERIODIC", "")])
+                    .await
+                    .unwrap();
+                assert!(r.ended_cleanly() && r.acs_rpcs().is_empty(), "{r:?}");
+            }
+            quietest = quietest.min(store.statements_executed() - before);
         }
-        let during = store.statements_executed() - before;
-        // 2 per session. Off the request path, the session-log writer flushes a batch about
-        // once a second and the task sweeper runs every 5 s: allow one statement per started
-        // second for them, far less than one more per session would add.
-        let background = started.elapsed().as_secs() + 2;
+        // 2 per session; one more per session would show as 30.
         assert!(
-            (20..=20 + background).contains(&during),
-            "{during} statements for 10 periodic sessions of {size}-parameter devices"
+            (20..=22).contains(&quietest),
+            "{quietest} statements for 10 periodic sessions of {size}-parameter devices"
         );
     }
 }
