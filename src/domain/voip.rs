@@ -510,7 +510,18 @@ struct Builder<'a> {
     plan: LinePlan,
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
+    fn new(tree: &'a ParamTree, layout: Layout, base: &str) -> Self {
+        Builder {
+            tree,
+            plan: LinePlan {
+                layout: Some(layout),
+                base: base.to_string(),
+                ..LinePlan::default()
+            },
+        }
+    }
+
     fn set(&mut self, field: &str, path: String, value: Option<String>) {
         let Some(value) = value else { return };
         if self.tree.get(&path).is_some() {
@@ -537,14 +548,7 @@ fn plan_issue1(
     a: &Account,
     password: Option<&str>,
 ) -> LinePlan {
-    let mut b = Builder {
-        tree,
-        plan: LinePlan {
-            layout: Some(Layout::Tr104Issue1),
-            base: base.to_string(),
-            ..LinePlan::default()
-        },
-    };
+    let mut b = Builder::new(tree, Layout::Tr104Issue1, base);
     let profiles_table = format!("{base}VoiceProfile.");
     let Some(p) = instances(tree, &profiles_table).first().copied() else {
         b.add(profiles_table);
@@ -703,14 +707,7 @@ fn plan_issue2(
     a: &Account,
     password: Option<&str>,
 ) -> LinePlan {
-    let mut b = Builder {
-        tree,
-        plan: LinePlan {
-            layout: Some(Layout::Tr104Issue2),
-            base: base.to_string(),
-            ..LinePlan::default()
-        },
-    };
+    let mut b = Builder::new(tree, Layout::Tr104Issue2, base);
     let idx = line as usize - 1;
     let lines_table = format!("{base}CallControl.Line.");
     let clients_table = format!("{base}SIP.Client.");
