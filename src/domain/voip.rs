@@ -511,6 +511,67 @@ struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
+    /// Registrar, proxy, outbound proxy and user-agent settings: the same leaf names under
+    /// TR-104 issue 1's `VoiceProfile.{i}.SIP.` and issue 2's `SIP.Network.{i}.`.
+    fn set_servers(&mut self, p: &str, a: &Account) {
+        self.set(
+            "registrar",
+            format!("{p}RegistrarServer"),
+            a.registrar.clone(),
+        );
+        self.set(
+            "registrar_port",
+            format!("{p}RegistrarServerPort"),
+            port(a.registrar_port),
+        );
+        self.set(
+            "transport",
+            format!("{p}RegistrarServerTransport"),
+            a.transport.clone(),
+        );
+        self.set("proxy", format!("{p}ProxyServer"), a.proxy.clone());
+        self.set(
+            "proxy_port",
+            format!("{p}ProxyServerPort"),
+            port(a.proxy_port),
+        );
+        self.set(
+            "transport",
+            format!("{p}ProxyServerTransport"),
+            a.transport.clone(),
+        );
+        self.set(
+            "outbound_proxy",
+            format!("{p}OutboundProxy"),
+            a.outbound_proxy.clone(),
+        );
+        self.set(
+            "outbound_proxy_port",
+            format!("{p}OutboundProxyPort"),
+            port(a.outbound_proxy_port),
+        );
+        self.set(
+            "user_agent_domain",
+            format!("{p}UserAgentDomain"),
+            a.user_agent_domain.clone(),
+        );
+        self.set(
+            "user_agent_port",
+            format!("{p}UserAgentPort"),
+            port(a.user_agent_port),
+        );
+        self.set(
+            "transport",
+            format!("{p}UserAgentTransport"),
+            a.transport.clone(),
+        );
+        self.set(
+            "register_expires",
+            format!("{p}RegisterExpires"),
+            port(a.register_expires),
+        );
+    }
+
     fn new(tree: &'a ParamTree, layout: Layout, base: &str) -> Self {
         Builder {
             tree,
@@ -593,62 +654,7 @@ fn plan_issue1(
         a.display_name.clone(),
     );
     let sip = format!("{prof}SIP.");
-    b.set(
-        "registrar",
-        format!("{sip}RegistrarServer"),
-        a.registrar.clone(),
-    );
-    b.set(
-        "registrar_port",
-        format!("{sip}RegistrarServerPort"),
-        port(a.registrar_port),
-    );
-    b.set(
-        "transport",
-        format!("{sip}RegistrarServerTransport"),
-        a.transport.clone(),
-    );
-    b.set("proxy", format!("{sip}ProxyServer"), a.proxy.clone());
-    b.set(
-        "proxy_port",
-        format!("{sip}ProxyServerPort"),
-        port(a.proxy_port),
-    );
-    b.set(
-        "transport",
-        format!("{sip}ProxyServerTransport"),
-        a.transport.clone(),
-    );
-    b.set(
-        "outbound_proxy",
-        format!("{sip}OutboundProxy"),
-        a.outbound_proxy.clone(),
-    );
-    b.set(
-        "outbound_proxy_port",
-        format!("{sip}OutboundProxyPort"),
-        port(a.outbound_proxy_port),
-    );
-    b.set(
-        "user_agent_domain",
-        format!("{sip}UserAgentDomain"),
-        a.user_agent_domain.clone(),
-    );
-    b.set(
-        "user_agent_port",
-        format!("{sip}UserAgentPort"),
-        port(a.user_agent_port),
-    );
-    b.set(
-        "transport",
-        format!("{sip}UserAgentTransport"),
-        a.transport.clone(),
-    );
-    b.set(
-        "register_expires",
-        format!("{sip}RegisterExpires"),
-        port(a.register_expires),
-    );
+    b.set_servers(&sip, a);
     b.set(
         "dtmf_mode",
         format!("{prof}DTMFMethod"),
@@ -807,62 +813,7 @@ fn plan_issue2(
         a.directory_number.clone(),
     );
     b.set("", format!("{cl}Provider"), Some(reference(&c)));
-    b.set(
-        "registrar",
-        format!("{n}RegistrarServer"),
-        a.registrar.clone(),
-    );
-    b.set(
-        "registrar_port",
-        format!("{n}RegistrarServerPort"),
-        port(a.registrar_port),
-    );
-    b.set(
-        "transport",
-        format!("{n}RegistrarServerTransport"),
-        a.transport.clone(),
-    );
-    b.set("proxy", format!("{n}ProxyServer"), a.proxy.clone());
-    b.set(
-        "proxy_port",
-        format!("{n}ProxyServerPort"),
-        port(a.proxy_port),
-    );
-    b.set(
-        "transport",
-        format!("{n}ProxyServerTransport"),
-        a.transport.clone(),
-    );
-    b.set(
-        "outbound_proxy",
-        format!("{n}OutboundProxy"),
-        a.outbound_proxy.clone(),
-    );
-    b.set(
-        "outbound_proxy_port",
-        format!("{n}OutboundProxyPort"),
-        port(a.outbound_proxy_port),
-    );
-    b.set(
-        "user_agent_domain",
-        format!("{n}UserAgentDomain"),
-        a.user_agent_domain.clone(),
-    );
-    b.set(
-        "user_agent_port",
-        format!("{n}UserAgentPort"),
-        port(a.user_agent_port),
-    );
-    b.set(
-        "transport",
-        format!("{n}UserAgentTransport"),
-        a.transport.clone(),
-    );
-    b.set(
-        "register_expires",
-        format!("{n}RegisterExpires"),
-        port(a.register_expires),
-    );
+    b.set_servers(&n, a);
     if let Some(v) = &profile {
         b.plan.objects.push(v.clone());
         b.set("", format!("{n}VoIPProfile"), Some(reference(v)));
