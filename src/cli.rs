@@ -99,7 +99,7 @@ pub enum DatamodelCmd {
     /// Regenerate datamodel/*.tsv from the BBF data-model XML.
     Generate {
         /// Folder with the BBF XML (tr-098-*.xml, tr-181-*.xml, ...).
-        #[arg(long, default_value = "../shared/bbf")]
+        #[arg(long, default_value = "datamodel/bbf")]
         bbf: PathBuf,
         /// Output folder.
         #[arg(long, default_value = "datamodel")]

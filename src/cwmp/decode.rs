@@ -1628,7 +1628,7 @@ mod tests {
     fn samples_dir() -> PathBuf {
         std::env::var_os("FERROACS_SAMPLES_DIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/samples"))
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/samples"))
     }
 
     fn sample(name: &str) -> Envelope {

@@ -698,7 +698,7 @@ mod tests {
     fn bbf_dir() -> PathBuf {
         std::env::var_os("FERROACS_BBF_DIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bbf"))
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("datamodel/bbf"))
     }
 
     fn schema_for(ns: CwmpNs, header: &Header) -> &'static str {

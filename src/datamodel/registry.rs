@@ -586,7 +586,7 @@ mod tests {
 
     #[test]
     fn committed_files_match_the_generator() {
-        let dir = reference_dir("FERROACS_BBF_DIR", "../shared/bbf");
+        let dir = reference_dir("FERROACS_BBF_DIR", "datamodel/bbf");
         assert!(
             dir.join(generate::TYPES_FILE).is_file(),
             "BBF data-model directory not found at {}: set FERROACS_BBF_DIR to a copy of \
@@ -1069,7 +1069,7 @@ mod tests {
 
     #[test]
     fn sample_dump_paths_resolve() {
-        let dir = reference_dir("FERROACS_SAMPLES_DIR", "../shared/samples");
+        let dir = reference_dir("FERROACS_SAMPLES_DIR", "tests/fixtures/samples");
         let mut dumps: Vec<PathBuf> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| {
                 panic!(
