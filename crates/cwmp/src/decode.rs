@@ -1590,8 +1590,8 @@ fn parse_acs_response(c: &mut Cursor<'_>, el: &Elem) -> Result<Option<AcsRespons
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::cwmp::encode::encode_incoming;
-    use crate::cwmp::ids::device_id;
+    use crate::encode::encode_incoming;
+    use crate::ids::device_id;
     use std::path::{Path, PathBuf};
 
     const ENV_OPEN: &str = r#"<soap-env:Envelope xmlns:soap-env="http://schemas.xmlsoap.org/soap/envelope/" xmlns:soap-enc="http://schemas.xmlsoap.org/soap/encoding/" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:cwmp="urn:dslforum-org:cwmp-1-0">"#;
@@ -1628,7 +1628,9 @@ mod tests {
     fn samples_dir() -> PathBuf {
         std::env::var_os("FERROACS_SAMPLES_DIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/samples"))
+            .unwrap_or_else(|| {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/samples")
+            })
     }
 
     fn sample(name: &str) -> Envelope {
