@@ -12,6 +12,7 @@
 //! - [`domain`]: business rules: Inform processing, discovery, tasks.
 //! - [`connreq`]: outbound connection requests to devices.
 //! - [`http`]: actix-web: the CWMP endpoint, the admin API, error mapping.
+//! - [`state`]: [`state::AppState`], the state handlers and jobs share; imported by `http`.
 //! - [`app`]: wiring; [`cli`]: the command line; [`telemetry`]: logging.
 
 pub mod app;
@@ -25,5 +26,6 @@ pub mod datamodel;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod state;
 pub mod store;
 pub mod telemetry;

@@ -2216,19 +2216,12 @@ mod tests {
         }
         body.push_str("</ParameterList></cwmp:GetParameterValuesResponse>");
         let xml = envelope("", &body);
-        let started = std::time::Instant::now();
+        // Its speed is measured by the codec benchmarks, not here.
         let values = gpv_values(&xml);
-        let elapsed = started.elapsed();
         assert_eq!(values.len(), N);
         assert_eq!(values[12_345].name, "InternetGatewayDevice.X.12345.Value");
         assert_eq!(values[12_345].value, "12345");
         assert_eq!(values[12_345].xsd_type, "xsd:unsignedInt");
-        // Generous bound for an unoptimised build on a busy machine; a
-        // quadratic parser takes far longer.
-        assert!(
-            elapsed < std::time::Duration::from_secs(5),
-            "parsing {N} parameters took {elapsed:?}"
-        );
     }
 
     #[test]
