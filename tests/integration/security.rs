@@ -210,6 +210,10 @@ fn attack_body(rel: &str) -> Value {
 battery!(
     no_spelling_of_a_path_gets_past_its_role,
     unmatched_paths_are_denied_not_waved_through,
+    compression_bombs_are_never_inflated_past_the_limit,
+    stalled_bodies_are_closed_and_others_still_get_through,
+    head_tells_the_real_length_and_upload_links_work_once,
+    a_valid_cpe_logs_in_from_an_address_blocked_by_an_attacker,
 );
 
 /// Every route, with every role below its own, under every spelling: a 403 from the role
@@ -385,4 +389,352 @@ async fn unmatched_paths_are_denied_not_waved_through(b: Backend) {
             }
         }
     }
+}
+
+/// A gzip stream of `mib` MiB of zeros, about 1 KiB per MiB, made by repeating one
+/// compressed block (cheap to build). The trailer is not valid: nobody should get there.
+pub fn gzip_bomb(mib: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(&vec![0u8; 1 << 20]).unwrap();
+    enc.flush().unwrap();
+    let block = enc.get_ref().clone();
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    for _ in 0..mib {
+        out.extend_from_slice(&block);
+    }
+    out.extend_from_slice(&[3, 0]);
+    out.extend_from_slice(&[0; 8]);
+    out
+}
+
+/// Peak resident memory of this process (the server runs in it), in KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+async fn healthy(app: &TestApp, serial: &str) {
+    let res = app
+        .http()
+        .get(app.api_url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut dev = crate::cpe::Device::synthetic(crate::cpe::Root::Igd, serial, 10)
+        .with_acs_credentials("cpe", "cpe-secret");
+    let rep = dev.run_session(&app.cwmp_url(), &[]).await.unwrap();
+    assert!(rep.ended_cleanly(), "{rep:?}");
+}
+
+/// 1 MiB of gzip that inflates to 1 GiB: without credentials 401 (nothing inflated), with
+/// credentials 413 (inflated only up to the limit), inside a session 413; 32 at once leave
+/// the server's memory and service intact.
+async fn compression_bombs_are_never_inflated_past_the_limit(b: Backend) {
+    let app = TestApp::spawn(b, |c| c.cwmp.max_inform_bytes = 2 << 20).await;
+    let bomb = gzip_bomb(1024);
+    assert!(bomb.len() <= (1 << 20) + 64 * 1024, "{}", bomb.len());
+    let gz = [("Content-Type", "text/xml"), ("Content-Encoding", "gzip")];
+    let before = peak_rss_kib();
+    let res = raw_request(app.cwmp_addr(), "POST", "/", &gz, &bomb).await;
+    assert_eq!(res.status, 401, "{}", String::from_utf8_lossy(&res.body));
+    // With the right credentials: decoded up to 2 MiB, then refused.
+    let dev = crate::cpe::Device::synthetic(crate::cpe::Root::Igd, "BOMB", 10)
+        .with_acs_credentials("cpe", "cpe-secret");
+    let mut c = dev.http_client(&app.cwmp_url()).unwrap();
+    let r = c.post_raw(&bomb, &gz).await.unwrap();
+    assert_eq!(r.status, 413, "{}", r.body_text());
+    // 32 at once, half of them authenticated.
+    let mut all = Vec::new();
+    for i in 0..32 {
+        let (bomb, addr) = (bomb.clone(), app.cwmp_addr());
+        let url = app.cwmp_url();
+        all.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                raw_request(addr, "POST", "/", &gz, &bomb).await.status
+            } else {
+                let dev = crate::cpe::Device::synthetic(crate::cpe::Root::Igd, "BOMB", 10)
+                    .with_acs_credentials("cpe", "cpe-secret");
+                let mut c = dev.http_client(&url).unwrap();
+                c.post_raw(&bomb, &gz).await.unwrap().status
+            }
+        }));
+    }
+    for (i, h) in all.into_iter().enumerate() {
+        let status = h.await.unwrap();
+        assert_eq!(status, if i % 2 == 0 { 401 } else { 413 }, "bomb {i}");
+    }
+    // Inside a session.
+    let mut dev = crate::cpe::Device::synthetic(crate::cpe::Root::Igd, "INSESSION", 10)
+        .with_acs_credentials("cpe", "cpe-secret");
+    let ev = dev.inform_events(&[]);
+    let inform = dev.inform_envelope(&ev, "1");
+    let mut c = dev.http_client(&app.cwmp_url()).unwrap();
+    assert_eq!(c.post_soap(&inform).await.unwrap().status, 200);
+    let big = gzip_bomb(64);
+    let r = c.post_raw(&big, &gz).await.unwrap();
+    // 64 MiB decoded is over the 32 MiB in-session limit.
+    assert_eq!(r.status, 413, "{}", r.body_text());
+    drop(c);
+    // Inflating every bomb whole would have cost tens of GiB; bounded decoding costs a few
+    // MiB per request.
+    let grown_mib = peak_rss_kib().saturating_sub(before) / 1024;
+    assert!(grown_mib < 512, "peak memory grew by {grown_mib} MiB");
+    // The admin listener inflates nothing: a compressed body is refused as such.
+    let admin = Api::new(&app, "admin").await;
+    let bearer = format!("Bearer {}", admin.token);
+    let res = raw_request(
+        app.api_addr(),
+        "POST",
+        "/api/v1/tokens",
+        &[
+            ("Authorization", &bearer),
+            ("Content-Type", "application/json"),
+            ("Content-Encoding", "gzip"),
+        ],
+        &bomb,
+    )
+    .await;
+    assert_eq!(res.status, 415);
+    healthy(&app, "AFTERBOMB").await;
+}
+
+/// A TCP connection from `src` (any 127/8 address is local on Linux).
+async fn connect_from(src: &str, to: SocketAddr) -> tokio::net::TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{src}:0").parse().unwrap()).unwrap();
+    sock.connect(to).await.unwrap()
+}
+
+/// Read what the server says on a stalled connection until it closes it: the status of its
+/// answer, if any.
+async fn outcome(mut s: tokio::net::TcpStream) -> Option<u16> {
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(120), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the server never closed a stalled connection");
+    (!buf.is_empty()).then(|| {
+        parse_response(&buf[..buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4]).status
+    })
+}
+
+/// Hundreds of requests that declare a body and never send it, from one address: those
+/// within the per-source limit are closed after the body timeout, the rest are refused at
+/// once; meanwhile a CPE session and /healthz from another address complete.
+async fn stalled_bodies_are_closed_and_others_still_get_through(b: Backend) {
+    let app = TestApp::spawn(b, |c| {
+        c.cwmp.body_timeout_secs = 6;
+        c.cwmp.max_connections_per_source = 100;
+        c.api.body_timeout_secs = 6;
+        c.api.max_connections_per_source = 20;
+    })
+    .await;
+    let admin = Api::new(&app, "admin").await;
+    let heads = [
+        "POST / HTTP/1.1\r\nHost: acs\r\nContent-Type: text/xml\r\nContent-Length: 200000\r\n\r\n<soap",
+        "POST /cwmp HTTP/1.1\r\nHost: acs\r\nContent-Type: text/xml\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nabc",
+        "POST / HTTP/1.1\r\nHost: acs\r\nContent-Type: text/xml\r\nContent-Length: 100000000\r\n\r\n",
+    ];
+    let mut cwmp = Vec::new();
+    for i in 0..300 {
+        let mut s = connect_from("127.0.0.2", app.cwmp_addr()).await;
+        s.write_all(heads[i % 3].as_bytes()).await.unwrap();
+        cwmp.push(s);
+    }
+    let token_post = format!(
+        "POST /api/v1/tokens HTTP/1.1\r\nHost: acs\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"name\"",
+        admin.token
+    );
+    let mut api = Vec::new();
+    for _ in 0..40 {
+        let mut s = connect_from("127.0.0.2", app.api_addr()).await;
+        s.write_all(token_post.as_bytes()).await.unwrap();
+        api.push(s);
+    }
+    // While they are held open: a whole CPE session and /healthz from 127.0.0.1.
+    healthy(&app, "NEIGHBOUR").await;
+    // Still open: the first connections are within the limit and still waiting.
+    let mut waiting = 0;
+    for s in &cwmp[..50] {
+        let mut b = [0u8; 1];
+        if matches!(s.try_read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock) {
+            waiting += 1;
+        }
+    }
+    assert!(
+        waiting >= 20,
+        "only {waiting} of the first 50 were still waiting"
+    );
+    // Then every one of them ends: 408 after the body timeout, 413 for the 100 MB one,
+    // 503 beyond the per-source limit; never a hang.
+    let mut counts = std::collections::BTreeMap::new();
+    let outcomes: Vec<_> = cwmp.into_iter().map(|s| tokio::spawn(outcome(s))).collect();
+    for h in outcomes {
+        *counts.entry(h.await.unwrap()).or_insert(0) += 1;
+    }
+    for status in counts.keys() {
+        assert!(
+            matches!(status, Some(408) | Some(413) | Some(503) | None),
+            "{counts:?}"
+        );
+    }
+    assert!(
+        counts.get(&Some(503)).copied().unwrap_or(0) >= 150,
+        "{counts:?}"
+    );
+    assert!(
+        counts.get(&Some(408)).copied().unwrap_or(0) >= 50,
+        "{counts:?}"
+    );
+    let mut counts = std::collections::BTreeMap::new();
+    let outcomes: Vec<_> = api.into_iter().map(|s| tokio::spawn(outcome(s))).collect();
+    for h in outcomes {
+        *counts.entry(h.await.unwrap()).or_insert(0) += 1;
+    }
+    assert_eq!(counts.get(&Some(408)), Some(&20), "{counts:?}");
+    assert_eq!(counts.get(&Some(503)), Some(&20), "{counts:?}");
+    // No token was created by the half-sent bodies, and the server is still fine.
+    let tokens = admin.get("/api/v1/tokens").await;
+    assert_eq!(tokens["items"].as_array().unwrap().len(), 1);
+    healthy(&app, "AFTERSTALL").await;
+}
+
+/// HEAD on a stored file gives the length GET would send (206: the range's); a signed
+/// upload link stores one file, and a second use is refused, on any node.
+async fn head_tells_the_real_length_and_upload_links_work_once(b: Backend) {
+    let app = TestApp::spawn(b, |_| {}).await;
+    let op = Api::new(&app, "operator").await;
+    let content: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    let res = op
+        .http
+        .post(format!("{}/api/v1/files?name=fw.bin", op.base))
+        .bearer_auth(&op.token)
+        .body(content.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let file: Value = res.json().await.unwrap();
+    let file_id = file["id"].as_str().unwrap().to_string();
+    let state = app.running.as_ref().unwrap().state.clone();
+    let base = format!("http://{}", app.cwmp_addr());
+    let far = state.now() / 1000 + 3600;
+    let url = state
+        .services
+        .signer
+        .download_url(&base, &file_id, "001122-Box-HEAD", far);
+    let http = app.http();
+    let get = http.get(&url).send().await.unwrap();
+    assert_eq!(get.status(), 200);
+    assert_eq!(get.bytes().await.unwrap().as_ref(), &content[..]);
+    let head = http.head(&url).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-length"], "5000");
+    let head = http
+        .head(&url)
+        .header("Range", "bytes=100-199")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 206);
+    assert_eq!(head.headers()["content-length"], "100");
+    assert_eq!(head.headers()["content-range"], "bytes 100-199/5000");
+
+    // Upload links: a device that exists, one link, two uploads.
+    let device = "001122-Box-UPLOAD";
+    let admin = Api::new(&app, "admin").await;
+    let (s, v) = admin
+        .call(
+            Method::PUT,
+            &format!("/api/v1/devices/{device}"),
+            Some(json!({"oui": "001122", "product_class": "Box", "serial_number": "UPLOAD"})),
+        )
+        .await;
+    assert!(s == 200 || s == 201, "{s} {v}");
+    let link = state.services.signer.upload_url(&base, device, far);
+    let first = http.put(&link).body("config-1").send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let second = http.put(&link).body("config-2").send().await.unwrap();
+    assert_eq!(second.status(), 403);
+    let files = admin
+        .get(&format!("/api/v1/files?device_id={device}"))
+        .await;
+    assert_eq!(files["items"].as_array().unwrap().len(), 1, "{files}");
+    // Another node on the same database refuses it too; a fresh link still works there.
+    let other = TestApp::spawn_on(app.db.clone(), |_| {}).await;
+    let there = link.replace(&base, &format!("http://{}", other.cwmp_addr()));
+    let res = http.post(&there).body("config-3").send().await.unwrap();
+    assert_eq!(res.status(), 403);
+    let fresh =
+        state
+            .services
+            .signer
+            .upload_url(&format!("http://{}", other.cwmp_addr()), device, far);
+    let res = http.post(&fresh).body("config-4").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    // A tampered nonce does not pass the signature.
+    let forged = fresh.replacen("n=", "n=0", 1);
+    let res = http.post(&forged).body("x").send().await.unwrap();
+    assert_eq!(res.status(), 403);
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+/// An attacker guessing one username gets the address blocked for that username, while a
+/// CPE behind the same address with its own credentials still logs in; every failure and
+/// every refusal shows in /metrics.
+async fn a_valid_cpe_logs_in_from_an_address_blocked_by_an_attacker(b: Backend) {
+    let app = TestApp::spawn(b, |c| c.cwmp.max_auth_failures = 3).await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let mut bad = crate::cpe::Device::synthetic(crate::cpe::Root::Igd, "VICTIM", 5)
+            .with_acs_credentials("victim", "guess");
+        match bad.run_session(&app.cwmp_url(), &[]).await {
+            Err(crate::cpe::SimError::UnexpectedStatus { status, .. }) => statuses.push(status),
+            Err(crate::cpe::SimError::AuthFailed { .. }) => statuses.push(401),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(statuses, [401, 401, 401, 503, 503]);
+    // Same address, its own username, right password: in.
+    let mut good = crate::cpe::Device::synthetic(crate::cpe::Root::Igd, "NEIGHBOUR", 5)
+        .with_acs_credentials("neighbour", "cpe-secret");
+    let rep = good.run_session(&app.cwmp_url(), &[]).await.unwrap();
+    assert!(rep.ended_cleanly(), "{rep:?}");
+    // The attacker is still refused, even with the right password now.
+    let mut late = crate::cpe::Device::synthetic(crate::cpe::Root::Igd, "VICTIM", 5)
+        .with_acs_credentials("victim", "cpe-secret");
+    match late.run_session(&app.cwmp_url(), &[]).await {
+        Err(crate::cpe::SimError::UnexpectedStatus { status, .. }) => assert_eq!(status, 503),
+        other => panic!("{other:?}"),
+    }
+    let text = app
+        .http()
+        .get(app.api_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        metric(&text, "ferroacs_cwmp_refused_total{reason=\"auth_failed\"}"),
+        3.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "ferroacs_cwmp_refused_total{reason=\"auth_blocked\"}"
+        ),
+        3.0
+    );
 }

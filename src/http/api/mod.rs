@@ -279,6 +279,20 @@ async fn auth(
         let (r, _) = req.into_parts();
         Ok(ServiceResponse::new(r, json_error(status, code, msg)))
     };
+    // Request bodies are never inflated on this listener (no decompression bomb to defuse).
+    let encoded = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !v.trim().is_empty() && !v.trim().eq_ignore_ascii_case("identity"));
+    if encoded {
+        return deny(
+            req,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+            "send request bodies without Content-Encoding (compressed bodies are not accepted)",
+        );
+    }
     let Some(token) = bearer(&req) else {
         return deny(
             req,
@@ -355,6 +369,15 @@ async fn authorize(
 }
 
 fn json_config_error(err: actix_web::error::JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    if let actix_web::error::JsonPayloadError::Payload(p) = &err {
+        if crate::http::limits::is_timeout(p) {
+            return actix_web::error::InternalError::from_response(
+                "body timeout",
+                crate::http::limits::body_timeout_response(),
+            )
+            .into();
+        }
+    }
     let msg = match &err {
         actix_web::error::JsonPayloadError::Deserialize(e) => format!("invalid JSON body: {e}"),
         actix_web::error::JsonPayloadError::ContentType => {
