@@ -138,6 +138,9 @@ pub struct CwmpConfig {
     pub gpv_batch_size: usize,
     pub session_log_retention_days: u32,
     pub hold_requests: bool,
+    pub body_timeout_secs: u64,
+    pub max_connections_per_source: usize,
+    pub connection_limit_exempt: Vec<String>,
 }
 
 impl Default for CwmpConfig {
@@ -165,6 +168,9 @@ impl Default for CwmpConfig {
             gpv_batch_size: 128,
             session_log_retention_days: 30,
             hold_requests: false,
+            body_timeout_secs: 30,
+            max_connections_per_source: 256,
+            connection_limit_exempt: Vec::new(),
         }
     }
 }
@@ -180,6 +186,9 @@ pub struct ApiConfig {
     pub connection_request_min_interval_ms: u64,
     pub connection_request_allow_basic: bool,
     pub task_transfer_timeout_secs: u64,
+    pub body_timeout_secs: u64,
+    pub max_connections_per_source: usize,
+    pub connection_limit_exempt: Vec<String>,
 }
 
 impl Default for ApiConfig {
@@ -193,6 +202,9 @@ impl Default for ApiConfig {
             connection_request_min_interval_ms: 2000,
             connection_request_allow_basic: false,
             task_transfer_timeout_secs: 3600,
+            body_timeout_secs: 30,
+            max_connections_per_source: 64,
+            connection_limit_exempt: Vec::new(),
         }
     }
 }
@@ -293,6 +305,9 @@ pub const KEYS: &[KeyDoc] = &[
     k!("cwmp", "gpv_batch_size", Some("128"), None, false, "Parameter names per GetParameterValues request during discovery (128 rows of a typical\ndevice, 150-200 bytes each, answer in about 20-26 KB, under the 32 KiB many CPEs are built for)."),
     k!("cwmp", "session_log_retention_days", Some("30"), None, false, "How long the per-device session log is kept."),
     k!("cwmp", "hold_requests", Some("false"), None, false, "When ferroacs has requests queued for a device, set HoldRequests in the InformResponse so they go\nbefore the CPE's own requests (TransferComplete, ...); the CPE sends those after ferroacs is done."),
+    k!("cwmp", "body_timeout_secs", Some("30"), None, false, "A request body must keep arriving: no byte for this long and the request gets 408 and its connection\nis closed. A session-opening request must arrive whole within this time. Also the time allowed for a\nrequest head on a new connection."),
+    k!("cwmp", "max_connections_per_source", Some("256"), None, false, "Open connections per source address (IPv6: per /64) on the CWMP listener; above it requests get 503\nand the connection is closed. 0 = no limit. Loopback counts too unless listed below."),
+    k!("cwmp", "connection_limit_exempt", Some("[]"), None, false, "Networks not subject to max_connections_per_source, e.g. [\"10.0.0.0/8\", \"::1/128\"] for a reverse proxy\nor carrier-grade NAT that many CPEs share."),
     k!("api", "listen", Some("\"127.0.0.1:7557\""), None, false, "Address of the operator-facing admin API and web UI."),
     k!("api", "tls_cert", None, Some("\"/etc/ferroacs/api.crt\""), false, "PEM certificate chain; with tls_key the admin listener speaks HTTPS."),
     k!("api", "tls_key", None, Some("\"/etc/ferroacs/api.key\""), false, "PEM private key for tls_cert."),
@@ -301,6 +316,9 @@ pub const KEYS: &[KeyDoc] = &[
     k!("api", "connection_request_min_interval_ms", Some("2000"), None, false, "Minimum time between two connection requests to the same device."),
     k!("api", "connection_request_allow_basic", Some("false"), None, false, "Answer a device's Basic challenge (the password then travels in clear over http); Digest is always used when offered."),
     k!("api", "task_transfer_timeout_secs", Some("3600"), None, false, "How long a Download, Upload or Reboot task waits for the device to report completion before it expires."),
+    k!("api", "body_timeout_secs", Some("30"), None, false, "A request body must keep arriving: no byte for this long and the request gets 408 and its connection\nis closed. Also the time allowed for a request head on a new connection."),
+    k!("api", "max_connections_per_source", Some("64"), None, false, "Open connections per source address (IPv6: per /64) on the admin listener; above it requests get 503\nand the connection is closed. 0 = no limit. Loopback counts too unless listed below."),
+    k!("api", "connection_limit_exempt", Some("[]"), None, false, "Networks not subject to max_connections_per_source on the admin listener, e.g. [\"127.0.0.0/8\"]."),
     k!("files", "dir", Some("\"files\""), None, false, "Where firmware, configuration files and device uploads are stored."),
     k!("files", "public_url", None, Some("\"https://acs.example.net:7547\""), false, "Base URL devices use to fetch files; unset = derived from the CWMP listener."),
     k!("files", "max_upload_bytes", Some("536870912"), None, false, "Largest file accepted from an operator or a device Upload."),
@@ -508,6 +526,29 @@ impl Config {
         if !(1..=1024).contains(&self.cwmp.gpv_batch_size) {
             return Err(invalid("cwmp.gpv_batch_size", "must be between 1 and 1024"));
         }
+        for (section, timeout, exempt) in [
+            (
+                "cwmp",
+                self.cwmp.body_timeout_secs,
+                &self.cwmp.connection_limit_exempt,
+            ),
+            (
+                "api",
+                self.api.body_timeout_secs,
+                &self.api.connection_limit_exempt,
+            ),
+        ] {
+            if timeout == 0 {
+                return Err(invalid(
+                    &format!("{section}.body_timeout_secs"),
+                    "must be at least 1",
+                ));
+            }
+            for n in exempt {
+                IpNet::parse(n)
+                    .map_err(|m| invalid(&format!("{section}.connection_limit_exempt"), m))?;
+            }
+        }
         if self.api.connection_request_concurrency == 0 {
             return Err(invalid(
                 "api.connection_request_concurrency",
@@ -568,6 +609,17 @@ fn parse_env_value(value: &str, doc: &KeyDoc) -> Result<toml::Value, String> {
         .parse::<toml::Table>()
         .ok()
         .and_then(|t| t.get("v").cloned());
+    if default.starts_with('[') {
+        // A list: comma-separated strings.
+        return Ok(toml::Value::Array(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(|v| toml::Value::String(v.to_string()))
+                .collect(),
+        ));
+    }
     let want_bool = default == "true" || default == "false";
     match parsed {
         Some(v @ toml::Value::Boolean(_)) if want_bool => Ok(v),
@@ -581,6 +633,60 @@ fn parse_env_value(value: &str, doc: &KeyDoc) -> Result<toml::Value, String> {
             }
         )),
     }
+}
+
+/// An IP network (`10.0.0.0/8`, `2001:db8::/32`, or a single address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    pub fn parse(s: &str) -> Result<IpNet, String> {
+        let bad =
+            || format!("`{s}` is not a network such as 10.0.0.0/8, 2001:db8::/32 or 127.0.0.1");
+        let (a, p) = match s.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s.trim(), None),
+        };
+        let addr: std::net::IpAddr = a.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+            None => max,
+        };
+        Ok(IpNet { addr, prefix })
+    }
+
+    /// Whether `ip` is inside (an IPv4-mapped IPv6 address counts as its IPv4 address).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Parse a list of networks already checked by [`Config::validate`] (bad ones are skipped).
+pub fn ip_nets(list: &[String]) -> Vec<IpNet> {
+    list.iter().filter_map(|n| IpNet::parse(n).ok()).collect()
 }
 
 fn parse_listen(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
@@ -753,6 +859,36 @@ mod tests {
         // Keys unset by default (None) are not serialized; count them from KEYS.
         let unset = KEYS.iter().filter(|k| k.default.is_none()).count();
         assert_eq!(keys + unset, documented);
+    }
+
+    #[test]
+    fn networks_parse_and_match() {
+        let n = IpNet::parse("10.0.0.0/8").unwrap();
+        assert!(n.contains("10.200.1.2".parse().unwrap()));
+        assert!(!n.contains("11.0.0.1".parse().unwrap()));
+        assert!(n.contains("::ffff:10.0.0.1".parse().unwrap()));
+        let one = IpNet::parse("127.0.0.2").unwrap();
+        assert!(one.contains("127.0.0.2".parse().unwrap()));
+        assert!(!one.contains("127.0.0.1".parse().unwrap()));
+        assert!(IpNet::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        let v6 = IpNet::parse("2001:db8::/32").unwrap();
+        assert!(v6.contains("2001:db8:1::5".parse().unwrap()));
+        assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "nope", "10.0.0/8", "::/129"] {
+            assert!(IpNet::parse(bad).is_err(), "{bad}");
+        }
+        let e = load("[cwmp]\nconnection_limit_exempt = [\"10/8\"]\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cwmp.connection_limit_exempt"), "{e}");
+        let c = load(
+            "",
+            &[("FERROACS_API_CONNECTION_LIMIT_EXEMPT", "127.0.0.0/8, ::1")],
+        )
+        .unwrap();
+        assert_eq!(c.api.connection_limit_exempt, vec!["127.0.0.0/8", "::1"]);
     }
 
     #[test]

@@ -60,7 +60,6 @@ pub struct CwmpMetrics {
     pub sessions_timed_out: AtomicU64,
     pub sessions_failed: AtomicU64,
     pub sessions_resumed: AtomicU64,
-    pub auth_failures: AtomicU64,
     pub refused_busy: AtomicU64,
     pub refused_overload: AtomicU64,
     pub bad_requests: AtomicU64,
@@ -98,4 +97,8 @@ pub struct CpeAuthenticator {
     pub(crate) default_username: Option<String>,
     pub(crate) default_password: Option<Secret>,
     pub(crate) cache: DashMap<String, CachedCreds>,
+    /// Logins refused for wrong or unusable credentials.
+    pub failures: std::sync::atomic::AtomicU64,
+    /// Logins refused unchecked by the failed-login limiter.
+    pub blocked: std::sync::atomic::AtomicU64,
 }

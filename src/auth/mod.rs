@@ -5,7 +5,7 @@
 //!   that every ferroacs node sharing the secret can validate.
 //! * [`header`]: the RFC 7235 challenge/credentials grammar shared by the
 //!   server side and by outbound connection requests.
-//! * [`ratelimit`]: a per-source failed-login limiter with bounded memory.
+//! * [`ratelimit`]: a failed-login limiter per source and per username, with bounded memory.
 //! * [`password`]: operator password hashing (argon2id) and API tokens.
 //!
 //! Credentials for CPEs are stored only as HA1 = MD5(username:realm:password),
@@ -27,7 +27,7 @@ pub use digest::{
 pub use password::{
     constant_time_eq, generate_token, hash_password, hash_token, verify_password, verify_token,
 };
-pub use ratelimit::{FailureLimiter, FailureLimiterConfig};
+pub use ratelimit::{FailureLimiter, FailureLimiterConfig, Gate};
 
 /// Why a request could not be authenticated.
 ///

@@ -78,12 +78,17 @@ impl UrlSigner {
         )
     }
 
-    /// `{base}/uploads/{device}?e=..&s=..`, valid until `expires` (Unix seconds).
+    /// `{base}/uploads/{device}?e=..&n=..&s=..`, valid once, until `expires` (Unix seconds).
+    /// The random nonce `n` makes every link distinct, so the file server can remember the
+    /// links already used (`Store::claim_link`).
     pub fn upload_url(&self, base: &str, device_id: &str, expires: i64) -> String {
+        let mut n = [0u8; 12];
+        rand::fill(&mut n);
+        let nonce = hex::encode(n);
         format!(
-            "{base}/uploads/{}?e={expires}&s={}",
+            "{base}/uploads/{}?e={expires}&n={nonce}&s={}",
             url_encode(device_id),
-            self.mac("upload", "", device_id, expires)
+            self.mac("upload", &nonce, device_id, expires)
         )
     }
 
@@ -103,11 +108,18 @@ impl UrlSigner {
             )
     }
 
-    /// Check an upload signature at `now_secs`.
-    pub fn check_upload(&self, device_id: &str, expires: i64, sig: &str, now_secs: i64) -> bool {
+    /// Check an upload signature (with its nonce) at `now_secs`.
+    pub fn check_upload(
+        &self,
+        device_id: &str,
+        expires: i64,
+        nonce: &str,
+        sig: &str,
+        now_secs: i64,
+    ) -> bool {
         expires >= now_secs
             && crate::auth::password::constant_time_eq(
-                self.mac("upload", "", device_id, expires).as_bytes(),
+                self.mac("upload", nonce, device_id, expires).as_bytes(),
                 sig.as_bytes(),
             )
     }
@@ -284,7 +296,12 @@ mod tests {
         assert!(!s.check_download("abc", "OUI-PC-SN", 1001, &sig, 999));
         let up = s.upload_url("http://acs", "D", 50);
         let sig = up.rsplit("s=").next().unwrap_or_default().to_string();
-        assert!(s.check_upload("D", 50, &sig, 10));
-        assert!(!s.check_upload("E", 50, &sig, 10));
+        let nonce = up.split("n=").nth(1).unwrap_or_default();
+        let nonce = nonce.split('&').next().unwrap_or_default();
+        assert_eq!(nonce.len(), 24);
+        assert!(s.check_upload("D", 50, nonce, &sig, 10));
+        assert!(!s.check_upload("E", 50, nonce, &sig, 10));
+        assert!(!s.check_upload("D", 50, "", &sig, 10));
+        assert_ne!(up, s.upload_url("http://acs", "D", 50));
     }
 }

@@ -29,6 +29,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub struct Signed {
     d: Option<String>,
     e: Option<i64>,
+    /// Nonce of a single-use (upload) link.
+    n: Option<String>,
     s: Option<String>,
 }
 
@@ -165,8 +167,10 @@ pub async fn serve_file(req: &HttpRequest, state: &AppState, row: &FileRow) -> H
         ));
     }
     if req.method() == Method::HEAD {
-        b.insert_header((header::CONTENT_LENGTH, count.to_string()));
-        return b.finish();
+        // The length of what GET would send: actix writes Content-Length from the body's
+        // declared size (and sends no body for HEAD), so declare it without any bytes.
+        let nothing = futures_util::stream::empty::<Result<Bytes, std::io::Error>>();
+        return b.body(SizedStream::new(count, nothing));
     }
     if start > 0 && file.seek(SeekFrom::Start(start)).await.is_err() {
         return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the file");
@@ -194,7 +198,7 @@ pub async fn serve_file(req: &HttpRequest, state: &AppState, row: &FileRow) -> H
 async fn upload(
     path: web::Path<String>,
     q: web::Query<Signed>,
-    mut payload: web::Payload,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let device_id = path.into_inner();
@@ -205,13 +209,50 @@ async fn upload(
             "uploads need a signed link (the Upload URL ferroacs gives a device)",
         );
     };
+    let nonce = q.n.clone().unwrap_or_default();
     if !state
         .services
         .signer
-        .check_upload(&device_id, e, s, now / 1000)
+        .check_upload(&device_id, e, &nonce, s, now / 1000)
     {
         return plain(StatusCode::FORBIDDEN, "invalid or expired link");
     }
+    // A link is good for one upload, on whichever node it arrives: claim it first.
+    let link = format!("upload:{s}");
+    let (l, expires_ms) = (link.clone(), e.saturating_mul(1000));
+    match state
+        .store
+        .run(move |st| st.claim_link(&l, expires_ms, now))
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(device = %device_id, "a used upload link was presented again");
+            return plain(StatusCode::FORBIDDEN, "this upload link was used already");
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot record an upload link");
+            return plain(StatusCode::SERVICE_UNAVAILABLE, "database unavailable");
+        }
+    }
+    let resp = receive_upload(&state, &device_id, payload, now).await;
+    if !resp.status().is_success() && resp.status() != StatusCode::NOT_FOUND {
+        // Nothing was stored: the device may try again with the same link.
+        let l = link.clone();
+        if let Err(e) = state.store.run(move |st| st.release_link(&l)).await {
+            tracing::warn!(error = %e, "cannot release an upload link");
+        }
+    }
+    resp
+}
+
+async fn receive_upload(
+    state: &AppState,
+    device_id: &str,
+    mut payload: web::Payload,
+    now: i64,
+) -> HttpResponse {
+    let device_id = device_id.to_string();
     let mut w = match state.services.files.writer().await {
         Ok(w) => w,
         Err(e) => {
@@ -222,8 +263,11 @@ async fn upload(
     while let Some(chunk) = payload.next().await {
         let chunk = match chunk {
             Ok(c) => c,
-            Err(_) => {
+            Err(e) => {
                 w.abort().await;
+                if crate::http::limits::is_timeout(&e) {
+                    return crate::http::limits::body_timeout_response();
+                }
                 return plain(StatusCode::BAD_REQUEST, "the upload was interrupted");
             }
         };

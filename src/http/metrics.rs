@@ -149,7 +149,8 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         ("device_busy", get(&m.refused_busy)),
         ("overload", get(&m.refused_overload)),
         ("bad_request", get(&m.bad_requests)),
-        ("auth_failed", get(&m.auth_failures)),
+        ("auth_failed", get(&state.cwmp.auth.failures)),
+        ("auth_blocked", get(&state.cwmp.auth.blocked)),
     ] {
         sample(
             &mut out,

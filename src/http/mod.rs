@@ -7,12 +7,14 @@ pub mod cwmp;
 pub mod error;
 pub mod fileserver;
 pub mod health;
+pub mod limits;
 pub mod metrics;
 pub mod request_id;
 pub mod tls;
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::{middleware, web, App, HttpServer};
 
@@ -28,21 +30,36 @@ pub fn build_servers(
 ) -> anyhow::Result<Vec<actix_web::dev::Server>> {
     let data = web::Data::from(state.clone());
     let cwmp_data = data.clone();
+    let cfg = &state.config;
+    let cwmp_limits = limits::ConnLimits::new(
+        cfg.cwmp.max_connections_per_source,
+        crate::config::ip_nets(&cfg.cwmp.connection_limit_exempt),
+        Duration::from_secs(cfg.cwmp.body_timeout_secs),
+    );
+    let api_limits = limits::ConnLimits::new(
+        cfg.api.max_connections_per_source,
+        crate::config::ip_nets(&cfg.api.connection_limit_exempt),
+        Duration::from_secs(cfg.api.body_timeout_secs),
+    );
     let cwmp_tls_on = cwmp_tls.is_some();
     let cwmp = HttpServer::new(move || {
         App::new()
             .app_data(cwmp_data.clone())
+            .wrap(middleware::from_fn(limits::middleware))
             .wrap(middleware::from_fn(request_id::middleware))
             .configure(|c| cwmp::configure(c, cwmp_tls_on))
     })
     .on_connect({
         let st = state.clone();
-        move |conn, ext| cwmp::on_connect(&st, conn, ext)
+        move |conn, ext| {
+            limits::on_connect(&cwmp_limits, conn, ext);
+            cwmp::on_connect(&st, conn, ext)
+        }
     })
-    .keep_alive(std::time::Duration::from_secs(
+    .keep_alive(Duration::from_secs(
         state.config.cwmp.session_timeout_secs.max(5),
     ))
-    .client_request_timeout(std::time::Duration::from_secs(30))
+    .client_request_timeout(Duration::from_secs(cfg.cwmp.body_timeout_secs))
     .disable_signals()
     .shutdown_timeout(30);
     let cwmp = match cwmp_tls {
@@ -54,11 +71,15 @@ pub fn build_servers(
     let api = HttpServer::new(move || {
         App::new()
             .app_data(api_data.clone())
+            .wrap(middleware::from_fn(limits::middleware))
             .wrap(middleware::from_fn(request_id::middleware))
             .route("/healthz", web::get().to(health::healthz))
             .route("/metrics", web::get().to(metrics::metrics))
             .configure(api::configure)
     })
+    .on_connect(move |conn, ext| limits::on_connect(&api_limits, conn, ext))
+    .keep_alive(Duration::from_secs(5))
+    .client_request_timeout(Duration::from_secs(cfg.api.body_timeout_secs))
     .disable_signals()
     .shutdown_timeout(30);
     let api = match api_tls {

@@ -22,6 +22,29 @@ pub struct FileRow {
 }
 
 impl Store {
+    /// Mark a single-use link (`id`, valid until `expires_at`) as used, on every node.
+    /// Returns false when it was used already. Links past their expiry are forgotten.
+    pub fn claim_link(&self, id: &str, expires_at: i64, now: i64) -> Result<bool> {
+        use super::schema::used_links::dsl as u;
+        with_conn!(self, |c| {
+            diesel::delete(u::used_links.filter(u::expires_at.lt(now))).execute(c)?;
+            let n = diesel::insert_into(u::used_links)
+                .values((u::id.eq(id), u::expires_at.eq(expires_at)))
+                .on_conflict_do_nothing()
+                .execute(c)?;
+            Ok(n == 1)
+        })
+    }
+
+    /// Give a claimed link back (its upload failed before anything was stored).
+    pub fn release_link(&self, id: &str) -> Result<()> {
+        use super::schema::used_links::dsl as u;
+        with_conn!(self, |c| {
+            diesel::delete(u::used_links.filter(u::id.eq(id))).execute(c)?;
+            Ok(())
+        })
+    }
+
     pub fn insert_file(&self, row: &FileRow) -> Result<()> {
         with_conn!(self, |c| {
             diesel::insert_into(f::files).values(row).execute(c)?;

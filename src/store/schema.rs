@@ -223,6 +223,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    used_links (id) {
+        id -> Text,
+        expires_at -> BigInt,
+    }
+}
+
 diesel::joinable!(voip_lines -> devices (device_id));
 diesel::joinable!(device_preset_state -> devices (device_id));
 diesel::joinable!(device_tags -> devices (device_id));
@@ -251,4 +258,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     voip_lines,
     presets,
     device_preset_state,
+    used_links,
 );

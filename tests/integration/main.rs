@@ -11,5 +11,6 @@ mod cwmp;
 
 mod foundation;
 mod loadgen_run;
+mod security;
 mod voip;
 mod voip_api;

@@ -54,6 +54,9 @@ pub async fn upload(
             Ok(c) => c,
             Err(e) => {
                 w.abort().await;
+                if crate::http::limits::is_timeout(&e) {
+                    return Ok(crate::http::limits::body_timeout_response());
+                }
                 return Err(
                     Error::invalid("body", format!("the upload was interrupted: {e}")).into(),
                 );

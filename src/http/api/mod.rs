@@ -4,7 +4,14 @@
 //! the actix routes, decides the role each route needs, and generates the OpenAPI document
 //! served at `/api/v1/openapi.json`. Every request needs `Authorization: Bearer <token>`
 //! (tokens from `ferroacs token create` or `POST /api/v1/tokens`): no or an unknown token
-//! gives 401, a role below the route's gives 403. Roles: `viewer` reads; `operator` also acts
+//! gives 401, a role below the route's gives 403, a path no route matches gives 404.
+//!
+//! Authentication and authorisation are two steps. The scope-wide [`auth`] middleware runs
+//! before routing and only establishes who is calling (the [`Caller`]). The role check runs
+//! after routing, in a middleware on each route's own resource ([`authorize`]), so the role
+//! is the one of the route the router actually matched on the percent-decoded path; no
+//! spelling of a path (`%74okens`, `%761`, `//`) can reach a handler with another route's
+//! role, and an unmatched path reaches no handler at all. Roles: `viewer` reads; `operator` also acts
 //! on devices, tasks, files, VoIP lines and presets; `admin` also manages tokens, users and
 //! reads the audit log.
 //!
@@ -79,6 +86,24 @@ pub struct RouteDoc {
 /// Prefix of every API path.
 pub const PREFIX: &str = "/api/v1";
 
+macro_rules! method_guard {
+    (get) => {
+        actix_web::guard::Get()
+    };
+    (post) => {
+        actix_web::guard::Post()
+    };
+    (put) => {
+        actix_web::guard::Put()
+    };
+    (delete) => {
+        actix_web::guard::Delete()
+    };
+    (patch) => {
+        actix_web::guard::Patch()
+    };
+}
+
 macro_rules! api_routes {
     ($( $method:ident $path:literal $role:ident $handler:path,
         $summary:literal, query [$($q:literal),*], body $body:expr, response $resp:literal; )*) => {
@@ -93,8 +118,20 @@ macro_rules! api_routes {
             response: $resp,
         } ),* ];
 
+        /// Each route is its own resource, guarded by its method, with the role it needs
+        /// checked by a middleware on that resource: the role comes from the route the
+        /// router matched (on the decoded path), never from the raw request path.
         fn register(cfg: &mut web::ServiceConfig) {
-            $( cfg.route($path, web::$method().to($handler)); )*
+            $( cfg.service(
+                web::resource($path)
+                    .guard(method_guard!($method))
+                    .wrap(actix_web::middleware::from_fn(
+                        |req: ServiceRequest, next: Next<actix_web::body::BoxBody>| {
+                            authorize(Role::$role, req, next)
+                        },
+                    ))
+                    .route(web::$method().to($handler)),
+            ); )*
         }
     };
 }
@@ -194,24 +231,6 @@ api_routes! {
         "This API's OpenAPI 3 document", query [], body None, response "OpenApi";
 }
 
-/// The route a request is for: method and path matched against [`ROUTES`].
-pub fn find_route(method: &str, path: &str) -> Option<&'static RouteDoc> {
-    let rel = path.strip_prefix(PREFIX)?;
-    let segs: Vec<&str> = rel.split('/').collect();
-    ROUTES.iter().find(|r| {
-        let head_of_get = method.eq_ignore_ascii_case("head") && r.method == "get";
-        if !(r.method.eq_ignore_ascii_case(method) || head_of_get) {
-            return false;
-        }
-        let rs: Vec<&str> = r.path.split('/').collect();
-        rs.len() == segs.len()
-            && rs
-                .iter()
-                .zip(&segs)
-                .all(|(a, b)| (a.starts_with('{') && !b.is_empty()) || a == b)
-    })
-}
-
 /// Who is calling: set by the auth middleware for every API request.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -247,6 +266,8 @@ fn bearer(req: &ServiceRequest) -> Option<String> {
         .filter(|t| !t.is_empty() && t.len() <= 256)
 }
 
+/// Who is calling (before routing): 401 without a known token, else the [`Caller`] is
+/// attached for [`authorize`] and the handlers.
 async fn auth(
     req: ServiceRequest,
     next: Next<impl actix_web::body::MessageBody + 'static>,
@@ -258,6 +279,20 @@ async fn auth(
         let (r, _) = req.into_parts();
         Ok(ServiceResponse::new(r, json_error(status, code, msg)))
     };
+    // Request bodies are never inflated on this listener (no decompression bomb to defuse).
+    let encoded = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !v.trim().is_empty() && !v.trim().eq_ignore_ascii_case("identity"));
+    if encoded {
+        return deny(
+            req,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+            "send request bodies without Content-Encoding (compressed bodies are not accepted)",
+        );
+    }
     let Some(token) = bearer(&req) else {
         return deny(
             req,
@@ -287,16 +322,6 @@ async fn auth(
         );
     };
     let role = Role::parse(&row.role).unwrap_or(Role::Viewer);
-    if let Some(route) = find_route(req.method().as_str(), req.path()) {
-        if role < route.role {
-            let msg = format!(
-                "this needs the {} role; the token has {}",
-                route.role.as_str(),
-                role.as_str()
-            );
-            return deny(req, StatusCode::FORBIDDEN, "forbidden", &msg);
-        }
-    }
     let now = state.now();
     if row.last_used_at.is_none_or(|t| now - t > 60_000) {
         let (store, id) = (state.store.clone(), row.id);
@@ -311,7 +336,48 @@ async fn auth(
     Ok(next.call(req).await?.map_into_boxed_body())
 }
 
+/// The role check of one route, run after routing by the resource the router matched. A
+/// request reaches a handler only through one of these; anything unmatched goes to
+/// [`no_route`] (404 with a valid token; the scope's [`auth`] already answered 401 without).
+async fn authorize(
+    needed: Role,
+    req: ServiceRequest,
+    next: Next<actix_web::body::BoxBody>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let role = req.extensions().get::<Caller>().map(|c| c.role);
+    let refuse = |req: ServiceRequest, status: StatusCode, code: &str, msg: &str| {
+        let (r, _) = req.into_parts();
+        Ok(ServiceResponse::new(r, json_error(status, code, msg)))
+    };
+    match role {
+        None => refuse(
+            req,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send Authorization: Bearer <token> (create one with `ferroacs token create`)",
+        ),
+        Some(role) if role < needed => {
+            let msg = format!(
+                "this needs the {} role; the token has {}",
+                needed.as_str(),
+                role.as_str()
+            );
+            refuse(req, StatusCode::FORBIDDEN, "forbidden", &msg)
+        }
+        Some(_) => next.call(req).await,
+    }
+}
+
 fn json_config_error(err: actix_web::error::JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    if let actix_web::error::JsonPayloadError::Payload(p) = &err {
+        if crate::http::limits::is_timeout(p) {
+            return actix_web::error::InternalError::from_response(
+                "body timeout",
+                crate::http::limits::body_timeout_response(),
+            )
+            .into();
+        }
+    }
     let msg = match &err {
         actix_web::error::JsonPayloadError::Deserialize(e) => format!("invalid JSON body: {e}"),
         actix_web::error::JsonPayloadError::ContentType => {

@@ -1,8 +1,11 @@
 //! CPE authentication on the CWMP endpoint: HTTP Digest (Basic over TLS, or everywhere when
 //! allowed), TLS client certificates, per-device or default credentials, and limiting of
-//! failed logins per source address. Nothing is stored for an unauthenticated request.
+//! failed logins per source address and per username (`auth::ratelimit`: a correct login
+//! gets through an address blocked by someone else's failures). Nothing is stored for an
+//! unauthenticated request.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use actix_web::http::{header, StatusCode};
@@ -10,8 +13,8 @@ use actix_web::{HttpRequest, HttpResponse};
 use dashmap::DashMap;
 
 use crate::auth::{
-    self, digest, AuthError, Authorization, FailureLimiter, FailureLimiterConfig, NonceCounts,
-    NonceIssuer,
+    self, digest, AuthError, Authorization, FailureLimiter, FailureLimiterConfig, Gate,
+    NonceCounts, NonceIssuer,
 };
 use crate::config::{Config, CpeAuth};
 use crate::error::Result;
@@ -74,6 +77,8 @@ impl CpeAuthenticator {
             default_username: config.cwmp.default_username.clone(),
             default_password: config.cwmp.default_password.clone(),
             cache: DashMap::new(),
+            failures: AtomicU64::new(0),
+            blocked: AtomicU64::new(0),
         })
     }
 
@@ -81,9 +86,28 @@ impl CpeAuthenticator {
         &self.realm
     }
 
-    /// Seconds to wait when this address is blocked after too many failures.
-    pub fn blocked(&self, ip: IpAddr, now: i64) -> Option<u64> {
-        self.limiter.lock().ok()?.is_blocked(ip, now.max(0) as u64)
+    /// Seconds to wait when this attempt is refused unchecked after too many failures
+    /// (of its username from this address, see `auth::ratelimit`). Requests without
+    /// credentials are never refused here: they get the challenge.
+    pub fn blocked(&self, req: &HttpRequest, ip: IpAddr, now: i64) -> Option<u64> {
+        let username = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| digest::parse_authorization(v).ok())
+            .map(|a| a.username().to_string());
+        let gate = self
+            .limiter
+            .lock()
+            .ok()?
+            .gate(ip, username.as_deref(), now.max(0) as u64);
+        match gate {
+            Gate::Open => None,
+            Gate::Refused(secs) => {
+                self.blocked.fetch_add(1, Ordering::Relaxed);
+                Some(secs)
+            }
+        }
     }
 
     /// Forget cached credentials of `username` (after they changed on this node).
@@ -111,11 +135,12 @@ impl CpeAuthenticator {
     }
 
     fn failure(&self, ip: IpAddr, now: i64, username: &str, why: &str, tls: bool) -> HttpResponse {
+        self.failures.fetch_add(1, Ordering::Relaxed);
         let blocked = self
             .limiter
             .lock()
             .ok()
-            .and_then(|mut l| l.record_failure(ip, now.max(0) as u64));
+            .and_then(|mut l| l.record_failure(ip, username, now.max(0) as u64));
         tracing::warn!(%ip, username, reason = why, "CPE authentication failed");
         if let Some(secs) = blocked {
             tracing::warn!(%ip, seconds = secs, "too many failed logins: address blocked");
@@ -263,7 +288,7 @@ impl CpeAuthenticator {
         match verdict {
             Ok(()) => {
                 if let Ok(mut l) = self.limiter.lock() {
-                    l.record_success(ip);
+                    l.record_success(ip, &username);
                 }
                 Ok(principal)
             }

@@ -289,10 +289,10 @@ async fn new_session(
 ) -> HttpResponse {
     let ip = peer_ip(req);
     let now = state.now();
-    if let Some(retry) = state.cwmp.auth.blocked(ip, now) {
+    if let Some(retry) = state.cwmp.auth.blocked(req, ip, now) {
         return unavailable(
             retry,
-            "too many failed logins from this address; retry later",
+            "too many failed logins with these credentials from this address; retry later",
         );
     }
     if state.cwmp.live.len() >= state.config.cwmp.max_sessions {
@@ -303,9 +303,16 @@ async fn new_session(
             .fetch_add(1, Ordering::Relaxed);
         return unavailable(60, "too many sessions in progress; retry later");
     }
-    // Read the (size-capped) body first even when the request will be challenged: a CPE
-    // resends on the same connection after a 401, which needs the body consumed.
-    let raw = match body::read(req, payload, state.config.cwmp.max_inform_bytes).await {
+    // Read the raw (size-capped, still compressed) body even when the request will be
+    // challenged: a CPE resends on the same connection after a 401, which needs the body
+    // consumed. Nothing is inflated before the CPE has authenticated.
+    let limit = state.config.cwmp.max_inform_bytes;
+    let encoding = match body::encoding(req) {
+        Ok(e) => e,
+        Err(resp) => return resp,
+    };
+    let timeout = std::time::Duration::from_secs(state.config.cwmp.body_timeout_secs);
+    let raw = match body::read_raw(req, payload, limit, Some(timeout)).await {
         Ok(b) => b,
         Err(resp) => return resp,
     };
@@ -317,6 +324,10 @@ async fn new_session(
         .await
     {
         Ok(p) => p,
+        Err(resp) => return resp,
+    };
+    let raw = match body::decode(raw, encoding, limit).await {
+        Ok(b) => b,
         Err(resp) => return resp,
     };
     let msg = match parse(req, &raw) {
