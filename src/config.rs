@@ -170,7 +170,7 @@ impl Default for CwmpConfig {
             hold_requests: false,
             body_timeout_secs: 30,
             max_connections_per_source: 256,
-            connection_limit_exempt: Vec::new(),
+            connection_limit_exempt: vec!["127.0.0.1/32".to_string(), "::1/128".to_string()],
         }
     }
 }
@@ -204,7 +204,7 @@ impl Default for ApiConfig {
             task_transfer_timeout_secs: 3600,
             body_timeout_secs: 30,
             max_connections_per_source: 64,
-            connection_limit_exempt: Vec::new(),
+            connection_limit_exempt: vec!["127.0.0.1/32".to_string(), "::1/128".to_string()],
         }
     }
 }
@@ -307,7 +307,7 @@ pub const KEYS: &[KeyDoc] = &[
     k!("cwmp", "hold_requests", Some("false"), None, false, "When ferroacs has requests queued for a device, set HoldRequests in the InformResponse so they go\nbefore the CPE's own requests (TransferComplete, ...); the CPE sends those after ferroacs is done."),
     k!("cwmp", "body_timeout_secs", Some("30"), None, false, "A request body must keep arriving: no byte for this long and the request gets 408 and its connection\nis closed. A session-opening request must arrive whole within this time. Also the time allowed for a\nrequest head on a new connection."),
     k!("cwmp", "max_connections_per_source", Some("256"), None, false, "Open connections per source address (IPv6: per /64) on the CWMP listener; above it requests get 503\nand the connection is closed. 0 = no limit. Loopback counts too unless listed below."),
-    k!("cwmp", "connection_limit_exempt", Some("[]"), None, false, "Networks not subject to max_connections_per_source, e.g. [\"10.0.0.0/8\", \"::1/128\"] for a reverse proxy\nor carrier-grade NAT that many CPEs share."),
+    k!("cwmp", "connection_limit_exempt", Some("[\"127.0.0.1/32\", \"::1/128\"]"), None, false, "Networks not subject to max_connections_per_source: a reverse proxy on this host (the default), or a\ncarrier-grade NAT that many CPEs share, e.g. [\"127.0.0.1/32\", \"::1/128\", \"100.64.0.0/10\"]. [] limits loopback too."),
     k!("api", "listen", Some("\"127.0.0.1:7557\""), None, false, "Address of the operator-facing admin API and web UI."),
     k!("api", "tls_cert", None, Some("\"/etc/ferroacs/api.crt\""), false, "PEM certificate chain; with tls_key the admin listener speaks HTTPS."),
     k!("api", "tls_key", None, Some("\"/etc/ferroacs/api.key\""), false, "PEM private key for tls_cert."),
@@ -318,7 +318,7 @@ pub const KEYS: &[KeyDoc] = &[
     k!("api", "task_transfer_timeout_secs", Some("3600"), None, false, "How long a Download, Upload or Reboot task waits for the device to report completion before it expires."),
     k!("api", "body_timeout_secs", Some("30"), None, false, "A request body must keep arriving: no byte for this long and the request gets 408 and its connection\nis closed. Also the time allowed for a request head on a new connection."),
     k!("api", "max_connections_per_source", Some("64"), None, false, "Open connections per source address (IPv6: per /64) on the admin listener; above it requests get 503\nand the connection is closed. 0 = no limit. Loopback counts too unless listed below."),
-    k!("api", "connection_limit_exempt", Some("[]"), None, false, "Networks not subject to max_connections_per_source on the admin listener, e.g. [\"127.0.0.0/8\"]."),
+    k!("api", "connection_limit_exempt", Some("[\"127.0.0.1/32\", \"::1/128\"]"), None, false, "Networks not subject to max_connections_per_source on the admin listener (by default a reverse proxy\non this host); [] limits loopback too."),
     k!("files", "dir", Some("\"files\""), None, false, "Where firmware, configuration files and device uploads are stored."),
     k!("files", "public_url", None, Some("\"https://acs.example.net:7547\""), false, "Base URL devices use to fetch files; unset = derived from the CWMP listener."),
     k!("files", "max_upload_bytes", Some("536870912"), None, false, "Largest file accepted from an operator or a device Upload."),
