@@ -142,7 +142,8 @@ pub fn start(
     }
     let cwmp =
         crate::http::cwmp::CwmpState::new(&config, &store).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let services = crate::domain::services::Services::new(&config, &store)
+    let own = [cwmp_listener.local_addr()?, api_listener.local_addr()?];
+    let services = crate::domain::services::Services::new(&config, &store, &own)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let state = Arc::new(AppState {
         config: config.clone(),

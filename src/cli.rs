@@ -768,7 +768,10 @@ fn task(cli: &Cli, cmd: &TaskCmd) -> anyhow::Result<()> {
                     .await
                     .map_err(e)?;
                 println!("queued task {} ({} on {})", row.id, row.rpc, row.device_id);
-                let services = crate::domain::services::Services::new(&cfg, &store).map_err(e)?;
+                // The server's listeners, as configured, are never a target.
+                let own = [cfg.cwmp_listen(), cfg.api_listen()];
+                let services =
+                    crate::domain::services::Services::new(&cfg, &store, &own).map_err(e)?;
                 if *connection_request {
                     let r = services
                         .connreq

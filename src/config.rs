@@ -179,6 +179,8 @@ pub struct ApiConfig {
     pub connection_request_concurrency: usize,
     pub connection_request_min_interval_ms: u64,
     pub connection_request_allow_basic: bool,
+    pub connection_request_allow_networks: String,
+    pub connection_request_deny_networks: String,
     pub task_transfer_timeout_secs: u64,
 }
 
@@ -192,6 +194,8 @@ impl Default for ApiConfig {
             connection_request_concurrency: 256,
             connection_request_min_interval_ms: 2000,
             connection_request_allow_basic: false,
+            connection_request_allow_networks: String::new(),
+            connection_request_deny_networks: crate::connreq::policy::DEFAULT_DENY.into(),
             task_transfer_timeout_secs: 3600,
         }
     }
@@ -300,6 +304,8 @@ pub const KEYS: &[KeyDoc] = &[
     k!("api", "connection_request_concurrency", Some("256"), None, false, "Connection requests in flight at once."),
     k!("api", "connection_request_min_interval_ms", Some("2000"), None, false, "Minimum time between two connection requests to the same device."),
     k!("api", "connection_request_allow_basic", Some("false"), None, false, "Answer a device's Basic challenge (the password then travels in clear over http); Digest is always used when offered."),
+    k!("api", "connection_request_allow_networks", Some("\"\""), None, false, "Networks connection requests (HTTP and UDP) may go to although connection_request_deny_networks\nrefuses them, e.g. \"10.255.0.1/32\"; comma-separated addresses or CIDR networks. The most\nspecific network of both lists decides (allow wins a tie); an address on neither is allowed.\nferroacs's own listeners are refused whatever these lists say."),
+    k!("api", "connection_request_deny_networks", Some("\"0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16, 224.0.0.0/4, 240.0.0.0/4, ::/128, ::1/128, fe80::/10, ff00::/8, fd00:ec2::254/128\""), None, false, "Networks connection requests never go to, checked on every address a device's URL resolves to\n(IPv4-mapped IPv6 and numeric forms such as 2130706433 included): by default unspecified,\nloopback, link-local (cloud metadata), multicast, reserved/broadcast. Private ranges stay allowed."),
     k!("api", "task_transfer_timeout_secs", Some("3600"), None, false, "How long a Download, Upload or Reboot task waits for the device to report completion before it expires."),
     k!("files", "dir", Some("\"files\""), None, false, "Where firmware, configuration files and device uploads are stored."),
     k!("files", "public_url", None, Some("\"https://acs.example.net:7547\""), false, "Base URL devices use to fetch files; unset = derived from the CWMP listener."),
@@ -508,6 +514,10 @@ impl Config {
         if !(1..=1024).contains(&self.cwmp.gpv_batch_size) {
             return Err(invalid("cwmp.gpv_batch_size", "must be between 1 and 1024"));
         }
+        crate::connreq::policy::parse_networks(&self.api.connection_request_allow_networks)
+            .map_err(|e| invalid("api.connection_request_allow_networks", e))?;
+        crate::connreq::policy::parse_networks(&self.api.connection_request_deny_networks)
+            .map_err(|e| invalid("api.connection_request_deny_networks", e))?;
         if self.api.connection_request_concurrency == 0 {
             return Err(invalid(
                 "api.connection_request_concurrency",

@@ -17,10 +17,15 @@
 //!
 //! The whole exchange, DNS and TLS included, runs under one deadline.
 //! Response bodies are only read (up to 1 MiB) when needed to reuse the
-//! connection, and never stored.
+//! connection, and never stored. Redirects are never followed.
+//!
+//! Before anything is sent, the host is resolved once and every address is
+//! checked against the [`TargetPolicy`] (server-side request forgery guard);
+//! connections only go to those checked addresses, so a name cannot resolve
+//! differently between the check and the connection.
 
 use std::io;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +37,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use super::policy::{resolve_checked, TargetPolicy};
 use super::{ConnReqFuture, ConnReqOutcome, ConnReqTarget, ConnectionRequester};
 use crate::auth::header::{parse_challenges, Challenge};
 
@@ -52,6 +58,8 @@ pub struct HttpConnReq {
     pub allow_basic: bool,
     /// TLS settings for `https` URLs.
     pub tls_config: Arc<rustls::ClientConfig>,
+    /// Which addresses may be contacted.
+    pub policy: Arc<TargetPolicy>,
 }
 
 impl std::fmt::Debug for HttpConnReq {
@@ -78,7 +86,8 @@ pub fn tls_config_with_roots(
 }
 
 impl HttpConnReq {
-    /// Creates a sender.
+    /// Creates a sender with the default [`TargetPolicy`] (loopback, link-local and the
+    /// other default networks refused).
     pub fn new(
         timeout: Duration,
         allow_basic: bool,
@@ -88,7 +97,15 @@ impl HttpConnReq {
             timeout,
             allow_basic,
             tls_config,
+            policy: Arc::new(TargetPolicy::default()),
         }
+    }
+
+    /// Uses `policy` to decide which addresses may be contacted.
+    #[must_use]
+    pub fn with_policy(mut self, policy: Arc<TargetPolicy>) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Sends one connection request and reports how it ended.
@@ -97,28 +114,35 @@ impl HttpConnReq {
             Ok(url) => url,
             Err(why) => return ConnReqOutcome::BadUrl(why),
         };
-        let outcome = match tokio::time::timeout(self.timeout, self.run(target, &url)).await {
-            Ok(outcome) => outcome,
-            Err(_) => ConnReqOutcome::Timeout,
-        };
+        let outcome =
+            match tokio::time::timeout(self.timeout, self.resolve_and_run(target, &url)).await {
+                Ok(outcome) => outcome,
+                Err(_) => ConnReqOutcome::Unreachable("no answer before the deadline".into()),
+            };
         tracing::debug!(
-            host = %url.host,
+            host = ?url.host,
             port = url.port,
             tls = url.tls,
-            outcome = %outcome,
+            outcome = outcome.code(),
+            detail = ?outcome.detail(),
             "connection request finished"
         );
         outcome
     }
 
-    async fn connect(&self, url: &Url) -> Result<Conn, ConnReqOutcome> {
-        let tcp = match url.host.parse::<IpAddr>() {
-            Ok(ip) => TcpStream::connect((ip, url.port)).await,
-            Err(_) => TcpStream::connect((url.host.as_str(), url.port)).await,
-        }
-        .map_err(|e| {
-            ConnReqOutcome::Unreachable(format!("cannot connect to {}: {e}", url.authority()))
-        })?;
+    async fn resolve_and_run(&self, target: &ConnReqTarget, url: &Url) -> ConnReqOutcome {
+        let addrs = match resolve_checked(&self.policy, &url.host, url.port).await {
+            Ok(addrs) => addrs,
+            Err(Ok(refusal)) => return ConnReqOutcome::RefusedByPolicy(refusal.to_string()),
+            Err(Err(why)) => return ConnReqOutcome::Unreachable(why),
+        };
+        self.run(target, url, &addrs).await
+    }
+
+    async fn connect(&self, url: &Url, addrs: &[SocketAddr]) -> Result<Conn, ConnReqOutcome> {
+        let tcp = TcpStream::connect(addrs)
+            .await
+            .map_err(|e| ConnReqOutcome::Unreachable(format!("cannot connect: {e}")))?;
         // Only affects latency; a failure here is harmless.
         let _ = tcp.set_nodelay(true);
         let io: Box<dyn Io> = if url.tls {
@@ -127,12 +151,7 @@ impl HttpConnReq {
             let tls = TlsConnector::from(Arc::clone(&self.tls_config))
                 .connect(name, tcp)
                 .await
-                .map_err(|e| {
-                    ConnReqOutcome::Error(format!(
-                        "TLS handshake with {} failed: {e}",
-                        url.authority()
-                    ))
-                })?;
+                .map_err(|e| ConnReqOutcome::Unreachable(format!("TLS handshake failed: {e}")))?;
             Box::new(tls)
         } else {
             Box::new(tcp)
@@ -140,7 +159,7 @@ impl HttpConnReq {
         Ok(BufReader::new(io))
     }
 
-    async fn run(&self, target: &ConnReqTarget, url: &Url) -> ConnReqOutcome {
+    async fn run(&self, target: &ConnReqTarget, url: &Url, addrs: &[SocketAddr]) -> ConnReqOutcome {
         let mut idle: Option<Conn> = None;
         let mut opened: u32 = 0;
         let mut answer: Option<Answer> = None;
@@ -157,7 +176,7 @@ impl HttpConnReq {
                         );
                     }
                     opened += 1;
-                    match self.connect(url).await {
+                    match self.connect(url, addrs).await {
                         Ok(new) => new,
                         Err(outcome) => return outcome,
                     }
@@ -186,18 +205,15 @@ impl HttpConnReq {
                     ));
                 }
                 Err(Failure::Protocol(why)) => {
-                    return ConnReqOutcome::Error(format!("invalid HTTP response: {why}"))
+                    return ConnReqOutcome::BadResponse(format!("invalid HTTP response: {why}"))
                 }
             };
             match response.status {
                 200..=299 => return ConnReqOutcome::Ok,
-                503 => return ConnReqOutcome::Refused503,
+                503 => return ConnReqOutcome::Busy,
                 401 => {}
                 status => {
-                    return ConnReqOutcome::Error(format!(
-                        "unexpected HTTP status {status} {}",
-                        response.reason
-                    ))
+                    return ConnReqOutcome::BadResponse(format!("unexpected HTTP status {status}"))
                 }
             }
             let next = match choose_answer(&response.headers, self.allow_basic) {
@@ -411,9 +427,7 @@ impl Answer {
                 prompt
                     .respond(&ctx)
                     .map(|h| h.to_header_string())
-                    .map_err(|e| {
-                        ConnReqOutcome::Error(format!("cannot answer the Digest challenge: {e}"))
-                    })
+                    .map_err(|_| ConnReqOutcome::AuthUnsupported)
             }
         }
     }
@@ -504,20 +518,10 @@ fn choose_answer(
         if allow_basic {
             return Ok(Answer::Basic);
         }
-        return Err(ConnReqOutcome::Error(
-            "the device offers only Basic authentication, which is disabled for connection \
-             requests; enable Basic for connection requests to reach it"
-                .into(),
-        ));
+        return Err(ConnReqOutcome::AuthUnsupported);
     }
-    let detail = if problems.is_empty() {
-        "no WWW-Authenticate header".to_string()
-    } else {
-        problems.join("; ")
-    };
-    Err(ConnReqOutcome::Error(format!(
-        "the device answered 401 without a usable challenge: {detail}"
-    )))
+    tracing::debug!(problems = ?problems, "401 without a usable challenge");
+    Err(ConnReqOutcome::AuthUnsupported)
 }
 
 /// Why an exchange produced no usable response.
@@ -540,7 +544,6 @@ enum Framing {
 #[derive(Debug)]
 struct Response {
     status: u16,
-    reason: String,
     headers: Vec<(String, String)>,
     framing: Framing,
     /// The connection can carry another request once the body is read.
@@ -610,22 +613,18 @@ async fn read_head(conn: &mut Conn) -> Result<Response, Failure> {
     };
     let mut parts = status_line.splitn(3, ' ');
     let version = parts.next().unwrap_or_default();
+    // The status line is never quoted back: whatever the target sent stays out of the
+    // outcome, and the reason phrase is ignored.
     let http10 = match version {
         "HTTP/1.1" => false,
         "HTTP/1.0" => true,
-        _ => {
-            return Err(Failure::Protocol(format!(
-                "status line '{}' is not HTTP/1.x",
-                status_line.chars().take(80).collect::<String>()
-            )))
-        }
+        _ => return Err(Failure::Protocol("the status line is not HTTP/1.x".into())),
     };
     let status = parts
         .next()
         .filter(|s| s.len() == 3)
         .and_then(|s| s.parse::<u16>().ok())
-        .ok_or_else(|| Failure::Protocol(format!("bad status line '{status_line}'")))?;
-    let reason = parts.next().unwrap_or_default().trim().to_string();
+        .ok_or_else(|| Failure::Protocol("the status line has no valid status code".into()))?;
 
     let mut headers: Vec<(String, String)> = Vec::new();
     loop {
@@ -690,7 +689,6 @@ async fn read_head(conn: &mut Conn) -> Result<Response, Failure> {
     let reusable = keep_alive && !matches!(framing, Framing::UntilClose);
     Ok(Response {
         status,
-        reason,
         headers,
         framing,
         reusable,
@@ -772,6 +770,11 @@ mod tests {
     const PASS: &str = "cr-Secret!";
     const REALM: &str = "IGD connection request";
 
+    /// The fake CPEs of these tests listen on loopback, which the default policy refuses.
+    fn loopback_allowed() -> Arc<TargetPolicy> {
+        Arc::new(TargetPolicy::new("127.0.0.0/8, ::1", super::super::policy::DEFAULT_DENY).unwrap())
+    }
+
     fn sender(timeout_ms: u64, allow_basic: bool) -> HttpConnReq {
         let roots = rustls::RootCertStore::empty();
         HttpConnReq::new(
@@ -779,6 +782,74 @@ mod tests {
             allow_basic,
             tls_config_with_roots(roots).unwrap(),
         )
+        .with_policy(loopback_allowed())
+    }
+
+    #[tokio::test]
+    async fn refused_targets_are_never_contacted() {
+        let (addr, requests) = canned_cpe("HTTP/1.1 204 No Content\r\n\r\n").await;
+        let port = addr.port();
+        let default = HttpConnReq::new(
+            Duration::from_secs(2),
+            false,
+            tls_config_with_roots(rustls::RootCertStore::empty()).unwrap(),
+        );
+        for url in [
+            format!("http://127.0.0.1:{port}/"),
+            format!("http://localhost:{port}/"),
+            format!("http://2130706433:{port}/"),
+            format!("http://0x7f.1:{port}/"),
+            format!("http://017700000001:{port}/"),
+            format!("http://127.1:{port}/"),
+            format!("http://0.0.0.0:{port}/"),
+            format!("http://0:{port}/"),
+            format!("http://[::1]:{port}/"),
+            format!("http://[::ffff:127.0.0.1]:{port}/"),
+            format!("http://[::ffff:7f00:1]:{port}/"),
+            "http://169.254.169.254/latest/meta-data/".to_string(),
+        ] {
+            let t = ConnReqTarget {
+                url: url.clone(),
+                username: USER.into(),
+                password: PASS.into(),
+            };
+            let outcome = default.request(&t).await;
+            assert_eq!(outcome.code(), "refused_by_policy", "{url}: {outcome:?}");
+        }
+        // The ACS's own listener stays refused even where loopback is allowed.
+        let own = sender(2000, false).with_policy(Arc::new(
+            TargetPolicy::new("127.0.0.0/8", "")
+                .unwrap()
+                .with_own_listeners(&[addr]),
+        ));
+        let outcome = own.request(&target(addr, "/", PASS)).await;
+        assert_eq!(outcome.code(), "refused_by_policy", "{outcome:?}");
+        assert_eq!(
+            requests.load(Ordering::SeqCst),
+            0,
+            "nothing may reach the listener"
+        );
+        // Allowed explicitly, the same listener is reached.
+        assert_eq!(
+            sender(2000, false).request(&target(addr, "/", PASS)).await,
+            ConnReqOutcome::Ok
+        );
+        assert_eq!(requests.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        let (target_addr, hits) = canned_cpe("HTTP/1.1 204 No Content\r\n\r\n").await;
+        let redirect: &'static str = Box::leak(
+            format!("HTTP/1.1 302 Found\r\nLocation: http://{target_addr}/\r\nContent-Length: 0\r\n\r\n")
+                .into_boxed_str(),
+        );
+        let (addr, _) = canned_cpe(redirect).await;
+        let outcome = sender(2000, false)
+            .request(&target(addr, "/cr", PASS))
+            .await;
+        assert_eq!(outcome.code(), "bad_response", "{outcome:?}");
+        assert_eq!(hits.load(Ordering::SeqCst), 0);
     }
 
     fn target(addr: SocketAddr, path: &str, password: &str) -> ConnReqTarget {
@@ -1001,7 +1072,7 @@ mod tests {
         let outcome = sender(2000, false)
             .request(&target(addr, "/cr", PASS))
             .await;
-        assert_eq!(outcome, ConnReqOutcome::Refused503);
+        assert_eq!(outcome, ConnReqOutcome::Busy);
     }
 
     #[tokio::test]
@@ -1021,21 +1092,33 @@ mod tests {
             .request(&target(addr, "/cr", PASS))
             .await;
         assert!(
-            matches!(&outcome, ConnReqOutcome::Error(m) if m.contains("404")),
+            matches!(&outcome, ConnReqOutcome::BadResponse(m) if m.contains("404")),
             "{outcome:?}"
         );
     }
 
     #[tokio::test]
     async fn garbage_is_an_error() {
-        let (addr, _) = canned_cpe("SSH-2.0-OpenSSH\r\n\r\n").await;
-        let outcome = sender(2000, false)
-            .request(&target(addr, "/cr", PASS))
-            .await;
-        assert!(
-            matches!(&outcome, ConnReqOutcome::Error(m) if m.contains("HTTP")),
-            "{outcome:?}"
-        );
+        for (garbage, words) in [
+            ("SSH-2.0-OpenSSH_9.6p1 Debian\r\n\r\n", ["SSH", "OpenSSH"]),
+            ("root:x:0:0:root:/root:/bin/bash\r\n\r\n", ["root", "bash"]),
+            (
+                "HTTP/1.1 418 root:x:0:0:secret\r\nContent-Length: 0\r\n\r\n",
+                ["root", "secret"],
+            ),
+            ("HTTP/1.1 2x0 root:x:0:0\r\n\r\n", ["root", "2x0"]),
+        ] {
+            let (addr, _) = canned_cpe(garbage).await;
+            let outcome = sender(2000, false)
+                .request(&target(addr, "/cr", PASS))
+                .await;
+            assert_eq!(outcome.code(), "bad_response", "{outcome:?}");
+            // Nothing the target sent is kept, not even for the logs.
+            for w in words {
+                assert!(!outcome.to_string().contains(w), "{outcome}");
+                assert!(!outcome.detail().contains(w), "{outcome:?}");
+            }
+        }
     }
 
     #[tokio::test]
@@ -1050,7 +1133,8 @@ mod tests {
         });
         let started = std::time::Instant::now();
         let outcome = sender(300, false).request(&target(addr, "/cr", PASS)).await;
-        assert_eq!(outcome, ConnReqOutcome::Timeout);
+        // Reported like a refused connection: outcomes cannot tell ports apart.
+        assert_eq!(outcome.code(), "unreachable");
         assert!(started.elapsed() < Duration::from_secs(2));
     }
 
@@ -1144,7 +1228,7 @@ mod tests {
             .request(&target(addr, "/cr", PASS))
             .await;
         assert!(
-            matches!(&refused, ConnReqOutcome::Error(m) if m.contains("Basic")),
+            matches!(&refused, ConnReqOutcome::AuthUnsupported),
             "{refused:?}"
         );
         let ok = sender(2000, true).request(&target(addr, "/cr", PASS)).await;
@@ -1317,7 +1401,7 @@ MAzOI58ozx2aY9nTASRYnvk7TJN8tKoQVqRa9R8REahHCj2n56H1D+Vz
         // Untrusted certificate: the handshake fails.
         let untrusted = sender(2000, false).request(&t).await;
         assert!(
-            matches!(&untrusted, ConnReqOutcome::Error(m) if m.contains("TLS")),
+            matches!(&untrusted, ConnReqOutcome::Unreachable(m) if m.contains("TLS")),
             "{untrusted:?}"
         );
 
@@ -1327,7 +1411,8 @@ MAzOI58ozx2aY9nTASRYnvk7TJN8tKoQVqRa9R8REahHCj2n56H1D+Vz
             Duration::from_secs(2),
             false,
             tls_config_with_roots(roots).unwrap(),
-        );
+        )
+        .with_policy(loopback_allowed());
         assert_eq!(trusting.request(&t).await, ConnReqOutcome::Ok);
         let by_ip = ConnReqTarget {
             url: format!("https://127.0.0.1:{port}/cr/tls"),

@@ -102,6 +102,11 @@ pub struct DeviceSession {
     /// Values gathered so far by a batched GetParameterValues task.
     #[serde(default)]
     pub batch_values: Vec<serde_json::Value>,
+    /// The CPE opened the session with the shared default credentials (false: its own, a
+    /// client certificate, or none required). Decides which fresh credentials may continue
+    /// the session on another connection.
+    #[serde(default)]
+    pub opened_with_default: bool,
 }
 
 /// Result of [`begin`].
@@ -256,6 +261,7 @@ pub async fn begin(
             .map(|p| (p.name.clone(), p.value.clone()))
             .collect(),
         batch_values: Vec::new(),
+        opened_with_default: default_credentials,
     };
     plan(env, &mut s, &device, inform).await?;
     Ok(Begin::Started(Box::new(s)))

@@ -969,6 +969,8 @@ async fn cli_task_create_runs_on_the_device() {
                 .current_dir(&dir)
                 .env("FERROACS_DATABASE_URL", url)
                 .env("FERROACS_FILES_DIR", dir.join("files"))
+                // The simulated device listens on loopback.
+                .env("FERROACS_API_CONNECTION_REQUEST_ALLOW_NETWORKS", "127.0.0.1")
                 .args(&args)
                 .output()
                 .unwrap();

@@ -200,6 +200,9 @@ impl TestApp {
         config.cwmp.listen = "127.0.0.1:0".into();
         config.api.listen = "127.0.0.1:0".into();
         config.cwmp.default_password = Some(ferroacs::config::Secret("cpe-secret".into()));
+        // The simulated CPEs answer connection requests on loopback, which the default
+        // policy refuses; the ACS's own listeners stay refused all the same.
+        config.api.connection_request_allow_networks = "127.0.0.1/32".into();
         config.files.dir = files_dir.path().to_path_buf();
         config.log.level = std::env::var("FERROACS_TEST_LOG").unwrap_or_else(|_| "warn".into());
         config.log.cwmp_trace_dir = Some(trace_dir.path().to_path_buf());
