@@ -126,6 +126,8 @@ pub fn start(
         _ => None,
     };
     let store = Store::open(&config.database).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::domain::secrets::init(&store, &config.secrets, true)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let clock: Clock = clock.unwrap_or_else(|| Arc::new(crate::store::now_ms));
     // Stable across restarts of this process on this host and port: locks a killed process
     // left behind can be released at once instead of waiting for them to expire.

@@ -44,7 +44,27 @@ pub struct Config {
     pub cwmp: CwmpConfig,
     pub api: ApiConfig,
     pub files: FilesConfig,
+    pub secrets: SecretsConfig,
     pub log: LogConfig,
+}
+
+/// Where the key for secrets at rest comes from (see [`crate::secrets`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    pub key_file: PathBuf,
+    pub key: Option<Secret>,
+    pub previous_keys: Option<Secret>,
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        Self {
+            key_file: PathBuf::from("ferroacs.key"),
+            key: None,
+            previous_keys: None,
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -310,6 +330,9 @@ pub const KEYS: &[KeyDoc] = &[
     k!("files", "dir", Some("\"files\""), None, false, "Where firmware, configuration files and device uploads are stored."),
     k!("files", "public_url", None, Some("\"https://acs.example.net:7547\""), false, "Base URL devices use to fetch files; unset = derived from the CWMP listener."),
     k!("files", "max_upload_bytes", Some("536870912"), None, false, "Largest file accepted from an operator or a device Upload."),
+    k!("secrets", "key_file", Some("\"ferroacs.key\""), None, false, "File holding the key that encrypts connection-request and VoIP line passwords and task secrets in\nthe database (AES-256-GCM); created with mode 0600 and a random key at first start. Every node\nsharing a database needs the same key. `ferroacs secrets rotate-key` replaces it."),
+    k!("secrets", "key", None, Some("\"<64 hex digits, e.g. from openssl rand -hex 32>\""), true, "The key itself instead of a key file (e.g. FERROACS_SECRETS_KEY from a secret store)."),
+    k!("secrets", "previous_keys", None, Some("\"<old key>\""), true, "With secrets.key: older keys, comma-separated, still accepted for reading until\n`ferroacs secrets reencrypt` has rewritten everything under secrets.key."),
     k!("log", "format", Some("\"text\""), None, false, "\"text\" (readable) or \"json\" (one object per line)."),
     k!("log", "level", Some("\"info\""), None, false, "Filter in tracing's EnvFilter syntax, e.g. \"info,ferroacs=debug\"."),
     k!("log", "cwmp_trace_dir", None, Some("\"/var/tmp/ferroacs-trace\""), false, "Write every SOAP envelope received and sent to files in this directory (troubleshooting; grows without bound)."),
@@ -562,6 +585,12 @@ impl Config {
         c.database.url = DatabaseUrl::redact(&c.database.url);
         if c.cwmp.default_password.is_some() {
             c.cwmp.default_password = Some(Secret("********".into()));
+        }
+        if c.secrets.key.is_some() {
+            c.secrets.key = Some(Secret("********".into()));
+        }
+        if c.secrets.previous_keys.is_some() {
+            c.secrets.previous_keys = Some(Secret("********".into()));
         }
         toml::to_string_pretty(&c).unwrap_or_default()
     }
@@ -830,12 +859,16 @@ mod tests {
     #[test]
     fn secrets_are_redacted() {
         let c = load(
-            "[database]\nurl = \"postgres://acs:hunter2@db:5432/acs\"\n[cwmp]\ndefault_password = \"sesame\"\n",
+            "[database]\nurl = \"postgres://acs:hunter2@db:5432/acs\"\n[cwmp]\ndefault_password = \"sesame\"\n[secrets]\nkey = \"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\"\n",
             &[],
         )
         .unwrap();
         let out = c.redacted_toml();
         assert!(!out.contains("hunter2") && !out.contains("sesame"), "{out}");
+        assert!(
+            !out.contains("00112233") && !format!("{c:?}").contains("00112233"),
+            "{out}"
+        );
         assert!(out.contains("acs:********@db:5432/acs"), "{out}");
         assert!(!format!("{:?}", DatabaseUrl::redact("postgres://a:zz@h/d")).contains("zz"));
     }

@@ -11,6 +11,7 @@
 //! - [`domain`]: business rules: Inform processing, discovery, tasks.
 //! - [`connreq`]: outbound connection requests to devices.
 //! - [`http`]: actix-web: the CWMP endpoint, the admin API, error mapping.
+//! - [`secrets`]: the key for secrets at rest and AES-256-GCM sealing of stored passwords.
 //! - [`app`]: wiring; [`cli`]: the command line; [`telemetry`]: logging.
 
 pub mod app;
@@ -23,5 +24,6 @@ pub mod datamodel;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod secrets;
 pub mod store;
 pub mod telemetry;

@@ -94,10 +94,16 @@ impl ConnReqService {
                 at: now,
             }
         } else {
+            let password = match &dev.cr_password {
+                Some(sealed) => store
+                    .keyring()
+                    .open(crate::secrets::purpose::CR_PASSWORD, sealed)?,
+                None => String::new(),
+            };
             let target = ConnReqTarget {
                 url: dev.connection_request_url.clone(),
                 username: dev.cr_username.clone().unwrap_or_default(),
-                password: dev.cr_password.clone().unwrap_or_default(),
+                password,
             };
             let outcome = match self.permits.acquire().await {
                 Ok(_permit) => self.requester.send(&target).await,

@@ -317,8 +317,343 @@ async fn a_session_cookie_alone_opens_nothing(b: Backend) {
     assert_eq!(t["status"], "done", "{t}");
 }
 
+/// Every stored byte of the SQLite database (main file, WAL, shared memory).
+fn sqlite_bytes(app: &TestApp) -> Vec<u8> {
+    let dir = app.db.dir().expect("sqlite dir");
+    let mut all = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        if let Ok(b) = std::fs::read(dir.join(format!("ferroacs.db{suffix}"))) {
+            all.extend(b);
+        }
+    }
+    all
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+async fn secrets_rest_sealed_and_reach_no_one(b: Backend) {
+    let files = tempfile::tempdir().unwrap();
+    let store_dir = files.path().join("store");
+    let sd = store_dir.clone();
+    let app = TestApp::spawn(b, move |c| {
+        c.api.connection_request_min_interval_ms = 0;
+        c.files.dir = sd;
+    })
+    .await;
+    let operator = Api::new(&app, "operator").await;
+    let viewer = Api::new(&app, "viewer").await;
+    let admin = Api::new(&app, "admin").await;
+    let (mut dev, mut cr, id) = crate::api::online_device(&app, "SECRET01").await;
+    // The connection-request password ferroacs gave the device at bootstrap.
+    let cr_password = dev.cr_credentials().password;
+    assert!(cr_password.len() >= 16, "{cr_password}");
+    let (line_pw, task_pw, dl_pw, dl_user) = (
+        "Line-Secret-4711",
+        "Task-Secret-0815",
+        "Dl-Secret-2323",
+        "dl-user-9f3c",
+    );
+    let (s, v) = operator
+        .call(
+            Method::PUT,
+            &format!("/api/v1/devices/{id}/lines/1"),
+            Some(json!({"sip_user": "4930123456", "password": line_pw, "registrar": "sip.example.net"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let ms = dev.ms("ConnectionRequestPassword");
+    let (s, spv) = operator
+        .call(
+            Method::POST,
+            &format!("/api/v1/devices/{id}/tasks"),
+            Some(json!({"rpc": "SetParameterValues", "values": [{"name": ms, "value": task_pw}]})),
+        )
+        .await;
+    assert_eq!(s, 202, "{spv}");
+    let (s, dl) = operator
+        .call(
+            Method::POST,
+            &format!("/api/v1/devices/{id}/tasks"),
+            Some(json!({"rpc": "Download", "url": "http://192.0.2.1/fw.bin", "file_type": "1 Firmware Upgrade Image",
+                        "username": dl_user, "password": dl_pw})),
+        )
+        .await;
+    assert_eq!(s, 202, "{dl}");
+    let (s, _) = operator
+        .call(Method::DELETE, &format!("/api/v1/tasks/{}", dl["id"]), None)
+        .await;
+    assert!(s < 300, "cancel: {s}");
+    // A file upload creates the file store owner-only.
+    let up = operator
+        .http
+        .post(format!(
+            "{}/api/v1/files?name=cfg.bin&file_type=3%20Vendor%20Configuration%20File",
+            operator.base
+        ))
+        .bearer_auth(&operator.token)
+        .body("x".repeat(100))
+        .send()
+        .await
+        .unwrap();
+    assert!(up.status().is_success(), "{}", up.status());
+
+    // The device gets the real value of the task.
+    let rep = dev
+        .run_session(&app.cwmp_url(), &[("6 CONNECTION REQUEST", "")])
+        .await
+        .unwrap();
+    assert!(rep.ended_cleanly(), "{rep:?}");
+    assert_eq!(dev.get(&ms), Some(task_pw));
+    // Back to the password ferroacs knows, for the connection request below.
+    let user = dev.cr_credentials().username;
+    dev.set_cr_credentials(crate::cpe::Credentials::new(&user, &cr_password));
+    let t = viewer.get(&format!("/api/v1/tasks/{}", spv["id"])).await;
+    assert_eq!(t["status"], "done", "{t}");
+
+    // Nobody reads a secret back: every role, tasks, lists, audit, device, lines.
+    let secrets = [cr_password.as_str(), line_pw, task_pw, dl_pw, dl_user];
+    let mut shown = Vec::new();
+    for api in [&viewer, &admin] {
+        for path in [
+            format!("/api/v1/tasks/{}", spv["id"]),
+            format!("/api/v1/tasks/{}", dl["id"]),
+            "/api/v1/tasks".to_string(),
+            format!("/api/v1/devices/{id}/tasks"),
+            format!("/api/v1/devices/{id}"),
+            format!("/api/v1/devices/{id}/parameters"),
+            format!("/api/v1/devices/{id}/lines/1"),
+        ] {
+            shown.push(api.get(&path).await.to_string());
+        }
+    }
+    shown.push(admin.get("/api/v1/audit").await.to_string());
+    shown.push(spv.to_string());
+    shown.push(dl.to_string());
+    for text in &shown {
+        for secret in secrets {
+            assert!(!text.contains(secret), "{secret} shown: {text}");
+        }
+    }
+    let t = admin.get(&format!("/api/v1/tasks/{}", dl["id"])).await;
+    assert_eq!(t["args"]["password"], "***", "{t}");
+
+    // At rest: sealed columns, nothing in the database files.
+    let store = app.store();
+    let (dev_id, spv_id) = (id.clone(), spv["id"].as_i64().unwrap());
+    let (row, line, task, audit) = tokio::task::spawn_blocking(move || {
+        (
+            store.get_device(&dev_id).unwrap().unwrap(),
+            store.get_line(&dev_id, 1).unwrap().unwrap(),
+            store.get_task(spv_id).unwrap().unwrap(),
+            store.list_audit(None, 100).unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(row.cr_password.as_deref().unwrap().starts_with("enc1:"));
+    assert!(line.password.as_deref().unwrap().starts_with("enc1:"));
+    assert!(
+        !task.args.contains(task_pw) && task.args.contains("enc1:"),
+        "{}",
+        task.args
+    );
+    for a in &audit {
+        for secret in secrets {
+            assert!(!format!("{a:?}").contains(secret), "{a:?}");
+        }
+    }
+    if b == Backend::Sqlite {
+        let bytes = sqlite_bytes(&app);
+        assert!(bytes.len() > 10_000);
+        for secret in secrets {
+            assert!(
+                !contains(&bytes, secret),
+                "{secret} found in the database files"
+            );
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let dir = app.db.dir().unwrap();
+            for suffix in ["", "-wal", "-shm"] {
+                let p = dir.join(format!("ferroacs.db{suffix}"));
+                if let Ok(m) = std::fs::metadata(&p) {
+                    assert_eq!(m.permissions().mode() & 0o777, 0o600, "{}", p.display());
+                }
+            }
+        }
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let m = std::fs::metadata(&store_dir).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o700);
+    }
+
+    // Rotate the key: re-seal under a new key, restart with the new key only.
+    let old_key = app.db.key.clone();
+    let new_key = ferroacs::secrets::generate_key();
+    let store = app.store();
+    let nk = new_key.clone();
+    let resealed = tokio::task::spawn_blocking(move || {
+        store.set_keyring(ferroacs::secrets::Keyring::from_hex(&[nk, old_key], "test").unwrap());
+        ferroacs::domain::secrets::reencrypt(&store).unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(resealed.values >= 3, "{resealed:?}");
+    let mut app = app;
+    app.stop(true).await;
+    let db = app.db.clone();
+    let nk = new_key.clone();
+    let sd = store_dir.clone();
+    let app = TestApp::spawn_on(db, move |c| {
+        c.api.connection_request_min_interval_ms = 0;
+        c.files.dir = sd;
+        c.secrets.key = Some(ferroacs::config::Secret(nk));
+    })
+    .await;
+    let operator = Api::new(&app, "operator").await;
+    // The connection request still authenticates with the (re-sealed) password.
+    let (s, r) = operator
+        .call(
+            Method::POST,
+            &format!("/api/v1/devices/{id}/connection_request"),
+            None,
+        )
+        .await;
+    assert_eq!((s, r["outcome"].clone()), (200, json!("ok")), "{r}");
+    assert!(cr.wait(Duration::from_secs(5)).await.is_some());
+    let rep = dev
+        .run_session(&app.cwmp_url(), &[("6 CONNECTION REQUEST", "")])
+        .await
+        .unwrap();
+    assert!(rep.ended_cleanly(), "{rep:?}");
+    // A wrong key is refused at start with a clear error.
+    let mut app = app;
+    app.stop(true).await;
+    let mut cfg = app.config.clone();
+    cfg.secrets.key = Some(ferroacs::config::Secret(ferroacs::secrets::generate_key()));
+    cfg.cwmp.listen = "127.0.0.1:0".into();
+    cfg.api.listen = "127.0.0.1:0".into();
+    let err = tokio::task::spawn_blocking(move || ferroacs::app::start(cfg, None, false).err())
+        .await
+        .unwrap()
+        .expect("a wrong key must be refused");
+    assert!(err.to_string().contains("another key"), "{err}");
+}
+
 battery!(
     connection_requests_never_reach_the_acs_or_loopback,
     connection_request_outcomes_show_nothing_the_target_said,
     a_session_cookie_alone_opens_nothing,
+    secrets_rest_sealed_and_reach_no_one,
 );
+
+/// `ferroacs secrets rotate-key` and `reencrypt --forget-previous` on a key file, with a
+/// connection-request password stored before; `config show` never prints a key.
+#[test]
+fn cli_rotates_the_key_file_and_never_shows_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ferroacs"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("FERROACS_") {
+                c.env_remove(k);
+            }
+        }
+        c.current_dir(dir.path()).args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{args:?}: {text}");
+        text
+    };
+    let keys = || -> Vec<String> {
+        std::fs::read_to_string(dir.path().join("ferroacs.key"))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    run(&["migrate"], &[]);
+    assert_eq!(keys().len(), 1);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["ferroacs.key", "ferroacs.db"] {
+            let m = std::fs::metadata(dir.path().join(f)).unwrap();
+            assert_eq!(m.permissions().mode() & 0o777, 0o600, "{f}");
+        }
+    }
+    let mut cfg = ferroacs::config::Config::default();
+    cfg.database.url = format!("sqlite://{}", dir.path().join("ferroacs.db").display());
+    cfg.secrets.key_file = dir.path().join("ferroacs.key");
+    let open = |cfg: &ferroacs::config::Config| {
+        let store = ferroacs::store::Store::open(&cfg.database).unwrap();
+        ferroacs::domain::secrets::init(&store, &cfg.secrets, false).unwrap();
+        store
+    };
+    let store = open(&cfg);
+    store
+        .provision_device(
+            &ferroacs::store::devices::ProvisionDevice {
+                id: "000000-X-1".into(),
+                oui: "000000".into(),
+                product_class: "X".into(),
+                serial_number: "1".into(),
+                ..Default::default()
+            },
+            None,
+            1,
+        )
+        .unwrap();
+    let sealed = store
+        .keyring()
+        .seal(ferroacs::secrets::purpose::CR_PASSWORD, "Cr-Secret-5150")
+        .unwrap();
+    store
+        .set_cr_credentials("000000-X-1", "cr", &sealed)
+        .unwrap();
+    drop(store);
+
+    let out = run(&["secrets", "rotate-key"], &[]);
+    assert!(out.contains("re-encrypted"), "{out}");
+    let two = keys();
+    assert_eq!(two.len(), 2);
+    let store = open(&cfg);
+    let row = store.get_device("000000-X-1").unwrap().unwrap();
+    let stored = row.cr_password.unwrap();
+    assert!(store.keyring().is_current(&stored) && stored != sealed);
+    drop(store);
+    run(&["secrets", "reencrypt", "--forget-previous"], &[]);
+    assert_eq!(keys(), vec![two[0].clone()]);
+    let store = open(&cfg);
+    let row = store.get_device("000000-X-1").unwrap().unwrap();
+    assert_eq!(
+        store
+            .keyring()
+            .open(
+                ferroacs::secrets::purpose::CR_PASSWORD,
+                &row.cr_password.unwrap()
+            )
+            .unwrap(),
+        "Cr-Secret-5150"
+    );
+    let db = std::fs::read(dir.path().join("ferroacs.db")).unwrap();
+    assert!(!contains(&db, "Cr-Secret-5150"));
+    let shown = run(&["config", "show"], &[("FERROACS_SECRETS_KEY", &two[0])]);
+    assert!(
+        !shown.contains(&two[0]) && shown.contains("[secrets]"),
+        "{shown}"
+    );
+}

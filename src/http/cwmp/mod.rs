@@ -348,7 +348,7 @@ async fn saved_owner(state: &Arc<AppState>, sid: &str) -> Result<Option<(String,
     let Some((device, json)) = saved else {
         return Ok(None);
     };
-    let saved: SavedSession = serde_json::from_str(&json)?;
+    let saved = SavedSession::open(state, &json)?;
     Ok(Some((device, saved.dev.opened_with_default)))
 }
 
@@ -366,7 +366,7 @@ async fn resume_saved(
     let Some((_device, json)) = saved else {
         return Ok(None);
     };
-    let saved: SavedSession = serde_json::from_str(&json)?;
+    let saved = SavedSession::open(state, &json)?;
     let live = Arc::new(tokio::sync::Mutex::new(Live {
         id: sid.to_string(),
         engine: saved.engine,
@@ -600,7 +600,7 @@ async fn take_over_local(state: &Arc<AppState>, sid: &str) -> bool {
             .run(move |s| s.take_cwmp_session(&id, now - 3_600_000))
             .await
         {
-            if let Ok(saved) = serde_json::from_str::<SavedSession>(&json) {
+            if let Ok(saved) = SavedSession::open(state, &json) {
                 let mut dev = saved.dev;
                 dev.faults
                     .push("replaced by a new session from the device".into());
@@ -644,6 +644,18 @@ async fn take_over_local(state: &Arc<AppState>, sid: &str) -> bool {
 struct SavedSession {
     engine: cwmp::Session,
     dev: DeviceSession,
+}
+
+impl SavedSession {
+    /// Saved sessions are sealed at rest: they hold what is about to be sent (passwords
+    /// of tasks and lines included).
+    fn open(state: &AppState, stored: &str) -> Result<SavedSession> {
+        let json = state
+            .store
+            .keyring()
+            .open(crate::secrets::purpose::SAVED_SESSION, stored)?;
+        Ok(serde_json::from_str(&json)?)
+    }
 }
 
 fn parse(
@@ -915,13 +927,21 @@ async fn connection_closed(state: Arc<AppState>, sid: String, conn_id: u64) {
         engine: &'a cwmp::Session,
         dev: &'a DeviceSession,
     }
-    let json = match serde_json::to_string(&Saved {
+    let sealed = serde_json::to_string(&Saved {
         engine: &l.engine,
         dev: &l.dev,
-    }) {
+    })
+    .map_err(Error::from)
+    .and_then(|j| {
+        state
+            .store
+            .keyring()
+            .seal(crate::secrets::purpose::SAVED_SESSION, &j)
+    });
+    let json = match sealed {
         Ok(j) => j,
         Err(e) => {
-            tracing::error!(error = %e, "cannot serialize a session");
+            tracing::error!(error = %e, "cannot save a session");
             return;
         }
     };
