@@ -11,6 +11,7 @@ pub mod presets;
 pub mod secrets;
 pub mod services;
 pub mod session;
+pub mod session_state;
 pub mod taskops;
 pub mod tasks;
 pub mod voip;
