@@ -109,6 +109,8 @@ pub fn start(
         _ => None,
     };
     let store = Store::open(&config.database).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::domain::secrets::init(&store, &config.secrets, true)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let clock: Clock = clock.unwrap_or_else(|| Arc::new(crate::store::now_ms));
     // Stable across restarts of this process on this host and port: locks a killed process
     // left behind can be released at once instead of waiting for them to expire.
@@ -124,7 +126,8 @@ pub fn start(
         }
     }
     let cwmp = CwmpState::new(&config, &store).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let services = crate::domain::services::Services::new(&config, &store)
+    let own = [cwmp_listener.local_addr()?, api_listener.local_addr()?];
+    let services = crate::domain::services::Services::new(&config, &store, &own)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let state = Arc::new(AppState {
         config: config.clone(),

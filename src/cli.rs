@@ -67,6 +67,24 @@ pub enum Command {
     /// Presets (named desired states).
     #[command(subcommand)]
     Preset(PresetCmd),
+    /// The key that encrypts passwords stored in the database.
+    #[command(subcommand)]
+    Secrets(SecretsCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretsCmd {
+    /// Make a new random key current in secrets.key_file and re-encrypt every stored secret
+    /// under it. The previous key stays in the file (for reading) until
+    /// `reencrypt --forget-previous`; restart every node in between so all use the new key.
+    RotateKey,
+    /// Re-encrypt every stored secret under the current key (also seals clear-text values
+    /// from older versions; `migrate` and `serve` do this too).
+    Reencrypt {
+        /// Afterwards drop the previous keys from secrets.key_file.
+        #[arg(long)]
+        forget_previous: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -287,7 +305,65 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 }
 
 fn open_store(cfg: &Config) -> anyhow::Result<Store> {
-    Store::open(&cfg.database).map_err(|e| anyhow::anyhow!("{e}"))
+    let store = Store::open(&cfg.database).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::domain::secrets::init(&store, &cfg.secrets, true).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(store)
+}
+
+fn secrets_cmd(cfg: &Config, cmd: &SecretsCmd) -> anyhow::Result<()> {
+    use crate::secrets::{generate_key, write_key_file, Keyring};
+    let e = |e: crate::error::Error| anyhow::anyhow!("{e}");
+    let file = &cfg.secrets.key_file;
+    let store = open_store(cfg)?;
+    match cmd {
+        SecretsCmd::RotateKey => {
+            if cfg.secrets.key.is_some() {
+                anyhow::bail!(
+                    "secrets.key is set, so the key is not in a file ferroacs may rewrite: put a new key \
+                     (openssl rand -hex 32) in secrets.key and the old one in secrets.previous_keys, \
+                     restart, then run `ferroacs secrets reencrypt`"
+                );
+            }
+            let mut keys = vec![generate_key()];
+            keys.extend(store.keyring().hex_keys());
+            let ring = Keyring::from_hex(&keys, "secrets.key_file").map_err(e)?;
+            // The file first: if anything fails later, both keys are still there.
+            write_key_file(file, &keys, false).map_err(e)?;
+            store.set_keyring(ring);
+            let r = crate::domain::secrets::reencrypt(&store).map_err(e)?;
+            println!(
+                "key {} is now current in {}; {} stored values re-encrypted. The previous key stays \
+                 in the file for reading: restart every ferroacs node (all need this file), then run \
+                 `ferroacs secrets reencrypt --forget-previous`.",
+                store.keyring().current_id(),
+                file.display(),
+                r.values
+            );
+        }
+        SecretsCmd::Reencrypt { forget_previous } => {
+            let r = crate::domain::secrets::reencrypt(&store).map_err(e)?;
+            println!(
+                "{} stored values re-encrypted under key {}",
+                r.values,
+                store.keyring().current_id()
+            );
+            if *forget_previous {
+                if cfg.secrets.key.is_some() {
+                    println!("secrets.key is set: remove secrets.previous_keys from the configuration yourself");
+                } else {
+                    let current = store
+                        .keyring()
+                        .hex_keys()
+                        .into_iter()
+                        .take(1)
+                        .collect::<Vec<_>>();
+                    write_key_file(file, &current, false).map_err(e)?;
+                    println!("previous keys removed from {}", file.display());
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -316,6 +392,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             running.wait();
             tracing::info!("stopped");
             Ok(())
+        }
+        Command::Secrets(cmd) => {
+            let cfg = load_config(&cli)?;
+            secrets_cmd(&cfg, cmd)
         }
         Command::Migrate => {
             let cfg = load_config(&cli)?;
@@ -768,7 +848,10 @@ fn task(cli: &Cli, cmd: &TaskCmd) -> anyhow::Result<()> {
                     .await
                     .map_err(e)?;
                 println!("queued task {} ({} on {})", row.id, row.rpc, row.device_id);
-                let services = crate::domain::services::Services::new(&cfg, &store).map_err(e)?;
+                // The server's listeners, as configured, are never a target.
+                let own = [cfg.cwmp_listen(), cfg.api_listen()];
+                let services =
+                    crate::domain::services::Services::new(&cfg, &store, &own).map_err(e)?;
                 if *connection_request {
                     let r = services
                         .connreq

@@ -44,7 +44,27 @@ pub struct Config {
     pub cwmp: CwmpConfig,
     pub api: ApiConfig,
     pub files: FilesConfig,
+    pub secrets: SecretsConfig,
     pub log: LogConfig,
+}
+
+/// Where the key for secrets at rest comes from (see [`crate::secrets`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    pub key_file: PathBuf,
+    pub key: Option<Secret>,
+    pub previous_keys: Option<Secret>,
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        Self {
+            key_file: PathBuf::from("ferroacs.key"),
+            key: None,
+            previous_keys: None,
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -185,6 +205,8 @@ pub struct ApiConfig {
     pub connection_request_concurrency: usize,
     pub connection_request_min_interval_ms: u64,
     pub connection_request_allow_basic: bool,
+    pub connection_request_allow_networks: String,
+    pub connection_request_deny_networks: String,
     pub task_transfer_timeout_secs: u64,
     pub body_timeout_secs: u64,
     pub max_connections_per_source: usize,
@@ -201,6 +223,8 @@ impl Default for ApiConfig {
             connection_request_concurrency: 256,
             connection_request_min_interval_ms: 2000,
             connection_request_allow_basic: false,
+            connection_request_allow_networks: String::new(),
+            connection_request_deny_networks: crate::connreq::policy::DEFAULT_DENY.into(),
             task_transfer_timeout_secs: 3600,
             body_timeout_secs: 30,
             max_connections_per_source: 64,
@@ -315,6 +339,8 @@ pub const KEYS: &[KeyDoc] = &[
     k!("api", "connection_request_concurrency", Some("256"), None, false, "Connection requests in flight at once."),
     k!("api", "connection_request_min_interval_ms", Some("2000"), None, false, "Minimum time between two connection requests to the same device."),
     k!("api", "connection_request_allow_basic", Some("false"), None, false, "Answer a device's Basic challenge (the password then travels in clear over http); Digest is always used when offered."),
+    k!("api", "connection_request_allow_networks", Some("\"\""), None, false, "Networks connection requests (HTTP and UDP) may go to although connection_request_deny_networks\nrefuses them, e.g. \"10.255.0.1/32\"; comma-separated addresses or CIDR networks. The most\nspecific network of both lists decides (allow wins a tie); an address on neither is allowed.\nferroacs's own listeners are refused whatever these lists say."),
+    k!("api", "connection_request_deny_networks", Some("\"0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16, 224.0.0.0/4, 240.0.0.0/4, ::/128, ::1/128, fe80::/10, ff00::/8, fd00:ec2::254/128\""), None, false, "Networks connection requests never go to, checked on every address a device's URL resolves to\n(IPv4-mapped IPv6 and numeric forms such as 2130706433 included): by default unspecified,\nloopback, link-local (cloud metadata), multicast, reserved/broadcast. Private ranges stay allowed."),
     k!("api", "task_transfer_timeout_secs", Some("3600"), None, false, "How long a Download, Upload or Reboot task waits for the device to report completion before it expires."),
     k!("api", "body_timeout_secs", Some("30"), None, false, "A request body must keep arriving: no byte for this long and the request gets 408 and its connection\nis closed. Also the time allowed for a request head on a new connection."),
     k!("api", "max_connections_per_source", Some("64"), None, false, "Open connections per source address (IPv6: per /64) on the admin listener; above it requests get 503\nand the connection is closed. 0 = no limit. Loopback counts too unless listed below."),
@@ -322,6 +348,9 @@ pub const KEYS: &[KeyDoc] = &[
     k!("files", "dir", Some("\"files\""), None, false, "Where firmware, configuration files and device uploads are stored."),
     k!("files", "public_url", None, Some("\"https://acs.example.net:7547\""), false, "Base URL devices use to fetch files; unset = derived from the CWMP listener."),
     k!("files", "max_upload_bytes", Some("536870912"), None, false, "Largest file accepted from an operator or a device Upload."),
+    k!("secrets", "key_file", Some("\"ferroacs.key\""), None, false, "File holding the key that encrypts connection-request and VoIP line passwords and task secrets in\nthe database (AES-256-GCM); created with mode 0600 and a random key at first start. Every node\nsharing a database needs the same key. `ferroacs secrets rotate-key` replaces it."),
+    k!("secrets", "key", None, Some("\"<64 hex digits, e.g. from openssl rand -hex 32>\""), true, "The key itself instead of a key file (e.g. FERROACS_SECRETS_KEY from a secret store)."),
+    k!("secrets", "previous_keys", None, Some("\"<old key>\""), true, "With secrets.key: older keys, comma-separated, still accepted for reading until\n`ferroacs secrets reencrypt` has rewritten everything under secrets.key."),
     k!("log", "format", Some("\"text\""), None, false, "\"text\" (readable) or \"json\" (one object per line)."),
     k!("log", "level", Some("\"info\""), None, false, "Filter in tracing's EnvFilter syntax, e.g. \"info,ferroacs=debug\"."),
     k!("log", "cwmp_trace_dir", None, Some("\"/var/tmp/ferroacs-trace\""), false, "Write every SOAP envelope received and sent to files in this directory (troubleshooting; grows without bound)."),
@@ -549,6 +578,10 @@ impl Config {
                     .map_err(|m| invalid(&format!("{section}.connection_limit_exempt"), m))?;
             }
         }
+        crate::connreq::policy::parse_networks(&self.api.connection_request_allow_networks)
+            .map_err(|e| invalid("api.connection_request_allow_networks", e))?;
+        crate::connreq::policy::parse_networks(&self.api.connection_request_deny_networks)
+            .map_err(|e| invalid("api.connection_request_deny_networks", e))?;
         if self.api.connection_request_concurrency == 0 {
             return Err(invalid(
                 "api.connection_request_concurrency",
@@ -593,6 +626,12 @@ impl Config {
         c.database.url = DatabaseUrl::redact(&c.database.url);
         if c.cwmp.default_password.is_some() {
             c.cwmp.default_password = Some(Secret("********".into()));
+        }
+        if c.secrets.key.is_some() {
+            c.secrets.key = Some(Secret("********".into()));
+        }
+        if c.secrets.previous_keys.is_some() {
+            c.secrets.previous_keys = Some(Secret("********".into()));
         }
         toml::to_string_pretty(&c).unwrap_or_default()
     }
@@ -956,12 +995,16 @@ mod tests {
     #[test]
     fn secrets_are_redacted() {
         let c = load(
-            "[database]\nurl = \"postgres://acs:hunter2@db:5432/acs\"\n[cwmp]\ndefault_password = \"sesame\"\n",
+            "[database]\nurl = \"postgres://acs:hunter2@db:5432/acs\"\n[cwmp]\ndefault_password = \"sesame\"\n[secrets]\nkey = \"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\"\n",
             &[],
         )
         .unwrap();
         let out = c.redacted_toml();
         assert!(!out.contains("hunter2") && !out.contains("sesame"), "{out}");
+        assert!(
+            !out.contains("00112233") && !format!("{c:?}").contains("00112233"),
+            "{out}"
+        );
         assert!(out.contains("acs:********@db:5432/acs"), "{out}");
         assert!(!format!("{:?}", DatabaseUrl::redact("postgres://a:zz@h/d")).contains("zz"));
     }

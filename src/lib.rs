@@ -12,6 +12,7 @@
 //! - [`domain`]: business rules: Inform processing, discovery, tasks.
 //! - [`connreq`]: outbound connection requests to devices.
 //! - [`http`]: actix-web: the CWMP endpoint, the admin API, error mapping.
+//! - [`secrets`]: the key for secrets at rest and AES-256-GCM sealing of stored passwords.
 //! - [`state`]: [`state::AppState`], the state handlers and jobs share; imported by `http`.
 //! - [`app`]: wiring; [`cli`]: the command line; [`telemetry`]: logging.
 
@@ -26,6 +27,7 @@ pub mod datamodel;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod secrets;
 pub mod state;
 pub mod store;
 pub mod telemetry;

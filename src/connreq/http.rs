@@ -22,8 +22,14 @@
 //! The whole exchange, DNS and TLS included, runs under one deadline.
 //! Response heads are capped at 16 KiB and 100 headers; bodies are only read
 //! (up to 1 MiB) when needed to reuse the connection, and never stored.
+//! Nothing the target sends (reason phrase, headers, body) reaches the outcome.
+//!
+//! Before anything is sent, the host is resolved once and every address is
+//! checked against the [`TargetPolicy`] (server-side request forgery guard);
+//! connections only go to those checked addresses, so a name cannot resolve
+//! differently between the check and the connection.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +46,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use super::policy::{resolve_checked, TargetPolicy};
 use super::{ConnReqFuture, ConnReqOutcome, ConnReqTarget, ConnectionRequester};
 use crate::auth::header::{parse_challenges, Challenge};
 
@@ -61,6 +68,8 @@ pub struct HttpConnReq {
     pub allow_basic: bool,
     /// TLS settings for `https` URLs.
     pub tls_config: Arc<rustls::ClientConfig>,
+    /// Which addresses may be contacted.
+    pub policy: Arc<TargetPolicy>,
 }
 
 impl std::fmt::Debug for HttpConnReq {
@@ -87,7 +96,8 @@ pub fn tls_config_with_roots(
 }
 
 impl HttpConnReq {
-    /// Creates a sender.
+    /// Creates a sender with the default [`TargetPolicy`] (loopback, link-local and the
+    /// other default networks refused).
     pub fn new(
         timeout: Duration,
         allow_basic: bool,
@@ -97,7 +107,15 @@ impl HttpConnReq {
             timeout,
             allow_basic,
             tls_config,
+            policy: Arc::new(TargetPolicy::default()),
         }
+    }
+
+    /// Uses `policy` to decide which addresses may be contacted.
+    #[must_use]
+    pub fn with_policy(mut self, policy: Arc<TargetPolicy>) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Sends one connection request and reports how it ended.
@@ -106,28 +124,35 @@ impl HttpConnReq {
             Ok(url) => url,
             Err(why) => return ConnReqOutcome::BadUrl(why),
         };
-        let outcome = match tokio::time::timeout(self.timeout, self.run(target, &url)).await {
-            Ok(outcome) => outcome,
-            Err(_) => ConnReqOutcome::Timeout,
-        };
+        let outcome =
+            match tokio::time::timeout(self.timeout, self.resolve_and_run(target, &url)).await {
+                Ok(outcome) => outcome,
+                Err(_) => ConnReqOutcome::Unreachable("no answer before the deadline".into()),
+            };
         tracing::debug!(
-            host = %url.host,
+            host = ?url.host,
             port = url.port,
             tls = url.tls,
-            outcome = %outcome,
+            outcome = outcome.code(),
+            detail = ?outcome.detail(),
             "connection request finished"
         );
         outcome
     }
 
-    async fn connect(&self, url: &Url) -> Result<Conn, ConnReqOutcome> {
-        let tcp = match url.host.parse::<IpAddr>() {
-            Ok(ip) => TcpStream::connect((ip, url.port)).await,
-            Err(_) => TcpStream::connect((url.host.as_str(), url.port)).await,
-        }
-        .map_err(|e| {
-            ConnReqOutcome::Unreachable(format!("cannot connect to {}: {e}", url.authority()))
-        })?;
+    async fn resolve_and_run(&self, target: &ConnReqTarget, url: &Url) -> ConnReqOutcome {
+        let addrs = match resolve_checked(&self.policy, &url.host, url.port).await {
+            Ok(addrs) => addrs,
+            Err(Ok(refusal)) => return ConnReqOutcome::RefusedByPolicy(refusal.to_string()),
+            Err(Err(why)) => return ConnReqOutcome::Unreachable(why),
+        };
+        self.run(target, url, &addrs).await
+    }
+
+    async fn connect(&self, url: &Url, addrs: &[SocketAddr]) -> Result<Conn, ConnReqOutcome> {
+        let tcp = TcpStream::connect(addrs)
+            .await
+            .map_err(|e| ConnReqOutcome::Unreachable(format!("cannot connect: {e}")))?;
         // Only affects latency; a failure here is harmless.
         let _ = tcp.set_nodelay(true);
         let io: Box<dyn Io> = if url.tls {
@@ -136,12 +161,7 @@ impl HttpConnReq {
             let tls = TlsConnector::from(Arc::clone(&self.tls_config))
                 .connect(name, tcp)
                 .await
-                .map_err(|e| {
-                    ConnReqOutcome::Error(format!(
-                        "TLS handshake with {} failed: {e}",
-                        url.authority()
-                    ))
-                })?;
+                .map_err(|e| ConnReqOutcome::Unreachable(format!("TLS handshake failed: {e}")))?;
             Box::new(tls)
         } else {
             Box::new(tcp)
@@ -153,9 +173,7 @@ impl HttpConnReq {
             .ignore_invalid_headers_in_responses(true)
             .handshake(TokioIo::new(io))
             .await
-            .map_err(|e| {
-                ConnReqOutcome::Error(format!("HTTP set-up with {} failed: {e}", url.authority()))
-            })?;
+            .map_err(|e| ConnReqOutcome::BadResponse(format!("HTTP set-up failed: {e}")))?;
         // The connection task ends with the exchange (or its deadline): dropping `Conn`
         // aborts it and closes the socket.
         let task = tokio::spawn(async move {
@@ -167,7 +185,7 @@ impl HttpConnReq {
         })
     }
 
-    async fn run(&self, target: &ConnReqTarget, url: &Url) -> ConnReqOutcome {
+    async fn run(&self, target: &ConnReqTarget, url: &Url, addrs: &[SocketAddr]) -> ConnReqOutcome {
         let mut idle: Option<Conn> = None;
         let mut opened: u32 = 0;
         let mut answer: Option<Answer> = None;
@@ -184,7 +202,7 @@ impl HttpConnReq {
                         );
                     }
                     opened += 1;
-                    match self.connect(url).await {
+                    match self.connect(url, addrs).await {
                         Ok(new) => new,
                         Err(outcome) => return outcome,
                     }
@@ -216,18 +234,15 @@ impl HttpConnReq {
                     ));
                 }
                 Err(Failure::Protocol(why)) => {
-                    return ConnReqOutcome::Error(format!("invalid HTTP response: {why}"))
+                    return ConnReqOutcome::BadResponse(format!("invalid HTTP response: {why}"))
                 }
             };
             match response.status {
                 200..=299 => return ConnReqOutcome::Ok,
-                503 => return ConnReqOutcome::Refused503,
+                503 => return ConnReqOutcome::Busy,
                 401 => {}
                 status => {
-                    return ConnReqOutcome::Error(format!(
-                        "unexpected HTTP status {status} {}",
-                        response.reason
-                    ))
+                    return ConnReqOutcome::BadResponse(format!("unexpected HTTP status {status}"))
                 }
             }
             let next = match choose_answer(&response.headers, self.allow_basic) {
@@ -459,9 +474,7 @@ impl Answer {
                 prompt
                     .respond(&ctx)
                     .map(|h| h.to_header_string())
-                    .map_err(|e| {
-                        ConnReqOutcome::Error(format!("cannot answer the Digest challenge: {e}"))
-                    })
+                    .map_err(|_| ConnReqOutcome::AuthUnsupported)
             }
         }
     }
@@ -552,20 +565,10 @@ fn choose_answer(
         if allow_basic {
             return Ok(Answer::Basic);
         }
-        return Err(ConnReqOutcome::Error(
-            "the device offers only Basic authentication, which is disabled for connection \
-             requests; enable Basic for connection requests to reach it"
-                .into(),
-        ));
+        return Err(ConnReqOutcome::AuthUnsupported);
     }
-    let detail = if problems.is_empty() {
-        "no WWW-Authenticate header".to_string()
-    } else {
-        problems.join("; ")
-    };
-    Err(ConnReqOutcome::Error(format!(
-        "the device answered 401 without a usable challenge: {detail}"
-    )))
+    tracing::debug!(problems = ?problems, "401 without a usable challenge");
+    Err(ConnReqOutcome::AuthUnsupported)
 }
 
 /// Why an exchange produced no usable response.
@@ -579,7 +582,6 @@ enum Failure {
 
 struct Response {
     status: u16,
-    reason: String,
     headers: Vec<(String, String)>,
     body: hyper::body::Incoming,
     /// The connection can carry another request once the body is read: the
@@ -633,15 +635,8 @@ async fn exchange(
             .get(hyper::header::TRANSFER_ENCODING)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim().to_ascii_lowercase().ends_with("chunked"));
-    let reason = parts
-        .extensions
-        .get::<hyper::ext::ReasonPhrase>()
-        .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
-        .or_else(|| parts.status.canonical_reason().map(str::to_string))
-        .unwrap_or_default();
     Ok(Response {
         status,
-        reason,
         headers,
         body,
         reusable: keep_alive && delimited,
@@ -661,6 +656,11 @@ mod tests {
     const PASS: &str = "cr-Secret!";
     const REALM: &str = "IGD connection request";
 
+    /// The fake CPEs of these tests listen on loopback, which the default policy refuses.
+    fn loopback_allowed() -> Arc<TargetPolicy> {
+        Arc::new(TargetPolicy::new("127.0.0.0/8, ::1", super::super::policy::DEFAULT_DENY).unwrap())
+    }
+
     fn sender(timeout_ms: u64, allow_basic: bool) -> HttpConnReq {
         let roots = rustls::RootCertStore::empty();
         HttpConnReq::new(
@@ -668,6 +668,74 @@ mod tests {
             allow_basic,
             tls_config_with_roots(roots).unwrap(),
         )
+        .with_policy(loopback_allowed())
+    }
+
+    #[tokio::test]
+    async fn refused_targets_are_never_contacted() {
+        let (addr, requests) = canned_cpe("HTTP/1.1 204 No Content\r\n\r\n").await;
+        let port = addr.port();
+        let default = HttpConnReq::new(
+            Duration::from_secs(2),
+            false,
+            tls_config_with_roots(rustls::RootCertStore::empty()).unwrap(),
+        );
+        for url in [
+            format!("http://127.0.0.1:{port}/"),
+            format!("http://localhost:{port}/"),
+            format!("http://2130706433:{port}/"),
+            format!("http://0x7f.1:{port}/"),
+            format!("http://017700000001:{port}/"),
+            format!("http://127.1:{port}/"),
+            format!("http://0.0.0.0:{port}/"),
+            format!("http://0:{port}/"),
+            format!("http://[::1]:{port}/"),
+            format!("http://[::ffff:127.0.0.1]:{port}/"),
+            format!("http://[::ffff:7f00:1]:{port}/"),
+            "http://169.254.169.254/latest/meta-data/".to_string(),
+        ] {
+            let t = ConnReqTarget {
+                url: url.clone(),
+                username: USER.into(),
+                password: PASS.into(),
+            };
+            let outcome = default.request(&t).await;
+            assert_eq!(outcome.code(), "refused_by_policy", "{url}: {outcome:?}");
+        }
+        // The ACS's own listener stays refused even where loopback is allowed.
+        let own = sender(2000, false).with_policy(Arc::new(
+            TargetPolicy::new("127.0.0.0/8", "")
+                .unwrap()
+                .with_own_listeners(&[addr]),
+        ));
+        let outcome = own.request(&target(addr, "/", PASS)).await;
+        assert_eq!(outcome.code(), "refused_by_policy", "{outcome:?}");
+        assert_eq!(
+            requests.load(Ordering::SeqCst),
+            0,
+            "nothing may reach the listener"
+        );
+        // Allowed explicitly, the same listener is reached.
+        assert_eq!(
+            sender(2000, false).request(&target(addr, "/", PASS)).await,
+            ConnReqOutcome::Ok
+        );
+        assert_eq!(requests.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        let (target_addr, hits) = canned_cpe("HTTP/1.1 204 No Content\r\n\r\n").await;
+        let redirect: &'static str = Box::leak(
+            format!("HTTP/1.1 302 Found\r\nLocation: http://{target_addr}/\r\nContent-Length: 0\r\n\r\n")
+                .into_boxed_str(),
+        );
+        let (addr, _) = canned_cpe(redirect).await;
+        let outcome = sender(2000, false)
+            .request(&target(addr, "/cr", PASS))
+            .await;
+        assert_eq!(outcome.code(), "bad_response", "{outcome:?}");
+        assert_eq!(hits.load(Ordering::SeqCst), 0);
     }
 
     fn target(addr: SocketAddr, path: &str, password: &str) -> ConnReqTarget {
@@ -890,7 +958,7 @@ mod tests {
         let outcome = sender(2000, false)
             .request(&target(addr, "/cr", PASS))
             .await;
-        assert_eq!(outcome, ConnReqOutcome::Refused503);
+        assert_eq!(outcome, ConnReqOutcome::Busy);
     }
 
     #[tokio::test]
@@ -910,21 +978,33 @@ mod tests {
             .request(&target(addr, "/cr", PASS))
             .await;
         assert!(
-            matches!(&outcome, ConnReqOutcome::Error(m) if m.contains("404")),
+            matches!(&outcome, ConnReqOutcome::BadResponse(m) if m.contains("404")),
             "{outcome:?}"
         );
     }
 
     #[tokio::test]
     async fn garbage_is_an_error() {
-        let (addr, _) = canned_cpe("SSH-2.0-OpenSSH\r\n\r\n").await;
-        let outcome = sender(2000, false)
-            .request(&target(addr, "/cr", PASS))
-            .await;
-        assert!(
-            matches!(&outcome, ConnReqOutcome::Error(m) if m.contains("HTTP")),
-            "{outcome:?}"
-        );
+        for (garbage, words) in [
+            ("SSH-2.0-OpenSSH_9.6p1 Debian\r\n\r\n", ["SSH", "OpenSSH"]),
+            ("root:x:0:0:root:/root:/bin/bash\r\n\r\n", ["root", "bash"]),
+            (
+                "HTTP/1.1 418 root:x:0:0:secret\r\nContent-Length: 0\r\n\r\n",
+                ["root", "secret"],
+            ),
+            ("HTTP/1.1 2x0 root:x:0:0\r\n\r\n", ["root", "2x0"]),
+        ] {
+            let (addr, _) = canned_cpe(garbage).await;
+            let outcome = sender(2000, false)
+                .request(&target(addr, "/cr", PASS))
+                .await;
+            assert_eq!(outcome.code(), "bad_response", "{outcome:?}");
+            // Nothing the target sent is kept, not even for the logs.
+            for w in words {
+                assert!(!outcome.to_string().contains(w), "{outcome}");
+                assert!(!outcome.detail().contains(w), "{outcome:?}");
+            }
+        }
     }
 
     #[tokio::test]
@@ -938,7 +1018,7 @@ mod tests {
             .request(&target(addr, "/cr", PASS))
             .await;
         assert!(
-            matches!(&outcome, ConnReqOutcome::Error(m) if m.contains("HTTP")),
+            matches!(&outcome, ConnReqOutcome::BadResponse(_)),
             "{outcome:?}"
         );
     }
@@ -985,7 +1065,8 @@ mod tests {
         });
         let started = std::time::Instant::now();
         let outcome = sender(300, false).request(&target(addr, "/cr", PASS)).await;
-        assert_eq!(outcome, ConnReqOutcome::Timeout);
+        // Reported like a refused connection: outcomes cannot tell ports apart.
+        assert_eq!(outcome.code(), "unreachable");
         assert!(started.elapsed() < Duration::from_secs(2));
     }
 
@@ -1079,7 +1160,7 @@ mod tests {
             .request(&target(addr, "/cr", PASS))
             .await;
         assert!(
-            matches!(&refused, ConnReqOutcome::Error(m) if m.contains("Basic")),
+            matches!(&refused, ConnReqOutcome::AuthUnsupported),
             "{refused:?}"
         );
         let ok = sender(2000, true).request(&target(addr, "/cr", PASS)).await;
@@ -1252,7 +1333,7 @@ MAzOI58ozx2aY9nTASRYnvk7TJN8tKoQVqRa9R8REahHCj2n56H1D+Vz
         // Untrusted certificate: the handshake fails.
         let untrusted = sender(2000, false).request(&t).await;
         assert!(
-            matches!(&untrusted, ConnReqOutcome::Error(m) if m.contains("TLS")),
+            matches!(&untrusted, ConnReqOutcome::Unreachable(m) if m.contains("TLS")),
             "{untrusted:?}"
         );
 
@@ -1262,7 +1343,8 @@ MAzOI58ozx2aY9nTASRYnvk7TJN8tKoQVqRa9R8REahHCj2n56H1D+Vz
             Duration::from_secs(2),
             false,
             tls_config_with_roots(roots).unwrap(),
-        );
+        )
+        .with_policy(loopback_allowed());
         assert_eq!(trusting.request(&t).await, ConnReqOutcome::Ok);
         let by_ip = ConnReqTarget {
             url: format!("https://127.0.0.1:{port}/cr/tls"),

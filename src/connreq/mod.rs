@@ -20,9 +20,11 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub mod http;
+pub mod policy;
 pub mod udp;
 
 pub use http::HttpConnReq;
+pub use policy::TargetPolicy;
 pub use udp::UdpConnReq;
 
 /// Where and how to reach one CPE.
@@ -48,24 +50,32 @@ impl fmt::Debug for ConnReqTarget {
 }
 
 /// How a connection request ended.
+///
+/// What operators see ([`ConnReqOutcome::code`] and the `Display` text) is a fixed
+/// vocabulary: nothing the target sent (reason phrases, banners, malformed status lines)
+/// ever reaches it, and a refused connection looks the same as a silent port
+/// (`unreachable`), so the outcome cannot be used to scan ports. The `String`s carry
+/// ferroacs's own wording for debug logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnReqOutcome {
     /// The CPE accepted (HTTP 200/204), or the UDP datagrams were sent.
     Ok,
     /// The CPE rejected the credentials.
     AuthFailed,
-    /// The CPE could not be reached: connection refused or reset, DNS
-    /// failure, no route, or the connection was closed without an answer.
+    /// The CPE offers only an authentication scheme ferroacs may not use (Basic when it is
+    /// disabled) or a challenge it cannot answer.
+    AuthUnsupported,
+    /// No answer: connection refused or reset, DNS failure, no route, TLS failure, closed
+    /// without an answer, or no answer before the deadline.
     Unreachable(String),
-    /// No answer before the deadline.
-    Timeout,
     /// The CPE answered 503: it is rate-limiting connection requests.
-    Refused503,
+    Busy,
+    /// The target resolves to an address the connection-request policy refuses.
+    RefusedByPolicy(String),
     /// The URL cannot be used.
     BadUrl(String),
-    /// Anything else: unexpected status, invalid HTTP, TLS failure, no
-    /// usable authentication scheme.
-    Error(String),
+    /// The answer was not a usable HTTP answer (invalid HTTP, a redirect, another status).
+    BadResponse(String),
 }
 
 impl ConnReqOutcome {
@@ -73,24 +83,62 @@ impl ConnReqOutcome {
     pub fn is_ok(&self) -> bool {
         matches!(self, Self::Ok)
     }
+
+    /// The outcome as a fixed code: `ok`, `auth_failed`, `auth_unsupported`, `unreachable`,
+    /// `busy`, `refused_by_policy`, `bad_url` or `bad_response`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::AuthFailed => "auth_failed",
+            Self::AuthUnsupported => "auth_unsupported",
+            Self::Unreachable(_) => "unreachable",
+            Self::Busy => "busy",
+            Self::RefusedByPolicy(_) => "refused_by_policy",
+            Self::BadUrl(_) => "bad_url",
+            Self::BadResponse(_) => "bad_response",
+        }
+    }
+
+    /// ferroacs's own explanation, for debug logs only.
+    pub fn detail(&self) -> &str {
+        match self {
+            Self::Unreachable(d)
+            | Self::RefusedByPolicy(d)
+            | Self::BadUrl(d)
+            | Self::BadResponse(d) => d,
+            _ => "",
+        }
+    }
 }
 
 impl fmt::Display for ConnReqOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Ok => f.write_str("connection request accepted"),
-            Self::AuthFailed => f.write_str(
+        f.write_str(match self {
+            Self::Ok => "connection request accepted",
+            Self::AuthFailed => {
                 "the device rejected the connection request credentials; check \
-                 ConnectionRequestUsername/ConnectionRequestPassword",
-            ),
-            Self::Unreachable(why) => write!(f, "device is unreachable: {why}"),
-            Self::Timeout => f.write_str("the device did not answer the connection request in time"),
-            Self::Refused503 => f.write_str(
-                "the device refused the connection request with 503 (rate limited); try again later",
-            ),
-            Self::BadUrl(why) => write!(f, "unusable connection request URL: {why}"),
-            Self::Error(why) => write!(f, "connection request failed: {why}"),
-        }
+                 ConnectionRequestUsername/ConnectionRequestPassword"
+            }
+            Self::AuthUnsupported => {
+                "the device offers no authentication ferroacs may use for connection requests \
+                 (Basic only answers when api.connection_request_allow_basic is on)"
+            }
+            Self::Unreachable(_) => {
+                "the device did not answer the connection request (offline, filtered or \
+                 behind NAT); it will run the task at its next session"
+            }
+            Self::Busy => {
+                "the device refused the connection request with 503 (rate limited); try again later"
+            }
+            Self::RefusedByPolicy(_) => {
+                "the device's connection request address is refused by the connection request \
+                 policy (api.connection_request_allow_networks / deny_networks)"
+            }
+            Self::BadUrl(_) => "the device reported a ConnectionRequestURL that cannot be used",
+            Self::BadResponse(_) => {
+                "the device's answer to the connection request was not a valid HTTP answer"
+            }
+        })
     }
 }
 
@@ -108,42 +156,37 @@ pub trait ConnectionRequester: Send + Sync {
 /// Connection requests sent, by outcome (for /metrics). Senders call [`ConnReqCounters::record`].
 #[derive(Debug, Default)]
 pub struct ConnReqCounters {
-    ok: std::sync::atomic::AtomicU64,
-    auth_failed: std::sync::atomic::AtomicU64,
-    unreachable: std::sync::atomic::AtomicU64,
-    timeout: std::sync::atomic::AtomicU64,
-    refused_503: std::sync::atomic::AtomicU64,
-    bad_url: std::sync::atomic::AtomicU64,
-    error: std::sync::atomic::AtomicU64,
+    counts: [std::sync::atomic::AtomicU64; OUTCOME_CODES.len()],
 }
+
+/// Every [`ConnReqOutcome::code`], in the order /metrics lists them.
+pub const OUTCOME_CODES: [&str; 8] = [
+    "ok",
+    "auth_failed",
+    "auth_unsupported",
+    "unreachable",
+    "busy",
+    "refused_by_policy",
+    "bad_url",
+    "bad_response",
+];
 
 impl ConnReqCounters {
     /// Counts one finished connection request.
     pub fn record(&self, outcome: &ConnReqOutcome) {
-        let c = match outcome {
-            ConnReqOutcome::Ok => &self.ok,
-            ConnReqOutcome::AuthFailed => &self.auth_failed,
-            ConnReqOutcome::Unreachable(_) => &self.unreachable,
-            ConnReqOutcome::Timeout => &self.timeout,
-            ConnReqOutcome::Refused503 => &self.refused_503,
-            ConnReqOutcome::BadUrl(_) => &self.bad_url,
-            ConnReqOutcome::Error(_) => &self.error,
-        };
-        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(i) = OUTCOME_CODES.iter().position(|c| *c == outcome.code()) {
+            self.counts[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
-    /// `(outcome label, count)` for every outcome, zeros included.
-    pub fn snapshot(&self) -> [(&'static str, u64); 7] {
-        let g = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-        [
-            ("ok", g(&self.ok)),
-            ("auth_failed", g(&self.auth_failed)),
-            ("unreachable", g(&self.unreachable)),
-            ("timeout", g(&self.timeout)),
-            ("refused_503", g(&self.refused_503)),
-            ("bad_url", g(&self.bad_url)),
-            ("error", g(&self.error)),
-        ]
+    /// `(outcome code, count)` for every outcome, zeros included.
+    pub fn snapshot(&self) -> [(&'static str, u64); OUTCOME_CODES.len()] {
+        std::array::from_fn(|i| {
+            (
+                OUTCOME_CODES[i],
+                self.counts[i].load(std::sync::atomic::Ordering::Relaxed),
+            )
+        })
     }
 }
 
@@ -164,23 +207,32 @@ mod tests {
     }
 
     #[test]
-    fn outcomes_display_distinctly() {
+    fn outcomes_show_fixed_text_only() {
         let all = [
             ConnReqOutcome::Ok,
             ConnReqOutcome::AuthFailed,
-            ConnReqOutcome::Unreachable("refused".into()),
-            ConnReqOutcome::Timeout,
-            ConnReqOutcome::Refused503,
-            ConnReqOutcome::BadUrl("no scheme".into()),
-            ConnReqOutcome::Error("status 500".into()),
+            ConnReqOutcome::AuthUnsupported,
+            ConnReqOutcome::Unreachable("SSH-2.0-OpenSSH_9.6".into()),
+            ConnReqOutcome::Busy,
+            ConnReqOutcome::RefusedByPolicy("127.0.0.1:22".into()),
+            ConnReqOutcome::BadUrl("root:x:0:0".into()),
+            ConnReqOutcome::BadResponse("root:x:0:0".into()),
         ];
         let texts: Vec<String> = all.iter().map(ToString::to_string).collect();
         for (i, a) in texts.iter().enumerate() {
+            assert!(
+                !a.contains("SSH") && !a.contains("root:") && !a.contains("127."),
+                "{a}"
+            );
             for b in &texts[i + 1..] {
                 assert_ne!(a, b);
             }
         }
-        assert!(texts[2].contains("refused"));
+        let codes: Vec<&str> = all.iter().map(ConnReqOutcome::code).collect();
+        assert_eq!(codes, OUTCOME_CODES);
         assert!(all[0].is_ok() && !all[1].is_ok());
+        let c = ConnReqCounters::default();
+        c.record(&all[5]);
+        assert_eq!(c.snapshot()[5], ("refused_by_policy", 1));
     }
 }

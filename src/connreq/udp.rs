@@ -19,6 +19,10 @@
 //! mapping was opened towards that address and port, and many NATs drop
 //! datagrams from anywhere else. [`UdpConnReq`] therefore takes the socket
 //! from its caller.
+//!
+//! The address is checked against the [`TargetPolicy`] like HTTP targets:
+//! a device cannot make the ACS send datagrams to loopback, link-local or
+//! the ACS's own ports.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +33,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha1::Sha1;
 use tokio::net::UdpSocket;
 
+use super::policy::{resolve_checked, TargetPolicy};
 use super::{ConnReqFuture, ConnReqOutcome, ConnReqTarget, ConnectionRequester};
 
 /// Characters left as they are in query values: RFC 3986 unreserved.
@@ -118,17 +123,26 @@ pub struct UdpConnReq {
     socket: Arc<UdpSocket>,
     copies: usize,
     gap: Duration,
+    policy: Arc<TargetPolicy>,
 }
 
 impl UdpConnReq {
     /// Sends from `socket` (normally the STUN server's), 3 copies 100 ms
-    /// apart.
+    /// apart, to addresses the default [`TargetPolicy`] allows.
     pub fn new(socket: Arc<UdpSocket>) -> Self {
         Self {
             socket,
             copies: 3,
             gap: Duration::from_millis(100),
+            policy: Arc::new(TargetPolicy::default()),
         }
+    }
+
+    /// Uses `policy` to decide which addresses may be sent to.
+    #[must_use]
+    pub fn with_policy(mut self, policy: Arc<TargetPolicy>) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Changes how many copies are sent (at least 1) and the pause between
@@ -147,10 +161,12 @@ impl UdpConnReq {
             Ok(hp) => hp,
             Err(why) => return ConnReqOutcome::BadUrl(why),
         };
-        let dest = match resolve(&host, port, self.socket.local_addr().ok()).await {
-            Ok(dest) => dest,
-            Err(outcome) => return outcome,
+        let addrs = match resolve_checked(&self.policy, &host, port).await {
+            Ok(addrs) => addrs,
+            Err(Ok(refusal)) => return ConnReqOutcome::RefusedByPolicy(refusal.to_string()),
+            Err(Err(why)) => return ConnReqOutcome::Unreachable(why),
         };
+        let dest = prefer_family(&addrs, self.socket.local_addr().ok());
         let ts = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -169,7 +185,7 @@ impl UdpConnReq {
                 tokio::time::sleep(self.gap).await;
             }
             if let Err(e) = self.socket.send_to(message.as_bytes(), dest).await {
-                return ConnReqOutcome::Unreachable(format!("cannot send to {dest}: {e}"));
+                return ConnReqOutcome::Unreachable(format!("cannot send: {e}"));
             }
         }
         tracing::debug!(%dest, copies = self.copies, "UDP connection request sent");
@@ -183,23 +199,14 @@ impl ConnectionRequester for UdpConnReq {
     }
 }
 
-/// Resolves `host`, preferring an address of the socket's family.
-async fn resolve(
-    host: &str,
-    port: u16,
-    local: Option<SocketAddr>,
-) -> Result<SocketAddr, ConnReqOutcome> {
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| ConnReqOutcome::Unreachable(format!("cannot resolve '{host}': {e}")))?
-        .collect();
-    let same_family = addrs
+/// The first address of the socket's family, else the first one (`addrs` is never empty).
+fn prefer_family(addrs: &[SocketAddr], local: Option<SocketAddr>) -> SocketAddr {
+    addrs
         .iter()
-        .find(|a| local.is_none_or(|l| l.is_ipv4() == a.is_ipv4()));
-    same_family
+        .find(|a| local.is_none_or(|l| l.is_ipv4() == a.is_ipv4()))
         .or(addrs.first())
         .copied()
-        .ok_or_else(|| ConnReqOutcome::Unreachable(format!("'{host}' has no address")))
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -271,7 +278,11 @@ mod tests {
         let cpe_addr = cpe.local_addr().unwrap();
         let acs = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
         let acs_addr = acs.local_addr().unwrap();
-        let sender = UdpConnReq::new(acs).with_copies(3, Duration::from_millis(5));
+        let sender = UdpConnReq::new(acs)
+            .with_copies(3, Duration::from_millis(5))
+            .with_policy(Arc::new(
+                TargetPolicy::new("127.0.0.1", super::super::policy::DEFAULT_DENY).unwrap(),
+            ));
         let target = ConnReqTarget {
             url: cpe_addr.to_string(),
             username: "cr-user".into(),
@@ -315,6 +326,51 @@ mod tests {
             udp_signature("cr-pass", ts, &field("id"), "cr-user", &field("cn"))
         );
         assert!(seen[0].contains(&format!("\r\nHost: {cpe_addr}\r\n\r\n")));
+    }
+
+    #[tokio::test]
+    async fn refused_addresses_get_no_datagram() {
+        let victim = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = victim.local_addr().unwrap().port();
+        let acs = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let own = acs.local_addr().unwrap();
+        let sender = UdpConnReq::new(acs.clone()).with_copies(1, Duration::ZERO);
+        for url in [
+            format!("127.0.0.1:{port}"),
+            format!("2130706433:{port}"),
+            format!("[::1]:{port}"),
+            format!("[::ffff:127.0.0.1]:{port}"),
+            format!("0.0.0.0:{port}"),
+            format!("localhost:{port}"),
+            "169.254.169.254:80".to_string(),
+        ] {
+            let t = ConnReqTarget {
+                url: url.clone(),
+                username: "u".into(),
+                password: "p".into(),
+            };
+            let outcome = sender.request(&t).await;
+            assert_eq!(outcome.code(), "refused_by_policy", "{url}: {outcome:?}");
+        }
+        // The ACS's own port, even with loopback allowed.
+        let policy = TargetPolicy::new("127.0.0.0/8", "")
+            .unwrap()
+            .with_own_listeners(&[own]);
+        let t = ConnReqTarget {
+            url: own.to_string(),
+            username: "u".into(),
+            password: "p".into(),
+        };
+        let outcome = UdpConnReq::new(acs)
+            .with_policy(Arc::new(policy))
+            .request(&t)
+            .await;
+        assert_eq!(outcome.code(), "refused_by_policy");
+        let mut buf = [0u8; 64];
+        assert!(
+            victim.try_recv_from(&mut buf).is_err(),
+            "a datagram was sent"
+        );
     }
 
     #[tokio::test]

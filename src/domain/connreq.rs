@@ -1,6 +1,10 @@
 //! Asking a device to start a session now: connection requests with the device's
 //! credentials, a bound on how many run at once, a per-device minimum interval, and the
 //! outcome recorded for operators.
+//!
+//! Targets are checked against the configured [`TargetPolicy`] before anything is sent,
+//! and the recorded outcome is a fixed code and text: nothing the target answered is
+//! stored or shown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +12,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use serde::Serialize;
 
-use crate::connreq::{ConnReqOutcome, ConnReqTarget, ConnectionRequester};
+use crate::connreq::{ConnReqOutcome, ConnReqTarget, ConnectionRequester, TargetPolicy};
 use crate::error::Result;
 use crate::store::search::ConnReqRow;
 use crate::store::Store;
@@ -16,8 +20,9 @@ use crate::store::Store;
 /// How a connection request ended, as operators see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CrResult {
-    /// `ok`, `auth_failed`, `unreachable`, `timeout`, `busy`, `bad_url`, `error`,
-    /// `no_url` (the device never reported a ConnectionRequestURL) or `rate_limited`.
+    /// `ok`, `auth_failed`, `auth_unsupported`, `unreachable` (refused, reset or timed
+    /// out alike), `busy`, `refused_by_policy`, `bad_url`, `bad_response`, `no_url` (the
+    /// device never reported a ConnectionRequestURL) or `rate_limited`.
     pub outcome: &'static str,
     pub message: String,
     pub at: i64,
@@ -25,15 +30,7 @@ pub struct CrResult {
 
 /// The outcome code of a transport result.
 pub fn outcome_code(o: &ConnReqOutcome) -> &'static str {
-    match o {
-        ConnReqOutcome::Ok => "ok",
-        ConnReqOutcome::AuthFailed => "auth_failed",
-        ConnReqOutcome::Unreachable(_) => "unreachable",
-        ConnReqOutcome::Timeout => "timeout",
-        ConnReqOutcome::Refused503 => "busy",
-        ConnReqOutcome::BadUrl(_) => "bad_url",
-        ConnReqOutcome::Error(_) => "error",
-    }
+    o.code()
 }
 
 /// Sends connection requests for the API and bulk jobs.
@@ -97,16 +94,27 @@ impl ConnReqService {
                 at: now,
             }
         } else {
+            let password = match &dev.cr_password {
+                Some(sealed) => store
+                    .keyring()
+                    .open(crate::secrets::purpose::CR_PASSWORD, sealed)?,
+                None => String::new(),
+            };
             let target = ConnReqTarget {
                 url: dev.connection_request_url.clone(),
                 username: dev.cr_username.clone().unwrap_or_default(),
-                password: dev.cr_password.clone().unwrap_or_default(),
+                password,
             };
             let outcome = match self.permits.acquire().await {
                 Ok(_permit) => self.requester.send(&target).await,
-                Err(_) => ConnReqOutcome::Error("connection requests are shutting down".into()),
+                Err(_) => {
+                    ConnReqOutcome::Unreachable("connection requests are shutting down".into())
+                }
             };
             self.counters.record(&outcome);
+            if let ConnReqOutcome::RefusedByPolicy(why) = &outcome {
+                tracing::warn!(device = %device_id, reason = %why, "connection request refused by the target policy");
+            }
             CrResult {
                 outcome: outcome_code(&outcome),
                 message: outcome.to_string(),
@@ -124,8 +132,25 @@ impl ConnReqService {
     }
 }
 
+/// The target policy of the configuration, with this process's own listeners refused.
+pub fn target_policy(
+    config: &crate::config::Config,
+    own: &[std::net::SocketAddr],
+) -> Result<TargetPolicy> {
+    TargetPolicy::new(
+        &config.api.connection_request_allow_networks,
+        &config.api.connection_request_deny_networks,
+    )
+    .map(|p| p.with_own_listeners(own))
+    .map_err(|e| crate::error::Error::invalid("api.connection_request_allow_networks", e))
+}
+
 /// Build the HTTP connection-request client: system trust anchors for `https` URLs.
-pub fn http_requester(timeout_ms: u64, allow_basic: bool) -> Arc<dyn ConnectionRequester> {
+pub fn http_requester(
+    timeout_ms: u64,
+    allow_basic: bool,
+    policy: TargetPolicy,
+) -> Arc<dyn ConnectionRequester> {
     let mut roots = rustls::RootCertStore::empty();
     for path in [
         "/etc/ssl/certs/ca-certificates.crt",
@@ -160,9 +185,12 @@ pub fn http_requester(timeout_ms: u64, allow_basic: bool) -> Arc<dyn ConnectionR
             )
         }
     };
-    Arc::new(crate::connreq::HttpConnReq::new(
-        Duration::from_millis(timeout_ms.max(100)),
-        allow_basic,
-        tls,
-    ))
+    Arc::new(
+        crate::connreq::HttpConnReq::new(
+            Duration::from_millis(timeout_ms.max(100)),
+            allow_basic,
+            tls,
+        )
+        .with_policy(Arc::new(policy)),
+    )
 }

@@ -163,14 +163,24 @@ impl FileStore {
 
     /// Start writing a new file.
     pub async fn writer(&self) -> Result<FileWriter> {
-        tokio::fs::create_dir_all(&self.dir).await.map_err(|e| {
+        // Owner-only: device configuration backups and firmware are nobody else's business.
+        let mut dir = tokio::fs::DirBuilder::new();
+        dir.recursive(true);
+        #[cfg(unix)]
+        dir.mode(0o700);
+        dir.create(&self.dir).await.map_err(|e| {
             Error::internal(format!(
                 "cannot create files.dir {}: {e}",
                 self.dir.display()
             ))
         })?;
         let tmp = self.dir.join(format!(".upload-{}", new_file_id()));
-        let file = tokio::fs::File::create(&tmp)
+        let mut opts = tokio::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        opts.mode(0o600);
+        let file = opts
+            .open(&tmp)
             .await
             .map_err(|e| Error::internal(format!("cannot write {}: {e}", tmp.display())))?;
         Ok(FileWriter {

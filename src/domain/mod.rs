@@ -8,6 +8,7 @@ pub mod files;
 pub mod lines;
 pub mod params;
 pub mod presets;
+pub mod secrets;
 pub mod services;
 pub mod session;
 pub mod session_state;

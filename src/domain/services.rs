@@ -49,10 +49,17 @@ pub struct Services {
 }
 
 impl Services {
-    pub fn new(config: &Config, store: &Store) -> Result<Services> {
+    /// `own_listeners`: the addresses this process listens on, never a connection-request
+    /// target.
+    pub fn new(
+        config: &Config,
+        store: &Store,
+        own_listeners: &[std::net::SocketAddr],
+    ) -> Result<Services> {
         let requester = crate::domain::connreq::http_requester(
             config.api.connection_request_timeout_ms,
             config.api.connection_request_allow_basic,
+            crate::domain::connreq::target_policy(config, own_listeners)?,
         );
         Ok(Services {
             signer: UrlSigner::load(store)?,

@@ -84,9 +84,13 @@ pub async fn begin(
     let device_id = cwmp::device_id(&d.oui, &d.product_class, &d.serial_number);
     let (root, model) = detect_root(inform);
     let now = env.now;
+    // A CPE may put secrets in its Inform (e.g. a password parameter with notification on):
+    // they are kept neither in the stored Inform nor in the searchable values.
     let mut inform_tree = ParamTree::new();
     for p in &inform.parameter_list {
-        inform_tree.set_value(&p.name, &p.value, &p.xsd_type, now);
+        if !crate::domain::params::is_secret(&p.name) {
+            inform_tree.set_value(&p.name, &p.value, &p.xsd_type, now);
+        }
     }
     let bootstrap = inform.has_event("0 BOOTSTRAP");
     let update = InformUpdate {
@@ -165,9 +169,11 @@ pub async fn begin(
         inform_values: inform
             .parameter_list
             .iter()
+            .filter(|p| !crate::domain::params::is_secret(&p.name))
             .map(|p| (p.name.clone(), p.value.clone()))
             .collect(),
         batch_values: Vec::new(),
+        opened_with_default: default_credentials,
     };
     plan(env, &mut s, &device, inform).await?;
     Ok(Begin::Started(Box::new(s)))
@@ -283,8 +289,12 @@ async fn load_tasks(env: &Env<'_>, s: &mut DeviceSession, inform: &Inform) -> Re
         .parameter(&format!("{}.ManagementServer.ParameterKey", s.root))
         .map(str::to_string);
     let mut tree: Option<ParamTree> = None;
+    let keyring = env.store.keyring();
     for row in rows {
-        let spec: TaskSpec = match serde_json::from_str(&row.args) {
+        // Secrets in the arguments are sealed at rest; the device gets the real values.
+        let opened = tasks::open_args(&keyring, &row.args)
+            .and_then(|a| Ok(serde_json::from_str::<TaskSpec>(&a)?));
+        let spec: TaskSpec = match opened {
             Ok(spec) => spec,
             Err(e) => {
                 finish_task(
@@ -704,9 +714,13 @@ pub async fn on_result(
                     cr_username: Some(u),
                     cr_password: Some(p),
                 } => {
-                    let (id, u, p) = (s.device_id.clone(), u.clone(), p.clone());
+                    let sealed = env
+                        .store
+                        .keyring()
+                        .seal(crate::secrets::purpose::CR_PASSWORD, p)?;
+                    let (id, u) = (s.device_id.clone(), u.clone());
                     env.store
-                        .run(move |st| st.set_cr_credentials(&id, &u, &p))
+                        .run(move |st| st.set_cr_credentials(&id, &u, &sealed))
                         .await?;
                 }
                 Origin::DiscoverNames => {

@@ -92,6 +92,11 @@ pub struct DeviceSession {
     /// Values gathered so far by a batched GetParameterValues task.
     #[serde(default)]
     pub batch_values: Vec<serde_json::Value>,
+    /// The CPE opened the session with the shared default credentials (false: its own, a
+    /// client certificate, or none required). Decides which fresh credentials may continue
+    /// the session on another connection.
+    #[serde(default)]
+    pub opened_with_default: bool,
 }
 
 /// Everything the domain needs from the outside.

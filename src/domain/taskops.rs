@@ -193,7 +193,8 @@ pub async fn create(
         }
     }
     check_file(store, spec).await?;
-    let args = serde_json::to_string(spec)?;
+    // Secrets (passwords, hidden parameters) are sealed before they reach the database.
+    let args = tasks::seal_args(&store.keyring(), &serde_json::to_string(spec)?)?;
     let new = new_task(device_id, spec, &args, o);
     let (actor, now) = (o.actor.to_string(), o.now);
     let row = store
@@ -207,7 +208,12 @@ pub async fn create(
                 &actor,
                 "task.create",
                 &format!("task/{}", row.id),
-                Some(&format!("{} on {}: {}", row.rpc, row.device_id, row.args)),
+                Some(&format!(
+                    "{} on {}: {}",
+                    row.rpc,
+                    row.device_id,
+                    tasks::redacted_args(&row.args)
+                )),
             )?;
             Ok(row)
         })
@@ -226,7 +232,8 @@ pub async fn create_bulk(
 ) -> Result<Vec<TaskRow>> {
     spec.check()?;
     check_file(store, spec).await?;
-    let args = serde_json::to_string(spec)?;
+    let clear = serde_json::to_string(spec)?;
+    let args = tasks::seal_args(&store.keyring(), &clear)?;
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     let empty = ParamTree::new();
@@ -260,7 +267,11 @@ pub async fn create_bulk(
         }
     }
     let (actor, now, count) = (o.actor.to_string(), o.now, out.len());
-    let detail = format!("{} for {count} devices: {args}", spec.rpc());
+    let detail = format!(
+        "{} for {count} devices: {}",
+        spec.rpc(),
+        tasks::redacted_args(&clear)
+    );
     store
         .run(move |s| s.audit(now, &actor, "task.create_bulk", "tasks", Some(&detail)))
         .await?;

@@ -648,6 +648,100 @@ pub fn retry_delay_ms(attempts: i32) -> i64 {
 /// Attempts after which a transiently failing task is given up.
 pub const MAX_ATTEMPTS: i32 = 5;
 
+/// Applies `f` to every secret inside task arguments or results (JSON as stored or shown):
+/// the value of a `{"name", "value"}` pair whose parameter is secret
+/// ([`crate::domain::params::is_secret`]: `…Password` or hidden in the data model), and every
+/// `username`/`password` (Download, Upload, ScheduleDownload, ChangeDUState operations).
+pub fn for_each_secret(
+    v: &mut serde_json::Value,
+    f: &mut dyn FnMut(&mut String) -> Result<()>,
+) -> Result<()> {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            let secret_pair = m
+                .get("name")
+                .and_then(Value::as_str)
+                .is_some_and(crate::domain::params::is_secret);
+            for (k, x) in m.iter_mut() {
+                let secret = (secret_pair && k == "value") || k == "password" || k == "username";
+                match x {
+                    Value::String(text) if secret => f(text)?,
+                    other => for_each_secret(other, f)?,
+                }
+            }
+            Ok(())
+        }
+        Value::Array(a) => a.iter_mut().try_for_each(|x| for_each_secret(x, f)),
+        _ => Ok(()),
+    }
+}
+
+/// Task arguments as stored: every secret sealed.
+pub fn seal_args(k: &crate::secrets::Keyring, args: &str) -> Result<String> {
+    let mut v: serde_json::Value = serde_json::from_str(args)?;
+    for_each_secret(&mut v, &mut |s| {
+        if !s.is_empty() && !crate::secrets::is_sealed(s) {
+            *s = k.seal(crate::secrets::purpose::TASK_ARG, s)?;
+        }
+        Ok(())
+    })?;
+    Ok(serde_json::to_string(&v)?)
+}
+
+/// Stored task arguments with every secret opened (to send to the device).
+pub fn open_args(k: &crate::secrets::Keyring, stored: &str) -> Result<String> {
+    let mut v: serde_json::Value = serde_json::from_str(stored)?;
+    for_each_secret(&mut v, &mut |s| {
+        *s = k.open(crate::secrets::purpose::TASK_ARG, s)?;
+        Ok(())
+    })?;
+    Ok(serde_json::to_string(&v)?)
+}
+
+/// Stored task arguments with every secret under the current key; `None` when unchanged.
+pub fn reseal_args(k: &crate::secrets::Keyring, stored: &str) -> Result<Option<String>> {
+    let mut v: serde_json::Value = serde_json::from_str(stored)?;
+    let mut changed = false;
+    for_each_secret(&mut v, &mut |s| {
+        if s.is_empty() {
+            return Ok(());
+        }
+        if let Some(new) = k.reseal(crate::secrets::purpose::TASK_ARG, s)? {
+            *s = new;
+            changed = true;
+        }
+        Ok(())
+    })?;
+    Ok(if changed {
+        Some(serde_json::to_string(&v)?)
+    } else {
+        None
+    })
+}
+
+/// Task arguments or results as anyone may see them: every secret replaced by `"***"`
+/// (an empty one stays empty, so "unset" stays visible).
+pub fn redact_secrets(v: &mut serde_json::Value) {
+    let _ = for_each_secret(v, &mut |s| {
+        if !s.is_empty() {
+            *s = "***".into();
+        }
+        Ok(())
+    });
+}
+
+/// Stored task arguments as text safe for logs and the audit log.
+pub fn redacted_args(stored: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(stored) {
+        Ok(mut v) => {
+            redact_secrets(&mut v);
+            v.to_string()
+        }
+        Err(_) => "(unreadable arguments)".into(),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

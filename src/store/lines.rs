@@ -81,6 +81,20 @@ impl Store {
     /// Create or replace the lines, each in its device's slot, and mark the devices as having
     /// new work; all or nothing. A replaced line gets the next revision and is pushed again.
     pub fn upsert_lines(&self, lines: &[NewLine], now: i64) -> Result<Vec<LineRow>> {
+        // Passwords are sealed at rest.
+        let keyring = self.keyring();
+        let lines = lines
+            .iter()
+            .map(|l| {
+                let mut l = l.clone();
+                l.password = l
+                    .password
+                    .map(|p| keyring.seal(crate::secrets::purpose::LINE_PASSWORD, &p))
+                    .transpose()?;
+                Ok(l)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let lines = &lines[..];
         with_conn!(self, |c| {
             c.write_txn(|c| {
                 let mut out = Vec::with_capacity(lines.len());
@@ -131,15 +145,27 @@ impl Store {
         })
     }
 
-    /// The lines of a device, by line number.
+    /// The lines of a device, by line number, passwords opened (to send to the device).
     pub fn device_lines(&self, device_id: &str) -> Result<Vec<LineRow>> {
-        with_conn!(self, |c| {
-            Ok(l::voip_lines
-                .filter(l::device_id.eq(device_id))
-                .order(l::line.asc())
-                .select(LineRow::as_select())
-                .load(c)?)
-        })
+        let rows: Vec<LineRow> = with_conn!(self, |c| {
+            Ok::<_, crate::error::Error>(
+                l::voip_lines
+                    .filter(l::device_id.eq(device_id))
+                    .order(l::line.asc())
+                    .select(LineRow::as_select())
+                    .load(c)?,
+            )
+        })?;
+        let keyring = self.keyring();
+        rows.into_iter()
+            .map(|mut r| {
+                r.password = r
+                    .password
+                    .map(|p| keyring.open(crate::secrets::purpose::LINE_PASSWORD, &p))
+                    .transpose()?;
+                Ok(r)
+            })
+            .collect()
     }
 
     pub fn get_line(&self, device_id: &str, line: i32) -> Result<Option<LineRow>> {

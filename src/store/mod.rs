@@ -17,6 +17,7 @@ pub mod lines;
 pub mod params;
 pub mod presets;
 pub mod schema;
+pub mod sealed;
 pub mod search;
 pub mod seed;
 pub mod sessions;
@@ -52,6 +53,8 @@ pub enum Pools {
 pub struct Store {
     pools: Pools,
     statements: Arc<AtomicU64>,
+    /// The key for secrets at rest (none until [`Store::set_keyring`]).
+    keyring: Arc<std::sync::RwLock<Arc<crate::secrets::Keyring>>>,
 }
 
 /// Counts the statements every pooled connection executes (for `/metrics` and for tests
@@ -222,9 +225,30 @@ impl Store {
                 Pools::Postgres(pool)
             }
         };
-        let store = Store { pools, statements };
+        let store = Store {
+            pools,
+            statements,
+            keyring: Default::default(),
+        };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Use `keyring` to seal and open secrets at rest (every clone of this store sees it).
+    pub fn set_keyring(&self, keyring: crate::secrets::Keyring) {
+        let mut k = match self.keyring.write() {
+            Ok(k) => k,
+            Err(p) => p.into_inner(),
+        };
+        *k = Arc::new(keyring);
+    }
+
+    /// The key for secrets at rest.
+    pub fn keyring(&self) -> Arc<crate::secrets::Keyring> {
+        match self.keyring.read() {
+            Ok(k) => k.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
     }
 
     /// Statements executed by this store's connections since it was opened.
@@ -364,12 +388,19 @@ fn check_sqlite_path(path: &Path) -> Result<()> {
             ));
         }
     } else {
-        // SQLite also needs to create the -wal and -shm files next to the database.
-        let probe = dir.join(format!(".ferroacs-write-test-{}", std::process::id()));
-        match std::fs::File::create(&probe) {
-            Ok(_) => {
-                let _ = std::fs::remove_file(&probe);
-            }
+        // Create the (empty) database file readable by its owner only: it holds device
+        // credentials. SQLite gives the -wal and -shm files it creates next to it the same
+        // mode, and needs the directory writable for them.
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        match opts.open(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => {
                 return Err(Error::invalid(
                     "database.url",

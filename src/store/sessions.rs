@@ -110,6 +110,18 @@ impl Store {
     }
 
     /// Take (load and delete) a saved session, if it has not expired.
+    /// A saved session (device id, state) without taking it.
+    pub fn peek_cwmp_session(&self, id: &str, now: i64) -> Result<Option<(String, String)>> {
+        with_conn!(self, |c| {
+            Ok(cs::cwmp_sessions
+                .filter(cs::id.eq(id))
+                .filter(cs::expires_at.ge(now))
+                .select((cs::device_id, cs::state))
+                .first::<(String, String)>(c)
+                .optional()?)
+        })
+    }
+
     pub fn take_cwmp_session(&self, id: &str, now: i64) -> Result<Option<(String, String)>> {
         with_conn!(self, |c| {
             let row = cs::cwmp_sessions

@@ -958,6 +958,7 @@ async fn cli_task_create_runs_on_the_device() {
     let run = |args: Vec<String>| {
         let url = app.db.url.clone();
         let dir = app.files_dir.path().to_path_buf();
+        let key = app.db.key.clone();
         std::thread::spawn(move || {
             let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ferroacs"));
             for (k, _) in std::env::vars() {
@@ -969,6 +970,12 @@ async fn cli_task_create_runs_on_the_device() {
                 .current_dir(&dir)
                 .env("FERROACS_DATABASE_URL", url)
                 .env("FERROACS_FILES_DIR", dir.join("files"))
+                // The simulated device listens on loopback.
+                .env(
+                    "FERROACS_API_CONNECTION_REQUEST_ALLOW_NETWORKS",
+                    "127.0.0.1",
+                )
+                .env("FERROACS_SECRETS_KEY", key)
                 .args(&args)
                 .output()
                 .unwrap();

@@ -521,7 +521,10 @@ async fn cli_prints_the_session_log() {
     let (ok, out, err) = run_in(
         &dir,
         &["device", "sessions", &dev.identity.device_id()],
-        &[("FERROACS_DATABASE_URL", &url)],
+        &[
+            ("FERROACS_DATABASE_URL", &url),
+            ("FERROACS_SECRETS_KEY", &app.db.key),
+        ],
     );
     assert!(ok, "{err}");
     let lines: Vec<&str> = out.lines().collect();

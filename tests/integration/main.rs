@@ -12,5 +12,6 @@ mod cwmp;
 mod foundation;
 mod loadgen_run;
 mod security;
+mod secrets;
 mod voip;
 mod voip_api;

@@ -823,6 +823,7 @@ async fn cli_imports_lines_and_lists_them_without_passwords() {
             .current_dir(&dir)
             .args(args)
             .env("FERROACS_DATABASE_URL", &app.db.url)
+            .env("FERROACS_SECRETS_KEY", &app.db.key)
             .output()
             .unwrap();
         (

@@ -646,11 +646,14 @@ async fn send_all(
     let Ok(tls) = tls else {
         return (BTreeMap::new(), Recorder::default(), Duration::ZERO, 0.0);
     };
-    let sender = Arc::new(ferroacs::connreq::HttpConnReq::new(
-        Duration::from_secs(5),
-        false,
-        tls,
-    ));
+    // The simulated devices listen wherever the load generator runs, loopback included.
+    let Ok(anywhere) = ferroacs::connreq::TargetPolicy::new("", "") else {
+        return (BTreeMap::new(), Recorder::default(), Duration::ZERO, 0.0);
+    };
+    let sender = Arc::new(
+        ferroacs::connreq::HttpConnReq::new(Duration::from_secs(5), false, tls)
+            .with_policy(Arc::new(anywhere)),
+    );
     let next = Arc::new(AtomicU64::new(0));
     let outcomes = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
     let rec = Arc::new(Mutex::new(Recorder::default()));
@@ -674,15 +677,7 @@ async fn send_all(
                 let t = &targets[(i % targets.len() as u64) as usize];
                 let t0 = Instant::now();
                 let out = sender.request(t).await;
-                let kind = match &out {
-                    ferroacs::connreq::ConnReqOutcome::Ok => "ok",
-                    ferroacs::connreq::ConnReqOutcome::AuthFailed => "auth_failed",
-                    ferroacs::connreq::ConnReqOutcome::Unreachable(_) => "unreachable",
-                    ferroacs::connreq::ConnReqOutcome::Timeout => "timeout",
-                    ferroacs::connreq::ConnReqOutcome::Refused503 => "refused_503",
-                    ferroacs::connreq::ConnReqOutcome::BadUrl(_) => "bad_url",
-                    ferroacs::connreq::ConnReqOutcome::Error(_) => "error",
-                };
+                let kind = out.code();
                 if let Ok(mut o) = outcomes.lock() {
                     *o.entry(kind.to_string()).or_default() += 1;
                 }

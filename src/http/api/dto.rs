@@ -141,21 +141,10 @@ pub struct TaskDto {
     pub connection_request: Option<ConnReqDto>,
 }
 
-/// Hide secrets (Download/Upload passwords) in task arguments.
+/// Hide secrets in task arguments and results, for every role: passwords and usernames of
+/// transfers, values of secret parameters.
 fn redact(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            for (k, x) in m.iter_mut() {
-                if k == "password" && x.is_string() {
-                    *x = Value::String("********".into());
-                } else {
-                    redact(x);
-                }
-            }
-        }
-        Value::Array(a) => a.iter_mut().for_each(redact),
-        _ => {}
-    }
+    crate::domain::tasks::redact_secrets(v);
 }
 
 impl From<&TaskRow> for TaskDto {
@@ -163,7 +152,10 @@ impl From<&TaskRow> for TaskDto {
         let mut args: Value = serde_json::from_str(&t.args).unwrap_or(Value::Null);
         redact(&mut args);
         let result = t.result.as_deref().map(|r| {
-            serde_json::from_str::<Value>(r).unwrap_or_else(|_| Value::String(r.to_string()))
+            let mut v =
+                serde_json::from_str::<Value>(r).unwrap_or_else(|_| Value::String(r.to_string()));
+            redact(&mut v);
+            v
         });
         let fault = t.fault_code.map(|code| FaultInfo {
             code,

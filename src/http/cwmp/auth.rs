@@ -40,6 +40,17 @@ impl Principal {
     pub fn default_credentials(&self) -> bool {
         matches!(self, Principal::Default { .. })
     }
+
+    /// Whether these fresh credentials may continue a session of `device_id` on a connection
+    /// other than the one that opened it. `opened_with_default`: the session was opened with
+    /// the shared default credentials (so the device had none of its own).
+    pub fn may_continue(&self, device_id: &str, opened_with_default: bool) -> bool {
+        match self {
+            Principal::Unauthenticated => true,
+            Principal::Device { device_id: d, .. } => d == device_id,
+            Principal::Default { .. } => opened_with_default,
+        }
+    }
 }
 
 const CACHE_MS: i64 = 30_000;

@@ -217,17 +217,72 @@ pub async fn endpoint(
     let state = state.into_inner();
     let conn = req.conn_data::<ConnInfo>().cloned();
     let cookie = session_cookie(&req);
-    let sid = cookie.clone().or_else(|| {
-        conn.as_ref()
-            .and_then(|c| state.cwmp.by_conn.get(&c.id).map(|s| s.value().clone()))
-    });
-    if let Some(sid) = sid {
-        let live = state.cwmp.live.get(&sid).map(|l| l.value().clone());
+    // The session this TCP connection authenticated, if any: it continues without new
+    // credentials (cookie-less CPEs are followed this way).
+    let bound = conn
+        .as_ref()
+        .and_then(|c| state.cwmp.by_conn.get(&c.id).map(|s| s.value().clone()))
+        .filter(|b| cookie.as_ref().is_none_or(|c| c == b));
+    if let Some(sid) = &bound {
+        let live = state.cwmp.live.get(sid).map(|l| l.value().clone());
         if let Some(live) = live {
             return continue_session(&state, &req, payload, live, conn.as_ref()).await;
         }
-        // Not here: maybe saved by a connection that closed (on any node).
-        if cookie.is_some() {
+    }
+    // A cookie from another connection (a CPE that reconnected, a session saved by any
+    // node): the request must carry fresh credentials of the session's device. A cookie
+    // alone is a bearer token anyone on the path could replay.
+    if let Some(sid) = cookie.filter(|c| bound.as_ref() != Some(c)) {
+        let live = state.cwmp.live.get(&sid).map(|l| l.value().clone());
+        let owner = match &live {
+            Some(live) => {
+                let l = live.lock().await;
+                (!l.ended).then(|| (l.dev.device_id.clone(), l.dev.opened_with_default))
+            }
+            None => match saved_owner(&state, &sid).await {
+                Ok(owner) => owner,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot look up a saved session");
+                    return unavailable(10, "database unavailable");
+                }
+            },
+        };
+        if let Some((device_id, opened_with_default)) = owner {
+            let tls = conn.as_ref().is_some_and(|c| c.tls);
+            let principal = match state
+                .cwmp
+                .auth
+                .authenticate(
+                    &state,
+                    &req,
+                    tls,
+                    conn.as_ref().is_some_and(|c| c.client_cert),
+                )
+                .await
+            {
+                Ok(p) => p,
+                // The body is left unread: the connection closes and the CPE retries on a
+                // new one with credentials.
+                Err(mut resp) => {
+                    resp.headers_mut().insert(
+                        header::CONNECTION,
+                        header::HeaderValue::from_static("close"),
+                    );
+                    return resp;
+                }
+            };
+            if !principal.may_continue(&device_id, opened_with_default) {
+                return state.cwmp.auth.reject(
+                    peer_ip(&req),
+                    state.now(),
+                    &format!("credentials that do not open {device_id} presented with its session cookie"),
+                    tls,
+                );
+            }
+            if let Some(live) = live {
+                return continue_session(&state, &req, payload, live, conn.as_ref()).await;
+            }
+            // Not here: saved by a connection that closed (on any node).
             match resume_saved(&state, &sid, conn.as_ref()).await {
                 Ok(Some(live)) => {
                     return continue_session(&state, &req, payload, live, conn.as_ref()).await
@@ -238,9 +293,25 @@ pub async fn endpoint(
                     return unavailable(10, "database unavailable");
                 }
             }
+            return new_session(&state, &req, payload, conn.as_ref(), Some(principal)).await;
         }
     }
-    new_session(&state, &req, payload, conn.as_ref()).await
+    new_session(&state, &req, payload, conn.as_ref(), None).await
+}
+
+/// The device of a saved session and whether it was opened with the default credentials.
+async fn saved_owner(state: &Arc<AppState>, sid: &str) -> Result<Option<(String, bool)>> {
+    let now = state.now();
+    let id = sid.to_string();
+    let saved = state
+        .store
+        .run(move |s| s.peek_cwmp_session(&id, now))
+        .await?;
+    let Some((device, json)) = saved else {
+        return Ok(None);
+    };
+    let saved = SavedSession::open(state, &json)?;
+    Ok(Some((device, saved.dev.opened_with_default)))
 }
 
 async fn resume_saved(
@@ -257,7 +328,7 @@ async fn resume_saved(
     let Some((_device, json)) = saved else {
         return Ok(None);
     };
-    let saved: SavedSession = serde_json::from_str(&json)?;
+    let saved = SavedSession::open(state, &json)?;
     let live = Arc::new(tokio::sync::Mutex::new(Live {
         id: sid.to_string(),
         engine: saved.engine,
@@ -281,11 +352,13 @@ async fn resume_saved(
     Ok(Some(live))
 }
 
+/// `authenticated`: the request's credentials, when they were already checked.
 async fn new_session(
     state: &Arc<AppState>,
     req: &HttpRequest,
     payload: web::Payload,
     conn: Option<&ConnInfo>,
+    authenticated: Option<auth::Principal>,
 ) -> HttpResponse {
     let ip = peer_ip(req);
     let now = state.now();
@@ -317,14 +390,17 @@ async fn new_session(
         Err(resp) => return resp,
     };
     let tls = conn.is_some_and(|c| c.tls);
-    let principal = match state
-        .cwmp
-        .auth
-        .authenticate(state, req, tls, conn.is_some_and(|c| c.client_cert))
-        .await
-    {
-        Ok(p) => p,
-        Err(resp) => return resp,
+    let principal = match authenticated {
+        Some(p) => p,
+        None => match state
+            .cwmp
+            .auth
+            .authenticate(state, req, tls, conn.is_some_and(|c| c.client_cert))
+            .await
+        {
+            Ok(p) => p,
+            Err(resp) => return resp,
+        },
     };
     let raw = match body::decode(raw, encoding, limit).await {
         Ok(b) => b,
@@ -497,7 +573,7 @@ async fn take_over_local(state: &Arc<AppState>, sid: &str) -> bool {
             .run(move |s| s.take_cwmp_session(&id, now - 3_600_000))
             .await
         {
-            if let Ok(saved) = serde_json::from_str::<SavedSession>(&json) {
+            if let Ok(saved) = SavedSession::open(state, &json) {
                 let mut dev = saved.dev;
                 dev.faults
                     .push("replaced by a new session from the device".into());
@@ -541,6 +617,18 @@ async fn take_over_local(state: &Arc<AppState>, sid: &str) -> bool {
 struct SavedSession {
     engine: cwmp::Session,
     dev: DeviceSession,
+}
+
+impl SavedSession {
+    /// Saved sessions are sealed at rest: they hold what is about to be sent (passwords
+    /// of tasks and lines included).
+    fn open(state: &AppState, stored: &str) -> Result<SavedSession> {
+        let json = state
+            .store
+            .keyring()
+            .open(crate::secrets::purpose::SAVED_SESSION, stored)?;
+        Ok(serde_json::from_str(&json)?)
+    }
 }
 
 fn parse(
@@ -812,13 +900,21 @@ async fn connection_closed(state: Arc<AppState>, sid: String, conn_id: u64) {
         engine: &'a cwmp::Session,
         dev: &'a DeviceSession,
     }
-    let json = match serde_json::to_string(&Saved {
+    let sealed = serde_json::to_string(&Saved {
         engine: &l.engine,
         dev: &l.dev,
-    }) {
+    })
+    .map_err(Error::from)
+    .and_then(|j| {
+        state
+            .store
+            .keyring()
+            .seal(crate::secrets::purpose::SAVED_SESSION, &j)
+    });
+    let json = match sealed {
         Ok(j) => j,
         Err(e) => {
-            tracing::error!(error = %e, "cannot serialize a session");
+            tracing::error!(error = %e, "cannot save a session");
             return;
         }
     };

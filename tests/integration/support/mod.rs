@@ -48,6 +48,8 @@ macro_rules! battery {
 pub struct TestDb {
     pub url: String,
     pub backend: Backend,
+    /// The key for secrets at rest every app on this database uses (hex).
+    pub key: String,
     _dir: Option<tempfile::TempDir>,
     pg_name: Option<String>,
 }
@@ -61,6 +63,7 @@ impl TestDb {
                 TestDb {
                     url,
                     backend,
+                    key: ferroacs::secrets::generate_key(),
                     _dir: Some(dir),
                     pg_name: None,
                 }
@@ -73,6 +76,7 @@ impl TestDb {
                 TestDb {
                     url,
                     backend,
+                    key: ferroacs::secrets::generate_key(),
                     _dir: None,
                     pg_name: Some(name),
                 }
@@ -197,9 +201,13 @@ impl TestApp {
         let mut config = Config::default();
         config.database.url = db.url.clone();
         config.database.pool_size = 4;
+        config.secrets.key = Some(ferroacs::config::Secret(db.key.clone()));
         config.cwmp.listen = "127.0.0.1:0".into();
         config.api.listen = "127.0.0.1:0".into();
         config.cwmp.default_password = Some(ferroacs::config::Secret("cpe-secret".into()));
+        // The simulated CPEs answer connection requests on loopback, which the default
+        // policy refuses; the ACS's own listeners stay refused all the same.
+        config.api.connection_request_allow_networks = "127.0.0.1/32".into();
         config.files.dir = files_dir.path().to_path_buf();
         config.log.level = std::env::var("FERROACS_TEST_LOG").unwrap_or_else(|_| "warn".into());
         config.log.cwmp_trace_dir = Some(trace_dir.path().to_path_buf());
