@@ -12,4 +12,5 @@ pub mod services;
 pub mod session;
 pub mod taskops;
 pub mod tasks;
+pub mod usecases;
 pub mod voip;

@@ -590,6 +590,55 @@ fn refresh(object: &str) -> Planned {
     }
 }
 
+/// Finish a task `done` after writing what the session learnt so far into the stored tree, in
+/// one store call: once the task reads `done`, the values it read or set are readable through
+/// the API. What was learnt stays in the session and is merged again at its end.
+async fn finish_task_readable(
+    env: &Env<'_>,
+    s: &DeviceSession,
+    row: &TaskRow,
+    result: serde_json::Value,
+) -> Result<()> {
+    let mut learnt = match &s.learnt_blob {
+        Some(b) => ParamTree::decode(b).unwrap_or_default(),
+        None => ParamTree::new(),
+    };
+    learnt.overlay(&s.learnt);
+    if learnt.is_empty() && s.subtrees_removed.is_empty() {
+        return finish_task(env, row, tasks::DONE, Some(result), None, None).await;
+    }
+    let removed = s.subtrees_removed.clone();
+    let now = env.now;
+    let update = TaskUpdate {
+        status: Some(tasks::DONE.to_string()),
+        result: Some(Some(result.to_string())),
+        finished_at: Some(Some(now)),
+        updated_at: Some(now),
+        ..TaskUpdate::default()
+    };
+    let (id, device) = (row.id, row.device_id.clone());
+    env.store
+        .run(move |st| {
+            let mut tree = match st.load_params(&device)? {
+                Some(b) => ParamTree::decode(&b).unwrap_or_default(),
+                None => ParamTree::new(),
+            };
+            for r in &removed {
+                tree.remove_subtree(r);
+            }
+            tree.overlay(&learnt);
+            let count = i32::try_from(tree.len()).unwrap_or(i32::MAX);
+            st.save_params(&device, &tree.encode(true), count, now)?;
+            st.transition_task(id, &[tasks::PENDING, tasks::RUNNING], &update)?;
+            Ok(())
+        })
+        .await?;
+    if let Some(sv) = env.services {
+        sv.task_watch.notify(id);
+    }
+    Ok(())
+}
+
 async fn finish_task(
     env: &Env<'_>,
     row: &TaskRow,
@@ -601,7 +650,8 @@ async fn finish_task(
     let now = env.now;
     let update = TaskUpdate {
         status: Some(status.to_string()),
-        result: result.map(|r| Some(r.to_string())),
+        // A final state replaces what the task was waiting for (`awaiting`).
+        result: Some(result.map(|r| r.to_string())),
         fault_code: fault.as_ref().map(|(c, _)| Some(*c as i32)),
         fault_string: fault.as_ref().map(|(_, s)| Some(s.clone())),
         fault_detail: fault_detail.map(|d| Some(d.to_string())),
@@ -849,8 +899,7 @@ pub async fn on_result(
                         }
                         match completion {
                             Completion::Done(result) => {
-                                finish_task(env, &row, tasks::DONE, Some(result), None, None)
-                                    .await?;
+                                finish_task_readable(env, s, &row, result).await?;
                             }
                             Completion::Awaiting(what) => {
                                 // Give up if the device never reports back.
@@ -889,15 +938,8 @@ pub async fn on_result(
                         let values = std::mem::take(&mut s.batch_values);
                         let id = *id;
                         if let Some(row) = env.store.run(move |st| st.get_task(id)).await? {
-                            finish_task(
-                                env,
-                                &row,
-                                tasks::DONE,
-                                Some(serde_json::json!({ "values": values })),
-                                None,
-                                None,
-                            )
-                            .await?;
+                            let result = serde_json::json!({ "values": values });
+                            finish_task_readable(env, s, &row, result).await?;
                         }
                     }
                 }

@@ -628,15 +628,22 @@ pub fn new_key() -> String {
     format!("fa-{}", hex::encode(b))
 }
 
-/// JSON describing a CWMP fault, for the task's `fault_detail`.
+/// JSON describing a CWMP fault, for the task's `fault_detail`. `set_parameter_values_faults`
+/// appears only when the device listed faults per parameter (SetParameterValues).
 pub fn fault_detail(f: &CwmpFault) -> serde_json::Value {
-    serde_json::json!({
-        "code": f.code,
-        "string": f.string,
-        "set_parameter_values_faults": f.set_parameter_values_faults.iter().map(|s| serde_json::json!({
-            "parameter": s.parameter_name, "code": s.code, "string": s.string
-        })).collect::<Vec<_>>(),
-    })
+    let mut v = serde_json::json!({ "code": f.code, "string": f.string });
+    if !f.set_parameter_values_faults.is_empty() {
+        v["set_parameter_values_faults"] = f
+            .set_parameter_values_faults
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "parameter": s.parameter_name, "code": s.code, "string": s.string
+                })
+            })
+            .collect();
+    }
+    v
 }
 
 /// Delay before retrying after a transient fault: 1, 2, 4, ... minutes, capped at one hour.

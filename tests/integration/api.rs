@@ -82,7 +82,7 @@ pub async fn online_device(app: &TestApp, serial: &str) -> (Device, CrHandle, St
 
 /// Create a task with a connection request, let the device run its session (and
 /// `extra` more sessions), and return the finished task.
-async fn run_task(
+pub async fn run_task(
     api: &Api,
     app: &TestApp,
     dev: &mut Device,

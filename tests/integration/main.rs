@@ -16,5 +16,6 @@ mod cwmp;
 
 mod foundation;
 mod loadgen_run;
+mod usecases;
 mod voip;
 mod voip_api;

@@ -392,7 +392,11 @@ async fn new_session(
         &inform.device_id.product_class,
         &inform.device_id.serial_number,
     );
-    if let Err(resp) = state.cwmp.auth.authorize_device(&principal, &device_id, ip) {
+    if let Err(resp) = state
+        .cwmp
+        .auth
+        .authorize_device(&principal, &device_id, ip, state.now())
+    {
         return resp;
     }
     let sid = crate::http::request_id::new_id() + &crate::http::request_id::new_id();
@@ -721,7 +725,7 @@ async fn continue_session(
             l.dev.faults.push(format!("server error: {err}"));
             finish(state, req, &mut l, Outcome::Error).await;
             match err {
-                Error::Unavailable(_) => unavailable(30, "database unavailable"),
+                Error::Unavailable { .. } => unavailable(30, "database unavailable"),
                 _ => text(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal error; the ACS log has the details",
