@@ -123,28 +123,24 @@ pub struct Env<'a> {
     pub services: Option<&'a Services>,
 }
 
-/// The root object of the data model the Inform speaks, and its model name.
+/// The root object of the data model the Inform speaks, and its model name
+/// (`datamodel::RootModel::detect`; a device naming neither root is taken as `Device:2`).
 pub fn detect_root(inform: &Inform) -> (&'static str, &'static str) {
-    let igd = inform
+    let path = inform
         .parameter_list
         .iter()
-        .any(|p| p.name.starts_with("InternetGatewayDevice."));
-    if igd {
-        return ("InternetGatewayDevice", "InternetGatewayDevice:1");
-    }
+        .map(|p| p.name.as_str())
+        .find(|n| n.starts_with("InternetGatewayDevice.") || n.starts_with("Device."))
+        .unwrap_or("Device.");
     let summary = inform
         .parameter_list
         .iter()
         .find(|p| p.name.ends_with(".DeviceSummary"))
         .map(|p| p.value.as_str());
     let root_version = inform.parameter("Device.RootDataModelVersion");
-    match (summary, root_version) {
-        (_, Some(_)) => ("Device", "Device:2"),
-        (Some(s), None) if s.trim_start().starts_with("Device:1") => ("Device", "Device:1"),
-        (Some(s), None) if s.trim_start().starts_with("Device:2") => ("Device", "Device:2"),
-        (Some(_), None) => ("Device", "Device:1"),
-        (None, None) => ("Device", "Device:2"),
-    }
+    let model = crate::datamodel::RootModel::detect(path, summary, root_version)
+        .unwrap_or(crate::datamodel::RootModel::Device2);
+    (model.root_object(), model.as_str())
 }
 
 fn param<'a>(inform: &'a Inform, root: &str, rel: &str) -> Option<&'a str> {

@@ -534,7 +534,7 @@ async fn cli_prints_the_session_log() {
         .await
         .unwrap()
         .ended_cleanly());
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    app.flush_session_logs().await;
     let dir = app.db.dir().unwrap();
     let url = app.db.url.clone();
     let (ok, out, err) = run_in(

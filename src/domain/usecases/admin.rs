@@ -181,3 +181,86 @@ pub async fn set_user_password(
         Err(Error::not_found(format!("user {username}")))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::domain::services::Services;
+    use crate::domain::usecases::NoServer;
+    use crate::store::Store;
+
+    fn open() -> (tempfile::TempDir, Config, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.database.url = format!("sqlite://{}", dir.path().join("t.db").display());
+        config.files.dir = dir.path().join("files");
+        let store = Store::open(&config.database).unwrap();
+        (dir, config, store)
+    }
+
+    #[tokio::test]
+    async fn accounts_are_checked_and_audited_once() {
+        let (_dir, config, store) = open();
+        let services = Services::new(&config, &store).unwrap();
+        let clock = || 1_000;
+        let ctx = Ctx::new(&store, &config, &services, &clock, Arc::new(NoServer));
+        let admin = Actor::cli();
+        let e = create_user(&ctx, &admin, "alice", "short", Role::Viewer)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().starts_with("password:"), "{e}");
+        create_user(&ctx, &admin, "alice", "long enough", Role::Viewer)
+            .await
+            .unwrap();
+        let e = create_user(&ctx, &admin, "alice", "long enough", Role::Viewer)
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), "a user named alice already exists");
+
+        // Everyone may change their own password, nobody but an admin another's.
+        let alice = Actor::user("alice", Role::Viewer);
+        set_user_password(&ctx, &alice, "alice", "another one")
+            .await
+            .unwrap();
+        let bob = Actor::user("bob", Role::Operator);
+        let e = set_user_password(&ctx, &bob, "alice", "hijacked!")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::Forbidden(_)), "{e}");
+        let e = create_token(&ctx, &bob, "t", Role::Admin)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::Forbidden(_)), "{e}");
+        let e = delete_user(&ctx, &admin, "nobody").await.unwrap_err();
+        assert!(matches!(e, Error::NotFound { .. }), "{e}");
+
+        let audit = store.list_audit(None, 100).unwrap();
+        let mut seen: Vec<(String, String, String, Option<String>)> = audit
+            .into_iter()
+            .map(|a| (a.actor, a.action, a.target, a.detail))
+            .collect();
+        seen.reverse();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "cli".to_string(),
+                    "user.create".to_string(),
+                    "user/alice".to_string(),
+                    Some("role=viewer".to_string())
+                ),
+                (
+                    "user:alice".into(),
+                    "user.password".into(),
+                    "user/alice".into(),
+                    None
+                ),
+            ],
+            "refused operations leave no entry"
+        );
+    }
+}

@@ -974,6 +974,20 @@ async fn reap_idle(state: &Arc<AppState>) {
     }
 }
 
+/// Write the session-log rows waiting for the background writer now; returns how many.
+/// Tests use it to wait for the log of a session that ended instead of sleeping.
+pub async fn flush_session_logs(state: &AppState) -> crate::error::Result<usize> {
+    let batch = state.cwmp.take_logs();
+    let n = batch.len();
+    if n > 0 {
+        state
+            .store
+            .run(move |s| s.insert_session_logs(&batch))
+            .await?;
+    }
+    Ok(n)
+}
+
 /// After the servers stopped: release the devices of unfinished sessions and flush the log.
 pub fn shutdown(state: &AppState) {
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
