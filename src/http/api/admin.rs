@@ -6,10 +6,10 @@ use serde::Deserialize;
 
 use super::dto::{AuditDto, Page, TokenDto, UserDto};
 use super::{int_cursor, page_limit, Caller, Role};
-use crate::app::AppState;
 use crate::domain::usecases::admin;
 use crate::error::Error;
 use crate::http::error::ApiError;
+use crate::state::AppState;
 
 type ApiResult = Result<HttpResponse, ApiError>;
 

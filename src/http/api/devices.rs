@@ -9,12 +9,12 @@ use serde::Deserialize;
 
 use super::dto::{ConnReqDto, DeviceDto, Page, ParameterDto, SessionDto, TaskDto};
 use super::{int_cursor, page_limit, Caller};
-use crate::app::AppState;
 use crate::domain::taskops;
 use crate::domain::tasks::TaskSpec;
 use crate::domain::usecases::{self, devices::ProvisionInput, tasks::TaskOptions};
 use crate::error::Error;
 use crate::http::error::ApiError;
+use crate::state::AppState;
 use crate::store::devices::DeviceRow;
 
 type ApiResult = Result<HttpResponse, ApiError>;

@@ -8,10 +8,10 @@ use serde::Deserialize;
 
 use super::dto::{ConnReqDto, FaultDto, Page, TaskDto};
 use super::{int_cursor, page_limit, Caller};
-use crate::app::AppState;
 use crate::domain::tasks::TaskSpec;
 use crate::domain::usecases::{self, tasks::TaskOptions};
 use crate::http::error::ApiError;
+use crate::state::AppState;
 
 type ApiResult = Result<HttpResponse, ApiError>;
 

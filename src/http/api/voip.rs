@@ -10,7 +10,6 @@ use serde::Deserialize;
 
 use super::dto::{ConnReqDto, DevicePresetsDto, ImportReportDto, LineDto, PresetDto};
 use super::Caller;
-use crate::app::AppState;
 use crate::domain::lines::{self, LineInput};
 use crate::domain::presets::{self, PresetInput};
 use crate::domain::usecases::{
@@ -19,6 +18,7 @@ use crate::domain::usecases::{
 };
 use crate::error::Error;
 use crate::http::error::ApiError;
+use crate::state::AppState;
 
 type ApiResult = Result<HttpResponse, ApiError>;
 
