@@ -229,3 +229,44 @@ fn hostname() -> String {
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "node".into())
 }
+
+impl AppState {
+    /// The context the use cases (`domain::usecases`) run in, for the API and the console.
+    pub fn ctx(self: &Arc<Self>) -> crate::domain::usecases::Ctx<'_> {
+        crate::domain::usecases::Ctx::new(
+            &self.store,
+            &self.config,
+            &self.services,
+            &*self.clock,
+            Arc::new(ServerHooks(self.clone())),
+        )
+    }
+}
+
+/// What the use cases ask of a running server: drop cached CWMP credentials, send connection
+/// requests in the background (bounded by `api.connection_request_concurrency`).
+struct ServerHooks(Arc<AppState>);
+
+impl crate::domain::usecases::Hooks for ServerHooks {
+    fn credentials_changed(&self, username: &str) {
+        self.0.cwmp.auth.invalidate(username);
+    }
+
+    fn wake(&self, devices: Vec<String>) {
+        use futures_util::StreamExt;
+        let st = self.0.clone();
+        let concurrency = st.config.api.connection_request_concurrency.max(1);
+        tokio::spawn(async move {
+            futures_util::stream::iter(devices)
+                .for_each_concurrent(concurrency, |d| {
+                    let st = st.clone();
+                    async move {
+                        if let Err(e) = st.services.connreq.request(&st.store, &d, st.now()).await {
+                            tracing::warn!(device = %d, error = %e, "connection request failed");
+                        }
+                    }
+                })
+                .await;
+        });
+    }
+}

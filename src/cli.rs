@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
+use crate::domain::usecases::{self, Actor, Ctx, NoServer};
 use crate::store::Store;
 
 #[derive(Parser, Debug)]
@@ -143,11 +144,11 @@ pub enum RoleArg {
 }
 
 impl RoleArg {
-    fn as_str(self) -> &'static str {
+    fn role(self) -> usecases::Role {
         match self {
-            RoleArg::Admin => "admin",
-            RoleArg::Operator => "operator",
-            RoleArg::Viewer => "viewer",
+            RoleArg::Admin => usecases::Role::Admin,
+            RoleArg::Operator => usecases::Role::Operator,
+            RoleArg::Viewer => usecases::Role::Viewer,
         }
     }
 }
@@ -213,6 +214,12 @@ pub enum UserCmd {
     List,
     /// Remove an account.
     Remove { username: String },
+    /// Set an account's password.
+    Password {
+        username: String,
+        #[command(flatten)]
+        password: PasswordInput,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -434,6 +441,39 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// What a CLI command needs to run use cases: the configuration, the store, the services.
+struct CliEnv {
+    cfg: Config,
+    store: Store,
+    services: crate::domain::services::Services,
+}
+
+impl CliEnv {
+    fn open(cli: &Cli) -> anyhow::Result<CliEnv> {
+        let cfg = load_config(cli)?;
+        let store = open_store(&cfg)?;
+        // The server's listeners, as configured, are never a connection-request target.
+        let own = [cfg.cwmp_listen(), cfg.api_listen()];
+        let services = crate::domain::services::Services::new(&cfg, &store, &own)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(CliEnv {
+            cfg,
+            store,
+            services,
+        })
+    }
+
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx::new(
+            &self.store,
+            &self.cfg,
+            &self.services,
+            &crate::store::now_ms,
+            std::sync::Arc::new(NoServer),
+        )
+    }
+}
+
 fn block_on<T>(f: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -443,15 +483,17 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
 }
 
 fn line(cli: &Cli, cmd: &LineCmd) -> anyhow::Result<()> {
-    let store = open_store(&load_config(cli)?)?;
+    let env = CliEnv::open(cli)?;
+    let store = &env.store;
     let e = |e: crate::error::Error| anyhow::anyhow!("{e}");
     match cmd {
         LineCmd::Import { file, dry_run } => {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            let now = crate::store::now_ms();
-            let report = block_on(crate::domain::lines::import_csv(
-                &store, &text, *dry_run, now,
+            let csv = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            let report = block_on(usecases::voip::import_lines(
+                &env.ctx(),
+                &Actor::cli(),
+                &csv,
+                *dry_run,
             ))?
             .map_err(e)?;
             for r in &report.errors {
@@ -475,7 +517,7 @@ fn line(cli: &Cli, cmd: &LineCmd) -> anyhow::Result<()> {
             }
         }
         LineCmd::List { device } => {
-            let lines = block_on(crate::domain::lines::list(&store, device))?.map_err(e)?;
+            let lines = block_on(crate::domain::lines::list(store, device))?.map_err(e)?;
             println!("LINE\tSTATUS\tDEVICE STATUS\tSIP USER\tREGISTRAR\tFAULT");
             for l in &lines {
                 println!(
@@ -498,7 +540,8 @@ fn line(cli: &Cli, cmd: &LineCmd) -> anyhow::Result<()> {
 }
 
 fn preset(cli: &Cli, cmd: &PresetCmd) -> anyhow::Result<()> {
-    let store = open_store(&load_config(cli)?)?;
+    let env = CliEnv::open(cli)?;
+    let store = &env.store;
     let e = |e: crate::error::Error| anyhow::anyhow!("{e}");
     match cmd {
         PresetCmd::Put { file } => {
@@ -506,18 +549,24 @@ fn preset(cli: &Cli, cmd: &PresetCmd) -> anyhow::Result<()> {
                 .with_context(|| format!("reading {}", file.display()))?;
             let input: crate::domain::presets::PresetInput = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a preset in JSON", file.display()))?;
-            let now = crate::store::now_ms();
-            let (p, created) =
-                block_on(crate::domain::presets::put(&store, input, now))?.map_err(e)?;
+            let saved = block_on(usecases::voip::save_preset(
+                &env.ctx(),
+                &Actor::cli(),
+                usecases::voip::SaveMode::Put,
+                None,
+                input,
+                false,
+            ))?
+            .map_err(e)?;
             println!(
                 "{} preset {} (revision {})",
-                if created { "created" } else { "updated" },
-                p.name,
-                p.revision
+                if saved.created { "created" } else { "updated" },
+                saved.preset.name,
+                saved.preset.revision
             );
         }
         PresetCmd::List => {
-            let list = block_on(crate::domain::presets::list(&store))?.map_err(e)?;
+            let list = block_on(crate::domain::presets::list(store))?.map_err(e)?;
             println!("NAME\tPRIORITY\tEVENTS\tREVISION\tFILTER");
             for p in &list {
                 println!(
@@ -531,7 +580,12 @@ fn preset(cli: &Cli, cmd: &PresetCmd) -> anyhow::Result<()> {
             }
         }
         PresetCmd::Delete { name } => {
-            block_on(crate::domain::presets::delete(&store, name))?.map_err(e)?;
+            block_on(usecases::voip::delete_preset(
+                &env.ctx(),
+                &Actor::cli(),
+                name,
+            ))?
+            .map_err(e)?;
             println!("deleted preset {name}");
         }
     }
@@ -539,38 +593,25 @@ fn preset(cli: &Cli, cmd: &PresetCmd) -> anyhow::Result<()> {
 }
 
 fn token(cli: &Cli, cmd: &TokenCmd) -> anyhow::Result<()> {
-    let store = open_store(&load_config(cli)?)?;
-    let now = crate::store::now_ms();
+    let env = CliEnv::open(cli)?;
+    let e = |e: crate::error::Error| anyhow::anyhow!("{e}");
     match cmd {
         TokenCmd::Create { name, role } => {
-            let token = crate::auth::password::generate_token();
-            let row = store
-                .insert_token(
-                    name,
-                    &crate::auth::password::hash_token(&token),
-                    role.as_str(),
-                    now,
-                )
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            store
-                .audit(
-                    now,
-                    "cli",
-                    "token.create",
-                    &format!("token:{}", row.id),
-                    Some(&format!("name={name} role={}", role.as_str())),
-                )
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let t = block_on(usecases::admin::create_token(
+                &env.ctx(),
+                &Actor::cli(),
+                name,
+                role.role(),
+            ))?
+            .map_err(e)?;
             println!(
                 "created token {} ({}, role {}); it is shown only once:",
-                row.id,
-                name,
-                role.as_str()
+                t.row.id, t.row.name, t.row.role
             );
-            println!("{token}");
+            println!("{}", t.secret);
         }
         TokenCmd::List => {
-            for t in store.list_tokens().map_err(|e| anyhow::anyhow!("{e}"))? {
+            for t in env.store.list_tokens().map_err(e)? {
                 println!(
                     "{}\t{}\t{}\t{}",
                     t.id,
@@ -585,15 +626,12 @@ fn token(cli: &Cli, cmd: &TokenCmd) -> anyhow::Result<()> {
             }
         }
         TokenCmd::Revoke { id } => {
-            if !store
-                .revoke_token(*id, now)
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-            {
-                anyhow::bail!("no active token with id {id}");
-            }
-            store
-                .audit(now, "cli", "token.revoke", &format!("token:{id}"), None)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            block_on(usecases::admin::revoke_token(
+                &env.ctx(),
+                &Actor::cli(),
+                *id,
+            ))?
+            .map_err(e)?;
             println!("revoked token {id}");
         }
     }
@@ -601,65 +639,62 @@ fn token(cli: &Cli, cmd: &TokenCmd) -> anyhow::Result<()> {
 }
 
 fn user(cli: &Cli, cmd: &UserCmd) -> anyhow::Result<()> {
-    let store = open_store(&load_config(cli)?)?;
-    let now = crate::store::now_ms();
+    let env = CliEnv::open(cli)?;
+    let e = |e: crate::error::Error| anyhow::anyhow!("{e}");
+    let need = |password: &PasswordInput| -> anyhow::Result<String> {
+        password.read()?.ok_or_else(|| {
+            anyhow::anyhow!("a password is required: pass --password-stdin and pipe it in")
+        })
+    };
     match cmd {
         UserCmd::Add {
             username,
             role,
             password,
         } => {
-            let Some(pw) = password.read()? else {
-                anyhow::bail!("a password is required: pass --password-stdin and pipe it in");
-            };
-            if pw.len() < 8 {
-                anyhow::bail!("the password must have at least 8 characters");
-            }
-            let hash =
-                crate::auth::password::hash_password(&pw).map_err(|e| anyhow::anyhow!("{e}"))?;
-            store
-                .insert_user(username, &hash, role.as_str(), now)
-                .map_err(|e| match e {
-                    crate::error::Error::Conflict(_) => {
-                        anyhow::anyhow!("a user named {username} already exists")
-                    }
-                    other => anyhow::anyhow!("{other}"),
-                })?;
-            store
-                .audit(
-                    now,
-                    "cli",
-                    "user.add",
-                    &format!("user:{username}"),
-                    Some(role.as_str()),
-                )
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("added user {username} ({})", role.as_str());
+            let pw = need(password)?;
+            let row = block_on(usecases::admin::create_user(
+                &env.ctx(),
+                &Actor::cli(),
+                username,
+                &pw,
+                role.role(),
+            ))?
+            .map_err(e)?;
+            println!("added user {} ({})", row.username, row.role);
         }
         UserCmd::List => {
-            for u in store.list_users().map_err(|e| anyhow::anyhow!("{e}"))? {
+            for u in env.store.list_users().map_err(e)? {
                 println!("{}\t{}", u.username, u.role);
             }
         }
         UserCmd::Remove { username } => {
-            if !store
-                .delete_user(username)
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-            {
-                anyhow::bail!("no user named {username}");
-            }
-            store
-                .audit(now, "cli", "user.remove", &format!("user:{username}"), None)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            block_on(usecases::admin::delete_user(
+                &env.ctx(),
+                &Actor::cli(),
+                username,
+            ))?
+            .map_err(e)?;
             println!("removed user {username}");
+        }
+        UserCmd::Password { username, password } => {
+            let pw = need(password)?;
+            block_on(usecases::admin::set_user_password(
+                &env.ctx(),
+                &Actor::cli(),
+                username,
+                &pw,
+            ))?
+            .map_err(e)?;
+            println!("changed the password of {username}");
         }
     }
     Ok(())
 }
 
 fn device(cli: &Cli, cmd: &DeviceCmd) -> anyhow::Result<()> {
-    let cfg = load_config(cli)?;
-    let store = open_store(&cfg)?;
+    let env = CliEnv::open(cli)?;
+    let store = &env.store;
     let e = |e: crate::error::Error| anyhow::anyhow!("{e}");
     match cmd {
         DeviceCmd::List {
@@ -722,31 +757,26 @@ fn device(cli: &Cli, cmd: &DeviceCmd) -> anyhow::Result<()> {
             tags,
         } => {
             let pw = password.read()?;
-            let creds = match (username, pw) {
-                (Some(u), Some(p)) => Some(Some((u.clone(), p))),
-                (None, None) => None,
-                _ => anyhow::bail!(
-                    "give both --username and a password (--password-stdin), or neither"
-                ),
-            };
+            if username.is_some() != pw.is_some() {
+                anyhow::bail!("give both --username and a password (--password-stdin), or neither");
+            }
             let id = crate::cwmp::device_id(oui, product_class, serial);
-            let realm = cfg.cwmp.realm.clone();
-            let ha1 = move |u: &str, p: &str| crate::auth::digest::ha1(u, &realm, p);
-            let p = crate::store::devices::ProvisionDevice {
-                id: id.clone(),
-                oui: oui.clone(),
-                product_class: product_class.clone(),
-                serial_number: serial.clone(),
-                cwmp_credentials: creds,
-                tags: if tags.is_empty() {
-                    None
-                } else {
-                    Some(tags.clone())
-                },
+            let input = usecases::devices::ProvisionInput {
+                oui: Some(oui.clone()),
+                product_class: Some(product_class.clone()),
+                serial_number: Some(serial.clone()),
+                cwmp_username: username.clone(),
+                cwmp_password: pw,
+                clear_credentials: false,
+                tags: (!tags.is_empty()).then(|| tags.clone()),
             };
-            store
-                .provision_device(&p, Some(&ha1), crate::store::now_ms())
-                .map_err(e)?;
+            block_on(usecases::devices::provision(
+                &env.ctx(),
+                &Actor::cli(),
+                &id,
+                &input,
+            ))?
+            .map_err(e)?;
             println!("provisioned {id}");
         }
         DeviceCmd::Sessions { id, limit } => {
@@ -772,18 +802,7 @@ fn device(cli: &Cli, cmd: &DeviceCmd) -> anyhow::Result<()> {
             }
         }
         DeviceCmd::Delete { id } => {
-            if !store.delete_device(id).map_err(e)? {
-                anyhow::bail!("no device {id}");
-            }
-            store
-                .audit(
-                    crate::store::now_ms(),
-                    "cli",
-                    "device.delete",
-                    &format!("device:{id}"),
-                    None,
-                )
-                .map_err(e)?;
+            block_on(usecases::devices::delete(&env.ctx(), &Actor::cli(), id))?.map_err(e)?;
             println!("deleted {id}");
         }
     }
@@ -797,9 +816,8 @@ fn fmt_ms(ms: i64) -> String {
 }
 
 fn task(cli: &Cli, cmd: &TaskCmd) -> anyhow::Result<()> {
-    use crate::domain::taskops;
-    let cfg = load_config(cli)?;
-    let store = open_store(&cfg)?;
+    let env = CliEnv::open(cli)?;
+    let store = &env.store;
     let e = |e: crate::error::Error| anyhow::anyhow!("{e}");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -837,38 +855,27 @@ fn task(cli: &Cli, cmd: &TaskCmd) -> anyhow::Result<()> {
                     crate::domain::tasks::TASK_RPCS.join(", ")
                 )
                 })?;
-            let now = crate::store::now_ms();
+            let opts = usecases::tasks::TaskOptions {
+                connection_request: *connection_request,
+                wait: None,
+                expires_in: None,
+            };
+            let ctx = env.ctx();
             rt.block_on(async {
-                let origin = taskops::Origin {
-                    actor: "cli",
-                    now,
-                    expires_at: Some(now + 7 * 86_400_000),
-                };
-                let row = taskops::create(&store, device, &spec, &origin)
+                let q = usecases::tasks::create(&ctx, &Actor::cli(), device, &spec, &opts)
                     .await
                     .map_err(e)?;
+                let row = q.task;
                 println!("queued task {} ({} on {})", row.id, row.rpc, row.device_id);
-                // The server's listeners, as configured, are never a target.
-                let own = [cfg.cwmp_listen(), cfg.api_listen()];
-                let services =
-                    crate::domain::services::Services::new(&cfg, &store, &own).map_err(e)?;
-                if *connection_request {
-                    let r = services
-                        .connreq
-                        .request(&store, device, crate::store::now_ms())
-                        .await
-                        .map_err(e)?;
+                if let Some(r) = &q.connection_request {
                     println!("connection request: {} ({})", r.outcome, r.message);
                 }
                 let row = if *wait > 0 {
-                    taskops::wait(
-                        &store,
-                        &services.task_watch,
-                        row.id,
-                        std::time::Duration::from_secs(*wait),
-                    )
-                    .await
-                    .map_err(e)?
+                    let wait = std::time::Duration::from_secs(*wait);
+                    usecases::tasks::get(&ctx, row.id, Some(wait))
+                        .await
+                        .map_err(e)?
+                        .task
                 } else {
                     row
                 };
@@ -904,15 +911,8 @@ fn task(cli: &Cli, cmd: &TaskCmd) -> anyhow::Result<()> {
             println!("{}", show(&t));
         }
         TaskCmd::Cancel { id } => {
-            let watch = crate::domain::services::TaskWatch::default();
             let t = rt
-                .block_on(taskops::cancel(
-                    &store,
-                    &watch,
-                    *id,
-                    "cli",
-                    crate::store::now_ms(),
-                ))
+                .block_on(usecases::tasks::cancel(&env.ctx(), &Actor::cli(), *id))
                 .map_err(e)?;
             println!("task {} cancelled", t.id);
         }

@@ -4,6 +4,7 @@
 //! what went wrong in terms an operator or API client can act on; they know nothing of HTTP
 //! status codes or SOAP faults. `src/http/error.rs` is the one place that maps them to status
 //! codes and JSON bodies. `anyhow` is used only at the edges (CLI commands, start-up).
+//! Database errors are classified by kind where they arise, in `store::error`.
 
 use std::fmt;
 
@@ -27,13 +28,25 @@ pub enum Error {
     /// Authenticated, but the role does not allow this.
     #[error("{0}")]
     Forbidden(String),
-    /// The database (or another dependency) cannot be reached right now; retrying later may work.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
+    /// The database (or another dependency) cannot be reached right now; retrying later may
+    /// work. `message` and `source` are for the log, never for API clients.
+    #[error("database unavailable: {message}")]
+    Unavailable {
+        message: String,
+        #[source]
+        source: Option<Source>,
+    },
     /// A bug or an unexpected state; details are logged, not shown to clients.
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("internal error: {message}")]
+    Internal {
+        message: String,
+        #[source]
+        source: Option<Source>,
+    },
 }
+
+/// The underlying error of an [`Error::Unavailable`] or [`Error::Internal`].
+pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 impl Error {
     pub fn not_found(what: impl fmt::Display) -> Self {
@@ -50,47 +63,43 @@ impl Error {
     }
 
     pub fn internal(e: impl fmt::Display) -> Self {
-        Error::Internal(e.to_string())
-    }
-}
-
-impl From<diesel::result::Error> for Error {
-    fn from(e: diesel::result::Error) -> Self {
-        use diesel::result::{DatabaseErrorKind, Error as D};
-        match e {
-            D::NotFound => Error::not_found("record"),
-            D::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
-                Error::Conflict(format!("already exists ({})", info.message()))
-            }
-            D::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) => {
-                Error::Conflict(format!(
-                    "refers to something that does not exist ({})",
-                    info.message()
-                ))
-            }
-            D::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
-                Error::Unavailable(info.message().to_string())
-            }
-            D::DatabaseError(DatabaseErrorKind::Unknown, info)
-                if info.message().contains("database is locked")
-                    || info.message().contains("connection")
-                    || info.message().contains("terminating") =>
-            {
-                Error::Unavailable(info.message().to_string())
-            }
-            other => Error::Internal(other.to_string()),
+        Error::Internal {
+            message: e.to_string(),
+            source: None,
         }
     }
-}
 
-impl From<diesel::r2d2::PoolError> for Error {
-    fn from(e: diesel::r2d2::PoolError) -> Self {
-        Error::Unavailable(e.to_string())
+    /// An internal error caused by `source`.
+    pub fn internal_from(message: impl Into<String>, source: impl Into<Source>) -> Self {
+        Error::Internal {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// A dependency (the database) that cannot be reached now.
+    pub fn unavailable(message: impl Into<String>, source: Option<Source>) -> Self {
+        Error::Unavailable {
+            message: message.into(),
+            source,
+        }
+    }
+
+    /// The message followed by every source in the chain, for the log.
+    pub fn chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut cur = std::error::Error::source(self);
+        while let Some(e) = cur {
+            out.push_str(": ");
+            out.push_str(&e.to_string());
+            cur = e.source();
+        }
+        out
     }
 }
 
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
-        Error::Internal(format!("JSON: {e}"))
+        Error::internal_from("JSON", e)
     }
 }

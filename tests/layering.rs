@@ -35,7 +35,6 @@ const HTTP_STORE_EXCEPTIONS: &[(&str, &str)] = &[
     ("http::cwmp", "store::Store"),
     ("http::cwmp", "store::sessions"),
     ("http::cwmp::auth", "store::Store"),
-    ("http::cwmp::auth", "store::now_ms"),
     ("http::fileserver", "store::files"),
 ];
 

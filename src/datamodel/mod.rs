@@ -85,9 +85,11 @@
 pub mod generate;
 mod pattern;
 mod registry;
+mod setvalue;
 mod validate;
 
 pub use registry::{LoadError, Model, Registry, VoiceIssue};
+pub use setvalue::{check_set_value, Reported, SetValueError};
 
 pub use validate::{
     describe, validate_set, validate_value, xsd_type, Problem, SetError, ValueError,
@@ -160,13 +162,14 @@ pub enum RootModel {
 }
 
 impl RootModel {
-    /// Works out the root model from an Inform: any parameter path it
-    /// carries, the `DeviceSummary` value if the device sent one, and
-    /// `Device.RootDataModelVersion` if present.
+    /// The one detector of the root model, from an Inform: any parameter path it carries,
+    /// the `DeviceSummary` value if the device sent one, and `Device.RootDataModelVersion`
+    /// if present. The result is stored with the device ([`RootModel::as_str`]) and read
+    /// back with [`RootModel::parse`]; nothing else guesses it.
     ///
-    /// `DeviceSummary` exists in `InternetGatewayDevice:1` and `Device:1` but
-    /// not in `Device:2`, so a `Device.` device without it is taken to be
-    /// `Device:2`. Returns `None` for a path under neither root.
+    /// `RootDataModelVersion` exists only in `Device:2`; `DeviceSummary` exists in
+    /// `InternetGatewayDevice:1` and `Device:1` but not in `Device:2`, so a `Device.` device
+    /// with neither is taken to be `Device:2`. Returns `None` for a path under neither root.
     pub fn detect(
         parameter_path: &str,
         device_summary: Option<&str>,
@@ -178,14 +181,57 @@ impl RootModel {
         if !parameter_path.starts_with("Device.") {
             return None;
         }
-        if root_data_model_version.is_some_and(|v| v.trim().starts_with("2.")) {
+        if root_data_model_version.is_some() {
             return Some(Self::Device2);
         }
-        match device_summary {
-            Some(summary) if summary.contains("Device:2.") => Some(Self::Device2),
+        match device_summary.map(str::trim) {
+            Some(summary) if summary.starts_with("Device:2") || summary.contains(" Device:2.") => {
+                Some(Self::Device2)
+            }
             Some(_) => Some(Self::Device1),
             None => Some(Self::Device2),
         }
+    }
+
+    /// The name stored with the device: `InternetGatewayDevice:1`, `Device:1`, `Device:2`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::InternetGatewayDevice1 => "InternetGatewayDevice:1",
+            Self::Device1 => "Device:1",
+            Self::Device2 => "Device:2",
+        }
+    }
+
+    /// The root object: `InternetGatewayDevice` or `Device`.
+    pub const fn root_object(self) -> &'static str {
+        match self {
+            Self::InternetGatewayDevice1 => "InternetGatewayDevice",
+            Self::Device1 | Self::Device2 => "Device",
+        }
+    }
+
+    /// Read back the stored name ([`RootModel::as_str`]).
+    pub fn parse(stored: &str) -> Option<Self> {
+        [Self::InternetGatewayDevice1, Self::Device1, Self::Device2]
+            .into_iter()
+            .find(|m| m.as_str() == stored)
+    }
+
+    /// The models a path may belong to when the device is not known, most likely first.
+    pub fn candidates(path: &str) -> &'static [RootModel] {
+        if path.starts_with("InternetGatewayDevice.") {
+            &[Self::InternetGatewayDevice1]
+        } else if path.starts_with("Device.") {
+            &[Self::Device2, Self::Device1]
+        } else {
+            &[]
+        }
+    }
+}
+
+impl std::fmt::Display for RootModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -642,6 +688,19 @@ mod tests {
             Some(Device1)
         );
         assert_eq!(RootModel::detect("Foo.Bar", None, None), None);
+        // RootDataModelVersion exists only in Device:2, whatever its value says.
+        assert_eq!(
+            RootModel::detect("Device.X", Some("Device:1.0[]"), Some("")),
+            Some(Device2)
+        );
+        assert_eq!(
+            RootModel::detect("Device.X", Some("Device:2.11[](Baseline:1)"), None),
+            Some(Device2)
+        );
+        for m in [InternetGatewayDevice1, Device1, Device2] {
+            assert_eq!(RootModel::parse(m.as_str()), Some(m));
+        }
+        assert_eq!(RootModel::parse("Device"), None);
     }
 
     #[test]

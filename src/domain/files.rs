@@ -259,6 +259,7 @@ pub fn new_file_id() -> String {
 }
 
 /// Metadata of a stored file, written after its contents.
+#[derive(Debug, Clone)]
 pub struct NewFileMeta {
     pub name: String,
     pub file_type: String,

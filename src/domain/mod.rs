@@ -14,4 +14,5 @@ pub mod session;
 pub mod session_state;
 pub mod taskops;
 pub mod tasks;
+pub mod usecases;
 pub mod voip;

@@ -257,7 +257,7 @@ impl ParamTree {
 
     /// Decode what [`encode`](Self::encode) produced.
     pub fn decode(data: &[u8]) -> Result<ParamTree> {
-        let bad = |what: &str| Error::Internal(format!("stored parameter tree is corrupt: {what}"));
+        let bad = |what: &str| Error::internal(format!("stored parameter tree is corrupt: {what}"));
         if data.len() < 2 || data[0] != FORMAT_V1 {
             return Err(bad("unknown format"));
         }

@@ -259,60 +259,23 @@ pub fn validate(input: &PresetInput) -> Result<()> {
 /// The data model definition of a parameter path, trying the models its root can mean.
 pub fn definition(path: &str) -> Option<&'static datamodel::ParamDef> {
     let reg = Registry::builtin().ok()?;
-    let roots: &[RootModel] = if path.starts_with("InternetGatewayDevice.") {
-        &[RootModel::InternetGatewayDevice1]
-    } else if path.starts_with("Device.") {
-        &[RootModel::Device2, RootModel::Device1]
-    } else {
-        &[]
-    };
-    roots.iter().find_map(|r| reg.lookup(*r, path))
+    RootModel::candidates(path)
+        .iter()
+        .find_map(|r| reg.lookup(*r, path))
 }
 
-/// Check one value to set: known parameters by type, facets and access; vendor extensions
-/// and parameters no model knows pass through (with the given type, if any).
+/// Check one value to set, for any device the preset may match
+/// (`datamodel::check_set_value`, with the models the path may belong to).
 pub fn validate_value(name: &str, value: &str, xsd_type: Option<&str>) -> Result<()> {
-    if name.is_empty() || name.ends_with('.') || name.len() > 256 {
-        return Err(Error::invalid(
-            "values",
-            format!("{name:?} is not a parameter name (at most 256 characters, not ending in '.')"),
-        ));
-    }
-    if let Some(t) = xsd_type {
-        if !t.starts_with("xsd:") {
-            return Err(Error::invalid(
-                name,
-                format!(
-                    "type {t:?} is not an XML Schema type such as xsd:string or xsd:unsignedInt"
-                ),
-            ));
-        }
-    }
-    let Some(def) = definition(name) else {
-        return Ok(());
-    };
-    let expected = datamodel::xsd_type(def);
-    if let Some(t) = xsd_type {
-        if t != expected {
-            return Err(Error::invalid(
-                name,
-                format!(
-                    "type {t} does not match the data model; it takes {expected} ({})",
-                    datamodel::describe(def)
-                ),
-            ));
-        }
-    }
-    datamodel::validate_set(def, value).map_err(|e| match e {
-        datamodel::SetError::ReadOnly { .. } => Error::invalid(
-            name,
-            format!(
-                "is read-only ({expected}, {}): devices do not accept values for it",
-                datamodel::describe(def)
-            ),
-        ),
-        other => Error::invalid(name, format!("{other} (type {expected})")),
-    })
+    datamodel::check_set_value(
+        Registry::builtin().ok(),
+        RootModel::candidates(name),
+        name,
+        value,
+        xsd_type,
+        datamodel::Reported::default(),
+    )
+    .map_err(|e| Error::invalid(e.name, e.message))
 }
 
 /// The parameter values a device should have according to one preset (lines excluded).

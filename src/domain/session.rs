@@ -35,28 +35,24 @@ pub enum Begin {
     WrongCredentials(String),
 }
 
-/// The root object of the data model the Inform speaks, and its model name.
+/// The root object of the data model the Inform speaks, and its model name
+/// (`datamodel::RootModel::detect`; a device naming neither root is taken as `Device:2`).
 pub fn detect_root(inform: &Inform) -> (&'static str, &'static str) {
-    let igd = inform
+    let path = inform
         .parameter_list
         .iter()
-        .any(|p| p.name.starts_with("InternetGatewayDevice."));
-    if igd {
-        return ("InternetGatewayDevice", "InternetGatewayDevice:1");
-    }
+        .map(|p| p.name.as_str())
+        .find(|n| n.starts_with("InternetGatewayDevice.") || n.starts_with("Device."))
+        .unwrap_or("Device.");
     let summary = inform
         .parameter_list
         .iter()
         .find(|p| p.name.ends_with(".DeviceSummary"))
         .map(|p| p.value.as_str());
     let root_version = inform.parameter("Device.RootDataModelVersion");
-    match (summary, root_version) {
-        (_, Some(_)) => ("Device", "Device:2"),
-        (Some(s), None) if s.trim_start().starts_with("Device:1") => ("Device", "Device:1"),
-        (Some(s), None) if s.trim_start().starts_with("Device:2") => ("Device", "Device:2"),
-        (Some(_), None) => ("Device", "Device:1"),
-        (None, None) => ("Device", "Device:2"),
-    }
+    let model = crate::datamodel::RootModel::detect(path, summary, root_version)
+        .unwrap_or(crate::datamodel::RootModel::Device2);
+    (model.root_object(), model.as_str())
 }
 
 fn param<'a>(inform: &'a Inform, root: &str, rel: &str) -> Option<&'a str> {
@@ -512,6 +508,55 @@ fn refresh(object: &str) -> Planned {
     }
 }
 
+/// Finish a task `done` after writing what the session learnt so far into the stored tree, in
+/// one store call: once the task reads `done`, the values it read or set are readable through
+/// the API. What was learnt stays in the session and is merged again at its end.
+async fn finish_task_readable(
+    env: &Env<'_>,
+    s: &DeviceSession,
+    row: &TaskRow,
+    result: serde_json::Value,
+) -> Result<()> {
+    let mut learnt = match &s.learnt_blob {
+        Some(b) => ParamTree::decode(b).unwrap_or_default(),
+        None => ParamTree::new(),
+    };
+    learnt.overlay(&s.learnt);
+    if learnt.is_empty() && s.subtrees_removed.is_empty() {
+        return finish_task(env, row, tasks::DONE, Some(result), None, None).await;
+    }
+    let removed = s.subtrees_removed.clone();
+    let now = env.now;
+    let update = TaskUpdate {
+        status: Some(tasks::DONE.to_string()),
+        result: Some(Some(result.to_string())),
+        finished_at: Some(Some(now)),
+        updated_at: Some(now),
+        ..TaskUpdate::default()
+    };
+    let (id, device) = (row.id, row.device_id.clone());
+    env.store
+        .run(move |st| {
+            let mut tree = match st.load_params(&device)? {
+                Some(b) => ParamTree::decode(&b).unwrap_or_default(),
+                None => ParamTree::new(),
+            };
+            for r in &removed {
+                tree.remove_subtree(r);
+            }
+            tree.overlay(&learnt);
+            let count = i32::try_from(tree.len()).unwrap_or(i32::MAX);
+            st.save_params(&device, &tree.encode(true), count, now)?;
+            st.transition_task(id, &[tasks::PENDING, tasks::RUNNING], &update)?;
+            Ok(())
+        })
+        .await?;
+    if let Some(sv) = env.services {
+        sv.task_watch.notify(id);
+    }
+    Ok(())
+}
+
 async fn finish_task(
     env: &Env<'_>,
     row: &TaskRow,
@@ -523,7 +568,8 @@ async fn finish_task(
     let now = env.now;
     let update = TaskUpdate {
         status: Some(status.to_string()),
-        result: result.map(|r| Some(r.to_string())),
+        // A final state replaces what the task was waiting for (`awaiting`).
+        result: Some(result.map(|r| r.to_string())),
         fault_code: fault.as_ref().map(|(c, _)| Some(*c as i32)),
         fault_string: fault.as_ref().map(|(_, s)| Some(s.clone())),
         fault_detail: fault_detail.map(|d| Some(d.to_string())),
@@ -775,8 +821,7 @@ pub async fn on_result(
                         }
                         match completion {
                             Completion::Done(result) => {
-                                finish_task(env, &row, tasks::DONE, Some(result), None, None)
-                                    .await?;
+                                finish_task_readable(env, s, &row, result).await?;
                             }
                             Completion::Awaiting(what) => {
                                 // Give up if the device never reports back.
@@ -815,15 +860,8 @@ pub async fn on_result(
                         let values = std::mem::take(&mut s.batch_values);
                         let id = *id;
                         if let Some(row) = env.store.run(move |st| st.get_task(id)).await? {
-                            finish_task(
-                                env,
-                                &row,
-                                tasks::DONE,
-                                Some(serde_json::json!({ "values": values })),
-                                None,
-                                None,
-                            )
-                            .await?;
+                            let result = serde_json::json!({ "values": values });
+                            finish_task_readable(env, s, &row, result).await?;
                         }
                     }
                 }

@@ -20,10 +20,7 @@ use crate::store::Store;
 
 /// Whether a task status is final.
 pub fn is_final(status: &str) -> bool {
-    matches!(
-        status,
-        tasks::DONE | tasks::FAULT | tasks::EXPIRED | tasks::CANCELLED
-    )
+    tasks::TaskStatus::parse(status).is_some_and(tasks::TaskStatus::is_final)
 }
 
 /// The device's known parameters: the stored tree with the newer Inform values on top.
@@ -42,91 +39,29 @@ pub async fn current_tree(store: &Store, device: &DeviceRow) -> Result<ParamTree
     Ok(tree)
 }
 
-fn root_model_of(device: &DeviceRow, name: &str) -> Option<RootModel> {
-    match device.root_model.as_str() {
-        "InternetGatewayDevice:1" => Some(RootModel::InternetGatewayDevice1),
-        "Device:1" => Some(RootModel::Device1),
-        "Device:2" => Some(RootModel::Device2),
-        _ => RootModel::detect(name, None, None),
-    }
-}
-
-fn normalize_type(t: &str) -> &str {
-    match t {
-        "xsd:base64Binary" => "xsd:base64",
-        other => other,
-    }
-}
-
-fn basic_check(xsd_type: &str, value: &str) -> std::result::Result<(), String> {
-    let ok = match normalize_type(xsd_type) {
-        "xsd:unsignedInt" => value.parse::<u32>().is_ok(),
-        "xsd:int" => value.parse::<i32>().is_ok(),
-        "xsd:unsignedLong" => value.parse::<u64>().is_ok(),
-        "xsd:long" => value.parse::<i64>().is_ok(),
-        "xsd:boolean" => matches!(value, "true" | "false" | "1" | "0"),
-        "xsd:dateTime" => value.len() >= 19 && value.as_bytes().get(4) == Some(&b'-'),
-        _ => true,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("the value {value:?} is not a valid {xsd_type}"))
-    }
-}
-
-/// Check one SetParameterValues entry; `tree` is what is known of the device.
+/// Check one SetParameterValues entry (`datamodel::check_set_value`); `tree` is what is
+/// known of the device.
 pub fn check_set_value(device: &DeviceRow, tree: &ParamTree, v: &SetValue) -> Result<()> {
     let entry = tree.get(&v.name);
-    if entry.is_some_and(|e| e.object) {
-        return Err(Error::invalid(
-            &v.name,
-            "is an object; SetParameterValues takes parameter names",
-        ));
-    }
-    if entry.is_some_and(|e| e.writable == Some(false)) {
-        return Err(Error::invalid(
-            &v.name,
-            "is read-only on this device (the device reported it as not writable)",
-        ));
-    }
-    let device_says_writable = entry.is_some_and(|e| e.writable == Some(true));
-    let vendor = v.name.split('.').any(|seg| seg.starts_with("X_"));
-    if !vendor {
-        if let (Some(root), Ok(reg)) = (root_model_of(device, &v.name), Registry::builtin()) {
-            if let Some(def) = reg.lookup(root, &v.name) {
-                let checked = if device_says_writable {
-                    datamodel::validate_value(def, &v.value).map_err(|e| e.to_string())
-                } else {
-                    datamodel::validate_set(def, &v.value).map_err(|e| e.to_string())
-                };
-                checked.map_err(|m| Error::invalid(&v.name, m))?;
-                if let Some(t) = &v.xsd_type {
-                    let expected = datamodel::xsd_type(def);
-                    if normalize_type(t) != expected {
-                        return Err(Error::invalid(
-                            &v.name,
-                            format!("type {t} given, but the parameter is {expected}"),
-                        ));
-                    }
-                }
-                return Ok(());
-            }
-        }
-    }
-    let reported = entry.map(|e| e.xsd_type.as_str()).filter(|t| !t.is_empty());
-    if let (Some(given), Some(known)) = (&v.xsd_type, reported) {
-        if normalize_type(given) != normalize_type(known) {
-            return Err(Error::invalid(
-                &v.name,
-                format!("type {given} given, but the device reports {known}"),
-            ));
-        }
-    }
-    if let Some(t) = v.xsd_type.as_deref().or(reported) {
-        basic_check(t, &v.value).map_err(|m| Error::invalid(&v.name, m))?;
-    }
-    Ok(())
+    let reported = datamodel::Reported {
+        object: entry.is_some_and(|e| e.object),
+        writable: entry.and_then(|e| e.writable),
+        xsd_type: entry.map(|e| e.xsd_type.as_str()),
+    };
+    let detected = RootModel::parse(&device.root_model);
+    let roots: &[RootModel] = match &detected {
+        Some(m) => std::slice::from_ref(m),
+        None => RootModel::candidates(&v.name),
+    };
+    datamodel::check_set_value(
+        Registry::builtin().ok(),
+        roots,
+        &v.name,
+        &v.value,
+        v.xsd_type.as_deref(),
+        reported,
+    )
+    .map_err(|e| Error::invalid(e.name, e.message))
 }
 
 /// Who asked and how long the task may wait for its device.

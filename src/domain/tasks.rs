@@ -22,14 +22,69 @@ use crate::cwmp::{
 };
 use crate::error::{Error, Result};
 
-pub const PENDING: &str = "pending";
-pub const RUNNING: &str = "running";
-pub const DONE: &str = "done";
-pub const FAULT: &str = "fault";
-pub const EXPIRED: &str = "expired";
-pub const CANCELLED: &str = "cancelled";
+/// Where a task is in its life. Stored and shown as the lower-case name (`"pending"`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    Pending,
+    Running,
+    Done,
+    Fault,
+    Expired,
+    Cancelled,
+}
 
-/// Every status, in lifecycle order.
+impl TaskStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [TaskStatus; 6] = [
+        TaskStatus::Pending,
+        TaskStatus::Running,
+        TaskStatus::Done,
+        TaskStatus::Fault,
+        TaskStatus::Expired,
+        TaskStatus::Cancelled,
+    ];
+
+    /// The stored name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "pending",
+            TaskStatus::Running => "running",
+            TaskStatus::Done => "done",
+            TaskStatus::Fault => "fault",
+            TaskStatus::Expired => "expired",
+            TaskStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Read a stored name.
+    pub fn parse(s: &str) -> Option<TaskStatus> {
+        TaskStatus::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Whether the task will not change any more.
+    pub const fn is_final(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Done | TaskStatus::Fault | TaskStatus::Expired | TaskStatus::Cancelled
+        )
+    }
+}
+
+impl std::fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+pub const PENDING: &str = TaskStatus::Pending.as_str();
+pub const RUNNING: &str = TaskStatus::Running.as_str();
+pub const DONE: &str = TaskStatus::Done.as_str();
+pub const FAULT: &str = TaskStatus::Fault.as_str();
+pub const EXPIRED: &str = TaskStatus::Expired.as_str();
+pub const CANCELLED: &str = TaskStatus::Cancelled.as_str();
+
+/// Every status name, in lifecycle order.
 pub const STATUSES: [&str; 6] = [PENDING, RUNNING, DONE, FAULT, EXPIRED, CANCELLED];
 
 /// One value of a SetParameterValues task.
@@ -167,27 +222,106 @@ pub enum TaskSpec {
     GetAllQueuedTransfers {},
 }
 
+/// The CWMP RPC a task carries, serialized as CWMP spells it (`"GetRPCMethods"`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Rpc {
+    GetParameterValues,
+    SetParameterValues,
+    GetParameterNames,
+    GetParameterAttributes,
+    SetParameterAttributes,
+    AddObject,
+    DeleteObject,
+    Reboot,
+    FactoryReset,
+    Download,
+    Upload,
+    ScheduleInform,
+    ScheduleDownload,
+    CancelTransfer,
+    #[serde(rename = "GetRPCMethods")]
+    GetRpcMethods,
+    #[serde(rename = "ChangeDUState")]
+    ChangeDuState,
+    GetQueuedTransfers,
+    GetAllQueuedTransfers,
+}
+
+impl Rpc {
+    /// Every RPC a task can carry.
+    pub const ALL: [Rpc; 18] = [
+        Rpc::GetParameterValues,
+        Rpc::SetParameterValues,
+        Rpc::GetParameterNames,
+        Rpc::GetParameterAttributes,
+        Rpc::SetParameterAttributes,
+        Rpc::AddObject,
+        Rpc::DeleteObject,
+        Rpc::Reboot,
+        Rpc::FactoryReset,
+        Rpc::Download,
+        Rpc::Upload,
+        Rpc::ScheduleInform,
+        Rpc::ScheduleDownload,
+        Rpc::CancelTransfer,
+        Rpc::GetRpcMethods,
+        Rpc::ChangeDuState,
+        Rpc::GetQueuedTransfers,
+        Rpc::GetAllQueuedTransfers,
+    ];
+
+    /// The name as CWMP spells it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Rpc::GetParameterValues => "GetParameterValues",
+            Rpc::SetParameterValues => "SetParameterValues",
+            Rpc::GetParameterNames => "GetParameterNames",
+            Rpc::GetParameterAttributes => "GetParameterAttributes",
+            Rpc::SetParameterAttributes => "SetParameterAttributes",
+            Rpc::AddObject => "AddObject",
+            Rpc::DeleteObject => "DeleteObject",
+            Rpc::Reboot => "Reboot",
+            Rpc::FactoryReset => "FactoryReset",
+            Rpc::Download => "Download",
+            Rpc::Upload => "Upload",
+            Rpc::ScheduleInform => "ScheduleInform",
+            Rpc::ScheduleDownload => "ScheduleDownload",
+            Rpc::CancelTransfer => "CancelTransfer",
+            Rpc::GetRpcMethods => "GetRPCMethods",
+            Rpc::ChangeDuState => "ChangeDUState",
+            Rpc::GetQueuedTransfers => "GetQueuedTransfers",
+            Rpc::GetAllQueuedTransfers => "GetAllQueuedTransfers",
+        }
+    }
+
+    /// Read a name as CWMP spells it.
+    pub fn parse(s: &str) -> Option<Rpc> {
+        Rpc::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Rpc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Rpc {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// Names of every RPC a task can carry (for docs and validation messages).
-pub const TASK_RPCS: &[&str] = &[
-    "GetParameterValues",
-    "SetParameterValues",
-    "GetParameterNames",
-    "GetParameterAttributes",
-    "SetParameterAttributes",
-    "AddObject",
-    "DeleteObject",
-    "Reboot",
-    "FactoryReset",
-    "Download",
-    "Upload",
-    "ScheduleInform",
-    "ScheduleDownload",
-    "CancelTransfer",
-    "GetRPCMethods",
-    "ChangeDUState",
-    "GetQueuedTransfers",
-    "GetAllQueuedTransfers",
-];
+pub const TASK_RPCS: [&str; 18] = {
+    let mut out = [""; 18];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = Rpc::ALL[i].as_str();
+        i += 1;
+    }
+    out
+};
 
 /// What a successfully answered RPC means for its task.
 #[derive(Debug, Clone, PartialEq)]
@@ -201,26 +335,26 @@ pub enum Completion {
 
 impl TaskSpec {
     /// The RPC name as CWMP spells it.
-    pub fn rpc(&self) -> &'static str {
+    pub fn rpc(&self) -> Rpc {
         match self {
-            TaskSpec::GetParameterValues { .. } => "GetParameterValues",
-            TaskSpec::SetParameterValues { .. } => "SetParameterValues",
-            TaskSpec::GetParameterNames { .. } => "GetParameterNames",
-            TaskSpec::GetParameterAttributes { .. } => "GetParameterAttributes",
-            TaskSpec::SetParameterAttributes { .. } => "SetParameterAttributes",
-            TaskSpec::AddObject { .. } => "AddObject",
-            TaskSpec::DeleteObject { .. } => "DeleteObject",
-            TaskSpec::Reboot {} => "Reboot",
-            TaskSpec::FactoryReset {} => "FactoryReset",
-            TaskSpec::Download { .. } => "Download",
-            TaskSpec::Upload { .. } => "Upload",
-            TaskSpec::ScheduleInform { .. } => "ScheduleInform",
-            TaskSpec::ScheduleDownload { .. } => "ScheduleDownload",
-            TaskSpec::CancelTransfer { .. } => "CancelTransfer",
-            TaskSpec::GetRpcMethods {} => "GetRPCMethods",
-            TaskSpec::ChangeDuState { .. } => "ChangeDUState",
-            TaskSpec::GetQueuedTransfers {} => "GetQueuedTransfers",
-            TaskSpec::GetAllQueuedTransfers {} => "GetAllQueuedTransfers",
+            TaskSpec::GetParameterValues { .. } => Rpc::GetParameterValues,
+            TaskSpec::SetParameterValues { .. } => Rpc::SetParameterValues,
+            TaskSpec::GetParameterNames { .. } => Rpc::GetParameterNames,
+            TaskSpec::GetParameterAttributes { .. } => Rpc::GetParameterAttributes,
+            TaskSpec::SetParameterAttributes { .. } => Rpc::SetParameterAttributes,
+            TaskSpec::AddObject { .. } => Rpc::AddObject,
+            TaskSpec::DeleteObject { .. } => Rpc::DeleteObject,
+            TaskSpec::Reboot {} => Rpc::Reboot,
+            TaskSpec::FactoryReset {} => Rpc::FactoryReset,
+            TaskSpec::Download { .. } => Rpc::Download,
+            TaskSpec::Upload { .. } => Rpc::Upload,
+            TaskSpec::ScheduleInform { .. } => Rpc::ScheduleInform,
+            TaskSpec::ScheduleDownload { .. } => Rpc::ScheduleDownload,
+            TaskSpec::CancelTransfer { .. } => Rpc::CancelTransfer,
+            TaskSpec::GetRpcMethods {} => Rpc::GetRpcMethods,
+            TaskSpec::ChangeDuState { .. } => Rpc::ChangeDuState,
+            TaskSpec::GetQueuedTransfers {} => Rpc::GetQueuedTransfers,
+            TaskSpec::GetAllQueuedTransfers {} => Rpc::GetAllQueuedTransfers,
         }
     }
 
@@ -628,15 +762,22 @@ pub fn new_key() -> String {
     format!("fa-{}", hex::encode(b))
 }
 
-/// JSON describing a CWMP fault, for the task's `fault_detail`.
+/// JSON describing a CWMP fault, for the task's `fault_detail`. `set_parameter_values_faults`
+/// appears only when the device listed faults per parameter (SetParameterValues).
 pub fn fault_detail(f: &CwmpFault) -> serde_json::Value {
-    serde_json::json!({
-        "code": f.code,
-        "string": f.string,
-        "set_parameter_values_faults": f.set_parameter_values_faults.iter().map(|s| serde_json::json!({
-            "parameter": s.parameter_name, "code": s.code, "string": s.string
-        })).collect::<Vec<_>>(),
-    })
+    let mut v = serde_json::json!({ "code": f.code, "string": f.string });
+    if !f.set_parameter_values_faults.is_empty() {
+        v["set_parameter_values_faults"] = f
+            .set_parameter_values_faults
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "parameter": s.parameter_name, "code": s.code, "string": s.string
+                })
+            })
+            .collect();
+    }
+    v
 }
 
 /// Delay before retrying after a transient fault: 1, 2, 4, ... minutes, capped at one hour.
@@ -746,6 +887,31 @@ pub fn redacted_args(stored: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_and_rpc_enums_keep_the_stored_names() {
+        for st in TaskStatus::ALL {
+            let json = serde_json::to_string(&st).unwrap();
+            assert_eq!(json, format!("\"{}\"", st.as_str()));
+            assert_eq!(TaskStatus::parse(st.as_str()), Some(st));
+        }
+        assert_eq!(STATUSES, TaskStatus::ALL.map(TaskStatus::as_str));
+        assert!(TaskStatus::Cancelled.is_final() && !TaskStatus::Running.is_final());
+        assert_eq!(TaskStatus::parse("Done"), None);
+        for rpc in Rpc::ALL {
+            let json = serde_json::to_string(&rpc).unwrap();
+            assert_eq!(json, format!("\"{}\"", rpc.as_str()));
+            assert_eq!(serde_json::from_str::<Rpc>(&json).unwrap(), rpc);
+            assert_eq!(Rpc::parse(rpc.as_str()), Some(rpc));
+        }
+        assert_eq!(Rpc::GetRpcMethods.as_str(), "GetRPCMethods");
+        // The task JSON's `rpc` tag is the RPC's name.
+        for j in [r#"{"rpc":"GetRPCMethods"}"#, r#"{"rpc":"Reboot"}"#] {
+            let t: TaskSpec = serde_json::from_str(j).unwrap();
+            let v: serde_json::Value = serde_json::from_str(j).unwrap();
+            assert_eq!(t.rpc(), v["rpc"].as_str().unwrap());
+        }
+    }
 
     #[test]
     fn api_json_round_trips() {

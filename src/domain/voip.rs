@@ -894,11 +894,16 @@ fn type_and_check(plan: &mut LinePlan, root: &str, root_model: RootModel, tree: 
     plan.values.retain_mut(|v| {
         v.xsd_type = type_for(&v.name, root, root_model, tree);
         let std = standard_path(&v.name, root);
-        if let Some(def) = reg.and_then(|r| r.lookup(root_model, &std)) {
-            if let Err(e) = datamodel::validate_set(def, &v.value) {
-                invalid.push((v.name.clone(), e.to_string()));
-                return false;
-            }
+        // Only a positive report counts here: a value the device refuses is recorded then.
+        let reported = datamodel::Reported {
+            writable: tree.get(&v.name).and_then(|e| e.writable).filter(|w| *w),
+            ..datamodel::Reported::default()
+        };
+        let checked =
+            datamodel::check_set_value(reg, &[root_model], &std, &v.value, None, reported);
+        if let Err(e) = checked {
+            invalid.push((v.name.clone(), format!("{std}: {}", e.message)));
+            return false;
         }
         true
     });
@@ -920,13 +925,11 @@ pub fn normalize_status(raw: &str) -> &'static str {
 
 /// The root model named in the device row (`InternetGatewayDevice:1`, `Device:2`, ...).
 pub fn root_model_of(name: &str) -> RootModel {
-    if name.starts_with("InternetGatewayDevice") {
+    RootModel::parse(name).unwrap_or(if name.starts_with("InternetGatewayDevice") {
         RootModel::InternetGatewayDevice1
-    } else if name.starts_with("Device:1") {
-        RootModel::Device1
     } else {
         RootModel::Device2
-    }
+    })
 }
 
 #[cfg(test)]

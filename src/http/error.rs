@@ -22,6 +22,12 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+/// What API clients read when the database cannot be reached (never its details).
+pub const UNAVAILABLE_MESSAGE: &str =
+    "the database is unavailable; retry shortly (the server log has the details)";
+/// What API clients read for an internal error.
+pub const INTERNAL_MESSAGE: &str = "internal error; the server log has the details";
+
 /// Status and stable machine-readable code for a domain error.
 pub fn classify(e: &Error) -> (StatusCode, &'static str) {
     match e {
@@ -30,8 +36,8 @@ pub fn classify(e: &Error) -> (StatusCode, &'static str) {
         Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
         Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
         Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-        Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-        Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        Error::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        Error::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
 
@@ -55,13 +61,13 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let (status, code) = classify(&self.0);
         let message = match &self.0 {
-            Error::Internal(detail) => {
-                tracing::error!(error = %detail, "internal error");
-                "internal error; the server log has the details".to_string()
+            e @ Error::Internal { .. } => {
+                tracing::error!(error = %e.chain(), "internal error");
+                INTERNAL_MESSAGE.to_string()
             }
-            Error::Unavailable(detail) => {
-                tracing::warn!(error = %detail, "database unavailable");
-                format!("the database is unavailable, retry shortly ({detail})")
+            e @ Error::Unavailable { .. } => {
+                tracing::warn!(error = %e.chain(), "database unavailable");
+                UNAVAILABLE_MESSAGE.to_string()
             }
             other => other.to_string(),
         };

@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod devices;
+pub mod error;
 pub mod faults;
 pub mod files;
 pub mod lines;
@@ -196,10 +197,10 @@ impl Store {
                     .error_handler(Box::new(diesel::r2d2::NopErrorHandler))
                     .build(manager)
                     .map_err(|e| {
-                        Error::Unavailable(format!(
-                            "cannot open SQLite database {}: {e}",
-                            path.display()
-                        ))
+                        Error::unavailable(
+                            format!("cannot open SQLite database {}: {e}", path.display()),
+                            Some(e.into()),
+                        )
                     })?;
                 Pools::Sqlite(pool)
             }
@@ -216,11 +217,12 @@ impl Store {
                     .error_handler(Box::new(diesel::r2d2::NopErrorHandler))
                     .build(manager)
                     .map_err(|e| {
-                        Error::Unavailable(format!(
+                        let message = format!(
                             "cannot connect to PostgreSQL at {}: {}",
                             DatabaseUrl::redact(u),
                             pg_hint(&e.to_string())
-                        ))
+                        );
+                        Error::unavailable(message, Some(e.into()))
                     })?;
                 Pools::Postgres(pool)
             }
@@ -270,7 +272,7 @@ impl Store {
     /// Apply every pending migration.
     pub fn migrate(&self) -> Result<Vec<String>> {
         let map = |e: Box<dyn std::error::Error + Send + Sync>| {
-            Error::Internal(format!("migration failed: {e}"))
+            Error::internal(format!("migration failed: {e}"))
         };
         with_backend!(
             self,
@@ -288,7 +290,7 @@ impl Store {
     /// Revert every applied migration (used by tests to prove `down.sql` works).
     pub fn revert_all_migrations(&self) -> Result<usize> {
         let map = |e: Box<dyn std::error::Error + Send + Sync>| {
-            Error::Internal(format!("migration revert failed: {e}"))
+            Error::internal(format!("migration revert failed: {e}"))
         };
         with_backend!(
             self,
@@ -322,7 +324,7 @@ impl Store {
         let store = self.clone();
         tokio::task::spawn_blocking(move || f(&store))
             .await
-            .map_err(|e| Error::Internal(format!("database task panicked: {e}")))?
+            .map_err(|e| Error::internal_from("database task panicked", e))?
     }
 
     /// Read a setting.

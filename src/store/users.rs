@@ -79,6 +79,17 @@ impl Store {
         })
     }
 
+    /// Replace an account's password hash; false when there is no such account.
+    pub fn set_user_password(&self, username: &str, password_hash: &str) -> Result<bool> {
+        use users::dsl as u;
+        with_conn!(self, |c| {
+            Ok(diesel::update(u::users.filter(u::username.eq(username)))
+                .set(u::password_hash.eq(password_hash))
+                .execute(c)?
+                == 1)
+        })
+    }
+
     pub fn insert_token(
         &self,
         name: &str,

@@ -82,7 +82,7 @@ pub async fn online_device(app: &TestApp, serial: &str) -> (Device, CrHandle, St
 
 /// Create a task with a connection request, let the device run its session (and
 /// `extra` more sessions), and return the finished task.
-async fn run_task(
+pub async fn run_task(
     api: &Api,
     app: &TestApp,
     dev: &mut Device,
@@ -404,15 +404,9 @@ async fn parameter_rpcs_end_to_end(b: Backend) {
     // Eight tasks in all: three on the first page, five on the second, and no third.
     assert_eq!(more["items"].as_array().unwrap().len(), 5, "{more}");
     assert!(more["next_cursor"].is_null());
-    // Session-log rows are written in batches, shortly after each session.
-    let mut sessions = Value::Null;
-    for _ in 0..40 {
-        sessions = api.get(&format!("/api/v1/devices/{id}/sessions")).await;
-        if sessions["items"].as_array().unwrap().len() >= 8 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Session-log rows are written in batches, shortly after each session: write them now.
+    app.flush_session_logs().await;
+    let sessions = api.get(&format!("/api/v1/devices/{id}/sessions")).await;
     assert!(
         sessions["items"].as_array().unwrap().len() >= 8,
         "{sessions}"

@@ -97,6 +97,7 @@ async fn migrations_run_up_and_down(b: Backend) {
 async fn postgres_health_reports_database_loss() {
     let app = TestApp::spawn(Backend::Postgres, |c| c.database.connect_timeout_ms = 1000).await;
     let url = app.api_url("/healthz");
+    let api = crate::api::Api::new(&app, "viewer").await;
 
     let name = app.db.url.rsplit('/').next().unwrap().to_string();
     let admin = crate::support::pg_admin_url();
@@ -135,6 +136,24 @@ async fn postgres_health_reports_database_loss() {
     assert_eq!(res.status(), 503);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["status"], "unavailable");
+    // API clients get 503 with a fixed message: nothing about the database.
+    for path in ["/api/v1/devices", "/api/v1/tasks"] {
+        let (status, body) = api.call(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, 503, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "unavailable", "{body}");
+        let msg = body["error"]["message"].as_str().unwrap();
+        assert_eq!(msg, ferroacs::http::error::UNAVAILABLE_MESSAGE, "{body}");
+        let text = body.to_string().to_lowercase();
+        for leak in [
+            name.as_str(),
+            "postgres",
+            "127.0.0.1",
+            "connection",
+            "terminat",
+        ] {
+            assert!(!text.contains(leak), "{leak} in {body}");
+        }
+    }
     // A CPE informing meanwhile is told to come back later; nothing is lost.
     let mut dev = crate::cpe::Device::synthetic(crate::cpe::Root::Igd, "OUTAGE", 10)
         .with_acs_credentials("cpe", "cpe-secret");
@@ -515,7 +534,7 @@ async fn cli_prints_the_session_log() {
         .await
         .unwrap()
         .ended_cleanly());
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    app.flush_session_logs().await;
     let dir = app.db.dir().unwrap();
     let url = app.db.url.clone();
     let (ok, out, err) = run_in(

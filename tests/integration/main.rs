@@ -13,5 +13,6 @@ mod foundation;
 mod loadgen_run;
 mod security;
 mod secrets;
+mod usecases;
 mod voip;
 mod voip_api;

@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::dto::{AuditDto, Page, TokenDto, UserDto};
 use super::{int_cursor, page_limit, Caller, Role};
+use crate::domain::usecases::admin;
 use crate::error::Error;
 use crate::http::error::ApiError;
 use crate::state::AppState;
@@ -16,10 +17,6 @@ type ApiResult = Result<HttpResponse, ApiError>;
 pub struct PageQuery {
     limit: Option<i64>,
     cursor: Option<String>,
-}
-
-fn role_of(s: &str) -> Result<Role, ApiError> {
-    Role::parse(s).ok_or_else(|| ApiError(Error::invalid("role", "one of viewer, operator, admin")))
 }
 
 pub async fn list_tokens(state: web::Data<AppState>, q: web::Query<PageQuery>) -> ApiResult {
@@ -48,29 +45,10 @@ pub async fn create_token(
     body: web::Json<NewToken>,
 ) -> ApiResult {
     let b = body.into_inner();
-    let role = role_of(&b.role)?;
-    if b.name.is_empty() || b.name.len() > 64 {
-        return Err(Error::invalid("name", "1 to 64 characters").into());
-    }
-    let token = crate::auth::password::generate_token();
-    let hash = crate::auth::password::hash_token(&token);
-    let (now, actor) = (state.now(), caller.actor.clone());
-    let row = state
-        .store
-        .run(move |s| {
-            let row = s.insert_token(&b.name, &hash, role.as_str(), now)?;
-            s.audit(
-                now,
-                &actor,
-                "token.create",
-                &format!("token/{}", row.id),
-                Some(&format!("name={} role={}", row.name, row.role)),
-            )?;
-            Ok(row)
-        })
-        .await?;
-    let mut v = serde_json::to_value(TokenDto::from(&row)).map_err(Error::from)?;
-    v["token"] = serde_json::Value::String(token);
+    let role = Role::from_input("role", &b.role)?;
+    let t = admin::create_token(&state.ctx(), &caller.as_actor(), &b.name, role).await?;
+    let mut v = serde_json::to_value(TokenDto::from(&t.row)).map_err(Error::from)?;
+    v["token"] = serde_json::Value::String(t.secret);
     Ok(HttpResponse::Created().json(v))
 }
 
@@ -79,21 +57,7 @@ pub async fn revoke_token(
     caller: Caller,
     id: web::Path<i64>,
 ) -> ApiResult {
-    let id = id.into_inner();
-    let (now, actor) = (state.now(), caller.actor.clone());
-    let done = state
-        .store
-        .run(move |s| {
-            let done = s.revoke_token(id, now)?;
-            if done {
-                s.audit(now, &actor, "token.revoke", &format!("token/{id}"), None)?;
-            }
-            Ok(done)
-        })
-        .await?;
-    if !done {
-        return Err(Error::not_found(format!("live token {id}")).into());
-    }
+    admin::revoke_token(&state.ctx(), &caller.as_actor(), id.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -124,33 +88,15 @@ pub async fn create_user(
     body: web::Json<NewUser>,
 ) -> ApiResult {
     let b = body.into_inner();
-    let role = role_of(&b.role)?;
-    if b.username.is_empty() || b.username.len() > 64 {
-        return Err(Error::invalid("username", "1 to 64 characters").into());
-    }
-    if b.password.len() < 8 {
-        return Err(Error::invalid("password", "at least 8 characters").into());
-    }
-    let pw = b.password.clone();
-    let hash = tokio::task::spawn_blocking(move || crate::auth::password::hash_password(&pw))
-        .await
-        .map_err(Error::internal)?
-        .map_err(Error::internal)?;
-    let (now, actor) = (state.now(), caller.actor.clone());
-    let row = state
-        .store
-        .run(move |s| {
-            let row = s.insert_user(&b.username, &hash, role.as_str(), now)?;
-            s.audit(
-                now,
-                &actor,
-                "user.create",
-                &format!("user/{}", row.username),
-                Some(&format!("role={}", row.role)),
-            )?;
-            Ok(row)
-        })
-        .await?;
+    let role = Role::from_input("role", &b.role)?;
+    let row = admin::create_user(
+        &state.ctx(),
+        &caller.as_actor(),
+        &b.username,
+        &b.password,
+        role,
+    )
+    .await?;
     Ok(HttpResponse::Created().json(UserDto::from(&row)))
 }
 
@@ -159,21 +105,23 @@ pub async fn delete_user(
     caller: Caller,
     name: web::Path<String>,
 ) -> ApiResult {
-    let name = name.into_inner();
-    let (now, actor, n) = (state.now(), caller.actor.clone(), name.clone());
-    let done = state
-        .store
-        .run(move |s| {
-            let done = s.delete_user(&n)?;
-            if done {
-                s.audit(now, &actor, "user.delete", &format!("user/{n}"), None)?;
-            }
-            Ok(done)
-        })
-        .await?;
-    if !done {
-        return Err(Error::not_found(format!("user {name}")).into());
-    }
+    admin::delete_user(&state.ctx(), &caller.as_actor(), &name).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPassword {
+    password: String,
+}
+
+pub async fn set_password(
+    state: web::Data<AppState>,
+    caller: Caller,
+    name: web::Path<String>,
+    body: web::Json<NewPassword>,
+) -> ApiResult {
+    admin::set_user_password(&state.ctx(), &caller.as_actor(), &name, &body.password).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -9,12 +9,13 @@ use serde::Deserialize;
 
 use super::dto::{ConnReqDto, DeviceDto, Page, ParameterDto, SessionDto, TaskDto};
 use super::{int_cursor, page_limit, Caller};
-use crate::domain::taskops::{self, Origin};
+use crate::domain::taskops;
 use crate::domain::tasks::TaskSpec;
+use crate::domain::usecases::{self, devices::ProvisionInput, tasks::TaskOptions};
 use crate::error::Error;
 use crate::http::error::ApiError;
 use crate::state::AppState;
-use crate::store::devices::{DeviceRow, ProvisionDevice};
+use crate::store::devices::DeviceRow;
 
 type ApiResult = Result<HttpResponse, ApiError>;
 
@@ -76,138 +77,19 @@ pub async fn get(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult
     Ok(HttpResponse::Ok().json(v.pop()))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProvisionBody {
-    oui: Option<String>,
-    product_class: Option<String>,
-    serial_number: Option<String>,
-    /// CWMP username/password the device must log in with (both or neither).
-    cwmp_username: Option<String>,
-    cwmp_password: Option<String>,
-    /// `true` removes the device's own credentials (it then uses the default ones).
-    #[serde(default)]
-    clear_credentials: bool,
-    /// Replaces the device's tags when given.
-    tags: Option<Vec<String>>,
-}
-
 pub async fn put(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
-    body: web::Json<ProvisionBody>,
+    body: web::Json<ProvisionInput>,
 ) -> ApiResult {
-    let id = id.into_inner();
-    let b = body.into_inner();
-    let existing = {
-        let i = id.clone();
-        state.store.run(move |s| s.get_device(&i)).await?
-    };
-    let (oui, pc, sn) = match &existing {
-        Some(d) => (
-            d.oui.clone(),
-            d.product_class.clone(),
-            d.serial_number.clone(),
-        ),
-        None => match (&b.oui, &b.product_class, &b.serial_number) {
-            (Some(o), pc, Some(s)) => (o.clone(), pc.clone().unwrap_or_default(), s.clone()),
-            _ => {
-                return Err(Error::invalid(
-                    "body",
-                    "a new device needs oui, product_class and serial_number",
-                )
-                .into())
-            }
-        },
-    };
-    for (given, known, field) in [
-        (&b.oui, &oui, "oui"),
-        (&b.product_class, &pc, "product_class"),
-        (&b.serial_number, &sn, "serial_number"),
-    ] {
-        if given.as_ref().is_some_and(|g| g != known) {
-            return Err(Error::invalid(
-                field,
-                format!("does not match the device ({known}); identity fields cannot change"),
-            )
-            .into());
-        }
-    }
-    let expected = crate::cwmp::device_id(&oui, &pc, &sn);
-    if expected != id {
-        return Err(Error::invalid(
-            "id",
-            format!("the id of this device is {expected} (OUI-ProductClass-SerialNumber)"),
-        )
-        .into());
-    }
-    let creds =
-        match (&b.cwmp_username, &b.cwmp_password, b.clear_credentials) {
-            (Some(u), Some(p), false) if !u.is_empty() && !p.is_empty() => {
-                Some(Some((u.clone(), p.clone())))
-            }
-            (None, None, true) => Some(None),
-            (None, None, false) => None,
-            _ => return Err(Error::invalid(
-                "cwmp_username",
-                "give cwmp_username and cwmp_password together (non-empty), or clear_credentials",
-            )
-            .into()),
-        };
-    if let Some(tags) = &b.tags {
-        if tags.iter().any(|t| t.is_empty() || t.len() > 64) {
-            return Err(Error::invalid("tags", "tags are 1 to 64 characters").into());
-        }
-    }
-    let old_user = existing.as_ref().and_then(|d| d.cwmp_username.clone());
-    let new_user = creds.clone().flatten().map(|(u, _)| u);
-    let p = ProvisionDevice {
-        id: id.clone(),
-        oui,
-        product_class: pc,
-        serial_number: sn,
-        cwmp_credentials: creds,
-        tags: b.tags.clone(),
-    };
-    let config = state.config.clone();
-    let now = state.now();
-    let actor = caller.actor.clone();
-    let row = state
-        .store
-        .run(move |s| {
-            let ha1 = |u: &str, pw: &str| crate::http::cwmp::auth::device_ha1(&config, u, pw);
-            let row = s.provision_device(&p, Some(&ha1), now)?;
-            let detail = format!(
-                "credentials: {}, tags: {}",
-                match &p.cwmp_credentials {
-                    Some(Some((u, _))) => format!("set ({u})"),
-                    Some(None) => "cleared".into(),
-                    None => "unchanged".into(),
-                },
-                p.tags
-                    .as_ref()
-                    .map(|t| t.join(","))
-                    .unwrap_or_else(|| "unchanged".into())
-            );
-            s.audit(
-                now,
-                &actor,
-                "device.provision",
-                &format!("device/{}", p.id),
-                Some(&detail),
-            )?;
-            Ok(row)
-        })
-        .await?;
-    for u in [old_user, new_user].into_iter().flatten() {
-        state.cwmp.auth.invalidate(&u);
-    }
+    let (row, created) =
+        usecases::devices::provision(&state.ctx(), &caller.as_actor(), &id, &body).await?;
     let mut v = dtos(&state, vec![row]).await?;
-    let status = if existing.is_some() {
-        actix_web::http::StatusCode::OK
-    } else {
+    let status = if created {
         actix_web::http::StatusCode::CREATED
+    } else {
+        actix_web::http::StatusCode::OK
     };
     Ok(HttpResponse::build(status).json(v.pop()))
 }
@@ -217,26 +99,7 @@ pub async fn delete(
     caller: Caller,
     id: web::Path<String>,
 ) -> ApiResult {
-    let id = id.into_inner();
-    let now = state.now();
-    let (i, actor) = (id.clone(), caller.actor.clone());
-    let (found, user) = state
-        .store
-        .run(move |s| {
-            let user = s.get_device(&i)?.and_then(|d| d.cwmp_username);
-            let found = s.delete_device(&i)?;
-            if found {
-                s.audit(now, &actor, "device.delete", &format!("device/{i}"), None)?;
-            }
-            Ok((found, user))
-        })
-        .await?;
-    if !found {
-        return Err(Error::not_found(format!("device {id}")).into());
-    }
-    if let Some(u) = user {
-        state.cwmp.auth.invalidate(&u);
-    }
+    usecases::devices::delete(&state.ctx(), &caller.as_actor(), &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -317,9 +180,6 @@ pub struct CreateQuery {
     expires_in: Option<u64>,
 }
 
-/// Default lifetime of a task that has not run: a week.
-const DEFAULT_EXPIRY_SECS: u64 = 7 * 86_400;
-
 pub async fn create_task(
     state: web::Data<AppState>,
     caller: Caller,
@@ -327,44 +187,16 @@ pub async fn create_task(
     q: web::Query<CreateQuery>,
     body: web::Json<TaskSpec>,
 ) -> ApiResult {
-    let id = id.into_inner();
-    let spec = body.into_inner();
-    let now = state.now();
-    let expires_in = q
-        .expires_in
-        .unwrap_or(DEFAULT_EXPIRY_SECS)
-        .min(365 * 86_400);
-    let origin = Origin {
-        actor: &caller.actor,
-        now,
-        expires_at: Some(now + expires_in as i64 * 1000),
+    let opts = TaskOptions {
+        connection_request: q.connection_request,
+        wait: q.wait.map(Duration::from_secs),
+        expires_in: q.expires_in,
     };
-    let row = taskops::create(&state.store, &id, &spec, &origin).await?;
-    let cr = if q.connection_request {
-        Some(
-            state
-                .services
-                .connreq
-                .request(&state.store, &id, state.now())
-                .await?,
-        )
-    } else {
-        None
-    };
-    let row = match q.wait {
-        Some(w) if w > 0 => {
-            taskops::wait(
-                &state.store,
-                &state.services.task_watch,
-                row.id,
-                Duration::from_secs(w.min(300)),
-            )
-            .await?
-        }
-        _ => row,
-    };
+    let queued =
+        usecases::tasks::create(&state.ctx(), &caller.as_actor(), &id, &body, &opts).await?;
+    let row = queued.task;
     let mut dto = TaskDto::from(&row);
-    dto.connection_request = cr.as_ref().map(ConnReqDto::from);
+    dto.connection_request = queued.connection_request.as_ref().map(ConnReqDto::from);
     let status = if taskops::is_final(&row.status) {
         actix_web::http::StatusCode::OK
     } else {
@@ -378,12 +210,12 @@ pub async fn create_task(
         .json(dto))
 }
 
-pub async fn connection_request(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
-    let r = state
-        .services
-        .connreq
-        .request(&state.store, &id, state.now())
-        .await?;
+pub async fn connection_request(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult {
+    let r = usecases::devices::connection_request(&state.ctx(), &caller.as_actor(), &id).await?;
     Ok(HttpResponse::Ok().json(ConnReqDto::from(&r)))
 }
 

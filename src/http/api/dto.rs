@@ -137,7 +137,7 @@ pub struct TaskDto {
     pub finished_at: Option<i64>,
     pub expires_at: Option<i64>,
     pub not_before: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The connection request sent for the task (null when none was).
     pub connection_request: Option<ConnReqDto>,
 }
 

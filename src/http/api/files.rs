@@ -2,12 +2,11 @@
 //! list, inspect, fetch and delete them.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::dto::{FileDto, Page};
 use super::{page_limit, Caller};
-use crate::domain::files::{self, NewFileMeta};
+use crate::domain::usecases::{self, files::FileUpload};
 use crate::error::Error;
 use crate::http::error::ApiError;
 use crate::state::AppState;
@@ -26,70 +25,15 @@ pub async fn upload(
     state: web::Data<AppState>,
     caller: Caller,
     q: web::Query<UploadQuery>,
-    mut payload: web::Payload,
+    payload: web::Payload,
 ) -> ApiResult {
-    let name = q.name.clone().unwrap_or_default();
-    if name.is_empty() || name.len() > 256 || name.contains(['/', '\\']) {
-        return Err(Error::invalid(
-            "name",
-            "give a file name (no slashes, at most 256 characters)",
-        )
-        .into());
-    }
-    let file_type = q
-        .file_type
-        .clone()
-        .unwrap_or_else(|| "1 Firmware Upgrade Image".to_string());
-    if file_type.len() > 64 {
-        return Err(Error::invalid(
-            "file_type",
-            "at most 64 characters, e.g. \"1 Firmware Upgrade Image\"",
-        )
-        .into());
-    }
-    let version = q.version.clone().unwrap_or_default();
-    let mut w = state.services.files.writer().await?;
-    while let Some(chunk) = payload.next().await {
-        let chunk = match chunk {
-            Ok(c) => c,
-            Err(e) => {
-                w.abort().await;
-                if crate::http::limits::is_timeout(&e) {
-                    return Ok(crate::http::limits::body_timeout_response());
-                }
-                return Err(
-                    Error::invalid("body", format!("the upload was interrupted: {e}")).into(),
-                );
-            }
-        };
-        if let Err(e) = w.write(&chunk).await {
-            w.abort().await;
-            return Err(e.into());
-        }
-    }
-    let (id, size, sha) = w.finish(&state.services.files).await?;
-    let now = state.now();
-    let meta = NewFileMeta {
-        name: name.clone(),
-        file_type: file_type.clone(),
-        version: version.clone(),
-        device_id: None,
+    let q = q.into_inner();
+    let upload = FileUpload {
+        name: q.name.unwrap_or_default(),
+        file_type: q.file_type,
+        version: q.version,
     };
-    let row = files::register(&state.store, meta, id.clone(), size, sha.clone(), now).await?;
-    let actor = caller.actor.clone();
-    let detail = format!("{name} ({file_type}, {size} bytes, sha256 {sha})");
-    state
-        .store
-        .run(move |s| {
-            s.audit(
-                now,
-                &actor,
-                "file.upload",
-                &format!("file/{id}"),
-                Some(&detail),
-            )
-        })
-        .await?;
+    let row = usecases::files::upload(&state.ctx(), &caller.as_actor(), &upload, payload).await?;
     Ok(HttpResponse::Created().json(FileDto::from(&row)))
 }
 
@@ -142,22 +86,6 @@ pub async fn delete(
     caller: Caller,
     id: web::Path<String>,
 ) -> ApiResult {
-    let row = file_row(&state, &id).await?;
-    let (i, actor, now) = (row.id.clone(), caller.actor.clone(), state.now());
-    let detail = format!("{} ({} bytes)", row.name, row.size);
-    state
-        .store
-        .run(move |s| {
-            s.delete_file(&i)?;
-            s.audit(
-                now,
-                &actor,
-                "file.delete",
-                &format!("file/{i}"),
-                Some(&detail),
-            )
-        })
-        .await?;
-    state.services.files.remove(&row.id).await?;
+    usecases::files::delete(&state.ctx(), &caller.as_actor(), &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -24,6 +24,8 @@ pub mod dto;
 mod files;
 mod openapi;
 mod tasks;
+#[cfg(test)]
+mod usecase_roles;
 mod voip;
 
 use std::sync::Arc;
@@ -39,32 +41,8 @@ use crate::state::AppState;
 
 pub use openapi::document;
 
-/// Roles, lowest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    Viewer,
-    Operator,
-    Admin,
-}
-
-impl Role {
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "viewer" => Some(Role::Viewer),
-            "operator" => Some(Role::Operator),
-            "admin" => Some(Role::Admin),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Operator => "operator",
-            Role::Admin => "admin",
-        }
-    }
-}
+use crate::domain::usecases::Actor;
+pub use crate::domain::usecases::Role;
 
 /// One route of the API, as documented.
 #[derive(Debug, Clone, Copy)]
@@ -221,6 +199,8 @@ api_routes! {
         "Create an operator account", query [], body Some("NewUser"), response "User";
     delete "/users/{username}" Admin admin::delete_user,
         "Delete an operator account", query [], body None, response "Empty";
+    put "/users/{username}/password" Admin admin::set_password,
+        "Set an operator account's password", query [], body Some("NewPassword"), response "Empty";
     get "/audit" Admin admin::audit,
         "The audit log, newest first", query ["limit", "cursor"], body None, response "AuditPage";
     get "/settings" Admin admin::settings,
@@ -237,6 +217,16 @@ pub struct Caller {
     /// `token:<name>` (for the audit log).
     pub actor: String,
     pub role: Role,
+}
+
+impl Caller {
+    /// The caller as the use cases see it.
+    pub fn as_actor(&self) -> Actor {
+        Actor {
+            name: self.actor.clone(),
+            role: self.role,
+        }
+    }
 }
 
 impl FromRequest for Caller {
@@ -330,7 +320,7 @@ async fn auth(
         });
     }
     req.extensions_mut().insert(Caller {
-        actor: format!("token:{}", row.name),
+        actor: Actor::token(&row.name, role).name,
         role,
     });
     Ok(next.call(req).await?.map_into_boxed_body())

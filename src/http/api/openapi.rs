@@ -229,6 +229,7 @@ fn schemas() -> Value {
         "NewUser",
         obj(&[("username", s()), ("password", s()), ("role", s())]),
     );
+    put("NewPassword", obj(&[("password", s())]));
     put(
         "AuditEvent",
         obj(&[

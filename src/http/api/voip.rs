@@ -4,8 +4,6 @@
 //! did on a device. Every change is audited; `connection_request=true` asks the device(s)
 //! to start a session at once instead of at their next Inform.
 
-use std::sync::Arc;
-
 use actix_web::{web, HttpResponse};
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -14,16 +12,15 @@ use super::dto::{ConnReqDto, DevicePresetsDto, ImportReportDto, LineDto, PresetD
 use super::Caller;
 use crate::domain::lines::{self, LineInput};
 use crate::domain::presets::{self, PresetInput};
+use crate::domain::usecases::{
+    self,
+    voip::{SaveMode, MAX_CSV_BYTES},
+};
 use crate::error::Error;
 use crate::http::error::ApiError;
 use crate::state::AppState;
 
 type ApiResult = Result<HttpResponse, ApiError>;
-
-/// Largest CSV file `POST /lines/import` takes.
-const MAX_CSV_BYTES: usize = 16 * 1024 * 1024;
-/// Most devices one preset save sends connection requests to.
-const MAX_PRESET_CR: i64 = 100_000;
 
 #[derive(Deserialize)]
 pub struct CrQuery {
@@ -55,33 +52,17 @@ pub async fn put_line(
     body: web::Json<LineInput>,
 ) -> ApiResult {
     let (id, n) = path.into_inner();
-    let input = body.into_inner();
-    let password = if input.password.is_some() {
-        "set"
-    } else {
-        "unchanged"
-    };
-    let account = serde_json::to_string(&input.account).map_err(Error::from)?;
-    let now = state.now();
-    let view = lines::assign(&state.store, &id, n, input, now).await?;
-    let detail = format!("{account}, password {password}");
-    audit(
-        &state,
-        &caller,
-        "line.assign",
-        format!("device/{id}/line/{n}"),
-        detail,
+    let (view, cr) = usecases::voip::assign_line(
+        &state.ctx(),
+        &caller.as_actor(),
+        &id,
+        n,
+        body.into_inner(),
+        q.connection_request,
     )
     .await?;
     let mut dto = LineDto::from(&view);
-    if q.connection_request {
-        let r = state
-            .services
-            .connreq
-            .request(&state.store, &id, state.now())
-            .await?;
-        dto.connection_request = Some(ConnReqDto::from(&r));
-    }
+    dto.connection_request = cr.as_ref().map(ConnReqDto::from);
     Ok(HttpResponse::Ok().json(dto))
 }
 
@@ -91,9 +72,7 @@ pub async fn delete_line(
     path: web::Path<(String, i32)>,
 ) -> ApiResult {
     let (id, n) = path.into_inner();
-    lines::delete(&state.store, &id, n).await?;
-    let target = format!("device/{id}/line/{n}");
-    audit(&state, &caller, "line.delete", target, String::new()).await?;
+    usecases::voip::delete_line(&state.ctx(), &caller.as_actor(), &id, n).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -125,16 +104,8 @@ pub async fn import_lines(
         }
         body.extend_from_slice(&chunk);
     }
-    let text = String::from_utf8(body)
-        .map_err(|e| Error::invalid("csv", format!("the file is not UTF-8 text: {e}")))?;
-    let report = lines::import_csv(&state.store, &text, q.dry_run, state.now()).await?;
-    if !q.dry_run {
-        let detail = format!(
-            "{} lines imported, {} rows rejected",
-            report.imported, report.rejected
-        );
-        audit(&state, &caller, "line.import", "lines".into(), detail).await?;
-    }
+    let report =
+        usecases::voip::import_lines(&state.ctx(), &caller.as_actor(), &body, q.dry_run).await?;
     Ok(HttpResponse::Ok().json(ImportReportDto::new(&report, q.dry_run)))
 }
 
@@ -155,16 +126,15 @@ pub async fn create_preset(
     q: web::Query<CrQuery>,
     body: web::Json<PresetInput>,
 ) -> ApiResult {
-    let input = body.into_inner();
-    let name = input.name.trim().to_string();
-    let n = name.clone();
-    if state.store.run(move |s| s.get_preset(&n)).await?.is_some() {
-        return Err(Error::Conflict(format!(
-            "preset {name} exists; PUT /api/v1/presets/{name} replaces it"
-        ))
-        .into());
-    }
-    save_preset(state, caller, input, q.connection_request).await
+    save_preset(
+        state,
+        caller,
+        SaveMode::Create,
+        None,
+        body.into_inner(),
+        q.connection_request,
+    )
+    .await
 }
 
 pub async fn put_preset(
@@ -174,53 +144,37 @@ pub async fn put_preset(
     q: web::Query<CrQuery>,
     body: web::Json<PresetInput>,
 ) -> ApiResult {
-    let name = name.into_inner();
-    let mut input = body.into_inner();
-    if input.name.trim().is_empty() {
-        input.name = name.clone();
-    } else if input.name.trim() != name {
-        return Err(Error::invalid(
-            "name",
-            format!(
-                "{:?} differs from the name in the path ({name:?}); presets cannot be renamed",
-                input.name
-            ),
-        )
-        .into());
-    }
-    save_preset(state, caller, input, q.connection_request).await
+    save_preset(
+        state,
+        caller,
+        SaveMode::Put,
+        Some(&name),
+        body.into_inner(),
+        q.connection_request,
+    )
+    .await
 }
 
 async fn save_preset(
     state: web::Data<AppState>,
     caller: Caller,
+    mode: SaveMode,
+    name: Option<&str>,
     input: PresetInput,
     connection_request: bool,
 ) -> ApiResult {
-    let filter = input.filter.clone();
-    let (view, created) = presets::put(&state.store, input, state.now()).await?;
-    let action = if created {
-        "preset.create"
-    } else {
-        "preset.update"
-    };
-    let detail = format!(
-        "revision {}, priority {}, filter {:?}",
-        view.revision, view.priority, view.filter
-    );
-    audit(
-        &state,
-        &caller,
-        action,
-        format!("preset/{}", view.name),
-        detail,
+    let saved = usecases::voip::save_preset(
+        &state.ctx(),
+        &caller.as_actor(),
+        mode,
+        name,
+        input,
+        connection_request,
     )
     .await?;
-    let mut dto = PresetDto::from(&view);
-    if connection_request {
-        dto.connection_requests = Some(request_matching(&state, &filter).await?);
-    }
-    let status = if created {
+    let mut dto = PresetDto::from(&saved.preset);
+    dto.connection_requests = saved.connection_requests;
+    let status = if saved.created {
         actix_web::http::StatusCode::CREATED
     } else {
         actix_web::http::StatusCode::OK
@@ -228,47 +182,12 @@ async fn save_preset(
     Ok(HttpResponse::build(status).json(dto))
 }
 
-/// Send connection requests (in the background) to the devices the search selects for a
-/// preset filter; returns how many.
-async fn request_matching(state: &web::Data<AppState>, filter: &str) -> Result<usize, ApiError> {
-    let f = presets::parse_filter(filter)?;
-    let ids = state
-        .store
-        .run(move |s| s.search_device_ids(&f, None, MAX_PRESET_CR))
-        .await?;
-    let count = ids.len();
-    let st: Arc<AppState> = state.clone().into_inner();
-    let concurrency = st.config.api.connection_request_concurrency.max(1);
-    actix_web::rt::spawn(async move {
-        futures_util::stream::iter(ids)
-            .for_each_concurrent(concurrency, |d| {
-                let st = st.clone();
-                async move {
-                    if let Err(e) = st.services.connreq.request(&st.store, &d, st.now()).await {
-                        tracing::warn!(device = %d, error = %e, "connection request failed");
-                    }
-                }
-            })
-            .await;
-    });
-    Ok(count)
-}
-
 pub async fn delete_preset(
     state: web::Data<AppState>,
     caller: Caller,
     name: web::Path<String>,
 ) -> ApiResult {
-    let name = name.into_inner();
-    presets::delete(&state.store, &name).await?;
-    audit(
-        &state,
-        &caller,
-        "preset.delete",
-        format!("preset/{name}"),
-        String::new(),
-    )
-    .await?;
+    usecases::voip::delete_preset(&state.ctx(), &caller.as_actor(), &name).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -276,22 +195,4 @@ pub async fn device_presets(state: web::Data<AppState>, id: web::Path<String>) -
     let report = presets::device_report(&state.store, &id).await?;
     let current = presets::list(&state.store).await?;
     Ok(HttpResponse::Ok().json(DevicePresetsDto::new(report, &current)))
-}
-
-async fn audit(
-    state: &AppState,
-    caller: &Caller,
-    action: &'static str,
-    target: String,
-    detail: String,
-) -> Result<(), ApiError> {
-    let (now, actor) = (state.now(), caller.actor.clone());
-    state
-        .store
-        .run(move |s| {
-            let d = (!detail.is_empty()).then_some(detail.as_str());
-            s.audit(now, &actor, action, &target, d)
-        })
-        .await?;
-    Ok(())
 }

@@ -320,6 +320,7 @@ impl CpeAuthenticator {
         p: &Principal,
         device_id: &str,
         ip: IpAddr,
+        now: i64,
     ) -> std::result::Result<(), HttpResponse> {
         if let Principal::Device {
             device_id: owner,
@@ -327,7 +328,6 @@ impl CpeAuthenticator {
         } = p
         {
             if owner != device_id {
-                let now = crate::store::now_ms();
                 return Err(self.failure(
                     ip,
                     now,

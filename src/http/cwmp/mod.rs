@@ -441,7 +441,11 @@ async fn new_session(
         &inform.device_id.product_class,
         &inform.device_id.serial_number,
     );
-    if let Err(resp) = state.cwmp.auth.authorize_device(&principal, &device_id, ip) {
+    if let Err(resp) = state
+        .cwmp
+        .auth
+        .authorize_device(&principal, &device_id, ip, state.now())
+    {
         return resp;
     }
     let sid = crate::http::request_id::new_id() + &crate::http::request_id::new_id();
@@ -782,7 +786,7 @@ async fn continue_session(
             l.dev.faults.push(format!("server error: {err}"));
             finish(state, req, &mut l, Outcome::Error).await;
             match err {
-                Error::Unavailable(_) => unavailable(30, "database unavailable"),
+                Error::Unavailable { .. } => unavailable(30, "database unavailable"),
                 _ => text(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal error; the ACS log has the details",
@@ -1037,6 +1041,20 @@ async fn reap_idle(state: &Arc<AppState>) {
             state.cwmp.by_conn.remove(&c);
         }
     }
+}
+
+/// Write the session-log rows waiting for the background writer now; returns how many.
+/// Tests use it to wait for the log of a session that ended instead of sleeping.
+pub async fn flush_session_logs(state: &AppState) -> crate::error::Result<usize> {
+    let batch = state.cwmp.take_logs();
+    let n = batch.len();
+    if n > 0 {
+        state
+            .store
+            .run(move |s| s.insert_session_logs(&batch))
+            .await?;
+    }
+    Ok(n)
 }
 
 /// After the servers stopped: release the devices of unfinished sessions and flush the log.

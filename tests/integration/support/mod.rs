@@ -247,6 +247,15 @@ impl TestApp {
         self.running.as_ref().expect("running").state.store.clone()
     }
 
+    /// Write the session-log rows of sessions that ended (instead of waiting for the
+    /// background writer).
+    pub async fn flush_session_logs(&self) {
+        let state = self.running.as_ref().expect("running").state.clone();
+        ferroacs::http::cwmp::flush_session_logs(&state)
+            .await
+            .expect("session log written");
+    }
+
     /// Stop the server (gracefully or not) and keep the database for a restart.
     pub async fn stop(&mut self, graceful: bool) {
         if let Some(r) = self.running.take() {

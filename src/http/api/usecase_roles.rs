@@ -1,0 +1,56 @@
+//! The route table and the use cases agree on roles: every route that changes something
+//! calls one use case, and the route's role is the one the use case requires.
+
+use super::{Role, ROUTES};
+use crate::domain::usecases::Op;
+
+/// The use case behind each changing route.
+const WRITES: &[(&str, &str, Op)] = &[
+    ("put", "/devices/{id}", Op::DeviceProvision),
+    ("delete", "/devices/{id}", Op::DeviceDelete),
+    ("post", "/devices/{id}/tasks", Op::TaskCreate),
+    (
+        "post",
+        "/devices/{id}/connection_request",
+        Op::DeviceConnectionRequest,
+    ),
+    ("put", "/devices/{id}/lines/{n}", Op::LineAssign),
+    ("delete", "/devices/{id}/lines/{n}", Op::LineDelete),
+    ("post", "/lines/import", Op::LineImport),
+    ("post", "/presets", Op::PresetCreate),
+    ("put", "/presets/{name}", Op::PresetUpdate),
+    ("delete", "/presets/{name}", Op::PresetDelete),
+    ("post", "/tasks", Op::TaskCreateBulk),
+    ("delete", "/tasks/{id}", Op::TaskCancel),
+    ("post", "/files", Op::FileUpload),
+    ("delete", "/files/{id}", Op::FileDelete),
+    ("post", "/tokens", Op::TokenCreate),
+    ("delete", "/tokens/{id}", Op::TokenRevoke),
+    ("post", "/users", Op::UserCreate),
+    ("delete", "/users/{username}", Op::UserDelete),
+    ("put", "/users/{username}/password", Op::UserPassword),
+];
+
+#[test]
+fn every_changing_route_has_the_role_of_its_use_case() {
+    for r in ROUTES.iter().filter(|r| r.method != "get") {
+        let op = WRITES
+            .iter()
+            .find(|(m, p, _)| *m == r.method && *p == r.path)
+            .map(|(_, _, op)| *op);
+        let Some(op) = op else {
+            panic!(
+                "{} {} changes something but names no use case here",
+                r.method, r.path
+            );
+        };
+        assert_eq!(r.role, op.role(), "{} {}", r.method, r.path);
+    }
+    for (m, p, _) in WRITES {
+        assert!(
+            ROUTES.iter().any(|r| r.method == *m && r.path == *p),
+            "{m} {p} is no route"
+        );
+    }
+    assert!(Role::Viewer < Role::Operator && Role::Operator < Role::Admin);
+}
