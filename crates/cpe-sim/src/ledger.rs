@@ -146,6 +146,36 @@ mod tests {
     }
 
     #[test]
+    fn the_simulated_cpe_records_what_it_executed() {
+        use crate::cpe::{Device, Root};
+        let mut dev = Device::synthetic(Root::Igd, "LEDGER01", 50);
+        let envelope = |ns: &str, body: &str| {
+            format!(
+                "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+                 xmlns:cwmp=\"{ns}\"><soap:Header><cwmp:ID soap:mustUnderstand=\"1\">1</cwmp:ID>\
+                 </soap:Header><soap:Body>{body}</soap:Body></soap:Envelope>"
+            )
+        };
+        let ns = dev.cwmp_ns.clone();
+        let reboot = envelope(
+            &ns,
+            "<cwmp:Reboot><CommandKey>rk1</CommandKey></cwmp:Reboot>",
+        );
+        assert!(dev.respond_to(&reboot).unwrap().fault.is_none());
+        assert!(dev.respond_to(&reboot).unwrap().fault.is_none());
+        // A request the CPE refuses is not an execution.
+        let bad = envelope(&ns, "<cwmp:AddObject><ObjectName>Nope.</ObjectName><ParameterKey>pk</ParameterKey></cwmp:AddObject>");
+        assert!(dev.respond_to(&bad).unwrap().fault.is_some());
+        let id = dev.identity.device_id();
+        assert_eq!(
+            dev.state.executed,
+            vec![exec(&id, "Reboot", "rk1"), exec(&id, "Reboot", "rk1")]
+        );
+        let r = check(&[task(&id, "Reboot", "rk1")], &dev.state.executed, RPCS);
+        assert_eq!(r.duplicates, vec![(task(&id, "Reboot", "rk1"), 2)]);
+    }
+
+    #[test]
     fn rpcs_outside_the_checked_set_are_ignored() {
         // The ACS's own bootstrap SetParameterValues is not a task of the run.
         let tasks = [task("d1", "Reboot", "k1")];
