@@ -20,7 +20,7 @@ use crate::cwmp::{
 use crate::domain::params::ParamTree;
 use crate::domain::tasks::{self, Completion, TaskSpec};
 use crate::error::{Error, Result};
-use crate::store::devices::{BeginSession, DeviceRow, InformUpdate};
+use crate::store::devices::{BeginSession, DeviceRow, IdentityUpdate, InformUpdate};
 use crate::store::faults::NewFault;
 use crate::store::sessions::NewSessionLog;
 use crate::store::tasks::{TaskRow, TaskUpdate};
@@ -1066,6 +1066,7 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
         let replace = s.events.iter().any(|e| e == "0 BOOTSTRAP");
         (search, sig, replace)
     });
+    let identity = identity_from(&s.root, &s.learnt);
     let learnt = std::mem::take(&mut s.learnt);
     let removed = std::mem::take(&mut s.subtrees_removed);
     let id = s.device_id.clone();
@@ -1087,6 +1088,7 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
                 if discovered {
                     st.set_discovered(&id, Some(now))?;
                 }
+                st.set_identity(&id, &identity)?;
                 Ok(())
             })
             .await?;
@@ -1112,6 +1114,26 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
         faults: serde_json::to_string(&s.faults).unwrap_or_default(),
         outcome: outcome.as_str().to_string(),
     })
+}
+
+/// Identity columns from what the session learnt of `DeviceInfo`: many devices (TR-098
+/// ones especially) leave ModelName and HardwareVersion out of the Inform, and the device
+/// list and its query language read the columns. Empty values are not written.
+pub fn identity_from(root: &str, learnt: &ParamTree) -> IdentityUpdate {
+    let value = |leaf: &str| {
+        learnt
+            .get(&format!("{root}.DeviceInfo.{leaf}"))
+            .and_then(|e| e.value.as_deref())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    IdentityUpdate {
+        manufacturer: value("Manufacturer"),
+        model_name: value("ModelName"),
+        software_version: value("SoftwareVersion"),
+        hardware_version: value("HardwareVersion"),
+    }
 }
 
 /// Prepare for saving mid-session (connection dropped): keep learnt values in encoded form.

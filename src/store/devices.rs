@@ -108,6 +108,27 @@ struct NewDevice<'a> {
     updated_at: i64,
 }
 
+/// Identity columns learnt from the device's own parameters (`DeviceInfo.ModelName`, ...)
+/// rather than from the Inform; `None` leaves a column as it is.
+#[derive(Debug, Clone, Default, PartialEq, AsChangeset)]
+#[diesel(table_name = devices)]
+pub struct IdentityUpdate {
+    pub manufacturer: Option<String>,
+    pub model_name: Option<String>,
+    pub software_version: Option<String>,
+    pub hardware_version: Option<String>,
+}
+
+impl IdentityUpdate {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.manufacturer.is_none()
+            && self.model_name.is_none()
+            && self.software_version.is_none()
+            && self.hardware_version.is_none()
+    }
+}
+
 /// Outcome of [`Store::begin_session`].
 #[derive(Debug)]
 pub enum BeginSession {
@@ -468,6 +489,30 @@ impl Store {
             diesel::update(d::devices.filter(d::id.eq(device_id)))
                 .set(d::discovered_at.eq(at))
                 .execute(c)?;
+            Ok(())
+        })
+    }
+
+    /// Write identity columns learnt from the device's parameters (see [`IdentityUpdate`]).
+    /// The manufacturer only fills an empty column: the Inform's DeviceId names it.
+    pub fn set_identity(&self, device_id: &str, u: &IdentityUpdate) -> Result<()> {
+        use devices::dsl as d;
+        if u.is_empty() {
+            return Ok(());
+        }
+        let mut u = u.clone();
+        let manufacturer = u.manufacturer.take();
+        with_conn!(self, |c| {
+            if !u.is_empty() {
+                diesel::update(d::devices.filter(d::id.eq(device_id)))
+                    .set(&u)
+                    .execute(c)?;
+            }
+            if let Some(m) = &manufacturer {
+                diesel::update(d::devices.filter(d::id.eq(device_id).and(d::manufacturer.eq(""))))
+                    .set(d::manufacturer.eq(m))
+                    .execute(c)?;
+            }
             Ok(())
         })
     }

@@ -118,6 +118,7 @@ pub async fn run_task(
 
 battery!(
     every_endpoint_needs_a_token_and_the_right_role,
+    identity_learnt_by_discovery_is_listed_and_searchable,
     parameter_rpcs_end_to_end,
     device_rpcs_end_to_end,
     transfers_end_to_end,
@@ -730,6 +731,45 @@ async fn connection_request_outcomes(b: Backend) {
     let d = api2.get(&format!("/api/v1/devices/{id2}")).await;
     assert_eq!(d["connection_request"]["outcome"], r["outcome"]);
     let _ = &mut dev;
+}
+
+/// The BM632w does not send DeviceInfo.ModelName (nor HardwareVersion) in its Inform: the
+/// values discovery reads fill the device's identity, which the list and the query see.
+async fn identity_learnt_by_discovery_is_listed_and_searchable(b: Backend) {
+    let app = TestApp::spawn(b, fast_config).await;
+    let viewer = Api::new(&app, "viewer").await;
+    let mut dev = crate::cwmp::sample_device("data_model_202BC1-BM632w-8KA8WA1151100043.csv");
+    let report = dev.run_session(&app.cwmp_url(), &[]).await.unwrap();
+    assert!(report.ended_cleanly(), "{report:?}");
+    let id = ferroacs::cwmp::device_id(
+        &dev.identity.oui,
+        &dev.identity.product_class,
+        &dev.identity.serial_number,
+    );
+
+    let q = |s: &str| format!("/api/v1/devices?q={}", urlencode(s));
+    let hit = viewer.get(&q(r#"model = "BM632w""#)).await;
+    let items = hit["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{hit}");
+    assert_eq!(items[0]["id"], id.as_str());
+    assert_eq!(items[0]["model_name"], "BM632w");
+    assert_eq!(items[0]["hardware_version"], "40501");
+    assert_eq!(items[0]["manufacturer"], "Huawei Technologies Co., Ltd.");
+    let one = viewer.get(&format!("/api/v1/devices/{id}")).await;
+    assert_eq!(one["model_name"], "BM632w", "{one}");
+    assert!(viewer.get(&q(r#"model = "BM632" "#)).await["items"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    // A later periodic session (no ModelName in its Inform) keeps the learnt value.
+    let report = dev
+        .run_session(&app.cwmp_url(), &[("2 PERIODIC", "")])
+        .await
+        .unwrap();
+    assert!(report.ended_cleanly(), "{report:?}");
+    let hit = viewer.get(&q("model LIKE \"BM6*\"")).await;
+    assert_eq!(hit["items"].as_array().unwrap().len(), 1, "{hit}");
 }
 
 async fn search_provisioning_bulk_and_audit(b: Backend) {

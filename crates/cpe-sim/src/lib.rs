@@ -9,4 +9,5 @@
 //! being mirrored on both sides.
 
 pub mod cpe;
+pub mod ledger;
 pub mod loadgen;

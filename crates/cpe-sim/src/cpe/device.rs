@@ -336,6 +336,10 @@ pub struct DeviceState {
     pub use_cwmp_version: Option<String>,
     /// Report of the last session that failed (with a note saying why).
     pub last_failure: Option<super::session::SessionReport>,
+    /// Every state-changing RPC executed (Reboot, Download by CommandKey; SetParameterValues,
+    /// AddObject, DeleteObject by ParameterKey), oldest first: the ledger checked after
+    /// crash tests.
+    pub executed: Vec<crate::ledger::Execution>,
 }
 
 /// A simulated CPE.
@@ -736,6 +740,7 @@ impl Device {
         }
         let keep_downloads = std::mem::take(&mut self.state.downloads);
         let keep_transfers = std::mem::take(&mut self.state.transfers);
+        let keep_executed = std::mem::take(&mut self.state.executed);
         let stats = (
             self.state.sessions_completed,
             self.state.reboots,
@@ -744,6 +749,7 @@ impl Device {
         self.state = DeviceState {
             downloads: keep_downloads,
             transfers: keep_transfers,
+            executed: keep_executed,
             sessions_completed: stats.0,
             reboots: stats.1,
             factory_resets: stats.2,

@@ -115,6 +115,21 @@ pub fn execute(dev: &mut Device, msg: &SoapMessage, report: &mut SessionReport) 
         "ChangeDUState" => change_du_state(dev, body),
         _ => Err(CwmpFault::new(9000)),
     };
+    if result.is_ok() {
+        let key = match method {
+            "Reboot" | "Download" => Some(text(body, "CommandKey")),
+            "SetParameterValues" | "AddObject" | "DeleteObject" => Some(text(body, "ParameterKey")),
+            _ => None,
+        };
+        if let Some(key) = key {
+            let device = dev.identity.device_id();
+            dev.state.executed.push(crate::ledger::Execution {
+                device,
+                rpc: method.to_string(),
+                key,
+            });
+        }
+    }
     match result {
         Ok(()) => {
             env.close(&resp_name);
