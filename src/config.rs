@@ -44,6 +44,7 @@ pub struct Config {
     pub cwmp: CwmpConfig,
     pub api: ApiConfig,
     pub files: FilesConfig,
+    pub console: ConsoleConfig,
     pub log: LogConfig,
 }
 
@@ -215,6 +216,27 @@ impl Default for FilesConfig {
     }
 }
 
+/// The operator web console (served on the admin listener).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    pub session_idle_secs: u64,
+    pub session_max_secs: u64,
+    pub login_max_failures: u32,
+    pub login_block_secs: u64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            session_idle_secs: 1800,
+            session_max_secs: 43_200,
+            login_max_failures: 5,
+            login_block_secs: 300,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -304,6 +326,10 @@ pub const KEYS: &[KeyDoc] = &[
     k!("files", "dir", Some("\"files\""), None, false, "Where firmware, configuration files and device uploads are stored."),
     k!("files", "public_url", None, Some("\"https://acs.example.net:7547\""), false, "Base URL devices use to fetch files; unset = derived from the CWMP listener."),
     k!("files", "max_upload_bytes", Some("536870912"), None, false, "Largest file accepted from an operator or a device Upload."),
+    k!("console", "session_idle_secs", Some("1800"), None, false, "A console session unused this long ends (the operator logs in again)."),
+    k!("console", "session_max_secs", Some("43200"), None, false, "A console session ends this long after login, however active."),
+    k!("console", "login_max_failures", Some("5"), None, false, "Failed console logins per source address within 10 minutes before it is refused for login_block_secs."),
+    k!("console", "login_block_secs", Some("300"), None, false, "How long a source address that failed too many console logins is refused."),
     k!("log", "format", Some("\"text\""), None, false, "\"text\" (readable) or \"json\" (one object per line)."),
     k!("log", "level", Some("\"info\""), None, false, "Filter in tracing's EnvFilter syntax, e.g. \"info,ferroacs=debug\"."),
     k!("log", "cwmp_trace_dir", None, Some("\"/var/tmp/ferroacs-trace\""), false, "Write every SOAP envelope received and sent to files in this directory (troubleshooting; grows without bound)."),
@@ -466,6 +492,15 @@ impl Config {
             return Err(invalid("database.pool_size", "must be at least 1"));
         }
         parse_listen("cwmp.listen", &self.cwmp.listen)?;
+        if self.console.session_idle_secs == 0 || self.console.session_max_secs == 0 {
+            return Err(invalid(
+                "console.session_idle_secs",
+                "console session lifetimes must be at least 1 second",
+            ));
+        }
+        if self.console.login_max_failures == 0 {
+            return Err(invalid("console.login_max_failures", "must be at least 1"));
+        }
         parse_listen("api.listen", &self.api.listen)?;
         check_tls_pair("cwmp", &self.cwmp.tls_cert, &self.cwmp.tls_key)?;
         check_tls_pair("api", &self.api.tls_cert, &self.api.tls_key)?;

@@ -3,6 +3,7 @@
 //! that maps domain errors to status codes and JSON.
 
 pub mod api;
+pub mod console;
 pub mod cwmp;
 pub mod error;
 pub mod fileserver;
@@ -51,13 +52,16 @@ pub fn build_servers(
     };
 
     let api_data = data;
+    let console_state = web::Data::new(console::ConsoleState::new(&state.config.console));
     let api = HttpServer::new(move || {
+        let console_state = console_state.clone();
         App::new()
             .app_data(api_data.clone())
             .wrap(middleware::from_fn(request_id::middleware))
             .route("/healthz", web::get().to(health::healthz))
             .route("/metrics", web::get().to(metrics::metrics))
             .configure(api::configure)
+            .configure(move |c| console::configure(c, console_state))
     })
     .disable_signals()
     .shutdown_timeout(30);

@@ -12,6 +12,7 @@ mod cpe;
 mod loadgen;
 
 mod api;
+mod console;
 mod cwmp;
 
 mod foundation;
