@@ -314,6 +314,19 @@ pub fn relative_name(name: &str) -> &str {
         .unwrap_or(name)
 }
 
+/// A filter matching exactly the devices with these ids (a selection in the console).
+pub fn any_of_ids(ids: &[String]) -> Filter {
+    Filter::Or(
+        ids.iter()
+            .map(|id| Filter::Cond {
+                field: Field::Column(Column::Text("id")),
+                op: Op::Eq,
+                value: id.clone(),
+            })
+            .collect(),
+    )
+}
+
 /// Parse a device query; an empty query matches every device.
 pub fn parse_query(q: &str) -> Result<Filter> {
     parse_query_at(q).map_err(|(e, pos)| match e {

@@ -10,6 +10,7 @@ pub mod params;
 pub mod presets;
 pub mod services;
 pub mod session;
+pub mod session_state;
 pub mod taskops;
 pub mod tasks;
 pub mod voip;

@@ -11,11 +11,11 @@ use super::devices::{device_href, interval_ms, liveness, spawn_connection_reques
 use super::session::{urlencode, Ctx, Operator, Viewer};
 use super::view::{ago, utc, TaskView};
 use super::{render, ConsoleError, Layout};
-use crate::app::AppState;
 use crate::domain::params::{is_secret, ParamTree};
 use crate::domain::taskops::{self, Origin};
 use crate::domain::tasks::{SetValue, TaskSpec};
 use crate::error::Error;
+use crate::state::AppState;
 use crate::store::devices::DeviceRow;
 
 /// Most parameters one tree level or one search shows.

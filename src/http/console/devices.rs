@@ -13,13 +13,12 @@ use serde::Deserialize;
 use super::session::{urlencode, Ctx, Operator, Viewer};
 use super::view::{ago, TaskView};
 use super::{render, ConsoleError, Layout};
-use crate::app::AppState;
 use crate::domain::params::ParamTree;
 use crate::domain::taskops::{self, Origin};
 use crate::domain::tasks::{SetValue, TaskSpec};
 use crate::error::Error;
+use crate::state::AppState;
 use crate::store::devices::DeviceRow;
-use crate::store::search::{Column, Field, Filter, Op};
 
 /// Counting stops here: the list says "10000+" instead of scanning every device.
 const COUNT_CAP: i64 = 10_000;
@@ -390,18 +389,6 @@ pub struct BulkProgress {
     pub direct: Vec<(String, String, &'static str)>,
 }
 
-fn selection_filter(ids: &[String]) -> Filter {
-    Filter::Or(
-        ids.iter()
-            .map(|id| Filter::Cond {
-                field: Field::Column(Column::Text("id")),
-                op: Op::Eq,
-                value: id.clone(),
-            })
-            .collect(),
-    )
-}
-
 fn action_label(action: &str) -> Option<&'static str> {
     Some(match action {
         "reboot" => "Reboot",
@@ -439,7 +426,7 @@ async fn bulk(
             )
             .into());
         }
-        selection_filter(&ids)
+        crate::domain::devices::any_of_ids(&ids)
     };
     let count = if f.scope == "query" {
         let fl = filter.clone();

@@ -10,7 +10,7 @@ use super::devices::device_href;
 use super::session::{urlencode, Admin, Ctx, Viewer};
 use super::view::{ago, utc, TaskView};
 use super::{render, ConsoleError, Layout};
-use crate::app::AppState;
+use crate::state::AppState;
 
 const PAGE: i64 = 50;
 

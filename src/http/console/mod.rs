@@ -35,10 +35,10 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse, ResponseError};
 
-use crate::app::AppState;
 use crate::auth::ratelimit::{FailureLimiter, FailureLimiterConfig};
 use crate::error::Error;
 use crate::http::api::Role;
+use crate::state::AppState;
 use session::Session;
 
 /// The Content-Security-Policy of every console response.

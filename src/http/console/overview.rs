@@ -7,7 +7,7 @@ use actix_web::{web, HttpResponse};
 
 use super::session::{Ctx, Viewer};
 use super::{charts, render, ConsoleError, Layout};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::store::console::DeviceCounts;
 
 const DAY_MS: i64 = 86_400_000;

@@ -31,10 +31,10 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use super::{render, ConsoleError, ConsoleState, Layout};
-use crate::app::AppState;
 use crate::auth::password;
 use crate::error::Error;
 use crate::http::api::Role;
+use crate::state::AppState;
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "ferroacs_session";
