@@ -209,6 +209,100 @@ async fn bulk_reboot_shows_progress(backend: Backend) {
     b.screenshot("bulk-done").await;
 }
 
+/// Upload a file with a progress bar, push it to a device from the device list and watch
+/// the task finish; import a CSV of lines with one bad row and read the report.
+async fn upload_push_and_import_lines(backend: Backend) {
+    let app = TestApp::spawn(backend, console_config).await;
+    add_user(&app, "olga", "operator").await;
+    let (mut dev, mut cr, id) = online_device(&app, "XFRC001").await;
+    let firmware: Vec<u8> = (0..300_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fw-console.bin");
+    std::fs::write(&path, &firmware).unwrap();
+
+    let b = Browser::start(&format!("files-{}", backend_name(backend))).await;
+    login(&b, &app, "olga", PASSWORD).await;
+    b.goto(&app.api_url("/files")).await;
+    let input = b.find("#file").await;
+    b.send_keys(&input, &path.display().to_string()).await;
+    b.type_into("#version", "2.0").await;
+    b.click_css("#upload").await;
+    b.wait_text("#upload-status", "Uploaded: 100 %").await;
+    let full = b
+        .exec(
+            "var p = document.getElementById('upload-progress'); return p.value === p.max && p.max > 0;",
+            vec![],
+        )
+        .await;
+    assert_eq!(full, serde_json::Value::Bool(true));
+    let list = b.wait_text("#file-list", "fw-console.bin").await;
+    use sha2::Digest;
+    assert!(
+        list.contains(&hex::encode(sha2::Sha256::digest(&firmware))),
+        "{list}"
+    );
+    b.screenshot("files").await;
+
+    // Push it from the device list.
+    b.goto(&app.api_url("/devices?q=serial%20%3D%20XFRC001"))
+        .await;
+    b.wait_text("#total", "1 device").await;
+    b.click_css("input[name=ids]").await;
+    b.click_css("#file_id option:nth-child(2)").await;
+    b.click_css("button[value=push]").await;
+    b.wait_text("#bulk-summary", "0 of 1 finished").await;
+    cr.wait(Duration::from_secs(20))
+        .await
+        .expect("connection request");
+    let rep = dev
+        .run_session(&app.cwmp_url(), &[("6 CONNECTION REQUEST", "")])
+        .await
+        .unwrap();
+    assert!(rep.ended_cleanly(), "{rep:?}");
+    let rep = dev
+        .run_session(&app.cwmp_url(), &[("2 PERIODIC", "")])
+        .await
+        .unwrap();
+    assert!(rep.ended_cleanly(), "{rep:?}");
+    assert_eq!(dev.state.downloads.last().unwrap().bytes, firmware);
+    b.wait_text("#bulk-summary", "1 of 1 finished").await;
+    b.wait_text("#bulk-progress", "done").await;
+    b.screenshot("push-done").await;
+
+    // Lines: a dry run reports the bad row by line and field and stores nothing.
+    b.goto(&app.api_url("/lines")).await;
+    let csv = format!(
+        "device_id,line,password,sip_user,registrar,registrar_port\n\
+         {id},1,pw-one-1,alice,sip.example.net,5060\n\
+         {id},2,pw-two-2,bob,sip.example.net,abc\n"
+    );
+    b.type_into("#csv", &csv).await;
+    b.click_css("#import").await;
+    let summary = b.wait_text("#report-summary", "rejected").await;
+    assert!(
+        summary.contains("1 row(s) would be imported, 1 rejected"),
+        "{summary}"
+    );
+    let errors = b.wait_text("#report-errors", "registrar_port").await;
+    assert!(errors.contains('3'), "the bad row is CSV line 3: {errors}");
+    b.screenshot("lines-dry-run").await;
+    let store = app.store();
+    let n = tokio::task::spawn_blocking({
+        let store = store.clone();
+        move || store.count_lines().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(n, 0, "a dry run stored lines");
+    b.click_css("#dry-run").await;
+    b.click_css("#import").await;
+    b.wait_text("#report-summary", "1 row(s) imported").await;
+    let n = tokio::task::spawn_blocking(move || store.count_lines().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
 /// A raw HTTP client that keeps the session cookie by hand.
 struct Raw {
     http: reqwest::Client,
@@ -425,4 +519,5 @@ battery!(
     login_search_open_and_edit,
     bulk_reboot_shows_progress,
     console_refuses_forged_requests,
+    upload_push_and_import_lines,
 );

@@ -21,6 +21,7 @@ mod assets;
 mod charts;
 mod device;
 mod devices;
+mod files;
 mod lists;
 mod overview;
 pub mod session;
@@ -81,6 +82,18 @@ pub const NAV: &[NavItem] = &[
         label: "Faults",
         href: "/faults",
         role: Role::Viewer,
+    },
+    NavItem {
+        key: "files",
+        label: "Files",
+        href: "/files",
+        role: Role::Viewer,
+    },
+    NavItem {
+        key: "lines",
+        label: "Lines",
+        href: "/lines",
+        role: Role::Operator,
     },
     NavItem {
         key: "audit",
@@ -316,6 +329,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, console: web::Data<ConsoleState>)
             .configure(devices::configure)
             .configure(device::configure)
             .configure(lists::configure)
+            .configure(files::configure)
             .default_service(web::to(not_found)),
     );
 }

@@ -203,6 +203,12 @@ impl Browser {
             .await;
     }
 
+    /// Type into an element without clearing it first (also sets a file input's path).
+    pub async fn send_keys(&self, e: &Element, text: &str) {
+        self.post(&format!("/element/{}/value", e.0), json!({ "text": text }))
+            .await;
+    }
+
     pub async fn text(&self, e: &Element) -> String {
         self.cmd(
             reqwest::Method::GET,

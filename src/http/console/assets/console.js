@@ -57,6 +57,15 @@
     }
   });
 
+  // A file chosen for a text field (CSV import) is read into it.
+  document.addEventListener("change", function (e) {
+    var t = e.target;
+    if (!t || !t.matches || !t.matches("input[type=file][data-fill]")) { return; }
+    var area = document.getElementById(t.getAttribute("data-fill"));
+    if (!area || !t.files.length) { return; }
+    t.files[0].text().then(function (text) { area.value = text; });
+  });
+
   // File uploads with a progress bar: the raw file goes to the form's data-upload URL.
   document.addEventListener("submit", function (e) {
     var form = e.target;
