@@ -125,6 +125,17 @@ pub fn start(
             tracing::warn!(error = %e, "cannot release stale session locks; they expire by themselves")
         }
     }
+    if let Ok(false) = store.has_users() {
+        tracing::info!(
+            "no operator account exists: create the first one with \
+             `ferroacs user add --username admin --role admin --password-stdin`, then log in \
+             to the web console at http(s)://{}/",
+            api_listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+        );
+    }
     let cwmp = CwmpState::new(&config, &store).map_err(|e| anyhow::anyhow!("{e}"))?;
     let own = [cwmp_listener.local_addr()?, api_listener.local_addr()?];
     let services = crate::domain::services::Services::new(&config, &store, &own)
@@ -158,6 +169,7 @@ pub fn start(
                 let handles: Vec<_> = servers.iter().map(|s| s.handle()).collect();
                 crate::http::cwmp::spawn_background(st.clone());
                 crate::http::api::spawn_background(st.clone());
+                crate::http::console::spawn_background(st.clone());
                 let _ = tx.send(Ok(handles.clone()));
                 if handle_signals {
                     let hs = handles.clone();

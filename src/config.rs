@@ -45,6 +45,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub files: FilesConfig,
     pub secrets: SecretsConfig,
+    pub console: ConsoleConfig,
     pub log: LogConfig,
 }
 
@@ -251,6 +252,27 @@ impl Default for FilesConfig {
     }
 }
 
+/// The operator web console (served on the admin listener).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    pub session_idle_secs: u64,
+    pub session_max_secs: u64,
+    pub login_max_failures: u32,
+    pub login_block_secs: u64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            session_idle_secs: 1800,
+            session_max_secs: 43_200,
+            login_max_failures: 5,
+            login_block_secs: 300,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -351,6 +373,10 @@ pub const KEYS: &[KeyDoc] = &[
     k!("secrets", "key_file", Some("\"ferroacs.key\""), None, false, "File holding the key that encrypts connection-request and VoIP line passwords and task secrets in\nthe database (AES-256-GCM); created with mode 0600 and a random key at first start. Every node\nsharing a database needs the same key. `ferroacs secrets rotate-key` replaces it."),
     k!("secrets", "key", None, Some("\"<64 hex digits, e.g. from openssl rand -hex 32>\""), true, "The key itself instead of a key file (e.g. FERROACS_SECRETS_KEY from a secret store)."),
     k!("secrets", "previous_keys", None, Some("\"<old key>\""), true, "With secrets.key: older keys, comma-separated, still accepted for reading until\n`ferroacs secrets reencrypt` has rewritten everything under secrets.key."),
+    k!("console", "session_idle_secs", Some("1800"), None, false, "A console session unused this long ends (the operator logs in again)."),
+    k!("console", "session_max_secs", Some("43200"), None, false, "A console session ends this long after login, however active."),
+    k!("console", "login_max_failures", Some("5"), None, false, "Failed console logins per source address within 10 minutes before it is refused for login_block_secs."),
+    k!("console", "login_block_secs", Some("300"), None, false, "How long a source address that failed too many console logins is refused."),
     k!("log", "format", Some("\"text\""), None, false, "\"text\" (readable) or \"json\" (one object per line)."),
     k!("log", "level", Some("\"info\""), None, false, "Filter in tracing's EnvFilter syntax, e.g. \"info,ferroacs=debug\"."),
     k!("log", "cwmp_trace_dir", None, Some("\"/var/tmp/ferroacs-trace\""), false, "Write every SOAP envelope received and sent to files in this directory (troubleshooting; grows without bound)."),
@@ -513,6 +539,15 @@ impl Config {
             return Err(invalid("database.pool_size", "must be at least 1"));
         }
         parse_listen("cwmp.listen", &self.cwmp.listen)?;
+        if self.console.session_idle_secs == 0 || self.console.session_max_secs == 0 {
+            return Err(invalid(
+                "console.session_idle_secs",
+                "console session lifetimes must be at least 1 second",
+            ));
+        }
+        if self.console.login_max_failures == 0 {
+            return Err(invalid("console.login_max_failures", "must be at least 1"));
+        }
         parse_listen("api.listen", &self.api.listen)?;
         check_tls_pair("cwmp", &self.cwmp.tls_cert, &self.cwmp.tls_key)?;
         check_tls_pair("api", &self.api.tls_cert, &self.api.tls_key)?;

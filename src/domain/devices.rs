@@ -39,12 +39,18 @@ enum Tok {
     RParen,
 }
 
-fn tokenize(q: &str) -> Result<Vec<Tok>> {
+/// Tokens and the character position each starts at; an error carries its position.
+fn tokenize(q: &str) -> std::result::Result<(Vec<Tok>, Vec<usize>), (Error, usize)> {
     let mut out = Vec::new();
+    let mut starts = Vec::new();
     let chars: Vec<char> = q.chars().collect();
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
+        if !c.is_whitespace() {
+            starts.push(i);
+        }
+        let tok_start = i;
         match c {
             _ if c.is_whitespace() => i += 1,
             '(' => {
@@ -61,9 +67,12 @@ fn tokenize(q: &str) -> Result<Vec<Tok>> {
                 loop {
                     match chars.get(i) {
                         None => {
-                            return Err(Error::invalid(
-                                "q",
-                                format!("unterminated quoted value (missing {c})"),
+                            return Err((
+                                Error::invalid(
+                                    "q",
+                                    format!("unterminated quoted value (missing {c})"),
+                                ),
+                                tok_start,
                             ))
                         }
                         Some('\\') if chars.get(i + 1).is_some() => {
@@ -127,7 +136,10 @@ fn tokenize(q: &str) -> Result<Vec<Tok>> {
                     i += 1;
                 }
                 if i == start {
-                    return Err(Error::invalid("q", format!("unexpected character `{c}`")));
+                    return Err((
+                        Error::invalid("q", format!("unexpected character `{c}`")),
+                        tok_start,
+                    ));
                 }
                 let w: String = chars[start..i].iter().collect();
                 if w.eq_ignore_ascii_case("like") {
@@ -138,7 +150,7 @@ fn tokenize(q: &str) -> Result<Vec<Tok>> {
             }
         }
     }
-    Ok(out)
+    Ok((out, starts))
 }
 
 struct Parser {
@@ -302,22 +314,56 @@ pub fn relative_name(name: &str) -> &str {
         .unwrap_or(name)
 }
 
+/// A filter matching exactly the devices with these ids (a selection in the console).
+pub fn any_of_ids(ids: &[String]) -> Filter {
+    Filter::Or(
+        ids.iter()
+            .map(|id| Filter::Cond {
+                field: Field::Column(Column::Text("id")),
+                op: Op::Eq,
+                value: id.clone(),
+            })
+            .collect(),
+    )
+}
+
 /// Parse a device query; an empty query matches every device.
 pub fn parse_query(q: &str) -> Result<Filter> {
+    parse_query_at(q).map_err(|(e, pos)| match e {
+        Error::Invalid { field, message } => Error::Invalid {
+            field,
+            message: format!("{message} (at character {})", pos + 1),
+        },
+        other => other,
+    })
+}
+
+/// Parse a device query; a syntax error comes with the character position (0-based) where
+/// the parser stopped, for showing it under the query.
+pub fn parse_query_at(q: &str) -> std::result::Result<Filter, (Error, usize)> {
     if q.trim().is_empty() {
         return Ok(Filter::All);
     }
-    let toks = tokenize(q)?;
+    let (toks, starts) = tokenize(q)?;
+    let end = q.chars().count();
     let mut p = Parser {
         toks,
         pos: 0,
         conds: 0,
     };
-    let f = p.or()?;
+    // The position of the token the parser stopped at (or the end of the query).
+    let at = |pos: usize| starts.get(pos).copied().unwrap_or(end);
+    let f = match p.or() {
+        Ok(f) => f,
+        Err(e) => return Err((e, at(p.pos.saturating_sub(1)))),
+    };
     if p.pos < p.toks.len() {
-        return Err(Error::invalid(
-            "q",
-            "unexpected text after a complete condition; join conditions with AND or OR",
+        return Err((
+            Error::invalid(
+                "q",
+                "unexpected text after a complete condition; join conditions with AND or OR",
+            ),
+            at(p.pos),
         ));
     }
     Ok(f)

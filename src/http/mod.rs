@@ -3,6 +3,7 @@
 //! that maps domain errors to status codes and JSON.
 
 pub mod api;
+pub mod console;
 pub mod cwmp;
 pub mod error;
 pub mod fileserver;
@@ -68,7 +69,9 @@ pub fn build_servers(
     };
 
     let api_data = data;
+    let console_state = web::Data::new(console::ConsoleState::new(&state.config.console));
     let api = HttpServer::new(move || {
+        let console_state = console_state.clone();
         App::new()
             .app_data(api_data.clone())
             .wrap(middleware::from_fn(limits::middleware))
@@ -76,6 +79,7 @@ pub fn build_servers(
             .route("/healthz", web::get().to(health::healthz))
             .route("/metrics", web::get().to(metrics::metrics))
             .configure(api::configure)
+            .configure(move |c| console::configure(c, console_state))
     })
     .on_connect(move |conn, ext| limits::on_connect(&api_limits, conn, ext))
     .keep_alive(Duration::from_secs(5))

@@ -230,6 +230,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    console_sessions (id) {
+        id -> BigInt,
+        token_hash -> Text,
+        user_id -> BigInt,
+        created_at -> BigInt,
+        last_seen_at -> BigInt,
+        source_ip -> Text,
+    }
+}
+
+diesel::joinable!(console_sessions -> users (user_id));
 diesel::joinable!(voip_lines -> devices (device_id));
 diesel::joinable!(device_preset_state -> devices (device_id));
 diesel::joinable!(device_tags -> devices (device_id));
@@ -259,4 +271,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     presets,
     device_preset_state,
     used_links,
+    console_sessions,
 );

@@ -180,6 +180,16 @@ impl SqlBuilder {
 }
 
 fn build(f: &Filter, cursor: Option<&str>, limit: i64, postgres: bool) -> SqlBuilder {
+    build_ordered(f, cursor, limit, postgres, false)
+}
+
+fn build_ordered(
+    f: &Filter,
+    cursor: Option<&str>,
+    limit: i64,
+    postgres: bool,
+    descending: bool,
+) -> SqlBuilder {
     let mut b = SqlBuilder {
         postgres,
         sql: String::from("SELECT devices.id AS id FROM devices WHERE "),
@@ -187,10 +197,18 @@ fn build(f: &Filter, cursor: Option<&str>, limit: i64, postgres: bool) -> SqlBui
     };
     b.filter(f);
     if let Some(c) = cursor {
-        b.sql.push_str(" AND devices.id > ");
+        b.sql.push_str(if descending {
+            " AND devices.id < "
+        } else {
+            " AND devices.id > "
+        });
         b.bind(Bind::Text(c.to_string()));
     }
-    b.sql.push_str(" ORDER BY devices.id LIMIT ");
+    b.sql.push_str(if descending {
+        " ORDER BY devices.id DESC LIMIT "
+    } else {
+        " ORDER BY devices.id LIMIT "
+    });
     b.bind(Bind::Int(limit));
     b
 }
@@ -276,18 +294,86 @@ impl Store {
         cursor: Option<&str>,
         limit: i64,
     ) -> Result<Vec<String>> {
+        self.search_device_ids_ordered(filter, cursor, limit, false)
+    }
+
+    /// Like [`Store::search_device_ids`], in ascending or descending id order (the cursor
+    /// then continues below the last id).
+    pub fn search_device_ids_ordered(
+        &self,
+        filter: &Filter,
+        cursor: Option<&str>,
+        limit: i64,
+        descending: bool,
+    ) -> Result<Vec<String>> {
         let rows = with_backend!(
             self,
             sqlite | c | {
-                let b = build(filter, cursor, limit, false);
+                let b = build_ordered(filter, cursor, limit, false, descending);
                 load_ids!(c, diesel::sqlite::Sqlite, b)
             },
             postgres | c | {
-                let b = build(filter, cursor, limit, true);
+                let b = build_ordered(filter, cursor, limit, true, descending);
                 load_ids!(c, diesel::pg::Pg, b)
             }
         );
         Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
+    /// A page of devices in id order, ascending or descending.
+    pub fn search_devices_ordered(
+        &self,
+        filter: &Filter,
+        cursor: Option<&str>,
+        limit: i64,
+        descending: bool,
+    ) -> Result<Vec<DeviceRow>> {
+        let ids = self.search_device_ids_ordered(filter, cursor, limit, descending)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut rows: Vec<DeviceRow> = with_conn!(self, |c| {
+            Ok::<_, crate::error::Error>(
+                devices::table
+                    .filter(devices::id.eq_any(&ids))
+                    .select(DeviceRow::as_select())
+                    .load(c)?,
+            )
+        })?;
+        rows.sort_by(|a, b| a.id.cmp(&b.id));
+        if descending {
+            rows.reverse();
+        }
+        Ok(rows)
+    }
+
+    /// How many devices match `filter`, counting at most `cap` (the device list shows
+    /// "10000+" rather than scanning a million rows).
+    pub fn count_matching_devices(&self, filter: &Filter, cap: i64) -> Result<i64> {
+        #[derive(QueryableByName)]
+        struct N {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        macro_rules! count {
+            ($c:expr, $backend:ty, $pg:expr) => {{
+                let mut b = build(filter, None, cap, $pg);
+                b.sql = format!("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM ({}) AS m", b.sql);
+                let mut q = diesel::sql_query(b.sql.clone()).into_boxed::<$backend>();
+                for bind in &b.binds {
+                    q = match bind {
+                        Bind::Text(s) => q.bind::<Text, _>(s.clone()),
+                        Bind::Int(n) => q.bind::<BigInt, _>(*n),
+                    };
+                }
+                q.get_result::<N>($c)?.n
+            }};
+        }
+        Ok(with_backend!(
+            self,
+            sqlite | c | { count!(c, diesel::sqlite::Sqlite, false) },
+            postgres | c | { count!(c, diesel::pg::Pg, true) }
+        ))
     }
 
     /// The devices matching `filter` (a page, ordered by id).

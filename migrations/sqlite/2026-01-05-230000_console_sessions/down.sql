@@ -1,0 +1,2 @@
+DROP INDEX faults_created;
+DROP TABLE console_sessions;
