@@ -61,6 +61,9 @@ impl Running {
             }
             let _ = t.join();
         }
+        if graceful {
+            crate::scheduler::release(&self.state);
+        }
         crate::http::cwmp::shutdown(&self.state);
     }
 
@@ -69,6 +72,7 @@ impl Running {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        crate::scheduler::release(&self.state);
         crate::http::cwmp::shutdown(&self.state);
     }
 }
@@ -173,6 +177,7 @@ pub fn start(
                 let handles: Vec<_> = servers.iter().map(|s| s.handle()).collect();
                 crate::http::cwmp::spawn_background(st.clone());
                 crate::http::api::spawn_background(st.clone());
+                crate::scheduler::spawn(st.clone());
                 let _ = tx.send(Ok(handles.clone()));
                 if handle_signals {
                     let hs = handles.clone();

@@ -45,6 +45,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub files: FilesConfig,
     pub log: LogConfig,
+    pub scheduler: SchedulerConfig,
 }
 
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -240,6 +241,24 @@ impl Default for LogConfig {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    pub enabled: bool,
+    pub tick_ms: u64,
+    pub lease_ttl_secs: u64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            tick_ms: 1000,
+            lease_ttl_secs: 15,
+        }
+    }
+}
+
 /// Documentation of one configuration key.
 pub struct KeyDoc {
     pub section: &'static str,
@@ -304,6 +323,9 @@ pub const KEYS: &[KeyDoc] = &[
     k!("files", "dir", Some("\"files\""), None, false, "Where firmware, configuration files and device uploads are stored."),
     k!("files", "public_url", None, Some("\"https://acs.example.net:7547\""), false, "Base URL devices use to fetch files; unset = derived from the CWMP listener."),
     k!("files", "max_upload_bytes", Some("536870912"), None, false, "Largest file accepted from an operator or a device Upload."),
+    k!("scheduler", "enabled", Some("true"), None, false, "Take part in the election of the scheduler leader (campaign pacing, scheduled jobs); false = this node never leads."),
+    k!("scheduler", "tick_ms", Some("1000"), None, false, "How often the scheduler leader paces campaigns and renews its lease."),
+    k!("scheduler", "lease_ttl_secs", Some("15"), None, false, "The leader's lease lasts this long without renewal; when a leader dies another node takes over\nwithin this time plus one tick."),
     k!("log", "format", Some("\"text\""), None, false, "\"text\" (readable) or \"json\" (one object per line)."),
     k!("log", "level", Some("\"info\""), None, false, "Filter in tracing's EnvFilter syntax, e.g. \"info,ferroacs=debug\"."),
     k!("log", "cwmp_trace_dir", None, Some("\"/var/tmp/ferroacs-trace\""), false, "Write every SOAP envelope received and sent to files in this directory (troubleshooting; grows without bound)."),
@@ -464,6 +486,12 @@ impl Config {
         DatabaseUrl::parse(&self.database.url)?;
         if self.database.pool_size == 0 {
             return Err(invalid("database.pool_size", "must be at least 1"));
+        }
+        if self.scheduler.lease_ttl_secs < 2 {
+            return Err(invalid("scheduler.lease_ttl_secs", "must be at least 2"));
+        }
+        if self.scheduler.tick_ms == 0 {
+            return Err(invalid("scheduler.tick_ms", "must be at least 1"));
         }
         parse_listen("cwmp.listen", &self.cwmp.listen)?;
         parse_listen("api.listen", &self.api.listen)?;

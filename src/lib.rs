@@ -10,6 +10,7 @@
 //! - [`store`]: diesel storage on SQLite or PostgreSQL; the only place with SQL.
 //! - [`domain`]: business rules: Inform processing, discovery, tasks.
 //! - [`connreq`]: outbound connection requests to devices.
+//! - [`scheduler`]: the leader lease, cron windows and the tick that paces campaigns.
 //! - [`http`]: actix-web: the CWMP endpoint, the admin API, error mapping.
 //! - [`app`]: wiring; [`cli`]: the command line; [`telemetry`]: logging.
 
@@ -23,5 +24,6 @@ pub mod datamodel;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod scheduler;
 pub mod store;
 pub mod telemetry;

@@ -1,6 +1,7 @@
 //! Business rules: what a session does with a device, tasks, the parameter store's
 //! semantics. No actix here; storage through [`crate::store::Store`].
 
+pub mod campaigns;
 pub mod connreq;
 pub mod converge;
 pub mod devices;

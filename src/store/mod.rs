@@ -10,6 +10,7 @@
 //! tokio's blocking pool.
 
 pub mod audit;
+pub mod campaigns;
 pub mod devices;
 pub mod faults;
 pub mod files;

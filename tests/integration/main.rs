@@ -12,6 +12,7 @@ mod cpe;
 mod loadgen;
 
 mod api;
+mod campaigns;
 mod cwmp;
 
 mod foundation;

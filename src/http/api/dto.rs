@@ -142,7 +142,7 @@ pub struct TaskDto {
 }
 
 /// Hide secrets (Download/Upload passwords) in task arguments.
-fn redact(v: &mut Value) {
+pub(crate) fn redact(v: &mut Value) {
     match v {
         Value::Object(m) => {
             for (k, x) in m.iter_mut() {
