@@ -6,9 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../tests/support/cpe/mod.rs"]
-#[allow(unused_imports)]
-mod cpe;
+use ferroacs_cpe_sim::cpe;
 
 use std::hint::black_box;
 

@@ -1,5 +1,6 @@
-//! Application assembly: [`AppState`] and [`start`], used by `ferroacs serve` and by the test
-//! harness alike, so tests drive exactly what operators run.
+//! Application assembly: [`start`], used by `ferroacs serve` and by the test harness alike,
+//! so tests drive exactly what operators run. The shared state lives in [`crate::state`]
+//! (re-exported here); the HTTP layer imports it from there, never from this module.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -8,28 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::config::Config;
+use crate::state::CwmpState;
 use crate::store::Store;
 
-/// A source of "now" in milliseconds; replaceable in tests.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
-/// Everything request handlers and background jobs share.
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub store: Store,
-    /// Unique per process; names this node in session locks.
-    pub node_id: String,
-    pub clock: Clock,
-    pub cwmp: crate::http::cwmp::CwmpState,
-    /// File signing and storage, connection requests, task notifications.
-    pub services: crate::domain::services::Services,
-}
-
-impl AppState {
-    pub fn now(&self) -> i64 {
-        (self.clock)()
-    }
-}
+pub use crate::state::{AppState, Clock};
 
 /// A running server.
 pub struct Running {
@@ -144,8 +127,7 @@ pub fn start(
             tracing::warn!(error = %e, "cannot release stale session locks; they expire by themselves")
         }
     }
-    let cwmp =
-        crate::http::cwmp::CwmpState::new(&config, &store).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cwmp = CwmpState::new(&config, &store).map_err(|e| anyhow::anyhow!("{e}"))?;
     let services = crate::domain::services::Services::new(&config, &store)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let state = Arc::new(AppState {

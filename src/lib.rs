@@ -3,15 +3,17 @@
 //! Code map (ARCHITECTURE.md has the layering rules and walkthroughs):
 //! - [`config`]: file + environment → validated [`config::Config`]; no globals.
 //! - [`error`]: the domain error type and the error policy.
-//! - [`cwmp`]: SOAP codec, RPC types, faults and the session state machine. No I/O.
+//! - [`cwmp`]: SOAP codec, RPC types, faults and the session state machine. No I/O. Its own
+//!   crate, `ferroacs-cwmp` (`crates/cwmp`), re-exported here.
 //! - [`auth`]: Digest/Basic verification, nonces, failed-login limiting, password and token
 //!   hashing. No I/O.
 //! - [`datamodel`]: TR-098/104/106/181 definitions generated from the BBF XML; validation.
 //! - [`store`]: diesel storage on SQLite or PostgreSQL; the only place with SQL.
 //! - [`domain`]: business rules: Inform processing, discovery, tasks.
 //! - [`connreq`]: outbound connection requests to devices.
-//! - [`scheduler`]: the leader lease, cron windows and the tick that paces campaigns.
+//! - [`scheduler`]: the leader lease and the tick that paces campaigns.
 //! - [`http`]: actix-web: the CWMP endpoint, the admin API, error mapping.
+//! - [`state`]: [`state::AppState`], the state handlers and jobs share; imported by `http`.
 //! - [`app`]: wiring; [`cli`]: the command line; [`telemetry`]: logging.
 
 pub mod app;
@@ -19,11 +21,13 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod connreq;
-pub mod cwmp;
+/// The CWMP protocol crate, re-exported so the server's paths stay `crate::cwmp::…`.
+pub use ferroacs_cwmp as cwmp;
 pub mod datamodel;
 pub mod domain;
 pub mod error;
 pub mod http;
 pub mod scheduler;
+pub mod state;
 pub mod store;
 pub mod telemetry;

@@ -93,6 +93,30 @@ pub use validate::{
     describe, validate_set, validate_value, xsd_type, Problem, SetError, ValueError,
 };
 
+/// Whether a parameter holds a secret (a password or key): the data model marks it hidden,
+/// or (vendor parameters the models do not know) its name ends in `Password`. Its value is
+/// never kept in the stored tree nor shown; devices read such values back as empty anyway.
+pub fn is_secret(name: &str) -> bool {
+    let leaf = name.rsplit('.').next().unwrap_or(name);
+    if leaf.to_ascii_lowercase().ends_with("password") {
+        return true;
+    }
+    let Ok(reg) = Registry::builtin() else {
+        return false;
+    };
+    let roots: &[RootModel] = if name.starts_with("InternetGatewayDevice.") {
+        &[RootModel::InternetGatewayDevice1]
+    } else if name.starts_with("Device.") {
+        &[RootModel::Device2, RootModel::Device1]
+    } else {
+        &[]
+    };
+    roots
+        .iter()
+        .find_map(|r| reg.lookup(*r, name))
+        .is_some_and(|d| d.is_hidden())
+}
+
 /// Version of the file format described above.
 pub const FORMAT_VERSION: u32 = 1;
 /// File holding `InternetGatewayDevice:1` (TR-098).

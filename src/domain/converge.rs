@@ -24,43 +24,24 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
-
 use crate::cwmp::{
     AcsRequest, CpeResponse, CwmpFault, Download, GetParameterValues, ObjectRequest,
     ParameterValue, SetParameterValues,
 };
 use crate::domain::devices::{self, DeviceFacts};
 use crate::domain::params::ParamTree;
-use crate::domain::presets::{self, Preset, PresetSpec};
-use crate::domain::session::{DeviceSession, Env, Origin, Planned};
+use crate::domain::presets::{self, Preset};
+pub use crate::domain::presets::{Applied, DeviceState, Refused};
+pub use crate::domain::session_state::{Converge, LineWork, PresetData, PresetWork, Step};
+use crate::domain::session_state::{DeviceSession, Env, Origin, Planned};
 use crate::domain::voip::{self, Account};
 use crate::error::Result;
 use crate::store::devices::DeviceRow;
 use crate::store::faults::NewFault;
 use crate::store::lines::{LineRow, LineUpdate};
-use crate::store::presets::PresetState;
 
 /// Planning rounds per session at most.
 const MAX_ROUNDS: u32 = 8;
-
-/// A line of the device to push or to read the status of.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct LineWork {
-    pub id: i64,
-    pub line: u32,
-    pub revision: i64,
-    pub account: Account,
-    pub password: Option<String>,
-    /// The account changed since the device last accepted it.
-    pub push: bool,
-    /// Where the status is read (known once mapped).
-    pub status_path: Option<String>,
-    /// Nothing more to do this session.
-    pub done: bool,
-    /// AddObject rounds spent on this line.
-    pub adds: u32,
-}
 
 impl std::fmt::Debug for LineWork {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -74,17 +55,6 @@ impl std::fmt::Debug for LineWork {
     }
 }
 
-/// A preset as carried through a session (serialisable).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PresetData {
-    pub name: String,
-    pub filter: String,
-    pub priority: i32,
-    pub events: Vec<String>,
-    pub spec: PresetSpec,
-    pub revision: i64,
-}
-
 impl PresetData {
     fn to_preset(&self) -> Option<Preset> {
         Some(Preset {
@@ -96,135 +66,6 @@ impl PresetData {
             revision: self.revision,
         })
     }
-}
-
-/// Which preset set a value on the device, and when.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Applied {
-    pub preset: String,
-    pub revision: i64,
-    pub value: String,
-    pub at: i64,
-}
-
-/// A value the device refused.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Refused {
-    pub preset: String,
-    pub revision: i64,
-    pub value: String,
-    pub code: u32,
-    pub reason: String,
-    pub at: i64,
-}
-
-/// What presets did on one device (the `device_preset_state` row, decoded).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct DeviceState {
-    /// Parameter → the preset that set it.
-    #[serde(default)]
-    pub applied: BTreeMap<String, Applied>,
-    /// Parameter → the refused value.
-    #[serde(default)]
-    pub refused: BTreeMap<String, Refused>,
-    /// Preset → the revision the device converged to.
-    #[serde(default)]
-    pub revisions: BTreeMap<String, i64>,
-    /// Preset → the revision whose firmware Download was sent.
-    #[serde(default)]
-    pub firmware: BTreeMap<String, i64>,
-}
-
-impl DeviceState {
-    pub fn decode(s: Option<&PresetState>) -> DeviceState {
-        let Some(s) = s else {
-            return DeviceState::default();
-        };
-        #[derive(Deserialize, Default)]
-        struct Stored {
-            #[serde(default)]
-            applied: BTreeMap<String, Applied>,
-            #[serde(default)]
-            revisions: BTreeMap<String, i64>,
-            #[serde(default)]
-            firmware: BTreeMap<String, i64>,
-        }
-        let stored: Stored = serde_json::from_str(&s.applied).unwrap_or_default();
-        DeviceState {
-            applied: stored.applied,
-            refused: serde_json::from_str(&s.refused).unwrap_or_default(),
-            revisions: stored.revisions,
-            firmware: stored.firmware,
-        }
-    }
-
-    pub fn encode(&self) -> PresetState {
-        let applied = serde_json::json!({
-            "applied": self.applied,
-            "revisions": self.revisions,
-            "firmware": self.firmware,
-        });
-        PresetState {
-            applied: applied.to_string(),
-            refused: serde_json::to_string(&self.refused).unwrap_or_default(),
-        }
-    }
-}
-
-/// Preset work of one session.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PresetWork {
-    pub presets: Vec<PresetData>,
-    /// Preset events this Inform carries.
-    pub events: Vec<String>,
-    pub state: DeviceState,
-    pub dirty: bool,
-    /// Names of the presets to converge this session (None: not evaluated yet).
-    pub applicable: Option<Vec<String>>,
-    /// Union of the events of the presets matching the device.
-    pub events_union: String,
-    pub old_events: String,
-    /// Parameters already asked for this session.
-    pub refreshed: BTreeSet<String>,
-    /// Tables whose AddObject failed this session.
-    pub failed_adds: BTreeSet<String>,
-    pub adds: u32,
-    pub pushed: bool,
-}
-
-/// Convergence state of one session.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Converge {
-    pub rounds: u32,
-    pub root_model: String,
-    pub identity: BTreeMap<String, String>,
-    pub lines: Vec<LineWork>,
-    pub presets: Option<PresetWork>,
-    pub inform_values: Vec<(String, String, String)>,
-    /// The device's tree was discovered before (a parameter missing from it does not exist).
-    pub known_tree: bool,
-}
-
-/// One request of the convergence, for filing its answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Step {
-    AddObject {
-        line: Option<i64>,
-    },
-    Refresh,
-    LineSet {
-        lines: Vec<(i64, i64, String)>,
-    },
-    LineStatus {
-        lines: Vec<(i64, String)>,
-    },
-    PresetRefresh,
-    PresetSet {
-        values: Vec<(String, String, String, i64)>,
-    },
-    Firmware {
-        preset: String,
-    },
 }
 
 fn planned(step: Step, request: AcsRequest) -> Planned {

@@ -4,6 +4,7 @@
 pub mod campaigns;
 pub mod connreq;
 pub mod converge;
+pub mod cron;
 pub mod devices;
 pub mod files;
 pub mod lines;
@@ -11,6 +12,7 @@ pub mod params;
 pub mod presets;
 pub mod services;
 pub mod session;
+pub mod session_state;
 pub mod taskops;
 pub mod tasks;
 pub mod voip;

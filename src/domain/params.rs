@@ -14,14 +14,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
-/// Whether a parameter holds a secret (a password or key): the data model marks it hidden,
-/// or (vendor parameters the models do not know) its name ends in `Password`. Its value is
-/// never kept in the stored tree nor shown; devices read such values back as empty anyway.
-pub fn is_secret(name: &str) -> bool {
-    let leaf = name.rsplit('.').next().unwrap_or(name);
-    leaf.to_ascii_lowercase().ends_with("password")
-        || crate::domain::presets::definition(name).is_some_and(|d| d.is_hidden())
-}
+/// Whether a parameter holds a secret; the rule belongs to the data model.
+pub use crate::datamodel::is_secret;
 
 /// What is known of one parameter or object.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]

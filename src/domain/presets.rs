@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::datamodel::{self, Registry, RootModel};
 use crate::domain::voip::Account;
 use crate::error::{Error, Result};
+use crate::store::presets::PresetState;
 
 /// A preset filter: a device query as `GET /api/v1/devices?q=` takes (see
 /// `domain::devices`), stored as text and parsed when presets are evaluated.
@@ -687,14 +688,87 @@ pub async fn delete(store: &crate::store::Store, name: &str) -> Result<()> {
     }
 }
 
+/// Which preset set a value on the device, and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Applied {
+    pub preset: String,
+    pub revision: i64,
+    pub value: String,
+    pub at: i64,
+}
+
+/// A value the device refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Refused {
+    pub preset: String,
+    pub revision: i64,
+    pub value: String,
+    pub code: u32,
+    pub reason: String,
+    pub at: i64,
+}
+
+/// What presets did on one device (the `device_preset_state` row, decoded).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct DeviceState {
+    /// Parameter → the preset that set it.
+    #[serde(default)]
+    pub applied: BTreeMap<String, Applied>,
+    /// Parameter → the refused value.
+    #[serde(default)]
+    pub refused: BTreeMap<String, Refused>,
+    /// Preset → the revision the device converged to.
+    #[serde(default)]
+    pub revisions: BTreeMap<String, i64>,
+    /// Preset → the revision whose firmware Download was sent.
+    #[serde(default)]
+    pub firmware: BTreeMap<String, i64>,
+}
+
+impl DeviceState {
+    pub fn decode(s: Option<&PresetState>) -> DeviceState {
+        let Some(s) = s else {
+            return DeviceState::default();
+        };
+        #[derive(Deserialize, Default)]
+        struct Stored {
+            #[serde(default)]
+            applied: BTreeMap<String, Applied>,
+            #[serde(default)]
+            revisions: BTreeMap<String, i64>,
+            #[serde(default)]
+            firmware: BTreeMap<String, i64>,
+        }
+        let stored: Stored = serde_json::from_str(&s.applied).unwrap_or_default();
+        DeviceState {
+            applied: stored.applied,
+            refused: serde_json::from_str(&s.refused).unwrap_or_default(),
+            revisions: stored.revisions,
+            firmware: stored.firmware,
+        }
+    }
+
+    pub fn encode(&self) -> PresetState {
+        let applied = serde_json::json!({
+            "applied": self.applied,
+            "revisions": self.revisions,
+            "firmware": self.firmware,
+        });
+        PresetState {
+            applied: applied.to_string(),
+            refused: serde_json::to_string(&self.refused).unwrap_or_default(),
+        }
+    }
+}
+
 /// Which preset set which value on a device, and what it refused.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DevicePresets {
     pub device_id: String,
     /// Parameter → the preset that set it (value, preset revision, when).
-    pub applied: BTreeMap<String, crate::domain::converge::Applied>,
+    pub applied: BTreeMap<String, Applied>,
     /// Parameter → the value the device refused, and why; not resent until the preset changes.
-    pub refused: BTreeMap<String, crate::domain::converge::Refused>,
+    pub refused: BTreeMap<String, Refused>,
     /// Preset → the revision the device last converged to.
     pub converged: BTreeMap<String, i64>,
     /// Events at which the presets matching the device apply.
@@ -707,7 +781,7 @@ pub async fn device_report(store: &crate::store::Store, device_id: &str) -> Resu
         .run(move |st| Ok((st.get_device(&id)?, st.preset_state(&id)?)))
         .await?;
     let device = device.ok_or_else(|| Error::not_found(format!("device {device_id}")))?;
-    let st = crate::domain::converge::DeviceState::decode(state.as_ref());
+    let st = DeviceState::decode(state.as_ref());
     Ok(DevicePresets {
         device_id: device_id.to_string(),
         applied: st.applied,

@@ -12,97 +12,20 @@
 
 use std::collections::VecDeque;
 
-use serde::{Deserialize, Serialize};
-
 use crate::config::{Config, UnknownDevices};
 use crate::cwmp::{
     self, AcsRequest, AcsResponse, CpeRequest, CpeResponse, CwmpFault, GetParameterNames,
     GetParameterValues, Inform, ParameterValue, SetParameterValues,
 };
 use crate::domain::params::ParamTree;
-use crate::domain::services::Services;
 use crate::domain::tasks::{self, Completion, TaskSpec};
 use crate::error::{Error, Result};
 use crate::store::devices::{BeginSession, DeviceRow, InformUpdate};
 use crate::store::faults::NewFault;
 use crate::store::sessions::NewSessionLog;
 use crate::store::tasks::{TaskRow, TaskUpdate};
-use crate::store::Store;
 
-/// Why a request was planned.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Origin {
-    /// Settings ferroacs gives every device at BOOTSTRAP (periodic inform, CR credentials).
-    Bootstrap {
-        cr_username: Option<String>,
-        cr_password: Option<String>,
-    },
-    /// Discovery step 1: the names of the whole tree.
-    DiscoverNames,
-    /// Discovery fallback: the values of the whole tree in one request.
-    DiscoverAllValues,
-    /// Discovery step 2: values of a batch of names.
-    DiscoverValues { last: bool },
-    /// Refresh of an object just created.
-    Refresh,
-    /// An operator's task.
-    Task { id: i64 },
-    /// Line provisioning or preset convergence.
-    Converge(crate::domain::converge::Step),
-    /// One batch of a large GetParameterValues task; `last` completes the task.
-    TaskBatch { id: i64, last: bool },
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Planned {
-    pub origin: Origin,
-    pub request: AcsRequest,
-}
-
-/// One session of one device, from Inform to the end.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DeviceSession {
-    pub device_id: String,
-    /// The lock owner written into the device row.
-    pub owner: String,
-    pub started_at: i64,
-    pub lock_until: i64,
-    pub source_ip: String,
-    pub root: String,
-    pub events: Vec<String>,
-    pub rpcs: Vec<String>,
-    pub faults: Vec<String>,
-    pub work_epoch: i64,
-    /// Tasks were loaded this session; at the end the work epoch may be marked seen.
-    pub tasks_checked: bool,
-    /// Task ids still pending after this session (deferred by backoff or not reached).
-    pub tasks_left: bool,
-    pub queue: VecDeque<Planned>,
-    pub current: Option<Planned>,
-    /// Parameters learnt this session, merged into the stored tree at the end.
-    #[serde(skip)]
-    pub learnt: ParamTree,
-    /// Encoded form of `learnt` when the session is saved mid-way.
-    pub learnt_blob: Option<Vec<u8>>,
-    pub subtrees_removed: Vec<String>,
-    pub discovered: bool,
-    pub created: bool,
-    /// Lines and presets still to plan this session.
-    #[serde(default)]
-    pub converge: Option<crate::domain::converge::Converge>,
-    /// The stored parameter tree, once loaded for convergence.
-    #[serde(skip)]
-    pub known: Option<ParamTree>,
-    /// Signature of the searchable values stored before this session.
-    #[serde(default)]
-    pub search_sig: i64,
-    /// The Inform's parameters (name, value), for the searchable values.
-    #[serde(default)]
-    pub inform_values: Vec<(String, String)>,
-    /// Values gathered so far by a batched GetParameterValues task.
-    #[serde(default)]
-    pub batch_values: Vec<serde_json::Value>,
-}
+pub use crate::domain::session_state::{DeviceSession, Env, Origin, Planned};
 
 /// Result of [`begin`].
 pub enum Begin {
@@ -110,17 +33,6 @@ pub enum Begin {
     Busy { owner: String },
     Rejected(String),
     WrongCredentials(String),
-}
-
-/// Everything the domain needs from the outside.
-pub struct Env<'a> {
-    pub store: &'a Store,
-    pub config: &'a Config,
-    pub now: i64,
-    /// Base URL (no trailing slash) devices use to reach the file server.
-    pub files_base_url: String,
-    /// URL signing and task notifications; `None` where no task can progress.
-    pub services: Option<&'a Services>,
 }
 
 /// The root object of the data model the Inform speaks, and its model name.

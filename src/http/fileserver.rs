@@ -13,9 +13,9 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use crate::app::AppState;
 use crate::domain::files::{self, NewFileMeta};
 use crate::domain::tasks;
+use crate::state::AppState;
 use crate::store::files::FileRow;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

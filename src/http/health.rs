@@ -2,7 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     let store = state.store.clone();

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 use actix_web::{web, HttpResponse};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use actix_web::{middleware, web, App, HttpServer};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Build (not yet run) the two servers on already-bound listeners.
 pub fn build_servers(

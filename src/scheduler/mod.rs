@@ -1,4 +1,5 @@
-//! The scheduler: one leader across nodes runs campaign pacing and scheduled jobs.
+//! The scheduler: one leader across nodes runs campaign pacing and scheduled jobs. Cron
+//! parsing and windows are pure and live in `domain::cron`.
 //!
 //! **Leader lease.** A row of `scheduler_lease` names the node that leads and until when.
 //! Every tick a node tries to take or renew it with one conditional `UPDATE` (free, expired
@@ -12,13 +13,11 @@
 //! a device is marked in progress in the transaction that queues its task, so a leader
 //! killed at any point, or two leaders for a moment, never start a device twice.
 
-pub mod cron;
-
 use std::sync::Arc;
 
-use crate::app::AppState;
 use crate::domain::campaigns::{self, run};
 use crate::error::Result;
+use crate::state::AppState;
 
 /// The lease's name in `scheduler_lease`.
 pub const LEASE: &str = "scheduler";

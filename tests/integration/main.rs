@@ -4,12 +4,7 @@
 
 mod support;
 
-#[path = "../support/cpe/mod.rs"]
-#[allow(unused_imports)]
-mod cpe;
-
-#[path = "../support/loadgen.rs"]
-mod loadgen;
+use ferroacs_cpe_sim::{cpe, loadgen};
 
 mod api;
 mod campaigns;

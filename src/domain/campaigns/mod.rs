@@ -22,10 +22,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::cron::CronWindow;
 use crate::domain::tasks::TaskSpec;
 use crate::error::{Error, Result};
-use crate::scheduler::cron::CronWindow;
-use crate::store::campaigns::{CampaignRow, CampaignUpdate, MemberRow, NewCampaign};
+pub use crate::store::campaigns::{CampaignRow, EventRow, MemberRow};
+use crate::store::campaigns::{CampaignUpdate, NewCampaign};
 use crate::store::devices::DeviceRow;
 use crate::store::Store;
 
@@ -760,6 +761,52 @@ pub async fn create(
 pub fn spec_of(row: &CampaignRow) -> Result<CampaignSpec> {
     serde_json::from_str(&row.spec)
         .map_err(|e| Error::internal(format!("campaign {} has an unreadable spec: {e}", row.id)))
+}
+
+/// One campaign.
+pub async fn get(store: &Store, id: i64) -> Result<CampaignRow> {
+    load(store, id).await
+}
+
+/// Campaigns, newest first, before the id `cursor`.
+pub async fn list(store: &Store, cursor: Option<i64>, limit: i64) -> Result<Vec<CampaignRow>> {
+    store.run(move |s| s.list_campaigns(cursor, limit)).await
+}
+
+/// A campaign's devices in start order after `cursor`, optionally in one state.
+pub async fn members(
+    store: &Store,
+    id: i64,
+    state: Option<String>,
+    cursor: Option<i32>,
+    limit: i64,
+) -> Result<Vec<MemberRow>> {
+    if let Some(s) = &state {
+        if !MEMBER_STATES.contains(&s.as_str()) {
+            return Err(Error::invalid(
+                "state",
+                format!("one of {}", MEMBER_STATES.join(", ")),
+            ));
+        }
+    }
+    load(store, id).await?;
+    store
+        .run(move |s| s.list_members(id, state.as_deref(), cursor, limit))
+        .await
+}
+
+/// A campaign's timeline, oldest first, after the id `cursor`; optionally of one device.
+pub async fn events(
+    store: &Store,
+    id: i64,
+    device_id: Option<String>,
+    cursor: Option<i64>,
+    limit: i64,
+) -> Result<Vec<EventRow>> {
+    load(store, id).await?;
+    store
+        .run(move |s| s.campaign_events(id, device_id.as_deref(), cursor, limit))
+        .await
 }
 
 async fn load(store: &Store, id: i64) -> Result<CampaignRow> {

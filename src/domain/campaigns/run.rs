@@ -324,7 +324,7 @@ async fn snapshot(
     };
     let windows = compile_windows(spec)?;
     let window_open = spec.schedule.start_at.is_none_or(|s| now >= s)
-        && crate::scheduler::cron::window_open(&windows, now);
+        && crate::domain::cron::window_open(&windows, now);
     Ok(Snapshot {
         now,
         current_wave: wave,

@@ -6,9 +6,9 @@ use serde::Deserialize;
 
 use super::dto::{AuditDto, Page, TokenDto, UserDto};
 use super::{int_cursor, page_limit, Caller, Role};
-use crate::app::AppState;
 use crate::error::Error;
 use crate::http::error::ApiError;
+use crate::state::AppState;
 
 type ApiResult = Result<HttpResponse, ApiError>;
 

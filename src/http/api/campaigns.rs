@@ -11,11 +11,12 @@ use serde_json::Value;
 
 use super::dto::{redact, Page};
 use super::{int_cursor, page_limit, Caller};
-use crate::app::AppState;
-use crate::domain::campaigns::{self, CampaignSpec, DryRun, Progress};
+use crate::domain::campaigns::{
+    self, CampaignRow, CampaignSpec, DryRun, EventRow, MemberRow, Progress,
+};
 use crate::error::Error;
 use crate::http::error::ApiError;
-use crate::store::campaigns::{CampaignRow, EventRow, MemberRow};
+use crate::state::AppState;
 
 type ApiResult = Result<HttpResponse, ApiError>;
 
@@ -127,10 +128,7 @@ pub struct ListQuery {
 pub async fn list(state: web::Data<AppState>, q: web::Query<ListQuery>) -> ApiResult {
     let limit = page_limit(q.limit);
     let cursor = int_cursor(&q.cursor)?;
-    let rows = state
-        .store
-        .run(move |s| s.list_campaigns(cursor, limit))
-        .await?;
+    let rows = campaigns::list(&state.store, cursor, limit).await?;
     let items: Vec<CampaignDto> = rows.iter().map(CampaignDto::new).collect();
     Ok(HttpResponse::Ok().json(Page::new(items, limit, |c| c.id.to_string())))
 }
@@ -167,11 +165,7 @@ fn id_of(path: &web::Path<String>) -> Result<i64, ApiError> {
 
 pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult {
     let id = id_of(&path)?;
-    let row = state
-        .store
-        .run(move |s| s.get_campaign(id))
-        .await?
-        .ok_or_else(|| Error::not_found(format!("campaign {id}")))?;
+    let row = campaigns::get(&state.store, id).await?;
     let mut dto = CampaignDto::new(&row);
     dto.progress = Some(campaigns::progress(&state.store, &row, state.now()).await?);
     Ok(HttpResponse::Ok().json(dto))
@@ -274,29 +268,9 @@ pub async fn devices(
     q: web::Query<DevicesQuery>,
 ) -> ApiResult {
     let id = id_of(&path)?;
-    if let Some(s) = &q.state {
-        if !campaigns::MEMBER_STATES.contains(&s.as_str()) {
-            return Err(Error::invalid(
-                "state",
-                format!("one of {}", campaigns::MEMBER_STATES.join(", ")),
-            )
-            .into());
-        }
-    }
     let st = q.state.clone();
-    if state
-        .store
-        .run(move |s| s.get_campaign(id))
-        .await?
-        .is_none()
-    {
-        return Err(Error::not_found(format!("campaign {id}")).into());
-    }
     if q.format.as_deref() == Some("csv") {
-        let rows = state
-            .store
-            .run(move |s| s.list_members(id, st.as_deref(), None, 10_000_000))
-            .await?;
+        let rows = campaigns::members(&state.store, id, st, None, 10_000_000).await?;
         let mut out = String::from(
             "device_id,model,wave,state,attempts,task_id,from_version,target_version,started_at,finished_at,last_error\n",
         );
@@ -335,10 +309,7 @@ pub async fn devices(
             ))
         })?),
     };
-    let rows = state
-        .store
-        .run(move |s| s.list_members(id, st.as_deref(), cursor, limit))
-        .await?;
+    let rows = campaigns::members(&state.store, id, st, cursor, limit).await?;
     let items: Vec<MemberDto> = rows.iter().map(MemberDto::from).collect();
     Ok(HttpResponse::Ok().json(Page::new(items, limit, |m| m.seq.to_string())))
 }
@@ -358,11 +329,7 @@ pub async fn events(
     let id = id_of(&path)?;
     let limit = page_limit(q.limit);
     let cursor = int_cursor(&q.cursor)?;
-    let dev = q.device_id.clone();
-    let rows = state
-        .store
-        .run(move |s| s.campaign_events(id, dev.as_deref(), cursor, limit))
-        .await?;
+    let rows = campaigns::events(&state.store, id, q.device_id.clone(), cursor, limit).await?;
     let items: Vec<EventDto> = rows.iter().map(EventDto::from).collect();
     Ok(HttpResponse::Ok().json(Page::new(items, limit, |e| e.id.to_string())))
 }
@@ -372,14 +339,7 @@ pub async fn events(
 /// flight, or after an hour (clients reconnect).
 pub async fn stream(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult {
     let id = id_of(&path)?;
-    if state
-        .store
-        .run(move |s| s.get_campaign(id))
-        .await?
-        .is_none()
-    {
-        return Err(Error::not_found(format!("campaign {id}")).into());
-    }
+    campaigns::get(&state.store, id).await?;
     let st = state.into_inner();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
     let body = futures_util::stream::unfold(
@@ -396,9 +356,8 @@ pub async fn stream(state: web::Data<AppState>, path: web::Path<String>) -> ApiR
                 if tokio::time::Instant::now() >= deadline {
                     return None;
                 }
-                let row = match st.store.run(move |s| s.get_campaign(id)).await {
-                    Ok(Some(r)) => r,
-                    _ => return None,
+                let Ok(row) = campaigns::get(&st.store, id).await else {
+                    return None;
                 };
                 let progress = campaigns::progress(&st.store, &row, st.now()).await.ok();
                 let in_flight = progress

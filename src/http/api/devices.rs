@@ -9,11 +9,11 @@ use serde::Deserialize;
 
 use super::dto::{ConnReqDto, DeviceDto, Page, ParameterDto, SessionDto, TaskDto};
 use super::{int_cursor, page_limit, Caller};
-use crate::app::AppState;
 use crate::domain::taskops::{self, Origin};
 use crate::domain::tasks::TaskSpec;
 use crate::error::Error;
 use crate::http::error::ApiError;
+use crate::state::AppState;
 use crate::store::devices::{DeviceRow, ProvisionDevice};
 
 type ApiResult = Result<HttpResponse, ApiError>;

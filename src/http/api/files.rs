@@ -7,10 +7,10 @@ use serde::Deserialize;
 
 use super::dto::{FileDto, Page};
 use super::{page_limit, Caller};
-use crate::app::AppState;
 use crate::domain::files::{self, NewFileMeta};
 use crate::error::Error;
 use crate::http::error::ApiError;
+use crate::state::AppState;
 use crate::store::files::FileRow;
 
 type ApiResult = Result<HttpResponse, ApiError>;

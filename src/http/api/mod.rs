@@ -27,9 +27,9 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse};
 
-use crate::app::AppState;
 use crate::error::Error;
 use crate::http::error::{json_error, ApiError};
+use crate::state::AppState;
 
 pub use openapi::document;
 

@@ -10,11 +10,11 @@ use serde::Deserialize;
 
 use super::dto::{FaultDto, Page, TaskDto};
 use super::{int_cursor, page_limit, Caller};
-use crate::app::AppState;
 use crate::domain::taskops::{self, Origin};
 use crate::domain::tasks::TaskSpec;
 use crate::error::Error;
 use crate::http::error::ApiError;
+use crate::state::AppState;
 
 type ApiResult = Result<HttpResponse, ApiError>;
 

@@ -12,11 +12,11 @@ use serde::Deserialize;
 
 use super::dto::{ConnReqDto, DevicePresetsDto, ImportReportDto, LineDto, PresetDto};
 use super::Caller;
-use crate::app::AppState;
 use crate::domain::lines::{self, LineInput};
 use crate::domain::presets::{self, PresetInput};
 use crate::error::Error;
 use crate::http::error::ApiError;
+use crate::state::AppState;
 
 type ApiResult = Result<HttpResponse, ApiError>;
 

@@ -9,13 +9,15 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse};
 use dashmap::DashMap;
 
-use crate::app::AppState;
 use crate::auth::{
     self, digest, AuthError, Authorization, FailureLimiter, FailureLimiterConfig, NonceCounts,
     NonceIssuer,
 };
-use crate::config::{Config, CpeAuth, Secret};
+use crate::config::{Config, CpeAuth};
 use crate::error::Result;
+use crate::state::AppState;
+use crate::state::CachedCreds;
+pub use crate::state::CpeAuthenticator;
 use crate::store::Store;
 
 /// Who the CPE proved to be.
@@ -35,24 +37,6 @@ impl Principal {
     pub fn default_credentials(&self) -> bool {
         matches!(self, Principal::Default { .. })
     }
-}
-
-struct CachedCreds {
-    /// (device id, HA1) when the username belongs to a device.
-    device: Option<(String, String)>,
-    expires: i64,
-}
-
-pub struct CpeAuthenticator {
-    mode: CpeAuth,
-    realm: String,
-    allow_basic: bool,
-    issuer: NonceIssuer,
-    counts: Mutex<NonceCounts>,
-    limiter: Mutex<FailureLimiter>,
-    default_username: Option<String>,
-    default_password: Option<Secret>,
-    cache: DashMap<String, CachedCreds>,
 }
 
 const CACHE_MS: i64 = 30_000;

@@ -22,55 +22,17 @@ use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use dashmap::DashMap;
 
-use crate::app::AppState;
 use crate::config::Config;
 use crate::cwmp::{self, CwmpFault, Outgoing, Step};
 use crate::domain::session::{self as dsession, Begin, DeviceSession, Env, Outcome};
 use crate::error::{Error, Result};
+use crate::state::AppState;
+pub use crate::state::{CwmpMetrics, CwmpState, Live};
 use crate::store::sessions::NewSessionLog;
 use crate::store::Store;
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "ferroacs_session";
-
-/// A live session: the protocol state and the business state.
-pub struct Live {
-    pub id: String,
-    pub engine: cwmp::Session,
-    pub dev: DeviceSession,
-    pub conn_id: Option<u64>,
-    pub connected: bool,
-    pub last_seen: i64,
-    pub ended: bool,
-    /// A copy is saved in the database (its connection closed mid-session).
-    pub saved: bool,
-}
-
-/// Counters for /metrics.
-#[derive(Default)]
-pub struct CwmpMetrics {
-    pub informs: AtomicU64,
-    pub sessions_completed: AtomicU64,
-    pub sessions_timed_out: AtomicU64,
-    pub sessions_failed: AtomicU64,
-    pub sessions_resumed: AtomicU64,
-    pub auth_failures: AtomicU64,
-    pub refused_busy: AtomicU64,
-    pub refused_overload: AtomicU64,
-    pub bad_requests: AtomicU64,
-    pub db_time_us: AtomicU64,
-}
-
-/// Shared state of the CWMP endpoint.
-pub struct CwmpState {
-    pub auth: auth::CpeAuthenticator,
-    pub live: DashMap<String, Arc<tokio::sync::Mutex<Live>>>,
-    pub by_conn: DashMap<u64, String>,
-    next_conn: AtomicU64,
-    log_buf: Mutex<Vec<NewSessionLog>>,
-    log_notify: tokio::sync::Notify,
-    pub metrics: CwmpMetrics,
-}
 
 impl CwmpState {
     pub fn new(config: &Config, store: &Store) -> Result<CwmpState> {

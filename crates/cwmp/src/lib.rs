@@ -1,7 +1,7 @@
 //! The CWMP (TR-069) protocol, and nothing else: message types, fault codes,
 //! the SOAP codec and the session state machine.
 //!
-//! This module does no I/O. It depends on no HTTP server, database or async
+//! This crate does no I/O. It depends on no HTTP server, database or async
 //! runtime and never reads a clock: it is fed bytes and timestamps and hands
 //! back values and bytes. The HTTP layer moves the bytes, the domain layer
 //! decides what to ask the CPE; both drive a [`Session`] that can be stored
@@ -25,6 +25,9 @@
 //! Files: [`types`] (RPCs, headers, envelopes), [`fault`] (fault codes),
 //! [`decode`](mod@decode) (lenient reader), [`encode`](mod@encode) (strict writer), [`session`]
 //! (state machine), [`ids`] (device ID and CPE user name).
+//!
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
 
 pub mod decode;
 pub mod encode;

@@ -3,8 +3,7 @@
 //! Digest authentication, as real CPEs do.
 //!
 //! Used by the `loadgen` binary and by the integration tests (which run it briefly at small
-//! N and check that every session ends with HTTP 204). The including crate must also
-//! declare the simulator as `mod cpe` at its root.
+//! N and check that every session ends with HTTP 204).
 //!
 //! Pieces:
 //! * [`fleet`]: N synthetic devices with distinct serial numbers.

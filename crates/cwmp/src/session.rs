@@ -687,8 +687,8 @@ impl Session {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::cwmp::decode::parse_outgoing;
-    use crate::cwmp::testdata;
+    use crate::decode::parse_outgoing;
+    use crate::testdata;
 
     const T0: i64 = 1_700_000_000_000;
 

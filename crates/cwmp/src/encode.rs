@@ -688,8 +688,8 @@ impl Writer {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::cwmp::decode::{parse_incoming, parse_outgoing};
-    use crate::cwmp::testdata;
+    use crate::decode::{parse_incoming, parse_outgoing};
+    use crate::testdata;
     use std::path::{Path, PathBuf};
     use std::process::Command;
 
@@ -698,7 +698,7 @@ mod tests {
     fn bbf_dir() -> PathBuf {
         std::env::var_os("FERROACS_BBF_DIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("datamodel/bbf"))
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datamodel/bbf"))
     }
 
     fn schema_for(ns: CwmpNs, header: &Header) -> &'static str {

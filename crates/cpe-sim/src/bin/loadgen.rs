@@ -5,12 +5,7 @@
 //! its own CPU time and the server's CPU time per session (from /proc for `--server-pid`).
 //! `scripts/bench` drives it; `loadgen <command> --help` lists the knobs.
 
-#[path = "../../tests/support/cpe/mod.rs"]
-#[allow(unused_imports)]
-mod cpe;
-
-#[path = "../../tests/support/loadgen.rs"]
-mod loadgen;
+use ferroacs_cpe_sim::{cpe, loadgen};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -775,7 +770,7 @@ fn report(dir: &std::path::Path, notes: Option<&std::path::Path>) -> anyhow::Res
     md.push_str("## Method\n\n");
     md.push_str(
         "- ferroacs (release build) runs pinned to CPU 0 (`taskset -c 0`) on a fresh database; \
-         the load generator (`cargo run --release --bin loadgen`) runs pinned to CPU 1.\n\
+         the load generator (`cargo run --release -p ferroacs-cpe-sim --bin loadgen`) runs pinned to CPU 1.\n\
          - Every session is a real CWMP session over HTTP/1.1 on a fresh TCP connection: \
          Inform without credentials, 401 Digest challenge, Inform with credentials, \
          InformResponse with a cookie, empty POST, 204 (plus the ACS's requests when it has \

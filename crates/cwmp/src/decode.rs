@@ -1590,8 +1590,8 @@ fn parse_acs_response(c: &mut Cursor<'_>, el: &Elem) -> Result<Option<AcsRespons
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::cwmp::encode::encode_incoming;
-    use crate::cwmp::ids::device_id;
+    use crate::encode::encode_incoming;
+    use crate::ids::device_id;
     use std::path::{Path, PathBuf};
 
     const ENV_OPEN: &str = r#"<soap-env:Envelope xmlns:soap-env="http://schemas.xmlsoap.org/soap/envelope/" xmlns:soap-enc="http://schemas.xmlsoap.org/soap/encoding/" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:cwmp="urn:dslforum-org:cwmp-1-0">"#;
@@ -1628,7 +1628,9 @@ mod tests {
     fn samples_dir() -> PathBuf {
         std::env::var_os("FERROACS_SAMPLES_DIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/samples"))
+            .unwrap_or_else(|| {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/samples")
+            })
     }
 
     fn sample(name: &str) -> Envelope {
@@ -2214,19 +2216,12 @@ mod tests {
         }
         body.push_str("</ParameterList></cwmp:GetParameterValuesResponse>");
         let xml = envelope("", &body);
-        let started = std::time::Instant::now();
+        // Its speed is measured by the codec benchmarks, not here.
         let values = gpv_values(&xml);
-        let elapsed = started.elapsed();
         assert_eq!(values.len(), N);
         assert_eq!(values[12_345].name, "InternetGatewayDevice.X.12345.Value");
         assert_eq!(values[12_345].value, "12345");
         assert_eq!(values[12_345].xsd_type, "xsd:unsignedInt");
-        // Generous bound for an unoptimised build on a busy machine; a
-        // quadratic parser takes far longer.
-        assert!(
-            elapsed < std::time::Duration::from_secs(5),
-            "parsing {N} parameters took {elapsed:?}"
-        );
     }
 
     #[test]
