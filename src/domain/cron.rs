@@ -1,4 +1,4 @@
-//! Cron expressions over an injected clock (for the scheduler's windows and schedules): 6 fields, seconds first (the syntax of
+//! Cron expressions over an injected clock, for maintenance windows and schedules:
 //! tokio-cron-scheduler, parsed by the same `croner` parser), evaluated in an IANA time zone.
 //! Pure: times go in and come out as milliseconds since the epoch.
 

@@ -485,6 +485,39 @@ impl Store {
         })
     }
 
+    /// (campaign id, campaign name, campaign state, member state, count) for campaigns that
+    /// are running or paused (for /metrics), in two queries.
+    #[allow(clippy::type_complexity)]
+    pub fn active_campaign_counts(&self) -> Result<Vec<(i64, String, String, String, i64)>> {
+        with_conn!(self, |c| {
+            let active: Vec<(i64, String, String)> = cp::campaigns
+                .filter(cp::state.eq_any(ACTIVE_STATES))
+                .select((cp::id, cp::name, cp::state))
+                .load(c)?;
+            if active.is_empty() {
+                return Ok(Vec::new());
+            }
+            let ids: Vec<i64> = active.iter().map(|a| a.0).collect();
+            let counts: Vec<(i64, String, i64)> = m::campaign_members
+                .filter(m::campaign_id.eq_any(&ids))
+                .group_by((m::campaign_id, m::state))
+                .select((m::campaign_id, m::state, diesel::dsl::count_star()))
+                .load(c)?;
+            let by_id: std::collections::HashMap<i64, (String, String)> = active
+                .into_iter()
+                .map(|(id, name, state)| (id, (name, state)))
+                .collect();
+            Ok(counts
+                .into_iter()
+                .filter_map(|(id, ms, n)| {
+                    by_id
+                        .get(&id)
+                        .map(|(name, cs)| (id, name.clone(), cs.clone(), ms, n))
+                })
+                .collect())
+        })
+    }
+
     /// When the last member of `wave` finished.
     pub fn wave_last_finished(&self, campaign: i64, wave: i32) -> Result<Option<i64>> {
         with_conn!(self, |c| {

@@ -280,24 +280,6 @@ diesel::table! {
     }
 }
 
-diesel::table! {
-    schedules (id) {
-        id -> BigInt,
-        name -> Text,
-        kind -> Text,
-        cron -> Text,
-        time_zone -> Text,
-        spec -> Text,
-        enabled -> Integer,
-        next_run_at -> Nullable<BigInt>,
-        last_run_at -> Nullable<BigInt>,
-        last_result -> Nullable<Text>,
-        created_by -> Text,
-        created_at -> BigInt,
-        updated_at -> BigInt,
-    }
-}
-
 diesel::joinable!(voip_lines -> devices (device_id));
 diesel::joinable!(device_preset_state -> devices (device_id));
 diesel::joinable!(device_tags -> devices (device_id));
@@ -333,5 +315,4 @@ diesel::allow_tables_to_appear_in_same_query!(
     campaigns,
     campaign_members,
     campaign_events,
-    schedules,
 );

@@ -418,6 +418,22 @@ async fn failing_image_trips_the_stop_rule_and_resumes_with_a_fixed_one(b: Backe
         assert!(err.contains("\"1.0\"") && err.contains("\"2.0\""), "{err}");
     }
     assert!(ms.iter().all(|m| m["state"] != "failed_unconfirmed"));
+    // Prometheus: the campaign's devices by state, and this node leads.
+    let metrics = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = format!(
+        "ferroacs_campaign_devices{{campaign=\"{id}\",name=\"with a bad image\",campaign_state=\"paused\",state=\"failed_confirmed\"}} {}",
+        failed.len()
+    );
+    assert!(metrics.contains(&line), "{line} not in {metrics}");
+    assert!(metrics.contains("ferroacs_scheduler_leader 1"), "{metrics}");
     let pending_at_pause = c["progress"]["totals"]["pending"].as_i64().unwrap();
     assert!(pending_at_pause > 0, "{c}");
     // Paused: nothing new starts, whatever the clock does.

@@ -1,4 +1,3 @@
-DROP TABLE schedules;
 DROP TABLE campaign_events;
 DROP TABLE campaign_members;
 DROP TABLE campaigns;

@@ -1,4 +1,4 @@
--- Scheduler leader lease, firmware/bulk campaigns with per-device state, scheduled jobs.
+-- Scheduler leader lease, firmware/bulk campaigns with per-device state and timeline.
 
 -- One row per lease name ('scheduler'): the node that holds it runs campaign pacing and
 -- scheduled jobs until expires_at; it renews the row on every tick.
@@ -64,22 +64,3 @@ CREATE TABLE campaign_events (
 );
 CREATE INDEX campaign_events_campaign ON campaign_events (campaign_id, id);
 CREATE INDEX campaign_events_device ON campaign_events (campaign_id, device_id, id);
-
--- Recurring jobs run by the scheduler leader: task templates for a device query, config
--- backups, housekeeping.
-CREATE TABLE schedules (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    name TEXT NOT NULL UNIQUE,
-    kind TEXT NOT NULL,
-    cron TEXT NOT NULL,
-    time_zone TEXT NOT NULL,
-    spec TEXT NOT NULL,
-    enabled INTEGER NOT NULL DEFAULT 1,
-    next_run_at BIGINT,
-    last_run_at BIGINT,
-    last_result TEXT,
-    created_by TEXT NOT NULL,
-    created_at BIGINT NOT NULL,
-    updated_at BIGINT NOT NULL
-);
-CREATE INDEX schedules_due ON schedules (enabled, next_run_at);

@@ -763,6 +763,19 @@ pub fn spec_of(row: &CampaignRow) -> Result<CampaignSpec> {
         .map_err(|e| Error::internal(format!("campaign {} has an unreadable spec: {e}", row.id)))
 }
 
+/// Device counts per state of each running or paused campaign: (id, name, campaign state,
+/// member state, count).
+pub async fn active_counts(store: &Store) -> Result<Vec<(i64, String, String, String, i64)>> {
+    store.run(|s| s.active_campaign_counts()).await
+}
+
+/// Whether `node` holds the scheduler lease now.
+pub async fn leads(store: &Store, node: &str, now: i64) -> Result<bool> {
+    let node = node.to_string();
+    let holder = store.run(|s| s.lease_holder("scheduler")).await?;
+    Ok(holder.is_some_and(|(owner, until)| owner == node && until >= now))
+}
+
 /// One campaign.
 pub async fn get(store: &Store, id: i64) -> Result<CampaignRow> {
     load(store, id).await
