@@ -44,6 +44,9 @@ impl Running {
             }
             let _ = t.join();
         }
+        if graceful {
+            crate::scheduler::release(&self.state);
+        }
         crate::http::cwmp::shutdown(&self.state);
     }
 
@@ -52,6 +55,7 @@ impl Running {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        crate::scheduler::release(&self.state);
         crate::http::cwmp::shutdown(&self.state);
     }
 }
@@ -170,6 +174,7 @@ pub fn start(
                 crate::http::cwmp::spawn_background(st.clone());
                 crate::http::api::spawn_background(st.clone());
                 crate::http::console::spawn_background(st.clone());
+                crate::scheduler::spawn(st.clone());
                 let _ = tx.send(Ok(handles.clone()));
                 if handle_signals {
                     let hs = handles.clone();

@@ -24,7 +24,8 @@ use crate::store::Store;
         echo 's3cret' | ferroacs user add --username alice --role admin --password-stdin\n  \
         ferroacs device provision --oui 00259E --product-class EG8145V5 --serial 4857 \\\n      \
             --username cpe1 --password-stdin < pw.txt\n  \
-        ferroacs device sessions 00259E-EG8145V5-4857     the device's session log"
+        ferroacs device sessions 00259E-EG8145V5-4857     the device's session log\n  \
+        ferroacs campaign create fw.json && ferroacs campaign start 1   a firmware campaign"
 )]
 pub struct Cli {
     /// Configuration file (default: ./ferroacs.toml when present).
@@ -71,6 +72,10 @@ pub enum Command {
     /// The key that encrypts passwords stored in the database.
     #[command(subcommand)]
     Secrets(SecretsCmd),
+    /// Campaigns: one action (e.g. firmware per model) rolled out in waves, windows and
+    /// paced; a running server's scheduler carries them out.
+    #[command(subcommand)]
+    Campaign(CampaignCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -86,6 +91,37 @@ pub enum SecretsCmd {
         #[arg(long)]
         forget_previous: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CampaignCmd {
+    /// Create a campaign (draft) from a JSON file (see `POST /api/v1/campaigns`).
+    Create {
+        file: PathBuf,
+        /// Target these device ids (a CSV file: one id per line, or a column named
+        /// `device_id`) instead of the file's target.
+        #[arg(long)]
+        devices_csv: Option<PathBuf>,
+        /// Only count what the campaign would address, per model.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Start a draft campaign.
+    Start { id: i64 },
+    /// Pause: nothing new starts; running transfers finish.
+    Pause {
+        id: i64,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Resume a paused campaign.
+    Resume { id: i64 },
+    /// Abort: nothing new starts; running transfers complete.
+    Abort { id: i64 },
+    /// Progress per state, wave and model.
+    Status { id: i64 },
+    /// Campaigns, newest first.
+    List,
 }
 
 #[derive(Subcommand, Debug)]
@@ -426,6 +462,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Line(cmd) => line(&cli, cmd),
         Command::Preset(cmd) => preset(&cli, cmd),
         Command::Task(cmd) => task(&cli, cmd),
+        Command::Campaign(cmd) => campaign(&cli, cmd),
         Command::Datamodel(DatamodelCmd::Generate { bbf, out }) => {
             let files =
                 crate::datamodel::generate::generate(bbf).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -533,6 +570,108 @@ fn line(cli: &Cli, cmd: &LineCmd) -> anyhow::Result<()> {
                     l.account.registrar.as_deref().unwrap_or("-"),
                     l.fault.as_deref().unwrap_or("")
                 );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Device ids from a CSV file: one per line, or the `device_id` column when the first line
+/// is a header naming it. Blank lines and `#` comments are ignored.
+pub fn device_ids_from_csv(text: &str) -> Vec<String> {
+    let mut lines = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .peekable();
+    let column = lines.peek().and_then(|h| {
+        h.split(',')
+            .position(|c| c.trim().trim_matches('"') == "device_id")
+    });
+    if column.is_some() {
+        lines.next();
+    }
+    lines
+        .filter_map(|l| {
+            l.split(',')
+                .nth(column.unwrap_or(0))
+                .map(|c| c.trim().trim_matches('"').to_string())
+        })
+        .filter(|id| !id.is_empty())
+        .collect()
+}
+
+fn campaign(cli: &Cli, cmd: &CampaignCmd) -> anyhow::Result<()> {
+    use crate::domain::campaigns as c;
+    let store = open_store(&load_config(cli)?)?;
+    let e = |e: crate::error::Error| anyhow::anyhow!("{e}");
+    let now = crate::store::now_ms();
+    let show = |r: &crate::store::campaigns::CampaignRow| {
+        println!(
+            "campaign {} {:?}: {}{}",
+            r.id,
+            r.name,
+            r.state,
+            r.reason
+                .as_deref()
+                .map(|x| format!(" ({x})"))
+                .unwrap_or_default()
+        );
+    };
+    match cmd {
+        CampaignCmd::Create {
+            file,
+            devices_csv,
+            dry_run,
+        } => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let mut spec = c::CampaignSpec::parse(&text)
+                .map_err(|err| anyhow::anyhow!("{}: {err}", file.display()))?;
+            if let Some(csv) = devices_csv {
+                let t = std::fs::read_to_string(csv)
+                    .with_context(|| format!("reading {}", csv.display()))?;
+                spec.target.query = None;
+                spec.target.devices = device_ids_from_csv(&t);
+            }
+            if *dry_run {
+                let d = block_on(c::dry_run(&store, &spec))?.map_err(e)?;
+                println!("{}", serde_json::to_string_pretty(&d)?);
+            } else {
+                let (row, d) = block_on(c::create(&store, "cli", now, &spec))?.map_err(e)?;
+                show(&row);
+                println!(
+                    "{} devices match: {} eligible in waves {:?}, {} compliant, {} skipped; start it with `ferroacs campaign start {}`",
+                    d.matching, d.eligible, d.waves, d.compliant, d.skipped, row.id
+                );
+            }
+        }
+        CampaignCmd::Start { id } => {
+            show(&block_on(c::start(&store, "cli", now, *id))?.map_err(e)?)
+        }
+        CampaignCmd::Pause { id, reason } => {
+            show(&block_on(c::pause(&store, "cli", now, *id, reason))?.map_err(e)?)
+        }
+        CampaignCmd::Resume { id } => {
+            show(&block_on(c::resume(&store, "cli", now, *id))?.map_err(e)?)
+        }
+        CampaignCmd::Abort { id } => {
+            show(&block_on(c::abort(&store, "cli", now, *id))?.map_err(e)?)
+        }
+        CampaignCmd::Status { id } => {
+            let id = *id;
+            let row = store
+                .get_campaign(id)
+                .map_err(e)?
+                .ok_or_else(|| anyhow::anyhow!("no campaign {id}"))?;
+            show(&row);
+            let p = block_on(c::progress(&store, &row, now))?.map_err(e)?;
+            println!("{}", serde_json::to_string_pretty(&p)?);
+        }
+        CampaignCmd::List => {
+            println!("ID\tSTATE\tWAVE\tNAME");
+            for r in store.list_campaigns(None, 1000).map_err(e)? {
+                println!("{}\t{}\t{}\t{}", r.id, r.state, r.current_wave, r.name);
             }
         }
     }

@@ -47,6 +47,7 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub console: ConsoleConfig,
     pub log: LogConfig,
+    pub scheduler: SchedulerConfig,
 }
 
 /// Where the key for secrets at rest comes from (see [`crate::secrets`]).
@@ -298,6 +299,24 @@ impl Default for LogConfig {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    pub enabled: bool,
+    pub tick_ms: u64,
+    pub lease_ttl_secs: u64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            tick_ms: 1000,
+            lease_ttl_secs: 15,
+        }
+    }
+}
+
 /// Documentation of one configuration key.
 pub struct KeyDoc {
     pub section: &'static str,
@@ -377,6 +396,9 @@ pub const KEYS: &[KeyDoc] = &[
     k!("console", "session_max_secs", Some("43200"), None, false, "A console session ends this long after login, however active."),
     k!("console", "login_max_failures", Some("5"), None, false, "Failed console logins per source address within 10 minutes before it is refused for login_block_secs."),
     k!("console", "login_block_secs", Some("300"), None, false, "How long a source address that failed too many console logins is refused."),
+    k!("scheduler", "enabled", Some("true"), None, false, "Take part in the election of the scheduler leader (campaign pacing, scheduled jobs); false = this node never leads."),
+    k!("scheduler", "tick_ms", Some("1000"), None, false, "How often the scheduler leader paces campaigns and renews its lease."),
+    k!("scheduler", "lease_ttl_secs", Some("15"), None, false, "The leader's lease lasts this long without renewal; when a leader dies another node takes over\nwithin this time plus one tick."),
     k!("log", "format", Some("\"text\""), None, false, "\"text\" (readable) or \"json\" (one object per line)."),
     k!("log", "level", Some("\"info\""), None, false, "Filter in tracing's EnvFilter syntax, e.g. \"info,ferroacs=debug\"."),
     k!("log", "cwmp_trace_dir", None, Some("\"/var/tmp/ferroacs-trace\""), false, "Write every SOAP envelope received and sent to files in this directory (troubleshooting; grows without bound)."),
@@ -537,6 +559,12 @@ impl Config {
         DatabaseUrl::parse(&self.database.url)?;
         if self.database.pool_size == 0 {
             return Err(invalid("database.pool_size", "must be at least 1"));
+        }
+        if self.scheduler.lease_ttl_secs < 2 {
+            return Err(invalid("scheduler.lease_ttl_secs", "must be at least 2"));
+        }
+        if self.scheduler.tick_ms == 0 {
+            return Err(invalid("scheduler.tick_ms", "must be at least 1"));
         }
         parse_listen("cwmp.listen", &self.cwmp.listen)?;
         if self.console.session_idle_secs == 0 || self.console.session_max_secs == 0 {

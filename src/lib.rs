@@ -11,6 +11,7 @@
 //! - [`store`]: diesel storage on SQLite or PostgreSQL; the only place with SQL.
 //! - [`domain`]: business rules: Inform processing, discovery, tasks.
 //! - [`connreq`]: outbound connection requests to devices.
+//! - [`scheduler`]: the leader lease and the tick that paces campaigns.
 //! - [`http`]: actix-web: the CWMP endpoint, the admin API, error mapping.
 //! - [`secrets`]: the key for secrets at rest and AES-256-GCM sealing of stored passwords.
 //! - [`state`]: [`state::AppState`], the state handlers and jobs share; imported by `http`.
@@ -27,6 +28,7 @@ pub mod datamodel;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod scheduler;
 pub mod secrets;
 pub mod state;
 pub mod store;

@@ -1,8 +1,10 @@
 //! Business rules: what a session does with a device, tasks, the parameter store's
 //! semantics. No actix here; storage through [`crate::store::Store`].
 
+pub mod campaigns;
 pub mod connreq;
 pub mod converge;
+pub mod cron;
 pub mod devices;
 pub mod files;
 pub mod lines;

@@ -222,5 +222,50 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         );
         sample(&mut out, "process_cpu_seconds_total", "", cpu);
     }
+    campaign_metrics(&state, &mut out).await;
     HttpResponse::Ok().content_type(CONTENT_TYPE).body(out)
+}
+
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Per-campaign device counts of running and paused campaigns, and whether this node leads
+/// the scheduler.
+async fn campaign_metrics(state: &AppState, out: &mut String) {
+    use crate::domain::campaigns;
+    if let Ok(leads) = campaigns::leads(&state.store, &state.node_id, state.now()).await {
+        family(
+            out,
+            "ferroacs_scheduler_leader",
+            "gauge",
+            "1 when this node holds the scheduler lease (paces campaigns).",
+        );
+        sample(out, "ferroacs_scheduler_leader", "", u8::from(leads));
+    }
+    let Ok(rows) = campaigns::active_counts(&state.store).await else {
+        return;
+    };
+    family(
+        out,
+        "ferroacs_campaign_devices",
+        "gauge",
+        "Devices of each running or paused campaign, by state (pending, in_progress, succeeded, \
+         failed_confirmed, failed_unconfirmed, skipped).",
+    );
+    for (id, name, cstate, mstate, n) in rows {
+        sample(
+            out,
+            "ferroacs_campaign_devices",
+            &format!(
+                "campaign=\"{id}\",name=\"{}\",campaign_state=\"{}\",state=\"{}\"",
+                label(&name),
+                label(&cstate),
+                label(&mstate)
+            ),
+            n,
+        );
+    }
 }

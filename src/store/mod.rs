@@ -10,6 +10,7 @@
 //! tokio's blocking pool.
 
 pub mod audit;
+pub mod campaigns;
 pub mod console;
 pub mod devices;
 pub mod error;

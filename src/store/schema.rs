@@ -241,7 +241,67 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    scheduler_lease (name) {
+        name -> Text,
+        owner -> Text,
+        expires_at -> BigInt,
+        acquired_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    campaigns (id) {
+        id -> BigInt,
+        name -> Text,
+        state -> Text,
+        spec -> Text,
+        current_wave -> Integer,
+        wave_started_at -> Nullable<BigInt>,
+        awaiting_approval -> Integer,
+        counted_since -> BigInt,
+        reason -> Nullable<Text>,
+        created_by -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        started_at -> Nullable<BigInt>,
+        finished_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    campaign_members (campaign_id, device_id) {
+        campaign_id -> BigInt,
+        device_id -> Text,
+        model -> Text,
+        wave -> Integer,
+        seq -> Integer,
+        state -> Text,
+        attempts -> Integer,
+        task_id -> Nullable<BigInt>,
+        from_version -> Text,
+        target_version -> Text,
+        started_at -> Nullable<BigInt>,
+        finished_at -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    campaign_events (id) {
+        id -> BigInt,
+        campaign_id -> BigInt,
+        at -> BigInt,
+        device_id -> Nullable<Text>,
+        kind -> Text,
+        detail -> Text,
+    }
+}
+
 diesel::joinable!(console_sessions -> users (user_id));
+diesel::joinable!(campaign_members -> campaigns (campaign_id));
+diesel::joinable!(campaign_members -> devices (device_id));
+diesel::joinable!(campaign_events -> campaigns (campaign_id));
 diesel::joinable!(voip_lines -> devices (device_id));
 diesel::joinable!(device_preset_state -> devices (device_id));
 diesel::joinable!(device_tags -> devices (device_id));
@@ -272,4 +332,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     device_preset_state,
     used_links,
     console_sessions,
+    scheduler_lease,
+    campaigns,
+    campaign_members,
+    campaign_events,
 );

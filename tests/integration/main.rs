@@ -7,13 +7,14 @@ mod support;
 use ferroacs_cpe_sim::{cpe, loadgen};
 
 mod api;
+mod campaigns;
 mod console;
 mod cwmp;
 
 mod foundation;
 mod loadgen_run;
-mod security;
 mod secrets;
+mod security;
 mod usecases;
 mod voip;
 mod voip_api;

@@ -143,7 +143,7 @@ pub struct TaskDto {
 
 /// Hide secrets in task arguments and results, for every role: passwords and usernames of
 /// transfers, values of secret parameters.
-fn redact(v: &mut Value) {
+pub(crate) fn redact(v: &mut Value) {
     crate::domain::tasks::redact_secrets(v);
 }
 

@@ -12,13 +12,14 @@
 //! is the one of the route the router actually matched on the percent-decoded path; no
 //! spelling of a path (`%74okens`, `%761`, `//`) can reach a handler with another route's
 //! role, and an unmatched path reaches no handler at all. Roles: `viewer` reads; `operator` also acts
-//! on devices, tasks, files, VoIP lines and presets; `admin` also manages tokens, users and
+//! on devices, tasks, files, VoIP lines, presets and campaigns; `admin` also manages tokens, users and
 //! reads the audit log.
 //!
 //! Errors are `{"error": {"code", "message"}}` (see `http::error`). Lists are pages
 //! `{"items": [...], "next_cursor": ...}`: pass `cursor=<next_cursor>` for the next page.
 
 mod admin;
+mod campaigns;
 mod devices;
 pub mod dto;
 mod files;
@@ -187,6 +188,42 @@ api_routes! {
         "A stored file's contents (Range and If-None-Match supported)", query [], body None, response "Binary";
     delete "/files/{id}" Operator files::delete,
         "Delete a stored file", query [], body None, response "Empty";
+    get "/campaigns" Viewer campaigns::list,
+        "Campaigns, newest first", query ["limit", "cursor"], body None, response "CampaignPage";
+    post "/campaigns" Operator campaigns::create,
+        "Create a campaign (draft), or with dry_run=true only count what it would address per model; 400 names the bad field, refuses overlapping campaigns",
+        query ["dry_run"], body Some("CampaignInput"), response "Campaign";
+    get "/campaigns/{id}" Viewer campaigns::get,
+        "A campaign with its progress per state, wave and model, rate and estimated end",
+        query [], body None, response "Campaign";
+    post "/campaigns/{id}/start" Operator campaigns::start,
+        "Start a draft: freeze its devices into waves and let the scheduler pace it", query [], body None, response "Campaign";
+    post "/campaigns/{id}/pause" Operator campaigns::pause,
+        "Pause: nothing new starts, running transfers finish", query [], body Some("CampaignControl"), response "Campaign";
+    post "/campaigns/{id}/resume" Operator campaigns::resume,
+        "Resume a paused campaign (stop rules count from now)", query [], body None, response "Campaign";
+    post "/campaigns/{id}/approve" Operator campaigns::approve,
+        "Open the next wave of a campaign waiting for approval", query [], body None, response "Campaign";
+    post "/campaigns/{id}/abort" Operator campaigns::abort,
+        "Abort: nothing new starts, running transfers complete", query [], body None, response "Campaign";
+    post "/campaigns/{id}/retry_failed" Operator campaigns::retry_failed,
+        "Queue the failed devices again and run the campaign", query [], body None, response "Campaign";
+    put "/campaigns/{id}/action" Operator campaigns::replace_action,
+        "Replace the action of a draft or paused campaign (e.g. a fixed image); devices started afterwards get it",
+        query [], body Some("CampaignAction"), response "Campaign";
+    post "/campaigns/{id}/clone" Operator campaigns::clone,
+        "A new draft with the same specification", query [], body None, response "Campaign";
+    post "/campaigns/{id}/reverse" Operator campaigns::reverse,
+        "A new draft pushing each model's previous image to the devices that got the new one",
+        query [], body None, response "Campaign";
+    get "/campaigns/{id}/devices" Viewer campaigns::devices,
+        "The campaign's devices with their state (format=csv for a CSV export)",
+        query ["state", "format", "limit", "cursor"], body None, response "CampaignDevicePage";
+    get "/campaigns/{id}/events" Viewer campaigns::events,
+        "The campaign's timeline, oldest first (device_id= for one device's)",
+        query ["device_id", "limit", "cursor"], body None, response "CampaignEventPage";
+    get "/campaigns/{id}/stream" Viewer campaigns::stream,
+        "Live progress as server-sent events (text/event-stream)", query [], body None, response "EventStream";
     get "/tokens" Admin admin::list_tokens,
         "API tokens (never their secret)", query ["limit", "cursor"], body None, response "TokenPage";
     post "/tokens" Admin admin::create_token,

@@ -246,6 +246,139 @@ fn schemas() -> Value {
         obj(&[("config_toml", s()), ("database", s()), ("node", s())]),
     );
     put("Caller", obj(&[("actor", s()), ("role", s())]));
+    let counts = json!({"type": "object", "additionalProperties": i(),
+        "description": "devices per state: pending, in_progress, succeeded, failed_confirmed, failed_unconfirmed, skipped"});
+    let size = json!({"oneOf": [{"type": "integer"}, {"type": "string", "description": "\"10%\" (cumulative share) or \"rest\""}]});
+    let window = obj(&[
+        (
+            "cron",
+            json!({"type": "string", "description": "6 fields, seconds first, e.g. \"0 0 1 * * *\""}),
+        ),
+        ("duration_secs", i()),
+        (
+            "time_zone",
+            json!({"type": "string", "description": "IANA, e.g. Europe/Berlin"}),
+        ),
+    ]);
+    put(
+        "CampaignAction",
+        json!({"oneOf": [
+                {"type": "object", "required": ["type", "images"], "properties": {
+                    "type": {"type": "string", "enum": ["firmware"]},
+                    "images": {"type": "array", "items": obj(&[("oui", s()), ("product_class", s()),
+                        ("hardware_version", s()), ("file_id", s()), ("version", s()),
+                        ("from_versions", json!({"type": "array", "items": s()}))])}}},
+                {"type": "object", "required": ["type", "task"], "properties": {
+                    "type": {"type": "string", "enum": ["task"]}, "task": r("TaskSpec")}}]}),
+    );
+    put(
+        "CampaignInput",
+        json!({"type": "object", "required": ["name", "target", "action"], "properties": {
+            "name": s(),
+            "target": obj(&[("query", s()), ("devices", json!({"type": "array", "items": s()})),
+                ("exclude", json!({"type": "array", "items": s()}))]),
+            "action": r("CampaignAction"),
+            "schedule": obj(&[("start_at", ni()), ("end_at", ni()),
+                ("windows", json!({"type": "array", "items": window.clone()})),
+                ("disruptive_windows", json!({"type": "array", "items": window})),
+                ("wake", json!({"type": "string", "enum": ["inform", "connection_request"]}))]),
+            "pacing": obj(&[("max_in_flight", i()), ("max_starts_per_minute", i()), ("confirm_timeout_secs", i())]),
+            "waves": obj(&[("canary", size.clone()), ("sizes", json!({"type": "array", "items": size})),
+                ("success_ratio", json!({"type": "number"})), ("soak_secs", i()), ("manual_approval", b())]),
+            "stop_rules": json!({"type": "array", "items": obj(&[
+                ("scope", json!({"type": "string", "enum": ["any", "confirmed", "unconfirmed"]})),
+                ("failures", i()), ("of_last", ni())])}),
+        }}),
+    );
+    put(
+        "CampaignDryRun",
+        obj(&[
+            ("matching", i()),
+            ("compliant", i()),
+            ("eligible", i()),
+            ("skipped", i()),
+            (
+                "models",
+                json!({"type": "object", "additionalProperties": obj(&[
+                ("matching", i()), ("compliant", i()), ("eligible", i()), ("skipped", i())])}),
+            ),
+            (
+                "overlapping",
+                json!({"type": "array", "items": {"type": "array"}}),
+            ),
+            ("waves", json!({"type": "array", "items": i()})),
+        ]),
+    );
+    put(
+        "Campaign",
+        obj(&[
+            ("id", i()),
+            ("name", s()),
+            (
+                "state",
+                json!({"type": "string", "enum": ["draft", "running", "paused", "completed", "aborted"]}),
+            ),
+            ("reason", s()),
+            ("current_wave", i()),
+            ("awaiting_approval", b()),
+            ("created_by", s()),
+            ("created_at", i()),
+            ("started_at", ni()),
+            ("finished_at", ni()),
+            ("spec", r("CampaignInput")),
+            (
+                "progress",
+                obj(&[
+                    ("totals", counts.clone()),
+                    (
+                        "waves",
+                        json!({"type": "object", "additionalProperties": counts.clone()}),
+                    ),
+                    (
+                        "models",
+                        json!({"type": "object", "additionalProperties": counts}),
+                    ),
+                    ("rate_per_minute", json!({"type": "number"})),
+                    ("eta", ni()),
+                ]),
+            ),
+            ("dry_run", r("CampaignDryRun")),
+        ]),
+    );
+    put("CampaignPage", page("Campaign"));
+    put(
+        "CampaignDevice",
+        obj(&[
+            ("device_id", s()),
+            ("model", s()),
+            ("wave", i()),
+            ("state", s()),
+            ("attempts", i()),
+            ("task_id", ni()),
+            ("from_version", s()),
+            ("target_version", s()),
+            ("started_at", ni()),
+            ("finished_at", ni()),
+            ("last_error", s()),
+        ]),
+    );
+    put("CampaignDevicePage", page("CampaignDevice"));
+    put(
+        "CampaignEvent",
+        obj(&[
+            ("id", i()),
+            ("at", i()),
+            ("device_id", s()),
+            ("kind", s()),
+            ("detail", s()),
+        ]),
+    );
+    put("CampaignEventPage", page("CampaignEvent"));
+    put("CampaignControl", obj(&[("reason", s())]));
+    put(
+        "EventStream",
+        json!({"type": "string", "description": "text/event-stream: `event: progress` with a Campaign as data"}),
+    );
     voip_schemas(&mut put);
     for (p, item) in [
         ("DevicePage", "Device"),
@@ -426,6 +559,8 @@ fn voip_schemas(put: &mut impl FnMut(&str, Value)) {
 fn content_of(schema: &str) -> Value {
     if schema == "Csv" {
         json!({ "text/csv": { "schema": r("Csv") } })
+    } else if schema == "EventStream" {
+        json!({ "text/event-stream": { "schema": r("EventStream") } })
     } else if schema == "Binary" {
         json!({ "application/octet-stream": { "schema": r("Binary") } })
     } else {
@@ -511,7 +646,7 @@ pub fn document() -> Value {
         "info": {
             "title": "ferroacs admin API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Devices, tasks (one CWMP RPC each), files, VoIP lines, presets and administration. \
+            "description": "Devices, tasks (one CWMP RPC each), files, VoIP lines, presets, campaigns and administration. \
                 Every request needs `Authorization: Bearer <token>`; roles: viewer < operator < admin."
         },
         "paths": paths,

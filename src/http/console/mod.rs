@@ -171,10 +171,7 @@ impl ConsoleState {
     }
 
     fn failed(&self, ip: IpAddr, username: &str, now: u64) -> Option<u64> {
-        self.limiter
-            .lock()
-            .ok()?
-            .record_failure(ip, username, now)
+        self.limiter.lock().ok()?.record_failure(ip, username, now)
     }
 
     fn succeeded(&self, ip: IpAddr, username: &str) {

@@ -178,6 +178,31 @@ pub struct TestApp {
     /// Every envelope the server sends is kept here and validated against the BBF schema
     /// when the app is dropped.
     pub trace_dir: tempfile::TempDir,
+    /// The injected clock, when the test drives time itself.
+    pub clock: Option<app::Clock>,
+}
+
+/// A clock the test sets and advances; the server reads it as "now".
+#[derive(Clone)]
+pub struct TestClock(pub Arc<std::sync::atomic::AtomicI64>);
+
+impl TestClock {
+    pub fn new(start_ms: i64) -> TestClock {
+        TestClock(Arc::new(std::sync::atomic::AtomicI64::new(start_ms)))
+    }
+    pub fn now(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    pub fn advance_ms(&self, ms: i64) {
+        self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+    pub fn set(&self, ms: i64) {
+        self.0.store(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+    pub fn as_clock(&self) -> app::Clock {
+        let a = self.0.clone();
+        Arc::new(move || a.load(std::sync::atomic::Ordering::SeqCst))
+    }
 }
 
 impl TestApp {
@@ -191,12 +216,31 @@ impl TestApp {
 
     /// Start on an existing database (e.g. to restart after a stop).
     pub async fn spawn_on(db: Arc<TestDb>, tweak: impl FnOnce(&mut Config)) -> TestApp {
-        Self::spawn_with(db, Arc::new(tempfile::tempdir().expect("tempdir")), tweak).await
+        Self::spawn_with(
+            db,
+            Arc::new(tempfile::tempdir().expect("tempdir")),
+            None,
+            tweak,
+        )
+        .await
+    }
+
+    /// Start on `db` with an injected clock; `files_dir` shared with other nodes (or a
+    /// fresh one).
+    pub async fn spawn_clocked(
+        db: Arc<TestDb>,
+        files_dir: Option<Arc<tempfile::TempDir>>,
+        clock: app::Clock,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestApp {
+        let files = files_dir.unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("tempdir")));
+        Self::spawn_with(db, files, Some(clock), tweak).await
     }
 
     async fn spawn_with(
         db: Arc<TestDb>,
         files_dir: Arc<tempfile::TempDir>,
+        clock: Option<app::Clock>,
         tweak: impl FnOnce(&mut Config),
     ) -> TestApp {
         let trace_dir = tempfile::tempdir().expect("tempdir");
@@ -216,7 +260,8 @@ impl TestApp {
         tweak(&mut config);
         ferroacs::telemetry::init(&config.log);
         let cfg = config.clone();
-        let running = tokio::task::spawn_blocking(move || app::start(cfg, None, false))
+        let clk = clock.clone();
+        let running = tokio::task::spawn_blocking(move || app::start(cfg, clk, false))
             .await
             .expect("join")
             .expect("server starts");
@@ -226,6 +271,7 @@ impl TestApp {
             config,
             files_dir,
             trace_dir,
+            clock,
         }
     }
 
@@ -258,6 +304,10 @@ impl TestApp {
             .expect("session log written");
     }
 
+    pub fn state(&self) -> Arc<ferroacs::app::AppState> {
+        self.running.as_ref().expect("running").state.clone()
+    }
+
     /// Stop the server (gracefully or not) and keep the database for a restart.
     pub async fn stop(&mut self, graceful: bool) {
         if let Some(r) = self.running.take() {
@@ -274,7 +324,7 @@ impl TestApp {
         let db = self.db.clone();
         // Same database and file store; a fresh trace directory (the old one is validated
         // when this app drops).
-        TestApp::spawn_with(db, self.files_dir.clone(), move |c| {
+        TestApp::spawn_with(db, self.files_dir.clone(), self.clock.clone(), move |c| {
             let trace = c.log.cwmp_trace_dir.clone();
             *c = config;
             c.log.cwmp_trace_dir = trace;

@@ -1,0 +1,638 @@
+//! Campaign pacing as pure functions over values: wave sizes, how a started device is judged,
+//! stop rules, and what the scheduler does next for a campaign. No clock, no I/O: the
+//! scheduler gathers a [`Snapshot`] from the store, asks [`decide`], and applies the answer.
+
+use super::{Outcome, Size, StopRule, StopScope};
+
+/// Split `total` eligible devices into waves: the canary first, then each size in turn; the
+/// last wave takes whatever is left. Counts are sizes of that wave; percentages are
+/// cumulative shares of all devices ("50%" = until half of them are in a wave). Empty waves
+/// are dropped, so every wave returned has at least one device.
+pub fn wave_sizes(total: u64, canary: Option<Size>, sizes: &[Size]) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut assigned = 0u64;
+    let push = |want: u64, assigned: &mut u64, out: &mut Vec<u64>| {
+        let n = want.min(total - *assigned);
+        if n > 0 {
+            out.push(n);
+            *assigned += n;
+        }
+    };
+    if let Some(c) = canary {
+        let n = match c {
+            Size::Count(n) => n,
+            Size::Percent(p) => ((total as f64) * p / 100.0).ceil() as u64,
+            Size::Rest => total,
+        };
+        push(n.max(1), &mut assigned, &mut out);
+    }
+    for s in sizes {
+        let n = match *s {
+            Size::Count(n) => n,
+            Size::Percent(p) => {
+                let upto = ((total as f64) * p / 100.0).ceil() as u64;
+                upto.saturating_sub(assigned)
+            }
+            Size::Rest => total,
+        };
+        push(n, &mut assigned, &mut out);
+    }
+    if assigned < total {
+        // Whatever the sizes leave goes with the last wave (or forms one).
+        match out.last_mut() {
+            Some(last) if !sizes.is_empty() => *last += total - assigned,
+            _ => out.push(total - assigned),
+        }
+    }
+    out
+}
+
+/// The wave of each of `total` devices, in order, from [`wave_sizes`].
+pub fn wave_of_each(sizes: &[u64]) -> Vec<i32> {
+    let mut out = Vec::new();
+    for (w, n) in sizes.iter().enumerate() {
+        for _ in 0..*n {
+            out.push(w as i32);
+        }
+    }
+    out
+}
+
+/// The state of the task a started device runs, as the scheduler reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskView {
+    pub status: String,
+    pub fault_code: Option<i32>,
+    pub fault_string: Option<String>,
+    pub finished_at: Option<i64>,
+}
+
+/// What the device last told the ACS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceView {
+    pub software_version: String,
+    pub last_inform: Option<i64>,
+    pub last_boot: Option<i64>,
+}
+
+/// A started device: when it started and what it should end up running.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberView {
+    pub started_at: i64,
+    /// Expected SoftwareVersion for firmware; empty for other actions.
+    pub target_version: String,
+}
+
+/// The verdict on a started device.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Not decided yet.
+    Wait,
+    Succeeded,
+    /// Fault, or the device came back on another version.
+    FailedConfirmed(String),
+    /// No answer within the confirmation timeout.
+    FailedUnconfirmed(String),
+}
+
+/// Judge a started device.
+///
+/// Firmware succeeds when the task is done (TransferComplete without fault) **and** the
+/// device reports the expected SoftwareVersion. A device that rebooted, or informed again,
+/// after the transfer and still reports another version has failed (confirmed). A task that
+/// expired, or no verdict within `timeout_ms` of the start, is an unconfirmed failure. Other
+/// actions succeed when their task is done.
+pub fn judge(
+    m: &MemberView,
+    task: Option<&TaskView>,
+    device: Option<&DeviceView>,
+    firmware: bool,
+    timeout_ms: i64,
+    now: i64,
+) -> Verdict {
+    let Some(task) = task else {
+        return Verdict::FailedUnconfirmed("its task was deleted".into());
+    };
+    let overdue = now >= m.started_at.saturating_add(timeout_ms);
+    match task.status.as_str() {
+        "fault" => Verdict::FailedConfirmed(format!(
+            "fault {}: {}",
+            task.fault_code.unwrap_or(0),
+            task.fault_string.as_deref().unwrap_or("")
+        )),
+        "expired" => {
+            Verdict::FailedUnconfirmed("the device did not run the task before it expired".into())
+        }
+        "cancelled" => Verdict::FailedUnconfirmed("its task was cancelled".into()),
+        "done" if !firmware => Verdict::Succeeded,
+        "done" => {
+            let Some(d) = device else {
+                return Verdict::FailedUnconfirmed("the device was deleted".into());
+            };
+            if d.software_version == m.target_version {
+                return Verdict::Succeeded;
+            }
+            let finished = task.finished_at.unwrap_or(m.started_at);
+            let rebooted = d.last_boot.is_some_and(|b| b >= m.started_at);
+            let informed_since = d.last_inform.is_some_and(|i| i > finished);
+            if rebooted || informed_since {
+                Verdict::FailedConfirmed(format!(
+                    "the device reports SoftwareVersion {:?} after the upgrade, expected {:?}",
+                    d.software_version, m.target_version
+                ))
+            } else if overdue {
+                Verdict::FailedUnconfirmed(format!(
+                    "the transfer completed but the device did not report version {:?} in time",
+                    m.target_version
+                ))
+            } else {
+                Verdict::Wait
+            }
+        }
+        _ if overdue => Verdict::FailedUnconfirmed(format!(
+            "no result within {} s of the start",
+            timeout_ms / 1000
+        )),
+        _ => Verdict::Wait,
+    }
+}
+
+/// The first stop rule the recent outcomes break, as a reason to record. `recent` holds the
+/// finished devices newest first (at least as many as the largest `of_last`); `totals` is
+/// (confirmed, unconfirmed) failures counted since the campaign (re)started.
+pub fn broken_rule(rules: &[StopRule], recent: &[Outcome], totals: (u64, u64)) -> Option<String> {
+    for r in rules {
+        let counts = |o: &Outcome| match (r.scope, o) {
+            (_, Outcome::Succeeded) => false,
+            (StopScope::Any, _) => true,
+            (StopScope::Confirmed, Outcome::Confirmed) => true,
+            (StopScope::Unconfirmed, Outcome::Unconfirmed) => true,
+            _ => false,
+        };
+        let what = match r.scope {
+            StopScope::Any => "failed",
+            StopScope::Confirmed => "failed (confirmed)",
+            StopScope::Unconfirmed => "did not answer (unconfirmed)",
+        };
+        match r.of_last {
+            Some(n) => {
+                let window = &recent[..recent.len().min(n as usize)];
+                let failed = window.iter().filter(|o| counts(o)).count() as u64;
+                if failed >= r.failures {
+                    return Some(format!(
+                        "stop rule: {failed} of the last {} devices {what} (limit {} of {n})",
+                        window.len(),
+                        r.failures
+                    ));
+                }
+            }
+            None => {
+                let failed = match r.scope {
+                    StopScope::Any => totals.0 + totals.1,
+                    StopScope::Confirmed => totals.0,
+                    StopScope::Unconfirmed => totals.1,
+                };
+                if failed >= r.failures {
+                    return Some(format!(
+                        "stop rule: {failed} devices {what} (limit {})",
+                        r.failures
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Counts of the current wave's devices.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WaveCounts {
+    pub pending: u64,
+    pub in_progress: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// When its last device finished.
+    pub last_finished_at: Option<i64>,
+}
+
+/// Everything [`decide`] needs about a running campaign.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub now: i64,
+    pub current_wave: i32,
+    pub wave_count: i32,
+    pub wave: WaveCounts,
+    /// Devices started and not finished, over all waves.
+    pub in_flight: u64,
+    /// Devices started in the last 60 s.
+    pub started_last_minute: u64,
+    /// Pending devices in the current and earlier waves.
+    pub startable: u64,
+    pub window_open: bool,
+    pub end_at: Option<i64>,
+    pub awaiting_approval: bool,
+    /// A stop rule's reason, if one is broken.
+    pub stop: Option<String>,
+}
+
+/// The campaign's pacing parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PacingLimits {
+    pub max_in_flight: u64,
+    pub max_starts_per_minute: u64,
+    pub success_ratio: f64,
+    pub soak_ms: i64,
+    pub manual_approval: bool,
+}
+
+/// What the scheduler does next for a running campaign.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Pause and record why.
+    Pause(String),
+    /// Every device finished (or the end time passed and nothing is in flight).
+    Complete(String),
+    /// Open the next wave.
+    AdvanceWave(i32),
+    /// The wave is done; wait for an operator to approve the next one.
+    AwaitApproval,
+    /// Start this many pending devices now.
+    Start(u64),
+    /// Nothing to do now.
+    Idle,
+}
+
+/// Decide the next step of a running campaign. Order: stop rules, end time, wave end (ratio,
+/// soak, approval, next wave or completion), window, then pacing.
+pub fn decide(s: &Snapshot, p: &PacingLimits) -> Decision {
+    if let Some(reason) = &s.stop {
+        return Decision::Pause(reason.clone());
+    }
+    if s.end_at.is_some_and(|e| s.now >= e) {
+        return if s.in_flight == 0 {
+            Decision::Complete("the campaign's end time passed".into())
+        } else {
+            Decision::Idle
+        };
+    }
+    let w = &s.wave;
+    if w.pending == 0 && w.in_progress == 0 {
+        let finished = w.succeeded + w.failed;
+        if finished > 0 {
+            let ratio = w.succeeded as f64 / finished as f64;
+            if ratio + 1e-9 < p.success_ratio {
+                return Decision::Pause(format!(
+                    "wave {}: {} of {} devices succeeded ({:.0} %), below the required {:.0} %",
+                    s.current_wave,
+                    w.succeeded,
+                    finished,
+                    ratio * 100.0,
+                    p.success_ratio * 100.0
+                ));
+            }
+        }
+        if s.current_wave + 1 >= s.wave_count {
+            return if s.in_flight == 0 {
+                Decision::Complete("every device finished".into())
+            } else {
+                Decision::Idle
+            };
+        }
+        if w.last_finished_at.is_some_and(|t| s.now < t + p.soak_ms) {
+            return Decision::Idle;
+        }
+        if p.manual_approval {
+            return if s.awaiting_approval {
+                Decision::Idle
+            } else {
+                Decision::AwaitApproval
+            };
+        }
+        return Decision::AdvanceWave(s.current_wave + 1);
+    }
+    if !s.window_open || s.startable == 0 {
+        return Decision::Idle;
+    }
+    let room = p.max_in_flight.saturating_sub(s.in_flight);
+    let rate = p
+        .max_starts_per_minute
+        .saturating_sub(s.started_last_minute);
+    let n = s.startable.min(room).min(rate);
+    if n == 0 {
+        Decision::Idle
+    } else {
+        Decision::Start(n)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waves_split_counts_percentages_and_rest() {
+        // 10 / 100 / rest over 300.
+        let s = wave_sizes(300, Some(Size::Count(10)), &[Size::Count(100), Size::Rest]);
+        assert_eq!(s, vec![10, 100, 190]);
+        // Cumulative percentages: 1 %, 10 %, 50 %, 100 % of 1000 after a canary of 5.
+        let s = wave_sizes(
+            1000,
+            Some(Size::Count(5)),
+            &[
+                Size::Percent(1.0),
+                Size::Percent(10.0),
+                Size::Percent(50.0),
+                Size::Percent(100.0),
+            ],
+        );
+        assert_eq!(s, vec![5, 5, 90, 400, 500]);
+        assert_eq!(s.iter().sum::<u64>(), 1000);
+        // Sizes that do not cover everything: the rest joins the last wave.
+        assert_eq!(
+            wave_sizes(50, None, &[Size::Count(10), Size::Count(10)]),
+            vec![10, 40]
+        );
+        // No waves at all: one wave.
+        assert_eq!(wave_sizes(7, None, &[]), vec![7]);
+        // Canary larger than the fleet; empty waves dropped.
+        assert_eq!(
+            wave_sizes(3, Some(Size::Count(10)), &[Size::Count(5)]),
+            vec![3]
+        );
+        assert_eq!(
+            wave_sizes(0, Some(Size::Count(1)), &[Size::Rest]),
+            Vec::<u64>::new()
+        );
+        // A canary percentage never rounds to zero devices.
+        assert_eq!(
+            wave_sizes(10, Some(Size::Percent(1.0)), &[Size::Rest]),
+            vec![1, 9]
+        );
+        assert_eq!(wave_of_each(&[2, 1]), vec![0, 0, 1]);
+    }
+
+    fn task(status: &str, finished: Option<i64>) -> TaskView {
+        TaskView {
+            status: status.into(),
+            fault_code: (status == "fault").then_some(9010),
+            fault_string: (status == "fault").then(|| "Download failure".into()),
+            finished_at: finished,
+        }
+    }
+
+    fn dev(v: &str, inform: i64, boot: Option<i64>) -> DeviceView {
+        DeviceView {
+            software_version: v.into(),
+            last_inform: Some(inform),
+            last_boot: boot,
+        }
+    }
+
+    #[test]
+    fn firmware_needs_transfer_complete_and_the_new_version() {
+        let m = MemberView {
+            started_at: 1000,
+            target_version: "2.0".into(),
+        };
+        let t = 60_000;
+        // Still running, then overdue.
+        assert_eq!(
+            judge(&m, Some(&task("running", None)), None, true, t, 2000),
+            Verdict::Wait
+        );
+        assert!(matches!(
+            judge(&m, Some(&task("running", None)), None, true, t, 61_000),
+            Verdict::FailedUnconfirmed(_)
+        ));
+        // Done and the Inform of that session reported the new version.
+        assert_eq!(
+            judge(
+                &m,
+                Some(&task("done", Some(5000))),
+                Some(&dev("2.0", 4900, Some(4900))),
+                true,
+                t,
+                5000
+            ),
+            Verdict::Succeeded
+        );
+        // Done, but it booted back into the old image: confirmed failure.
+        let v = judge(
+            &m,
+            Some(&task("done", Some(5000))),
+            Some(&dev("1.0", 4900, Some(4900))),
+            true,
+            t,
+            5000,
+        );
+        assert!(
+            matches!(&v, Verdict::FailedConfirmed(r) if r.contains("1.0") && r.contains("2.0")),
+            "{v:?}"
+        );
+        // Done, no reboot yet, no Inform since: wait until the timeout, then unconfirmed.
+        let d = dev("1.0", 900, None);
+        assert_eq!(
+            judge(&m, Some(&task("done", Some(5000))), Some(&d), true, t, 6000),
+            Verdict::Wait
+        );
+        assert!(matches!(
+            judge(
+                &m,
+                Some(&task("done", Some(5000))),
+                Some(&d),
+                true,
+                t,
+                70_000
+            ),
+            Verdict::FailedUnconfirmed(_)
+        ));
+        // Faults are confirmed failures; expiry is unconfirmed.
+        assert!(matches!(
+            judge(&m, Some(&task("fault", Some(5000))), None, true, t, 5000),
+            Verdict::FailedConfirmed(r) if r.contains("9010")
+        ));
+        assert!(matches!(
+            judge(&m, Some(&task("expired", Some(5000))), None, true, t, 5000),
+            Verdict::FailedUnconfirmed(_)
+        ));
+        assert!(matches!(
+            judge(&m, None, None, true, t, 5000),
+            Verdict::FailedUnconfirmed(_)
+        ));
+        // Other actions: done is success whatever the version.
+        assert_eq!(
+            judge(&m, Some(&task("done", Some(5000))), None, false, t, 5000),
+            Verdict::Succeeded
+        );
+    }
+
+    #[test]
+    fn stop_rules_count_confirmed_and_unconfirmed_apart() {
+        use Outcome::*;
+        let window = StopRule {
+            scope: StopScope::Any,
+            failures: 5,
+            of_last: Some(100),
+        };
+        let mut recent = vec![Succeeded; 95];
+        recent.extend(vec![Confirmed; 4]);
+        assert_eq!(broken_rule(&[window], &recent, (4, 0)), None);
+        recent.insert(0, Unconfirmed);
+        let r = broken_rule(&[window], &recent, (4, 1)).unwrap();
+        assert!(r.contains("5 of the last 100"), "{r}");
+        // Failures older than the window do not count.
+        let mut recent = vec![Succeeded; 100];
+        recent.extend(vec![Confirmed; 10]);
+        assert_eq!(broken_rule(&[window], &recent, (10, 0)), None);
+        // Confirmed-only rule ignores unconfirmed failures.
+        let confirmed = StopRule {
+            scope: StopScope::Confirmed,
+            failures: 3,
+            of_last: None,
+        };
+        assert_eq!(broken_rule(&[confirmed], &[], (2, 50)), None);
+        assert!(broken_rule(&[confirmed], &[], (3, 0)).is_some());
+        let unconfirmed = StopRule {
+            scope: StopScope::Unconfirmed,
+            failures: 2,
+            of_last: Some(10),
+        };
+        assert_eq!(
+            broken_rule(&[unconfirmed], &[Confirmed, Confirmed, Confirmed], (3, 0)),
+            None
+        );
+        assert!(broken_rule(
+            &[unconfirmed],
+            &[Unconfirmed, Succeeded, Unconfirmed],
+            (0, 2)
+        )
+        .is_some());
+    }
+
+    fn snap() -> Snapshot {
+        Snapshot {
+            now: 100_000,
+            current_wave: 0,
+            wave_count: 3,
+            wave: WaveCounts {
+                pending: 10,
+                ..WaveCounts::default()
+            },
+            in_flight: 0,
+            started_last_minute: 0,
+            startable: 10,
+            window_open: true,
+            end_at: None,
+            awaiting_approval: false,
+            stop: None,
+        }
+    }
+
+    const LIMITS: PacingLimits = PacingLimits {
+        max_in_flight: 4,
+        max_starts_per_minute: 6,
+        success_ratio: 0.9,
+        soak_ms: 60_000,
+        manual_approval: false,
+    };
+
+    #[test]
+    fn pacing_respects_in_flight_and_rate() {
+        assert_eq!(decide(&snap(), &LIMITS), Decision::Start(4));
+        let s = Snapshot {
+            in_flight: 3,
+            ..snap()
+        };
+        assert_eq!(decide(&s, &LIMITS), Decision::Start(1));
+        let s = Snapshot {
+            in_flight: 4,
+            ..snap()
+        };
+        assert_eq!(decide(&s, &LIMITS), Decision::Idle);
+        let s = Snapshot {
+            started_last_minute: 5,
+            ..snap()
+        };
+        assert_eq!(decide(&s, &LIMITS), Decision::Start(1));
+        let s = Snapshot {
+            startable: 2,
+            ..snap()
+        };
+        assert_eq!(decide(&s, &LIMITS), Decision::Start(2));
+        // Window closed: nothing new starts.
+        let s = Snapshot {
+            window_open: false,
+            ..snap()
+        };
+        assert_eq!(decide(&s, &LIMITS), Decision::Idle);
+        // A broken stop rule wins over everything.
+        let s = Snapshot {
+            stop: Some("x".into()),
+            ..snap()
+        };
+        assert_eq!(decide(&s, &LIMITS), Decision::Pause("x".into()));
+    }
+
+    #[test]
+    fn waves_advance_on_ratio_and_soak() {
+        let done = |succeeded, failed, at| WaveCounts {
+            pending: 0,
+            in_progress: 0,
+            succeeded,
+            failed,
+            last_finished_at: Some(at),
+        };
+        // Wave finished at 90 s, soak 60 s: wait until 150 s.
+        let s = Snapshot {
+            wave: done(10, 0, 90_000),
+            startable: 0,
+            ..snap()
+        };
+        assert_eq!(decide(&s, &LIMITS), Decision::Idle);
+        let s = Snapshot { now: 150_000, ..s };
+        assert_eq!(decide(&s, &LIMITS), Decision::AdvanceWave(1));
+        // Below the success ratio: pause with the figures.
+        let s = Snapshot {
+            wave: done(8, 2, 0),
+            ..s
+        };
+        match decide(&s, &LIMITS) {
+            Decision::Pause(r) => assert!(r.contains("8 of 10"), "{r}"),
+            d => panic!("{d:?}"),
+        }
+        // Manual approval.
+        let manual = PacingLimits {
+            manual_approval: true,
+            ..LIMITS
+        };
+        let s = Snapshot {
+            wave: done(10, 0, 0),
+            ..s
+        };
+        assert_eq!(decide(&s, &manual), Decision::AwaitApproval);
+        let s2 = Snapshot {
+            awaiting_approval: true,
+            ..s.clone()
+        };
+        assert_eq!(decide(&s2, &manual), Decision::Idle);
+        // Last wave done: complete once nothing is in flight.
+        let last = Snapshot {
+            current_wave: 2,
+            ..s.clone()
+        };
+        assert!(matches!(decide(&last, &LIMITS), Decision::Complete(_)));
+        // End time: nothing new, complete when the in-flight devices finished.
+        let ended = Snapshot {
+            end_at: Some(50_000),
+            in_flight: 1,
+            ..snap()
+        };
+        assert_eq!(decide(&ended, &LIMITS), Decision::Idle);
+        let ended = Snapshot {
+            in_flight: 0,
+            ..ended
+        };
+        assert!(matches!(decide(&ended, &LIMITS), Decision::Complete(_)));
+    }
+}

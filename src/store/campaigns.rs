@@ -1,0 +1,721 @@
+//! Campaigns, their per-device members and timeline, and the scheduler's leader lease.
+//!
+//! Member states: `pending`, `in_progress`, `succeeded`, `failed_confirmed`,
+//! `failed_unconfirmed`, `skipped`. A member moves from `pending` to `in_progress` only in
+//! [`Store::start_members`], in the transaction that queues its task, and only if it still is
+//! `pending`: two scheduler nodes, or a node restarted after a crash, can never start a
+//! device twice.
+
+use diesel::prelude::*;
+
+use super::schema::campaign_events::{self, dsl as ev};
+use super::schema::campaign_members::{self, dsl as m};
+use super::schema::campaigns::{self, dsl as cp};
+use super::schema::devices;
+use super::schema::scheduler_lease::dsl as l;
+use super::schema::tasks::dsl as t;
+use super::tasks::{NewTask, TaskRow};
+use super::{Store, WriteTxn};
+use crate::error::Result;
+use crate::with_conn;
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = campaigns)]
+pub struct CampaignRow {
+    pub id: i64,
+    pub name: String,
+    pub state: String,
+    pub spec: String,
+    pub current_wave: i32,
+    pub wave_started_at: Option<i64>,
+    pub awaiting_approval: i32,
+    pub counted_since: i64,
+    pub reason: Option<String>,
+    pub created_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = campaigns)]
+pub struct NewCampaign {
+    pub name: String,
+    pub state: String,
+    pub spec: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A change of a campaign; `None` fields are left alone.
+#[derive(Debug, Clone, Default, AsChangeset)]
+#[diesel(table_name = campaigns)]
+pub struct CampaignUpdate {
+    pub state: Option<String>,
+    pub spec: Option<String>,
+    pub current_wave: Option<i32>,
+    pub wave_started_at: Option<Option<i64>>,
+    pub awaiting_approval: Option<i32>,
+    pub counted_since: Option<i64>,
+    pub reason: Option<Option<String>>,
+    pub updated_at: Option<i64>,
+    pub started_at: Option<Option<i64>>,
+    pub finished_at: Option<Option<i64>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = campaign_members)]
+pub struct MemberRow {
+    pub campaign_id: i64,
+    pub device_id: String,
+    pub model: String,
+    pub wave: i32,
+    pub seq: i32,
+    pub state: String,
+    pub attempts: i32,
+    pub task_id: Option<i64>,
+    pub from_version: String,
+    pub target_version: String,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = campaign_events)]
+pub struct EventRow {
+    pub id: i64,
+    pub campaign_id: i64,
+    pub at: i64,
+    pub device_id: Option<String>,
+    pub kind: String,
+    pub detail: String,
+}
+
+/// One timeline entry to write.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = campaign_events)]
+pub struct NewEvent {
+    pub campaign_id: i64,
+    pub at: i64,
+    pub device_id: Option<String>,
+    pub kind: String,
+    pub detail: String,
+}
+
+/// A finished member: its new state and why.
+#[derive(Debug, Clone)]
+pub struct MemberFinish {
+    pub device_id: String,
+    pub state: String,
+    pub error: Option<String>,
+}
+
+/// Campaign states in which members may still start or run.
+pub const ACTIVE_STATES: [&str; 2] = ["running", "paused"];
+/// Member states that are not final.
+pub const OPEN_MEMBER_STATES: [&str; 2] = ["pending", "in_progress"];
+
+impl Store {
+    pub fn insert_campaign(&self, new: &NewCampaign, event: &str) -> Result<CampaignRow> {
+        with_conn!(self, |c| {
+            c.write_txn(|c| {
+                let row = diesel::insert_into(cp::campaigns)
+                    .values(new)
+                    .returning(CampaignRow::as_returning())
+                    .get_result::<CampaignRow>(c)?;
+                diesel::insert_into(ev::campaign_events)
+                    .values(&NewEvent {
+                        campaign_id: row.id,
+                        at: new.created_at,
+                        device_id: None,
+                        kind: "created".into(),
+                        detail: event.to_string(),
+                    })
+                    .execute(c)?;
+                Ok(row)
+            })
+        })
+    }
+
+    pub fn get_campaign(&self, id: i64) -> Result<Option<CampaignRow>> {
+        with_conn!(self, |c| {
+            Ok(cp::campaigns
+                .filter(cp::id.eq(id))
+                .select(CampaignRow::as_select())
+                .first(c)
+                .optional()?)
+        })
+    }
+
+    /// Campaigns newest first, before the id `cursor`.
+    pub fn list_campaigns(&self, cursor: Option<i64>, limit: i64) -> Result<Vec<CampaignRow>> {
+        with_conn!(self, |c| {
+            let mut q = cp::campaigns
+                .select(CampaignRow::as_select())
+                .order(cp::id.desc())
+                .limit(limit)
+                .into_boxed();
+            if let Some(cur) = cursor {
+                q = q.filter(cp::id.lt(cur));
+            }
+            Ok(q.load(c)?)
+        })
+    }
+
+    /// Ids of the campaigns in `state`.
+    pub fn campaign_ids_in(&self, state: &str) -> Result<Vec<i64>> {
+        with_conn!(self, |c| {
+            Ok(cp::campaigns
+                .filter(cp::state.eq(state))
+                .order(cp::id.asc())
+                .select(cp::id)
+                .load(c)?)
+        })
+    }
+
+    /// Ids of the campaigns with devices in progress (paused or aborted campaigns still
+    /// judge the devices they started).
+    pub fn campaign_ids_with_in_progress(&self) -> Result<Vec<i64>> {
+        with_conn!(self, |c| {
+            Ok(cp::campaigns
+                .filter(cp::state.eq_any(["paused", "aborted", "completed"]))
+                .filter(diesel::dsl::exists(
+                    m::campaign_members
+                        .filter(m::campaign_id.eq(cp::id))
+                        .filter(m::state.eq("in_progress")),
+                ))
+                .select(cp::id)
+                .load(c)?)
+        })
+    }
+
+    /// Apply `update` if the campaign is in one of the `from` states, and record `event` in
+    /// the timeline, atomically. Returns the new row when the transition happened.
+    pub fn transition_campaign(
+        &self,
+        id: i64,
+        from: &[&str],
+        update: &CampaignUpdate,
+        event: Option<(&str, &str)>,
+        now: i64,
+    ) -> Result<Option<CampaignRow>> {
+        with_conn!(self, |c| {
+            c.write_txn(|c| {
+                let row = diesel::update(
+                    cp::campaigns
+                        .filter(cp::id.eq(id))
+                        .filter(cp::state.eq_any(from)),
+                )
+                .set(update)
+                .returning(CampaignRow::as_returning())
+                .get_result::<CampaignRow>(c)
+                .optional()?;
+                if let (Some(_), Some((kind, detail))) = (&row, event) {
+                    diesel::insert_into(ev::campaign_events)
+                        .values(&NewEvent {
+                            campaign_id: id,
+                            at: now,
+                            device_id: None,
+                            kind: kind.into(),
+                            detail: detail.into(),
+                        })
+                        .execute(c)?;
+                }
+                Ok(row)
+            })
+        })
+    }
+
+    /// Freeze the members of a draft campaign and set it running, in one transaction.
+    /// Returns false (and writes nothing) when the campaign was no longer a draft.
+    pub fn start_campaign(
+        &self,
+        id: i64,
+        members: &[MemberRow],
+        update: &CampaignUpdate,
+        detail: &str,
+        now: i64,
+    ) -> Result<bool> {
+        with_conn!(self, |c| {
+            c.write_txn(|c| {
+                let n = diesel::update(
+                    cp::campaigns
+                        .filter(cp::id.eq(id))
+                        .filter(cp::state.eq("draft")),
+                )
+                .set(update)
+                .execute(c)?;
+                if n == 0 {
+                    return Ok(false);
+                }
+                for chunk in members.chunks(500) {
+                    diesel::insert_into(m::campaign_members)
+                        .values(chunk)
+                        .execute(c)?;
+                }
+                diesel::insert_into(ev::campaign_events)
+                    .values(&NewEvent {
+                        campaign_id: id,
+                        at: now,
+                        device_id: None,
+                        kind: "started".into(),
+                        detail: detail.into(),
+                    })
+                    .execute(c)?;
+                Ok(true)
+            })
+        })
+    }
+
+    /// Devices of `ids` that are open members of another active campaign, with that
+    /// campaign's id.
+    pub fn devices_in_active_campaigns(&self, ids: &[String]) -> Result<Vec<(String, i64)>> {
+        let mut out = Vec::new();
+        with_conn!(self, |c| {
+            for chunk in ids.chunks(500) {
+                let rows: Vec<(String, i64)> = m::campaign_members
+                    .inner_join(cp::campaigns)
+                    .filter(m::device_id.eq_any(chunk))
+                    .filter(m::state.eq_any(OPEN_MEMBER_STATES))
+                    .filter(cp::state.eq_any(ACTIVE_STATES))
+                    .select((m::device_id, m::campaign_id))
+                    .load(c)?;
+                out.extend(rows);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Pending members of waves up to `max_wave`, in start order.
+    pub fn pending_members(
+        &self,
+        campaign: i64,
+        max_wave: i32,
+        limit: i64,
+    ) -> Result<Vec<MemberRow>> {
+        with_conn!(self, |c| {
+            Ok(m::campaign_members
+                .filter(m::campaign_id.eq(campaign))
+                .filter(m::state.eq("pending"))
+                .filter(m::wave.le(max_wave))
+                .order((m::wave.asc(), m::seq.asc()))
+                .limit(limit)
+                .select(MemberRow::as_select())
+                .load(c)?)
+        })
+    }
+
+    /// Members in `state`, in start order (at most `limit`).
+    pub fn members_in(&self, campaign: i64, state: &str, limit: i64) -> Result<Vec<MemberRow>> {
+        with_conn!(self, |c| {
+            Ok(m::campaign_members
+                .filter(m::campaign_id.eq(campaign))
+                .filter(m::state.eq(state))
+                .order((m::wave.asc(), m::seq.asc()))
+                .limit(limit)
+                .select(MemberRow::as_select())
+                .load(c)?)
+        })
+    }
+
+    /// Members of a campaign, in start order, after `cursor` (a seq), optionally one state.
+    pub fn list_members(
+        &self,
+        campaign: i64,
+        state: Option<&str>,
+        cursor: Option<i32>,
+        limit: i64,
+    ) -> Result<Vec<MemberRow>> {
+        with_conn!(self, |c| {
+            let mut q = m::campaign_members
+                .filter(m::campaign_id.eq(campaign))
+                .order(m::seq.asc())
+                .limit(limit)
+                .select(MemberRow::as_select())
+                .into_boxed();
+            if let Some(s) = state {
+                q = q.filter(m::state.eq(s.to_string()));
+            }
+            if let Some(cur) = cursor {
+                q = q.filter(m::seq.gt(cur));
+            }
+            Ok(q.load(c)?)
+        })
+    }
+
+    pub fn get_member(&self, campaign: i64, device_id: &str) -> Result<Option<MemberRow>> {
+        with_conn!(self, |c| {
+            Ok(m::campaign_members
+                .filter(m::campaign_id.eq(campaign))
+                .filter(m::device_id.eq(device_id))
+                .select(MemberRow::as_select())
+                .first(c)
+                .optional()?)
+        })
+    }
+
+    /// Start devices: for each (device, task) whose member still is `pending`, mark it
+    /// `in_progress` and queue its task in the same transaction. Returns the started
+    /// (device id, task id) pairs; members that were no longer pending are left alone and
+    /// get no task.
+    pub fn start_members(
+        &self,
+        campaign: i64,
+        batch: &[NewTask],
+        now: i64,
+    ) -> Result<Vec<(String, i64)>> {
+        with_conn!(self, |c| {
+            c.write_txn(|c| {
+                let mut out = Vec::with_capacity(batch.len());
+                for task in batch {
+                    let n = diesel::update(
+                        m::campaign_members
+                            .filter(m::campaign_id.eq(campaign))
+                            .filter(m::device_id.eq(&task.device_id))
+                            .filter(m::state.eq("pending")),
+                    )
+                    .set((
+                        m::state.eq("in_progress"),
+                        m::started_at.eq(Some(now)),
+                        m::finished_at.eq(None::<i64>),
+                        m::attempts.eq(m::attempts + 1),
+                    ))
+                    .execute(c)?;
+                    if n == 0 {
+                        continue;
+                    }
+                    let row = diesel::insert_into(t::tasks)
+                        .values(task)
+                        .returning(TaskRow::as_returning())
+                        .get_result::<TaskRow>(c)?;
+                    diesel::update(
+                        m::campaign_members
+                            .filter(m::campaign_id.eq(campaign))
+                            .filter(m::device_id.eq(&task.device_id)),
+                    )
+                    .set(m::task_id.eq(Some(row.id)))
+                    .execute(c)?;
+                    diesel::update(devices::table.filter(devices::id.eq(&task.device_id)))
+                        .set(devices::work_epoch.eq(devices::work_epoch + 1))
+                        .execute(c)?;
+                    out.push((task.device_id.clone(), row.id));
+                }
+                Ok(out)
+            })
+        })
+    }
+
+    /// Record the final state of started members (only those still `in_progress`) and their
+    /// timeline entries, in one transaction. Returns how many changed.
+    pub fn finish_members(&self, campaign: i64, done: &[MemberFinish], now: i64) -> Result<usize> {
+        with_conn!(self, |c| {
+            c.write_txn(|c| {
+                let mut changed = 0;
+                for f in done {
+                    let n = diesel::update(
+                        m::campaign_members
+                            .filter(m::campaign_id.eq(campaign))
+                            .filter(m::device_id.eq(&f.device_id))
+                            .filter(m::state.eq("in_progress")),
+                    )
+                    .set((
+                        m::state.eq(&f.state),
+                        m::finished_at.eq(Some(now)),
+                        m::last_error.eq(f.error.as_deref()),
+                    ))
+                    .execute(c)?;
+                    if n == 0 {
+                        continue;
+                    }
+                    changed += 1;
+                    diesel::insert_into(ev::campaign_events)
+                        .values(&NewEvent {
+                            campaign_id: campaign,
+                            at: now,
+                            device_id: Some(f.device_id.clone()),
+                            kind: f.state.clone(),
+                            detail: f.error.clone().unwrap_or_default(),
+                        })
+                        .execute(c)?;
+                }
+                Ok(changed)
+            })
+        })
+    }
+
+    /// Put failed members back to `pending` (retry failed), returning how many.
+    pub fn reset_failed_members(&self, campaign: i64) -> Result<usize> {
+        with_conn!(self, |c| {
+            Ok(diesel::update(
+                m::campaign_members
+                    .filter(m::campaign_id.eq(campaign))
+                    .filter(m::state.eq_any(["failed_confirmed", "failed_unconfirmed"])),
+            )
+            .set((
+                m::state.eq("pending"),
+                m::finished_at.eq(None::<i64>),
+                m::task_id.eq(None::<i64>),
+            ))
+            .execute(c)?)
+        })
+    }
+
+    /// (wave, state, count) of every member.
+    pub fn member_counts_by_wave(&self, campaign: i64) -> Result<Vec<(i32, String, i64)>> {
+        with_conn!(self, |c| {
+            Ok(m::campaign_members
+                .filter(m::campaign_id.eq(campaign))
+                .group_by((m::wave, m::state))
+                .select((m::wave, m::state, diesel::dsl::count_star()))
+                .load(c)?)
+        })
+    }
+
+    /// (model, state, count) of every member.
+    pub fn member_counts_by_model(&self, campaign: i64) -> Result<Vec<(String, String, i64)>> {
+        with_conn!(self, |c| {
+            Ok(m::campaign_members
+                .filter(m::campaign_id.eq(campaign))
+                .group_by((m::model, m::state))
+                .select((m::model, m::state, diesel::dsl::count_star()))
+                .load(c)?)
+        })
+    }
+
+    /// (campaign id, campaign name, campaign state, member state, count) for campaigns that
+    /// are running or paused (for /metrics), in two queries.
+    #[allow(clippy::type_complexity)]
+    pub fn active_campaign_counts(&self) -> Result<Vec<(i64, String, String, String, i64)>> {
+        with_conn!(self, |c| {
+            let active: Vec<(i64, String, String)> = cp::campaigns
+                .filter(cp::state.eq_any(ACTIVE_STATES))
+                .select((cp::id, cp::name, cp::state))
+                .load(c)?;
+            if active.is_empty() {
+                return Ok(Vec::new());
+            }
+            let ids: Vec<i64> = active.iter().map(|a| a.0).collect();
+            let counts: Vec<(i64, String, i64)> = m::campaign_members
+                .filter(m::campaign_id.eq_any(&ids))
+                .group_by((m::campaign_id, m::state))
+                .select((m::campaign_id, m::state, diesel::dsl::count_star()))
+                .load(c)?;
+            let by_id: std::collections::HashMap<i64, (String, String)> = active
+                .into_iter()
+                .map(|(id, name, state)| (id, (name, state)))
+                .collect();
+            Ok(counts
+                .into_iter()
+                .filter_map(|(id, ms, n)| {
+                    by_id
+                        .get(&id)
+                        .map(|(name, cs)| (id, name.clone(), cs.clone(), ms, n))
+                })
+                .collect())
+        })
+    }
+
+    /// When the last member of `wave` finished.
+    pub fn wave_last_finished(&self, campaign: i64, wave: i32) -> Result<Option<i64>> {
+        with_conn!(self, |c| {
+            Ok(m::campaign_members
+                .filter(m::campaign_id.eq(campaign))
+                .filter(m::wave.eq(wave))
+                .select(diesel::dsl::max(m::finished_at))
+                .first::<Option<i64>>(c)?)
+        })
+    }
+
+    /// Members started at or after `since`.
+    pub fn members_started_since(&self, campaign: i64, since: i64) -> Result<i64> {
+        with_conn!(self, |c| {
+            Ok(m::campaign_members
+                .filter(m::campaign_id.eq(campaign))
+                .filter(m::started_at.ge(since))
+                .count()
+                .get_result(c)?)
+        })
+    }
+
+    /// States of the members finished at or after `since` (not skipped), newest first.
+    pub fn recent_outcomes(&self, campaign: i64, since: i64, limit: i64) -> Result<Vec<String>> {
+        with_conn!(self, |c| {
+            Ok(m::campaign_members
+                .filter(m::campaign_id.eq(campaign))
+                .filter(m::finished_at.ge(since))
+                .filter(m::state.ne("skipped"))
+                .order(m::finished_at.desc())
+                .limit(limit)
+                .select(m::state)
+                .load(c)?)
+        })
+    }
+
+    /// (state, count) of members finished at or after `since`.
+    pub fn outcome_totals(&self, campaign: i64, since: i64) -> Result<Vec<(String, i64)>> {
+        with_conn!(self, |c| {
+            Ok(m::campaign_members
+                .filter(m::campaign_id.eq(campaign))
+                .filter(m::finished_at.ge(since))
+                .group_by(m::state)
+                .select((m::state, diesel::dsl::count_star()))
+                .load(c)?)
+        })
+    }
+
+    /// Tasks by id.
+    pub fn tasks_by_ids(&self, ids: &[i64]) -> Result<Vec<TaskRow>> {
+        let mut out = Vec::with_capacity(ids.len());
+        with_conn!(self, |c| {
+            for chunk in ids.chunks(500) {
+                let rows: Vec<TaskRow> = t::tasks
+                    .filter(t::id.eq_any(chunk))
+                    .select(TaskRow::as_select())
+                    .load(c)?;
+                out.extend(rows);
+            }
+            Ok(out)
+        })
+    }
+
+    /// (id, software_version, last_inform, last_boot) of devices by id.
+    #[allow(clippy::type_complexity)]
+    pub fn device_versions(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<(String, String, Option<i64>, Option<i64>)>> {
+        let mut out = Vec::with_capacity(ids.len());
+        with_conn!(self, |c| {
+            for chunk in ids.chunks(500) {
+                let rows: Vec<(String, String, Option<i64>, Option<i64>)> = devices::table
+                    .filter(devices::id.eq_any(chunk))
+                    .select((
+                        devices::id,
+                        devices::software_version,
+                        devices::last_inform,
+                        devices::last_boot,
+                    ))
+                    .load(c)?;
+                out.extend(rows);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Devices by id (those that exist), ordered by id.
+    pub fn devices_by_ids(&self, ids: &[String]) -> Result<Vec<super::devices::DeviceRow>> {
+        use super::devices::DeviceRow;
+        let mut out = Vec::with_capacity(ids.len());
+        with_conn!(self, |c| {
+            for chunk in ids.chunks(500) {
+                let rows: Vec<DeviceRow> = devices::table
+                    .filter(devices::id.eq_any(chunk))
+                    .select(DeviceRow::as_select())
+                    .load(c)?;
+                out.extend(rows);
+            }
+            Ok(out)
+        })
+    }
+
+    pub fn add_campaign_event(&self, e: &NewEvent) -> Result<()> {
+        with_conn!(self, |c| {
+            diesel::insert_into(ev::campaign_events)
+                .values(e)
+                .execute(c)?;
+            Ok(())
+        })
+    }
+
+    /// Timeline entries, oldest first, after the id `cursor`; optionally of one device.
+    pub fn campaign_events(
+        &self,
+        campaign: i64,
+        device_id: Option<&str>,
+        cursor: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<EventRow>> {
+        with_conn!(self, |c| {
+            let mut q = ev::campaign_events
+                .filter(ev::campaign_id.eq(campaign))
+                .order(ev::id.asc())
+                .limit(limit)
+                .select(EventRow::as_select())
+                .into_boxed();
+            if let Some(d) = device_id {
+                q = q.filter(ev::device_id.eq(d.to_string()));
+            }
+            if let Some(cur) = cursor {
+                q = q.filter(ev::id.gt(cur));
+            }
+            Ok(q.load(c)?)
+        })
+    }
+
+    /// Take or renew the lease `name` for `owner` until `until`. Succeeds when the lease is
+    /// free, expired (`expires_at < now`) or already ours; returns whether `owner` holds it.
+    /// One conditional `UPDATE` decides, so of several nodes racing exactly one wins.
+    pub fn acquire_lease(&self, name: &str, owner: &str, now: i64, until: i64) -> Result<bool> {
+        with_conn!(self, |c| {
+            diesel::insert_into(l::scheduler_lease)
+                .values((
+                    l::name.eq(name),
+                    l::owner.eq(owner),
+                    l::expires_at.eq(until),
+                    l::acquired_at.eq(now),
+                ))
+                .on_conflict_do_nothing()
+                .execute(c)?;
+            let renewed = diesel::update(
+                l::scheduler_lease
+                    .filter(l::name.eq(name))
+                    .filter(l::owner.eq(owner)),
+            )
+            .set(l::expires_at.eq(until))
+            .execute(c)?;
+            if renewed == 1 {
+                return Ok(true);
+            }
+            let taken = diesel::update(
+                l::scheduler_lease
+                    .filter(l::name.eq(name))
+                    .filter(l::expires_at.lt(now)),
+            )
+            .set((
+                l::owner.eq(owner),
+                l::expires_at.eq(until),
+                l::acquired_at.eq(now),
+            ))
+            .execute(c)?;
+            Ok(taken == 1)
+        })
+    }
+
+    /// Give the lease up (a node stopping cleanly), so another takes over at once.
+    pub fn release_lease(&self, name: &str, owner: &str) -> Result<()> {
+        with_conn!(self, |c| {
+            diesel::update(
+                l::scheduler_lease
+                    .filter(l::name.eq(name))
+                    .filter(l::owner.eq(owner)),
+            )
+            .set(l::expires_at.eq(0i64))
+            .execute(c)?;
+            Ok(())
+        })
+    }
+
+    /// (owner, expires_at) of the lease `name`.
+    pub fn lease_holder(&self, name: &str) -> Result<Option<(String, i64)>> {
+        with_conn!(self, |c| {
+            Ok(l::scheduler_lease
+                .filter(l::name.eq(name))
+                .select((l::owner, l::expires_at))
+                .first(c)
+                .optional()?)
+        })
+    }
+}
