@@ -20,6 +20,7 @@ fn cli(app: &TestApp, args: &[&str], stdin: Option<&str>) -> String {
     }
     c.current_dir(dir)
         .env("FERROACS_DATABASE_URL", &app.db.url)
+        .env("FERROACS_SECRETS_KEY", &app.db.key)
         .env("FERROACS_FILES_DIR", dir.join("files"))
         .args(args)
         .stdin(std::process::Stdio::piped())
