@@ -495,11 +495,7 @@ impl Config {
                 continue;
             };
             // Variables read by the test harness or by other tooling, not configuration.
-            if rest.starts_with("TEST_")
-                || rest == "CONFIG"
-                || rest == "BBF_DIR"
-                || rest == "SAMPLES_DIR"
-            {
+            if rest.starts_with("TEST_") || rest == "CONFIG" {
                 continue;
             }
             let lower = rest.to_ascii_lowercase();

@@ -576,21 +576,17 @@ mod tests {
         Registry::builtin().unwrap()
     }
 
-    /// A directory from an environment variable, or a default relative to
-    /// the crate root.
-    fn reference_dir(var: &str, default: &str) -> PathBuf {
-        std::env::var_os(var)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(default))
+    /// A vendored reference folder of the repository (never one outside it).
+    fn reference_dir(relative: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
     }
 
     #[test]
     fn committed_files_match_the_generator() {
-        let dir = reference_dir("FERROACS_BBF_DIR", "datamodel/bbf");
+        let dir = reference_dir("datamodel/bbf");
         assert!(
             dir.join(generate::TYPES_FILE).is_file(),
-            "BBF data-model directory not found at {}: set FERROACS_BBF_DIR to a copy of \
-             github.com/BroadbandForum/cwmp-data-models (with generated/tr-181-2-19-1-cwmp-full.xml)",
+            "BBF data-model XML not found at {}: it is vendored in datamodel/bbf",
             dir.display()
         );
         let generated = generate::generate(&dir).unwrap();
@@ -1069,11 +1065,11 @@ mod tests {
 
     #[test]
     fn sample_dump_paths_resolve() {
-        let dir = reference_dir("FERROACS_SAMPLES_DIR", "tests/fixtures/samples");
+        let dir = reference_dir("tests/fixtures/samples");
         let mut dumps: Vec<PathBuf> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| {
                 panic!(
-                    "sample dumps not found at {}: {e}; set FERROACS_SAMPLES_DIR",
+                    "sample dumps not found at {}: {e}; they are vendored in tests/fixtures/samples",
                     dir.display()
                 )
             })

@@ -7,11 +7,7 @@ use crate::cpe::{Device, Root};
 use crate::support::{Backend, TestApp};
 
 pub fn samples_dir() -> PathBuf {
-    std::env::var("FERROACS_SAMPLES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/samples")
-        })
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/samples")
 }
 
 pub fn sample_device(file: &str) -> Device {

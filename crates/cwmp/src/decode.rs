@@ -1626,17 +1626,14 @@ mod tests {
     }
 
     fn samples_dir() -> PathBuf {
-        std::env::var_os("FERROACS_SAMPLES_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/samples")
-            })
+        // The vendored copies in the repository, never a folder outside it.
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/samples")
     }
 
     fn sample(name: &str) -> Envelope {
         let path = samples_dir().join(name);
         let raw = std::fs::read(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (set FERROACS_SAMPLES_DIR)", path.display()));
+            .unwrap_or_else(|e| panic!("{}: {e} (tests/fixtures/samples)", path.display()));
         let text = decode_body(&raw, Some("text/xml")).unwrap();
         let env = parse(&text);
         // What we read must survive our own writer and reader unchanged.

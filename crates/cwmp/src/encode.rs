@@ -696,9 +696,8 @@ mod tests {
     const VALIDATED_NS: [CwmpNs; 3] = [CwmpNs::V1_0, CwmpNs::V1_1, CwmpNs::V1_2];
 
     fn bbf_dir() -> PathBuf {
-        std::env::var_os("FERROACS_BBF_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datamodel/bbf"))
+        // The vendored schemas in the repository, never a folder outside it.
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datamodel/bbf")
     }
 
     fn schema_for(ns: CwmpNs, header: &Header) -> &'static str {
@@ -836,7 +835,7 @@ mod tests {
         let catalog = bbf_dir().join("soap-catalog.xml");
         assert!(
             schema.is_file() && catalog.is_file(),
-            "BBF schemas not found at {} (set FERROACS_BBF_DIR)",
+            "BBF schemas not found at {} (vendored in datamodel/bbf)",
             bbf_dir().display()
         );
         let output = Command::new("xmllint")

@@ -352,9 +352,7 @@ impl Drop for TestApp {
 }
 
 pub fn bbf_dir() -> PathBuf {
-    std::env::var("FERROACS_BBF_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datamodel/bbf"))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datamodel/bbf")
 }
 
 /// Validate every envelope the ACS sent (files `*-out-cwmp-1-N.xml`) against the BBF schema
