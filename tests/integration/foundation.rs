@@ -95,6 +95,9 @@ async fn migrations_run_up_and_down(b: Backend) {
 /// PostgreSQL going away turns /healthz into 503; it recovers when the database is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_health_reports_database_loss() {
+    if !crate::support::postgres_enabled() {
+        return;
+    }
     let app = TestApp::spawn(Backend::Postgres, |c| c.database.connect_timeout_ms = 1000).await;
     let url = app.api_url("/healthz");
     let api = crate::api::Api::new(&app, "viewer").await;
