@@ -9,7 +9,7 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::dto::{redact, Page};
+use super::dto::Page;
 use super::{int_cursor, page_limit, Caller};
 use crate::domain::campaigns::{
     self, CampaignRow, CampaignSpec, DryRun, EventRow, MemberRow, Progress,
@@ -43,7 +43,7 @@ pub struct CampaignDto {
 impl CampaignDto {
     fn new(r: &CampaignRow) -> CampaignDto {
         let mut spec: Value = serde_json::from_str(&r.spec).unwrap_or(Value::Null);
-        redact(&mut spec);
+        crate::domain::tasks::redact_secrets(&mut spec);
         CampaignDto {
             id: r.id,
             name: r.name.clone(),

@@ -141,20 +141,14 @@ pub struct TaskDto {
     pub connection_request: Option<ConnReqDto>,
 }
 
-/// Hide secrets in task arguments and results, for every role: passwords and usernames of
-/// transfers, values of secret parameters.
-pub(crate) fn redact(v: &mut Value) {
-    crate::domain::tasks::redact_secrets(v);
-}
-
 impl From<&TaskRow> for TaskDto {
     fn from(t: &TaskRow) -> Self {
         let mut args: Value = serde_json::from_str(&t.args).unwrap_or(Value::Null);
-        redact(&mut args);
+        crate::domain::tasks::redact_secrets(&mut args);
         let result = t.result.as_deref().map(|r| {
             let mut v =
                 serde_json::from_str::<Value>(r).unwrap_or_else(|_| Value::String(r.to_string()));
-            redact(&mut v);
+            crate::domain::tasks::redact_secrets(&mut v);
             v
         });
         let fault = t.fault_code.map(|code| FaultInfo {

@@ -38,22 +38,6 @@ pub struct TaskView {
     pub open: bool,
 }
 
-fn redact(v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::Object(m) => {
-            for (k, x) in m.iter_mut() {
-                if k.contains("password") && x.is_string() {
-                    *x = serde_json::Value::String("********".into());
-                } else {
-                    redact(x);
-                }
-            }
-        }
-        serde_json::Value::Array(a) => a.iter_mut().for_each(redact),
-        _ => {}
-    }
-}
-
 fn short(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
@@ -71,7 +55,8 @@ impl TaskView {
         if let serde_json::Value::Object(m) = &mut args {
             m.remove("rpc");
         }
-        redact(&mut args);
+        // The one definition of a secret in task arguments, as in the API.
+        crate::domain::tasks::redact_secrets(&mut args);
         let args = match &args {
             serde_json::Value::Object(m) if m.is_empty() => String::new(),
             v => short(&v.to_string(), 160),
@@ -81,7 +66,15 @@ impl TaskView {
                 "fault {code}: {}",
                 short(t.fault_string.as_deref().unwrap_or(""), 160)
             ),
-            (None, Some(r)) => short(r, 160),
+            (None, Some(r)) => {
+                let mut v = serde_json::from_str::<serde_json::Value>(r)
+                    .unwrap_or_else(|_| serde_json::Value::String(r.clone()));
+                crate::domain::tasks::redact_secrets(&mut v);
+                match v {
+                    serde_json::Value::String(text) => short(&text, 160),
+                    v => short(&v.to_string(), 160),
+                }
+            }
             (None, None) => String::new(),
         };
         TaskView {
