@@ -3,12 +3,14 @@
 //! (re-exported here); the HTTP layer imports it from there, never from this module.
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 
 use crate::config::Config;
+use crate::domain::driver::Driver;
 use crate::state::CwmpState;
 use crate::store::Store;
 
@@ -18,6 +20,10 @@ pub use crate::state::{AppState, Clock};
 pub struct Running {
     pub cwmp_addr: SocketAddr,
     pub api_addr: SocketAddr,
+    /// The TFTP server's address when `tftp.listen` is set.
+    pub tftp_addr: Option<SocketAddr>,
+    /// The STUN server's address when `stun.listen` is set.
+    pub stun_addr: Option<SocketAddr>,
     pub state: Arc<AppState>,
     handles: Vec<actix_web::dev::ServerHandle>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -47,7 +53,17 @@ impl Running {
         if graceful {
             crate::scheduler::release(&self.state);
         }
-        crate::http::cwmp::shutdown(&self.state);
+        self.state.driver.shutdown();
+        self.flush_phone_fetches();
+    }
+
+    /// After the servers stopped: write the phone fetches still waiting.
+    fn flush_phone_fetches(&self) {
+        let log = &self.state.services.phones.fetch_log;
+        let n = log.flush_blocking(&self.state.store);
+        if n > 0 {
+            tracing::info!(rows = n, "phone fetch log written at shutdown");
+        }
     }
 
     /// Block until the servers stop (after a signal).
@@ -56,7 +72,8 @@ impl Running {
             let _ = t.join();
         }
         crate::scheduler::release(&self.state);
-        crate::http::cwmp::shutdown(&self.state);
+        self.state.driver.shutdown();
+        self.flush_phone_fetches();
     }
 }
 
@@ -100,6 +117,16 @@ pub fn start(
     let config = Arc::new(config);
     let cwmp_listener = bind("cwmp.listen", config.cwmp_listen())?;
     let api_listener = bind("api.listen", config.api_listen())?;
+    let tftp_socket = match &config.tftp.listen {
+        Some(l) => Some(crate::tftp::bind(l)?),
+        None => None,
+    };
+    let tftp_addr = tftp_socket.as_ref().and_then(|s| s.local_addr().ok());
+    let stun_socket = match &config.stun.listen {
+        Some(l) => Some(crate::stun::bind(l)?),
+        None => None,
+    };
+    let stun_addr = stun_socket.as_ref().and_then(|s| s.local_addr().ok());
     let cwmp_tls = match (&config.cwmp.tls_cert, &config.cwmp.tls_key) {
         (Some(c), Some(k)) => Some(crate::http::tls::server_config(
             c,
@@ -140,16 +167,38 @@ pub fn start(
                 .unwrap_or_default()
         );
     }
-    let cwmp = CwmpState::new(&config, &store).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let own = [cwmp_listener.local_addr()?, api_listener.local_addr()?];
-    let services = crate::domain::services::Services::new(&config, &store, &own)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cwmp = CwmpState {
+        auth: crate::http::cwmp::auth::CpeAuthenticator::new(&config, &store)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        next_conn: AtomicU64::new(1),
+    };
+    let mut own = vec![cwmp_listener.local_addr()?, api_listener.local_addr()?];
+    own.extend(stun_addr);
+    let services = Arc::new(
+        crate::domain::services::Services::new(&config, &store, &own)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    // XMPP connection requests (TR-069 Annex K): the connection starts with the servers.
+    let xmpp = xmpp_settings(&config.xmpp)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .map(crate::connreq::xmpp::XmppClient::new);
+    if let Some(x) = &xmpp {
+        services.connreq.set_xmpp(x.clone());
+    }
+    let driver = Arc::new(Driver::new(
+        store.clone(),
+        config.clone(),
+        clock.clone(),
+        node_id.clone(),
+        services.clone(),
+    ));
     let state = Arc::new(AppState {
         config: config.clone(),
         store,
         node_id,
         clock,
         cwmp,
+        driver,
         services,
     });
     let cwmp_addr = cwmp_listener.local_addr()?;
@@ -171,10 +220,37 @@ pub fn start(
                     api_tls,
                 )?;
                 let handles: Vec<_> = servers.iter().map(|s| s.handle()).collect();
-                crate::http::cwmp::spawn_background(st.clone());
-                crate::http::api::spawn_background(st.clone());
+                // The session driver's background work: session-log writer, idle-session
+                // reaper. Pruning old session logs and expiring tasks is housekeeping of the
+                // scheduler leader.
+                let d = st.driver.clone();
+                actix_web::rt::spawn(async move { d.run_log_writer().await });
+                let d = st.driver.clone();
+                actix_web::rt::spawn(async move { d.run_reaper().await });
+                actix_web::rt::spawn(st.services.phones.fetch_log.clone().run_writer(
+                    st.store.clone(),
+                    Duration::from_millis(st.config.phones.fetch_log_flush_ms),
+                ));
                 crate::http::console::spawn_background(st.clone());
                 crate::scheduler::spawn(st.clone());
+                let deferred = st.clone();
+                actix_web::rt::spawn(async move {
+                    let clock = deferred.clock.clone();
+                    deferred
+                        .services
+                        .connreq
+                        .run_deferred(&deferred.store, move || clock())
+                        .await;
+                });
+                if let Some(sock) = tftp_socket {
+                    actix_web::rt::spawn(crate::tftp::serve(st.clone(), sock));
+                }
+                if let Some(sock) = stun_socket {
+                    actix_web::rt::spawn(crate::stun::serve(st.clone(), sock));
+                }
+                if let Some(x) = xmpp {
+                    actix_web::rt::spawn(x.run());
+                }
                 let _ = tx.send(Ok(handles.clone()));
                 if handle_signals {
                     let hs = handles.clone();
@@ -200,6 +276,9 @@ pub fn start(
         Ok(Err(e)) => return Err(e),
         Err(_) => anyhow::bail!("the HTTP servers did not start within 30 s"),
     };
+    if let Some(t) = tftp_addr {
+        tracing::info!(tftp = %t, "TFTP server for phones listening");
+    }
     tracing::info!(
         cwmp = %cwmp_addr,
         api = %api_addr,
@@ -211,6 +290,8 @@ pub fn start(
     Ok(Running {
         cwmp_addr,
         api_addr,
+        tftp_addr,
+        stun_addr,
         state,
         handles,
         thread: Some(thread),
@@ -286,4 +367,56 @@ impl crate::domain::usecases::Hooks for ServerHooks {
                 .await;
         });
     }
+}
+
+/// The client's settings from `[xmpp]`, or `None` when `xmpp.jid` is unset.
+fn xmpp_settings(
+    cfg: &crate::config::XmppConfig,
+) -> Result<Option<crate::connreq::xmpp::XmppSettings>, String> {
+    let Some(jid) = &cfg.jid else {
+        return Ok(None);
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let files: Vec<std::path::PathBuf> = match &cfg.tls_ca_file {
+        Some(f) => vec![f.clone()],
+        None => vec![
+            "/etc/ssl/certs/ca-certificates.crt".into(),
+            "/etc/pki/tls/certs/ca-bundle.crt".into(),
+        ],
+    };
+    for path in &files {
+        use rustls_pki_types::pem::PemObject;
+        match rustls_pki_types::CertificateDer::pem_file_iter(path) {
+            Ok(iter) => {
+                for cert in iter.flatten() {
+                    let _ = roots.add(cert);
+                }
+                break;
+            }
+            Err(e) if cfg.tls_ca_file.is_some() => {
+                return Err(format!(
+                    "xmpp.tls_ca_file {}: cannot read certificates: {e}",
+                    path.display()
+                ))
+            }
+            Err(_) => {}
+        }
+    }
+    let tls = crate::connreq::http::tls_config_with_roots(roots)
+        .map_err(|e| format!("TLS for XMPP unavailable: {e}"))?;
+    Ok(Some(crate::connreq::xmpp::XmppSettings {
+        jid: jid.clone(),
+        password: cfg
+            .password
+            .as_ref()
+            .map(|p| p.expose().to_string())
+            .unwrap_or_default(),
+        server: cfg.server.clone(),
+        port: cfg.port,
+        allow_plain: cfg.allow_plain,
+        tls,
+        request_timeout: std::time::Duration::from_millis(cfg.request_timeout_ms.max(100)),
+        keepalive: std::time::Duration::from_secs(cfg.keepalive_secs),
+        max_stanza_bytes: cfg.max_stanza_bytes,
+    }))
 }

@@ -69,6 +69,9 @@ pub enum Command {
     /// Presets (named desired states).
     #[command(subcommand)]
     Preset(PresetCmd),
+    /// Phones that fetch configuration files (Polycom, Yealink, Grandstream, Cisco, Snom).
+    #[command(subcommand)]
+    Phone(PhoneCmd),
     /// The key that encrypts passwords stored in the database.
     #[command(subcommand)]
     Secrets(SecretsCmd),
@@ -76,6 +79,22 @@ pub enum Command {
     /// paced; a running server's scheduler carries them out.
     #[command(subcommand)]
     Campaign(CampaignCmd),
+    /// Scheduled jobs: a task or a config backup for the devices of a query at each time of a
+    /// cron expression; a running server's scheduler fires them.
+    #[command(subcommand)]
+    Schedule(ScheduleCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ScheduleCmd {
+    /// Create a scheduled job from a JSON file (see `POST /api/v1/schedules`).
+    Create { file: PathBuf },
+    /// Replace a scheduled job with the JSON file's specification.
+    Update { id: i64, file: PathBuf },
+    /// Delete a scheduled job.
+    Delete { id: i64 },
+    /// Scheduled jobs with their next fire time and what the last fire did.
+    List,
 }
 
 #[derive(Subcommand, Debug)]
@@ -137,6 +156,47 @@ pub enum LineCmd {
     },
     /// List the lines of a device (passwords are never shown).
     List { device: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PhoneCmd {
+    /// Create a phone (MAC in any spelling). Its lines are set with `PUT
+    /// /api/v1/phones/{mac}/lines/{n}` or `ferroacs line import` (device id phone:<mac>).
+    Add {
+        mac: String,
+        /// polycom, yealink, grandstream, cisco or snom.
+        #[arg(long)]
+        vendor: String,
+        /// e.g. vvx400, t46g, gxp2170, cp-8841, d785.
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        profile: Option<String>,
+        /// Repeatable.
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    /// List phones with when they last fetched, what and which firmware they run.
+    List,
+    /// Print the provisioning URL of a phone (with its secret token) and the DHCP options to set.
+    Url { mac: String },
+    /// Import phones from CSV (header mac,vendor,model[,profile][,tags]).
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print a new one-time activation code for the phone (any earlier one stops working).
+    Activate { mac: String },
+    /// Re-provision now: send SIP NOTIFY check-sync to the phone.
+    Resync {
+        mac: String,
+        /// Ask the phone to reboot after fetching.
+        #[arg(long)]
+        reboot: bool,
+    },
+    /// Delete a phone with its lines.
+    Delete { mac: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -297,6 +357,10 @@ pub enum DeviceCmd {
     },
     /// Delete a device and everything stored about it.
     Delete { id: String },
+    /// Forget a device's CWMP credentials (its own and any issued to it), so the shared
+    /// default ones open it again, e.g. after a factory reset; new ones are issued at its
+    /// next session.
+    ResetCredentials { id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -461,8 +525,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Device(cmd) => device(&cli, cmd),
         Command::Line(cmd) => line(&cli, cmd),
         Command::Preset(cmd) => preset(&cli, cmd),
+        Command::Phone(cmd) => phone(&cli, cmd),
         Command::Task(cmd) => task(&cli, cmd),
         Command::Campaign(cmd) => campaign(&cli, cmd),
+        Command::Schedule(cmd) => schedule(&cli, cmd),
         Command::Datamodel(DatamodelCmd::Generate { bbf, out }) => {
             let files =
                 crate::datamodel::generate::generate(bbf).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -576,6 +642,121 @@ fn line(cli: &Cli, cmd: &LineCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn phone(cli: &Cli, cmd: &PhoneCmd) -> anyhow::Result<()> {
+    use crate::domain::phones as ph;
+    let env = CliEnv::open(cli)?;
+    let e = |e: crate::error::Error| anyhow::anyhow!("{e}");
+    let actor = Actor::cli();
+    match cmd {
+        PhoneCmd::Add {
+            mac,
+            vendor,
+            model,
+            profile,
+            tags,
+        } => {
+            let input = ph::PhoneInput {
+                mac: Some(mac.clone()),
+                vendor: vendor.clone(),
+                model: model.clone(),
+                profile: profile.clone(),
+                tags: (!tags.is_empty()).then(|| tags.clone()),
+                ..ph::PhoneInput::default()
+            };
+            let view = block_on(usecases::phones::create(&env.ctx(), &actor, input))?.map_err(e)?;
+            println!(
+                "phone {} ({} {}) created; device id {} for its lines",
+                view.mac, view.vendor, view.model, view.device_id
+            );
+            let mac = ph::parse_mac("mac", &view.mac).map_err(e)?;
+            let urls =
+                block_on(ph::urls(&env.store, &env.cfg, &env.services.phones, mac))?.map_err(e)?;
+            println!("provisioning URL: {}", urls.url);
+        }
+        PhoneCmd::List => {
+            let phones = block_on(ph::list(&env.store, None, 100_000))?.map_err(e)?;
+            println!("MAC\tVENDOR\tMODEL\tPROFILE\tLAST SEEN\tSOURCE\tFIRMWARE\tLAST FILE");
+            for p in &phones {
+                let seen = p
+                    .last_seen
+                    .and_then(chrono::DateTime::from_timestamp_millis)
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_else(|| "never".into());
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    p.mac,
+                    p.vendor,
+                    p.model,
+                    p.profile.as_deref().unwrap_or("-"),
+                    seen,
+                    p.last_source.as_deref().unwrap_or("-"),
+                    p.firmware.as_deref().unwrap_or("-"),
+                    p.last_file.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        PhoneCmd::Url { mac } => {
+            let mac = ph::parse_mac("mac", mac).map_err(e)?;
+            let u =
+                block_on(ph::urls(&env.store, &env.cfg, &env.services.phones, mac))?.map_err(e)?;
+            println!("{}", u.url);
+            println!("# {} asks for {} first", u.vendor, u.first_file);
+            for d in &u.dhcp {
+                println!("# DHCP: {d}");
+            }
+            if let Some(d) = &u.digest_url {
+                println!("# with its HTTP Digest credentials instead of the token: {d}");
+            }
+        }
+        PhoneCmd::Activate { mac } => {
+            let c =
+                block_on(usecases::phones::activation_code(&env.ctx(), &actor, mac))?.map_err(e)?;
+            println!("{}", c.code);
+            println!("# URL: {}", c.url);
+            let until = chrono::DateTime::from_timestamp_millis(c.expires_at)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_default();
+            println!("# usable once until {until}");
+        }
+        PhoneCmd::Import { file, dry_run } => {
+            let csv = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            let report = block_on(usecases::phones::import(&env.ctx(), &actor, &csv, *dry_run))?
+                .map_err(e)?;
+            for r in &report.errors {
+                println!(
+                    "row {} ({}): {}: {}",
+                    r.row,
+                    r.mac.as_deref().unwrap_or("?"),
+                    r.field,
+                    r.message
+                );
+            }
+            println!(
+                "{} {} phones; {} rows rejected",
+                if *dry_run { "would import" } else { "imported" },
+                report.imported,
+                report.rejected
+            );
+            if report.rejected > 0 {
+                anyhow::bail!("{} rows rejected (listed above)", report.rejected);
+            }
+        }
+        PhoneCmd::Resync { mac, reboot } => {
+            let r =
+                block_on(usecases::phones::resync(&env.ctx(), &actor, mac, *reboot))?.map_err(e)?;
+            match r.status {
+                Some(s) => println!("NOTIFY check-sync to {}: answered {s}", r.target),
+                None => println!("NOTIFY check-sync to {}: {}", r.target, r.outcome),
+            }
+        }
+        PhoneCmd::Delete { mac } => {
+            block_on(usecases::phones::delete(&env.ctx(), &actor, mac))?.map_err(e)?;
+            println!("deleted");
+        }
+    }
+    Ok(())
+}
+
 /// Device ids from a CSV file: one per line, or the `device_id` column when the first line
 /// is a header naming it. Blank lines and `#` comments are ignored.
 pub fn device_ids_from_csv(text: &str) -> Vec<String> {
@@ -672,6 +853,58 @@ fn campaign(cli: &Cli, cmd: &CampaignCmd) -> anyhow::Result<()> {
             println!("ID\tSTATE\tWAVE\tNAME");
             for r in store.list_campaigns(None, 1000).map_err(e)? {
                 println!("{}\t{}\t{}\t{}", r.id, r.state, r.current_wave, r.name);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn schedule(cli: &Cli, cmd: &ScheduleCmd) -> anyhow::Result<()> {
+    use crate::domain::schedules as sch;
+    let store = open_store(&load_config(cli)?)?;
+    let e = |e: crate::error::Error| anyhow::anyhow!("{e}");
+    let now = crate::store::now_ms();
+    let read = |file: &PathBuf| -> anyhow::Result<sch::ScheduleSpec> {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        sch::ScheduleSpec::parse(&text).map_err(|err| anyhow::anyhow!("{}: {err}", file.display()))
+    };
+    let show = |r: &sch::ScheduleRow| {
+        let next = r
+            .next_fire_at
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_else(|| "never".into());
+        println!("schedule {} {:?}: next fire {next}", r.id, r.name);
+    };
+    match cmd {
+        ScheduleCmd::Create { file } => {
+            let spec = read(file)?;
+            show(&block_on(sch::create(&store, "cli", now, &spec))?.map_err(e)?);
+        }
+        ScheduleCmd::Update { id, file } => {
+            let spec = read(file)?;
+            show(&block_on(sch::update(&store, "cli", now, *id, &spec))?.map_err(e)?);
+        }
+        ScheduleCmd::Delete { id } => {
+            block_on(sch::delete(&store, "cli", now, *id))?.map_err(e)?;
+            println!("schedule {id} deleted");
+        }
+        ScheduleCmd::List => {
+            println!("ID\tENABLED\tNEXT FIRE (UTC)\tNAME\tLAST RESULT");
+            for r in block_on(sch::list(&store, None, 1000))?.map_err(e)? {
+                let next = r
+                    .next_fire_at
+                    .and_then(chrono::DateTime::from_timestamp_millis)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_else(|| "-".into());
+                println!(
+                    "{}\t{}\t{next}\t{}\t{}",
+                    r.id,
+                    r.enabled != 0,
+                    r.name,
+                    r.last_result.as_deref().unwrap_or("")
+                );
             }
         }
     }
@@ -943,6 +1176,15 @@ fn device(cli: &Cli, cmd: &DeviceCmd) -> anyhow::Result<()> {
         DeviceCmd::Delete { id } => {
             block_on(usecases::devices::delete(&env.ctx(), &Actor::cli(), id))?.map_err(e)?;
             println!("deleted {id}");
+        }
+        DeviceCmd::ResetCredentials { id } => {
+            block_on(usecases::devices::reset_credentials(
+                &env.ctx(),
+                &Actor::cli(),
+                id,
+            ))?
+            .map_err(e)?;
+            println!("credentials of {id} forgotten; the shared ones open it again");
         }
     }
     Ok(())

@@ -48,6 +48,10 @@ pub struct Config {
     pub console: ConsoleConfig,
     pub log: LogConfig,
     pub scheduler: SchedulerConfig,
+    pub phones: PhonesConfig,
+    pub tftp: TftpConfig,
+    pub stun: StunConfig,
+    pub xmpp: XmppConfig,
 }
 
 /// Where the key for secrets at rest comes from (see [`crate::secrets`]).
@@ -156,13 +160,16 @@ pub struct CwmpConfig {
     pub max_auth_failures: u32,
     pub periodic_inform_interval_secs: u32,
     pub set_connection_request_credentials: bool,
+    pub issue_credentials: bool,
     pub discovery_refresh_secs: u64,
     pub gpv_batch_size: usize,
     pub session_log_retention_days: u32,
     pub hold_requests: bool,
+    pub save_every_exchange: bool,
     pub body_timeout_secs: u64,
     pub max_connections_per_source: usize,
     pub connection_limit_exempt: Vec<String>,
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for CwmpConfig {
@@ -186,13 +193,16 @@ impl Default for CwmpConfig {
             max_auth_failures: 20,
             periodic_inform_interval_secs: 3600,
             set_connection_request_credentials: true,
+            issue_credentials: true,
             discovery_refresh_secs: 7 * 86_400,
             gpv_batch_size: 128,
             session_log_retention_days: 30,
             hold_requests: false,
+            save_every_exchange: false,
             body_timeout_secs: 30,
             max_connections_per_source: 256,
             connection_limit_exempt: vec!["127.0.0.1/32".to_string(), "::1/128".to_string()],
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -209,6 +219,8 @@ pub struct ApiConfig {
     pub connection_request_allow_basic: bool,
     pub connection_request_allow_networks: String,
     pub connection_request_deny_networks: String,
+    pub connection_request_transports: String,
+    pub connection_request_confirm_timeout_ms: u64,
     pub task_transfer_timeout_secs: u64,
     pub body_timeout_secs: u64,
     pub max_connections_per_source: usize,
@@ -227,6 +239,8 @@ impl Default for ApiConfig {
             connection_request_allow_basic: false,
             connection_request_allow_networks: String::new(),
             connection_request_deny_networks: crate::connreq::policy::DEFAULT_DENY.into(),
+            connection_request_transports: "xmpp, udp, http".into(),
+            connection_request_confirm_timeout_ms: 10_000,
             task_transfer_timeout_secs: 3600,
             body_timeout_secs: 30,
             max_connections_per_source: 64,
@@ -317,6 +331,139 @@ impl Default for SchedulerConfig {
     }
 }
 
+/// Phones that fetch configuration files (served under `/prov/` on the CWMP listener).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PhonesConfig {
+    pub unknown_phones: UnknownDevices,
+    pub site_token: Option<Secret>,
+    pub lock_to_first_network: bool,
+    pub file_password: Option<Secret>,
+    pub default_sip_server: Option<String>,
+    pub public_url: Option<String>,
+    pub max_upload_bytes: usize,
+    pub max_failed_fetches: u32,
+    pub activation_code_ttl_secs: u64,
+    pub activation_window_secs: u64,
+    pub fetch_log_buffer: usize,
+    pub fetch_log_flush_ms: u64,
+}
+
+impl Default for PhonesConfig {
+    fn default() -> Self {
+        Self {
+            unknown_phones: UnknownDevices::Reject,
+            site_token: None,
+            lock_to_first_network: false,
+            file_password: None,
+            default_sip_server: None,
+            public_url: None,
+            max_upload_bytes: 1024 * 1024,
+            max_failed_fetches: 20,
+            activation_code_ttl_secs: 7 * 24 * 3600,
+            activation_window_secs: 900,
+            fetch_log_buffer: 10_000,
+            fetch_log_flush_ms: 1000,
+        }
+    }
+}
+
+/// The TFTP server for phones (off unless `listen` is set).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TftpConfig {
+    pub listen: Option<String>,
+    pub allow_networks: String,
+    pub timeout_secs: u64,
+    pub retries: u32,
+    pub max_blksize: u16,
+}
+
+impl Default for TftpConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            allow_networks: DEFAULT_TFTP_ALLOW.into(),
+            timeout_secs: 2,
+            retries: 5,
+            max_blksize: 8192,
+        }
+    }
+}
+
+/// The STUN server of TR-111 (TR-069 Annex G; off unless `listen` is set) and the STUN
+/// settings given to devices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StunConfig {
+    pub listen: Option<String>,
+    pub server_address: String,
+    pub server_port: u16,
+    pub configure_devices: bool,
+    pub min_keepalive_secs: u32,
+    pub max_keepalive_secs: i32,
+    pub require_integrity_on_change: bool,
+    pub binding_max_age_secs: u64,
+    pub udp_copies: u32,
+}
+
+impl Default for StunConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            server_address: String::new(),
+            server_port: 0,
+            configure_devices: true,
+            min_keepalive_secs: 30,
+            max_keepalive_secs: 60,
+            require_integrity_on_change: true,
+            binding_max_age_secs: 300,
+            udp_copies: 3,
+        }
+    }
+}
+
+/// ferroacs as an XMPP client for TR-069 Annex K connection requests (off unless `jid` is
+/// set): one long-lived connection per node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct XmppConfig {
+    pub jid: Option<String>,
+    pub password: Option<Secret>,
+    pub server: String,
+    pub port: u16,
+    pub allow_plain: bool,
+    pub tls_ca_file: Option<PathBuf>,
+    pub request_timeout_ms: u64,
+    pub keepalive_secs: u64,
+    pub max_stanza_bytes: usize,
+    pub configure_devices: bool,
+}
+
+impl Default for XmppConfig {
+    fn default() -> Self {
+        Self {
+            jid: None,
+            password: None,
+            server: String::new(),
+            port: 5222,
+            allow_plain: false,
+            tls_ca_file: None,
+            request_timeout_ms: 10_000,
+            keepalive_secs: 60,
+            max_stanza_bytes: 65_536,
+            configure_devices: true,
+        }
+    }
+}
+
+/// The standard STUN port, the one `stun.listen` usually names.
+pub const STUN_PORT: u16 = 3478;
+
+/// Networks the TFTP server answers by default: loopback and private ranges.
+pub const DEFAULT_TFTP_ALLOW: &str =
+    "127.0.0.0/8, ::1/128, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7";
+
 /// Documentation of one configuration key.
 pub struct KeyDoc {
     pub section: &'static str,
@@ -366,13 +513,16 @@ pub const KEYS: &[KeyDoc] = &[
     k!("cwmp", "max_auth_failures", Some("20"), None, false, "Failed logins per source address per minute before it is refused for a while."),
     k!("cwmp", "periodic_inform_interval_secs", Some("3600"), None, false, "Set on every device at BOOTSTRAP (PeriodicInformEnable/Interval); 0 leaves the device's setting alone."),
     k!("cwmp", "set_connection_request_credentials", Some("true"), None, false, "At BOOTSTRAP give each device its own random ConnectionRequestUsername/Password."),
+    k!("cwmp", "issue_credentials", Some("true"), None, false, "Trust on first use: a device that logs in with the shared default credentials is given its own random\nManagementServer.Password (and Username when it used a shared one) in its bootstrap settings; once\nit has logged in with them the shared ones no longer open it. false = the shared ones always do."),
     k!("cwmp", "discovery_refresh_secs", Some("604800"), None, false, "Re-read a device's whole parameter tree when the last read is older than this; 0 = only on first contact and BOOTSTRAP."),
     k!("cwmp", "gpv_batch_size", Some("128"), None, false, "Parameter names per GetParameterValues request during discovery (128 rows of a typical\ndevice, 150-200 bytes each, answer in about 20-26 KB, under the 32 KiB many CPEs are built for)."),
     k!("cwmp", "session_log_retention_days", Some("30"), None, false, "How long the per-device session log is kept."),
     k!("cwmp", "hold_requests", Some("false"), None, false, "When ferroacs has requests queued for a device, set HoldRequests in the InformResponse so they go\nbefore the CPE's own requests (TransferComplete, ...); the CPE sends those after ferroacs is done."),
+    k!("cwmp", "save_every_exchange", Some("false"), None, false, "Save an open session to the database after every exchange, not only when its connection closes, so\nthe CPE's next request may land on any node: set it on every node behind a load balancer that\nbalances each request (HAProxy roundrobin in HTTP mode). Costs two writes per exchange."),
     k!("cwmp", "body_timeout_secs", Some("30"), None, false, "A request body must keep arriving: no byte for this long and the request gets 408 and its connection\nis closed. A session-opening request must arrive whole within this time. Also the time allowed for a\nrequest head on a new connection."),
     k!("cwmp", "max_connections_per_source", Some("256"), None, false, "Open connections per source address (IPv6: per /64) on the CWMP listener; above it requests get 503\nand the connection is closed. 0 = no limit. Loopback counts too unless listed below."),
     k!("cwmp", "connection_limit_exempt", Some("[\"127.0.0.1/32\", \"::1/128\"]"), None, false, "Networks not subject to max_connections_per_source: a reverse proxy on this host (the default), or a\ncarrier-grade NAT that many CPEs share, e.g. [\"127.0.0.1/32\", \"::1/128\", \"100.64.0.0/10\"]. [] limits loopback too."),
+    k!("cwmp", "trusted_proxies", Some("[]"), None, false, "Reverse proxies in front of the CWMP listener, e.g. [\"10.0.0.5/32\"]. For a request from one of them the\nclient's address is read from X-Forwarded-For; a request on a connection that a session authenticated\ncontinues that session only when it comes from the session's client address."),
     k!("api", "listen", Some("\"127.0.0.1:7557\""), None, false, "Address of the operator-facing admin API and web UI."),
     k!("api", "tls_cert", None, Some("\"/etc/ferroacs/api.crt\""), false, "PEM certificate chain; with tls_key the admin listener speaks HTTPS."),
     k!("api", "tls_key", None, Some("\"/etc/ferroacs/api.key\""), false, "PEM private key for tls_cert."),
@@ -382,6 +532,8 @@ pub const KEYS: &[KeyDoc] = &[
     k!("api", "connection_request_allow_basic", Some("false"), None, false, "Answer a device's Basic challenge (the password then travels in clear over http); Digest is always used when offered."),
     k!("api", "connection_request_allow_networks", Some("\"\""), None, false, "Networks connection requests (HTTP and UDP) may go to although connection_request_deny_networks\nrefuses them, e.g. \"10.255.0.1/32\"; comma-separated addresses or CIDR networks. The most\nspecific network of both lists decides (allow wins a tie); an address on neither is allowed.\nferroacs's own listeners are refused whatever these lists say."),
     k!("api", "connection_request_deny_networks", Some("\"0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16, 224.0.0.0/4, 240.0.0.0/4, ::/128, ::1/128, fe80::/10, ff00::/8, fd00:ec2::254/128\""), None, false, "Networks connection requests never go to, checked on every address a device's URL resolves to\n(IPv4-mapped IPv6 and numeric forms such as 2130706433 included): by default unspecified,\nloopback, link-local (cloud metadata), multicast, reserved/broadcast. Private ranges stay allowed."),
+    k!("api", "connection_request_transports", Some("\"xmpp, udp, http\""), None, false, "Order in which connection-request transports are tried for a device that reports what each\nneeds: xmpp (TR-069 Annex K: ConnReqJabberID, with [xmpp] configured), udp (TR-111: a STUN binding or UDPConnectionRequestAddress), http (ConnectionRequestURL;\nlast whenever the device reports NATDetected). The next is tried when one fails or is not\nconfirmed by the device's Inform within connection_request_confirm_timeout_ms."),
+    k!("api", "connection_request_confirm_timeout_ms", Some("10000"), None, false, "How long the Inform with \"6 CONNECTION REQUEST\" may take before a request counts as unconfirmed\nand the next transport is tried."),
     k!("api", "task_transfer_timeout_secs", Some("3600"), None, false, "How long a Download, Upload or Reboot task waits for the device to report completion before it expires."),
     k!("api", "body_timeout_secs", Some("30"), None, false, "A request body must keep arriving: no byte for this long and the request gets 408 and its connection\nis closed. Also the time allowed for a request head on a new connection."),
     k!("api", "max_connections_per_source", Some("64"), None, false, "Open connections per source address (IPv6: per /64) on the admin listener; above it requests get 503\nand the connection is closed. 0 = no limit. Loopback counts too unless listed below."),
@@ -399,6 +551,42 @@ pub const KEYS: &[KeyDoc] = &[
     k!("scheduler", "enabled", Some("true"), None, false, "Take part in the election of the scheduler leader (campaign pacing, scheduled jobs); false = this node never leads."),
     k!("scheduler", "tick_ms", Some("1000"), None, false, "How often the scheduler leader paces campaigns and renews its lease."),
     k!("scheduler", "lease_ttl_secs", Some("15"), None, false, "The leader's lease lasts this long without renewal; when a leader dies another node takes over\nwithin this time plus one tick."),
+    k!("phones", "unknown_phones", Some("\"reject\""), None, false, "A phone ferroacs does not know fetching through the site URL (phones.site_token) or TFTP: \"reject\" (404)\nor \"accept\" (registered with the vendor its file name or User-Agent tells; lines are added afterwards)."),
+    k!("phones", "site_token", None, Some("\"<random, e.g. from openssl rand -hex 16>\""), true, "Path segment of the provisioning URL shared by every phone of a site (/prov/<site_token>/); unset = only\neach phone's own URL (/prov/<phone token>/, `ferroacs phone url MAC`) works over HTTP."),
+    k!("phones", "lock_to_first_network", Some("false"), None, false, "Serve a phone's files only to the network (IPv4 /24, IPv6 /64) of its first fetch."),
+    k!("phones", "file_password", None, Some("\"change-me\""), true, "Password encrypting Grandstream files of phones without their own (OpenSSL Salted__ AES-256-CBC);\nunset = such files are served in clear."),
+    k!("phones", "default_sip_server", None, Some("\"sip.example.net:5060\""), false, "Where unknown Cisco phones register (XMLDefault.cnf.xml); unset = that file is not found."),
+    k!("phones", "public_url", None, Some("\"https://prov.example.net:7547\""), false, "Base URL printed by `ferroacs phone url` (the CWMP listener as phones reach it); unset = files.public_url,\nelse the CWMP listener's address."),
+    k!("phones", "max_upload_bytes", Some("1048576"), None, false, "Largest file a phone may upload (Polycom overrides and logs); larger gets 413."),
+    k!("phones", "max_failed_fetches", Some("20"), None, false, "Failed fetches (unknown token, file of another phone, wrong network) per source address per minute\nbefore it gets 429 for the rest of the minute."),
+    k!("phones", "activation_code_ttl_secs", Some("604800"), None, false, "How long a new activation code (POST /api/v1/phones/{mac}/activation_code) can be used for the first time."),
+    k!("phones", "activation_window_secs", Some("900"), None, false, "After its first use, how long an activation code keeps working for the address that used it\n(the phone fetching its remaining files); afterwards it is refused like a wrong code."),
+    k!("phones", "fetch_log_buffer", Some("10000"), None, false, "Fetches held in memory until the fetch log is written; when the database falls this far behind,\nfurther entries are dropped (counted in ferroacs_phone_fetch_log_dropped_total) and files are still served."),
+    k!("phones", "fetch_log_flush_ms", Some("1000"), None, false, "How often waiting fetches are written to the fetch log (sooner when 500 are waiting; all of them\nat a clean shutdown, and before the API or console shows a phone)."),
+    k!("tftp", "listen", None, Some("\"0.0.0.0:69\""), false, "UDP address of the TFTP server for phones (RFC 1350 with blksize/tsize/timeout options); unset = off."),
+    k!("tftp", "allow_networks", Some("\"127.0.0.0/8, ::1/128, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7\""), None, false, "Source networks the TFTP server answers (TFTP has no authentication: files are found by MAC)."),
+    k!("tftp", "timeout_secs", Some("2"), None, false, "Retransmission timeout when the client asks for none."),
+    k!("tftp", "retries", Some("5"), None, false, "Retransmissions of a block before the transfer is abandoned."),
+    k!("tftp", "max_blksize", Some("8192"), None, false, "Largest block size granted to a client asking for more (RFC 2348; 512 to 65464)."),
+    k!("stun", "listen", None, Some("\"0.0.0.0:3478\""), false, "UDP address of the STUN server for devices behind NAT (TR-111 / TR-069 Annex G; RFC 3489 and 5389;\nthe standard port is 3478); unset = off. UDP connection requests leave from this socket."),
+    k!("stun", "server_address", Some("\"\""), Some("\"acs.example.net\""), false, "STUNServerAddress given to devices; empty = not set (devices then use the host of their ACS URL)."),
+    k!("stun", "server_port", Some("0"), None, false, "STUNServerPort given to devices; 0 = the port of stun.listen."),
+    k!("stun", "configure_devices", Some("true"), None, false, "When the STUN server is on, give devices that have ManagementServer.STUN* parameters STUNEnable,\nthe server, their own STUNUsername/STUNPassword and the keep-alive periods (after their discovery)."),
+    k!("stun", "min_keepalive_secs", Some("30"), None, false, "STUNMinimumKeepAlivePeriod given to devices."),
+    k!("stun", "max_keepalive_secs", Some("60"), None, false, "STUNMaximumKeepAlivePeriod given to devices (below the NAT's UDP timeout)."),
+    k!("stun", "require_integrity_on_change", Some("true"), None, false, "Answer a Binding Request carrying BINDING-CHANGE without valid USERNAME and MESSAGE-INTEGRITY\nwith 401, so the device repeats it authenticated."),
+    k!("stun", "binding_max_age_secs", Some("300"), None, false, "A device's STUN binding not confirmed by a Binding Request for this long is no longer used for\nUDP connection requests."),
+    k!("stun", "udp_copies", Some("3"), None, false, "Copies of each UDP connection request (UDP may lose one), 100 ms apart."),
+    k!("xmpp", "jid", None, Some("\"acs@xmpp.example.net/ferroacs\""), false, "ferroacs's own XMPP account for connection requests (TR-069 Annex K), local@domain[/resource];\nunset = no XMPP. Each node logs in once and keeps the connection (give nodes distinct resources)."),
+    k!("xmpp", "password", None, Some("\"change-me\""), true, "The password of xmpp.jid (SASL SCRAM-SHA-1/-256; PLAIN only inside TLS)."),
+    k!("xmpp", "server", Some("\"\""), Some("\"xmpp.example.net\""), false, "Host name or address of the XMPP server; empty = the domain of xmpp.jid."),
+    k!("xmpp", "port", Some("5222"), None, false, "TCP port of the XMPP server (client connections, STARTTLS)."),
+    k!("xmpp", "allow_plain", Some("false"), None, false, "Log in without TLS when the server offers no STARTTLS (loopback tests only; PLAIN is never used\nwithout TLS). Off: a server without STARTTLS is refused."),
+    k!("xmpp", "tls_ca_file", None, Some("\"/etc/ferroacs/xmpp-ca.pem\""), false, "PEM certificates trusted for the XMPP server's TLS certificate; unset = the system's authorities."),
+    k!("xmpp", "request_timeout_ms", Some("10000"), None, false, "How long a connection request IQ waits for the device's answer before it counts as unreachable."),
+    k!("xmpp", "keepalive_secs", Some("60"), None, false, "A whitespace keep-alive goes out after this long without traffic (0 = none)."),
+    k!("xmpp", "max_stanza_bytes", Some("65536"), None, false, "Largest element the XMPP server may send; a larger one closes the stream (and reconnects)."),
+    k!("xmpp", "configure_devices", Some("true"), None, false, "After their discovery, add ferroacs's bare JID to ManagementServer.ConnReqAllowedJabberIDs of devices\nthat have it and XMPP connection objects (existing entries are kept)."),
     k!("log", "format", Some("\"text\""), None, false, "\"text\" (readable) or \"json\" (one object per line)."),
     k!("log", "level", Some("\"info\""), None, false, "Filter in tracing's EnvFilter syntax, e.g. \"info,ferroacs=debug\"."),
     k!("log", "cwmp_trace_dir", None, Some("\"/var/tmp/ferroacs-trace\""), false, "Write every SOAP envelope received and sent to files in this directory (troubleshooting; grows without bound)."),
@@ -563,6 +751,77 @@ impl Config {
             return Err(invalid("scheduler.tick_ms", "must be at least 1"));
         }
         parse_listen("cwmp.listen", &self.cwmp.listen)?;
+        if let Some(l) = &self.tftp.listen {
+            parse_listen("tftp.listen", l)?;
+        }
+        if let Some(l) = &self.stun.listen {
+            parse_listen("stun.listen", l)?;
+        }
+        if self.stun.min_keepalive_secs == 0
+            || (self.stun.max_keepalive_secs >= 0
+                && i64::from(self.stun.max_keepalive_secs)
+                    < i64::from(self.stun.min_keepalive_secs))
+        {
+            return Err(invalid(
+                "stun.max_keepalive_secs",
+                "min_keepalive_secs must be at least 1 and max_keepalive_secs at least min_keepalive_secs (or -1)",
+            ));
+        }
+        if let Some(jid) = &self.xmpp.jid {
+            if crate::xmpp::login::split_jid(jid).is_none() {
+                return Err(invalid(
+                    "xmpp.jid",
+                    "must be local@domain or local@domain/resource",
+                ));
+            }
+            if self.xmpp.password.is_none() {
+                return Err(invalid("xmpp.password", "is required when xmpp.jid is set"));
+            }
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.xmpp.max_stanza_bytes) {
+            return Err(invalid(
+                "xmpp.max_stanza_bytes",
+                "must be between 1024 and 16777216",
+            ));
+        }
+        if !(1..=10).contains(&self.stun.udp_copies) {
+            return Err(invalid("stun.udp_copies", "must be between 1 and 10"));
+        }
+        crate::connreq::parse_transports(&self.api.connection_request_transports)
+            .map_err(|e| invalid("api.connection_request_transports", e))?;
+        crate::connreq::policy::parse_networks(&self.tftp.allow_networks)
+            .map_err(|e| invalid("tftp.allow_networks", e))?;
+        if !(512..=65464).contains(&self.tftp.max_blksize) {
+            return Err(invalid("tftp.max_blksize", "must be between 512 and 65464"));
+        }
+        if self.tftp.timeout_secs == 0 || self.tftp.timeout_secs > 255 {
+            return Err(invalid("tftp.timeout_secs", "must be between 1 and 255"));
+        }
+        if self.phones.activation_code_ttl_secs == 0 || self.phones.activation_window_secs == 0 {
+            return Err(invalid(
+                "phones.activation_window_secs",
+                "activation code lifetimes must be at least 1 second",
+            ));
+        }
+        if self.phones.fetch_log_buffer == 0 || self.phones.fetch_log_flush_ms == 0 {
+            return Err(invalid(
+                "phones.fetch_log_buffer",
+                "phones.fetch_log_buffer and phones.fetch_log_flush_ms must be at least 1",
+            ));
+        }
+        if let Some(t) = &self.phones.site_token {
+            let t = t.expose();
+            if t.len() < 16
+                || !t
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(invalid(
+                    "phones.site_token",
+                    "must be at least 16 letters, digits, - or _ (e.g. from openssl rand -hex 16)",
+                ));
+            }
+        }
         if self.console.session_idle_secs == 0 || self.console.session_max_secs == 0 {
             return Err(invalid(
                 "console.session_idle_secs",
@@ -636,6 +895,9 @@ impl Config {
                 IpNet::parse(n)
                     .map_err(|m| invalid(&format!("{section}.connection_limit_exempt"), m))?;
             }
+        }
+        for n in &self.cwmp.trusted_proxies {
+            IpNet::parse(n).map_err(|m| invalid("cwmp.trusted_proxies", m))?;
         }
         crate::connreq::policy::parse_networks(&self.api.connection_request_allow_networks)
             .map_err(|e| invalid("api.connection_request_allow_networks", e))?;

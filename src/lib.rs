@@ -13,8 +13,12 @@
 //! - [`connreq`]: outbound connection requests to devices.
 //! - [`scheduler`]: the leader lease and the tick that paces campaigns.
 //! - [`http`]: actix-web: the CWMP endpoint, the admin API, error mapping.
+//! - [`phones`]: configuration files of phones that do not speak TR-069 (per-vendor renderers). Pure.
 //! - [`secrets`]: the key for secrets at rest and AES-256-GCM sealing of stored passwords.
 //! - [`state`]: [`state::AppState`], the state handlers and jobs share; imported by `http`.
+//! - [`tftp`]: the TFTP server for phones (RFC 1350, 2347-2349); its codec is pure.
+//! - [`stun`]: the STUN server of TR-111 (datagrams only; decisions in `domain::stun`).
+//! - [`xmpp`]: the XMPP stream codec and client login of TR-069 Annex K connection requests. Pure.
 //! - [`app`]: wiring; [`cli`]: the command line; [`telemetry`]: logging.
 
 pub mod app;
@@ -28,8 +32,12 @@ pub mod datamodel;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod phones;
 pub mod scheduler;
 pub mod secrets;
 pub mod state;
 pub mod store;
+pub mod stun;
 pub mod telemetry;
+pub mod tftp;
+pub mod xmpp;

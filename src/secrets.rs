@@ -37,7 +37,14 @@ pub mod purpose {
     pub const LINE_PASSWORD: &str = "voip_lines.password";
     pub const TASK_ARG: &str = "tasks.args";
     pub const SAVED_SESSION: &str = "cwmp_sessions.state";
+    pub const ISSUED_HA1: &str = "issued_credentials.ha1";
     pub const KEY_CHECK: &str = "settings.secrets_key_check";
+    pub const PHONE_TOKEN: &str = "phones.token";
+    pub const PHONE_FILE_PASSWORD: &str = "phones.file_password";
+    pub const STUN_PASSWORD: &str = "device_stun.password";
+    pub const PHONE_DIGEST_PASSWORD: &str = "phones.digest_password";
+    pub const PRESET_SPEC: &str = "presets.spec";
+    pub const DEVICE_HA1: &str = "devices.cwmp_ha1";
 }
 
 struct Key {

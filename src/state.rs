@@ -1,10 +1,10 @@
 //! The state request handlers and background jobs share: [`AppState`], and the shared
-//! state of the CWMP endpoint ([`CwmpState`]: live sessions, the CPE authenticator's nonce,
-//! limiter and credential caches, counters).
+//! state of the CWMP endpoint ([`CwmpState`]: the CPE authenticator's nonce, limiter and
+//! credential caches, connection numbering).
 //!
 //! Plain data, no behaviour and no HTTP: `http` imports this module, this module never
 //! imports `http` (the layering test checks it). The behaviour on these values lives in
-//! `http::cwmp` (the endpoint) and `app` (start-up).
+//! `http::cwmp` (the endpoint), `domain::driver` (the sessions) and `app` (start-up).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -13,13 +13,10 @@ use dashmap::DashMap;
 
 use crate::auth::{FailureLimiter, NonceCounts, NonceIssuer};
 use crate::config::{Config, CpeAuth, Secret};
-use crate::cwmp;
-use crate::domain::session::DeviceSession;
-use crate::store::sessions::NewSessionLog;
+use crate::domain::driver::Driver;
 use crate::store::Store;
 
-/// A source of "now" in milliseconds; replaceable in tests.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+pub use crate::domain::Clock;
 
 /// Everything request handlers and background jobs share.
 pub struct AppState {
@@ -29,8 +26,10 @@ pub struct AppState {
     pub node_id: String,
     pub clock: Clock,
     pub cwmp: CwmpState,
+    /// The CWMP session driver: live sessions, resumption, reaper, session log.
+    pub driver: Arc<Driver>,
     /// File signing and storage, connection requests, task notifications.
-    pub services: crate::domain::services::Services,
+    pub services: Arc<crate::domain::services::Services>,
 }
 
 impl AppState {
@@ -39,48 +38,18 @@ impl AppState {
     }
 }
 
-/// A live session: the protocol state and the business state.
-pub struct Live {
-    pub id: String,
-    pub engine: cwmp::Session,
-    pub dev: DeviceSession,
-    pub conn_id: Option<u64>,
-    pub connected: bool,
-    pub last_seen: i64,
-    pub ended: bool,
-    /// A copy is saved in the database (its connection closed mid-session).
-    pub saved: bool,
-}
-
-/// Counters for /metrics.
-#[derive(Default)]
-pub struct CwmpMetrics {
-    pub informs: AtomicU64,
-    pub sessions_completed: AtomicU64,
-    pub sessions_timed_out: AtomicU64,
-    pub sessions_failed: AtomicU64,
-    pub sessions_resumed: AtomicU64,
-    pub refused_busy: AtomicU64,
-    pub refused_overload: AtomicU64,
-    pub bad_requests: AtomicU64,
-    pub db_time_us: AtomicU64,
-}
-
-/// Shared state of the CWMP endpoint (its behaviour: `http::cwmp`).
+/// Shared state of the CWMP endpoint (its behaviour: `http::cwmp`); the sessions themselves
+/// are the driver's ([`AppState::driver`]).
 pub struct CwmpState {
     pub auth: CpeAuthenticator,
-    pub live: DashMap<String, Arc<tokio::sync::Mutex<Live>>>,
-    pub by_conn: DashMap<u64, String>,
-    pub(crate) next_conn: AtomicU64,
-    pub(crate) log_buf: Mutex<Vec<NewSessionLog>>,
-    pub(crate) log_notify: tokio::sync::Notify,
-    pub metrics: CwmpMetrics,
+    pub next_conn: AtomicU64,
 }
 
 /// A cached credential look-up of the CPE authenticator.
 pub(crate) struct CachedCreds {
-    /// (device id, HA1) when the username belongs to a device.
-    pub(crate) device: Option<(String, String)>,
+    /// (device id, HA1, issued) when the username belongs to a device: its own
+    /// credentials, or (`issued`) ones ferroacs issued to it and it has not used yet.
+    pub(crate) device: Option<(String, String, bool)>,
     pub(crate) expires: i64,
 }
 
@@ -101,4 +70,8 @@ pub struct CpeAuthenticator {
     pub failures: std::sync::atomic::AtomicU64,
     /// Logins refused unchecked by the failed-login limiter.
     pub blocked: std::sync::atomic::AtomicU64,
+    /// Logins with the shared default credentials refused because the device has its own.
+    pub shared_refused: std::sync::atomic::AtomicU64,
+    /// Devices whose refused shared login was logged already (logged once per device).
+    pub(crate) shared_refused_logged: DashMap<String, ()>,
 }

@@ -301,13 +301,13 @@ impl Drop for AbortOnDrop {
 
 /// The parts of a connection request URL we need.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Url {
-    tls: bool,
+pub(super) struct Url {
+    pub(super) tls: bool,
     /// Host name or IP literal, without brackets.
-    host: String,
-    port: u16,
+    pub(super) host: String,
+    pub(super) port: u16,
     /// Origin-form request target: path and query.
-    target: String,
+    pub(super) target: String,
 }
 
 impl Url {
@@ -333,7 +333,7 @@ impl Url {
     }
 
     /// Value of the `Host` header: the port only when not the default.
-    fn host_header(&self) -> String {
+    pub(super) fn host_header(&self) -> String {
         if self.port == self.default_port() {
             self.host_for_header()
         } else {
@@ -342,7 +342,7 @@ impl Url {
     }
 }
 
-fn parse_url(raw: &str) -> Result<Url, String> {
+pub(super) fn parse_url(raw: &str) -> Result<Url, String> {
     let raw = raw.trim();
     if raw.is_empty() {
         return Err("the URL is empty".into());

@@ -9,6 +9,12 @@
 //! * [`udp::UdpConnReq`]: the TR-111 (Annex G) UDP message sent to
 //!   `UDPConnectionRequestAddress` for CPEs behind NAT. It is fire and
 //!   forget: success only means the datagrams left.
+//! * [`xmpp::XmppClient`]: the TR-069 Annex K `connectionRequest` IQ sent to the device's
+//!   ConnReqJabberID over ferroacs's own XMPP connection; the device (or its server)
+//!   answers.
+//!
+//! [`webhook::WebhookSender`] is the other request ferroacs makes on its own: a JSON POST to
+//! an operator-configured URL (campaign state changes), under the same [`TargetPolicy`].
 //!
 //! A successful request only means the CPE agreed to call back; whether it
 //! did shows up as an Inform with event `6 CONNECTION REQUEST`.
@@ -22,6 +28,8 @@ use std::pin::Pin;
 pub mod http;
 pub mod policy;
 pub mod udp;
+pub mod webhook;
+pub mod xmpp;
 
 pub use http::HttpConnReq;
 pub use policy::TargetPolicy;
@@ -70,6 +78,8 @@ pub enum ConnReqOutcome {
     Unreachable(String),
     /// The CPE answered 503: it is rate-limiting connection requests.
     Busy,
+    /// XMPP: the device is not online at its XMPP server (or refuses requests for now).
+    ServiceUnavailable,
     /// The target resolves to an address the connection-request policy refuses.
     RefusedByPolicy(String),
     /// The URL cannot be used.
@@ -85,7 +95,7 @@ impl ConnReqOutcome {
     }
 
     /// The outcome as a fixed code: `ok`, `auth_failed`, `auth_unsupported`, `unreachable`,
-    /// `busy`, `refused_by_policy`, `bad_url` or `bad_response`.
+    /// `busy`, `service_unavailable`, `refused_by_policy`, `bad_url` or `bad_response`.
     pub fn code(&self) -> &'static str {
         match self {
             Self::Ok => "ok",
@@ -93,6 +103,7 @@ impl ConnReqOutcome {
             Self::AuthUnsupported => "auth_unsupported",
             Self::Unreachable(_) => "unreachable",
             Self::Busy => "busy",
+            Self::ServiceUnavailable => "service_unavailable",
             Self::RefusedByPolicy(_) => "refused_by_policy",
             Self::BadUrl(_) => "bad_url",
             Self::BadResponse(_) => "bad_response",
@@ -130,6 +141,10 @@ impl fmt::Display for ConnReqOutcome {
             Self::Busy => {
                 "the device refused the connection request with 503 (rate limited); try again later"
             }
+            Self::ServiceUnavailable => {
+                "the device's XMPP server answered service-unavailable: the device is not \
+                 connected to it (or refuses requests for now)"
+            }
             Self::RefusedByPolicy(_) => {
                 "the device's connection request address is refused by the connection request \
                  policy (api.connection_request_allow_networks / deny_networks)"
@@ -140,6 +155,53 @@ impl fmt::Display for ConnReqOutcome {
             }
         })
     }
+}
+
+/// A way of reaching a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// HTTP GET to ConnectionRequestURL (TR-069 3.2.2).
+    Http,
+    /// TR-111 UDP datagram to the device's STUN binding or UDPConnectionRequestAddress.
+    Udp,
+    /// TR-069 Annex K: a `connectionRequest` IQ to the device's ConnReqJabberID.
+    Xmpp,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Udp => "udp",
+            Self::Xmpp => "xmpp",
+        }
+    }
+}
+
+/// Parse `api.connection_request_transports`: a comma-separated order of `xmpp`, `udp` and
+/// `http`, each at most once.
+pub fn parse_transports(s: &str) -> std::result::Result<Vec<Transport>, String> {
+    let mut out = Vec::new();
+    for t in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let t = match t {
+            "http" => Transport::Http,
+            "udp" => Transport::Udp,
+            "xmpp" => Transport::Xmpp,
+            other => {
+                return Err(format!(
+                    "unknown transport `{other}` (known: xmpp, udp, http)"
+                ))
+            }
+        };
+        if out.contains(&t) {
+            return Err(format!("`{}` is listed twice", t.as_str()));
+        }
+        out.push(t);
+    }
+    if out.is_empty() {
+        return Err("name at least one transport (xmpp, udp, http)".into());
+    }
+    Ok(out)
 }
 
 /// The future returned by [`ConnectionRequester::send`].
@@ -160,12 +222,13 @@ pub struct ConnReqCounters {
 }
 
 /// Every [`ConnReqOutcome::code`], in the order /metrics lists them.
-pub const OUTCOME_CODES: [&str; 8] = [
+pub const OUTCOME_CODES: [&str; 9] = [
     "ok",
     "auth_failed",
     "auth_unsupported",
     "unreachable",
     "busy",
+    "service_unavailable",
     "refused_by_policy",
     "bad_url",
     "bad_response",
@@ -214,6 +277,7 @@ mod tests {
             ConnReqOutcome::AuthUnsupported,
             ConnReqOutcome::Unreachable("SSH-2.0-OpenSSH_9.6".into()),
             ConnReqOutcome::Busy,
+            ConnReqOutcome::ServiceUnavailable,
             ConnReqOutcome::RefusedByPolicy("127.0.0.1:22".into()),
             ConnReqOutcome::BadUrl("root:x:0:0".into()),
             ConnReqOutcome::BadResponse("root:x:0:0".into()),
@@ -232,7 +296,7 @@ mod tests {
         assert_eq!(codes, OUTCOME_CODES);
         assert!(all[0].is_ok() && !all[1].is_ok());
         let c = ConnReqCounters::default();
-        c.record(&all[5]);
-        assert_eq!(c.snapshot()[5], ("refused_by_policy", 1));
+        c.record(&all[6]);
+        assert_eq!(c.snapshot()[6], ("refused_by_policy", 1));
     }
 }

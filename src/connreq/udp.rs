@@ -26,7 +26,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -117,13 +117,29 @@ fn split_address(address: &str) -> Result<(String, u16), String> {
     Ok((host.to_string(), port))
 }
 
+/// A source of "now" in UTC milliseconds.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
 /// Sends TR-111 UDP connection requests from a shared socket.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct UdpConnReq {
     socket: Arc<UdpSocket>,
     copies: usize,
     gap: Duration,
     policy: Arc<TargetPolicy>,
+    /// The message's `ts` (Unix seconds) comes from here.
+    clock: Clock,
+}
+
+impl std::fmt::Debug for UdpConnReq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdpConnReq")
+            .field("socket", &self.socket)
+            .field("copies", &self.copies)
+            .field("gap", &self.gap)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
 }
 
 impl UdpConnReq {
@@ -135,7 +151,16 @@ impl UdpConnReq {
             copies: 3,
             gap: Duration::from_millis(100),
             policy: Arc::new(TargetPolicy::default()),
+            clock: Arc::new(|| chrono::Utc::now().timestamp_millis()),
         }
+    }
+
+    /// Takes the message's timestamp from `clock` (the server's injected clock) instead of
+    /// the wall clock.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Uses `policy` to decide which addresses may be sent to.
@@ -167,9 +192,7 @@ impl UdpConnReq {
             Err(Err(why)) => return ConnReqOutcome::Unreachable(why),
         };
         let dest = prefer_family(&addrs, self.socket.local_addr().ok());
-        let ts = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let ts = u64::try_from((self.clock)() / 1000).unwrap_or(0);
         let id = random_hex(8);
         let cnonce = random_hex(8);
         let message = udp_message(
@@ -279,6 +302,7 @@ mod tests {
         let acs = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
         let acs_addr = acs.local_addr().unwrap();
         let sender = UdpConnReq::new(acs)
+            .with_clock(Arc::new(|| 1_700_000_123_456))
             .with_copies(3, Duration::from_millis(5))
             .with_policy(Arc::new(
                 TargetPolicy::new("127.0.0.1", super::super::policy::DEFAULT_DENY).unwrap(),
@@ -319,6 +343,8 @@ mod tests {
                 .to_string()
         };
         let ts: u64 = field("ts").parse().unwrap();
+        // The timestamp is the injected clock's, in seconds.
+        assert_eq!(ts, 1_700_000_123);
         assert_eq!(field("un"), "cr-user");
         assert_ne!(field("id"), field("cn"));
         assert_eq!(

@@ -123,17 +123,26 @@ pub async fn prepare(
         .iter()
         .filter_map(|r| line_work(r, bootish || new_work))
         .collect();
+    let keyring = env.store.keyring();
     let presets = (want_presets && (!preset_rows.is_empty() || !device.preset_events.is_empty()))
         .then(|| PresetWork {
             presets: preset_rows
                 .iter()
                 .filter_map(|r| {
+                    // Secret values are sealed at rest; the device gets them in clear.
+                    let spec = match presets::open_spec(&keyring, &r.spec) {
+                        Ok(spec) => spec,
+                        Err(e) => {
+                            tracing::warn!(preset = %r.name, error = %e, "preset skipped: its stored values cannot be read");
+                            return None;
+                        }
+                    };
                     Some(PresetData {
                         name: r.name.clone(),
                         filter: r.filter.clone(),
                         priority: r.priority,
                         events: presets::split_events(&r.events),
-                        spec: serde_json::from_str(&r.spec).ok()?,
+                        spec,
                         revision: r.revision,
                     })
                 })
@@ -542,7 +551,8 @@ async fn preset_round(
     let mut missing: Vec<(String, presets::Desired)> = Vec::new();
     for (name, d) in &desired {
         if let Some(r) = pw.state.refused.get(name) {
-            if r.value == d.value && r.revision == d.revision {
+            // A secret value is recorded masked: its revision tells it apart.
+            if r.value == presets::kept(name, &d.value) && r.revision == d.revision {
                 continue;
             }
         }
@@ -554,13 +564,14 @@ async fn preset_round(
             Some(e) => match &e.value {
                 Some(v) if presets::same_value(v, &d.value, &ty) => {
                     let owner = pw.state.applied.get(name);
-                    if owner.map(|a| (&a.preset, &a.value)) != Some((&d.preset, &d.value)) {
+                    let value = presets::kept(name, &d.value);
+                    if owner.map(|a| (&a.preset, &a.value)) != Some((&d.preset, &value)) {
                         pw.state.applied.insert(
                             name.clone(),
                             Applied {
                                 preset: d.preset.clone(),
                                 revision: d.revision,
-                                value: d.value.clone(),
+                                value,
                                 at: now,
                             },
                         );
@@ -581,7 +592,7 @@ async fn preset_round(
             Refused {
                 preset: d.preset.clone(),
                 revision: d.revision,
-                value: d.value.clone(),
+                value: presets::kept(&name, &d.value),
                 code: 9005,
                 reason: "the device does not have this parameter".into(),
                 at: now,
@@ -870,7 +881,7 @@ pub async fn on_ok(
                         Applied {
                             preset: preset.clone(),
                             revision: *revision,
-                            value: value.clone(),
+                            value: presets::kept(name, value),
                             at: now,
                         },
                     );
@@ -968,7 +979,7 @@ pub async fn on_fault(
                             Refused {
                                 preset: preset.clone(),
                                 revision: *revision,
-                                value: value.clone(),
+                                value: presets::kept(name, value),
                                 code,
                                 reason: reason.to_string(),
                                 at: now,

@@ -1,5 +1,6 @@
-//! Cron expressions over an injected clock, for maintenance windows and schedules:
-//! tokio-cron-scheduler, parsed by the same `croner` parser), evaluated in an IANA time zone.
+//! Cron expressions over an injected clock, for maintenance windows and scheduled jobs,
+//! parsed by `croner` (the parser tokio-cron-scheduler is built on) and evaluated in an
+//! IANA time zone.
 //! Pure: times go in and come out as milliseconds since the epoch.
 
 use chrono::{TimeZone, Utc};
@@ -98,6 +99,15 @@ impl CronWindow {
             .last_at_or_before(now)
             .filter(|start| now < start + self.duration_ms)
     }
+}
+
+/// When the windows open at `now` close (the latest of them); `None` when none is open or
+/// there are no windows.
+pub fn open_until(windows: &[CronWindow], now: i64) -> Option<i64> {
+    windows
+        .iter()
+        .filter_map(|w| w.opened_at(now).map(|start| start + w.duration_ms))
+        .max()
 }
 
 /// Whether `now` is inside one of `windows`; no windows = always open.

@@ -17,12 +17,16 @@
 //! parameter name. Parameter names may be given relative to the root: `DeviceInfo.X`
 //! matches `InternetGatewayDevice.DeviceInfo.X` and `Device.DeviceInfo.X`. Only parameters
 //! the device reports in its Informs and `DeviceInfo.*` are searchable; they compare as text.
-//! A bare word alone matches a device id or serial number.
+//! A bare word alone matches a device id or serial number. `gateway = ID` finds the devices
+//! behind a gateway (TR-111: listed in its ManageableDevice table or naming it in their
+//! GatewayInfo); it is for device searches only, not preset filters.
 
 use sha2::{Digest, Sha256};
 
 use crate::domain::params::ParamTree;
 use crate::error::{Error, Result};
+/// The orders of the device list (the store's keyset order).
+pub use crate::store::search::Sort;
 use crate::store::search::{Column, Field, Filter, Op};
 
 /// Most conditions one query may have.
@@ -293,6 +297,7 @@ fn field(name: &str) -> Result<Field> {
         "last_bootstrap" => num("last_bootstrap"),
         "created_at" => num("created_at"),
         "tag" | "tags" => Ok(Field::Tag),
+        "gateway" | "behind_gateway" => Ok(Field::Gateway),
         _ if name.contains('.') && !name.ends_with('.') => {
             Ok(Field::Param(relative_name(name).to_string()))
         }
@@ -300,7 +305,7 @@ fn field(name: &str) -> Result<Field> {
             "q",
             format!(
                 "unknown field `{name}`: use id, oui, product_class, serial, manufacturer, model, \
-                 software_version, hardware_version, ip, last_inform, tag, or a parameter name \
+                 software_version, hardware_version, ip, last_inform, tag, gateway, or a parameter name \
                  such as DeviceInfo.SoftwareVersion"
             ),
         )),
@@ -425,7 +430,20 @@ pub fn matches(f: &Filter, d: &DeviceFacts<'_>) -> bool {
                 Some(actual) => compare_text(actual, *op, value),
                 None => false,
             },
+            // Device facts carry no association; preset filters refuse the condition
+            // (`uses_gateway`), so only device searches (in SQL) meet it.
+            Field::Gateway => false,
         },
+    }
+}
+
+/// Whether a query has a `gateway` condition (device searches only).
+pub fn uses_gateway(f: &Filter) -> bool {
+    match f {
+        Filter::All => false,
+        Filter::Cond { field, .. } => *field == Field::Gateway,
+        Filter::And(v) | Filter::Or(v) => v.iter().any(uses_gateway),
+        Filter::Not(x) => uses_gateway(x),
     }
 }
 
@@ -615,6 +633,25 @@ mod tests {
         assert!(matches!(f, Filter::And(ref v) if v.len() == 2));
         assert!(matches!(parse_query("ABC123").unwrap(), Filter::Or(_)));
         assert_eq!(parse_query("  ").unwrap(), Filter::All);
+    }
+
+    #[test]
+    fn gateway_conditions_parse_to_the_gateway_field() {
+        let f = parse_query(r#"gateway = "202BC1-BM632w-GW1" AND NOT gateway LIKE "00*""#).unwrap();
+        let gw = |op: Op, value: &str| Filter::Cond {
+            field: Field::Gateway,
+            op,
+            value: value.into(),
+        };
+        assert_eq!(
+            f,
+            Filter::And(vec![
+                gw(Op::Eq, "202BC1-BM632w-GW1"),
+                Filter::Not(Box::new(gw(Op::Like, "00*"))),
+            ])
+        );
+        assert_eq!(parse_query("behind_gateway != GW1").unwrap(), gw(Op::Ne, "GW1"));
+        assert!(uses_gateway(&f));
     }
 
     #[test]

@@ -30,6 +30,36 @@ use crate::store::presets::PresetState;
 /// `domain::devices`), stored as text and parsed when presets are evaluated.
 pub use crate::store::search::Filter;
 
+/// Shown instead of a secret value (a parameter [`crate::domain::params::is_secret`] says is
+/// one) wherever a preset or what it did is shown; given back in a preset to save, it keeps
+/// the value stored for that parameter.
+pub const MASK: &str = "***";
+
+/// A value as it may be kept outside the preset itself (what presets did on a device) or
+/// shown: a secret one is [`MASK`] (empty stays empty, so "unset" stays visible).
+pub fn kept(name: &str, value: &str) -> String {
+    if !value.is_empty() && crate::domain::params::is_secret(name) {
+        MASK.to_string()
+    } else {
+        value.to_string()
+    }
+}
+
+/// A stored spec with its secret values opened (to send to devices).
+pub fn open_spec(k: &crate::secrets::Keyring, stored: &str) -> Result<PresetSpec> {
+    let clear = crate::domain::tasks::open_json(k, crate::secrets::purpose::PRESET_SPEC, stored)?;
+    Ok(serde_json::from_str(&clear)?)
+}
+
+/// A stored spec as anyone may see it: secret values [`MASK`]ed.
+pub fn masked_spec(stored: &str) -> PresetSpec {
+    let Ok(mut v) = serde_json::from_str::<serde_json::Value>(stored) else {
+        return PresetSpec::default();
+    };
+    crate::domain::tasks::redact_secrets(&mut v);
+    serde_json::from_value(v).unwrap_or_default()
+}
+
 /// The events a preset can apply at.
 pub const EVENTS: &[&str] = &["bootstrap", "boot", "periodic", "value_change"];
 
@@ -159,20 +189,6 @@ pub struct Preset {
     pub events: Vec<String>,
     pub spec: PresetSpec,
     pub revision: i64,
-}
-
-impl Preset {
-    /// From a stored row; `None` when the row is unreadable (it was validated when saved).
-    pub fn from_row(row: &crate::store::presets::PresetRow) -> Option<Preset> {
-        Some(Preset {
-            name: row.name.clone(),
-            filter: parse_filter(&row.filter).ok()?,
-            priority: row.priority,
-            events: split_events(&row.events),
-            spec: serde_json::from_str(&row.spec).ok()?,
-            revision: row.revision,
-        })
-    }
 }
 
 pub fn split_events(s: &str) -> Vec<String> {
@@ -385,10 +401,18 @@ pub fn same_value(known: &str, desired: &str, xsd_type: &str) -> bool {
 /// Parse a preset filter; errors name the `filter` field. The empty filter matches every
 /// device.
 pub fn parse_filter(s: &str) -> Result<Filter> {
-    crate::domain::devices::parse_query(s).map_err(|e| match e {
+    let f = crate::domain::devices::parse_query(s).map_err(|e| match e {
         Error::Invalid { message, .. } => Error::invalid("filter", message),
         other => other,
-    })
+    })?;
+    if crate::domain::devices::uses_gateway(&f) {
+        return Err(Error::invalid(
+            "filter",
+            "a preset filter cannot use `gateway` (the device-gateway association is known to \
+             device searches only); tag the devices behind the gateway instead",
+        ));
+    }
+    Ok(f)
 }
 
 /// The devices a preset change may concern, as a filter the store can run: those its old
@@ -429,6 +453,13 @@ mod tests {
             tree,
         };
         crate::domain::devices::matches(&parse_filter(filter).unwrap(), &facts)
+    }
+
+    #[test]
+    fn preset_filters_refuse_gateway_conditions() {
+        assert!(crate::domain::devices::parse_query("gateway = GW1").is_ok());
+        let e = parse_filter("tag = lab OR gateway = GW1").unwrap_err();
+        assert!(e.to_string().contains("gateway"), "{e}");
     }
 
     #[test]
@@ -550,6 +581,59 @@ mod tests {
     }
 
     #[test]
+    fn secret_values_are_sealed_masked_and_opened() {
+        let k = crate::secrets::Keyring::from_hex(&[crate::secrets::generate_key()], "t").unwrap();
+        let sip =
+            "InternetGatewayDevice.Services.VoiceService.1.VoiceProfile.1.Line.1.SIP.AuthPassword";
+        let wpa = "Device.WiFi.AccessPoint.1.Security.KeyPassphrase";
+        let spec = serde_json::json!({"values": [
+            {"name": sip, "value": "sip-secret"},
+            {"name": wpa, "value": "wpa-secret"},
+            {"name": "Device.ManagementServer.PeriodicInformInterval", "value": "60"},
+            {"name": "Device.X.Password", "value": ""},
+        ]})
+        .to_string();
+        let stored =
+            crate::domain::tasks::seal_json(&k, crate::secrets::purpose::PRESET_SPEC, &spec)
+                .unwrap();
+        assert!(
+            !stored.contains("secret") && stored.contains("\"60\""),
+            "{stored}"
+        );
+        let shown = masked_spec(&stored);
+        let values: Vec<&str> = shown.values.iter().map(|v| v.value.as_str()).collect();
+        assert_eq!(values, [MASK, MASK, "60", ""]);
+        let open = open_spec(&k, &stored).unwrap();
+        assert_eq!(open.values[0].value, "sip-secret");
+        assert_eq!(open.values[1].value, "wpa-secret");
+        // Another purpose does not open it.
+        assert!(crate::domain::tasks::open_args(&k, &stored).is_err());
+        // What presets did keeps secrets masked.
+        assert_eq!(kept(sip, "sip-secret"), MASK);
+        assert_eq!(kept(sip, ""), "");
+        assert_eq!(
+            kept("Device.ManagementServer.PeriodicInformInterval", "60"),
+            "60"
+        );
+        let mut st = DeviceState::default();
+        for (name, value) in [(sip, "sip-secret"), ("Device.A", "1")] {
+            st.applied.insert(
+                name.into(),
+                Applied {
+                    preset: "p".into(),
+                    revision: 1,
+                    value: value.into(),
+                    at: 1,
+                },
+            );
+        }
+        assert!(st.mask());
+        assert!(!st.mask());
+        assert_eq!(st.applied[sip].value, MASK);
+        assert_eq!(st.applied["Device.A"].value, "1");
+    }
+
+    #[test]
     fn input_json_is_flat_and_strict() {
         let i: PresetInput = serde_json::from_str(
             r#"{"name":"p","events":["boot"],"values":[{"name":"Device.A","value":"1"}],"periodic_inform":{"interval":60}}"#,
@@ -591,7 +675,7 @@ impl PresetView {
             filter: r.filter.clone(),
             priority: r.priority,
             events: split_events(&r.events),
-            spec: serde_json::from_str(&r.spec).unwrap_or_default(),
+            spec: masked_spec(&r.spec),
             revision: r.revision,
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -600,11 +684,45 @@ impl PresetView {
 }
 
 /// Create or replace a preset (by name) after checking it. Returns whether it was created.
+/// Secret values are sealed before they are stored; a secret value given as [`MASK`] keeps
+/// the one stored for that parameter.
 pub async fn put(
     store: &crate::store::Store,
-    input: PresetInput,
+    mut input: PresetInput,
     now: i64,
 ) -> Result<(PresetView, bool)> {
+    let masked: Vec<usize> = input
+        .spec
+        .values
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.value == MASK && crate::domain::params::is_secret(&v.name))
+        .map(|(i, _)| i)
+        .collect();
+    if !masked.is_empty() {
+        let n = input.name.trim().to_string();
+        let stored = store.run(move |st| st.get_preset(&n)).await?;
+        let stored = match stored {
+            Some(row) => open_spec(&store.keyring(), &row.spec)?,
+            None => PresetSpec::default(),
+        };
+        for i in masked {
+            let v = &mut input.spec.values[i];
+            let old = stored
+                .values
+                .iter()
+                .find(|o| o.name == v.name)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        v.name.clone(),
+                        format!(
+                            "give the secret value ({MASK} keeps a stored one, and none is stored)"
+                        ),
+                    )
+                })?;
+            v.value = old.value.clone();
+        }
+    }
     validate(&input)?;
     let mut events = input.events.clone();
     events.sort();
@@ -614,7 +732,11 @@ pub async fn put(
         filter: input.filter.trim().to_string(),
         priority: input.priority,
         events: events.join(","),
-        spec: serde_json::to_string(&input.spec)?,
+        spec: crate::domain::tasks::seal_json(
+            &store.keyring(),
+            crate::secrets::purpose::PRESET_SPEC,
+            &serde_json::to_string(&input.spec)?,
+        )?,
     };
     let (row, created) = store
         .run(move |st| {
@@ -711,6 +833,23 @@ impl DeviceState {
         }
     }
 
+    /// Secret values [`MASK`]ed (they are stored so since they are recorded; older rows are
+    /// rewritten at start by `domain::secrets`).
+    pub fn mask(&mut self) -> bool {
+        let mut changed = false;
+        for (name, a) in self.applied.iter_mut() {
+            let k = kept(name, &a.value);
+            changed |= k != a.value;
+            a.value = k;
+        }
+        for (name, r) in self.refused.iter_mut() {
+            let k = kept(name, &r.value);
+            changed |= k != r.value;
+            r.value = k;
+        }
+        changed
+    }
+
     pub fn encode(&self) -> PresetState {
         let applied = serde_json::json!({
             "applied": self.applied,
@@ -744,7 +883,8 @@ pub async fn device_report(store: &crate::store::Store, device_id: &str) -> Resu
         .run(move |st| Ok((st.get_device(&id)?, st.preset_state(&id)?)))
         .await?;
     let device = device.ok_or_else(|| Error::not_found(format!("device {device_id}")))?;
-    let st = DeviceState::decode(state.as_ref());
+    let mut st = DeviceState::decode(state.as_ref());
+    st.mask();
     Ok(DevicePresets {
         device_id: device_id.to_string(),
         applied: st.applied,

@@ -45,7 +45,20 @@ pub fn reencrypt(store: &Store) -> Result<Resealed> {
                 SealedColumn::CrPassword => k.reseal(purpose::CR_PASSWORD, &stored)?,
                 SealedColumn::LinePassword => k.reseal(purpose::LINE_PASSWORD, &stored)?,
                 SealedColumn::SavedSession => k.reseal(purpose::SAVED_SESSION, &stored)?,
+                SealedColumn::PhoneToken => k.reseal(purpose::PHONE_TOKEN, &stored)?,
+                SealedColumn::StunPassword => k.reseal(purpose::STUN_PASSWORD, &stored)?,
+                SealedColumn::PhoneFilePassword => {
+                    k.reseal(purpose::PHONE_FILE_PASSWORD, &stored)?
+                }
+                SealedColumn::IssuedHa1 => k.reseal(purpose::ISSUED_HA1, &stored)?,
+                SealedColumn::PhoneDigestPassword => {
+                    k.reseal(purpose::PHONE_DIGEST_PASSWORD, &stored)?
+                }
+                SealedColumn::DeviceHa1 => k.reseal(purpose::DEVICE_HA1, &stored)?,
                 SealedColumn::TaskArgs => crate::domain::tasks::reseal_args(&k, &stored)?,
+                SealedColumn::PresetSpec => {
+                    crate::domain::tasks::reseal_json(&k, purpose::PRESET_SPEC, &stored)?
+                }
             };
             if let Some(new) = new {
                 if store.replace_sealed(col, &key, &stored, &new)? {
@@ -55,7 +68,48 @@ pub fn reencrypt(store: &Store) -> Result<Resealed> {
         }
     }
     store.put_setting(KEY_CHECK, &k.seal(purpose::KEY_CHECK, KEY_CHECK_TEXT)?)?;
+    out.values += mask_preset_states(store)?;
     Ok(out)
+}
+
+/// Marks that every row of `device_preset_state` keeps secret values masked.
+const PRESET_STATE_MASKED: &str = "preset_state_secrets_masked";
+
+/// What presets did on devices keeps secret values masked (`domain::presets::kept`); rows
+/// written before that kept them in clear. Rewrite those, once per database: each row only
+/// if no session rewrote it meanwhile, so two nodes starting at once do the same work
+/// twice at worst and never undo a session's write. Returns the rows rewritten.
+fn mask_preset_states(store: &Store) -> Result<usize> {
+    if store.setting(PRESET_STATE_MASKED)?.is_some() {
+        return Ok(0);
+    }
+    let mut after = String::new();
+    let mut rewritten = 0;
+    loop {
+        let page = store.preset_states_page(&after, 1000)?;
+        let Some(last) = page.last() else { break };
+        after = last.0.clone();
+        for (device_id, applied, refused) in &page {
+            let old = crate::store::presets::PresetState {
+                applied: applied.clone(),
+                refused: refused.clone(),
+            };
+            let mut st = crate::domain::presets::DeviceState::decode(Some(&old));
+            if !st.mask() {
+                continue;
+            }
+            let new = st.encode();
+            if store.replace_preset_state(
+                device_id,
+                (applied, refused),
+                (&new.applied, &new.refused),
+            )? {
+                rewritten += 1;
+            }
+        }
+    }
+    store.put_setting(PRESET_STATE_MASKED, "1")?;
+    Ok(rewritten)
 }
 
 /// Load the configured keyring into `store`, check it against the database and seal what

@@ -46,6 +46,14 @@ pub struct Services {
     pub files: FileStore,
     pub connreq: ConnReqService,
     pub task_watch: TaskWatch,
+    /// Phones: the rendered-file cache and the failed-fetch counter.
+    pub phones: crate::domain::phones::PhoneService,
+    /// Where ferroacs may send requests of its own (connection requests, SIP NOTIFY).
+    pub connreq_policy: crate::connreq::policy::TargetPolicy,
+    /// The STUN server's address and caches (TR-111).
+    pub stun: crate::domain::stun::StunService,
+    /// Campaign webhooks, under the same policy.
+    pub webhooks: crate::connreq::webhook::WebhookSender,
 }
 
 impl Services {
@@ -56,10 +64,11 @@ impl Services {
         store: &Store,
         own_listeners: &[std::net::SocketAddr],
     ) -> Result<Services> {
+        let policy = crate::domain::connreq::target_policy(config, own_listeners)?;
         let requester = crate::domain::connreq::http_requester(
             config.api.connection_request_timeout_ms,
             config.api.connection_request_allow_basic,
-            crate::domain::connreq::target_policy(config, own_listeners)?,
+            policy.clone(),
         );
         Ok(Services {
             signer: UrlSigner::load(store)?,
@@ -68,8 +77,46 @@ impl Services {
                 requester,
                 config.api.connection_request_concurrency,
                 i64::try_from(config.api.connection_request_min_interval_ms).unwrap_or(i64::MAX),
+            )
+            .with_transports(
+                crate::domain::connreq::parse_transports(&config.api.connection_request_transports)
+                    .unwrap_or_default(),
+                i64::try_from(config.api.connection_request_confirm_timeout_ms).unwrap_or(i64::MAX),
+                i64::try_from(config.stun.binding_max_age_secs.saturating_mul(1000))
+                    .unwrap_or(i64::MAX),
             ),
             task_watch: TaskWatch::default(),
+            phones: crate::domain::phones::PhoneService::new(
+                own_listeners.first().copied(),
+                phone_nonce_secret(store)?,
+            )
+            .with_fetch_log_buffer(config.phones.fetch_log_buffer),
+            webhooks: crate::domain::connreq::webhook_sender(
+                crate::connreq::webhook::TIMEOUT_MS,
+                policy.clone(),
+            ),
+            connreq_policy: policy,
+            stun: Default::default(),
         })
     }
+}
+
+/// The secret of the Digest nonces of `/prov/auth/…`, shared by every node through the
+/// database.
+fn phone_nonce_secret(store: &Store) -> Result<[u8; 32]> {
+    let hex_secret = store.setting_or_init("phone_digest_nonce_secret", || {
+        let mut b = [0u8; 32];
+        rand::fill(&mut b);
+        hex::encode(b)
+    })?;
+    let mut secret = [0u8; 32];
+    match hex::decode(hex_secret.trim()) {
+        Ok(b) if b.len() == 32 => secret.copy_from_slice(&b),
+        _ => {
+            return Err(crate::error::Error::internal(
+                "stored phone_digest_nonce_secret is not 32 hex bytes",
+            ))
+        }
+    }
+    Ok(secret)
 }

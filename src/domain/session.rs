@@ -14,10 +14,11 @@ use std::collections::VecDeque;
 
 use crate::config::{Config, UnknownDevices};
 use crate::cwmp::{
-    self, AcsRequest, AcsResponse, CpeRequest, CpeResponse, CwmpFault, GetParameterNames,
-    GetParameterValues, Inform, ParameterValue, SetParameterValues,
+    self, AcsRequest, AcsResponse, CpeRequest, CpeResponse, CwmpFault, GetParameterValues, Inform,
+    ParameterValue,
 };
 use crate::domain::params::ParamTree;
+use crate::domain::plan;
 use crate::domain::tasks::{self, Completion, TaskSpec};
 use crate::error::{Error, Result};
 use crate::store::devices::{BeginSession, DeviceRow, IdentityUpdate, InformUpdate};
@@ -25,7 +26,7 @@ use crate::store::faults::NewFault;
 use crate::store::sessions::NewSessionLog;
 use crate::store::tasks::{TaskRow, TaskUpdate};
 
-pub use crate::domain::session_state::{DeviceSession, Env, Origin, Planned};
+pub use crate::domain::session_state::{CpeLogin, DeviceSession, Env, Origin, Planned};
 
 /// Result of [`begin`].
 pub enum Begin {
@@ -68,8 +69,9 @@ pub async fn begin(
     source_ip: &str,
     owner: String,
     takeover: Option<String>,
-    default_credentials: bool,
+    login: CpeLogin,
 ) -> Result<Begin> {
+    let default_credentials = login.shared();
     let d = &inform.device_id;
     if d.oui.is_empty() || d.serial_number.is_empty() {
         return Err(Error::invalid(
@@ -110,35 +112,68 @@ pub async fn begin(
     };
     let lock_until = now + lock_ttl_ms(env.config);
     let allow_create = env.config.cwmp.unknown_devices == UnknownDevices::Accept;
-    let owner2 = owner.clone();
-    let begun = env
-        .store
-        .run(move |s| {
-            s.begin_session(
-                &update,
-                &owner2,
-                now,
-                lock_until,
-                allow_create,
-                takeover.as_deref(),
-                default_credentials,
-            )
-        })
-        .await?;
-    let (device, created) = match begun {
-        BeginSession::Started { device, created } => (device, created),
-        BeginSession::Busy { owner, .. } => return Ok(Begin::Busy { owner }),
-        BeginSession::OwnCredentialsRequired => {
-            return Ok(Begin::WrongCredentials(format!(
-                "device {device_id} has its own credentials; the default ones do not open it"
-            )))
-        }
-        BeginSession::Unknown => {
-            return Ok(Begin::Rejected(format!(
-                "device {device_id} is not provisioned and unknown devices are rejected (cwmp.unknown_devices)"
-            )))
+    // Before the device's work is read: a task added from here on is either read below or
+    // rings this session (see `next_request`).
+    if let Some(sv) = env.services {
+        sv.connreq.session_opening(&device_id, &owner);
+    }
+    let not_started = |dev: &str| {
+        if let Some(sv) = env.services {
+            sv.connreq.session_gone(dev, &owner, now);
         }
     };
+    let mut reset_done = false;
+    let (device, created) = loop {
+        let (owner2, takeover2, update2) = (owner.clone(), takeover.clone(), update.clone());
+        let begun = env
+            .store
+            .run(move |s| {
+                s.begin_session(
+                    &update2,
+                    &owner2,
+                    now,
+                    lock_until,
+                    allow_create,
+                    takeover2.as_deref(),
+                    default_credentials,
+                )
+            })
+            .await
+            .inspect_err(|_| not_started(&device_id))?;
+        match begun {
+            BeginSession::Started { device, created } => break (device, created),
+            BeginSession::Busy { owner, .. } => {
+                not_started(&device_id);
+                return Ok(Begin::Busy { owner });
+            }
+            BeginSession::OwnCredentialsRequired
+                if !reset_done
+                    && bootstrap
+                    && crate::domain::credentials::factory_reset_ordered(env, &device_id)
+                        .await
+                        .inspect_err(|_| not_started(&device_id))? =>
+            {
+                reset_done = true;
+            }
+            BeginSession::OwnCredentialsRequired => {
+                not_started(&device_id);
+                return Ok(Begin::WrongCredentials(format!(
+                    "device {device_id} has its own CWMP credentials (issued at first contact or \
+                     provisioned); the shared default ones no longer open it. If it was \
+                     factory-reset, reset its credentials (ferroacs device reset-credentials)"
+                )));
+            }
+            BeginSession::Unknown => {
+                not_started(&device_id);
+                return Ok(Begin::Rejected(format!(
+                    "device {device_id} is not provisioned and unknown devices are rejected (cwmp.unknown_devices)"
+                )));
+            }
+        }
+    };
+    if let (Some(sv), true) = (env.services, inform.has_event("6 CONNECTION REQUEST")) {
+        sv.connreq.confirmed(env.store, &device_id, now).await?;
+    }
     let mut s = DeviceSession {
         device_id,
         owner,
@@ -170,8 +205,25 @@ pub async fn begin(
             .collect(),
         batch_values: Vec::new(),
         opened_with_default: default_credentials,
+        cwmp_version: cwmp_version.to_string(),
     };
-    plan(env, &mut s, &device, inform).await?;
+    // How to reach the device (ConnReqJabberID, UDPConnectionRequestAddress, NATDetected) is
+    // reported with VALUE CHANGE and is no forced Inform parameter: it goes to the stored
+    // tree, so a later Inform without it does not make ferroacs forget it.
+    if s.events.iter().any(|e| e == "4 VALUE CHANGE") {
+        let ms = format!("{}.ManagementServer.", s.root);
+        for p in &inform.parameter_list {
+            let reach = p
+                .name
+                .strip_prefix(&ms)
+                .is_some_and(|leaf| crate::domain::connreq::REPORTED_REACH.contains(&leaf));
+            if reach {
+                s.learnt.set_value(&p.name, &p.value, &p.xsd_type, now);
+            }
+        }
+    }
+    plan(env, &mut s, &device, inform, &login).await?;
+    crate::domain::tr111::after_inform(&mut s);
     Ok(Begin::Started(Box::new(s)))
 }
 
@@ -191,79 +243,50 @@ async fn plan(
     s: &mut DeviceSession,
     device: &DeviceRow,
     inform: &Inform,
+    login: &CpeLogin,
 ) -> Result<()> {
     let cfg = &env.config.cwmp;
-    let bootstrap = inform.has_event("0 BOOTSTRAP") || s.created;
-    let reconcile_events = inform.events.iter().any(|e| {
-        e.event_code.starts_with("M ") || e.event_code == "0 BOOTSTRAP" || e.event_code == "1 BOOT"
-    });
+    let decided = plan::opening(
+        cfg,
+        &inform.events,
+        plan::DeviceFacts {
+            created: s.created,
+            discovered_at: device.discovered_at,
+            has_new_work: device.has_new_work(),
+        },
+        env.now,
+    );
+    // Trust on first use: credentials of its own for a device that used the shared ones,
+    // sent with the bootstrap settings (never as a task).
+    let acs_credentials =
+        crate::domain::credentials::on_login(env, &s.device_id, &s.root, inform, login).await?;
 
     // Bootstrap settings.
-    if bootstrap
-        && (cfg.periodic_inform_interval_secs > 0 || cfg.set_connection_request_credentials)
-    {
-        let mut list = Vec::new();
-        let ms = format!("{}.ManagementServer.", s.root);
-        if cfg.periodic_inform_interval_secs > 0 {
-            list.push(ParameterValue::new(
-                format!("{ms}PeriodicInformEnable"),
-                "true",
-                "xsd:boolean",
-            ));
-            list.push(ParameterValue::new(
-                format!("{ms}PeriodicInformInterval"),
-                cfg.periodic_inform_interval_secs.to_string(),
-                "xsd:unsignedInt",
-            ));
-        }
-        let (mut cr_user, mut cr_pass) = (None, None);
-        if cfg.set_connection_request_credentials {
-            let user = format!("cr-{}", random_token(6));
-            let pass = random_token(16);
-            list.push(ParameterValue::string(
-                format!("{ms}ConnectionRequestUsername"),
-                user.clone(),
-            ));
-            list.push(ParameterValue::string(
-                format!("{ms}ConnectionRequestPassword"),
-                pass.clone(),
-            ));
-            cr_user = Some(user);
-            cr_pass = Some(pass);
-        }
-        s.queue.push_back(Planned {
-            origin: Origin::Bootstrap {
-                cr_username: cr_user,
-                cr_password: cr_pass,
-            },
-            request: AcsRequest::SetParameterValues(SetParameterValues {
-                parameter_list: list,
-                parameter_key: String::new(),
-            }),
-        });
+    let settings = decided.bootstrap && plan::wants_bootstrap_settings(cfg);
+    if settings || !acs_credentials.is_empty() {
+        let cr = (decided.bootstrap && cfg.set_connection_request_credentials)
+            .then(|| (format!("cr-{}", random_token(6)), random_token(16)));
+        let interval = if decided.bootstrap {
+            cfg.periodic_inform_interval_secs
+        } else {
+            0
+        };
+        s.queue.push_back(plan::bootstrap_settings(
+            &s.root,
+            interval,
+            cr,
+            acs_credentials,
+        ));
     }
 
     // Discovery of the whole tree.
-    let stale = match device.discovered_at {
-        None => true,
-        Some(at) => {
-            cfg.discovery_refresh_secs > 0
-                && env.now - at > cfg.discovery_refresh_secs as i64 * 1000
-        }
-    };
-    if bootstrap || stale {
-        s.queue.push_back(Planned {
-            origin: Origin::DiscoverNames,
-            request: AcsRequest::GetParameterNames(GetParameterNames {
-                parameter_path: format!("{}.", s.root),
-                next_level: false,
-            }),
-        });
+    if decided.discover {
+        s.queue.push_back(plan::discover_names(&s.root));
     }
 
     // Tasks: when something new was queued, or events may complete running tasks.
-    if device.has_new_work() || reconcile_events {
-        load_tasks(env, s, inform).await?;
+    if decided.load_tasks {
+        load_tasks(env, s, Some(inform)).await?;
     }
 
     // VoIP lines and presets: planned once the queue runs dry (after discovery).
@@ -271,18 +294,47 @@ async fn plan(
     Ok(())
 }
 
-/// Load the device's pending and running tasks: finish those the Inform's events complete,
-/// recover interrupted ones, and queue the pending ones.
-async fn load_tasks(env: &Env<'_>, s: &mut DeviceSession, inform: &Inform) -> Result<()> {
+/// Tasks were added while the session ran: read the device's work epoch, then queue its
+/// pending tasks (those it had at the Inform are finished or running by now).
+async fn reload_tasks(env: &Env<'_>, s: &mut DeviceSession) -> Result<()> {
     let id = s.device_id.clone();
+    let epoch = env.store.run(move |st| st.work_epoch(&id)).await?;
+    if let Some(e) = epoch {
+        s.work_epoch = e;
+    }
+    load_tasks(env, s, None).await
+}
+
+/// Whether the device's work epoch moved since the session last read it (it then takes the
+/// new epoch).
+async fn work_added(env: &Env<'_>, s: &mut DeviceSession) -> Result<bool> {
+    let id = s.device_id.clone();
+    match env.store.run(move |st| st.work_epoch(&id)).await? {
+        Some(e) if e != s.work_epoch => {
+            s.work_epoch = e;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Load the device's pending and running tasks: finish those the Inform's events complete,
+/// recover interrupted ones, and queue the pending ones. Without an Inform (tasks added
+/// during the session) only pending tasks are read.
+async fn load_tasks(env: &Env<'_>, s: &mut DeviceSession, inform: Option<&Inform>) -> Result<()> {
+    let id = s.device_id.clone();
+    let states: &'static [&'static str] = match inform {
+        Some(_) => &[tasks::PENDING, tasks::RUNNING],
+        None => &[tasks::PENDING],
+    };
     let rows = env
         .store
-        .run(move |st| st.device_tasks_in(&id, &[tasks::PENDING, tasks::RUNNING]))
+        .run(move |st| st.device_tasks_in(&id, states))
         .await?;
     s.tasks_checked = true;
     let now = env.now;
     let param_key = inform
-        .parameter(&format!("{}.ManagementServer.ParameterKey", s.root))
+        .and_then(|i| i.parameter(&format!("{}.ManagementServer.ParameterKey", s.root)))
         .map(str::to_string);
     let mut tree: Option<ParamTree> = None;
     let keyring = env.store.keyring();
@@ -305,95 +357,40 @@ async fn load_tasks(env: &Env<'_>, s: &mut DeviceSession, inform: &Inform) -> Re
                 continue;
             }
         };
-        if let Some(exp) = row.expires_at {
-            if exp < now && row.status == tasks::PENDING {
+        match plan::triage(
+            &row,
+            &spec,
+            inform.map_or(&[][..], |i| &i.events[..]),
+            param_key.as_deref(),
+            now,
+        ) {
+            plan::Triage::Expire => {
                 finish_task(env, &row, tasks::EXPIRED, None, None, None).await?;
                 continue;
             }
-        }
-        if row.status == tasks::RUNNING {
-            let awaiting = row
-                .result
-                .as_deref()
-                .and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok())
-                .and_then(|v| {
-                    v.get("awaiting")
-                        .and_then(|a| a.as_str())
-                        .map(str::to_string)
-                });
-            let has_m = |code: &str| {
-                inform
-                    .events
-                    .iter()
-                    .any(|e| e.event_code == code && e.command_key == row.command_key)
-            };
-            let completed = match &spec {
-                TaskSpec::Reboot {} => has_m("M Reboot"),
-                TaskSpec::FactoryReset {} => inform.has_event("0 BOOTSTRAP"),
-                TaskSpec::ScheduleInform { .. } => has_m("M ScheduleInform"),
-                _ => false,
-            };
-            if completed {
-                finish_task(
-                    env,
-                    &row,
-                    tasks::DONE,
-                    Some(serde_json::json!({"confirmed_by": s.events})),
-                    None,
-                    None,
-                )
-                .await?;
-                continue;
-            }
-            if awaiting.is_some() {
-                // Still waiting (e.g. for a TransferComplete in a later session).
-                if let Some(exp) = row.expires_at {
-                    if exp < now {
-                        finish_task(env, &row, tasks::EXPIRED, None, None, None).await?;
-                    }
+            plan::Triage::Done { result, refresh } => {
+                finish_task(env, &row, tasks::DONE, Some(result), None, None).await?;
+                if let Some(object) = refresh {
+                    s.queue.push_back(self::refresh(&object));
                 }
                 continue;
             }
-            // Interrupted with unknown outcome.
-            let applied = spec.uses_key()
-                && matches!(
-                    spec,
-                    TaskSpec::AddObject { .. }
-                        | TaskSpec::DeleteObject { .. }
-                        | TaskSpec::SetParameterValues { .. }
-                )
-                && param_key.as_deref() == Some(row.command_key.as_str());
-            if applied {
-                finish_task(
-                    env,
-                    &row,
-                    tasks::DONE,
-                    Some(serde_json::json!({"confirmed_by": "ParameterKey"})),
-                    None,
-                    None,
-                )
-                .await?;
-                if let TaskSpec::AddObject { object } = &spec {
-                    s.queue.push_back(refresh(object));
-                }
+            plan::Triage::Leave => continue,
+            plan::Triage::Later => {
+                s.tasks_left = true;
                 continue;
             }
-            if !spec.idempotent()
-                && !matches!(
-                    spec,
-                    TaskSpec::Reboot {}
-                        | TaskSpec::FactoryReset {}
-                        | TaskSpec::AddObject { .. }
-                        | TaskSpec::DeleteObject { .. }
-                        | TaskSpec::ChangeDuState { .. }
-                )
-            {
+            plan::Triage::Await(what) => {
+                await_confirmation(env, &row, &spec, what).await?;
                 continue;
             }
-            // Not applied (or harmless to repeat): send again below.
-        } else if row.not_before > now {
-            s.tasks_left = true;
-            continue;
+            plan::Triage::ConfirmThenSend => {
+                // Maybe accepted and not carried out yet: ask before the resend queued
+                // below, which the answer drops when the device holds the transfer.
+                s.queue
+                    .push_back(plan::confirm_transfer(row.id, &s.cwmp_version));
+            }
+            plan::Triage::Send => {}
         }
         if tree.is_none() && matches!(spec, TaskSpec::SetParameterValues { .. }) {
             let id = s.device_id.clone();
@@ -446,23 +443,12 @@ async fn load_tasks(env: &Env<'_>, s: &mut DeviceSession, inform: &Inform) -> Re
                 if g.parameter_names.len() > env.config.cwmp.gpv_batch_size.max(1) =>
             {
                 // Large reads go in batches; the task completes with the last one.
-                let chunks: Vec<Vec<String>> = g
-                    .parameter_names
-                    .chunks(env.config.cwmp.gpv_batch_size.max(1))
-                    .map(|c| c.to_vec())
-                    .collect();
-                let n = chunks.len();
-                for (i, names) in chunks.into_iter().enumerate() {
-                    s.queue.push_back(Planned {
-                        origin: Origin::TaskBatch {
-                            id: row.id,
-                            last: i + 1 == n,
-                        },
-                        request: AcsRequest::GetParameterValues(GetParameterValues {
-                            parameter_names: names,
-                        }),
-                    });
-                }
+                let id = row.id;
+                s.queue.extend(plan::batches(
+                    &g.parameter_names,
+                    env.config.cwmp.gpv_batch_size,
+                    |last| Origin::TaskBatch { id, last },
+                ));
             }
             Ok(request) => s.queue.push_back(Planned {
                 origin: Origin::Task { id: row.id },
@@ -480,6 +466,57 @@ async fn load_tasks(env: &Env<'_>, s: &mut DeviceSession, inform: &Inform) -> Re
                 .await?;
             }
         }
+    }
+    Ok(())
+}
+
+/// A running task whose outcome the device reports later (`what`): keep it running, awaiting
+/// that, until the transfer timeout (plus any delay or window) has passed.
+async fn await_confirmation(
+    env: &Env<'_>,
+    row: &TaskRow,
+    spec: &TaskSpec,
+    what: &str,
+) -> Result<()> {
+    let now = env.now;
+    let deadline = now + 1000 * url_validity_secs(env.config, spec);
+    let update = TaskUpdate {
+        result: Some(Some(serde_json::json!({ "awaiting": what }).to_string())),
+        expires_at: Some(Some(deadline)),
+        updated_at: Some(now),
+        ..TaskUpdate::default()
+    };
+    let id = row.id;
+    env.store
+        .run(move |st| st.transition_task(id, &[tasks::RUNNING], &update))
+        .await?;
+    Ok(())
+}
+
+/// The answer to a [`Origin::ConfirmTransfer`] question: the device holds the transfer of
+/// task `id` (drop the resend queued after the question and wait for its
+/// TransferComplete), or it does not (the resend goes out). `held`: `None` when the device
+/// could not say (a fault): nothing is sent twice, the task waits for its TransferComplete
+/// until the transfer timeout.
+async fn on_transfer_answer(
+    env: &Env<'_>,
+    s: &mut DeviceSession,
+    id: i64,
+    held: Option<Vec<String>>,
+) -> Result<()> {
+    let Some(row) = env.store.run(move |st| st.get_task(id)).await? else {
+        return Ok(());
+    };
+    if !plan::holds_transfer(held.as_deref(), &row.command_key) {
+        return Ok(());
+    }
+    s.queue
+        .retain(|q| !matches!(q.origin, Origin::Task { id: other } if other == id));
+    let spec = tasks::open_args(&env.store.keyring(), &row.args)
+        .ok()
+        .and_then(|a| serde_json::from_str::<TaskSpec>(&a).ok());
+    if let Some(spec) = spec {
+        await_confirmation(env, &row, &spec, "TransferComplete").await?;
     }
     Ok(())
 }
@@ -704,6 +741,20 @@ pub async fn next_request(env: &Env<'_>, s: &mut DeviceSession) -> Result<Option
             return Ok(Some(req));
         }
         if s.converge.is_none() {
+            // Before the final empty response: tasks added during the session run in it.
+            let rung = env
+                .services
+                .is_some_and(|sv| sv.connreq.session_closing(&s.device_id, &s.owner));
+            if rung {
+                reload_tasks(env, s).await?;
+                continue;
+            }
+            if env.config.cwmp.save_every_exchange && work_added(env, s).await? {
+                // The session may have moved between nodes, and a ring reaches only the
+                // node that opened it: the database says whether work was added.
+                load_tasks(env, s, None).await?;
+                continue;
+            }
             return Ok(None);
         }
         crate::domain::converge::plan_round(env, s).await?;
@@ -759,6 +810,7 @@ pub async fn on_result(
                 Origin::Bootstrap {
                     cr_username: Some(u),
                     cr_password: Some(p),
+                    ..
                 } => {
                     let sealed = env
                         .store
@@ -776,18 +828,14 @@ pub async fn on_result(
                             .filter(|p| !p.name.ends_with('.'))
                             .map(|p| p.name.clone())
                             .collect();
-                        let batch = env.config.cwmp.gpv_batch_size.max(1);
-                        let chunks: Vec<Vec<String>> =
-                            leaves.chunks(batch).map(|c| c.to_vec()).collect();
-                        let n = chunks.len();
-                        // Discovery goes before anything else still queued.
-                        for (i, names) in chunks.into_iter().enumerate().rev() {
-                            s.queue.push_front(Planned {
-                                origin: Origin::DiscoverValues { last: i + 1 == n },
-                                request: AcsRequest::GetParameterValues(GetParameterValues {
-                                    parameter_names: names,
-                                }),
+                        let batches =
+                            plan::batches(&leaves, env.config.cwmp.gpv_batch_size, |last| {
+                                Origin::DiscoverValues { last }
                             });
+                        let n = batches.len();
+                        // Discovery goes before anything else still queued.
+                        for p in batches.into_iter().rev() {
+                            s.queue.push_front(p);
                         }
                         if n == 0 {
                             s.discovered = true;
@@ -795,8 +843,19 @@ pub async fn on_result(
                     }
                 }
                 Origin::DiscoverValues { last: true } | Origin::DiscoverAllValues => {
-                    s.discovered = true
+                    s.discovered = true;
+                    crate::domain::tr111::after_discovery(env, s).await?;
+                    crate::domain::tr111::notifications_after_discovery(s);
                 }
+                Origin::GatewayTable => {
+                    // The rows read replace the stored ones: removed rows disappear.
+                    s.subtrees_removed
+                        .push(format!("{}.ManagementServer.ManageableDevice.", s.root));
+                }
+                Origin::StunSettings {
+                    username: Some(u),
+                    password: Some(p),
+                } => crate::domain::tr111::settings_accepted(env, s, u, p).await?,
                 Origin::Converge(step) => {
                     crate::domain::converge::on_ok(env, s, step, &current.request, &resp).await?;
                 }
@@ -848,6 +907,20 @@ pub async fn on_result(
                         }
                     }
                 }
+                Origin::ConfirmTransfer { id } => {
+                    let keys = match &resp {
+                        CpeResponse::GetAllQueuedTransfers { transfer_list } => transfer_list
+                            .iter()
+                            .map(|t| t.command_key.clone())
+                            .collect(),
+                        CpeResponse::GetQueuedTransfers { transfer_list } => transfer_list
+                            .iter()
+                            .map(|t| t.command_key.clone())
+                            .collect(),
+                        _ => Vec::new(),
+                    };
+                    on_transfer_answer(env, s, *id, Some(keys)).await?;
+                }
                 Origin::TaskBatch { id, last } => {
                     if let CpeResponse::GetParameterValues { parameter_list } = &resp {
                         for p in parameter_list {
@@ -885,22 +958,16 @@ pub async fn on_result(
                     s.batch_values.clear();
                     let row = env.store.run(move |st| st.get_task(id)).await?;
                     if let Some(row) = row {
-                        if fault.is_permanent() || row.attempts + 1 >= tasks::MAX_ATTEMPTS {
-                            finish_task(
-                                env,
-                                &row,
-                                tasks::FAULT,
-                                None,
-                                Some((fault.code, fault.string.clone())),
-                                Some(detail),
-                            )
-                            .await?;
-                        } else {
-                            let attempts = row.attempts + 1;
+                        let after = plan::after_fault(&fault, row.attempts, now);
+                        if let plan::AfterFault::Retry {
+                            attempts,
+                            not_before,
+                        } = after
+                        {
                             let update = TaskUpdate {
                                 status: Some(tasks::PENDING.into()),
                                 attempts: Some(attempts),
-                                not_before: Some(now + tasks::retry_delay_ms(attempts)),
+                                not_before: Some(not_before),
                                 fault_code: Some(Some(fault.code as i32)),
                                 fault_string: Some(Some(fault.string.clone())),
                                 fault_detail: Some(Some(detail.to_string())),
@@ -911,12 +978,53 @@ pub async fn on_result(
                                 .run(move |st| st.transition_task(id, &[tasks::RUNNING], &update))
                                 .await?;
                             s.tasks_left = true;
+                        } else {
+                            finish_task(
+                                env,
+                                &row,
+                                tasks::FAULT,
+                                None,
+                                Some((fault.code, fault.string.clone())),
+                                Some(detail),
+                            )
+                            .await?;
                         }
                     }
                 }
                 Origin::Converge(step) => {
                     crate::domain::converge::on_fault(env, s, step, &current.request, &fault)
                         .await?;
+                }
+                Origin::Bootstrap {
+                    cr_username,
+                    cr_password,
+                    acs_credentials: true,
+                } => {
+                    // The device refused its issued credentials (SetParameterValues is all
+                    // or nothing): it keeps the shared ones, and gets the other bootstrap
+                    // settings without them.
+                    crate::domain::credentials::refused(env, &s.device_id, fault.code).await?;
+                    record_fault(env, s, &fault, "issued credentials").await?;
+                    if let AcsRequest::SetParameterValues(set) = &current.request {
+                        if let Some(rest) = plan::without_issued_credentials(&s.root, set) {
+                            s.queue.push_front(Planned {
+                                origin: Origin::Bootstrap {
+                                    cr_username: cr_username.clone(),
+                                    cr_password: cr_password.clone(),
+                                    acs_credentials: false,
+                                },
+                                request: AcsRequest::SetParameterValues(rest),
+                            });
+                        }
+                    }
+                }
+                Origin::ConfirmTransfer { id } => {
+                    on_transfer_answer(env, s, *id, None).await?;
+                }
+                Origin::GatewayTable | Origin::GatewayNotify => {
+                    // The device keeps working without them; the fault is kept for the
+                    // operator.
+                    record_fault(env, s, &fault, "device-gateway association").await?;
                 }
                 Origin::DiscoverNames => {
                     // Some devices refuse a whole-tree GetParameterNames: ask for all values instead.
@@ -1048,6 +1156,10 @@ impl Outcome {
 /// produce the session-log row (written in batches by the caller).
 pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Result<NewSessionLog> {
     let now = env.now;
+    // From here on new work waits for the lock to be released (and gets its own request).
+    if let Some(sv) = env.services {
+        sv.connreq.session_gone(&s.device_id, &s.owner, now);
+    }
     if let Some(blob) = s.learnt_blob.take() {
         let mut t = ParamTree::decode(&blob).unwrap_or_default();
         t.overlay(&s.learnt);
@@ -1067,6 +1179,10 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
         (search, sig, replace)
     });
     let identity = identity_from(&s.root, &s.learnt);
+    if let Err(e) = crate::domain::tr111::after_session(env, s, &s.learnt).await {
+        // The association is recorded again at the device's next report; the session ends.
+        tracing::warn!(device = %s.device_id, "device-gateway association not recorded: {e}");
+    }
     let learnt = std::mem::take(&mut s.learnt);
     let removed = std::mem::take(&mut s.subtrees_removed);
     let id = s.device_id.clone();
@@ -1093,8 +1209,12 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
             })
             .await?;
     }
-    let work_seen =
-        (s.tasks_checked && !s.tasks_left && outcome == Outcome::Completed).then_some(s.work_epoch);
+    let work_seen = plan::work_drained(
+        s.tasks_checked,
+        s.tasks_left,
+        outcome == Outcome::Completed,
+        s.work_epoch,
+    );
     let (id, owner) = (s.device_id.clone(), s.owner.clone());
     env.store
         .run(move |st| {
@@ -1138,6 +1258,10 @@ pub fn identity_from(root: &str, learnt: &ParamTree) -> IdentityUpdate {
 
 /// Prepare for saving mid-session (connection dropped): keep learnt values in encoded form.
 pub fn freeze(s: &mut DeviceSession) {
+    // Nothing learnt since the last save: the encoded tree is still current.
+    if s.learnt.is_empty() {
+        return;
+    }
     let mut t = match s.learnt_blob.take() {
         Some(b) => ParamTree::decode(&b).unwrap_or_default(),
         None => ParamTree::new(),

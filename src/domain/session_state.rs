@@ -26,6 +26,10 @@ pub enum Origin {
     Bootstrap {
         cr_username: Option<String>,
         cr_password: Option<String>,
+        /// The request also carries CWMP credentials issued to the device
+        /// (`domain::credentials`); a fault is answered by sending the rest without them.
+        #[serde(default)]
+        acs_credentials: bool,
     },
     /// Discovery step 1: the names of the whole tree.
     DiscoverNames,
@@ -41,6 +45,25 @@ pub enum Origin {
     Converge(Step),
     /// One batch of a large GetParameterValues task; `last` completes the task.
     TaskBatch { id: i64, last: bool },
+    /// The transfer task `id` was sent in an earlier session and never answered: does the
+    /// device hold it (Get[All]QueuedTransfers)? If so the resend queued after this is
+    /// dropped (`domain::session`, "sent, unconfirmed").
+    ConfirmTransfer { id: i64 },
+    /// TR-111 STUN settings (`domain::tr111::stun_settings`); the credentials are stored once
+    /// the device accepts them.
+    StunSettings {
+        username: Option<String>,
+        password: Option<String>,
+    },
+    /// TR-111 Part 1: a gateway's ManageableDevice table read again because its Inform said
+    /// it changed (`domain::tr111::table_reread`); the answer replaces the stored rows.
+    GatewayTable,
+    /// TR-111 Part 1: active notification on the parameters announcing a change of the
+    /// device–gateway association (`domain::tr111::gateway_notifications`).
+    GatewayNotify,
+    /// ferroacs's bare JID added to ConnReqAllowedJabberIDs
+    /// (`domain::tr111::xmpp_allowed_jids`).
+    XmppAllowedJids,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,7 +95,9 @@ pub struct DeviceSession {
     /// Parameters learnt this session, merged into the stored tree at the end.
     #[serde(skip)]
     pub learnt: ParamTree,
-    /// Encoded form of `learnt` when the session is saved mid-way.
+    /// Encoded form of `learnt` when the session is saved mid-way (base64 in the saved
+    /// copy: a JSON array of numbers would take about three times the room).
+    #[serde(default, with = "blob_base64")]
     pub learnt_blob: Option<Vec<u8>>,
     pub subtrees_removed: Vec<String>,
     pub discovered: bool,
@@ -97,6 +122,30 @@ pub struct DeviceSession {
     /// the session on another connection.
     #[serde(default)]
     pub opened_with_default: bool,
+    /// The CWMP version of the session (`cwmp-1-0`, `cwmp-1-4`, ...).
+    #[serde(default)]
+    pub cwmp_version: String,
+}
+
+/// How the CPE that opened a session logged in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CpeLogin {
+    /// No HTTP authentication required (`cwmp.auth = "none"`) or a verified client
+    /// certificate.
+    NotRequired,
+    /// The shared default credentials, with the username the CPE gave.
+    Shared { username: String },
+    /// The device's own credentials.
+    Own,
+    /// Credentials ferroacs issued to the device and it has not used before.
+    Issued,
+}
+
+impl CpeLogin {
+    /// The session was opened with the shared default credentials.
+    pub fn shared(&self) -> bool {
+        matches!(self, CpeLogin::Shared { .. })
+    }
 }
 
 /// Everything the domain needs from the outside.
@@ -193,4 +242,37 @@ pub enum Step {
     Firmware {
         preset: String,
     },
+}
+
+/// `Option<Vec<u8>>` as a base64 string; a JSON array of numbers (copies saved by earlier
+/// versions) is read too.
+mod blob_base64 {
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_some(&STANDARD_NO_PAD.encode(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Text(String),
+        Bytes(Vec<u8>),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        match Option::<Stored>::deserialize(d)? {
+            None => Ok(None),
+            Some(Stored::Bytes(b)) => Ok(Some(b)),
+            Some(Stored::Text(t)) => STANDARD_NO_PAD
+                .decode(t.trim_end_matches('='))
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+        }
+    }
 }

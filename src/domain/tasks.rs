@@ -820,35 +820,56 @@ pub fn for_each_secret(
 
 /// Task arguments as stored: every secret sealed.
 pub fn seal_args(k: &crate::secrets::Keyring, args: &str) -> Result<String> {
-    let mut v: serde_json::Value = serde_json::from_str(args)?;
+    seal_json(k, crate::secrets::purpose::TASK_ARG, args)
+}
+
+/// Stored task arguments with every secret opened (to send to the device).
+pub fn open_args(k: &crate::secrets::Keyring, stored: &str) -> Result<String> {
+    open_json(k, crate::secrets::purpose::TASK_ARG, stored)
+}
+
+/// Stored task arguments with every secret under the current key; `None` when unchanged.
+pub fn reseal_args(k: &crate::secrets::Keyring, stored: &str) -> Result<Option<String>> {
+    reseal_json(k, crate::secrets::purpose::TASK_ARG, stored)
+}
+
+/// JSON (task arguments, a preset's spec) with every secret ([`for_each_secret`]) sealed
+/// for `purpose`; values sealed already are kept.
+pub fn seal_json(k: &crate::secrets::Keyring, purpose: &str, json: &str) -> Result<String> {
+    let mut v: serde_json::Value = serde_json::from_str(json)?;
     for_each_secret(&mut v, &mut |s| {
         if !s.is_empty() && !crate::secrets::is_sealed(s) {
-            *s = k.seal(crate::secrets::purpose::TASK_ARG, s)?;
+            *s = k.seal(purpose, s)?;
         }
         Ok(())
     })?;
     Ok(serde_json::to_string(&v)?)
 }
 
-/// Stored task arguments with every secret opened (to send to the device).
-pub fn open_args(k: &crate::secrets::Keyring, stored: &str) -> Result<String> {
+/// Stored JSON with every secret opened.
+pub fn open_json(k: &crate::secrets::Keyring, purpose: &str, stored: &str) -> Result<String> {
     let mut v: serde_json::Value = serde_json::from_str(stored)?;
     for_each_secret(&mut v, &mut |s| {
-        *s = k.open(crate::secrets::purpose::TASK_ARG, s)?;
+        *s = k.open(purpose, s)?;
         Ok(())
     })?;
     Ok(serde_json::to_string(&v)?)
 }
 
-/// Stored task arguments with every secret under the current key; `None` when unchanged.
-pub fn reseal_args(k: &crate::secrets::Keyring, stored: &str) -> Result<Option<String>> {
+/// Stored JSON with every secret under the current key (clear ones sealed); `None` when
+/// unchanged.
+pub fn reseal_json(
+    k: &crate::secrets::Keyring,
+    purpose: &str,
+    stored: &str,
+) -> Result<Option<String>> {
     let mut v: serde_json::Value = serde_json::from_str(stored)?;
     let mut changed = false;
     for_each_secret(&mut v, &mut |s| {
         if s.is_empty() {
             return Ok(());
         }
-        if let Some(new) = k.reseal(crate::secrets::purpose::TASK_ARG, s)? {
+        if let Some(new) = k.reseal(purpose, s)? {
             *s = new;
             changed = true;
         }

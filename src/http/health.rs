@@ -1,4 +1,4 @@
-//! `GET /healthz`: 200 when the database answers, 503 otherwise.
+//! `GET /healthz`: 200 when the database answers, 503 otherwise; the XMPP connection's state.
 
 use actix_web::{web, HttpResponse};
 
@@ -12,6 +12,12 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
             "status": "ok",
             "database": store.backend_name(),
             "database_ms": started.elapsed().as_secs_f64() * 1000.0,
+            // XMPP connection requests (null when not configured); an XMPP server that is
+            // down makes requests fall back to the next transport, not the node unhealthy.
+            "xmpp": state.services.connreq.xmpp().map(|x| {
+                let s = x.status();
+                serde_json::json!({"state": s.state, "since": s.since, "last_error": s.last_error})
+            }),
         })),
         Err(e) => {
             tracing::warn!(error = %e, "health check: database does not answer");

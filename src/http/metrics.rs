@@ -55,7 +55,7 @@ fn process_figures() -> (Option<u64>, Option<f64>) {
 /// are left out and `ferroacs_database_up` is 0.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let tasks = state.store.run(|s| s.count_tasks_by_status()).await;
-    let m = &state.cwmp.metrics;
+    let m = &state.driver.metrics;
     let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let mut out = String::with_capacity(4096);
 
@@ -96,7 +96,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         &mut out,
         "ferroacs_cwmp_sessions_active",
         "",
-        state.cwmp.live.len(),
+        state.driver.live_count(),
     );
 
     family(
@@ -151,6 +151,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         ("bad_request", get(&m.bad_requests)),
         ("auth_failed", get(&state.cwmp.auth.failures)),
         ("auth_blocked", get(&state.cwmp.auth.blocked)),
+        ("shared_credentials", get(&state.cwmp.auth.shared_refused)),
     ] {
         sample(
             &mut out,
@@ -174,6 +175,65 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             v,
         );
     }
+
+    if let Some(x) = state.services.connreq.xmpp() {
+        let st = x.status();
+        family(
+            &mut out,
+            "ferroacs_xmpp_connected",
+            "gauge",
+            "1 while ferroacs is logged in to its XMPP server (connection requests, TR-069 Annex K).",
+        );
+        sample(
+            &mut out,
+            "ferroacs_xmpp_connected",
+            "",
+            u64::from(st.state == "online"),
+        );
+        family(
+            &mut out,
+            "ferroacs_xmpp_reconnects_total",
+            "counter",
+            "XMPP connections lost or refused since the start.",
+        );
+        sample(
+            &mut out,
+            "ferroacs_xmpp_reconnects_total",
+            "",
+            st.reconnects,
+        );
+    }
+    let fetch_log = &state.services.phones.fetch_log;
+    family(
+        &mut out,
+        "ferroacs_phone_fetch_log_pending",
+        "gauge",
+        "Phone fetches waiting in memory to be written to the fetch log.",
+    );
+    sample(
+        &mut out,
+        "ferroacs_phone_fetch_log_pending",
+        "",
+        fetch_log.pending(),
+    );
+    family(
+        &mut out,
+        "ferroacs_phone_fetch_log_dropped_total",
+        "counter",
+        "Phone fetches left out of the fetch log: \"full\" when phones.fetch_log_buffer rows were already waiting, \"refused\" when the database refused the row.",
+    );
+    sample(
+        &mut out,
+        "ferroacs_phone_fetch_log_dropped_total",
+        "reason=\"full\"",
+        fetch_log.dropped(),
+    );
+    sample(
+        &mut out,
+        "ferroacs_phone_fetch_log_dropped_total",
+        "reason=\"refused\"",
+        fetch_log.lost(),
+    );
 
     family(
         &mut out,

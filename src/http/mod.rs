@@ -10,6 +10,7 @@ pub mod fileserver;
 pub mod health;
 pub mod limits;
 pub mod metrics;
+pub mod phones;
 pub mod request_id;
 pub mod tls;
 

@@ -10,6 +10,7 @@ use diesel::prelude::*;
 
 use super::schema::campaign_events::{self, dsl as ev};
 use super::schema::campaign_members::{self, dsl as m};
+use super::schema::campaign_webhooks::{self, dsl as wh};
 use super::schema::campaigns::{self, dsl as cp};
 use super::schema::devices;
 use super::schema::scheduler_lease::dsl as l;
@@ -81,6 +82,12 @@ pub struct MemberRow {
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub last_error: Option<String>,
+    /// Images of its upgrade path confirmed so far (intermediate images only).
+    pub step: i32,
+    /// Images on its upgrade path, the final one included (1 without intermediate images).
+    pub steps: i32,
+    /// The version the image it runs (or gets next) leads to; empty = `target_version`.
+    pub step_version: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
@@ -113,6 +120,21 @@ pub struct MemberFinish {
     pub error: Option<String>,
 }
 
+/// Delivery state of a campaign's webhook.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = campaign_webhooks)]
+pub struct WebhookRow {
+    pub campaign_id: i64,
+    /// Timeline entries up to this id are handled (delivered, skipped or given up).
+    pub event_cursor: i64,
+    /// Failed tries of the next entry.
+    pub attempts: i32,
+    pub retry_at: Option<i64>,
+    pub delivered: i64,
+    pub failures: i64,
+    pub last_error: Option<String>,
+}
+
 /// Campaign states in which members may still start or run.
 pub const ACTIVE_STATES: [&str; 2] = ["running", "paused"];
 /// Member states that are not final.
@@ -136,6 +158,67 @@ impl Store {
                     })
                     .execute(c)?;
                 Ok(row)
+            })
+        })
+    }
+
+    /// Give a campaign a webhook delivery state (nothing delivered yet); kept if it has one.
+    pub fn add_campaign_webhook(&self, campaign: i64) -> Result<()> {
+        with_conn!(self, |c| {
+            diesel::insert_into(wh::campaign_webhooks)
+                .values((wh::campaign_id.eq(campaign), wh::event_cursor.eq(0i64)))
+                .on_conflict_do_nothing()
+                .execute(c)?;
+            Ok(())
+        })
+    }
+
+    /// The webhook delivery state of a campaign, if it has a webhook.
+    pub fn campaign_webhook(&self, campaign: i64) -> Result<Option<WebhookRow>> {
+        with_conn!(self, |c| {
+            Ok(wh::campaign_webhooks
+                .find(campaign)
+                .select(WebhookRow::as_select())
+                .first(c)
+                .optional()?)
+        })
+    }
+
+    /// Webhooks that may be tried now (no retry pending after `now`).
+    pub fn webhooks_due(&self, now: i64) -> Result<Vec<WebhookRow>> {
+        with_conn!(self, |c| {
+            Ok(wh::campaign_webhooks
+                .filter(wh::retry_at.is_null().or(wh::retry_at.le(now)))
+                .order(wh::campaign_id.asc())
+                .select(WebhookRow::as_select())
+                .load(c)?)
+        })
+    }
+
+    /// Record a delivery round: the new state, and a timeline entry for a failure.
+    pub fn update_campaign_webhook(
+        &self,
+        row: &WebhookRow,
+        event: Option<&NewEvent>,
+    ) -> Result<()> {
+        with_conn!(self, |c| {
+            c.write_txn(|c| {
+                diesel::update(wh::campaign_webhooks.find(row.campaign_id))
+                    .set((
+                        wh::event_cursor.eq(row.event_cursor),
+                        wh::attempts.eq(row.attempts),
+                        wh::retry_at.eq(row.retry_at),
+                        wh::delivered.eq(row.delivered),
+                        wh::failures.eq(row.failures),
+                        wh::last_error.eq(row.last_error.clone()),
+                    ))
+                    .execute(c)?;
+                if let Some(e) = event {
+                    diesel::insert_into(ev::campaign_events)
+                        .values(e)
+                        .execute(c)?;
+                }
+                Ok(())
             })
         })
     }
@@ -266,6 +349,64 @@ impl Store {
                     })
                     .execute(c)?;
                 Ok(true)
+            })
+        })
+    }
+
+    /// (device id, state, wave, seq) of every member of a campaign.
+    pub fn member_index(&self, campaign: i64) -> Result<Vec<(String, String, i32, i32)>> {
+        with_conn!(self, |c| {
+            Ok(m::campaign_members
+                .filter(m::campaign_id.eq(campaign))
+                .select((m::device_id, m::state, m::wave, m::seq))
+                .load(c)?)
+        })
+    }
+
+    /// The target of a campaign evaluated again: insert `added` members, skip the pending
+    /// members of waves from `from_wave` on listed in `dropped` (device id, why), and record
+    /// the timeline entry `reevaluated`; one transaction.
+    pub fn rejoin_members(
+        &self,
+        campaign: i64,
+        added: &[MemberRow],
+        dropped: &[(String, String)],
+        from_wave: i32,
+        detail: &str,
+        now: i64,
+    ) -> Result<()> {
+        with_conn!(self, |c| {
+            c.write_txn(|c| {
+                for chunk in added.chunks(500) {
+                    diesel::insert_into(m::campaign_members)
+                        .values(chunk)
+                        .execute(c)?;
+                }
+                for (device, why) in dropped {
+                    diesel::update(
+                        m::campaign_members
+                            .filter(m::campaign_id.eq(campaign))
+                            .filter(m::device_id.eq(device))
+                            .filter(m::state.eq("pending"))
+                            .filter(m::wave.ge(from_wave)),
+                    )
+                    .set((
+                        m::state.eq("skipped"),
+                        m::finished_at.eq(Some(now)),
+                        m::last_error.eq(Some(why.clone())),
+                    ))
+                    .execute(c)?;
+                }
+                diesel::insert_into(ev::campaign_events)
+                    .values(&NewEvent {
+                        campaign_id: campaign,
+                        at: now,
+                        device_id: None,
+                        kind: "reevaluated".into(),
+                        detail: detail.into(),
+                    })
+                    .execute(c)?;
+                Ok(())
             })
         })
     }
@@ -410,6 +551,71 @@ impl Store {
 
     /// Record the final state of started members (only those still `in_progress`) and their
     /// timeline entries, in one transaction. Returns how many changed.
+    /// Pending members of waves up to `max_wave` whose retry time (if any) has come, in
+    /// start order.
+    pub fn startable_members(
+        &self,
+        campaign: i64,
+        max_wave: i32,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<MemberRow>> {
+        with_conn!(self, |c| {
+            Ok(m::campaign_members
+                .filter(m::campaign_id.eq(campaign))
+                .filter(m::state.eq("pending"))
+                .filter(m::wave.le(max_wave))
+                .filter(m::retry_at.is_null().or(m::retry_at.le(now)))
+                .order((m::wave.asc(), m::seq.asc()))
+                .limit(limit)
+                .select(MemberRow::as_select())
+                .load(c)?)
+        })
+    }
+
+    /// Put started members back in the queue, each to start again no earlier than its
+    /// time: `(device, retry_at, why)`. Returns how many moved.
+    pub fn retry_members(
+        &self,
+        campaign: i64,
+        retries: &[(String, i64, String)],
+        now: i64,
+    ) -> Result<usize> {
+        with_conn!(self, |c| {
+            c.write_txn(|c| {
+                let mut changed = 0;
+                for (device, at, why) in retries {
+                    let n = diesel::update(
+                        m::campaign_members
+                            .filter(m::campaign_id.eq(campaign))
+                            .filter(m::device_id.eq(device))
+                            .filter(m::state.eq("in_progress")),
+                    )
+                    .set((
+                        m::state.eq("pending"),
+                        m::retry_at.eq(Some(*at)),
+                        m::last_error.eq(Some(why)),
+                    ))
+                    .execute(c)?;
+                    if n == 0 {
+                        continue;
+                    }
+                    changed += 1;
+                    diesel::insert_into(ev::campaign_events)
+                        .values(&NewEvent {
+                            campaign_id: campaign,
+                            at: now,
+                            device_id: Some(device.clone()),
+                            kind: "retry".into(),
+                            detail: format!("{why}; tried again from {at}"),
+                        })
+                        .execute(c)?;
+                }
+                Ok(changed)
+            })
+        })
+    }
+
     pub fn finish_members(&self, campaign: i64, done: &[MemberFinish], now: i64) -> Result<usize> {
         with_conn!(self, |c| {
             c.write_txn(|c| {
@@ -446,6 +652,177 @@ impl Store {
         })
     }
 
+    /// Members whose intermediate image is confirmed go back to `pending` (only those still
+    /// `in_progress`) to get the next image of their upgrade path at once, with their
+    /// attempts counted afresh, each with a `step` timeline entry: `(device, version the
+    /// next image leads to, why)`. Returns how many moved.
+    pub fn step_members(
+        &self,
+        campaign: i64,
+        steps: &[(String, String, String)],
+        now: i64,
+    ) -> Result<usize> {
+        with_conn!(self, |c| {
+            c.write_txn(|c| {
+                let mut changed = 0;
+                for (device, next, why) in steps {
+                    let n = diesel::update(
+                        m::campaign_members
+                            .filter(m::campaign_id.eq(campaign))
+                            .filter(m::device_id.eq(device))
+                            .filter(m::state.eq("in_progress")),
+                    )
+                    .set((
+                        m::state.eq("pending"),
+                        m::step.eq(m::step + 1),
+                        m::step_version.eq(next),
+                        m::attempts.eq(0),
+                        m::retry_at.eq(None::<i64>),
+                        m::last_error.eq(None::<String>),
+                    ))
+                    .execute(c)?;
+                    if n == 0 {
+                        continue;
+                    }
+                    changed += 1;
+                    diesel::insert_into(ev::campaign_events)
+                        .values(&NewEvent {
+                            campaign_id: campaign,
+                            at: now,
+                            device_id: Some(device.clone()),
+                            kind: "step".into(),
+                            detail: why.clone(),
+                        })
+                        .execute(c)?;
+                }
+                Ok(changed)
+            })
+        })
+    }
+
+    /// The phones among `device_ids`: (device id, vendor, model, firmware last reported).
+    #[allow(clippy::type_complexity)]
+    pub fn phones_of_devices(
+        &self,
+        device_ids: &[String],
+    ) -> Result<Vec<(String, String, String, Option<String>)>> {
+        use super::phones::phones::dsl as ph;
+        with_conn!(self, |c| {
+            let mut out = Vec::with_capacity(device_ids.len());
+            for chunk in device_ids.chunks(500) {
+                out.extend(
+                    ph::phones
+                        .filter(ph::device_id.eq_any(chunk))
+                        .select((ph::device_id, ph::vendor, ph::model, ph::firmware))
+                        .load::<(String, String, String, Option<String>)>(c)?,
+                );
+            }
+            Ok(out)
+        })
+    }
+
+    /// The own settings (JSON) of the phones of `device_ids`: (device id, settings).
+    pub fn phone_settings_of(&self, device_ids: &[String]) -> Result<Vec<(String, String)>> {
+        use super::phones::phones::dsl as ph;
+        with_conn!(self, |c| {
+            Ok(ph::phones
+                .filter(ph::device_id.eq_any(device_ids))
+                .select((ph::device_id, ph::settings))
+                .load::<(String, String)>(c)?)
+        })
+    }
+
+    /// Start phones of a phone firmware campaign: for each `(device id, settings before,
+    /// settings after)` whose member still is `pending`, mark it `in_progress` and write the
+    /// phone's new settings (its revision bumped, so its next fetch gets files naming the
+    /// firmware) in one transaction — only if its settings did not change meanwhile, else
+    /// the member stays pending for the next tick. Returns the started device ids.
+    pub fn start_phone_members(
+        &self,
+        campaign: i64,
+        batch: &[(String, String, String)],
+        now: i64,
+    ) -> Result<Vec<String>> {
+        use super::phones::phones::dsl as ph;
+        with_conn!(self, |c| {
+            c.write_txn(|c| {
+                let mut out = Vec::with_capacity(batch.len());
+                for (device, before, after) in batch {
+                    let pending = m::campaign_members
+                        .filter(m::campaign_id.eq(campaign))
+                        .filter(m::device_id.eq(device))
+                        .filter(m::state.eq("pending"))
+                        .count()
+                        .get_result::<i64>(c)?;
+                    if pending == 0 {
+                        continue;
+                    }
+                    // Two leaders for a moment: the second finds the settings changed.
+                    let changed = diesel::update(
+                        ph::phones
+                            .filter(ph::device_id.eq(device))
+                            .filter(ph::settings.eq(before)),
+                    )
+                    .set((
+                        ph::settings.eq(after),
+                        ph::revision.eq(ph::revision + 1),
+                        ph::updated_at.eq(now),
+                    ))
+                    .execute(c)?;
+                    if changed == 0 {
+                        continue;
+                    }
+                    diesel::update(
+                        m::campaign_members
+                            .filter(m::campaign_id.eq(campaign))
+                            .filter(m::device_id.eq(device))
+                            .filter(m::state.eq("pending")),
+                    )
+                    .set((
+                        m::state.eq("in_progress"),
+                        m::started_at.eq(Some(now)),
+                        m::finished_at.eq(None::<i64>),
+                        m::attempts.eq(m::attempts + 1),
+                    ))
+                    .execute(c)?;
+                    out.push(device.clone());
+                }
+                Ok(out)
+            })
+        })
+    }
+
+    /// What each phone fetched since its start: `(device id, since)` → (device id, served
+    /// fetches since, first and last of their times, the firmware the last one reporting
+    /// one reported). Reads the phone's fetch log (its newest entries only).
+    #[allow(clippy::type_complexity)]
+    pub fn phone_fetches_since(
+        &self,
+        members: &[(String, i64)],
+    ) -> Result<Vec<(String, Option<i64>, Option<i64>, Option<String>)>> {
+        use super::phones::phone_fetches::dsl as pf;
+        with_conn!(self, |c| {
+            let mut out = Vec::with_capacity(members.len());
+            for (device, since) in members {
+                let Some(mac) = device.strip_prefix("phone:") else {
+                    continue;
+                };
+                let rows = pf::phone_fetches
+                    .filter(pf::mac.eq(mac))
+                    .filter(pf::status.eq(200))
+                    .filter(pf::at.ge(since))
+                    .order(pf::id.asc())
+                    .select((pf::at, pf::firmware))
+                    .load::<(i64, Option<String>)>(c)?;
+                let first = rows.iter().map(|r| r.0).min();
+                let last = rows.iter().map(|r| r.0).max();
+                let fw = rows.iter().rev().find_map(|r| r.1.clone());
+                out.push((device.clone(), first, last, fw));
+            }
+            Ok(out)
+        })
+    }
+
     /// Put failed members back to `pending` (retry failed), returning how many.
     pub fn reset_failed_members(&self, campaign: i64) -> Result<usize> {
         with_conn!(self, |c| {
@@ -458,6 +835,7 @@ impl Store {
                 m::state.eq("pending"),
                 m::finished_at.eq(None::<i64>),
                 m::task_id.eq(None::<i64>),
+                m::retry_at.eq(None::<i64>),
             ))
             .execute(c)?)
         })
@@ -515,6 +893,18 @@ impl Store {
                         .map(|(name, cs)| (id, name.clone(), cs.clone(), ms, n))
                 })
                 .collect())
+        })
+    }
+
+    /// Member counts per state of the given campaigns (a page of the console's list):
+    /// (campaign id, member state, count), from the `campaign_members_state` index.
+    pub fn member_counts_of(&self, ids: &[i64]) -> Result<Vec<(i64, String, i64)>> {
+        with_conn!(self, |c| {
+            Ok(m::campaign_members
+                .filter(m::campaign_id.eq_any(ids))
+                .group_by((m::campaign_id, m::state))
+                .select((m::campaign_id, m::state, diesel::dsl::count_star()))
+                .load(c)?)
         })
     }
 

@@ -3,7 +3,10 @@
 
 use diesel::prelude::*;
 
-use super::schema::{console_sessions, devices, faults, session_log, tasks, users};
+use super::schema::{
+    console_sessions, device_version_counts, devices, fault_minutes, faults, session_log,
+    session_minutes, tasks, users,
+};
 use super::users::UserRow;
 use super::Store;
 use crate::error::Result;
@@ -20,20 +23,50 @@ pub struct ConsoleSessionRow {
     pub source_ip: String,
 }
 
-/// Device counts for the overview.
+/// Device counts for the overview. Counts that walk an index stop at [`COUNT_CAP`] + 1:
+/// a value above [`COUNT_CAP`] means "more than that".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeviceCounts {
+    /// Exact, from the maintained `device_version_counts`.
     pub total: i64,
-    /// Last Inform within the periodic interval.
+    /// Last Inform within the periodic interval: `total - overdue - never_informed`, exact
+    /// unless `overdue` reached the cap.
     pub seen: i64,
-    /// Informed before, but not within the periodic interval.
+    /// Informed before, but not within the periodic interval (capped).
     pub overdue: i64,
-    /// Known but never completed discovery (parameter tree not read yet).
+    /// Known but never informed, e.g. provisioned through the API (capped).
+    pub never_informed: i64,
+    /// Known but never completed discovery (parameter tree not read yet; capped).
     pub never_discovered: i64,
+}
+
+impl DeviceCounts {
+    /// Whether `seen` is exact (no count it derives from reached the cap).
+    pub fn seen_exact(&self) -> bool {
+        self.overdue <= COUNT_CAP && self.never_informed <= COUNT_CAP
+    }
 }
 
 /// Most groups one overview chart shows.
 pub const CHART_GROUPS: i64 = 40;
+
+/// The most rows a count of the overview walks; above it the page says "more than".
+pub const COUNT_CAP: i64 = 10_000;
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// `SELECT COUNT(*)` over at most `COUNT_CAP + 1` rows of `from_where` (a trusted
+/// statement fragment: table, condition, only integers formatted in).
+fn capped_count_sql(from_where: &str) -> String {
+    format!(
+        "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM (SELECT 1 AS one FROM {from_where} LIMIT {}) AS capped",
+        COUNT_CAP + 1
+    )
+}
 
 impl Store {
     pub fn insert_console_session(
@@ -140,104 +173,114 @@ impl Store {
         })
     }
 
-    /// Device counts: each an index range count (`devices_last_inform`) or a primary-key count.
+    /// Device counts: the total from the maintained per-version counters, the others from
+    /// capped index walks (`devices_last_inform` and the partial indexes
+    /// `devices_never_informed`, `devices_undiscovered`).
     pub fn device_counts(&self, seen_since: i64) -> Result<DeviceCounts> {
-        use devices::dsl as d;
+        let total_sql =
+            "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM device_version_counts";
+        // `seen_since` is an integer: formatting it into the statement is safe.
+        let overdue_sql = capped_count_sql(&format!("devices WHERE last_inform < {seen_since}"));
+        let never_sql = capped_count_sql("devices WHERE last_inform IS NULL");
+        let undiscovered_sql = capped_count_sql("devices WHERE discovered_at IS NULL");
+        let _ = (devices::table, device_version_counts::table);
         with_conn!(self, |c| {
-            let total: i64 = d::devices.count().get_result(c)?;
-            let seen: i64 = d::devices
-                .filter(d::last_inform.ge(seen_since))
-                .count()
-                .get_result(c)?;
-            let overdue: i64 = d::devices
-                .filter(d::last_inform.lt(seen_since))
-                .count()
-                .get_result(c)?;
-            let never_discovered: i64 = d::devices
-                .filter(d::discovered_at.is_null())
-                .count()
-                .get_result(c)?;
+            let one = |c: &mut _, sql: &str| -> Result<i64> {
+                Ok(diesel::sql_query(sql).get_result::<Count>(c)?.n)
+            };
+            let total = one(c, total_sql)?;
+            let overdue = one(c, &overdue_sql)?;
+            let never_informed = one(c, &never_sql)?;
+            let never_discovered = one(c, &undiscovered_sql)?;
             Ok(DeviceCounts {
                 total,
-                seen,
+                seen: (total - overdue - never_informed).max(0),
                 overdue,
+                never_informed,
                 never_discovered,
             })
         })
     }
 
     /// Devices per (product class, software version), largest groups first, at most
-    /// [`CHART_GROUPS`].
+    /// [`CHART_GROUPS`], from the maintained `device_version_counts`.
     pub fn versions_by_product_class(&self) -> Result<Vec<(String, String, i64)>> {
-        use devices::dsl as d;
+        use device_version_counts::dsl as v;
         with_conn!(self, |c| {
-            let mut rows: Vec<(String, String, i64)> = d::devices
-                .group_by((d::product_class, d::software_version))
-                .select((
-                    d::product_class,
-                    d::software_version,
-                    diesel::dsl::count_star(),
+            Ok(v::device_version_counts
+                .filter(v::n.gt(0))
+                .order((
+                    v::n.desc(),
+                    v::product_class.asc(),
+                    v::software_version.asc(),
                 ))
-                .load(c)?;
-            rows.sort_by(|a, b| {
-                b.2.cmp(&a.2)
-                    .then_with(|| a.0.cmp(&b.0))
-                    .then_with(|| a.1.cmp(&b.1))
-            });
-            rows.truncate(CHART_GROUPS as usize);
-            Ok(rows)
+                .limit(CHART_GROUPS)
+                .select((v::product_class, v::software_version, v::n))
+                .load(c)?)
         })
     }
 
-    /// Sessions started per minute since `since`: (minute since the epoch, count).
+    /// Sessions started per minute since `since` (from the minute holding it): (minute since
+    /// the epoch, count), from the maintained `session_minutes`.
     pub fn sessions_per_minute(&self, since: i64) -> Result<Vec<(i64, i64)>> {
-        #[derive(QueryableByName)]
-        struct Bucket {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            minute: i64,
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            n: i64,
-        }
-        // `since` is an integer: formatting it into the statement is safe.
-        let sql = format!(
-            "SELECT CAST(started_at / 60000 AS BIGINT) AS minute, CAST(COUNT(*) AS BIGINT) AS n \
-             FROM session_log WHERE started_at >= {since} GROUP BY 1 ORDER BY 1"
-        );
+        use session_minutes::dsl as s;
         let _ = session_log::table;
         with_conn!(self, |c| {
-            let rows: Vec<Bucket> = diesel::sql_query(sql.as_str()).load(c)?;
-            Ok(rows.into_iter().map(|b| (b.minute, b.n)).collect())
+            Ok(s::session_minutes
+                .filter(s::minute.ge(since.div_euclid(60_000)))
+                .order(s::minute.asc())
+                .select((s::minute, s::n))
+                .load(c)?)
         })
     }
 
-    /// Faults since `since` by code, most frequent first (at most [`CHART_GROUPS`] codes).
+    /// Faults since `since` (from the minute holding it) by code, most frequent first (at
+    /// most [`CHART_GROUPS`] codes), from the maintained `fault_minutes`.
     pub fn faults_by_code(&self, since: i64) -> Result<Vec<(i32, i64)>> {
-        use faults::dsl as f;
+        use fault_minutes::dsl as f;
+        let _ = faults::table;
         with_conn!(self, |c| {
-            let mut rows: Vec<(i32, i64)> = f::faults
-                .filter(f::created_at.ge(since))
-                .group_by(f::code)
-                .select((f::code, diesel::dsl::count_star()))
+            let rows: Vec<(i32, i64)> = f::fault_minutes
+                .filter(f::minute.ge(since.div_euclid(60_000)))
+                .filter(f::n.gt(0))
+                .select((f::code, f::n))
                 .load(c)?;
+            let mut by_code: std::collections::BTreeMap<i32, i64> = Default::default();
+            for (code, n) in rows {
+                *by_code.entry(code).or_default() += n;
+            }
+            let mut rows: Vec<(i32, i64)> = by_code.into_iter().filter(|r| r.1 > 0).collect();
             rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
             rows.truncate(CHART_GROUPS as usize);
             Ok(rows)
         })
     }
 
-    /// Pending and running tasks (index `tasks_status`).
-    pub fn open_task_counts(&self) -> Result<(i64, i64)> {
-        use tasks::dsl as t;
+    /// Forget the per-minute counters of sessions and faults older than `before` (ms).
+    pub fn prune_overview_counters(&self, before: i64) -> Result<usize> {
+        let m = before.div_euclid(60_000);
         with_conn!(self, |c| {
-            let pending: i64 = t::tasks
-                .filter(t::status.eq("pending"))
-                .count()
-                .get_result(c)?;
-            let running: i64 = t::tasks
-                .filter(t::status.eq("running"))
-                .count()
-                .get_result(c)?;
-            Ok((pending, running))
+            let a = diesel::delete(session_minutes::table.filter(session_minutes::minute.lt(m)))
+                .execute(c)?;
+            let b = diesel::delete(fault_minutes::table.filter(fault_minutes::minute.lt(m)))
+                .execute(c)?;
+            Ok(a + b)
+        })
+    }
+
+    /// Pending and running tasks (capped walks of the index `tasks_status`).
+    pub fn open_task_counts(&self) -> Result<(i64, i64)> {
+        let _ = tasks::table;
+        let pending = capped_count_sql("tasks WHERE status = 'pending'");
+        let running = capped_count_sql("tasks WHERE status = 'running'");
+        with_conn!(self, |c| {
+            let p = diesel::sql_query(pending.as_str())
+                .get_result::<Count>(c)?
+                .n;
+            let r = diesel::sql_query(running.as_str())
+                .get_result::<Count>(c)?
+                .n;
+            Ok((p, r))
         })
     }
 

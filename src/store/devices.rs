@@ -314,6 +314,18 @@ impl Store {
         })
     }
 
+    /// The device's work epoch (bumped whenever work is added), if the device exists.
+    pub fn work_epoch(&self, device_id: &str) -> Result<Option<i64>> {
+        use devices::dsl as d;
+        with_conn!(self, |c| {
+            Ok(d::devices
+                .filter(d::id.eq(device_id))
+                .select(d::work_epoch)
+                .first::<i64>(c)
+                .optional()?)
+        })
+    }
+
     /// Note that a device has new work (a task, a changed preset): the next session looks.
     pub fn bump_work_epoch(&self, device_id: &str) -> Result<()> {
         use devices::dsl as d;
@@ -385,7 +397,12 @@ impl Store {
     ) -> Result<DeviceRow> {
         use devices::dsl as d;
         let creds: Option<Option<(String, String)>> = match (&p.cwmp_credentials, realm_ha1) {
-            (Some(Some((user, pass))), Some(ha1)) => Some(Some((user.clone(), ha1(user, pass)))),
+            // The HA1 is password-equivalent: sealed at rest.
+            (Some(Some((user, pass))), Some(ha1)) => Some(Some((
+                user.clone(),
+                self.keyring()
+                    .seal(crate::secrets::purpose::DEVICE_HA1, &ha1(user, pass))?,
+            ))),
             (Some(Some(_)), None) => {
                 return Err(Error::internal(
                     "credentials given without a hashing function",
@@ -514,6 +531,50 @@ impl Store {
                     .execute(c)?;
             }
             Ok(())
+        })
+    }
+
+    /// Add (`add`) or remove one tag on each of `ids`, in one transaction, bumping the work
+    /// epoch of every device whose tags changed (a preset may select on tags). Returns, per
+    /// id in the order given, `None` for a device that does not exist, else whether its tags
+    /// changed.
+    pub fn set_tag(&self, ids: &[String], tag: &str, add: bool) -> Result<Vec<Option<bool>>> {
+        use device_tags::dsl as t;
+        use devices::dsl as d;
+        with_conn!(self, |c| {
+            c.write_txn(|c| {
+                let mut out = Vec::with_capacity(ids.len());
+                for id in ids {
+                    let exists = d::devices
+                        .filter(d::id.eq(id))
+                        .select(d::id)
+                        .first::<String>(c)
+                        .optional()?
+                        .is_some();
+                    if !exists {
+                        out.push(None);
+                        continue;
+                    }
+                    let n = if add {
+                        diesel::insert_into(t::device_tags)
+                            .values((t::device_id.eq(id), t::tag.eq(tag)))
+                            .on_conflict_do_nothing()
+                            .execute(c)?
+                    } else {
+                        diesel::delete(
+                            t::device_tags.filter(t::device_id.eq(id).and(t::tag.eq(tag))),
+                        )
+                        .execute(c)?
+                    };
+                    if n > 0 {
+                        diesel::update(d::devices.filter(d::id.eq(id)))
+                            .set(d::work_epoch.eq(d::work_epoch + 1))
+                            .execute(c)?;
+                    }
+                    out.push(Some(n > 0));
+                }
+                Ok(out)
+            })
         })
     }
 

@@ -12,18 +12,24 @@
 pub mod audit;
 pub mod campaigns;
 pub mod console;
+pub mod credentials;
 pub mod devices;
 pub mod error;
 pub mod faults;
 pub mod files;
+pub mod gateways;
 pub mod lines;
 pub mod params;
+pub mod phones;
 pub mod presets;
+pub mod saved_searches;
+pub mod schedules;
 pub mod schema;
 pub mod sealed;
 pub mod search;
 pub mod seed;
 pub mod sessions;
+pub mod stun;
 pub mod tasks;
 pub mod users;
 
@@ -435,4 +441,44 @@ fn pg_hint(msg: &str) -> String {
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod migration_tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    fn names(backend: &str) -> Vec<String> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(backend);
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .expect("migrations directory")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// diesel keys applied migrations by the version before the first `_`: two migrations
+    /// with one version would let the second be taken as applied and silently skipped.
+    #[test]
+    fn migration_versions_are_unique_and_both_backends_have_the_same_ones() {
+        let sqlite = names("sqlite");
+        assert!(!sqlite.is_empty());
+        assert_eq!(
+            sqlite,
+            names("postgres"),
+            "migrations/sqlite and migrations/postgres differ"
+        );
+        let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+        for n in &sqlite {
+            let version = n.split('_').next().unwrap_or(n);
+            if let Some(other) = seen.insert(version, n) {
+                panic!("migrations {other} and {n} share the version {version}");
+            }
+        }
+    }
 }

@@ -51,6 +51,7 @@ diesel::table! {
         at -> BigInt,
         outcome -> Text,
         message -> Text,
+        transport -> Nullable<Text>,
     }
 }
 
@@ -231,6 +232,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    issued_credentials (device_id) {
+        device_id -> Text,
+        username -> Text,
+        ha1 -> Nullable<Text>,
+        state -> Text,
+        attempts -> Integer,
+        reason -> Text,
+        issued_at -> BigInt,
+        confirmed_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
     console_sessions (id) {
         id -> BigInt,
         token_hash -> Text,
@@ -242,11 +256,36 @@ diesel::table! {
 }
 
 diesel::table! {
+    saved_searches (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        name -> Text,
+        query -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
     scheduler_lease (name) {
         name -> Text,
         owner -> Text,
         expires_at -> BigInt,
         acquired_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    schedules (id) {
+        id -> BigInt,
+        name -> Text,
+        spec -> Text,
+        enabled -> Integer,
+        next_fire_at -> Nullable<BigInt>,
+        last_fire_at -> Nullable<BigInt>,
+        last_result -> Nullable<Text>,
+        created_by -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
     }
 }
 
@@ -284,6 +323,10 @@ diesel::table! {
         started_at -> Nullable<BigInt>,
         finished_at -> Nullable<BigInt>,
         last_error -> Nullable<Text>,
+        retry_at -> Nullable<BigInt>,
+        step -> Integer,
+        steps -> Integer,
+        step_version -> Text,
     }
 }
 
@@ -298,10 +341,47 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    campaign_webhooks (campaign_id) {
+        campaign_id -> BigInt,
+        event_cursor -> BigInt,
+        attempts -> Integer,
+        retry_at -> Nullable<BigInt>,
+        delivered -> BigInt,
+        failures -> BigInt,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    device_version_counts (product_class, software_version) {
+        product_class -> Text,
+        software_version -> Text,
+        n -> BigInt,
+    }
+}
+
+diesel::table! {
+    session_minutes (minute) {
+        minute -> BigInt,
+        n -> BigInt,
+    }
+}
+
+diesel::table! {
+    fault_minutes (minute, code) {
+        minute -> BigInt,
+        code -> Integer,
+        n -> BigInt,
+    }
+}
+
 diesel::joinable!(console_sessions -> users (user_id));
+diesel::joinable!(saved_searches -> users (user_id));
 diesel::joinable!(campaign_members -> campaigns (campaign_id));
 diesel::joinable!(campaign_members -> devices (device_id));
 diesel::joinable!(campaign_events -> campaigns (campaign_id));
+diesel::joinable!(campaign_webhooks -> campaigns (campaign_id));
 diesel::joinable!(voip_lines -> devices (device_id));
 diesel::joinable!(device_preset_state -> devices (device_id));
 diesel::joinable!(device_tags -> devices (device_id));
@@ -331,9 +411,13 @@ diesel::allow_tables_to_appear_in_same_query!(
     presets,
     device_preset_state,
     used_links,
+    issued_credentials,
     console_sessions,
+    saved_searches,
     scheduler_lease,
     campaigns,
     campaign_members,
     campaign_events,
+    campaign_webhooks,
+    schedules,
 );

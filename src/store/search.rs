@@ -4,7 +4,7 @@
 //!
 //! Every condition maps to an indexed lookup: identity columns have their own indexes,
 //! tags use `device_tags (tag, device_id)`, parameter values use
-//! `device_search (name, value, device_id)`. Pages are ordered by device id and continue after
+//! `device_search (name, value, device_id)`, gateways `gateway_links (gateway_id, device_id)`. Pages are ordered by device id and continue after
 //! a cursor (the last id of the previous page), so deep pages cost the same as the first.
 
 use std::collections::HashMap;
@@ -33,6 +33,9 @@ pub enum Field {
     Tag,
     /// A parameter, by its name relative to the root object (`DeviceInfo.SoftwareVersion`).
     Param(String),
+    /// The id of a gateway the device is behind (TR-111: listed in the gateway's
+    /// ManageableDevice table or named by the device's GatewayInfo; `gateway_links`).
+    Gateway,
 }
 
 /// Comparison operators. `Like` takes `*` as the wildcard.
@@ -81,9 +84,89 @@ struct SqlBuilder {
     postgres: bool,
     sql: String,
     binds: Vec<Bind>,
+    /// Tag and parameter conditions (positive form) known to match many devices.
+    dense: Vec<Probe>,
+}
+
+/// A tag or parameter condition in its positive form (`<>` is `NOT` of `=`): what
+/// [`Store::dense_conditions`] counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Probe {
+    field: Field,
+    op: Op,
+    value: String,
+}
+
+/// A condition matching at least this many devices is dense. A tag or parameter condition
+/// is written `devices.id IN (SELECT device_id ...)` when rare: the few matching ids are
+/// collected first and drive the query. Collecting is what a condition matching most of a
+/// million devices cannot afford (every id read and sorted before the first page), so a dense
+/// one is written `EXISTS (SELECT 1 ... WHERE device_id = devices.id ...)`: the query walks
+/// devices in page order and stops when the page is full, which for a rare condition would
+/// walk every device instead. PostgreSQL plans both forms alike; SQLite follows the form.
+const DENSE: i64 = 500;
+
+/// The tag and parameter conditions of `f` (positive form), each once.
+fn probes(f: &Filter, out: &mut Vec<Probe>) {
+    match f {
+        Filter::All => {}
+        Filter::And(v) | Filter::Or(v) => v.iter().for_each(|x| probes(x, out)),
+        Filter::Not(x) => probes(x, out),
+        Filter::Cond { field, op, value } => {
+            if matches!(field, Field::Tag | Field::Param(_)) {
+                let op = if *op == Op::Ne { Op::Eq } else { *op };
+                let p = Probe {
+                    field: field.clone(),
+                    op,
+                    value: value.clone(),
+                };
+                if !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+        }
+    }
+}
+
+/// `SELECT n`: how many rows match `p`, counting at most `cap`.
+fn probe_sql(p: &Probe, cap: i64, postgres: bool) -> SqlBuilder {
+    let mut b = SqlBuilder::new(
+        postgres,
+        "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM (SELECT 1 FROM ",
+    );
+    match &p.field {
+        Field::Param(name) => {
+            b.sql.push_str("device_search WHERE name = ");
+            b.bind(Bind::Text(name.clone()));
+            b.sql.push_str(&format!(" AND value {} ", p.op.sql()));
+        }
+        _ => b
+            .sql
+            .push_str(&format!("device_tags WHERE tag {} ", p.op.sql())),
+    }
+    b.value(p.op, &p.value);
+    b.sql.push_str(" LIMIT ");
+    b.bind(Bind::Int(cap));
+    b.sql.push_str(") AS p");
+    b
 }
 
 impl SqlBuilder {
+    fn new(postgres: bool, sql: &str) -> SqlBuilder {
+        SqlBuilder {
+            postgres,
+            sql: sql.to_string(),
+            binds: Vec::new(),
+            dense: Vec::new(),
+        }
+    }
+
+    fn is_dense(&self, field: &Field, op: Op, value: &str) -> bool {
+        self.dense
+            .iter()
+            .any(|p| p.op == op && p.field == *field && p.value == value)
+    }
+
     fn bind(&mut self, b: Bind) {
         self.binds.push(b);
         if self.postgres {
@@ -131,6 +214,21 @@ impl SqlBuilder {
 
     fn cond(&mut self, field: &Field, op: Op, value: &str) {
         match field {
+            Field::Gateway => {
+                let (neg, op) = match op {
+                    Op::Ne => (true, Op::Eq),
+                    o => (false, o),
+                };
+                self.sql.push_str(if neg {
+                    "devices.id NOT IN (SELECT device_id FROM gateway_links WHERE gateway_id "
+                } else {
+                    "devices.id IN (SELECT device_id FROM gateway_links WHERE gateway_id "
+                });
+                self.sql.push_str(op.sql());
+                self.sql.push(' ');
+                self.value(op, value);
+                self.sql.push(')');
+            }
             Field::Column(Column::Text(col)) => {
                 self.sql.push_str(&format!("devices.{col} {} ", op.sql()));
                 self.value(op, value);
@@ -141,48 +239,82 @@ impl SqlBuilder {
                 self.sql.push_str(&format!("devices.{col} {} ", op.sql()));
                 self.bind(Bind::Int(n));
             }
-            Field::Tag => {
+            Field::Tag | Field::Param(_) => {
                 let (neg, op) = match op {
                     Op::Ne => (true, Op::Eq),
                     o => (false, o),
                 };
-                self.sql.push_str(if neg {
-                    "devices.id NOT IN"
-                } else {
-                    "devices.id IN"
+                let dense = self.is_dense(field, op, value);
+                self.sql.push_str(match (neg, dense) {
+                    (false, false) => "devices.id IN (SELECT device_id FROM ",
+                    (true, false) => "devices.id NOT IN (SELECT device_id FROM ",
+                    (false, true) => "EXISTS (SELECT 1 FROM ",
+                    (true, true) => "NOT EXISTS (SELECT 1 FROM ",
                 });
-                self.sql.push_str(&format!(
-                    " (SELECT device_id FROM device_tags WHERE tag {} ",
-                    op.sql()
-                ));
-                self.value(op, value);
-                self.sql.push(')');
-            }
-            Field::Param(name) => {
-                let (neg, op) = match op {
-                    Op::Ne => (true, Op::Eq),
-                    o => (false, o),
+                let table = if let Field::Param(name) = field {
+                    self.sql.push_str("device_search WHERE name = ");
+                    self.bind(Bind::Text(name.clone()));
+                    self.sql.push_str(" AND value ");
+                    "device_search"
+                } else {
+                    self.sql.push_str("device_tags WHERE tag ");
+                    "device_tags"
                 };
-                self.sql.push_str(if neg {
-                    "devices.id NOT IN"
-                } else {
-                    "devices.id IN"
-                });
-                self.sql
-                    .push_str(" (SELECT device_id FROM device_search WHERE name = ");
-                self.bind(Bind::Text(name.clone()));
-                self.sql.push_str(&format!(" AND value {} ", op.sql()));
+                self.sql.push_str(op.sql());
+                self.sql.push(' ');
                 self.value(op, value);
+                if dense {
+                    self.sql
+                        .push_str(&format!(" AND {table}.device_id = devices.id"));
+                }
                 self.sql.push(')');
             }
         }
     }
 }
 
+#[cfg(test)]
 fn build(f: &Filter, cursor: Option<&str>, limit: i64, postgres: bool) -> SqlBuilder {
     build_ordered(f, cursor, limit, postgres, false)
 }
 
+/// The ids of at most `limit` devices matching `f`, in no particular order (for counting).
+fn build_unordered(f: &Filter, limit: i64, postgres: bool, dense: Vec<Probe>) -> SqlBuilder {
+    let mut b = SqlBuilder::new(postgres, "SELECT devices.id AS id FROM devices WHERE ");
+    b.dense = dense;
+    b.filter(f);
+    b.sql.push_str(" LIMIT ");
+    b.bind(Bind::Int(limit));
+    b
+}
+
+/// The order of a device page: by id, or by a column with the id breaking ties. Each column
+/// order has an index on (expression, id), so a page walks the index from the cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sort {
+    #[default]
+    Id,
+    /// Never-informed devices first (ascending).
+    LastInform,
+    SoftwareVersion,
+    ProductClass,
+    Serial,
+}
+
+impl Sort {
+    /// The sort expression over the table named `t`.
+    fn expr(self, t: &str) -> Option<String> {
+        Some(match self {
+            Sort::Id => return None,
+            Sort::LastInform => format!("COALESCE({t}.last_inform, -1)"),
+            Sort::SoftwareVersion => format!("{t}.software_version"),
+            Sort::ProductClass => format!("{t}.product_class"),
+            Sort::Serial => format!("{t}.serial_number"),
+        })
+    }
+}
+
+#[cfg(test)]
 fn build_ordered(
     f: &Filter,
     cursor: Option<&str>,
@@ -190,25 +322,51 @@ fn build_ordered(
     postgres: bool,
     descending: bool,
 ) -> SqlBuilder {
-    let mut b = SqlBuilder {
-        postgres,
-        sql: String::from("SELECT devices.id AS id FROM devices WHERE "),
-        binds: Vec::new(),
-    };
+    build_sorted(f, cursor, limit, postgres, Sort::Id, descending, Vec::new())
+}
+
+/// The ids of a page in `sort` order. The cursor is the last id of the previous page; with
+/// a column order the page continues after that device's (value, id).
+fn build_sorted(
+    f: &Filter,
+    cursor: Option<&str>,
+    limit: i64,
+    postgres: bool,
+    sort: Sort,
+    descending: bool,
+    dense: Vec<Probe>,
+) -> SqlBuilder {
+    let mut b = SqlBuilder::new(postgres, "SELECT devices.id AS id FROM devices WHERE ");
+    b.dense = dense;
     b.filter(f);
-    if let Some(c) = cursor {
-        b.sql.push_str(if descending {
-            " AND devices.id < "
-        } else {
-            " AND devices.id > "
-        });
-        b.bind(Bind::Text(c.to_string()));
-    }
-    b.sql.push_str(if descending {
-        " ORDER BY devices.id DESC LIMIT "
+    let (cmp, dir) = if descending {
+        ("<", " DESC")
     } else {
-        " ORDER BY devices.id LIMIT "
-    });
+        (">", "")
+    };
+    match (sort.expr("devices"), sort.expr("cur")) {
+        (Some(e), Some(at_cursor)) => {
+            if let Some(c) = cursor {
+                let value = format!("(SELECT {at_cursor} FROM devices AS cur WHERE cur.id = ");
+                b.sql.push_str(&format!(" AND ({e} {cmp} {value}"));
+                b.bind(Bind::Text(c.to_string()));
+                b.sql.push_str(&format!(") OR ({e} = {value}"));
+                b.bind(Bind::Text(c.to_string()));
+                b.sql.push_str(&format!(") AND devices.id {cmp} "));
+                b.bind(Bind::Text(c.to_string()));
+                b.sql.push_str("))");
+            }
+            b.sql
+                .push_str(&format!(" ORDER BY {e}{dir}, devices.id{dir} LIMIT "));
+        }
+        _ => {
+            if let Some(c) = cursor {
+                b.sql.push_str(&format!(" AND devices.id {cmp} "));
+                b.bind(Bind::Text(c.to_string()));
+            }
+            b.sql.push_str(&format!(" ORDER BY devices.id{dir} LIMIT "));
+        }
+    }
     b.bind(Bind::Int(limit));
     b
 }
@@ -221,17 +379,17 @@ pub trait BumpWorkEpoch {
 }
 
 fn bump_sql(f: &Filter, postgres: bool) -> SqlBuilder {
-    let mut b = SqlBuilder {
+    let mut b = SqlBuilder::new(
         postgres,
-        sql: String::from("UPDATE devices SET work_epoch = work_epoch + 1 WHERE "),
-        binds: Vec::new(),
-    };
+        "UPDATE devices SET work_epoch = work_epoch + 1 WHERE ",
+    );
     b.filter(f);
     b
 }
 
-macro_rules! execute_built {
-    ($c:expr, $backend:ty, $b:expr) => {{
+/// The built SQL `$b` as a diesel query for `$backend`, its values bound in order.
+macro_rules! bound_query {
+    ($backend:ty, $b:expr) => {{
         let mut q = diesel::sql_query($b.sql.clone()).into_boxed::<$backend>();
         for bind in &$b.binds {
             q = match bind {
@@ -239,22 +397,52 @@ macro_rules! execute_built {
                 Bind::Int(n) => q.bind::<BigInt, _>(*n),
             };
         }
-        q.execute($c)?
+        q
     }};
 }
 
 impl BumpWorkEpoch for diesel::SqliteConnection {
     fn bump_work_epoch(&mut self, filter: &Filter) -> Result<usize> {
         let b = bump_sql(filter, false);
-        Ok(execute_built!(self, diesel::sqlite::Sqlite, b))
+        Ok(bound_query!(diesel::sqlite::Sqlite, b).execute(self)?)
     }
 }
 
 impl BumpWorkEpoch for diesel::PgConnection {
     fn bump_work_epoch(&mut self, filter: &Filter) -> Result<usize> {
         let b = bump_sql(filter, true);
-        Ok(execute_built!(self, diesel::pg::Pg, b))
+        Ok(bound_query!(diesel::pg::Pg, b).execute(self)?)
     }
+}
+
+#[derive(QueryableByName)]
+struct CountRow {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Run a built `SELECT ... AS n` and return `n`.
+macro_rules! load_count {
+    ($c:expr, $backend:ty, $b:expr) => {
+        bound_query!($backend, $b).get_result::<CountRow>($c)?.n
+    };
+}
+
+/// The tag and parameter conditions of a filter that match at least [`DENSE`] devices, each
+/// found with a count that stops at [`DENSE`] rows of an index.
+macro_rules! dense_conditions {
+    ($c:expr, $backend:ty, $pg:expr, $filter:expr) => {{
+        let mut all = Vec::new();
+        probes($filter, &mut all);
+        let mut dense = Vec::new();
+        for p in all {
+            let b = probe_sql(&p, DENSE, $pg);
+            if load_count!($c, $backend, b) >= DENSE {
+                dense.push(p);
+            }
+        }
+        dense
+    }};
 }
 
 #[derive(QueryableByName)]
@@ -264,16 +452,9 @@ struct IdRow {
 }
 
 macro_rules! load_ids {
-    ($c:expr, $backend:ty, $b:expr) => {{
-        let mut q = diesel::sql_query($b.sql.clone()).into_boxed::<$backend>();
-        for bind in &$b.binds {
-            q = match bind {
-                Bind::Text(s) => q.bind::<Text, _>(s.clone()),
-                Bind::Int(n) => q.bind::<BigInt, _>(*n),
-            };
-        }
-        q.load::<IdRow>($c)?
-    }};
+    ($c:expr, $backend:ty, $b:expr) => {
+        bound_query!($backend, $b).load::<IdRow>($c)?
+    };
 }
 
 /// The last connection request to a device.
@@ -284,6 +465,8 @@ pub struct ConnReqRow {
     pub at: i64,
     pub outcome: String,
     pub message: String,
+    /// `http` or `udp` when the request was sent.
+    pub transport: Option<String>,
 }
 
 impl Store {
@@ -306,33 +489,48 @@ impl Store {
         limit: i64,
         descending: bool,
     ) -> Result<Vec<String>> {
+        self.search_device_ids_sorted(filter, cursor, limit, Sort::Id, descending)
+    }
+
+    /// A page of device ids in `sort` order, ascending or descending.
+    pub fn search_device_ids_sorted(
+        &self,
+        filter: &Filter,
+        cursor: Option<&str>,
+        limit: i64,
+        sort: Sort,
+        descending: bool,
+    ) -> Result<Vec<String>> {
         let rows = with_backend!(
             self,
             sqlite | c | {
-                let b = build_ordered(filter, cursor, limit, false, descending);
+                let dense = dense_conditions!(c, diesel::sqlite::Sqlite, false, filter);
+                let b = build_sorted(filter, cursor, limit, false, sort, descending, dense);
                 load_ids!(c, diesel::sqlite::Sqlite, b)
             },
             postgres | c | {
-                let b = build_ordered(filter, cursor, limit, true, descending);
+                let dense = dense_conditions!(c, diesel::pg::Pg, true, filter);
+                let b = build_sorted(filter, cursor, limit, true, sort, descending, dense);
                 load_ids!(c, diesel::pg::Pg, b)
             }
         );
         Ok(rows.into_iter().map(|r| r.id).collect())
     }
 
-    /// A page of devices in id order, ascending or descending.
+    /// A page of devices in `sort` order, ascending or descending.
     pub fn search_devices_ordered(
         &self,
         filter: &Filter,
         cursor: Option<&str>,
         limit: i64,
+        sort: Sort,
         descending: bool,
     ) -> Result<Vec<DeviceRow>> {
-        let ids = self.search_device_ids_ordered(filter, cursor, limit, descending)?;
+        let ids = self.search_device_ids_sorted(filter, cursor, limit, sort, descending)?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut rows: Vec<DeviceRow> = with_conn!(self, |c| {
+        let rows: Vec<DeviceRow> = with_conn!(self, |c| {
             Ok::<_, crate::error::Error>(
                 devices::table
                     .filter(devices::id.eq_any(&ids))
@@ -340,33 +538,37 @@ impl Store {
                     .load(c)?,
             )
         })?;
-        rows.sort_by(|a, b| a.id.cmp(&b.id));
-        if descending {
-            rows.reverse();
-        }
-        Ok(rows)
+        let mut by_id: HashMap<String, DeviceRow> =
+            rows.into_iter().map(|r| (r.id.clone(), r)).collect();
+        Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
     }
 
     /// How many devices match `filter`, counting at most `cap` (the device list shows
     /// "10000+" rather than scanning a million rows).
     pub fn count_matching_devices(&self, filter: &Filter, cap: i64) -> Result<i64> {
-        #[derive(QueryableByName)]
-        struct N {
-            #[diesel(sql_type = BigInt)]
-            n: i64,
-        }
+        // A single tag or value condition (the common query) is counted in its index alone.
+        let single = match filter {
+            Filter::Cond { field, op, value }
+                if *op != Op::Ne && matches!(field, Field::Tag | Field::Param(_)) =>
+            {
+                Some(Probe {
+                    field: field.clone(),
+                    op: *op,
+                    value: value.clone(),
+                })
+            }
+            _ => None,
+        };
         macro_rules! count {
             ($c:expr, $backend:ty, $pg:expr) => {{
-                let mut b = build(filter, None, cap, $pg);
-                b.sql = format!("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM ({}) AS m", b.sql);
-                let mut q = diesel::sql_query(b.sql.clone()).into_boxed::<$backend>();
-                for bind in &b.binds {
-                    q = match bind {
-                        Bind::Text(s) => q.bind::<Text, _>(s.clone()),
-                        Bind::Int(n) => q.bind::<BigInt, _>(*n),
-                    };
+                if let Some(p) = &single {
+                    let b = probe_sql(p, cap, $pg);
+                    return Ok(load_count!($c, $backend, b));
                 }
-                q.get_result::<N>($c)?.n
+                let dense = dense_conditions!($c, $backend, $pg, filter);
+                let mut b = build_unordered(filter, cap, $pg, dense);
+                b.sql = format!("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM ({}) AS m", b.sql);
+                load_count!($c, $backend, b)
             }};
         }
         Ok(with_backend!(
@@ -474,6 +676,7 @@ impl Store {
                     r::at.eq(row.at),
                     r::outcome.eq(&row.outcome),
                     r::message.eq(&row.message),
+                    r::transport.eq(&row.transport),
                 ))
                 .on_conflict(r::device_id)
                 .do_update()
@@ -481,6 +684,7 @@ impl Store {
                     r::at.eq(row.at),
                     r::outcome.eq(&row.outcome),
                     r::message.eq(&row.message),
+                    r::transport.eq(&row.transport),
                 ))
                 .execute(c)?;
             Ok(())
@@ -506,8 +710,138 @@ impl Store {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn column_orders_continue_after_the_cursor_device() {
+        let b = build_sorted(
+            &Filter::All,
+            Some("D-1"),
+            50,
+            true,
+            Sort::LastInform,
+            true,
+            Vec::new(),
+        );
+        assert_eq!(
+            b.sql,
+            "SELECT devices.id AS id FROM devices WHERE 1=1 AND (COALESCE(devices.last_inform, -1) < \
+             (SELECT COALESCE(cur.last_inform, -1) FROM devices AS cur WHERE cur.id = $1) OR \
+             (COALESCE(devices.last_inform, -1) = (SELECT COALESCE(cur.last_inform, -1) FROM devices \
+             AS cur WHERE cur.id = $2) AND devices.id < $3)) ORDER BY COALESCE(devices.last_inform, \
+             -1) DESC, devices.id DESC LIMIT $4"
+        );
+        assert_eq!(b.binds.len(), 4);
+        let b = build_sorted(
+            &Filter::All,
+            None,
+            50,
+            false,
+            Sort::Serial,
+            false,
+            Vec::new(),
+        );
+        assert_eq!(
+            b.sql,
+            "SELECT devices.id AS id FROM devices WHERE 1=1 ORDER BY devices.serial_number, \
+             devices.id LIMIT ?"
+        );
+        let b = build_sorted(
+            &Filter::All,
+            Some("D-1"),
+            50,
+            false,
+            Sort::Id,
+            false,
+            Vec::new(),
+        );
+        assert_eq!(
+            b.sql,
+            "SELECT devices.id AS id FROM devices WHERE 1=1 AND devices.id > ? ORDER BY devices.id LIMIT ?"
+        );
+    }
+
+    #[test]
+    fn gateway_conditions_look_in_the_association() {
+        // `gateway = "202BC1-BM632w-GW1" AND NOT gateway LIKE "00*"`
+        let gw = |op: Op, value: &str| Filter::Cond {
+            field: Field::Gateway,
+            op,
+            value: value.into(),
+        };
+        let f = Filter::And(vec![
+            gw(Op::Eq, "202BC1-BM632w-GW1"),
+            Filter::Not(Box::new(gw(Op::Like, "00*"))),
+        ]);
+        let mut dense = Vec::new();
+        probes(&f, &mut dense);
+        assert!(dense.is_empty(), "never counted as a tag or parameter");
+        let b = build_sorted(&f, None, 50, true, Sort::Id, false, Vec::new());
+        for part in [
+            "devices.id IN (SELECT device_id FROM gateway_links WHERE gateway_id = $1)",
+            "NOT (devices.id IN (SELECT device_id FROM gateway_links WHERE gateway_id LIKE $2))",
+        ] {
+            assert!(b.sql.contains(part), "{part} not in {}", b.sql);
+        }
+        let ne = gw(Op::Ne, "GW1");
+        let b = build_sorted(&ne, None, 50, false, Sort::Id, false, Vec::new());
+        assert!(
+            b.sql.contains(
+                "devices.id NOT IN (SELECT device_id FROM gateway_links WHERE gateway_id = ?)"
+            ),
+            "{}",
+            b.sql
+        );
+    }
+
+    #[test]
+    fn dense_conditions_are_tested_per_device() {
+        let f = Filter::And(vec![
+            Filter::Cond {
+                field: Field::Param("DeviceInfo.SoftwareVersion".into()),
+                op: Op::Eq,
+                value: "1.2".into(),
+            },
+            Filter::Cond {
+                field: Field::Tag,
+                op: Op::Ne,
+                value: "lab".into(),
+            },
+            Filter::Cond {
+                field: Field::Tag,
+                op: Op::Eq,
+                value: "rare".into(),
+            },
+        ]);
+        let mut all = Vec::new();
+        probes(&f, &mut all);
+        assert_eq!(all.len(), 3);
+        assert_eq!(
+            all[1].op,
+            Op::Eq,
+            "a negation is counted in its positive form"
+        );
+        let b = probe_sql(&all[0], DENSE, false);
+        assert_eq!(
+            b.sql,
+            "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM (SELECT 1 FROM device_search WHERE \
+             name = ? AND value = ? LIMIT ?) AS p"
+        );
+        let dense = all[..2].to_vec();
+        let b = build_sorted(&f, None, 50, false, Sort::Id, false, dense);
+        assert_eq!(
+            b.sql,
+            "SELECT devices.id AS id FROM devices WHERE (EXISTS (SELECT 1 FROM device_search \
+             WHERE name = ? AND value = ? AND device_search.device_id = devices.id) AND NOT \
+             EXISTS (SELECT 1 FROM device_tags WHERE tag = ? AND device_tags.device_id = \
+             devices.id) AND devices.id IN (SELECT device_id FROM device_tags WHERE tag = ?)) \
+             ORDER BY devices.id LIMIT ?"
+        );
+        let b = build_unordered(&f, 10, true, Vec::new());
+        assert!(b.sql.ends_with(") LIMIT $5"), "{}", b.sql);
+    }
 
     #[test]
     fn builds_indexed_sql_with_placeholders() {

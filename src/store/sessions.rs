@@ -109,7 +109,6 @@ impl Store {
         })
     }
 
-    /// Take (load and delete) a saved session, if it has not expired.
     /// A saved session (device id, state) without taking it.
     pub fn peek_cwmp_session(&self, id: &str, now: i64) -> Result<Option<(String, String)>> {
         with_conn!(self, |c| {
@@ -122,18 +121,63 @@ impl Store {
         })
     }
 
+    /// Take (load and delete) a saved session, if it has not expired. Of several nodes
+    /// taking the same copy at once, exactly one gets it: the copy is returned only to the
+    /// taker whose delete removed it.
     pub fn take_cwmp_session(&self, id: &str, now: i64) -> Result<Option<(String, String)>> {
+        Ok(self
+            .take_cwmp_session_where(id, now, i64::MAX)?
+            .map(|(device, state, _)| (device, state)))
+    }
+
+    /// [`Store::take_cwmp_session`], with when the copy was to expire: a node that saved
+    /// the session itself tells its own copy (memory is current) from another node's.
+    pub fn take_cwmp_session_versioned(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<(String, String, i64)>> {
+        self.take_cwmp_session_where(id, now, i64::MAX)
+    }
+
+    /// Take a saved session only if its copy expires between `from` and `to` (inclusive):
+    /// e.g. only the very copy this node saved, or only a copy saved a while ago.
+    pub fn take_cwmp_session_expiring(
+        &self,
+        id: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Option<(String, String)>> {
+        Ok(self
+            .take_cwmp_session_where(id, from, to)?
+            .map(|(device, state, _)| (device, state)))
+    }
+
+    fn take_cwmp_session_where(
+        &self,
+        id: &str,
+        expires_from: i64,
+        expires_to: i64,
+    ) -> Result<Option<(String, String, i64)>> {
         with_conn!(self, |c| {
             let row = cs::cwmp_sessions
                 .filter(cs::id.eq(id))
-                .filter(cs::expires_at.ge(now))
-                .select((cs::device_id, cs::state))
-                .first::<(String, String)>(c)
+                .filter(cs::expires_at.ge(expires_from))
+                .filter(cs::expires_at.le(expires_to))
+                .select((cs::device_id, cs::state, cs::expires_at))
+                .first::<(String, String, i64)>(c)
                 .optional()?;
-            if row.is_some() {
-                diesel::delete(cs::cwmp_sessions.filter(cs::id.eq(id))).execute(c)?;
-            }
-            Ok(row)
+            let Some((device, state, expires)) = row else {
+                return Ok(None);
+            };
+            // Another node may have taken (or saved again) the copy since it was read.
+            let deleted = diesel::delete(
+                cs::cwmp_sessions
+                    .filter(cs::id.eq(id))
+                    .filter(cs::expires_at.eq(expires)),
+            )
+            .execute(c)?;
+            Ok((deleted == 1).then_some((device, state, expires)))
         })
     }
 

@@ -125,6 +125,7 @@ battery!(
     connection_request_outcomes,
     search_provisioning_bulk_and_audit,
     crash_mid_session_completes_exactly_once,
+    searches_on_common_and_rare_values_agree,
 );
 
 async fn every_endpoint_needs_a_token_and_the_right_role(b: Backend) {
@@ -692,7 +693,7 @@ async fn connection_request_outcomes(b: Backend) {
     assert!(cr.wait(Duration::from_secs(5)).await.is_some());
     let d = api.get(&format!("/api/v1/devices/{id}")).await;
     assert_eq!(d["connection_request"]["outcome"], "ok", "{d}");
-    // Per-device rate limit.
+    // Per-device interval: the second request is kept for later, not refused.
     let (_, r) = api
         .call(
             Method::POST,
@@ -700,7 +701,11 @@ async fn connection_request_outcomes(b: Backend) {
             None,
         )
         .await;
-    assert_eq!(r["outcome"], "rate_limited", "{r}");
+    assert_eq!(r["state"], "scheduled", "{r}");
+    assert!(
+        r["scheduled_at"].as_i64().unwrap() > d["connection_request"]["at"].as_i64().unwrap(),
+        "{r}"
+    );
 
     // Wrong credentials on the device: auth_failed. Unreachable listener: unreachable.
     let app2 = TestApp::spawn(b, fast_config).await;
@@ -770,6 +775,122 @@ async fn identity_learnt_by_discovery_is_listed_and_searchable(b: Backend) {
     assert!(report.ended_cleanly(), "{report:?}");
     let hit = viewer.get(&q("model LIKE \"BM6*\"")).await;
     assert_eq!(hit["items"].as_array().unwrap().len(), 1, "{hit}");
+}
+
+/// A condition matched by most devices is tested per device, a rare one drives the query from
+/// its few matches (see `store::search`): both forms, and their negations, find the same
+/// devices as a plain reading of the data.
+async fn searches_on_common_and_rare_values_agree(b: Backend) {
+    let app = TestApp::spawn(b, fast_config).await;
+    let viewer = Api::new(&app, "viewer").await;
+    let mut dev =
+        Device::synthetic(Root::Igd, "DENSE-T", 20).with_acs_credentials("cpe", "cpe-secret");
+    assert!(dev
+        .run_session(&app.cwmp_url(), &[])
+        .await
+        .unwrap()
+        .ended_cleanly());
+    let template = ferroacs::cwmp::device_id(
+        &dev.identity.oui,
+        &dev.identity.product_class,
+        &dev.identity.serial_number,
+    );
+    let store = app.store();
+    let t = template.clone();
+    let ids: Vec<String> = tokio::task::spawn_blocking(move || {
+        let copies: Vec<(String, String)> = (0..700)
+            .map(|i| (format!("DENSE-{i:04}"), format!("SN{i:04}")))
+            .collect();
+        store.clone_device(&t, &copies, 0).unwrap();
+        // One copy reports another version; 600 copies carry the tag "bulk".
+        store
+            .write_search_values(
+                "DENSE-0123",
+                &[("DeviceInfo.SoftwareVersion".into(), "9.9.9".into())],
+                1,
+                false,
+            )
+            .unwrap();
+        let tagged: Vec<String> = copies.iter().take(600).map(|c| c.0.clone()).collect();
+        store.set_tag(&tagged, "bulk", true).unwrap();
+        copies.into_iter().map(|c| c.0).collect()
+    })
+    .await
+    .unwrap();
+    let store = app.store();
+    let t = template.clone();
+    let values = tokio::task::spawn_blocking(move || store.search_values_of(&t).unwrap())
+        .await
+        .unwrap();
+    let version = values
+        .iter()
+        .find(|(n, _)| n == "DeviceInfo.SoftwareVersion")
+        .map(|(_, v)| v.clone())
+        .expect("the simulator reports DeviceInfo.SoftwareVersion");
+    let all = |q: String| {
+        let viewer = &viewer;
+        async move {
+            let mut out = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut path = format!("/api/v1/devices?limit=200&q={}", urlencode(&q));
+                if let Some(c) = &cursor {
+                    path.push_str(&format!("&cursor={}", urlencode(c)));
+                }
+                let page = viewer.get(&path).await;
+                for item in page["items"].as_array().unwrap() {
+                    out.push(item["id"].as_str().unwrap().to_string());
+                }
+                match page["next_cursor"].as_str() {
+                    Some(c) => cursor = Some(c.to_string()),
+                    None => return out,
+                }
+            }
+        }
+    };
+    let mut expect_common: Vec<String> =
+        ids.iter().filter(|i| *i != "DENSE-0123").cloned().collect();
+    expect_common.push(template.clone());
+    expect_common.sort();
+    let common = all(format!(r#"DeviceInfo.SoftwareVersion = "{version}""#)).await;
+    assert_eq!(common, expect_common);
+    assert_eq!(
+        all(r#"DeviceInfo.SoftwareVersion = "9.9.9""#.into()).await,
+        vec!["DENSE-0123".to_string()]
+    );
+    assert_eq!(
+        all(format!(r#"DeviceInfo.SoftwareVersion <> "{version}""#)).await,
+        vec!["DENSE-0123".to_string()]
+    );
+    let untagged = all(r#"tag <> "bulk""#.into()).await;
+    let mut expect_untagged: Vec<String> = ids[600..].to_vec();
+    expect_untagged.push(template.clone());
+    expect_untagged.sort();
+    assert_eq!(untagged, expect_untagged);
+    let both = all(format!(
+        r#"tag = "bulk" AND DeviceInfo.SoftwareVersion = "{version}""#
+    ))
+    .await;
+    assert_eq!(both.len(), 599, "{both:?}");
+    assert!(!both.contains(&"DENSE-0123".to_string()));
+    let store = app.store();
+    let counts = tokio::task::spawn_blocking(move || {
+        let f = |q: &str| ferroacs::domain::devices::parse_query(q).unwrap();
+        (
+            store
+                .count_matching_devices(&f(r#"tag = "bulk""#), 10_000)
+                .unwrap(),
+            store
+                .count_matching_devices(&f(r#"tag = "bulk""#), 100)
+                .unwrap(),
+            store
+                .count_matching_devices(&f(r#"tag <> "bulk""#), 10_000)
+                .unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(counts, (600, 100, 101));
 }
 
 async fn search_provisioning_bulk_and_audit(b: Backend) {

@@ -18,11 +18,12 @@ use crate::support::{Backend, TestApp, TestClock, TestDb};
 use ferroacs::app::AppState;
 
 /// 2026-03-10T01:00:00Z: the nightly window below opens.
-const T0: i64 = 1_773_104_400_000;
+pub(crate) const T0: i64 = 1_773_104_400_000;
 const HOUR: i64 = 3_600_000;
-const MODELS: [(&str, &str); 3] = [("0A0001", "GwA"), ("0A0002", "GwB"), ("0A0003", "GwC")];
+pub(crate) const MODELS: [(&str, &str); 3] =
+    [("0A0001", "GwA"), ("0A0002", "GwB"), ("0A0003", "GwC")];
 
-fn device_id(d: &Device) -> String {
+pub(crate) fn device_id(d: &Device) -> String {
     ferroacs::cwmp::device_id(
         &d.identity.oui,
         &d.identity.product_class,
@@ -37,7 +38,12 @@ fn version(d: &Device) -> String {
 }
 
 /// `per_model` devices of each model on SoftwareVersion 1.0, bootstrapped.
-async fn fleet(url: &str, per_model: usize) -> Vec<Device> {
+pub(crate) async fn fleet(url: &str, per_model: usize) -> Vec<Device> {
+    fleet_named(url, per_model, "S").await
+}
+
+/// Like [`fleet`], with serial numbers starting with `prefix`.
+async fn fleet_named(url: &str, per_model: usize, prefix: &str) -> Vec<Device> {
     let mut devs = Vec::new();
     for (m, (oui, pc)) in MODELS.iter().enumerate() {
         for i in 0..per_model {
@@ -45,7 +51,7 @@ async fn fleet(url: &str, per_model: usize) -> Vec<Device> {
                 manufacturer: "SimCo".into(),
                 oui: (*oui).into(),
                 product_class: (*pc).into(),
-                serial_number: format!("S{m}{i:04}"),
+                serial_number: format!("{prefix}{m}{i:04}"),
             };
             let mut d = Device::synthetic(Root::Device2, &ident.serial_number, 12)
                 .with_identity(ident)
@@ -71,7 +77,7 @@ async fn sessions(url: &str, devs: &mut [&mut Device], events: &[(&str, &str)]) 
 }
 
 /// Upload a firmware image that makes the simulator report `reports` after rebooting.
-async fn upload_image(api: &Api, name: &str, version: &str, reports: &str) -> String {
+pub(crate) async fn upload_image(api: &Api, name: &str, version: &str, reports: &str) -> String {
     let body = format!("SoftwareVersion={reports}\n{}", "x".repeat(2000));
     let res = api
         .http
@@ -89,7 +95,7 @@ async fn upload_image(api: &Api, name: &str, version: &str, reports: &str) -> St
     v["id"].as_str().unwrap().to_string()
 }
 
-fn images(files: &[String]) -> Value {
+pub(crate) fn images(files: &[String]) -> Value {
     json!({"type": "firmware", "images": MODELS.iter().zip(files).map(|((oui, pc), f)| json!({
         "oui": oui, "product_class": pc, "file_id": f
     })).collect::<Vec<_>>()})
@@ -113,7 +119,7 @@ async fn queued(store: ferroacs::store::Store) -> HashSet<String> {
 /// transfer and reboot follow it), and every device with something to report (BOOT,
 /// TransferComplete) runs one more; tick again to judge. Returns how many devices the first
 /// tick started.
-async fn round(state: &AppState, url: &str, devs: &mut [Device]) -> usize {
+pub(crate) async fn round(state: &AppState, url: &str, devs: &mut [Device]) -> usize {
     let t = ferroacs::scheduler::tick(state).await.unwrap();
     let pending = queued(state.store.clone()).await;
     let mut busy: Vec<&mut Device> = devs
@@ -160,7 +166,7 @@ fn max_in_flight(ms: &[Value]) -> usize {
     max as usize
 }
 
-fn fast(c: &mut ferroacs::config::Config) {
+pub(crate) fn fast(c: &mut ferroacs::config::Config) {
     // Ticks are driven by the test; the background loop only ticks once at start.
     c.scheduler.tick_ms = 3_600_000;
     c.api.connection_request_min_interval_ms = 0;
@@ -172,6 +178,12 @@ battery!(
     leader_killed_mid_campaign_another_node_takes_over,
     restart_mid_campaign_starts_nobody_twice,
     bad_campaigns_are_refused_naming_the_field,
+    transient_faults_are_retried_with_backoff_and_permanent_ones_are_not,
+    campaign_state_changes_reach_the_webhook,
+    query_target_is_evaluated_again_when_each_wave_opens,
+    upgrade_path_steps_each_device_through_its_intermediate_image,
+    bad_upgrade_paths_are_refused_naming_the_step,
+    phone_firmware_campaign_is_confirmed_by_the_next_fetch,
 );
 
 async fn firmware_campaign_runs_in_waves_inside_its_window_and_limits(b: Backend) {
@@ -604,6 +616,9 @@ async fn leader_killed_mid_campaign_another_node_takes_over(b: Backend) {
             started_at: None,
             finished_at: None,
             last_error: None,
+            step: 0,
+            steps: 1,
+            step_version: String::new(),
         };
         store
             .start_campaign(
@@ -837,4 +852,956 @@ async fn bad_campaigns_are_refused_naming_the_field(b: Backend) {
     assert_eq!(s, 400);
     let (s, _) = api.call(Method::GET, "/api/v1/campaigns/999", None).await;
     assert_eq!(s, 404);
+}
+
+async fn transient_faults_are_retried_with_backoff_and_permanent_ones_are_not(b: Backend) {
+    let clock = TestClock::new(T0);
+    let db = Arc::new(
+        tokio::task::spawn_blocking(move || TestDb::new(b))
+            .await
+            .unwrap(),
+    );
+    let app = TestApp::spawn_clocked(db, None, clock.as_clock(), fast).await;
+    let api = Api::new(&app, "operator").await;
+    let url = app.cwmp_url();
+    let mut devs = fleet(&url, 2).await;
+    let f = upload_image(&api, "fw.bin", "2.0", "2.0").await;
+    // Two devices fail their first download with 9010 (transient), one with 9003 (invalid
+    // arguments: permanent).
+    devs[0].behavior.download_fault = Some(9010);
+    devs[1].behavior.download_fault = Some(9010);
+    devs[2].behavior.download_fault = Some(9003);
+    let spec = json!({
+        "name": "with retries",
+        "target": {"query": "manufacturer = \"SimCo\""},
+        "action": images(&[f.clone(), f.clone(), f]),
+        "pacing": {"max_in_flight": 10, "max_starts_per_minute": 1000, "retries": 2},
+        "waves": {"success_ratio": 0.0},
+    });
+    let (s, c) = api
+        .call(Method::POST, "/api/v1/campaigns", Some(spec))
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_i64().unwrap();
+    api.call(Method::POST, &format!("/api/v1/campaigns/{id}/start"), None)
+        .await;
+    let state = app.state();
+    round(&state, &url, &mut devs).await;
+    // After the first attempt: the transient ones wait for their retry, the permanent one
+    // failed for good.
+    let ms = members(&api, id).await;
+    let by_dev: HashMap<String, &Value> = ms
+        .iter()
+        .map(|m| (m["device_id"].as_str().unwrap().to_string(), m))
+        .collect();
+    let m0 = by_dev[&device_id(&devs[0])];
+    assert_eq!(m0["state"], "pending", "{m0}");
+    assert_eq!(m0["attempts"], 1, "{m0}");
+    assert!(m0["last_error"].as_str().unwrap().contains("9010"), "{m0}");
+    let m2 = by_dev[&device_id(&devs[2])];
+    assert_eq!(m2["state"], "failed_confirmed", "{m2}");
+    assert_eq!(m2["attempts"], 1, "{m2}");
+    // The device recovers; nothing restarts before the one-minute backoff.
+    devs[0].behavior.download_fault = None;
+    clock.advance_ms(30_000);
+    let started = round(&state, &url, &mut devs).await;
+    assert_eq!(started, 0);
+    clock.advance_ms(31_000);
+    round(&state, &url, &mut devs).await;
+    // Second attempt: devs[0] succeeds; devs[1] fails again and waits two minutes.
+    let ms = members(&api, id).await;
+    let state_of = |d: &Device| {
+        let id = device_id(d);
+        ms.iter()
+            .find(|m| m["device_id"] == id.as_str())
+            .map(|m| {
+                (
+                    m["state"].as_str().unwrap().to_string(),
+                    m["attempts"].as_i64().unwrap(),
+                )
+            })
+            .unwrap()
+    };
+    assert_eq!(state_of(&devs[0]), ("succeeded".into(), 2));
+    assert_eq!(state_of(&devs[1]), ("pending".into(), 2));
+    clock.advance_ms(125_000);
+    round(&state, &url, &mut devs).await;
+    // Third and last attempt failed: given up.
+    let ms = members(&api, id).await;
+    let m1 = ms
+        .iter()
+        .find(|m| m["device_id"] == device_id(&devs[1]).as_str())
+        .unwrap();
+    assert_eq!(m1["state"], "failed_confirmed", "{m1}");
+    assert_eq!(m1["attempts"], 3, "{m1}");
+    // Each attempt was one Download on the device, none more.
+    assert_eq!(devs[0].state.downloads.len(), 1);
+    let ev = api
+        .get(&format!("/api/v1/campaigns/{id}/events?limit=1000"))
+        .await;
+    let retries = ev["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "retry")
+        .count();
+    assert_eq!(retries, 3, "{ev}");
+}
+
+/// A webhook receiver on loopback: answers the n-th POST with `script[n]` (then 204) and
+/// keeps each request's head and body.
+async fn receiver(
+    script: Vec<u16>,
+) -> (
+    std::net::SocketAddr,
+    Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen: Arc<std::sync::Mutex<Vec<(String, Value)>>> = Arc::default();
+    let out = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let mut r = BufReader::new(stream);
+            let mut head = String::new();
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0u8; len];
+            r.read_exact(&mut body).await.unwrap();
+            let n = {
+                let mut s = seen.lock().unwrap();
+                s.push((head, serde_json::from_slice(&body).unwrap_or(Value::Null)));
+                s.len() - 1
+            };
+            let status = script.get(n).copied().unwrap_or(204);
+            let answer = format!(
+                "HTTP/1.1 {status} X\r\nLocation: http://127.0.0.1:9/elsewhere\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = r.get_mut().write_all(answer.as_bytes()).await;
+        }
+    });
+    (addr, out)
+}
+
+async fn timeline(api: &Api, id: i64) -> Vec<Value> {
+    api.get(&format!("/api/v1/campaigns/{id}/events?limit=1000"))
+        .await["items"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// A campaign's state changes reach its webhook in timeline order: a redirect is not
+/// followed and counts as a failure, failures are retried after a backoff on the injected
+/// clock and recorded on the timeline, the payload carries no spec and not the URL's token;
+/// a webhook on a denied network is never contacted and its refusal is recorded.
+async fn campaign_state_changes_reach_the_webhook(b: Backend) {
+    let clock = TestClock::new(T0);
+    let db = Arc::new(
+        tokio::task::spawn_blocking(move || TestDb::new(b))
+            .await
+            .unwrap(),
+    );
+    let (addr, seen) = receiver(vec![302, 500]).await;
+    let app = TestApp::spawn_clocked(db, None, clock.as_clock(), |c| {
+        fast(c);
+        // Loopback is denied by default: this test allows its receiver explicitly, and
+        // denies a private network.
+        c.api.connection_request_allow_networks = "127.0.0.1/32".into();
+        c.api.connection_request_deny_networks =
+            format!("{}, 10.0.0.0/8", ferroacs::connreq::policy::DEFAULT_DENY);
+    })
+    .await;
+    let api = Api::new(&app, "operator").await;
+    let url = app.cwmp_url();
+    let mut devs = fleet(&url, 2).await;
+    let f = upload_image(&api, "fw.bin", "2.0", "2.0").await;
+    let hook = format!("http://{addr}/hooks/campaigns?token=s3cret-token");
+    let spec = |name: &str, hook: &str| {
+        json!({
+            "name": name,
+            "target": {"query": "manufacturer = \"SimCo\""},
+            "action": images(&[f.clone(), f.clone(), f.clone()]),
+            "pacing": {"max_in_flight": 10, "max_starts_per_minute": 1000},
+            "webhook": {"url": hook},
+        })
+    };
+    // Bad URLs are refused naming the field.
+    for bad in [
+        "ftp://127.0.0.1/x",
+        "http://user:pw@127.0.0.1/x",
+        "not a url",
+    ] {
+        let (s, e) = api
+            .call(Method::POST, "/api/v1/campaigns", Some(spec("bad", bad)))
+            .await;
+        assert_eq!(s, 400, "{bad}: {e}");
+        assert!(e.to_string().contains("webhook.url"), "{bad}: {e}");
+    }
+    let (s, c) = api
+        .call(
+            Method::POST,
+            "/api/v1/campaigns",
+            Some(spec("hooked", &hook)),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_i64().unwrap();
+    let (s, c) = api
+        .call(
+            Method::POST,
+            "/api/v1/campaigns",
+            Some(spec("denied", "http://10.1.2.3:8080/hook")),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let denied = c["id"].as_i64().unwrap();
+    let state = app.state();
+    let failures = |items: &[Value]| -> Vec<String> {
+        items
+            .iter()
+            .filter(|e| e["kind"] == "webhook_failed")
+            .map(|e| e["detail"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // First try: a redirect, not followed; recorded; nothing more until the backoff ends.
+    assert_eq!(ferroacs::scheduler::tick(&state).await.unwrap().webhooks, 0);
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    let f1 = failures(&timeline(&api, id).await);
+    assert_eq!(f1.len(), 1, "{f1:?}");
+    assert!(f1[0].contains("redirects are not followed"), "{f1:?}");
+    assert!(f1[0].contains("next try in 30 s"), "{f1:?}");
+    let fd = failures(&timeline(&api, denied).await);
+    assert_eq!(fd.len(), 1, "{fd:?}");
+    assert!(fd[0].contains("refused by the target policy"), "{fd:?}");
+    clock.advance_ms(29_000);
+    ferroacs::scheduler::tick(&state).await.unwrap();
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "retried before its backoff ended"
+    );
+    // Second try: 500; then the third goes through.
+    clock.advance_ms(1_000);
+    ferroacs::scheduler::tick(&state).await.unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    let f2 = failures(&timeline(&api, id).await);
+    assert!(
+        f2[1].contains("HTTP status 500") && f2[1].contains("next try in 60 s"),
+        "{f2:?}"
+    );
+    clock.advance_ms(60_000);
+    assert_eq!(ferroacs::scheduler::tick(&state).await.unwrap().webhooks, 1);
+    // Start, pause, resume, run to the end.
+    for action in ["start", "pause", "resume"] {
+        let (s, e) = api
+            .call(
+                Method::POST,
+                &format!("/api/v1/campaigns/{id}/{action}"),
+                None,
+            )
+            .await;
+        assert_eq!(s, 200, "{action}: {e}");
+    }
+    for _ in 0..20 {
+        round(&state, &url, &mut devs).await;
+        clock.advance_ms(20_000);
+        if campaign(&api, id).await["state"] != "running" {
+            break;
+        }
+    }
+    ferroacs::scheduler::tick(&state).await.unwrap();
+    assert_eq!(campaign(&api, id).await["state"], "completed");
+    // Every state change went out once, in timeline order, after the two failed tries.
+    let expected: Vec<(i64, String)> = timeline(&api, id)
+        .await
+        .iter()
+        .filter(|e| e["device_id"].is_null() && e["kind"] != "webhook_failed")
+        .map(|e| {
+            (
+                e["id"].as_i64().unwrap(),
+                e["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let kinds: Vec<&str> = expected.iter().map(|(_, k)| k.as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"created"), "{kinds:?}");
+    assert!(
+        ["started", "pause", "resume", "complete"]
+            .iter()
+            .all(|k| kinds.contains(k)),
+        "{kinds:?}"
+    );
+    let seen = seen.lock().unwrap().clone();
+    let got: Vec<(i64, String)> = seen
+        .iter()
+        .map(|(_, b)| {
+            (
+                b["event"]["id"].as_i64().unwrap(),
+                b["event"]["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(got[0], expected[0]);
+    assert_eq!(got[1], expected[0]);
+    assert_eq!(got[2..], expected[..], "{seen:?}");
+    for (head, body) in &seen {
+        assert!(
+            head.starts_with("POST /hooks/campaigns?token=s3cret-token HTTP/1.1\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{head}"
+        );
+        assert_eq!(body["campaign"]["id"], id);
+        assert_eq!(body["campaign"]["name"], "hooked");
+        let text = body.to_string();
+        assert!(!text.contains("s3cret") && !text.contains(&f), "{text}");
+    }
+    let last = &seen.last().unwrap().1;
+    assert_eq!(last["event"]["kind"], "complete", "{last}");
+    assert_eq!(last["campaign"]["state"], "completed", "{last}");
+    assert_eq!(last["counts"]["succeeded"], 6, "{last}");
+}
+
+/// With `target.reevaluate`, opening a wave evaluates the query again: devices that match
+/// now join the last wave, a pending device that became compliant is skipped; nobody that
+/// already started is touched, nobody downloads twice.
+async fn query_target_is_evaluated_again_when_each_wave_opens(b: Backend) {
+    let clock = TestClock::new(T0);
+    let db = Arc::new(
+        tokio::task::spawn_blocking(move || TestDb::new(b))
+            .await
+            .unwrap(),
+    );
+    let app = TestApp::spawn_clocked(db, None, clock.as_clock(), fast).await;
+    let api = Api::new(&app, "operator").await;
+    let url = app.cwmp_url();
+    let mut devs = fleet(&url, 3).await;
+    let f = upload_image(&api, "fw.bin", "2.0", "2.0").await;
+    let mut spec = json!({
+        "name": "follows the query",
+        "target": {"query": "manufacturer = \"SimCo\"", "reevaluate": true},
+        "action": images(&[f.clone(), f.clone(), f.clone()]),
+        "pacing": {"max_in_flight": 20, "max_starts_per_minute": 1000},
+        "waves": {"canary": 3, "sizes": ["rest"], "success_ratio": 1.0},
+    });
+    // A fixed list cannot be evaluated again.
+    let mut listed = spec.clone();
+    listed["target"] = json!({"devices": [device_id(&devs[0])], "reevaluate": true});
+    let (s, e) = api
+        .call(Method::POST, "/api/v1/campaigns", Some(listed))
+        .await;
+    assert_eq!(s, 400, "{e}");
+    assert!(e.to_string().contains("target.reevaluate"), "{e}");
+    let (s, c) = api
+        .call(Method::POST, "/api/v1/campaigns", Some(spec.clone()))
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_i64().unwrap();
+    let (s, _) = api
+        .call(Method::POST, &format!("/api/v1/campaigns/{id}/start"), None)
+        .await;
+    assert_eq!(s, 200);
+    // Before the canary finishes: three new devices appear, and one device of the second
+    // wave gets the new version by other means.
+    let mut newcomers = fleet_named(&url, 1, "N").await;
+    let second: Vec<String> = members(&api, id)
+        .await
+        .iter()
+        .filter(|m| m["wave"] == 1)
+        .map(|m| m["device_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(second.len(), 6);
+    let upgraded = devs.iter_mut().find(|d| device_id(d) == second[0]).unwrap();
+    let p = upgraded.path("DeviceInfo.SoftwareVersion");
+    upgraded.set_value(&p, "2.0");
+    sessions(&url, &mut [upgraded], &[("2 PERIODIC", "")]).await;
+    devs.append(&mut newcomers);
+    let state = app.state();
+    for _ in 0..20 {
+        round(&state, &url, &mut devs).await;
+        clock.advance_ms(20_000);
+        if campaign(&api, id).await["state"] != "running" {
+            break;
+        }
+    }
+    let c = campaign(&api, id).await;
+    assert_eq!(c["state"], "completed", "{c}");
+    assert_eq!(c["progress"]["totals"]["succeeded"], 11, "{c}");
+    assert_eq!(c["progress"]["totals"]["skipped"], 1, "{c}");
+    let ms = members(&api, id).await;
+    let by_id: HashMap<&str, &Value> = ms
+        .iter()
+        .map(|m| (m["device_id"].as_str().unwrap(), m))
+        .collect();
+    let skipped = by_id[second[0].as_str()];
+    assert_eq!(skipped["state"], "skipped", "{skipped}");
+    assert_eq!(skipped["last_error"], "already compliant", "{skipped}");
+    for d in &devs {
+        let did = device_id(d);
+        assert_eq!(version(d), "2.0", "{did}");
+        let want = usize::from(did != second[0]);
+        assert_eq!(d.state.downloads.len(), want, "{did}");
+        if d.identity.serial_number.starts_with('N') {
+            assert_eq!(by_id[did.as_str()]["wave"], 1, "{did}");
+        }
+    }
+    let ev = timeline(&api, id).await;
+    let re: Vec<&Value> = ev.iter().filter(|e| e["kind"] == "reevaluated").collect();
+    assert_eq!(re.len(), 1, "{ev:?}");
+    let detail = re[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("3 device(s) joined wave 1")
+            && detail.contains("1 pending device(s) dropped"),
+        "{detail}"
+    );
+    // Frozen (the default): a new device after the start is not taken.
+    spec["name"] = json!("frozen");
+    spec["target"]["reevaluate"] = json!(false);
+    spec["action"] = images(&[
+        upload_image(&api, "fw3a.bin", "3.0", "3.0").await,
+        upload_image(&api, "fw3b.bin", "3.0", "3.0").await,
+        upload_image(&api, "fw3c.bin", "3.0", "3.0").await,
+    ]);
+    let (_, c) = api
+        .call(Method::POST, "/api/v1/campaigns", Some(spec))
+        .await;
+    let frozen = c["id"].as_i64().unwrap();
+    api.call(
+        Method::POST,
+        &format!("/api/v1/campaigns/{frozen}/start"),
+        None,
+    )
+    .await;
+    let mut late = fleet_named(&url, 1, "L").await;
+    devs.append(&mut late);
+    for _ in 0..20 {
+        round(&state, &url, &mut devs).await;
+        clock.advance_ms(20_000);
+        if campaign(&api, frozen).await["state"] != "running" {
+            break;
+        }
+    }
+    let c = campaign(&api, frozen).await;
+    assert_eq!(c["state"], "completed", "{c}");
+    assert_eq!(c["progress"]["totals"]["succeeded"], 12, "{c}");
+    for d in devs
+        .iter()
+        .filter(|d| d.identity.serial_number.starts_with('L'))
+    {
+        assert_eq!(version(d), "1.0", "{}", device_id(d));
+    }
+}
+
+/// The first model goes 1.0 → 1.5 → 2.0 (two devices already on 1.5 get 2.0 only), the
+/// second straight to 2.0, the third through 1.5 to a 2.0 that boots back into 1.5: each of
+/// its devices fails once, at the second step, and the stop rule counts it once.
+async fn upgrade_path_steps_each_device_through_its_intermediate_image(b: Backend) {
+    let clock = TestClock::new(T0);
+    let db = Arc::new(
+        tokio::task::spawn_blocking(move || TestDb::new(b))
+            .await
+            .unwrap(),
+    );
+    let app = TestApp::spawn_clocked(db, None, clock.as_clock(), fast).await;
+    let api = Api::new(&app, "operator").await;
+    let url = app.cwmp_url();
+    let mut devs = fleet(&url, 8).await;
+    for d in devs.iter_mut().take(2) {
+        let p = d.path("DeviceInfo.SoftwareVersion");
+        d.set_value(&p, "1.5");
+    }
+    let mut first2: Vec<&mut Device> = devs.iter_mut().take(2).collect();
+    sessions(&url, &mut first2, &[("2 PERIODIC", "")]).await;
+    let stone = upload_image(&api, "stone.bin", "1.5", "1.5").await;
+    let good = upload_image(&api, "good.bin", "2.0", "2.0").await;
+    let bad = upload_image(&api, "bad.bin", "2.0", "1.5").await;
+    let path = |last: &str| {
+        json!({"file_id": last, "from_versions": ["1.5"],
+               "steps": [{"file_id": stone, "from_versions": ["1.0"]}]})
+    };
+    let mut action = images(&[good.clone(), good.clone(), bad.clone()]);
+    for (i, last) in [(0, &good), (2, &bad)] {
+        let mut img = path(last);
+        img["oui"] = action["images"][i]["oui"].clone();
+        img["product_class"] = action["images"][i]["product_class"].clone();
+        action["images"][i] = img;
+    }
+    let spec = json!({
+        "name": "through 1.5",
+        "target": {"query": "manufacturer = \"SimCo\""},
+        "action": action,
+        "pacing": {"max_in_flight": 30, "max_starts_per_minute": 1000, "confirm_timeout_secs": 86_400},
+        "waves": {"success_ratio": 0.0},
+        // All 8 devices of the third model fail; counted twice (once per step) the rule
+        // would trip at the fourth.
+        "stop_rules": [{"scope": "confirmed", "failures": 8}],
+    });
+    let (s, c) = api
+        .call(Method::POST, "/api/v1/campaigns", Some(spec))
+        .await;
+    assert_eq!(s, 201, "{c}");
+    assert_eq!(c["dry_run"]["eligible"], 24, "{c}");
+    let id = c["id"].as_i64().unwrap();
+    // The stored specification names the version each step leads to.
+    assert_eq!(
+        c["spec"]["action"]["images"][0]["steps"][0]["version"], "1.5",
+        "{c}"
+    );
+    let (s, _) = api
+        .call(Method::POST, &format!("/api/v1/campaigns/{id}/start"), None)
+        .await;
+    assert_eq!(s, 200);
+    let state = app.state();
+    // Part way: a device of the first model on 1.5 with its second image to come.
+    let mut seen_between = false;
+    for _ in 0..40 {
+        round(&state, &url, &mut devs).await;
+        clock.advance_ms(20_000);
+        let ms = members(&api, id).await;
+        seen_between |= ms.iter().any(|m| {
+            m["model"] == "0A0001/GwA"
+                && m["steps"] == 2
+                && m["step"] == 1
+                && m["step_version"] == "2.0"
+                && m["state"] != "succeeded"
+        });
+        if campaign(&api, id).await["state"] != "running" {
+            break;
+        }
+    }
+    assert!(seen_between, "no device was seen between its two images");
+    let c = campaign(&api, id).await;
+    assert_eq!(c["state"], "paused", "{c}");
+    let reason = c["reason"].as_str().unwrap();
+    assert!(reason.contains("8 devices failed (confirmed)"), "{reason}");
+    assert_eq!(c["progress"]["totals"]["failed_confirmed"], 8, "{c}");
+    // The failing model: each device took both images, reports 1.5, and failed once, at
+    // its second step, with the version it came back on.
+    let ms = members(&api, id).await;
+    let by_id: HashMap<String, &Value> = ms
+        .iter()
+        .map(|m| (m["device_id"].as_str().unwrap().to_string(), m))
+        .collect();
+    for d in devs.iter().filter(|d| d.identity.product_class == "GwC") {
+        let m = by_id[&device_id(d)];
+        assert_eq!(m["state"], "failed_confirmed", "{m}");
+        assert_eq!(
+            (m["step"].as_i64(), m["steps"].as_i64()),
+            (Some(1), Some(2))
+        );
+        assert!(m["last_error"].as_str().unwrap().contains("1.5"), "{m}");
+        assert_eq!(d.state.downloads.len(), 2, "{}", device_id(d));
+        assert_eq!(version(d), "1.5");
+    }
+    // The rule counts from the resume; the others finish.
+    let (s, _) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/campaigns/{id}/resume"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    for _ in 0..40 {
+        round(&state, &url, &mut devs).await;
+        clock.advance_ms(20_000);
+        if campaign(&api, id).await["state"] != "running" {
+            break;
+        }
+    }
+    let c = campaign(&api, id).await;
+    assert_eq!(c["state"], "completed", "{c}");
+    assert_eq!(c["progress"]["totals"]["succeeded"], 16, "{c}");
+    let ms = members(&api, id).await;
+    let by_id: HashMap<String, &Value> = ms
+        .iter()
+        .map(|m| (m["device_id"].as_str().unwrap().to_string(), m))
+        .collect();
+    for (i, d) in devs.iter().enumerate() {
+        let m = by_id[&device_id(d)];
+        match d.identity.product_class.as_str() {
+            "GwA" if i < 2 => {
+                // Already on 1.5: the final image only.
+                assert_eq!(d.state.downloads.len(), 1, "{m}");
+                assert_eq!(
+                    (m["step"].as_i64(), m["steps"].as_i64()),
+                    (Some(0), Some(1))
+                );
+            }
+            "GwA" => {
+                assert_eq!(d.state.downloads.len(), 2, "{m}");
+                assert_eq!(
+                    (m["step"].as_i64(), m["steps"].as_i64()),
+                    (Some(1), Some(2))
+                );
+            }
+            "GwB" => {
+                assert_eq!(d.state.downloads.len(), 1, "{m}");
+                assert_eq!(m["steps"], 1, "{m}");
+            }
+            _ => continue,
+        }
+        assert_eq!(m["state"], "succeeded", "{m}");
+        assert_eq!(m["step_version"], "2.0", "{m}");
+        assert_eq!(version(d), "2.0", "{}", device_id(d));
+    }
+    // The timeline records each step of a device; the CSV and the console show the step.
+    let stepped = &devs[2];
+    let ev = api
+        .get(&format!(
+            "/api/v1/campaigns/{id}/events?device_id={}&limit=100",
+            device_id(stepped)
+        ))
+        .await;
+    let kinds: Vec<&str> = ev["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, vec!["step", "succeeded"], "{ev}");
+    let csv = api
+        .http
+        .get(format!(
+            "{}/api/v1/campaigns/{id}/devices?format=csv",
+            api.base
+        ))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(csv
+        .lines()
+        .next()
+        .unwrap()
+        .ends_with(",step,steps,step_version"));
+    let line = csv
+        .lines()
+        .find(|l| l.starts_with(&format!("\"{}\"", device_id(stepped))))
+        .unwrap();
+    assert!(line.ends_with(",1,2,\"2.0\""), "{line}");
+    crate::console::add_user(&app, "olga", "viewer").await;
+    let (_, olga) = crate::console::Raw::login(&app, "olga", crate::console::PASSWORD).await;
+    let (s, page) = olga.get(&format!("/campaigns/{id}")).await;
+    assert_eq!(s, 200);
+    assert!(
+        page.contains("2 of 2 steps"),
+        "no step progress on the page"
+    );
+}
+
+async fn bad_upgrade_paths_are_refused_naming_the_step(b: Backend) {
+    let clock = TestClock::new(T0);
+    let db = Arc::new(
+        tokio::task::spawn_blocking(move || TestDb::new(b))
+            .await
+            .unwrap(),
+    );
+    let app = TestApp::spawn_clocked(db, None, clock.as_clock(), fast).await;
+    let api = Api::new(&app, "operator").await;
+    let _devs = fleet(&app.cwmp_url(), 1).await;
+    let f15 = upload_image(&api, "s.bin", "1.5", "1.5").await;
+    let f20 = upload_image(&api, "f.bin", "2.0", "2.0").await;
+    let with_steps = |steps: Value, from: Value| {
+        json!({
+            "name": "path",
+            "target": {"query": "manufacturer = \"SimCo\""},
+            "action": {"type": "firmware", "images": [{
+                "oui": "0A0001", "product_class": "GwA", "file_id": f20,
+                "from_versions": from, "steps": steps}]},
+        })
+    };
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (
+            with_steps(
+                json!([{"file_id": "nope", "from_versions": ["1.0"]}]),
+                json!([]),
+            ),
+            "action.images[0].steps[0].file_id",
+            "no stored file",
+        ),
+        (
+            with_steps(json!([{"file_id": f15, "from_versions": []}]), json!([])),
+            "action.images[0].steps[0].from_versions",
+            "applies from",
+        ),
+        (
+            with_steps(
+                json!([{"file_id": f15, "from_versions": ["1.0"]},
+                       {"file_id": f20, "version": "1.0", "from_versions": ["1.5"]}]),
+                json!([]),
+            ),
+            "action.images[0].steps[1].version",
+            "loop",
+        ),
+        (
+            with_steps(
+                json!([{"file_id": f15, "from_versions": ["1.0"]}]),
+                json!(["1.4"]),
+            ),
+            "action.images[0].steps[0].version",
+            "unreachable",
+        ),
+        (
+            with_steps(
+                json!([{"file_id": f15, "from_versions": ["1.0"]}]),
+                json!(["1.0", "1.5"]),
+            ),
+            "action.images[0].from_versions",
+            "already applies from",
+        ),
+    ];
+    for (spec, field, why) in cases {
+        let (s, e) = api
+            .call(Method::POST, "/api/v1/campaigns", Some(spec.clone()))
+            .await;
+        assert_eq!(s, 400, "{spec} -> {e}");
+        let msg = e["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains(field) && msg.contains(why),
+            "{field} / {why} not in {msg}"
+        );
+    }
+    // The good path is accepted; a device on a version no link applies from is skipped.
+    let (s, c) = api
+        .call(
+            Method::POST,
+            "/api/v1/campaigns?dry_run=true",
+            Some(with_steps(
+                json!([{"file_id": f15, "from_versions": ["0.9"]}]),
+                json!(["1.5"]),
+            )),
+        )
+        .await;
+    assert_eq!(s, 200, "{c}");
+    // One device per model on 1.0: two models have no image, the first's path starts at 0.9.
+    assert_eq!(
+        (c["matching"].as_i64(), c["skipped"].as_i64()),
+        (Some(3), Some(3)),
+        "{c}"
+    );
+}
+
+/// A simulated Polycom phone: fetches its master file with a User-Agent naming the firmware
+/// it runs, and installs the firmware the file names (a VVX 500 boots back into the old one).
+struct Phone {
+    mac: String,
+    model: &'static str,
+    url: String,
+    firmware: String,
+    fetches: usize,
+}
+
+impl Phone {
+    async fn fetch(&mut self, http: &reqwest::Client) -> String {
+        let ua = format!(
+            "FileTransport PolycomVVX-{}-UA/{}",
+            self.model.to_uppercase().replace("VVX", "VVX_"),
+            self.firmware
+        );
+        let res = http
+            .get(format!("{}/{}.cfg", self.url, self.mac.to_uppercase()))
+            .header("User-Agent", ua)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        self.fetches += 1;
+        let body = res.text().await.unwrap();
+        if body.contains("APP_FILE_PATH=\"fw/vvx-6.4.ld\"") && self.model == "vvx400" {
+            self.firmware = "6.4.0.1".into();
+        }
+        body
+    }
+}
+
+/// Phones in waves, inside the campaign's limits: each started phone's files name the new
+/// firmware, its next boot's fetch confirms it, and the model whose phones come back on the
+/// old firmware trips the stop rule.
+async fn phone_firmware_campaign_is_confirmed_by_the_next_fetch(b: Backend) {
+    let clock = TestClock::new(T0);
+    let db = Arc::new(
+        tokio::task::spawn_blocking(move || TestDb::new(b))
+            .await
+            .unwrap(),
+    );
+    let app = TestApp::spawn_clocked(db, None, clock.as_clock(), fast).await;
+    let api = Api::new(&app, "operator").await;
+    let http = reqwest::Client::new();
+    let mut phones = Vec::new();
+    for i in 0..9 {
+        let model = if i < 6 { "vvx400" } else { "vvx500" };
+        let mac = format!("0004f2{i:06x}");
+        let (s, v) = api
+            .call(
+                Method::POST,
+                "/api/v1/phones",
+                Some(json!({"mac": mac, "vendor": "polycom", "model": model})),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        let url = api.get(&format!("/api/v1/phones/{mac}/url")).await["url"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let mut p = Phone {
+            mac,
+            model,
+            url,
+            firmware: "5.9.0.9373".into(),
+            fetches: 0,
+        };
+        let body = p.fetch(&http).await;
+        assert!(body.contains("APP_FILE_PATH=\"sip.ld\""), "{body}");
+        phones.push(p);
+    }
+    // A CWMP device in the target is skipped: the campaign upgrades phones only.
+    let _cpe = fleet(&app.cwmp_url(), 1).await;
+    let image = |model: &str| {
+        json!({"vendor": "polycom", "model": model, "firmware_file": "fw/vvx-6.4.ld",
+               "version": "6.4.0.1", "from_versions": ["5.9.0.9373"]})
+    };
+    let spec = json!({
+        "name": "phones to 6.4",
+        "target": {"query": "id LIKE \"*\""},
+        "action": {"type": "phone_firmware", "images": [image("vvx400"), image("VVX500")]},
+        "schedule": {"windows": [{"cron": "0 0 1 * * *", "duration_secs": 4 * 3600, "time_zone": "UTC"}]},
+        "pacing": {"max_in_flight": 4, "max_starts_per_minute": 100, "confirm_timeout_secs": 3600},
+        "waves": {"canary": 3, "sizes": ["rest"], "success_ratio": 0.0},
+        "stop_rules": [{"scope": "confirmed", "failures": 3}],
+    });
+    let (s, dry) = api
+        .call(
+            Method::POST,
+            "/api/v1/campaigns?dry_run=true",
+            Some(spec.clone()),
+        )
+        .await;
+    assert_eq!(s, 200, "{dry}");
+    assert_eq!(dry["eligible"], 9, "{dry}");
+    assert_eq!(dry["models"]["polycom/vvx500"]["eligible"], 3, "{dry}");
+    assert_eq!(dry["skipped"], 3, "{dry}");
+    let (s, c) = api
+        .call(Method::POST, "/api/v1/campaigns", Some(spec))
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_i64().unwrap();
+    let (s, _) = api
+        .call(Method::POST, &format!("/api/v1/campaigns/{id}/start"), None)
+        .await;
+    assert_eq!(s, 200);
+    let state = app.state();
+    for _ in 0..30 {
+        ferroacs::scheduler::tick(&state).await.unwrap();
+        for p in phones.iter_mut() {
+            p.fetch(&http).await;
+        }
+        clock.advance_ms(6 * 60_000);
+        ferroacs::scheduler::tick(&state).await.unwrap();
+        if campaign(&api, id).await["state"] != "running" {
+            break;
+        }
+    }
+    let c = campaign(&api, id).await;
+    assert_eq!(c["state"], "paused", "{c}");
+    assert!(
+        c["reason"]
+            .as_str()
+            .unwrap()
+            .contains("3 devices failed (confirmed)"),
+        "{c}"
+    );
+    // Resumed, the rest of the phones finish.
+    let (s, _) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/campaigns/{id}/resume"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    for _ in 0..30 {
+        if campaign(&api, id).await["state"] != "running" {
+            break;
+        }
+        ferroacs::scheduler::tick(&state).await.unwrap();
+        for p in phones.iter_mut() {
+            p.fetch(&http).await;
+        }
+        clock.advance_ms(6 * 60_000);
+        ferroacs::scheduler::tick(&state).await.unwrap();
+    }
+    let c = campaign(&api, id).await;
+    assert_eq!(c["state"], "completed", "{c}");
+    assert_eq!(c["progress"]["totals"]["succeeded"], 6, "{c}");
+    let ms = members(&api, id).await;
+    assert!(max_in_flight(&ms) <= 4, "more than 4 phones in flight");
+    let by_id: HashMap<String, &Value> = ms
+        .iter()
+        .map(|m| (m["device_id"].as_str().unwrap().to_string(), m))
+        .collect();
+    for p in &phones {
+        let m = by_id[&format!("phone:{}", p.mac)];
+        if p.model == "vvx400" {
+            assert_eq!(m["state"], "succeeded", "{m}");
+            assert_eq!(p.firmware, "6.4.0.1");
+        } else {
+            assert_eq!(m["state"], "failed_confirmed", "{m}");
+            assert!(
+                m["last_error"].as_str().unwrap().contains("5.9.0.9373"),
+                "{m}"
+            );
+        }
+        assert_eq!(m["from_version"], "5.9.0.9373", "{m}");
+        assert_eq!(m["target_version"], "6.4.0.1", "{m}");
+        // The phone's own settings name the firmware; its record shows what it reports.
+        let ph = api.get(&format!("/api/v1/phones/{}", p.mac)).await;
+        assert_eq!(ph["settings"]["firmware_file"], "fw/vvx-6.4.ld", "{ph}");
+        assert_eq!(ph["firmware"], p.firmware.as_str(), "{ph}");
+    }
+    // The canary went first: its three phones started before any other.
+    let mut starts: Vec<(i64, i64)> = ms
+        .iter()
+        .filter(|m| m["state"] != "skipped")
+        .map(|m| {
+            (
+                m["wave"].as_i64().unwrap(),
+                m["started_at"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    starts.sort();
+    let canary_last = starts
+        .iter()
+        .filter(|s| s.0 == 0)
+        .map(|s| s.1)
+        .max()
+        .unwrap();
+    assert!(starts
+        .iter()
+        .filter(|s| s.0 == 1)
+        .all(|s| s.1 > canary_last));
 }

@@ -10,9 +10,9 @@ use crate::battery;
 use crate::support::browser::Browser;
 use crate::support::{Backend, TestApp};
 
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
-async fn add_user(app: &TestApp, name: &str, role: &str) {
+pub(crate) async fn add_user(app: &TestApp, name: &str, role: &str) {
     let (store, name, role) = (app.store(), name.to_string(), role.to_string());
     tokio::task::spawn_blocking(move || {
         let hash = ferroacs::auth::password::hash_password(PASSWORD).unwrap();
@@ -22,19 +22,19 @@ async fn add_user(app: &TestApp, name: &str, role: &str) {
     .unwrap();
 }
 
-fn console_config(c: &mut ferroacs::config::Config) {
+pub(crate) fn console_config(c: &mut ferroacs::config::Config) {
     c.api.connection_request_min_interval_ms = 0;
     c.console.login_max_failures = 3;
 }
 
-async fn login(b: &Browser, app: &TestApp, user: &str, password: &str) {
+pub(crate) async fn login(b: &Browser, app: &TestApp, user: &str, password: &str) {
     b.goto(&app.api_url("/login")).await;
     b.type_into("#username", user).await;
     b.type_into("#password", password).await;
     b.click_css("button#login").await;
 }
 
-fn backend_name(backend: Backend) -> &'static str {
+pub(crate) fn backend_name(backend: Backend) -> &'static str {
     match backend {
         Backend::Sqlite => "sqlite",
         Backend::Postgres => "postgres",
@@ -304,14 +304,14 @@ async fn upload_push_and_import_lines(backend: Backend) {
 }
 
 /// A raw HTTP client that keeps the session cookie by hand.
-struct Raw {
+pub(crate) struct Raw {
     http: reqwest::Client,
     base: String,
     cookie: String,
 }
 
 impl Raw {
-    async fn login(app: &TestApp, user: &str, password: &str) -> (u16, Raw) {
+    pub(crate) async fn login(app: &TestApp, user: &str, password: &str) -> (u16, Raw) {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -350,7 +350,7 @@ impl Raw {
         )
     }
 
-    async fn get(&self, path: &str) -> (u16, String) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, String) {
         let res = self
             .http
             .get(format!("{}{path}", self.base))
@@ -363,13 +363,18 @@ impl Raw {
     }
 
     /// The CSRF token of the session, as the page's meta tag carries it.
-    async fn csrf(&self) -> String {
+    pub(crate) async fn csrf(&self) -> String {
         let (_, page) = self.get("/").await;
         let start = page.find("name=\"csrf-token\" content=\"").unwrap() + 27;
         page[start..start + 43].to_string()
     }
 
-    async fn post(&self, path: &str, form: &[(&str, &str)], csrf_header: Option<&str>) -> u16 {
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        csrf_header: Option<&str>,
+    ) -> u16 {
         let mut rb = self
             .http
             .post(format!("{}{path}", self.base))
@@ -515,9 +520,695 @@ async fn console_refuses_forged_requests(backend: Backend) {
     assert_eq!(s, 429);
 }
 
+/// Tags in bulk and on the device page, sorting and saved searches, CWMP credentials and a
+/// VoIP line edited on the device page, a preset with its live match count, faults filtered
+/// and cleared, users and tokens, the audit log filtered.
+async fn tags_searches_device_edits_presets_faults_users(backend: Backend) {
+    let app = TestApp::spawn(backend, console_config).await;
+    add_user(&app, "olga", "operator").await;
+    add_user(&app, "ada", "admin").await;
+    let mut ids = Vec::new();
+    let mut keep = Vec::new();
+    for i in 1..=3 {
+        let (dev, cr, id) = online_device(&app, &format!("TAGS{i}")).await;
+        keep.push((dev, cr));
+        ids.push(id);
+    }
+    let store = app.store();
+    let b = Browser::start(&format!("manage-{}", backend_name(backend))).await;
+    login(&b, &app, "olga", PASSWORD).await;
+
+    // Tag every device the query matches, in bulk.
+    b.goto(&app.api_url("/devices?q=serial%20LIKE%20%22TAGS*%22"))
+        .await;
+    b.wait_text("#total", "3 device").await;
+    b.click_css("input[name=scope][value=query]").await;
+    b.type_into("#bulk-tag", "lab").await;
+    b.click_css("#bulk-tag-add").await;
+    let progress = b.wait_text("#bulk-progress", "tagged: lab").await;
+    assert_eq!(progress.matches("tagged: lab").count(), 3, "{progress}");
+    b.screenshot("bulk-tag").await;
+
+    // Sorted by serial number, descending: the header says so (not by colour alone).
+    b.goto(&app.api_url("/devices?q=tag%20%3D%20lab&col=serial&col=tags&sort=serial&order=desc"))
+        .await;
+    b.wait_text("#total", "3 device").await;
+    let first = b.text(&b.find("table#devices tbody tr").await).await;
+    assert!(first.contains("TAGS3"), "{first}");
+    b.find("th[aria-sort=descending]").await;
+    b.wait_text("#total", "Ordered by serial number").await;
+    // Saved under a name, for this user; opening it runs the same search.
+    b.type_into("#search-name", "lab devices").await;
+    b.click_css("#save-search").await;
+    b.wait_text("#saved-searches", "lab devices").await;
+    b.goto(&app.api_url("/devices")).await;
+    b.click_css("#saved-searches a").await;
+    b.wait_text("#total", "3 device").await;
+    assert!(b.url().await.contains("sort=serial"), "{}", b.url().await);
+    b.screenshot("devices-saved-search").await;
+
+    // The device page: a tag added and one removed.
+    let one = ids[0].clone();
+    b.goto(&app.api_url(&format!("/devices/{one}"))).await;
+    b.wait_text("#tags-card", "lab").await;
+    b.type_into("#new-tag", "vip").await;
+    b.click_css("#add-tag").await;
+    b.wait_text("#tag-list", "vip").await;
+    b.click_css("button[aria-label='Remove the tag lab']").await;
+    let deadline = std::time::Instant::now() + crate::support::browser::WAIT;
+    while b.text(&b.find("#tags-card").await).await.contains("lab") {
+        assert!(std::time::Instant::now() < deadline, "the tag stayed");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let tags = tokio::task::spawn_blocking({
+        let (store, one) = (store.clone(), one.clone());
+        move || store.tags_of(&[one]).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(tags, vec![(one.clone(), "vip".to_string())]);
+
+    // CWMP credentials: set, never shown again.
+    b.type_into("#cwmp-username", "cpe-own").await;
+    b.type_into("#cwmp-password", "s3cret-pass-word").await;
+    b.click_css("#cred-set").await;
+    b.wait_text("#cred-result", "Set for user cpe-own").await;
+    b.wait_text("#cwmp-user", "cpe-own").await;
+    assert!(!b.body_text().await.contains("s3cret-pass-word"));
+    let dev = tokio::task::spawn_blocking({
+        let (store, one) = (store.clone(), one.clone());
+        move || store.get_device(&one).unwrap().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(dev.cwmp_username.as_deref(), Some("cpe-own"));
+
+    // A VoIP line assigned on the page; its password is write-only.
+    b.click_css("#line-1 summary").await;
+    b.type_into("#line1-sip_user", "4930123").await;
+    b.type_into("#line1-registrar", "sip.example.net").await;
+    b.type_into("#line1-registrar_port", "5060").await;
+    b.type_into("#line1-password", "line-pass-1").await;
+    b.click_css("#line-1 input[name=connection_request]").await;
+    b.click_css("#line-1-save").await;
+    b.wait_text("#line-1-result", "Line 1 saved").await;
+    // A port that is no number is refused next to the form.
+    b.goto(&app.api_url(&format!("/devices/{one}"))).await;
+    b.wait_text("#lines", "4930123").await;
+    b.click_css("#line-1 summary").await;
+    b.type_into("#line1-registrar_port", "five").await;
+    b.click_css("#line-1-save").await;
+    b.wait_text("#line-1-result", "registrar_port").await;
+    assert!(!b.body_text().await.contains("line-pass-1"));
+    b.screenshot("device-edits").await;
+
+    // A preset: the filter's live count, then saved.
+    b.goto(&app.api_url("/presets/new")).await;
+    b.type_into("#preset-name", "periodic-lab").await;
+    b.type_into("#preset-filter", "tag = vip OR serial = TAGS2")
+        .await;
+    b.wait_text("#preset-matches", "Matches 2 device").await;
+    b.type_into("#preset-filter", "tag = (").await;
+    b.wait_text("#preset-matches", "Filter error").await;
+    b.type_into("#preset-filter", "serial LIKE \"TAGS*\"").await;
+    b.wait_text("#preset-matches", "Matches 3 device").await;
+    b.screenshot("presets").await;
+    b.click_css("#save-preset").await;
+    b.wait_text("#preset-notice", "Preset periodic-lab created")
+        .await;
+    b.wait_text("table#presets", "periodic-lab").await;
+
+    // Faults: filtered by code and time, then cleared.
+    let now = app.state().now();
+    tokio::task::spawn_blocking({
+        let (store, ids) = (store.clone(), ids.clone());
+        move || {
+            for (i, code) in [(0, 9002), (1, 9002), (2, 9005)] {
+                store
+                    .insert_fault(&ferroacs::store::faults::NewFault {
+                        device_id: ids[i].clone(),
+                        task_id: None,
+                        code,
+                        message: format!("fault {code}"),
+                        detail: None,
+                        created_at: now,
+                    })
+                    .unwrap();
+            }
+        }
+    })
+    .await
+    .unwrap();
+    b.goto(&app.api_url("/faults")).await;
+    b.type_into("#code", "9002").await;
+    b.click_css("#fault-search").await;
+    let list = b.wait_text("table#faults", "9002").await;
+    assert!(!list.contains("9005"), "{list}");
+    assert_eq!(b.find_all("table#faults tbody tr").await.len(), 2);
+    b.goto(&app.api_url("/faults?code=9002&since=2001-01-01T00:00&until=2001-01-02T00:00"))
+        .await;
+    b.find("#no-faults").await;
+    b.goto(&app.api_url("/faults?code=9002")).await;
+    b.screenshot("faults").await;
+    b.click_css("#clear-faults").await;
+    b.wait_text("#fault-notice", "2 fault(s) cleared").await;
+    b.goto(&app.api_url("/faults")).await;
+    let left = b.wait_text("table#faults", "9005").await;
+    assert!(!left.contains("9002"), "{left}");
+
+    // Users and tokens, as an admin; the token is shown once.
+    let a = Browser::start(&format!("admin-{}", backend_name(backend))).await;
+    login(&a, &app, "ada", PASSWORD).await;
+    a.goto(&app.api_url("/users")).await;
+    a.type_into("#new-username", "neo").await;
+    a.type_into("#new-password", "a long password").await;
+    a.click_css("#new-role option:nth-child(2)").await;
+    a.click_css("#create-user").await;
+    a.wait_text("#users-notice", "User neo created with the operator role")
+        .await;
+    // Disabled, neo cannot log in; enabled again, with the same password.
+    let (s, neo) = Raw::login(&app, "neo", "a long password").await;
+    assert_eq!(s, 303);
+    a.click_css("button[aria-label='Disable neo']").await;
+    a.wait_text("#users-notice", "User neo disabled").await;
+    a.wait_text("table#users", "disabled").await;
+    let (s, _) = neo.get("/devices").await;
+    assert_eq!(s, 303, "a disabled user's session still opens pages");
+    let (s, _) = Raw::login(&app, "neo", "a long password").await;
+    assert_eq!(s, 401);
+    a.click_css("button[aria-label='Enable neo']").await;
+    a.wait_text("#users-notice", "User neo enabled").await;
+    let (s, _) = Raw::login(&app, "neo", "a long password").await;
+    assert_eq!(s, 303);
+    a.type_into("#token-name", "ci").await;
+    a.click_css("#create-token").await;
+    let secret = a.value(&a.find("#token-value").await).await;
+    assert!(secret.len() > 30, "{secret}");
+    a.screenshot("users").await;
+    let api = crate::api::Api {
+        base: format!("http://{}", app.api_addr()),
+        token: secret.clone(),
+        http: app.http(),
+    };
+    let (s, _) = api
+        .call(reqwest::Method::GET, "/api/v1/devices", None)
+        .await;
+    assert_eq!(s, 200, "the new token works");
+    a.goto(&app.api_url("/users")).await;
+    assert!(
+        !a.body_text().await.contains(&secret),
+        "a token shown twice"
+    );
+    a.click_css("button[aria-label='Revoke the token ci']")
+        .await;
+    a.wait_text("#users-notice", "revoked").await;
+    let (s, _) = api
+        .call(reqwest::Method::GET, "/api/v1/devices", None)
+        .await;
+    assert_eq!(s, 401, "a revoked token works");
+    // The audit log filtered by action and actor.
+    a.goto(&app.api_url("/audit?action=token.&actor=ada")).await;
+    let audit = a.wait_text("table#audit", "token.revoke").await;
+    assert!(audit.contains("token.create"), "{audit}");
+    assert!(!audit.contains("user.create"), "{audit}");
+    a.screenshot("audit-filtered").await;
+}
+
+/// Every new action refuses a viewer (403, even with the token), an operator where it is
+/// admin-only, and anyone without the CSRF token; the viewer's pages show no action.
+async fn new_actions_check_role_and_csrf(backend: Backend) {
+    let app = TestApp::spawn(backend, console_config).await;
+    add_user(&app, "vera", "viewer").await;
+    add_user(&app, "otto", "operator").await;
+    let (_dev, _cr, id) = online_device(&app, "ROLE1").await;
+    let (_, vera) = Raw::login(&app, "vera", PASSWORD).await;
+    let (_, otto) = Raw::login(&app, "otto", PASSWORD).await;
+    let (vcsrf, ocsrf) = (vera.csrf().await, otto.csrf().await);
+    let operator_actions: Vec<(String, Vec<(&str, &str)>)> = vec![
+        (
+            "/devices/bulk".into(),
+            vec![("action", "tag"), ("ids", &id), ("tag", "x")],
+        ),
+        (
+            "/devices/bulk".into(),
+            vec![("action", "untag"), ("ids", &id), ("tag", "x")],
+        ),
+        (
+            format!("/devices/{id}/tags"),
+            vec![("op", "add"), ("tag", "x")],
+        ),
+        (
+            format!("/devices/{id}/credentials"),
+            vec![("username", "u"), ("password", "password1")],
+        ),
+        (
+            format!("/devices/{id}/lines/1"),
+            vec![("sip_user", "1"), ("registrar", "r")],
+        ),
+        ("/faults/clear".into(), vec![]),
+        ("/presets/save".into(), vec![("name", "p"), ("spec", "{}")]),
+        ("/presets/p/delete".into(), vec![]),
+    ];
+    let admin_actions: Vec<(String, Vec<(&str, &str)>)> = vec![
+        (
+            "/users/create".into(),
+            vec![
+                ("username", "x"),
+                ("password", "a long password"),
+                ("role", "admin"),
+            ],
+        ),
+        (
+            "/users/otto/password".into(),
+            vec![("password", "a long password")],
+        ),
+        ("/users/otto/delete".into(), vec![]),
+        ("/users/otto/disable".into(), vec![]),
+        ("/users/otto/enable".into(), vec![]),
+        (
+            "/tokens/create".into(),
+            vec![("name", "t"), ("role", "admin")],
+        ),
+        ("/tokens/1/revoke".into(), vec![]),
+    ];
+    for (path, form) in operator_actions.iter().chain(admin_actions.iter()) {
+        assert_eq!(
+            vera.post(path, form, Some(&vcsrf)).await,
+            403,
+            "viewer: {path}"
+        );
+        assert_eq!(
+            otto.post(path, form, None).await,
+            403,
+            "no CSRF token: {path}"
+        );
+    }
+    for (path, form) in &admin_actions {
+        assert_eq!(
+            otto.post(path, form, Some(&ocsrf)).await,
+            403,
+            "operator: {path}"
+        );
+    }
+    let (s, _) = otto.get("/users").await;
+    assert_eq!(s, 403, "users are for admins");
+    // Nothing happened.
+    let store = app.store();
+    let (tags, users, presets, audit) = tokio::task::spawn_blocking({
+        let (store, id) = (store.clone(), id.clone());
+        move || {
+            (
+                store.tags_of(&[id]).unwrap(),
+                store.list_users().unwrap().len(),
+                store.list_presets().unwrap().len(),
+                store.list_audit(None, 100).unwrap(),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert!(tags.is_empty(), "{tags:?}");
+    assert_eq!(users, 2);
+    assert_eq!(presets, 0);
+    assert!(
+        audit.iter().all(|e| e.action.starts_with("console.")),
+        "{audit:?}"
+    );
+    // Saved searches are every user's own, viewers included, and need the token too.
+    assert_eq!(
+        vera.post(
+            "/devices/searches",
+            &[("name", "mine"), ("query", "q=")],
+            None
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        vera.post(
+            "/devices/searches",
+            &[("name", "mine"), ("query", "q=")],
+            Some(&vcsrf)
+        )
+        .await,
+        303
+    );
+    let (_, page) = vera.get("/devices").await;
+    assert!(page.contains(">mine</a>"), "the viewer's search");
+    let (_, page) = otto.get("/devices").await;
+    assert!(!page.contains(">mine</a>"), "another user's search");
+    // A saved search cannot smuggle another target.
+    assert_eq!(
+        vera.post(
+            "/devices/searches",
+            &[
+                ("name", "evil"),
+                ("query", "q=\r\nLocation: //evil.example")
+            ],
+            Some(&vcsrf)
+        )
+        .await,
+        400
+    );
+
+    // The viewer's browser: no action on the new parts of the pages.
+    let now = app.state().now();
+    tokio::task::spawn_blocking({
+        let (store, id) = (store.clone(), id.clone());
+        move || {
+            store
+                .insert_fault(&ferroacs::store::faults::NewFault {
+                    device_id: id,
+                    task_id: None,
+                    code: 9002,
+                    message: "internal error".into(),
+                    detail: None,
+                    created_at: now,
+                })
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let b = Browser::start(&format!("viewer-new-{}", backend_name(backend))).await;
+    login(&b, &app, "vera", PASSWORD).await;
+    b.goto(&app.api_url(&format!("/devices/{id}"))).await;
+    b.find("#tags-card").await;
+    for css in [
+        "#add-tag",
+        "#cred-set",
+        "#cred-generate",
+        ".line-edit",
+        "#line-1-save",
+    ] {
+        assert!(b.try_find(css).await.is_none(), "viewer sees {css}");
+    }
+    b.goto(&app.api_url("/presets")).await;
+    b.find("#no-presets").await;
+    assert!(b.try_find("#new-preset").await.is_none());
+    b.goto(&app.api_url("/faults")).await;
+    b.wait_text("table#faults", "9002").await;
+    assert!(b.try_find("#clear-faults").await.is_none());
+    assert!(b.try_find("nav.main a[href='/users']").await.is_none());
+}
+
+/// What a page must hold for keyboard and screen-reader users: every visible input labelled,
+/// ids unique (labels and aria references point at one element), every status with a word
+/// (not colour alone), no positive tabindex (tab order follows the page) and nothing
+/// clickable that the keyboard cannot reach (only links, buttons and form fields act).
+pub(crate) const A11Y_AUDIT: &str = r#"
+var bad = [];
+document.querySelectorAll('input, select, textarea').forEach(function (e) {
+  if (e.type === 'hidden') { return; }
+  var named = (e.labels && e.labels.length > 0) || e.getAttribute('aria-label') ||
+    e.getAttribute('aria-labelledby');
+  if (!named) { bad.push('unlabelled: ' + e.outerHTML.slice(0, 120)); }
+});
+var seen = {};
+document.querySelectorAll('[id]').forEach(function (e) {
+  if (seen[e.id]) { bad.push('duplicate id: ' + e.id); }
+  seen[e.id] = true;
+});
+document.querySelectorAll('.status').forEach(function (e) {
+  if (!e.textContent.trim()) { bad.push('status without a word: ' + e.outerHTML.slice(0, 120)); }
+});
+document.querySelectorAll('[tabindex]').forEach(function (e) {
+  if (parseInt(e.getAttribute('tabindex'), 10) > 0) { bad.push('positive tabindex: ' + e.outerHTML.slice(0, 120)); }
+});
+document.querySelectorAll('[hx-post], [hx-get]').forEach(function (e) {
+  var t = e.getAttribute('hx-trigger') || '';
+  var acts = /^(a|button|form|input|select|textarea)$/i.test(e.tagName);
+  if (!acts && (t === '' || /click/.test(t))) { bad.push('acts on click only: ' + e.outerHTML.slice(0, 120)); }
+});
+return bad;
+"#;
+
+/// Every page of the console passes [`A11Y_AUDIT`], and a form can be used with the
+/// keyboard alone (focus it, type, press Enter).
+async fn every_page_is_labelled_and_keyboard_usable(backend: Backend) {
+    let app = TestApp::spawn(backend, console_config).await;
+    add_user(&app, "ada", "admin").await;
+    let (_dev, _cr, id) = online_device(&app, "A11Y1").await;
+    let b = Browser::start(&format!("a11y-{}", backend_name(backend))).await;
+    login(&b, &app, "ada", PASSWORD).await;
+    let pages = [
+        "/".to_string(),
+        "/devices".into(),
+        "/devices?q=serial%20%3D%20(".into(),
+        format!("/devices/{id}"),
+        "/tasks".into(),
+        "/faults".into(),
+        "/files".into(),
+        "/presets".into(),
+        "/presets/new".into(),
+        "/lines".into(),
+        "/users".into(),
+        "/audit".into(),
+        "/account/password".into(),
+    ];
+    for page in &pages {
+        b.goto(&app.api_url(page)).await;
+        b.find("main h1").await;
+        if page.starts_with("/devices/") {
+            // The tree's first levels and a line form, as a user opens them.
+            b.click_css("#p-Device_ > button").await;
+            b.click_css("#p-Device_DeviceInfo_ > button").await;
+            b.find("#p-Device_DeviceInfo_ProvisioningCode-v").await;
+            b.click_css("#line-1 summary").await;
+        }
+        let bad = b.exec(A11Y_AUDIT, vec![]).await;
+        assert_eq!(bad, serde_json::json!([]), "{page}");
+    }
+    // The keyboard alone: focus the query, type, Enter submits.
+    b.goto(&app.api_url("/devices")).await;
+    let q = b.find("#q").await;
+    b.send_keys(&q, "serial = A11Y1\u{E007}").await;
+    b.wait_text("#total", "1 device").await;
+    b.screenshot("keyboard-search").await;
+}
+
+/// The audit log, oldest first.
+async fn audit_log(app: &TestApp) -> Vec<ferroacs::store::audit::AuditRow> {
+    let store = app.store();
+    let mut rows = tokio::task::spawn_blocking(move || store.list_audit(None, 1000).unwrap())
+        .await
+        .unwrap();
+    rows.reverse();
+    rows
+}
+
+/// An audit entry without who wrote it and with the ids that differ between two devices
+/// and two tasks replaced by placeholders.
+fn normalised(e: &ferroacs::store::audit::AuditRow, ids: &[&str]) -> (String, String, String) {
+    let norm = |s: &str| {
+        let mut s = s.to_string();
+        for id in ids {
+            s = s.replace(id, "DEV");
+        }
+        without_task_ids(&s)
+    };
+    (
+        e.action.clone(),
+        norm(&e.target),
+        norm(e.detail.as_deref().unwrap_or("")),
+    )
+}
+
+/// Replace every run of digits after `task/` by `N` (task ids differ between two tasks).
+fn without_task_ids(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("task/") {
+        out.push_str(&rest[..i + 5]);
+        rest = &rest[i + 5..];
+        let n = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if n > 0 {
+            out.push('N');
+        }
+        rest = &rest[n..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Every console action goes through the use case the API calls: the console action and
+/// the same API call leave the same audit entry, but for the actor.
+async fn console_and_api_leave_the_same_audit_entries(backend: Backend) {
+    use reqwest::Method;
+    let app = TestApp::spawn(backend, console_config).await;
+    add_user(&app, "otto", "operator").await;
+    let (_d1, _cr1, one) = online_device(&app, "AUDIT1").await;
+    let (_d2, _cr2, two) = online_device(&app, "AUDIT2").await;
+    let api = crate::api::Api::new(&app, "operator").await;
+    let admin = crate::api::Api::new(&app, "admin").await;
+    let (_, otto) = Raw::login(&app, "otto", PASSWORD).await;
+    let csrf = otto.csrf().await;
+    let ids = [one.as_str(), two.as_str()];
+
+    // Each step: the console on device one, then the API on device two.
+    let mut compared = 0;
+    let mut check = |log: &[ferroacs::store::audit::AuditRow], what: &str| {
+        let n = log.len();
+        let (console, api_entry) = (&log[n - 2], &log[n - 1]);
+        assert_eq!(console.actor, "user:otto", "{what}: {console:?}");
+        assert!(
+            api_entry.actor.starts_with("token:"),
+            "{what}: {api_entry:?}"
+        );
+        assert_eq!(
+            normalised(console, &ids),
+            normalised(api_entry, &ids),
+            "{what}: the console and the API wrote different entries"
+        );
+        compared += 1;
+    };
+
+    // A task.
+    let form = [("rpc", "Reboot"), ("args", ""), ("_csrf", csrf.as_str())];
+    assert_eq!(
+        otto.post(&format!("/devices/{one}/tasks"), &form, None)
+            .await,
+        200
+    );
+    let (s, task) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/devices/{two}/tasks"),
+            Some(serde_json::json!({"rpc": "Reboot"})),
+        )
+        .await;
+    assert!((200..300).contains(&s), "{s} {task}");
+    let log = audit_log(&app).await;
+    check(&log, "task.create");
+    assert_eq!(log[log.len() - 1].action, "task.create");
+
+    // Its cancellation.
+    let store = app.store();
+    let console_task = tokio::task::spawn_blocking({
+        let (store, one) = (store.clone(), one.clone());
+        move || store.find_tasks(Some(&one), None, None, 1).unwrap()[0].id
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        otto.post(
+            &format!("/tasks/{console_task}/cancel"),
+            &[("_csrf", &csrf)],
+            None
+        )
+        .await,
+        200
+    );
+    let api_task = task["id"].as_i64().unwrap();
+    let (s, _) = api
+        .call(Method::DELETE, &format!("/api/v1/tasks/{api_task}"), None)
+        .await;
+    assert!((200..300).contains(&s), "{s}");
+    check(&audit_log(&app).await, "task.cancel");
+
+    // A tag.
+    let form = [
+        ("action", "tag"),
+        ("ids", one.as_str()),
+        ("tag", "lab"),
+        ("_csrf", csrf.as_str()),
+    ];
+    assert_eq!(otto.post("/devices/bulk", &form, None).await, 200);
+    let (s, _) = api
+        .call(
+            Method::PUT,
+            &format!("/api/v1/devices/{two}/tags/lab"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let log = audit_log(&app).await;
+    check(&log, "device.tag");
+    assert_eq!(log[log.len() - 1].detail.as_deref(), Some("tag=lab"));
+
+    // Removing it.
+    let form = [
+        ("action", "untag"),
+        ("ids", one.as_str()),
+        ("tag", "lab"),
+        ("_csrf", csrf.as_str()),
+    ];
+    assert_eq!(otto.post("/devices/bulk", &form, None).await, 200);
+    let (s, _) = api
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/devices/{two}/tags/lab"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    check(&audit_log(&app).await, "device.untag");
+
+    // A connection request.
+    assert_eq!(
+        otto.post(
+            &format!("/devices/{one}/connection_request"),
+            &[("_csrf", &csrf)],
+            None
+        )
+        .await,
+        200
+    );
+    let (s, _) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/devices/{two}/connection_request"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    check(&audit_log(&app).await, "device.connection_request");
+
+    // A password: the user changes their own, an admin sets it through the API.
+    let form = [
+        ("current", PASSWORD),
+        ("new", "another long password"),
+        ("confirm", "another long password"),
+        ("_csrf", csrf.as_str()),
+    ];
+    assert_eq!(otto.post("/account/password", &form, None).await, 200);
+    let (s, _) = admin
+        .call(
+            Method::PUT,
+            "/api/v1/users/otto/password",
+            Some(serde_json::json!({"password": "a third long password"})),
+        )
+        .await;
+    assert!((200..300).contains(&s), "{s}");
+    check(&audit_log(&app).await, "user.password");
+
+    // A device deleted (the console confirms first).
+    let (_, otto) = Raw::login(&app, "otto", "a third long password").await;
+    let csrf = otto.csrf().await;
+    let form = [
+        ("action", "delete"),
+        ("ids", one.as_str()),
+        ("confirmed", "1"),
+        ("_csrf", csrf.as_str()),
+    ];
+    assert_eq!(otto.post("/devices/bulk", &form, None).await, 200);
+    let (s, _) = api
+        .call(Method::DELETE, &format!("/api/v1/devices/{two}"), None)
+        .await;
+    assert_eq!(s, 204);
+    check(&audit_log(&app).await, "device.delete");
+    assert_eq!(compared, 7);
+}
+
 battery!(
     login_search_open_and_edit,
     bulk_reboot_shows_progress,
     console_refuses_forged_requests,
     upload_push_and_import_lines,
+    console_and_api_leave_the_same_audit_entries,
+    tags_searches_device_edits_presets_faults_users,
+    new_actions_check_role_and_csrf,
+    every_page_is_labelled_and_keyboard_usable,
 );

@@ -60,10 +60,13 @@ async fn loadgen_sessions_all_end_with_204(b: Backend) {
     assert_eq!(p.rec.failed(), 0, "{:?}", p.rec.examples);
     assert!(p.rec.ok >= n as u64, "only {} periodic sessions", p.rec.ok);
     let periodic = p.rec.ok;
-    let l = load(&url, Arrival::Open(40.0), 1.0, Expect::Quiet);
+    // An arrival that finds all 12 devices still in session is the generator's limit (a
+    // loaded machine), not the server's: it sends nothing and is left out here.
+    let l = load(&url, Arrival::Open(12.0), 2.0, Expect::Quiet);
     let (fleet, p) = loadgen::run_load(fleet, &l).await;
-    assert_eq!(p.rec.failed(), 0, "{:?}", p.rec.examples);
-    assert!(p.rec.ok >= 20, "only {} open-loop sessions", p.rec.ok);
+    let busy = p.rec.errors.get("no_idle_device").copied().unwrap_or(0);
+    assert_eq!(p.rec.failed() - busy, 0, "{:?}", p.rec.examples);
+    assert!(p.rec.ok >= 12, "only {} open-loop sessions", p.rec.ok);
     let periodic = periodic + p.rec.ok;
     assert_eq!(p.rec.latencies_us.len() as u64, p.rec.ok);
 

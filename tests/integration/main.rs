@@ -7,14 +7,28 @@ mod support;
 use ferroacs_cpe_sim::{cpe, loadgen};
 
 mod api;
+mod campaign_bench;
 mod campaigns;
+mod cluster;
+mod connreq;
 mod console;
+mod console_campaigns;
+mod console_phones;
+mod credentials;
 mod cwmp;
+mod deploy;
+mod exactly_once;
 
 mod foundation;
+mod gateway;
 mod loadgen_run;
+mod nat;
+mod phones;
+mod schedules;
 mod secrets;
 mod security;
+mod stun;
 mod usecases;
 mod voip;
 mod voip_api;
+mod xmpp;

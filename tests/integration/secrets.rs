@@ -349,6 +349,9 @@ async fn secrets_rest_sealed_and_reach_no_one(b: Backend) {
     // The connection-request password ferroacs gave the device at bootstrap.
     let cr_password = dev.cr_credentials().password;
     assert!(cr_password.len() >= 16, "{cr_password}");
+    // The CWMP password ferroacs issued it (trust on first use).
+    let acs_password = dev.get(&dev.ms("Password")).unwrap().to_string();
+    assert!(acs_password.len() >= 32, "{acs_password}");
     let (line_pw, task_pw, dl_pw, dl_user) = (
         "Line-Secret-4711",
         "Task-Secret-0815",
@@ -413,7 +416,14 @@ async fn secrets_rest_sealed_and_reach_no_one(b: Backend) {
     assert_eq!(t["status"], "done", "{t}");
 
     // Nobody reads a secret back: every role, tasks, lists, audit, device, lines.
-    let secrets = [cr_password.as_str(), line_pw, task_pw, dl_pw, dl_user];
+    let secrets = [
+        cr_password.as_str(),
+        acs_password.as_str(),
+        line_pw,
+        task_pw,
+        dl_pw,
+        dl_user,
+    ];
     let mut shown = Vec::new();
     for api in [&viewer, &admin] {
         for path in [
@@ -550,6 +560,7 @@ battery!(
     connection_request_outcomes_show_nothing_the_target_said,
     a_session_cookie_alone_opens_nothing,
     secrets_rest_sealed_and_reach_no_one,
+    secret_values_are_sealed_and_shown_nowhere,
 );
 
 /// `ferroacs secrets rotate-key` and `reencrypt --forget-previous` on a key file, with a
@@ -656,4 +667,478 @@ fn cli_rotates_the_key_file_and_never_shows_keys() {
         !shown.contains(&two[0]) && shown.contains("[secrets]"),
         "{shown}"
     );
+}
+
+/// A `ferroacs serve` process on a test database, its log (at debug level) captured in a
+/// file and its CWMP trace in a directory, as an operator runs it.
+struct Served {
+    child: std::process::Child,
+    cwmp: u16,
+    api: u16,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn serve(db: &crate::support::TestDb, dir: &std::path::Path, name: &str) -> Served {
+    let (cwmp, api) = (free_port(), free_port());
+    let log = dir.join(format!("{name}.log"));
+    let trace = dir.join("trace");
+    std::fs::create_dir_all(&trace).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_ferroacs"))
+        .arg("serve")
+        .current_dir(dir)
+        .env_clear()
+        .env("FERROACS_DATABASE_URL", &db.url)
+        .env("FERROACS_DATABASE_POOL_SIZE", "4")
+        .env("FERROACS_SECRETS_KEY", &db.key)
+        .env("FERROACS_CWMP_LISTEN", format!("127.0.0.1:{cwmp}"))
+        .env("FERROACS_API_LISTEN", format!("127.0.0.1:{api}"))
+        .env("FERROACS_CWMP_DEFAULT_PASSWORD", "cpe-secret")
+        .env(
+            "FERROACS_API_CONNECTION_REQUEST_ALLOW_NETWORKS",
+            "127.0.0.1/32",
+        )
+        .env("FERROACS_API_CONNECTION_REQUEST_MIN_INTERVAL_MS", "0")
+        .env("FERROACS_FILES_DIR", dir.join("files"))
+        .env("FERROACS_LOG_LEVEL", "debug")
+        .env("FERROACS_LOG_CWMP_TRACE_DIR", &trace)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let served = Served {
+        child,
+        cwmp,
+        api,
+        log,
+    };
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let up = http
+            .get(format!("http://127.0.0.1:{api}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if up {
+            return served;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ferroacs did not start: {}",
+            std::fs::read_to_string(&served.log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+impl Served {
+    fn cwmp_url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.cwmp)
+    }
+
+    fn api(&self, token: &str) -> Api {
+        Api {
+            base: format!("http://127.0.0.1:{}", self.api),
+            token: token.to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// A console session of `user`: the HTML of `paths` (each must answer 200).
+    async fn console_pages(&self, user: &str, password: &str, paths: &[String]) -> Vec<String> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{}", self.api);
+        let res = http
+            .post(format!("{base}/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                serde_urlencoded::to_string([("username", user), ("password", password)]).unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303);
+        let cookie = res
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("ferroacs_session="))
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let mut out = Vec::new();
+        for p in paths {
+            let r = http
+                .get(format!("{base}{p}"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{p}");
+            out.push(r.text().await.unwrap());
+        }
+        out
+    }
+}
+
+/// Open a store on the test database with its key (for raw rows and test set-up).
+fn raw_store(db: &crate::support::TestDb) -> ferroacs::store::Store {
+    let mut cfg = ferroacs::config::Config::default();
+    cfg.database.url = db.url.clone();
+    cfg.database.pool_size = 2;
+    let store = ferroacs::store::Store::open(&cfg.database).unwrap();
+    store.set_keyring(
+        ferroacs::secrets::Keyring::from_hex(std::slice::from_ref(&db.key), "test").unwrap(),
+    );
+    store
+}
+
+/// Preset values, SetParameterValues tasks and CWMP credentials that are secrets, through a
+/// served process: the CPE gets the clear values, and no database row, API answer, console
+/// page, audit entry, CWMP trace or log line holds one. Rows of older versions (clear preset
+/// values, a clear HA1, clear values in what presets did) are sealed at start, by two nodes
+/// starting at once.
+async fn secret_values_are_sealed_and_shown_nowhere(b: Backend) {
+    let db = crate::support::TestDb::new(b);
+    let dir = tempfile::tempdir().unwrap();
+    let node = serve(&db, dir.path(), "first").await;
+    let store = raw_store(&db);
+    let mut tokens = std::collections::BTreeMap::new();
+    for role in ["viewer", "operator", "admin"] {
+        let token = ferroacs::auth::password::generate_token();
+        let (st, hash, r) = (
+            store.clone(),
+            ferroacs::auth::password::hash_token(&token),
+            role.to_string(),
+        );
+        tokio::task::spawn_blocking(move || st.insert_token(&format!("t-{r}"), &hash, &r, 1))
+            .await
+            .unwrap()
+            .unwrap();
+        tokens.insert(role, token);
+    }
+    let st = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let hash = ferroacs::auth::password::hash_password("console-pass-1").unwrap();
+        st.insert_user("eve", &hash, "viewer", 1)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let (viewer, operator, admin) = (
+        node.api(&tokens["viewer"]),
+        node.api(&tokens["operator"]),
+        node.api(&tokens["admin"]),
+    );
+
+    // A device bootstraps with the shared password, then logs in with the one issued to it.
+    let mut dev =
+        Device::synthetic(Root::Igd, "SEALED01", 60).with_acs_credentials("cpe", "cpe-secret");
+    let (_, _cr) = crate::cpe::start_cr_listener(&mut dev).await.unwrap();
+    let rep = dev.run_session(&node.cwmp_url(), &[]).await.unwrap();
+    assert!(rep.ended_cleanly(), "{rep:?}");
+    let rep = dev
+        .run_session(&node.cwmp_url(), &[("2 PERIODIC", "")])
+        .await
+        .unwrap();
+    assert!(rep.ended_cleanly(), "{rep:?}");
+    let id = ferroacs::cwmp::device_id(
+        &dev.identity.oui,
+        &dev.identity.product_class,
+        &dev.identity.serial_number,
+    );
+    let creds = viewer
+        .get(&format!("/api/v1/devices/{id}/credentials"))
+        .await;
+    assert_eq!(creds["state"], "own", "{creds}");
+    let acs_user = dev.get(&dev.ms("Username")).unwrap().to_string();
+    let acs_password = dev.get(&dev.ms("Password")).unwrap().to_string();
+    let realm = ferroacs::config::Config::default().cwmp.realm;
+    let ha1 = ferroacs::auth::digest::ha1(&acs_user, &realm, &acs_password);
+    let cr_password = dev.cr_credentials().password;
+
+    // A preset with a SIP password and a WPA passphrase, and a task with another passphrase.
+    let sip =
+        "InternetGatewayDevice.Services.VoiceService.1.VoiceProfile.1.Line.1.SIP.AuthPassword";
+    let wpa1 = "InternetGatewayDevice.LANDevice.1.WLANConfiguration.1.KeyPassphrase";
+    let wpa2 = "InternetGatewayDevice.LANDevice.1.WLANConfiguration.2.KeyPassphrase";
+    let proxy = "InternetGatewayDevice.Services.VoiceService.1.VoiceProfile.1.SIP.ProxyServer";
+    let (sip_pw, wpa_pw, task_pw) = (
+        "Sip-Preset-7781",
+        "Wpa-Preset-Key-3301",
+        "Task-Wpa-Key-6120",
+    );
+    let (s, p) = operator
+        .call(
+            Method::PUT,
+            "/api/v1/presets/voice",
+            Some(json!({"values": [
+                {"name": sip, "value": sip_pw},
+                {"name": wpa1, "value": wpa_pw},
+                {"name": proxy, "value": "sip.example.net"},
+            ]})),
+        )
+        .await;
+    assert!(s < 300, "{s} {p}");
+    let (s, task) = operator
+        .call(
+            Method::POST,
+            &format!("/api/v1/devices/{id}/tasks"),
+            Some(
+                json!({"rpc": "SetParameterValues", "values": [{"name": wpa2, "value": task_pw}]}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 202, "{task}");
+    let rep = dev
+        .run_session(&node.cwmp_url(), &[("2 PERIODIC", "")])
+        .await
+        .unwrap();
+    assert!(rep.ended_cleanly(), "{rep:?}");
+    assert_eq!(dev.get(sip), Some(sip_pw));
+    assert_eq!(dev.get(wpa1), Some(wpa_pw));
+    assert_eq!(dev.get(wpa2), Some(task_pw));
+    assert_eq!(dev.get(proxy), Some("sip.example.net"));
+    let t = viewer.get(&format!("/api/v1/tasks/{}", task["id"])).await;
+    assert_eq!(t["status"], "done", "{t}");
+
+    // Shown as set, never as the value; given back as shown, it keeps the stored value.
+    let shown = operator.get("/api/v1/presets/voice").await;
+    let values = shown["values"].as_array().unwrap();
+    let of = |n: &str| values.iter().find(|v| v["name"] == n).unwrap()["value"].clone();
+    assert_eq!(
+        (of(sip), of(wpa1), of(proxy)),
+        (json!("***"), json!("***"), json!("sip.example.net"))
+    );
+    let mut again = shown.clone();
+    again["priority"] = json!(5);
+    for k in [
+        "revision",
+        "created_at",
+        "updated_at",
+        "connection_requests",
+    ] {
+        again.as_object_mut().unwrap().remove(k);
+    }
+    let (s, v) = operator
+        .call(Method::PUT, "/api/v1/presets/voice", Some(again.clone()))
+        .await;
+    assert!(s < 300, "{s} {v}");
+    // A new revision goes out again: the device gets the stored value, not the mask.
+    dev.set_value(sip, "changed-on-the-device");
+    let rep = dev
+        .run_session(&node.cwmp_url(), &[("2 PERIODIC", "")])
+        .await
+        .unwrap();
+    assert!(rep.ended_cleanly(), "{rep:?}");
+    assert_eq!(dev.get(sip), Some(sip_pw));
+    // The mask for a secret nothing stored is refused.
+    let mut bad = again.clone();
+    bad["values"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": wpa2, "value": "***"}));
+    let (s, v) = operator
+        .call(Method::PUT, "/api/v1/presets/voice", Some(bad))
+        .await;
+    assert!((400..500).contains(&s), "{s} {v}");
+    assert!(v.to_string().contains("give the secret value"), "{v}");
+
+    let secrets = [
+        sip_pw,
+        wpa_pw,
+        task_pw,
+        acs_password.as_str(),
+        ha1.as_str(),
+        cr_password.as_str(),
+    ];
+    let check = |what: &str, text: &str| {
+        for secret in secrets {
+            assert!(!text.contains(secret), "{secret} in {what}: {text}");
+        }
+    };
+    // API answers, for every role.
+    for api in [&viewer, &operator, &admin] {
+        for path in [
+            "/api/v1/presets".to_string(),
+            "/api/v1/presets/voice".to_string(),
+            format!("/api/v1/devices/{id}/presets"),
+            format!("/api/v1/devices/{id}"),
+            format!("/api/v1/devices/{id}/parameters"),
+            format!("/api/v1/devices/{id}/credentials"),
+            format!("/api/v1/devices/{id}/tasks"),
+            format!("/api/v1/devices/{id}/sessions"),
+            format!("/api/v1/tasks/{}", task["id"]),
+            "/api/v1/tasks".to_string(),
+            "/api/v1/openapi.json".to_string(),
+        ] {
+            let (s, v) = api.call(Method::GET, &path, None).await;
+            assert_eq!(s, 200, "{path}: {v}");
+            check(&path, &v.to_string());
+        }
+    }
+    let applied = viewer.get(&format!("/api/v1/devices/{id}/presets")).await;
+    assert_eq!(applied["applied"][sip]["value"], "***", "{applied}");
+    assert_eq!(
+        applied["applied"][proxy]["value"], "sip.example.net",
+        "{applied}"
+    );
+    let audit = admin.get("/api/v1/audit").await;
+    assert!(audit.to_string().contains("preset.update"), "{audit}");
+    check("audit", &audit.to_string());
+    // Console pages.
+    let pages = node
+        .console_pages(
+            "eve",
+            "console-pass-1",
+            &[
+                "/presets".to_string(),
+                "/presets/voice".to_string(),
+                format!("/devices/{id}"),
+                format!("/devices/{id}/params"),
+                format!("/devices/{id}/tasks"),
+            ],
+        )
+        .await;
+    for page in &pages {
+        check("console", page);
+    }
+    assert!(pages[1].contains("(unchanged)"), "{}", pages[1]);
+
+    // At rest.
+    let (st, i, tid) = (store.clone(), id.clone(), task["id"].as_i64().unwrap());
+    let (preset, state, task_row, device, audit_rows) = tokio::task::spawn_blocking(move || {
+        (
+            st.get_preset("voice").unwrap().unwrap(),
+            st.preset_state(&i).unwrap().unwrap(),
+            st.get_task(tid).unwrap().unwrap(),
+            st.get_device(&i).unwrap().unwrap(),
+            st.list_audit(None, 100).unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    check("presets.spec", &preset.spec);
+    assert!(preset.spec.contains("enc1:") && preset.spec.contains("sip.example.net"));
+    check("device_preset_state", &format!("{state:?}"));
+    check("tasks.args", &task_row.args);
+    let sealed_ha1 = device.cwmp_ha1.clone().unwrap();
+    assert!(sealed_ha1.starts_with("enc1:"), "{sealed_ha1}");
+    check("devices", &format!("{device:?}"));
+    check("audit_events", &format!("{audit_rows:?}"));
+    if b == Backend::Sqlite {
+        let mut bytes = Vec::new();
+        for suffix in ["", "-wal", "-shm"] {
+            if let Ok(b) = std::fs::read(format!(
+                "{}{suffix}",
+                db.url.trim_start_matches("sqlite://")
+            )) {
+                bytes.extend(b);
+            }
+        }
+        assert!(bytes.len() > 10_000);
+        for secret in secrets {
+            assert!(!contains(&bytes, secret), "{secret} in the database files");
+        }
+    }
+
+    // Older versions stored these in clear: the next start seals them (two nodes at once).
+    drop(node);
+    let (st, i) = (store.clone(), id.clone());
+    let clear_spec = json!({"values": [{"name": sip, "value": "Old-Clear-Sip-4242"}]}).to_string();
+    tokio::task::spawn_blocking(move || {
+        let new = ferroacs::store::presets::NewPreset {
+            name: "legacy".into(),
+            filter: String::new(),
+            priority: 9,
+            events: String::new(),
+            spec: clear_spec,
+        };
+        st.put_preset(&new, 2, |_| ferroacs::store::search::Filter::All)
+            .unwrap();
+        use ferroacs::store::sealed::SealedColumn;
+        let sealed = st.get_device(&i).unwrap().unwrap().cwmp_ha1.unwrap();
+        let clear = st
+            .keyring()
+            .open(ferroacs::secrets::purpose::DEVICE_HA1, &sealed)
+            .unwrap();
+        assert!(st
+            .replace_sealed(SealedColumn::DeviceHa1, &i, &sealed, &clear)
+            .unwrap());
+        let mut state = st.preset_state(&i).unwrap().unwrap();
+        state.applied = state.applied.replace("\"***\"", "\"Old-Applied-5151\"");
+        st.save_preset_state(&i, &state, 3).unwrap();
+        // An old version left no mark that they are masked.
+        st.delete_setting("preset_state_secrets_masked").unwrap();
+    })
+    .await
+    .unwrap();
+    let (one, two) = tokio::join!(
+        serve(&db, dir.path(), "second"),
+        serve(&db, dir.path(), "third")
+    );
+    let (st, i) = (store.clone(), id.clone());
+    let (legacy, device, state) = tokio::task::spawn_blocking(move || {
+        (
+            st.get_preset("legacy").unwrap().unwrap(),
+            st.get_device(&i).unwrap().unwrap(),
+            st.preset_state(&i).unwrap().unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(!legacy.spec.contains("Old-Clear-Sip-4242") && legacy.spec.contains("enc1:"));
+    assert!(device.cwmp_ha1.unwrap().starts_with("enc1:"));
+    assert!(
+        !format!("{state:?}").contains("Old-Applied-5151"),
+        "{state:?}"
+    );
+    // The device still logs in with its own credentials, and gets the legacy preset's value.
+    let rep = dev
+        .run_session(&two.cwmp_url(), &[("2 PERIODIC", "")])
+        .await
+        .unwrap();
+    assert!(rep.ended_cleanly(), "{rep:?}");
+    assert_eq!(dev.get(sip), Some("Old-Clear-Sip-4242"));
+
+    // CWMP traces: the operator reads them; the SetParameterValues sent are there, masked.
+    let mut traced = String::new();
+    for e in std::fs::read_dir(dir.path().join("trace")).unwrap() {
+        traced.push_str(&std::fs::read_to_string(e.unwrap().path()).unwrap());
+    }
+    assert!(
+        traced.contains(wpa2) && traced.contains(">***</Value>"),
+        "no masked value traced"
+    );
+    check("CWMP trace", &traced);
+    assert!(!traced.contains("Old-Clear-Sip-4242") && !traced.contains("cpe-secret"));
+    // The server logs, at debug level.
+    drop((one, two));
+    for name in ["first", "second", "third"] {
+        let log = std::fs::read_to_string(dir.path().join(format!("{name}.log"))).unwrap();
+        check("server log", &log);
+        assert!(!log.contains("Old-Clear-Sip-4242"), "{log}");
+    }
 }

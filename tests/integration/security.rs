@@ -717,15 +717,7 @@ async fn a_valid_cpe_logs_in_from_an_address_blocked_by_an_attacker(b: Backend) 
         Err(crate::cpe::SimError::UnexpectedStatus { status, .. }) => assert_eq!(status, 503),
         other => panic!("{other:?}"),
     }
-    let text = app
-        .http()
-        .get(app.api_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert_eq!(
         metric(&text, "ferroacs_cwmp_refused_total{reason=\"auth_failed\"}"),
         3.0

@@ -151,6 +151,7 @@ async fn cli_and_api_write_the_same_audit_entries(b: Backend) {
     let out = cli(&app, &["task", "create", dev, r#"{"rpc":"Reboot"}"#], None);
     let task_id = out.split_whitespace().nth(2).unwrap().to_string();
     cli(&app, &["task", "cancel", &task_id], None);
+    cli(&app, &["device", "reset-credentials", dev], None);
     let csv = scratch.path().join("cli.csv");
     std::fs::write(
         &csv,
@@ -221,6 +222,12 @@ async fn cli_and_api_write_the_same_audit_entries(b: Backend) {
     )
     .await;
     call(Method::DELETE, format!("/api/v1/tasks/{}", t["id"]), None).await;
+    call(
+        Method::DELETE,
+        format!("/api/v1/devices/{dev}/credentials"),
+        None,
+    )
+    .await;
     let res = api
         .http
         .post(format!("{}/api/v1/lines/import", api.base))
@@ -261,6 +268,7 @@ async fn cli_and_api_write_the_same_audit_entries(b: Backend) {
             "device.provision",
             "task.create",
             "task.cancel",
+            "device.credentials_reset",
             "line.import",
             "preset.create",
             "preset.update",
@@ -291,6 +299,7 @@ async fn cli_and_api_write_the_same_audit_entries(b: Backend) {
             "device/#AA#-PC-S<M>",
             "task/#",
             "task/#",
+            "device/#AA#-PC-S<M>",
             "lines",
             "preset/p-<M>",
             "preset/p-<M>",

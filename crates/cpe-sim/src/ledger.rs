@@ -2,7 +2,8 @@
 //! tasks the ACS holds: every task must have been executed exactly once.
 //!
 //! A CPE records each Reboot and Download it accepted (by CommandKey) and each
-//! SetParameterValues, AddObject and DeleteObject it applied (by ParameterKey). After a run
+//! SetParameterValues, AddObject and DeleteObject it applied (by ParameterKey), and each
+//! FactoryReset (with an empty key). After a run
 //! where the server was killed at random moments, [`check`] compares those records with the
 //! tasks the ACS reports done: an execution seen twice for one task is a duplicate (a Reboot
 //! or a Download run twice), a done or pending task never executed is lost.

@@ -8,6 +8,7 @@
 //! HTTP/1.1 client, so a mistake in the server's codec shows up as a disagreement instead of
 //! being mirrored on both sides.
 
+pub mod chaos;
 pub mod cpe;
 pub mod ledger;
 pub mod loadgen;

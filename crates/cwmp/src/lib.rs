@@ -33,6 +33,7 @@ pub mod decode;
 pub mod encode;
 pub mod fault;
 pub mod ids;
+pub mod redact;
 pub mod session;
 pub mod types;
 

@@ -15,6 +15,7 @@
 //! whose target includes such a device fails with a 400 on `target`, naming the device and
 //! the campaign holding it.
 
+pub mod notify;
 pub mod plan;
 pub mod run;
 
@@ -129,6 +130,9 @@ pub struct Target {
     pub devices: Vec<String>,
     /// Device ids never to touch.
     pub exclude: Vec<String>,
+    /// Evaluate the query again each time a wave opens ([`reevaluate`]) instead of
+    /// freezing the members at start (the default).
+    pub reevaluate: bool,
 }
 
 /// One firmware image for one model.
@@ -146,6 +150,25 @@ pub struct Image {
     pub version: Option<String>,
     /// Only devices on one of these versions get the image (empty = any other version).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from_versions: Vec<String>,
+    /// Intermediate images (stepping stones), in upgrade order: a device on a version one
+    /// of them applies from gets that one first, then each following one, then this image,
+    /// every step confirmed by the version the device reports at its next Inform.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Step>,
+}
+
+/// One intermediate image on the way to a model's final image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// A stored file (`POST /api/v1/files`).
+    pub file_id: String,
+    /// The SoftwareVersion the device reports after this step; default: the file's version
+    /// (written into the stored specification when the campaign is created).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The versions this step applies from (at least one).
     pub from_versions: Vec<String>,
 }
 
@@ -167,12 +190,44 @@ impl Image {
     }
 }
 
+/// The firmware one phone model should run (phones provisioned by file fetch).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneImage {
+    /// `polycom`, `yealink`, `grandstream`, `cisco` or `snom`.
+    pub vendor: String,
+    /// The phone model as registered (`vvx400`, `t46u`, ...).
+    pub model: String,
+    /// The firmware file the configuration names (a URL, or a name relative to the
+    /// provisioning URL); written into each phone's own settings (`firmware_file`).
+    pub firmware_file: String,
+    /// The firmware version the phone reports once upgraded (User-Agent or `fw=`).
+    pub version: String,
+    /// Only phones reporting one of these versions are upgraded (empty = any other).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from_versions: Vec<String>,
+}
+
+impl PhoneImage {
+    fn model_key(&self) -> String {
+        format!(
+            "{}/{}",
+            self.vendor.to_ascii_lowercase(),
+            self.model.to_ascii_lowercase()
+        )
+    }
+}
+
 /// What a campaign does to each device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Action {
     /// A firmware image per model; success needs the new SoftwareVersion reported.
     Firmware { images: Vec<Image> },
+    /// Phones (provisioned by file fetch, not TR-069): each started phone's own settings
+    /// name the firmware of its model (`firmware_file`, `firmware_version`); success is
+    /// that version reported by a later fetch of the phone.
+    PhoneFirmware { images: Vec<PhoneImage> },
     /// Any task (config Download, SetParameterValues, Reboot, FactoryReset, Upload, ...);
     /// success = the task is done.
     Task { task: TaskSpec },
@@ -182,7 +237,7 @@ impl Action {
     /// Firmware, reboots and factory resets interrupt service.
     pub fn disruptive(&self) -> bool {
         match self {
-            Action::Firmware { .. } => true,
+            Action::Firmware { .. } | Action::PhoneFirmware { .. } => true,
             Action::Task { task } => matches!(
                 task,
                 TaskSpec::Reboot {} | TaskSpec::FactoryReset {} | TaskSpec::Download { .. }
@@ -239,6 +294,14 @@ pub struct Pacing {
     pub max_starts_per_minute: u64,
     /// A started device that has no verdict after this long is an unconfirmed failure.
     pub confirm_timeout_secs: u64,
+    /// Further attempts per device after a failure that may pass on a later try: no answer
+    /// in time, or a fault the task fault policy retries (not a permanent code; never a
+    /// device that came back on the wrong version). Backoff 1, 2, 4, ... minutes.
+    pub retries: u32,
+    /// Spread the starts evenly over what remains of the open window (or until `end_at`)
+    /// instead of starting as fast as the limits allow; the devices go in the campaign's
+    /// random order, so a window's starts fall at random over the whole window.
+    pub spread: bool,
 }
 
 impl Default for Pacing {
@@ -247,6 +310,8 @@ impl Default for Pacing {
             max_in_flight: 50,
             max_starts_per_minute: 60,
             confirm_timeout_secs: 3600,
+            retries: 0,
+            spread: false,
         }
     }
 }
@@ -311,6 +376,16 @@ pub struct CampaignSpec {
     pub waves: Waves,
     #[serde(default)]
     pub stop_rules: Vec<StopRule>,
+    /// Where to POST the campaign's state changes (see [`notify`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Webhook>,
+}
+
+/// An HTTP(S) URL that receives a JSON POST for every state change of the campaign.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    pub url: String,
 }
 
 impl CampaignSpec {
@@ -334,6 +409,7 @@ impl CampaignSpec {
             success_ratio: self.waves.success_ratio,
             soak_ms: (self.waves.soak_secs as i64).saturating_mul(1000),
             manual_approval: self.waves.manual_approval,
+            spread: self.pacing.spread,
         }
     }
 }
@@ -360,6 +436,159 @@ pub fn compile_windows(spec: &CampaignSpec) -> Result<Vec<CronWindow>> {
 pub struct ResolvedImage {
     pub image: Image,
     pub version: String,
+    /// The versions of `image.steps`, resolved, in order.
+    pub steps: Vec<String>,
+}
+
+impl ResolvedImage {
+    /// Links of the model's upgrade path: the steps, then the final image.
+    pub fn links(&self) -> usize {
+        self.steps.len() + 1
+    }
+
+    /// The version a device reports after link `k` (the last link = the final image).
+    pub fn version_of(&self, k: usize) -> &str {
+        self.steps
+            .get(k)
+            .map_or(self.version.as_str(), |v| v.as_str())
+    }
+
+    /// The first link a device on `current` gets: the step that applies from its version,
+    /// else the final image if it applies from it (an image without `from_versions` applies
+    /// from any version); `None` when nothing does. A device already on the final version
+    /// is compliant (the caller checks that first).
+    pub fn entry(&self, current: &str) -> Option<usize> {
+        if let Some(k) = self
+            .image
+            .steps
+            .iter()
+            .position(|s| s.from_versions.iter().any(|v| v == current))
+        {
+            return Some(k);
+        }
+        let f = &self.image.from_versions;
+        (f.is_empty() || f.iter().any(|v| v == current)).then_some(self.steps.len())
+    }
+}
+
+/// The link of a model's path (of `links`) a member runs now: its own path has `hops`
+/// links, ending with the final image, and `done` of them are confirmed.
+pub fn link_of(links: usize, hops: i32, done: i32) -> usize {
+    let hops = (hops.max(1) as usize).min(links);
+    (links - hops + done.max(0) as usize).min(links - 1)
+}
+
+/// A member's progress along an upgrade path with intermediate images, for people:
+/// "step 2 of 3: 1.5" (the image it runs or waits for next), "3 of 3 steps" once it
+/// succeeded; empty for a path of one image.
+pub fn step_label(m: &MemberRow) -> String {
+    if m.steps <= 1 {
+        return String::new();
+    }
+    if m.state == SUCCEEDED {
+        return format!("{0} of {0} steps", m.steps);
+    }
+    let version = if m.step_version.is_empty() {
+        &m.target_version
+    } else {
+        &m.step_version
+    };
+    format!("step {} of {}: {version}", m.step + 1, m.steps)
+}
+
+/// Check a model's upgrade path (pure): the final image's version and `from_versions`,
+/// and each step's (version, from versions) in order. In this order:
+///
+/// 1. every step applies from at least one version, never from the final version (a
+///    device on it is compliant);
+/// 2. no version is applied from by two links (which one would the device get?);
+/// 3. no cycle: a step never leads to a version that it or an earlier step applies from,
+///    nor to an earlier step's version, nor (before the last step) to the final version;
+/// 4. no unreachable link: each step's version is one the next link applies from (the
+///    final image applies from any version when its `from_versions` is empty).
+///
+/// The error is (field under the image, message).
+pub fn check_path(
+    final_version: &str,
+    final_from: &[String],
+    steps: &[(String, Vec<String>)],
+) -> std::result::Result<(), (String, String)> {
+    let mut applies: BTreeMap<&str, String> = BTreeMap::new();
+    for (j, (_, from)) in steps.iter().enumerate() {
+        if from.is_empty() {
+            return Err((
+                format!("steps[{j}].from_versions"),
+                "give the versions this step applies from (e.g. [\"1.0\"])".into(),
+            ));
+        }
+        for v in from {
+            if v == final_version {
+                return Err((
+                    format!("steps[{j}].from_versions"),
+                    format!("lists {v:?}, the final version: a device on it is already compliant"),
+                ));
+            }
+            if let Some(other) = applies.insert(v, format!("steps[{j}]")) {
+                if other != format!("steps[{j}]") {
+                    return Err((
+                        format!("steps[{j}].from_versions"),
+                        format!(
+                            "{other} already applies from {v:?}: a version may start one step only"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    for v in final_from {
+        if let Some(step) = applies.get(v.as_str()) {
+            return Err((
+                "from_versions".into(),
+                format!("{step} already applies from {v:?}: a device on it gets that step first, so leave {v:?} out here"),
+            ));
+        }
+    }
+    for (j, (version, _)) in steps.iter().enumerate() {
+        for (k, (earlier, from)) in steps[..=j].iter().enumerate() {
+            if from.iter().any(|v| v == version) {
+                return Err((
+                    format!("steps[{j}].version"),
+                    format!(
+                        "leads to {version:?}, which steps[{k}] applies from: the path would loop"
+                    ),
+                ));
+            }
+            if k < j && earlier == version {
+                return Err((
+                    format!("steps[{j}].version"),
+                    format!("leads to {version:?} like steps[{k}]: the path would loop"),
+                ));
+            }
+        }
+        if version == final_version {
+            return Err((
+                format!("steps[{j}].version"),
+                format!("is the final version {version:?}: a step leads to an intermediate version; leave the final image out of the steps"),
+            ));
+        }
+    }
+    for (j, (version, _)) in steps.iter().enumerate() {
+        let (next, next_from) = match steps.get(j + 1) {
+            Some((_, from)) => (format!("steps[{}]", j + 1), from.as_slice()),
+            None => ("the final image".to_string(), final_from),
+        };
+        let reaches = next_from.iter().any(|v| v == version)
+            || (j + 1 == steps.len() && final_from.is_empty());
+        if !reaches {
+            return Err((
+                format!("steps[{j}].version"),
+                format!(
+                    "a device on {version:?} after this step has no next image: {next} does not apply from {version:?}, so it is unreachable from here (add {version:?} to its from_versions)"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Check a spec; every error names the field. Returns the firmware images with their
@@ -401,7 +630,16 @@ pub async fn validate(store: &Store, spec: &CampaignSpec) -> Result<Vec<Resolved
             ))
         }
     }
+    if t.reevaluate && t.query.is_none() {
+        return Err(Error::invalid(
+            "target.reevaluate",
+            "only a query can be evaluated again; a device list is fixed",
+        ));
+    }
     compile_windows(spec)?;
+    if let Some(w) = &spec.webhook {
+        crate::connreq::webhook::check_url(&w.url).map_err(|e| Error::invalid("webhook.url", e))?;
+    }
     if let (Some(s), Some(e)) = (spec.schedule.start_at, spec.schedule.end_at) {
         if e <= s {
             return Err(Error::invalid("schedule.end_at", "must be after start_at"));
@@ -420,6 +658,12 @@ pub async fn validate(store: &Store, spec: &CampaignSpec) -> Result<Vec<Resolved
         return Err(Error::invalid(
             "pacing.confirm_timeout_secs",
             "must be at least 60 (a device needs time to download, reboot and inform)",
+        ));
+    }
+    if spec.pacing.retries > 10 {
+        return Err(Error::invalid(
+            "pacing.retries",
+            "at most 10 further attempts",
         ));
     }
     if !(0.0..=1.0).contains(&spec.waves.success_ratio) {
@@ -480,10 +724,95 @@ pub async fn validate(store: &Store, spec: &CampaignSpec) -> Result<Vec<Resolved
                         "the file has no version; give the SoftwareVersion the device reports after the upgrade",
                     ));
                 }
+                if img.steps.len() > 8 {
+                    return Err(Error::invalid(
+                        format!("action.images[{i}].steps"),
+                        "at most 8 intermediate images",
+                    ));
+                }
+                let mut steps = Vec::with_capacity(img.steps.len());
+                for (j, st) in img.steps.iter().enumerate() {
+                    let fid = st.file_id.clone();
+                    let Some(file) = store.run(move |s| s.get_file(&fid)).await? else {
+                        return Err(Error::invalid(
+                            format!("action.images[{i}].steps[{j}].file_id"),
+                            format!(
+                                "no stored file has id {}; upload it with POST /api/v1/files first",
+                                st.file_id
+                            ),
+                        ));
+                    };
+                    let v = st
+                        .version
+                        .clone()
+                        .filter(|v| !v.is_empty())
+                        .unwrap_or(file.version);
+                    if v.is_empty() {
+                        return Err(Error::invalid(
+                            format!("action.images[{i}].steps[{j}].version"),
+                            "the file has no version; give the SoftwareVersion the device reports after this step",
+                        ));
+                    }
+                    steps.push((v, st.from_versions.clone()));
+                }
+                check_path(&version, &img.from_versions, &steps).map_err(|(field, msg)| {
+                    Error::invalid(format!("action.images[{i}].{field}"), msg)
+                })?;
                 resolved.push(ResolvedImage {
                     image: img.clone(),
                     version,
+                    steps: steps.into_iter().map(|(v, _)| v).collect(),
                 });
+            }
+        }
+        Action::PhoneFirmware { images } => {
+            if images.is_empty() {
+                return Err(Error::invalid(
+                    "action.images",
+                    "give at least one image (vendor, model, firmware_file, version)",
+                ));
+            }
+            let mut seen = std::collections::HashSet::new();
+            for (i, img) in images.iter().enumerate() {
+                let field = |f: &str| format!("action.images[{i}].{f}");
+                if crate::phones::Vendor::parse(&img.vendor).is_none() {
+                    return Err(Error::invalid(
+                        field("vendor"),
+                        format!(
+                            "{:?} is not a phone vendor: polycom, yealink, grandstream, cisco or snom",
+                            img.vendor
+                        ),
+                    ));
+                }
+                if img.model.trim().is_empty() {
+                    return Err(Error::invalid(field("model"), "give the phone model"));
+                }
+                if img.version.trim().is_empty() {
+                    return Err(Error::invalid(
+                        field("version"),
+                        "give the firmware version the phone reports once upgraded",
+                    ));
+                }
+                if img.firmware_file.trim().is_empty() {
+                    return Err(Error::invalid(
+                        field("firmware_file"),
+                        "give the firmware file (a URL or a name relative to the provisioning URL)",
+                    ));
+                }
+                let settings = crate::phones::Settings {
+                    firmware_version: Some(img.version.clone()),
+                    firmware_file: Some(img.firmware_file.clone()),
+                    ..crate::phones::Settings::default()
+                };
+                settings
+                    .validate(None)
+                    .map_err(|(f, m)| Error::invalid(field(&f), m))?;
+                if !seen.insert(img.model_key()) {
+                    return Err(Error::invalid(
+                        field("model"),
+                        format!("{} has an image already", img.model_key()),
+                    ));
+                }
             }
         }
         Action::Task { task } => {
@@ -517,6 +846,10 @@ pub enum Class {
         model: String,
         from: String,
         target: String,
+        /// The version the first image of its path leads to (= `target` without steps).
+        first: String,
+        /// Images on its path, the final one included.
+        hops: i32,
     },
     Compliant {
         model: String,
@@ -527,6 +860,73 @@ pub enum Class {
     },
 }
 
+/// The member row of a device the campaign skips, and why.
+fn skipped_member(
+    campaign_id: i64,
+    d: &DeviceRow,
+    model: &str,
+    seq: i32,
+    now: i64,
+    reason: String,
+) -> MemberRow {
+    MemberRow {
+        campaign_id,
+        device_id: d.id.clone(),
+        model: model.to_string(),
+        wave: 0,
+        seq,
+        state: SKIPPED.into(),
+        attempts: 0,
+        task_id: None,
+        from_version: d.software_version.clone(),
+        target_version: String::new(),
+        started_at: None,
+        finished_at: Some(now),
+        last_error: Some(reason),
+        step: 0,
+        steps: 1,
+        step_version: String::new(),
+    }
+}
+
+/// The pending member row of an eligible device.
+fn pending_member(
+    campaign_id: i64,
+    d: &DeviceRow,
+    c: &Class,
+    wave: i32,
+    seq: i32,
+) -> Option<MemberRow> {
+    let Class::Eligible {
+        model,
+        from,
+        target,
+        first,
+        hops,
+    } = c
+    else {
+        return None;
+    };
+    Some(MemberRow {
+        campaign_id,
+        device_id: d.id.clone(),
+        model: model.clone(),
+        wave,
+        seq,
+        state: PENDING.into(),
+        attempts: 0,
+        task_id: None,
+        from_version: from.clone(),
+        target_version: target.clone(),
+        started_at: None,
+        finished_at: None,
+        last_error: None,
+        step: 0,
+        steps: *hops,
+        step_version: first.clone(),
+    })
+}
+
 /// Classify one device (pure).
 pub fn classify(action: &Action, images: &[ResolvedImage], d: &DeviceRow) -> Class {
     let device_model = format!("{}/{}", d.oui, d.product_class);
@@ -535,6 +935,12 @@ pub fn classify(action: &Action, images: &[ResolvedImage], d: &DeviceRow) -> Cla
             model: device_model,
             from: d.software_version.clone(),
             target: String::new(),
+            first: String::new(),
+            hops: 1,
+        },
+        Action::PhoneFirmware { .. } => Class::Skipped {
+            model: device_model,
+            reason: "not a phone: a phone firmware campaign upgrades phones only".into(),
         },
         Action::Firmware { .. } => {
             let Some(r) = images.iter().find(|r| r.image.matches(d)) else {
@@ -548,26 +954,71 @@ pub fn classify(action: &Action, images: &[ResolvedImage], d: &DeviceRow) -> Cla
             };
             let model = r.image.model_key();
             if d.software_version == r.version {
-                Class::Compliant { model }
-            } else if !r.image.from_versions.is_empty()
-                && !r.image.from_versions.contains(&d.software_version)
-            {
-                Class::Skipped {
-                    model,
-                    reason: format!(
-                        "runs version {:?}, not one the image upgrades from ({})",
-                        d.software_version,
-                        r.image.from_versions.join(", ")
-                    ),
-                }
-            } else {
-                Class::Eligible {
+                return Class::Compliant { model };
+            }
+            match r.entry(&d.software_version) {
+                Some(k) => Class::Eligible {
                     model,
                     from: d.software_version.clone(),
                     target: r.version.clone(),
+                    first: r.version_of(k).to_string(),
+                    hops: (r.links() - k) as i32,
+                },
+                None => {
+                    let from: Vec<&str> = r
+                        .image
+                        .steps
+                        .iter()
+                        .flat_map(|s| s.from_versions.iter())
+                        .chain(r.image.from_versions.iter())
+                        .map(String::as_str)
+                        .collect();
+                    Class::Skipped {
+                        model,
+                        reason: format!(
+                            "runs version {:?}, not one the image upgrades from ({})",
+                            d.software_version,
+                            from.join(", ")
+                        ),
+                    }
                 }
             }
         }
+    }
+}
+
+/// What a phone the store knows (vendor, model, the firmware it last reported) would get
+/// from a phone firmware campaign (pure).
+pub fn classify_phone(images: &[PhoneImage], vendor: &str, model: &str, firmware: &str) -> Class {
+    let key = format!(
+        "{}/{}",
+        vendor.to_ascii_lowercase(),
+        model.to_ascii_lowercase()
+    );
+    let Some(img) = images.iter().find(|i| i.model_key() == key) else {
+        return Class::Skipped {
+            model: key,
+            reason: format!("no image for phone model {vendor} {model}"),
+        };
+    };
+    if firmware == img.version {
+        return Class::Compliant { model: key };
+    }
+    if !img.from_versions.is_empty() && !img.from_versions.iter().any(|v| v == firmware) {
+        return Class::Skipped {
+            model: key,
+            reason: format!(
+                "reports firmware {firmware:?}, not one the image upgrades from ({})",
+                img.from_versions.join(", ")
+            ),
+        };
+    }
+    Class::Eligible {
+        model: key,
+        from: firmware.to_string(),
+        target: img.version.clone(),
+        first: img.version.clone(),
+        hops: 1,
     }
 }
 
@@ -641,9 +1092,35 @@ async fn evaluate(
         found.dedup_by(|a, b| a.id == b.id);
         devices = found;
     }
-    Ok(devices
+    let devices: Vec<DeviceRow> = devices
         .into_iter()
         .filter(|d| !exclude.contains(d.id.as_str()))
+        .collect();
+    if let Action::PhoneFirmware { images } = &spec.action {
+        let ids: Vec<String> = devices
+            .iter()
+            .filter(|d| d.id.starts_with("phone:"))
+            .map(|d| d.id.clone())
+            .collect();
+        let phones: std::collections::HashMap<String, (String, String, String)> = store
+            .run(move |s| s.phones_of_devices(&ids))
+            .await?
+            .into_iter()
+            .map(|p| (p.0, (p.1, p.2, p.3.unwrap_or_default())))
+            .collect();
+        return Ok(devices
+            .into_iter()
+            .map(|d| {
+                let c = match phones.get(&d.id) {
+                    Some((vendor, model, fw)) => classify_phone(images, vendor, model, fw),
+                    None => classify(&spec.action, &[], &d),
+                };
+                (d, c)
+            })
+            .collect());
+    }
+    Ok(devices
+        .into_iter()
         .map(|d| {
             let c = classify(&spec.action, images, &d);
             (d, c)
@@ -706,11 +1183,33 @@ fn overlap_error(o: &[(String, i64)]) -> Error {
 
 /// What a campaign would address, per model, without writing anything.
 pub async fn dry_run(store: &Store, spec: &CampaignSpec) -> Result<DryRun> {
+    Ok(dry_run_resolved(store, spec).await?.0)
+}
+
+async fn dry_run_resolved(
+    store: &Store,
+    spec: &CampaignSpec,
+) -> Result<(DryRun, Vec<ResolvedImage>)> {
     let images = validate(store, spec).await?;
     let classes = evaluate(store, spec, &images).await?;
     let mut out = summarize(spec, &classes);
     out.overlapping = overlapping(store, &classes).await?;
-    Ok(out)
+    Ok((out, images))
+}
+
+/// The spec as stored: every intermediate image names the version it leads to (resolved
+/// from its file when the operator left it out), so the scheduler judges each step
+/// without reading files.
+fn with_step_versions(spec: &CampaignSpec, images: &[ResolvedImage]) -> CampaignSpec {
+    let mut out = spec.clone();
+    if let Action::Firmware { images: imgs } = &mut out.action {
+        for (img, r) in imgs.iter_mut().zip(images) {
+            for (st, v) in img.steps.iter_mut().zip(&r.steps) {
+                st.version = Some(v.clone());
+            }
+        }
+    }
+    out
 }
 
 /// Create a campaign (state `draft`). Refuses a target that matches no device and devices
@@ -721,7 +1220,7 @@ pub async fn create(
     now: i64,
     spec: &CampaignSpec,
 ) -> Result<(CampaignRow, DryRun)> {
-    let dry = dry_run(store, spec).await?;
+    let (dry, images) = dry_run_resolved(store, spec).await?;
     if dry.matching == 0 {
         return Err(Error::invalid("target", "matches no device"));
     }
@@ -731,7 +1230,7 @@ pub async fn create(
     let new = NewCampaign {
         name: spec.name.trim().to_string(),
         state: DRAFT.into(),
-        spec: serde_json::to_string(spec)?,
+        spec: serde_json::to_string(&with_step_versions(spec, &images))?,
         created_by: actor.to_string(),
         created_at: now,
         updated_at: now,
@@ -741,9 +1240,13 @@ pub async fn create(
         dry.matching, dry.eligible, dry.compliant
     );
     let actor = actor.to_string();
+    let hooked = spec.webhook.is_some();
     let row = store
         .run(move |s| {
             let row = s.insert_campaign(&new, &detail)?;
+            if hooked {
+                s.add_campaign_webhook(row.id)?;
+            }
             s.audit(
                 now,
                 &actor,
@@ -767,6 +1270,19 @@ pub fn spec_of(row: &CampaignRow) -> Result<CampaignSpec> {
 /// member state, count).
 pub async fn active_counts(store: &Store) -> Result<Vec<(i64, String, String, String, i64)>> {
     store.run(|s| s.active_campaign_counts()).await
+}
+
+/// Member counts per state of each of `ids` (campaign id -> state -> count).
+pub async fn counts_of(
+    store: &Store,
+    ids: Vec<i64>,
+) -> Result<BTreeMap<i64, BTreeMap<String, i64>>> {
+    let rows = store.run(move |s| s.member_counts_of(&ids)).await?;
+    let mut out: BTreeMap<i64, BTreeMap<String, i64>> = BTreeMap::new();
+    for (id, state, n) in rows {
+        *out.entry(id).or_default().entry(state).or_default() += n;
+    }
+    Ok(out)
 }
 
 /// Whether `node` holds the scheduler lease now.
@@ -865,28 +1381,7 @@ pub async fn start(store: &Store, actor: &str, now: i64, id: i64) -> Result<Camp
     let waves = plan::wave_of_each(&dry.waves);
     let mut members = Vec::with_capacity(classes.len());
     for (seq, ((d, c), wave)) in eligible.iter().zip(waves.iter()).enumerate() {
-        if let Class::Eligible {
-            model,
-            from,
-            target,
-        } = c
-        {
-            members.push(MemberRow {
-                campaign_id: id,
-                device_id: d.id.clone(),
-                model: model.clone(),
-                wave: *wave,
-                seq: seq as i32,
-                state: PENDING.into(),
-                attempts: 0,
-                task_id: None,
-                from_version: from.clone(),
-                target_version: target.clone(),
-                started_at: None,
-                finished_at: None,
-                last_error: None,
-            });
-        }
+        members.extend(pending_member(id, d, c, *wave, seq as i32));
     }
     let mut seq = members.len() as i32;
     for (d, c) in &classes {
@@ -895,21 +1390,7 @@ pub async fn start(store: &Store, actor: &str, now: i64, id: i64) -> Result<Camp
             Class::Compliant { model } => (model, "already compliant".to_string()),
             Class::Skipped { model, reason } => (model, reason.clone()),
         };
-        members.push(MemberRow {
-            campaign_id: id,
-            device_id: d.id.clone(),
-            model: model.clone(),
-            wave: 0,
-            seq,
-            state: SKIPPED.into(),
-            attempts: 0,
-            task_id: None,
-            from_version: d.software_version.clone(),
-            target_version: String::new(),
-            started_at: None,
-            finished_at: Some(now),
-            last_error: Some(reason),
-        });
+        members.push(skipped_member(id, d, model, seq, now, reason));
         seq += 1;
     }
     let update = CampaignUpdate {
@@ -952,6 +1433,103 @@ pub async fn start(store: &Store, actor: &str, now: i64, id: i64) -> Result<Camp
         )));
     }
     load(store, id).await
+}
+
+/// A wave opened on a campaign with `target.reevaluate`: evaluate the query again. Devices
+/// that match now and are not members yet join the campaign's last wave (eligible ones
+/// pending, in the campaign's random order; compliant, unmatched models and devices held by
+/// another running or paused campaign as skipped, with the reason); pending members of waves
+/// from `wave` on that no longer match, or are no longer eligible, are skipped with the
+/// reason. Started and finished members are never touched. Returns (joined, dropped).
+pub async fn reevaluate(
+    store: &Store,
+    spec: &CampaignSpec,
+    id: i64,
+    wave: i32,
+    now: i64,
+) -> Result<(usize, usize)> {
+    use std::collections::HashMap;
+    let images = validate(store, spec).await?;
+    let classes = evaluate(store, spec, &images).await?;
+    let index = store.run(move |s| s.member_index(id)).await?;
+    let last_wave = index
+        .iter()
+        .filter(|r| r.1 != SKIPPED)
+        .map(|r| r.2)
+        .max()
+        .unwrap_or(wave)
+        .max(wave);
+    let mut seq = index.iter().map(|r| r.3).max().unwrap_or(-1) + 1;
+    let known: HashMap<&str, (&str, i32)> = index
+        .iter()
+        .map(|(d, st, w, _)| (d.as_str(), (st.as_str(), *w)))
+        .collect();
+    let now_class: HashMap<&str, &Class> =
+        classes.iter().map(|(d, c)| (d.id.as_str(), c)).collect();
+    let mut dropped: Vec<(String, String)> = Vec::new();
+    for (d, (st, w)) in &known {
+        if *st != PENDING || *w < wave {
+            continue;
+        }
+        let why = match now_class.get(d) {
+            None => "no longer matches the target query".to_string(),
+            Some(Class::Eligible { .. }) => continue,
+            Some(Class::Compliant { .. }) => "already compliant".to_string(),
+            Some(Class::Skipped { reason, .. }) => reason.clone(),
+        };
+        dropped.push((d.to_string(), why));
+    }
+    let mut fresh: Vec<(&DeviceRow, &Class)> = classes
+        .iter()
+        .filter(|(d, _)| !known.contains_key(d.id.as_str()))
+        .map(|(d, c)| (d, c))
+        .collect();
+    fresh.sort_by_key(|(d, _)| shuffle_key(id, &d.id));
+    let ids: Vec<String> = fresh
+        .iter()
+        .filter(|(_, c)| matches!(c, Class::Eligible { .. }))
+        .map(|(d, _)| d.id.clone())
+        .collect();
+    let busy: HashMap<String, i64> = store
+        .run(move |s| s.devices_in_active_campaigns(&ids))
+        .await?
+        .into_iter()
+        .collect();
+    let mut added = Vec::with_capacity(fresh.len());
+    let mut joined = 0;
+    for (d, c) in fresh {
+        let skip = |model: &String, reason: String| skipped_member(id, d, model, seq, now, reason);
+        added.push(match c {
+            Class::Eligible { model, .. } if busy.contains_key(&d.id) => skip(
+                model,
+                format!(
+                    "in campaign {}, which is running or paused",
+                    busy.get(&d.id).copied().unwrap_or_default()
+                ),
+            ),
+            Class::Eligible { model, .. } => match pending_member(id, d, c, last_wave, seq) {
+                Some(row) => {
+                    joined += 1;
+                    row
+                }
+                None => skip(model, "not eligible".into()),
+            },
+            Class::Compliant { model } => skip(model, "already compliant".into()),
+            Class::Skipped { model, reason } => skip(model, reason.clone()),
+        });
+        seq += 1;
+    }
+    let detail = format!(
+        "target query evaluated again for wave {wave}: {joined} device(s) joined wave {last_wave}, \
+         {} new device(s) skipped, {} pending device(s) dropped",
+        added.len() - joined,
+        dropped.len()
+    );
+    let n_dropped = dropped.len();
+    store
+        .run(move |s| s.rejoin_members(id, &added, &dropped, wave, &detail, now))
+        .await?;
+    Ok((joined, n_dropped))
 }
 
 /// One state change of a campaign by an operator (or the scheduler), audited.
@@ -1010,9 +1588,9 @@ pub async fn replace_action(
         ));
     }
     spec.action = action;
-    validate(store, &spec).await?;
+    let images = validate(store, &spec).await?;
     let update = CampaignUpdate {
-        spec: Some(serde_json::to_string(&spec)?),
+        spec: Some(serde_json::to_string(&with_step_versions(&spec, &images))?),
         updated_at: Some(now),
         ..CampaignUpdate::default()
     };
@@ -1257,6 +1835,7 @@ pub async fn reverse(store: &Store, actor: &str, now: i64, id: i64) -> Result<Ca
             file_id: file.id.clone(),
             version: Some(from.clone()),
             from_versions: Vec::new(),
+            steps: Vec::new(),
         });
     }
     let rev = CampaignSpec {
@@ -1265,6 +1844,7 @@ pub async fn reverse(store: &Store, actor: &str, now: i64, id: i64) -> Result<Ca
             query: None,
             devices: upgraded.into_iter().map(|m| m.device_id).collect(),
             exclude: Vec::new(),
+            reevaluate: false,
         },
         action: Action::Firmware { images: back },
         ..spec.clone()
@@ -1324,4 +1904,163 @@ pub async fn progress(store: &Store, row: &CampaignRow, now: i64) -> Result<Prog
         rate_per_minute: rate,
         eta,
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod path_tests {
+    use super::*;
+
+    fn v(xs: &[&str]) -> Vec<String> {
+        xs.iter().map(|x| x.to_string()).collect()
+    }
+
+    fn step(version: &str, from: &[&str]) -> (String, Vec<String>) {
+        (version.to_string(), v(from))
+    }
+
+    /// 0.9 → 1.2 → 1.5 → 2.0; 1.0 enters at the 1.5 step, 1.6 gets 2.0 at once.
+    fn resolved() -> ResolvedImage {
+        ResolvedImage {
+            image: Image {
+                oui: "0A0001".into(),
+                product_class: "GwA".into(),
+                hardware_version: None,
+                file_id: "f20".into(),
+                version: Some("2.0".into()),
+                from_versions: v(&["1.5", "1.6"]),
+                steps: vec![
+                    Step {
+                        file_id: "f12".into(),
+                        version: Some("1.2".into()),
+                        from_versions: v(&["0.9"]),
+                    },
+                    Step {
+                        file_id: "f15".into(),
+                        version: Some("1.5".into()),
+                        from_versions: v(&["1.0", "1.2"]),
+                    },
+                ],
+            },
+            version: "2.0".into(),
+            steps: v(&["1.2", "1.5"]),
+        }
+    }
+
+    #[test]
+    fn a_device_enters_the_path_at_the_step_that_applies_from_its_version() {
+        let r = resolved();
+        assert_eq!(r.links(), 3);
+        assert_eq!(r.entry("0.9"), Some(0));
+        assert_eq!(r.entry("1.0"), Some(1));
+        assert_eq!(r.entry("1.2"), Some(1));
+        assert_eq!(r.entry("1.6"), Some(2));
+        assert_eq!(r.entry("0.1"), None);
+        assert_eq!(r.version_of(0), "1.2");
+        assert_eq!(r.version_of(2), "2.0");
+        // A device entering at link 1 has 2 images on its path; after one it is on the last.
+        assert_eq!(link_of(3, 2, 0), 1);
+        assert_eq!(link_of(3, 2, 1), 2);
+        assert_eq!(link_of(3, 3, 0), 0);
+        // Rows written before paths existed (1 of 1) run the final image; nothing overflows.
+        assert_eq!(link_of(1, 1, 0), 0);
+        assert_eq!(link_of(2, 9, 9), 1);
+        assert_eq!(link_of(2, 0, -1), 1);
+    }
+
+    #[test]
+    fn upgrade_paths_are_checked_for_cycles_ambiguity_and_unreachable_steps() {
+        let ok = [step("1.2", &["0.9"]), step("1.5", &["1.0", "1.2"])];
+        assert_eq!(check_path("2.0", &v(&["1.5"]), &ok), Ok(()));
+        // The final image may apply from any version.
+        assert_eq!(check_path("2.0", &[], &ok), Ok(()));
+        let field = |r: std::result::Result<(), (String, String)>| r.unwrap_err().0;
+        // A step applying from nothing.
+        assert_eq!(
+            field(check_path("2.0", &[], &[step("1.5", &[])])),
+            "steps[0].from_versions"
+        );
+        // Loops: back to a version it or an earlier step applies from, two steps to one
+        // version, a step to the final version.
+        let (f, msg) =
+            check_path("2.0", &[], &[step("1.5", &["1.0"]), step("1.0", &["1.5"])]).unwrap_err();
+        assert_eq!(f, "steps[1].version");
+        assert!(msg.contains("loop"), "{msg}");
+        assert_eq!(
+            field(check_path("2.0", &[], &[step("1.0", &["1.0"])])),
+            "steps[0].version"
+        );
+        assert_eq!(
+            field(check_path(
+                "2.0",
+                &[],
+                &[step("1.5", &["1.0"]), step("1.5", &["1.2"])]
+            )),
+            "steps[1].version"
+        );
+        assert_eq!(
+            field(check_path("2.0", &[], &[step("2.0", &["1.0"])])),
+            "steps[0].version"
+        );
+        assert_eq!(
+            field(check_path("2.0", &[], &[step("1.5", &["2.0"])])),
+            "steps[0].from_versions"
+        );
+        // Two links applying from one version.
+        assert_eq!(
+            field(check_path(
+                "2.0",
+                &[],
+                &[step("1.2", &["1.0"]), step("1.5", &["1.0", "1.2"])]
+            )),
+            "steps[1].from_versions"
+        );
+        assert_eq!(
+            field(check_path(
+                "2.0",
+                &v(&["1.0", "1.5"]),
+                &[step("1.5", &["1.0"])]
+            )),
+            "from_versions"
+        );
+        // Unreachable: the next link does not apply from where a step leads.
+        let (f, msg) =
+            check_path("2.0", &[], &[step("1.2", &["1.0"]), step("1.5", &["1.1"])]).unwrap_err();
+        assert_eq!(f, "steps[0].version");
+        assert!(msg.contains("unreachable"), "{msg}");
+        assert_eq!(
+            field(check_path("2.0", &v(&["1.6"]), &[step("1.5", &["1.0"])])),
+            "steps[0].version"
+        );
+    }
+
+    #[test]
+    fn step_progress_reads_for_people() {
+        let mut m = MemberRow {
+            campaign_id: 1,
+            device_id: "d".into(),
+            model: "m".into(),
+            wave: 0,
+            seq: 0,
+            state: IN_PROGRESS.into(),
+            attempts: 1,
+            task_id: None,
+            from_version: "1.0".into(),
+            target_version: "2.0".into(),
+            started_at: None,
+            finished_at: None,
+            last_error: None,
+            step: 0,
+            steps: 2,
+            step_version: "1.5".into(),
+        };
+        assert_eq!(step_label(&m), "step 1 of 2: 1.5");
+        m.step = 1;
+        m.step_version = "2.0".into();
+        assert_eq!(step_label(&m), "step 2 of 2: 2.0");
+        m.state = SUCCEEDED.into();
+        assert_eq!(step_label(&m), "2 of 2 steps");
+        m.steps = 1;
+        assert_eq!(step_label(&m), "");
+    }
 }

@@ -79,8 +79,11 @@ pub struct DeviceView {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemberView {
     pub started_at: i64,
-    /// Expected SoftwareVersion for firmware; empty for other actions.
+    /// Expected SoftwareVersion for firmware (of the image it runs now); empty for other
+    /// actions.
     pub target_version: String,
+    /// It runs an intermediate image: reaching `target_version` is a step, not the end.
+    pub intermediate: bool,
 }
 
 /// The verdict on a started device.
@@ -89,6 +92,9 @@ pub enum Verdict {
     /// Not decided yet.
     Wait,
     Succeeded,
+    /// An intermediate image is confirmed: the device goes on with the next image of its
+    /// upgrade path.
+    StepDone,
     /// Fault, or the device came back on another version.
     FailedConfirmed(String),
     /// No answer within the confirmation timeout.
@@ -101,7 +107,9 @@ pub enum Verdict {
 /// device reports the expected SoftwareVersion. A device that rebooted, or informed again,
 /// after the transfer and still reports another version has failed (confirmed). A task that
 /// expired, or no verdict within `timeout_ms` of the start, is an unconfirmed failure. Other
-/// actions succeed when their task is done.
+/// actions succeed when their task is done. An intermediate image confirmed the same way is
+/// a step done: the device is judged again on the next image, so a failure at any step
+/// counts once.
 pub fn judge(
     m: &MemberView,
     task: Option<&TaskView>,
@@ -130,7 +138,11 @@ pub fn judge(
                 return Verdict::FailedUnconfirmed("the device was deleted".into());
             };
             if d.software_version == m.target_version {
-                return Verdict::Succeeded;
+                return if m.intermediate {
+                    Verdict::StepDone
+                } else {
+                    Verdict::Succeeded
+                };
             }
             let finished = task.finished_at.unwrap_or(m.started_at);
             let rebooted = d.last_boot.is_some_and(|b| b >= m.started_at);
@@ -154,6 +166,77 @@ pub fn judge(
             timeout_ms / 1000
         )),
         _ => Verdict::Wait,
+    }
+}
+
+/// What a started phone fetched since its start (served fetches only).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PhoneFetches {
+    pub first: Option<i64>,
+    pub last: Option<i64>,
+    /// The firmware the latest fetch reporting one reported.
+    pub firmware: Option<String>,
+}
+
+/// A phone's fetches that far apart belong to different boots: the first fetch after the
+/// start picks up the configuration naming the new firmware (the phone still runs the old
+/// one), the phone installs it and reboots, and its next boot's fetch reports the version.
+pub const PHONE_SETTLE_MS: i64 = 5 * 60_000;
+
+/// Judge a started phone of a phone firmware campaign.
+///
+/// A fetch since the start reporting the expected version = success. A fetch at least
+/// [`PHONE_SETTLE_MS`] after the first one since the start still reporting another version
+/// = the phone came back on the old firmware (confirmed). No verdict within `timeout_ms` of
+/// the start = unconfirmed.
+pub fn judge_phone(
+    started_at: i64,
+    target_version: &str,
+    f: &PhoneFetches,
+    timeout_ms: i64,
+    now: i64,
+) -> Verdict {
+    match (&f.firmware, f.first, f.last) {
+        (Some(v), _, Some(_)) if v == target_version => return Verdict::Succeeded,
+        (Some(v), Some(first), Some(last)) if last >= first + PHONE_SETTLE_MS => {
+            return Verdict::FailedConfirmed(format!(
+                "the phone fetched its configuration again and reports firmware {v:?}, expected {target_version:?}"
+            ))
+        }
+        _ => {}
+    }
+    if now >= started_at.saturating_add(timeout_ms) {
+        Verdict::FailedUnconfirmed(match f.first {
+            None => format!(
+                "the phone did not fetch its configuration within {} s of the start",
+                timeout_ms / 1000
+            ),
+            Some(_) => format!(
+                "the phone fetched its configuration but did not report firmware {target_version:?} in time"
+            ),
+        })
+    } else {
+        Verdict::Wait
+    }
+}
+
+/// Whether a failed device is tried again: attempts left, and a failure a later try may
+/// mend — no answer in time, or a task fault the task fault policy retries
+/// (`CwmpFault::is_permanent` is false). A device that came back on the wrong version is a
+/// verdict on the image, never retried.
+pub fn retry(verdict: &Verdict, task: Option<&TaskView>, attempts: i32, retries: u32) -> bool {
+    if attempts < 1 || attempts as u32 > retries {
+        return false;
+    }
+    match verdict {
+        Verdict::FailedUnconfirmed(_) => true,
+        Verdict::FailedConfirmed(_) => task.is_some_and(|t| {
+            t.status == "fault"
+                && t.fault_code.is_some_and(|c| {
+                    !crate::cwmp::CwmpFault::new(c.max(0) as u32, "").is_permanent()
+                })
+        }),
+        _ => false,
     }
 }
 
@@ -229,6 +312,8 @@ pub struct Snapshot {
     /// Pending devices in the current and earlier waves.
     pub startable: u64,
     pub window_open: bool,
+    /// When the open window closes (or the end time comes, if sooner); `None` = no end.
+    pub window_closes_at: Option<i64>,
     pub end_at: Option<i64>,
     pub awaiting_approval: bool,
     /// A stop rule's reason, if one is broken.
@@ -243,6 +328,9 @@ pub struct PacingLimits {
     pub success_ratio: f64,
     pub soak_ms: i64,
     pub manual_approval: bool,
+    /// Spread the starts over what remains of the window instead of starting as fast as
+    /// the limits allow.
+    pub spread: bool,
 }
 
 /// What the scheduler does next for a running campaign.
@@ -260,6 +348,20 @@ pub enum Decision {
     Start(u64),
     /// Nothing to do now.
     Idle,
+}
+
+/// Starts allowed per minute now: the campaign's limit, or with `spread` (and a window or
+/// end time that closes) just enough to start the startable devices evenly over the time
+/// left — the order being the campaign's stable shuffle, a window's starts fall at random
+/// over the whole window instead of all at its opening.
+pub fn per_minute(s: &Snapshot, p: &PacingLimits) -> u64 {
+    let Some(closes) = s.window_closes_at.filter(|_| p.spread) else {
+        return p.max_starts_per_minute;
+    };
+    let minutes_left = ((closes - s.now).max(0) as u64).div_ceil(60_000).max(1);
+    s.startable
+        .div_ceil(minutes_left)
+        .clamp(1, p.max_starts_per_minute.max(1))
 }
 
 /// Decide the next step of a running campaign. Order: stop rules, end time, wave end (ratio,
@@ -314,14 +416,49 @@ pub fn decide(s: &Snapshot, p: &PacingLimits) -> Decision {
         return Decision::Idle;
     }
     let room = p.max_in_flight.saturating_sub(s.in_flight);
-    let rate = p
-        .max_starts_per_minute
-        .saturating_sub(s.started_last_minute);
+    let rate = per_minute(s, p).saturating_sub(s.started_last_minute);
     let n = s.startable.min(room).min(rate);
     if n == 0 {
         Decision::Idle
     } else {
         Decision::Start(n)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod retry_tests {
+    use super::*;
+
+    fn fault(code: i32) -> TaskView {
+        TaskView {
+            status: "fault".into(),
+            fault_code: Some(code),
+            fault_string: None,
+            finished_at: Some(0),
+        }
+    }
+
+    #[test]
+    fn transient_failures_are_retried_until_the_attempts_run_out() {
+        let conf = Verdict::FailedConfirmed("fault".into());
+        let unconf = Verdict::FailedUnconfirmed("no answer".into());
+        // 9010 (download failure) may pass later; 9003 (invalid arguments) never will.
+        assert!(retry(&conf, Some(&fault(9010)), 1, 2));
+        assert!(retry(&conf, Some(&fault(9010)), 2, 2));
+        assert!(!retry(&conf, Some(&fault(9010)), 3, 2));
+        assert!(!retry(&conf, Some(&fault(9003)), 1, 2));
+        assert!(retry(&unconf, None, 1, 1));
+        assert!(!retry(&unconf, None, 1, 0));
+        // Back on the old version: the image is at fault, not luck.
+        let done = TaskView {
+            status: "done".into(),
+            fault_code: None,
+            fault_string: None,
+            finished_at: Some(0),
+        };
+        assert!(!retry(&conf, Some(&done), 1, 5));
+        assert!(!retry(&Verdict::Succeeded, Some(&done), 1, 5));
     }
 }
 
@@ -394,6 +531,7 @@ mod tests {
         let m = MemberView {
             started_at: 1000,
             target_version: "2.0".into(),
+            intermediate: false,
         };
         let t = 60_000;
         // Still running, then overdue.
@@ -468,6 +606,93 @@ mod tests {
     }
 
     #[test]
+    fn an_intermediate_image_confirmed_is_a_step_and_its_failure_a_failure() {
+        let m = MemberView {
+            started_at: 1000,
+            target_version: "1.5".into(),
+            intermediate: true,
+        };
+        let t = 60_000;
+        // Reports the stepping stone's version: a step, not success.
+        assert_eq!(
+            judge(
+                &m,
+                Some(&task("done", Some(5000))),
+                Some(&dev("1.5", 4900, Some(4900))),
+                true,
+                t,
+                5000
+            ),
+            Verdict::StepDone
+        );
+        // Back on the old version after the step's reboot: the device failed (once).
+        assert!(matches!(
+            judge(
+                &m,
+                Some(&task("done", Some(5000))),
+                Some(&dev("1.0", 4900, Some(4900))),
+                true,
+                t,
+                5000
+            ),
+            Verdict::FailedConfirmed(r) if r.contains("1.5")
+        ));
+        // Not yet reported: wait.
+        assert_eq!(
+            judge(
+                &m,
+                Some(&task("done", Some(5000))),
+                Some(&dev("1.0", 900, None)),
+                true,
+                t,
+                6000
+            ),
+            Verdict::Wait
+        );
+        // A step is no failure: never retried.
+        assert!(!retry(&Verdict::StepDone, None, 1, 5));
+    }
+
+    #[test]
+    fn a_phone_is_confirmed_by_the_firmware_a_later_fetch_reports() {
+        let t = 3_600_000;
+        let at = |first: Option<i64>, last: Option<i64>, fw: Option<&str>| PhoneFetches {
+            first,
+            last,
+            firmware: fw.map(str::to_string),
+        };
+        // No fetch yet: wait, then unconfirmed.
+        assert_eq!(
+            judge_phone(0, "2.0", &at(None, None, None), t, 1000),
+            Verdict::Wait
+        );
+        assert!(matches!(
+            judge_phone(0, "2.0", &at(None, None, None), t, t),
+            Verdict::FailedUnconfirmed(r) if r.contains("did not fetch")
+        ));
+        // The fetch picking up the new configuration still reports the old firmware.
+        let picked = at(Some(1000), Some(2000), Some("1.0"));
+        assert_eq!(judge_phone(0, "2.0", &picked, t, 3000), Verdict::Wait);
+        // Back after the upgrade's reboot on the new version.
+        let upgraded = at(Some(1000), Some(400_000), Some("2.0"));
+        assert_eq!(
+            judge_phone(0, "2.0", &upgraded, t, 400_000),
+            Verdict::Succeeded
+        );
+        // Back on the old one: confirmed.
+        let back = at(Some(1000), Some(1000 + PHONE_SETTLE_MS), Some("1.0"));
+        assert!(matches!(
+            judge_phone(0, "2.0", &back, t, 400_000),
+            Verdict::FailedConfirmed(r) if r.contains("1.0")
+        ));
+        // Fetched but never reported a version later: unconfirmed at the timeout.
+        assert!(matches!(
+            judge_phone(0, "2.0", &picked, t, t),
+            Verdict::FailedUnconfirmed(r) if r.contains("in time")
+        ));
+    }
+
+    #[test]
     fn stop_rules_count_confirmed_and_unconfirmed_apart() {
         use Outcome::*;
         let window = StopRule {
@@ -523,6 +748,7 @@ mod tests {
             started_last_minute: 0,
             startable: 10,
             window_open: true,
+            window_closes_at: None,
             end_at: None,
             awaiting_approval: false,
             stop: None,
@@ -535,7 +761,57 @@ mod tests {
         success_ratio: 0.9,
         soak_ms: 60_000,
         manual_approval: false,
+        spread: false,
     };
+
+    #[test]
+    fn spread_starts_evenly_over_what_remains_of_the_window() {
+        let spread = PacingLimits {
+            max_in_flight: 1000,
+            max_starts_per_minute: 50,
+            spread: true,
+            ..LIMITS
+        };
+        // 600 devices, 60 minutes left: 10 a minute.
+        let s = Snapshot {
+            startable: 600,
+            window_closes_at: Some(100_000 + 3_600_000),
+            ..snap()
+        };
+        assert_eq!(per_minute(&s, &spread), 10);
+        assert_eq!(decide(&s, &spread), Decision::Start(10));
+        // Some started this minute already: the rest of the minute's share.
+        let s2 = Snapshot {
+            started_last_minute: 7,
+            ..s.clone()
+        };
+        assert_eq!(decide(&s2, &spread), Decision::Start(3));
+        // Never above the campaign's limit, at least one a minute, and the last
+        // minute takes what is left (up to the limit).
+        let crowded = Snapshot {
+            startable: 100_000,
+            ..s.clone()
+        };
+        assert_eq!(per_minute(&crowded, &spread), 50);
+        let few = Snapshot {
+            startable: 3,
+            ..s.clone()
+        };
+        assert_eq!(per_minute(&few, &spread), 1);
+        let closing = Snapshot {
+            startable: 30,
+            window_closes_at: Some(100_000 + 20_000),
+            ..s.clone()
+        };
+        assert_eq!(per_minute(&closing, &spread), 30);
+        // Without spread, or with nothing that closes, the limit applies.
+        assert_eq!(per_minute(&s, &LIMITS), 6);
+        let open_ended = Snapshot {
+            window_closes_at: None,
+            ..s
+        };
+        assert_eq!(per_minute(&open_ended, &spread), 50);
+    }
 
     #[test]
     fn pacing_respects_in_flight_and_rate() {

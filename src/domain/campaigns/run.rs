@@ -7,13 +7,14 @@ use std::collections::HashMap;
 
 use super::plan::{self, DeviceView, MemberView, Snapshot, TaskView, Verdict, WaveCounts};
 use super::{
-    compile_windows, spec_of, Action, CampaignSpec, Outcome, Wake, COMPLETED, FAILED_CONFIRMED,
-    FAILED_UNCONFIRMED, IN_PROGRESS, PAUSED, PENDING, RUNNING, SKIPPED, SUCCEEDED,
+    compile_windows, spec_of, Action, CampaignSpec, Image, Outcome, Wake, COMPLETED,
+    FAILED_CONFIRMED, FAILED_UNCONFIRMED, IN_PROGRESS, PAUSED, PENDING, RUNNING, SKIPPED,
+    SUCCEEDED,
 };
 use crate::domain::services::Services;
 use crate::domain::tasks::{self, TaskSpec};
 use crate::error::{Error, Result};
-use crate::store::campaigns::{CampaignRow, CampaignUpdate, MemberFinish};
+use crate::store::campaigns::{CampaignRow, CampaignUpdate, MemberFinish, MemberRow};
 use crate::store::tasks::{NewTask, TaskUpdate};
 use crate::store::Store;
 
@@ -36,6 +37,10 @@ pub async fn advance(store: &Store, services: &Services, now: i64, id: i64) -> R
         .await?
         .ok_or_else(|| Error::not_found(format!("campaign {id}")))?;
     let spec = spec_of(&row)?;
+    if matches!(spec.action, Action::PhoneFirmware { .. }) {
+        // Phones are judged by what they fetched: the fetches still in memory first.
+        crate::domain::phones::settle_fetch_log_quietly(store, &services.phones).await;
+    }
     let mut out = Advanced {
         finished: reconcile(store, &spec, now, id).await?,
         ..Advanced::default()
@@ -100,6 +105,16 @@ pub async fn advance(store: &Store, services: &Services, now: i64, id: i64) -> R
                     Some(r) => row = r,
                     None => break,
                 }
+                if spec.target.reevaluate {
+                    // A failure leaves the members as they were; the wave runs anyway.
+                    if let Err(e) = super::reevaluate(store, &spec, id, next, now).await {
+                        tracing::warn!(campaign = id, error = %e, "evaluating the target again failed");
+                    }
+                }
+            }
+            plan::Decision::Start(n) if matches!(spec.action, Action::PhoneFirmware { .. }) => {
+                out.started += start_phones(store, services, &spec, &row, now, n).await?;
+                break;
             }
             plan::Decision::Start(n) => {
                 out.started += start(store, services, &spec, &row, now, n).await?;
@@ -149,6 +164,9 @@ async fn reconcile(store: &Store, spec: &CampaignSpec, now: i64, id: i64) -> Res
     if members.is_empty() {
         return Ok(0);
     }
+    if matches!(spec.action, Action::PhoneFirmware { .. }) {
+        return reconcile_phones(store, spec, now, id, members).await;
+    }
     let firmware = matches!(spec.action, Action::Firmware { .. });
     let task_ids: Vec<i64> = members.iter().filter_map(|m| m.task_id).collect();
     let tasks = store.run(move |s| s.tasks_by_ids(&task_ids)).await?;
@@ -197,10 +215,17 @@ async fn reconcile(store: &Store, spec: &CampaignSpec, now: i64, id: i64) -> Res
     let timeout = (spec.pacing.confirm_timeout_secs as i64).saturating_mul(1000);
     let mut done = Vec::new();
     let mut cancel = Vec::new();
+    let mut again = Vec::new();
+    let mut stepped = Vec::new();
     for m in &members {
         let view = MemberView {
             started_at: m.started_at.unwrap_or(now),
-            target_version: m.target_version.clone(),
+            target_version: if m.step_version.is_empty() {
+                m.target_version.clone()
+            } else {
+                m.step_version.clone()
+            },
+            intermediate: m.step + 1 < m.steps,
         };
         let task = m.task_id.and_then(|t| tasks.get(&t));
         let verdict = plan::judge(
@@ -211,8 +236,40 @@ async fn reconcile(store: &Store, spec: &CampaignSpec, now: i64, id: i64) -> Res
             timeout,
             now,
         );
+        if plan::retry(&verdict, task, m.attempts, spec.pacing.retries) {
+            if let (Verdict::FailedUnconfirmed(_), Some(tid), Some(t)) = (&verdict, m.task_id, task)
+            {
+                if matches!(t.status.as_str(), tasks::PENDING | tasks::RUNNING) {
+                    cancel.push(tid);
+                }
+            }
+            let why = match &verdict {
+                Verdict::FailedConfirmed(r) | Verdict::FailedUnconfirmed(r) => r.clone(),
+                _ => String::new(),
+            };
+            again.push((
+                m.device_id.clone(),
+                now + tasks::retry_delay_ms(m.attempts),
+                format!("attempt {} failed: {why}", m.attempts),
+            ));
+            continue;
+        }
         let (state, error) = match verdict {
             Verdict::Wait => continue,
+            Verdict::StepDone => {
+                let next = next_step_version(spec, m);
+                stepped.push((
+                    m.device_id.clone(),
+                    next.clone(),
+                    format!(
+                        "reports {} (step {} of {} done); next image leads to {next}",
+                        view.target_version,
+                        m.step + 1,
+                        m.steps
+                    ),
+                ));
+                continue;
+            }
             Verdict::Succeeded => (SUCCEEDED, None),
             Verdict::FailedConfirmed(r) => (FAILED_CONFIRMED, Some(r)),
             Verdict::FailedUnconfirmed(r) => {
@@ -230,11 +287,13 @@ async fn reconcile(store: &Store, spec: &CampaignSpec, now: i64, id: i64) -> Res
             error,
         });
     }
-    if done.is_empty() {
+    if done.is_empty() && again.is_empty() && stepped.is_empty() {
         return Ok(0);
     }
     store
         .run(move |s| {
+            s.step_members(id, &stepped, now)?;
+            s.retry_members(id, &again, now)?;
             for tid in cancel {
                 let update = TaskUpdate {
                     status: Some(tasks::CANCELLED.into()),
@@ -247,6 +306,143 @@ async fn reconcile(store: &Store, spec: &CampaignSpec, now: i64, id: i64) -> Res
             s.finish_members(id, &done, now)
         })
         .await
+}
+
+/// Judge every started phone of a phone firmware campaign by what it fetched since.
+async fn reconcile_phones(
+    store: &Store,
+    spec: &CampaignSpec,
+    now: i64,
+    id: i64,
+    members: Vec<MemberRow>,
+) -> Result<usize> {
+    let since: Vec<(String, i64)> = members
+        .iter()
+        .map(|m| (m.device_id.clone(), m.started_at.unwrap_or(now)))
+        .collect();
+    let fetched: HashMap<String, plan::PhoneFetches> = store
+        .run(move |s| s.phone_fetches_since(&since))
+        .await?
+        .into_iter()
+        .map(|(d, first, last, firmware)| {
+            (
+                d,
+                plan::PhoneFetches {
+                    first,
+                    last,
+                    firmware,
+                },
+            )
+        })
+        .collect();
+    let timeout = (spec.pacing.confirm_timeout_secs as i64).saturating_mul(1000);
+    let mut done = Vec::new();
+    let mut again = Vec::new();
+    for m in &members {
+        let f = fetched.get(&m.device_id).cloned().unwrap_or_default();
+        let verdict = plan::judge_phone(
+            m.started_at.unwrap_or(now),
+            &m.target_version,
+            &f,
+            timeout,
+            now,
+        );
+        if plan::retry(&verdict, None, m.attempts, spec.pacing.retries) {
+            if let Verdict::FailedUnconfirmed(why) = &verdict {
+                again.push((
+                    m.device_id.clone(),
+                    now + tasks::retry_delay_ms(m.attempts),
+                    format!("attempt {} failed: {why}", m.attempts),
+                ));
+            }
+            continue;
+        }
+        let (state, error) = match verdict {
+            Verdict::Wait | Verdict::StepDone => continue,
+            Verdict::Succeeded => (SUCCEEDED, None),
+            Verdict::FailedConfirmed(r) => (FAILED_CONFIRMED, Some(r)),
+            Verdict::FailedUnconfirmed(r) => (FAILED_UNCONFIRMED, Some(r)),
+        };
+        done.push(MemberFinish {
+            device_id: m.device_id.clone(),
+            state: state.into(),
+            error,
+        });
+    }
+    if done.is_empty() && again.is_empty() {
+        return Ok(0);
+    }
+    store
+        .run(move |s| {
+            s.retry_members(id, &again, now)?;
+            s.finish_members(id, &done, now)
+        })
+        .await
+}
+
+/// Start phones: each phone's own settings get its model's firmware file and version, in
+/// the transaction that marks its member in progress. The phone picks them up at its next
+/// fetch (a SIP NOTIFY check-sync asks for one at once with `wake = connection_request`).
+async fn start_phones(
+    store: &Store,
+    services: &Services,
+    spec: &CampaignSpec,
+    row: &CampaignRow,
+    now: i64,
+    n: u64,
+) -> Result<usize> {
+    let Action::PhoneFirmware { images } = &spec.action else {
+        return Ok(0);
+    };
+    let (id, wave) = (row.id, row.current_wave);
+    let pending = store
+        .run(move |s| s.startable_members(id, wave, now, n as i64))
+        .await?;
+    let ids: Vec<String> = pending.iter().map(|m| m.device_id.clone()).collect();
+    let settings: HashMap<String, String> = store
+        .run(move |s| s.phone_settings_of(&ids))
+        .await?
+        .into_iter()
+        .collect();
+    let mut batch = Vec::with_capacity(pending.len());
+    for m in &pending {
+        let (Some(before), Some(img)) = (
+            settings.get(&m.device_id),
+            images.iter().find(|i| i.model_key() == m.model),
+        ) else {
+            continue;
+        };
+        let mut own: crate::phones::Settings = serde_json::from_str(before).unwrap_or_default();
+        own.firmware_file = Some(img.firmware_file.clone());
+        own.firmware_version = Some(img.version.clone());
+        batch.push((
+            m.device_id.clone(),
+            before.clone(),
+            serde_json::to_string(&own)?,
+        ));
+    }
+    let started = store
+        .run(move |s| s.start_phone_members(id, &batch, now))
+        .await?;
+    if spec.schedule.wake == Wake::ConnectionRequest {
+        for dev in &started {
+            let Ok(mac) = crate::phones::Mac::parse(dev.trim_start_matches("phone:")) else {
+                continue;
+            };
+            let sent = crate::domain::phones::resync(
+                store,
+                &services.connreq_policy,
+                mac,
+                false,
+                std::time::Duration::from_secs(2),
+            )
+            .await;
+            if let Err(e) = sent {
+                tracing::debug!(campaign = id, phone = %dev, error = %e, "check-sync failed");
+            }
+        }
+    }
+    Ok(started.len())
 }
 
 async fn snapshot(
@@ -334,31 +530,59 @@ async fn snapshot(
         started_last_minute: started_last_minute as u64,
         startable,
         window_open,
+        window_closes_at: match (
+            crate::domain::cron::open_until(&windows, now),
+            spec.schedule.end_at,
+        ) {
+            (Some(w), Some(e)) => Some(w.min(e)),
+            (w, e) => w.or(e),
+        },
         end_at: spec.schedule.end_at,
         awaiting_approval: row.awaiting_approval != 0,
         stop,
     })
 }
 
-/// The task a member runs.
-fn task_for(spec: &CampaignSpec, model: &str) -> Option<TaskSpec> {
+/// The image of a member's model and the link of its upgrade path it is on.
+fn link<'a>(spec: &'a CampaignSpec, m: &MemberRow) -> Option<(&'a Image, usize)> {
+    let Action::Firmware { images } = &spec.action else {
+        return None;
+    };
+    let image = images.iter().find(|i| i.model_key() == m.model)?;
+    Some((
+        image,
+        super::link_of(image.steps.len() + 1, m.steps, m.step),
+    ))
+}
+
+/// The version the image after a confirmed intermediate one leads to.
+fn next_step_version(spec: &CampaignSpec, m: &MemberRow) -> String {
+    if m.step + 2 >= m.steps {
+        return m.target_version.clone();
+    }
+    link(spec, m)
+        .and_then(|(image, k)| image.steps.get(k + 1))
+        .and_then(|st| st.version.clone())
+        .unwrap_or_else(|| m.target_version.clone())
+}
+
+/// The task a member runs: for firmware, the image of the link of its upgrade path it is on.
+fn task_for(spec: &CampaignSpec, m: &MemberRow) -> Option<TaskSpec> {
     match &spec.action {
+        Action::PhoneFirmware { .. } => None,
         Action::Task { task } => Some(task.clone()),
-        Action::Firmware { images } => {
-            images
-                .iter()
-                .find(|i| i.model_key() == model)
-                .map(|i| TaskSpec::Download {
-                    file_id: Some(i.file_id.clone()),
-                    url: None,
-                    file_type: "1 Firmware Upgrade Image".into(),
-                    username: None,
-                    password: None,
-                    file_size: None,
-                    target_file_name: None,
-                    delay_seconds: 0,
-                })
-        }
+        Action::Firmware { .. } => link(spec, m)
+            .map(|(i, k)| i.steps.get(k).map_or(&i.file_id, |st| &st.file_id))
+            .map(|file_id| TaskSpec::Download {
+                file_id: Some(file_id.clone()),
+                url: None,
+                file_type: "1 Firmware Upgrade Image".into(),
+                username: None,
+                password: None,
+                file_size: None,
+                target_file_name: None,
+                delay_seconds: 0,
+            }),
     }
 }
 
@@ -375,12 +599,12 @@ async fn start(
 ) -> Result<usize> {
     let (id, wave) = (row.id, row.current_wave);
     let pending = store
-        .run(move |s| s.pending_members(id, wave, n as i64))
+        .run(move |s| s.startable_members(id, wave, now, n as i64))
         .await?;
     let timeout = (spec.pacing.confirm_timeout_secs as i64).saturating_mul(1000);
     let mut batch = Vec::with_capacity(pending.len());
     for m in &pending {
-        let Some(task) = task_for(spec, &m.model) else {
+        let Some(task) = task_for(spec, m) else {
             continue;
         };
         batch.push(NewTask {
@@ -401,9 +625,11 @@ async fn start(
     }
     let started = store.run(move |s| s.start_members(id, &batch, now)).await?;
     if spec.schedule.wake == Wake::ConnectionRequest {
-        let wakes = started
-            .iter()
-            .map(|(dev, _)| services.connreq.request(store, dev, now));
+        let wakes = started.iter().map(|(dev, _)| {
+            services
+                .connreq
+                .request_for(store, dev, now, crate::domain::connreq::Wake::Tasks)
+        });
         for r in futures_util::future::join_all(wakes).await {
             if let Err(e) = r {
                 tracing::debug!(campaign = id, error = %e, "connection request failed");

@@ -4,6 +4,18 @@ use super::{audit_with, Actor, Ctx, Op, Role, Target};
 use crate::error::{Error, Result};
 use crate::store::users::{TokenRow, UserRow};
 
+/// The filters of the audit log (read by admins).
+pub use crate::store::audit::AuditFilter;
+
+/// A disabled account's stored hash starts with this (as `!` in a Unix shadow file): no
+/// password verifies against it, and enabling the account removes it again.
+pub const DISABLED_PREFIX: &str = "!";
+
+/// Whether the account with this stored password hash is disabled.
+pub fn is_disabled(user: &UserRow) -> bool {
+    user.password_hash.starts_with(DISABLED_PREFIX)
+}
+
 /// Shortest password accepted for an operator account.
 pub const MIN_PASSWORD_LEN: usize = 8;
 
@@ -165,11 +177,27 @@ pub async fn set_user_password(
     check_password(password)?;
     let hash = hash_password(password).await?;
     let (now, who, n) = (ctx.now(), actor.name.clone(), username.to_string());
+    let own = actor.username() == Some(username);
     let done = ctx
         .store
         .run(move |s| {
+            // A disabled account stays disabled with its new password.
+            let disabled = s.user_by_name(&n)?.as_ref().is_some_and(is_disabled);
+            let hash = if disabled {
+                format!("{DISABLED_PREFIX}{hash}")
+            } else {
+                hash
+            };
             let done = s.set_user_password(&n, &hash)?;
             if done {
+                // A password set by someone else ends the account's console sessions; who
+                // changes their own keeps the session they do it from (the console ends
+                // their other sessions).
+                if !own {
+                    if let Some(u) = s.user_by_name(&n)? {
+                        s.delete_user_console_sessions(u.id, None)?;
+                    }
+                }
                 audit_with(s, now, &who, Op::UserPassword, &Target::User(n), None)?;
             }
             Ok(done)
@@ -180,6 +208,51 @@ pub async fn set_user_password(
     } else {
         Err(Error::not_found(format!("user {username}")))
     }
+}
+
+/// Disable an account (it can no longer log in; its console sessions end at once) or
+/// enable it again with the password it had. Nobody disables their own account.
+pub async fn set_user_disabled(
+    ctx: &Ctx<'_>,
+    actor: &Actor,
+    username: &str,
+    disabled: bool,
+) -> Result<()> {
+    let op = if disabled {
+        Op::UserDisable
+    } else {
+        Op::UserEnable
+    };
+    actor.require(op)?;
+    if disabled && actor.username() == Some(username) {
+        return Err(Error::invalid(
+            "username",
+            "you cannot disable your own account; ask another admin",
+        ));
+    }
+    let (now, who, n) = (ctx.now(), actor.name.clone(), username.to_string());
+    ctx.store
+        .run(move |s| {
+            let user = s
+                .user_by_name(&n)?
+                .ok_or_else(|| Error::not_found(format!("user {n}")))?;
+            if is_disabled(&user) == disabled {
+                return Ok(());
+            }
+            let hash = if disabled {
+                format!("{DISABLED_PREFIX}{}", user.password_hash)
+            } else {
+                user.password_hash
+                    .trim_start_matches(DISABLED_PREFIX)
+                    .to_string()
+            };
+            s.set_user_password(&n, &hash)?;
+            if disabled {
+                s.delete_user_console_sessions(user.id, None)?;
+            }
+            audit_with(s, now, &who, op, &Target::User(n), None)
+        })
+        .await
 }
 
 #[cfg(test)]

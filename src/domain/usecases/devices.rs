@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use super::{audit_with, Actor, Ctx, Op, Target};
-use crate::domain::connreq::CrResult;
+use crate::domain::connreq::{CrResult, Wake};
 use crate::error::{Error, Result};
 use crate::store::devices::{DeviceRow, ProvisionDevice};
 
@@ -163,6 +163,9 @@ pub async fn delete(ctx: &Ctx<'_>, actor: &Actor, id: &str) -> Result<()> {
             let user = s.get_device(&i)?.and_then(|d| d.cwmp_username);
             let found = s.delete_device(&i)?;
             if found {
+                // What the device itself reported goes with it; what others report of it
+                // stays (a gateway still listing it shows it as not managed).
+                s.forget_gateway_reports(&i)?;
                 audit_with(s, now, &who, Op::DeviceDelete, &Target::Device(i), None)?;
             }
             Ok((found, user))
@@ -177,13 +180,56 @@ pub async fn delete(ctx: &Ctx<'_>, actor: &Actor, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Forget a device's CWMP credentials, its own and any issued to it (a factory-reset device
+/// that lost them): the shared default credentials open it again, and it is issued new
+/// ones at its next session (`domain::credentials`).
+pub async fn reset_credentials(ctx: &Ctx<'_>, actor: &Actor, id: &str) -> Result<()> {
+    actor.require(Op::DeviceCredentialsReset)?;
+    let (now, who, i) = (ctx.now(), actor.name.clone(), id.to_string());
+    let users = ctx
+        .store
+        .run(move |s| {
+            let users = s.reset_cwmp_credentials(&i, now)?;
+            if users.is_some() {
+                audit_with(
+                    s,
+                    now,
+                    &who,
+                    Op::DeviceCredentialsReset,
+                    &Target::Device(i),
+                    Some("CWMP credentials forgotten; the shared ones open the device again"),
+                )?;
+            }
+            Ok(users)
+        })
+        .await?;
+    let Some(users) = users else {
+        return Err(Error::not_found(format!("device {id}")));
+    };
+    for u in users {
+        ctx.hooks().credentials_changed(&u);
+    }
+    Ok(())
+}
+
 /// Ask a device to start a session now; the outcome is recorded and returned.
 pub async fn connection_request(ctx: &Ctx<'_>, actor: &Actor, id: &str) -> Result<CrResult> {
+    connection_request_for(ctx, actor, id, Wake::Session).await
+}
+
+/// Ask a device for a session for `wake`: sent now, scheduled (never dropped), or joined to
+/// the session in progress.
+pub async fn connection_request_for(
+    ctx: &Ctx<'_>,
+    actor: &Actor,
+    id: &str,
+    wake: Wake,
+) -> Result<CrResult> {
     actor.require(Op::DeviceConnectionRequest)?;
     let r = ctx
         .services
         .connreq
-        .request(ctx.store, id, ctx.now())
+        .request_for(ctx.store, id, ctx.now(), wake)
         .await?;
     ctx.audit(
         actor,
@@ -193,6 +239,73 @@ pub async fn connection_request(ctx: &Ctx<'_>, actor: &Actor, id: &str) -> Resul
     )
     .await?;
     Ok(r)
+}
+
+/// Most devices one tag or untag addresses.
+pub const MAX_TAG_DEVICES: usize = 1000;
+
+/// What tagging did to one device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagOutcome {
+    /// The tag was added (or removed).
+    Changed,
+    /// The device had the tag already (or did not have it).
+    Unchanged,
+    /// No such device.
+    NoDevice,
+}
+
+/// A tag as provisioning accepts it: 1 to 64 characters, no control characters.
+pub fn check_tag(tag: &str) -> Result<()> {
+    if tag.is_empty() || tag.len() > 64 || tag.chars().any(|c| c.is_control()) {
+        return Err(Error::invalid(
+            "tag",
+            "a tag is 1 to 64 characters without control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Add (`add`) or remove one tag on each of `ids` (at most [`MAX_TAG_DEVICES`]). Every
+/// device whose tags changed gets its audit entry (`device.tag` / `device.untag` with
+/// `tag=<tag>`) and its work epoch bumped, so presets selecting on tags converge.
+pub async fn set_tag(
+    ctx: &Ctx<'_>,
+    actor: &Actor,
+    ids: &[String],
+    tag: &str,
+    add: bool,
+) -> Result<Vec<(String, TagOutcome)>> {
+    let op = if add { Op::DeviceTag } else { Op::DeviceUntag };
+    actor.require(op)?;
+    let tag = tag.trim().to_string();
+    check_tag(&tag)?;
+    if ids.len() > MAX_TAG_DEVICES {
+        return Err(Error::invalid(
+            "ids",
+            format!("at most {MAX_TAG_DEVICES} devices at once; narrow the query"),
+        ));
+    }
+    let (now, who, ids) = (ctx.now(), actor.name.clone(), ids.to_vec());
+    ctx.store
+        .run(move |s| {
+            let changed = s.set_tag(&ids, &tag, add)?;
+            let detail = format!("tag={tag}");
+            let mut out = Vec::with_capacity(ids.len());
+            for (id, c) in ids.into_iter().zip(changed) {
+                let outcome = match c {
+                    None => TagOutcome::NoDevice,
+                    Some(false) => TagOutcome::Unchanged,
+                    Some(true) => {
+                        audit_with(s, now, &who, op, &Target::Device(id.clone()), Some(&detail))?;
+                        TagOutcome::Changed
+                    }
+                };
+                out.push((id, outcome));
+            }
+            Ok(out)
+        })
+        .await
 }
 
 #[cfg(test)]

@@ -13,7 +13,10 @@
 
 pub mod admin;
 pub mod devices;
+pub mod faults;
 pub mod files;
+pub mod phones;
+pub mod searches;
 pub mod tasks;
 pub mod voip;
 
@@ -123,9 +126,13 @@ pub enum Op {
     DeviceProvision,
     DeviceDelete,
     DeviceConnectionRequest,
+    DeviceTag,
+    DeviceUntag,
+    DeviceCredentialsReset,
     TaskCreate,
     TaskCreateBulk,
     TaskCancel,
+    FaultClear,
     FileUpload,
     FileDelete,
     LineAssign,
@@ -134,11 +141,21 @@ pub enum Op {
     PresetCreate,
     PresetUpdate,
     PresetDelete,
+    PhoneCreate,
+    PhoneUpdate,
+    PhoneDelete,
+    PhoneImport,
+    PhoneResync,
+    PhoneActivationCode,
+    PhoneProfileSave,
+    PhoneProfileDelete,
     TokenCreate,
     TokenRevoke,
     UserCreate,
     UserDelete,
     UserPassword,
+    UserDisable,
+    UserEnable,
 }
 
 impl Op {
@@ -146,9 +163,13 @@ impl Op {
         Op::DeviceProvision,
         Op::DeviceDelete,
         Op::DeviceConnectionRequest,
+        Op::DeviceTag,
+        Op::DeviceUntag,
+        Op::DeviceCredentialsReset,
         Op::TaskCreate,
         Op::TaskCreateBulk,
         Op::TaskCancel,
+        Op::FaultClear,
         Op::FileUpload,
         Op::FileDelete,
         Op::LineAssign,
@@ -157,11 +178,21 @@ impl Op {
         Op::PresetCreate,
         Op::PresetUpdate,
         Op::PresetDelete,
+        Op::PhoneCreate,
+        Op::PhoneUpdate,
+        Op::PhoneDelete,
+        Op::PhoneImport,
+        Op::PhoneResync,
+        Op::PhoneActivationCode,
+        Op::PhoneProfileSave,
+        Op::PhoneProfileDelete,
         Op::TokenCreate,
         Op::TokenRevoke,
         Op::UserCreate,
         Op::UserDelete,
         Op::UserPassword,
+        Op::UserDisable,
+        Op::UserEnable,
     ];
 
     /// The action as the audit log records it.
@@ -170,9 +201,13 @@ impl Op {
             Op::DeviceProvision => "device.provision",
             Op::DeviceDelete => "device.delete",
             Op::DeviceConnectionRequest => "device.connection_request",
+            Op::DeviceTag => "device.tag",
+            Op::DeviceUntag => "device.untag",
+            Op::DeviceCredentialsReset => "device.credentials_reset",
             Op::TaskCreate => "task.create",
             Op::TaskCreateBulk => "task.create_bulk",
             Op::TaskCancel => "task.cancel",
+            Op::FaultClear => "fault.clear",
             Op::FileUpload => "file.upload",
             Op::FileDelete => "file.delete",
             Op::LineAssign => "line.assign",
@@ -181,11 +216,21 @@ impl Op {
             Op::PresetCreate => "preset.create",
             Op::PresetUpdate => "preset.update",
             Op::PresetDelete => "preset.delete",
+            Op::PhoneCreate => "phone.create",
+            Op::PhoneUpdate => "phone.update",
+            Op::PhoneDelete => "phone.delete",
+            Op::PhoneImport => "phone.import",
+            Op::PhoneResync => "phone.resync",
+            Op::PhoneActivationCode => "phone.activation_code",
+            Op::PhoneProfileSave => "phone_profile.save",
+            Op::PhoneProfileDelete => "phone_profile.delete",
             Op::TokenCreate => "token.create",
             Op::TokenRevoke => "token.revoke",
             Op::UserCreate => "user.create",
             Op::UserDelete => "user.delete",
             Op::UserPassword => "user.password",
+            Op::UserDisable => "user.disable",
+            Op::UserEnable => "user.enable",
         }
     }
 
@@ -195,9 +240,13 @@ impl Op {
             Op::DeviceProvision
             | Op::DeviceDelete
             | Op::DeviceConnectionRequest
+            | Op::DeviceTag
+            | Op::DeviceUntag
+            | Op::DeviceCredentialsReset
             | Op::TaskCreate
             | Op::TaskCreateBulk
             | Op::TaskCancel
+            | Op::FaultClear
             | Op::FileUpload
             | Op::FileDelete
             | Op::LineAssign
@@ -205,12 +254,22 @@ impl Op {
             | Op::LineImport
             | Op::PresetCreate
             | Op::PresetUpdate
-            | Op::PresetDelete => Role::Operator,
+            | Op::PresetDelete
+            | Op::PhoneCreate
+            | Op::PhoneUpdate
+            | Op::PhoneDelete
+            | Op::PhoneImport
+            | Op::PhoneResync
+            | Op::PhoneActivationCode
+            | Op::PhoneProfileSave
+            | Op::PhoneProfileDelete => Role::Operator,
             Op::TokenCreate
             | Op::TokenRevoke
             | Op::UserCreate
             | Op::UserDelete
-            | Op::UserPassword => Role::Admin,
+            | Op::UserPassword
+            | Op::UserDisable
+            | Op::UserEnable => Role::Admin,
         }
     }
 }
@@ -222,11 +281,18 @@ pub enum Target {
     Task(i64),
     /// Many tasks at once (bulk creation).
     Tasks,
+    /// The faults a filter selects.
+    Faults,
     File(String),
     Line(String, i32),
     /// Many lines at once (CSV import).
     Lines,
     Preset(String),
+    /// A phone by MAC.
+    Phone(String),
+    /// Many phones at once (CSV import).
+    Phones,
+    PhoneProfile(String),
     Token(i64),
     User(String),
 }
@@ -237,10 +303,14 @@ impl fmt::Display for Target {
             Target::Device(id) => write!(f, "device/{id}"),
             Target::Task(id) => write!(f, "task/{id}"),
             Target::Tasks => f.write_str("tasks"),
+            Target::Faults => f.write_str("faults"),
             Target::File(id) => write!(f, "file/{id}"),
             Target::Line(id, n) => write!(f, "device/{id}/line/{n}"),
             Target::Lines => f.write_str("lines"),
             Target::Preset(name) => write!(f, "preset/{name}"),
+            Target::Phone(mac) => write!(f, "phone/{mac}"),
+            Target::Phones => f.write_str("phones"),
+            Target::PhoneProfile(name) => write!(f, "phone_profile/{name}"),
             Target::Token(id) => write!(f, "token/{id}"),
             Target::User(name) => write!(f, "user/{name}"),
         }
@@ -318,6 +388,19 @@ impl<'a> Ctx<'a> {
             .run(move |s| audit_with(s, now, &name, op, &target, detail.as_deref()))
             .await
     }
+}
+
+/// An uploaded CSV file as text: refused (naming the limit) above `max` bytes, or when it
+/// is not UTF-8. Every CSV import (lines, phones) takes its file through here.
+pub(crate) fn csv_text(csv: &[u8], max: usize) -> Result<&str> {
+    if csv.len() > max {
+        return Err(Error::invalid(
+            "csv",
+            format!("the file is larger than {} MiB; split it", max >> 20),
+        ));
+    }
+    std::str::from_utf8(csv)
+        .map_err(|e| Error::invalid("csv", format!("the file is not UTF-8 text: {e}")))
 }
 
 /// Record one audit entry inside a store closure (to keep it with the change it records).

@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use super::{Actor, Ctx, Op};
-use crate::domain::connreq::CrResult;
+use crate::domain::connreq::{CrResult, Wake};
 use crate::domain::taskops::{self, Origin};
 use crate::domain::tasks::TaskSpec;
 use crate::error::{Error, Result};
 use crate::store::search::ConnReqRow;
+use crate::store::search::Filter;
 use crate::store::tasks::TaskRow;
 
 /// Default lifetime of a task that has not run: a week.
@@ -42,6 +43,8 @@ pub struct QueuedTask {
 #[derive(Debug, Clone)]
 pub struct BulkQueued {
     pub task_ids: Vec<i64>,
+    /// The tasks themselves, in device id order.
+    pub tasks: Vec<TaskRow>,
     /// The query selected more devices than one bulk creation addresses.
     pub truncated: bool,
 }
@@ -75,7 +78,7 @@ pub async fn create(
     };
     let row = taskops::create(ctx.store, device_id, spec, &origin).await?;
     let connection_request = if opts.connection_request {
-        Some(super::devices::connection_request(ctx, actor, device_id).await?)
+        Some(super::devices::connection_request_for(ctx, actor, device_id, Wake::Tasks).await?)
     } else {
         None
     };
@@ -106,21 +109,35 @@ pub async fn create_bulk(
         ));
     }
     let filter = crate::domain::devices::parse_query(query)?;
+    create_bulk_matching(ctx, actor, &filter, spec, opts).await
+}
+
+/// [`create_bulk`] for a filter already built (the console's selection of devices by id, or
+/// its parsed query): the same role, limits and audit entry.
+pub async fn create_bulk_matching(
+    ctx: &Ctx<'_>,
+    actor: &Actor,
+    filter: &Filter,
+    spec: &TaskSpec,
+    opts: &TaskOptions,
+) -> Result<BulkQueued> {
+    actor.require(Op::TaskCreateBulk)?;
     let now = ctx.now();
     let origin = Origin {
         actor: &actor.name,
         now,
         expires_at: expiry(now, opts.expires_in),
     };
-    let rows = taskops::create_bulk(ctx.store, &filter, spec, &origin, MAX_BULK).await?;
+    let rows = taskops::create_bulk(ctx.store, filter, spec, &origin, MAX_BULK).await?;
     let task_ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     if opts.connection_request && !rows.is_empty() {
         ctx.hooks()
-            .wake(rows.into_iter().map(|r| r.device_id).collect());
+            .wake(rows.iter().map(|r| r.device_id.clone()).collect());
     }
     Ok(BulkQueued {
         truncated: task_ids.len() >= MAX_BULK,
         task_ids,
+        tasks: rows,
     })
 }
 

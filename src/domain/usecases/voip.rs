@@ -66,17 +66,7 @@ pub async fn import_lines(
     dry_run: bool,
 ) -> Result<ImportReport> {
     actor.require(Op::LineImport)?;
-    if csv.len() > MAX_CSV_BYTES {
-        return Err(Error::invalid(
-            "csv",
-            format!(
-                "the file is larger than {} MiB; split it",
-                MAX_CSV_BYTES >> 20
-            ),
-        ));
-    }
-    let text = std::str::from_utf8(csv)
-        .map_err(|e| Error::invalid("csv", format!("the file is not UTF-8 text: {e}")))?;
+    let text = super::csv_text(csv, MAX_CSV_BYTES)?;
     let report = lines::import_csv(ctx.store, text, dry_run, ctx.now()).await?;
     if !dry_run {
         let detail = format!(

@@ -150,3 +150,21 @@ pub async fn whoami(caller: Caller) -> ApiResult {
         "role": caller.role.as_str(),
     })))
 }
+
+pub async fn disable_user(
+    state: web::Data<AppState>,
+    caller: Caller,
+    name: web::Path<String>,
+) -> ApiResult {
+    admin::set_user_disabled(&state.ctx(), &caller.as_actor(), &name, true).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn enable_user(
+    state: web::Data<AppState>,
+    caller: Caller,
+    name: web::Path<String>,
+) -> ApiResult {
+    admin::set_user_disabled(&state.ctx(), &caller.as_actor(), &name, false).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

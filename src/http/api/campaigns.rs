@@ -75,6 +75,12 @@ pub struct MemberDto {
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub last_error: Option<String>,
+    /// Images of its upgrade path confirmed so far (intermediate images only).
+    pub step: i32,
+    /// Images on its upgrade path, the final one included (1 without intermediate images).
+    pub steps: i32,
+    /// The version the image it runs (or gets next) leads to.
+    pub step_version: String,
     #[serde(skip)]
     seq: i32,
 }
@@ -93,6 +99,13 @@ impl From<&MemberRow> for MemberDto {
             started_at: m.started_at,
             finished_at: m.finished_at,
             last_error: m.last_error.clone(),
+            step: m.step,
+            steps: m.steps,
+            step_version: if m.step_version.is_empty() {
+                m.target_version.clone()
+            } else {
+                m.step_version.clone()
+            },
             seq: m.seq,
         }
     }
@@ -148,6 +161,8 @@ pub async fn create(
     // Parsed here (not by the extractor) so a bad field is named in the 400.
     let spec: CampaignSpec = serde_json::from_value(body.into_inner())
         .map_err(|e| Error::invalid("body", format!("not a campaign: {e}")))?;
+    // A phone campaign reads the firmware phones reported: their latest fetches first.
+    crate::domain::phones::settle_fetch_log_quietly(&state.store, &state.services.phones).await;
     if q.dry_run {
         let dry = campaigns::dry_run(&state.store, &spec).await?;
         return Ok(HttpResponse::Ok().json(dry));
@@ -186,6 +201,8 @@ macro_rules! control {
             path: web::Path<String>,
         ) -> ApiResult {
             let id = id_of(&path)?;
+            crate::domain::phones::settle_fetch_log_quietly(&state.store, &state.services.phones)
+                .await;
             let row = $f(&state.store, &caller.actor, state.now(), id).await?;
             Ok(HttpResponse::Ok().json(CampaignDto::new(&row)))
         }
@@ -272,12 +289,12 @@ pub async fn devices(
     if q.format.as_deref() == Some("csv") {
         let rows = campaigns::members(&state.store, id, st, None, 10_000_000).await?;
         let mut out = String::from(
-            "device_id,model,wave,state,attempts,task_id,from_version,target_version,started_at,finished_at,last_error\n",
+            "device_id,model,wave,state,attempts,task_id,from_version,target_version,started_at,finished_at,last_error,step,steps,step_version\n",
         );
         for m in &rows {
             let opt = |v: Option<i64>| v.map(|x| x.to_string()).unwrap_or_default();
             out.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
                 csv_field(&m.device_id),
                 csv_field(&m.model),
                 m.wave,
@@ -288,7 +305,14 @@ pub async fn devices(
                 csv_field(&m.target_version),
                 opt(m.started_at),
                 opt(m.finished_at),
-                csv_field(m.last_error.as_deref().unwrap_or(""))
+                csv_field(m.last_error.as_deref().unwrap_or("")),
+                m.step,
+                m.steps,
+                csv_field(if m.step_version.is_empty() {
+                    &m.target_version
+                } else {
+                    &m.step_version
+                })
             ));
         }
         return Ok(HttpResponse::Ok()

@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
-use super::dto::{ConnReqDto, DeviceDto, Page, ParameterDto, SessionDto, TaskDto};
+use super::dto::{ConnReqDto, CredentialsDto, DeviceDto, Page, ParameterDto, SessionDto, TaskDto};
 use super::{int_cursor, page_limit, Caller};
 use crate::domain::taskops;
 use crate::domain::tasks::TaskSpec;
@@ -219,10 +219,88 @@ pub async fn connection_request(
     Ok(HttpResponse::Ok().json(ConnReqDto::from(&r)))
 }
 
+async fn tag(
+    state: &web::Data<AppState>,
+    caller: &Caller,
+    id: &str,
+    tag: &str,
+    add: bool,
+) -> ApiResult {
+    let ids = [id.to_string()];
+    let out = usecases::devices::set_tag(&state.ctx(), &caller.as_actor(), &ids, tag, add).await?;
+    match out.first().map(|(_, o)| *o) {
+        Some(usecases::devices::TagOutcome::NoDevice) | None => {
+            Err(ApiError(Error::not_found(format!("device {id}"))))
+        }
+        Some(_) => Ok(HttpResponse::NoContent().finish()),
+    }
+}
+
+pub async fn add_tag(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> ApiResult {
+    let (id, t) = path.into_inner();
+    tag(&state, &caller, &id, &t, true).await
+}
+
+pub async fn remove_tag(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> ApiResult {
+    let (id, t) = path.into_inner();
+    tag(&state, &caller, &id, &t, false).await
+}
+
+/// The state of the device's CWMP credentials (own, issued, given up, shared).
+pub async fn credentials(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
+    match crate::domain::credentials::status(&state.store, &id).await? {
+        Some(s) => Ok(HttpResponse::Ok().json(CredentialsDto::from(s))),
+        None => Err(Error::not_found(format!("device {id}")).into()),
+    }
+}
+
+/// Forget the device's CWMP credentials (a factory-reset device is admitted again).
+pub async fn reset_credentials(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult {
+    usecases::devices::reset_credentials(&state.ctx(), &caller.as_actor(), &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
 #[derive(Deserialize)]
 pub struct PageQuery {
     limit: Option<i64>,
     cursor: Option<String>,
+}
+
+pub async fn reachability(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
+    let now = (state.clock)();
+    let r = state
+        .services
+        .connreq
+        .reachability(&state.store, &id, now)
+        .await?;
+    let mut dto = super::dto::ReachabilityDto::from(&r);
+    if r.routes.is_empty() {
+        // Not reachable itself: say which gateway it is behind, for the operator to reach
+        // (or check) that one.
+        let a = crate::domain::tr111::association(&state.store, &id).await?;
+        dto.behind_gateway = a.gateway.as_ref().map(super::dto::GatewayLinkDto::from);
+    }
+    Ok(HttpResponse::Ok().json(dto))
+}
+
+/// The device's place in the device–gateway association (TR-111 Part 1): the gateway it is
+/// behind and the devices behind it.
+pub async fn gateway(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
+    device_row(&state, &id).await?;
+    let a = crate::domain::tr111::association(&state.store, &id).await?;
+    Ok(HttpResponse::Ok().json(super::dto::GatewayAssociationDto::from(&a)))
 }
 
 pub async fn sessions(

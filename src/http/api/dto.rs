@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::domain::connreq::CrResult;
+use crate::domain::connreq::{CrResult, CrState};
 use crate::store::audit::AuditRow;
 use crate::store::devices::DeviceRow;
 use crate::store::faults::FaultRow;
@@ -32,17 +32,28 @@ impl<T> Page<T> {
 
 #[derive(Debug, Serialize)]
 pub struct ConnReqDto {
+    /// `sent`, `scheduled` or `joined_session`.
+    pub state: &'static str,
     pub at: i64,
     pub outcome: String,
     pub message: String,
+    /// When a scheduled request goes out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduled_at: Option<i64>,
+    /// The transport of a request sent now (`http`, `udp`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
 }
 
 impl From<&ConnReqRow> for ConnReqDto {
     fn from(r: &ConnReqRow) -> Self {
         ConnReqDto {
+            state: CrState::Sent.as_str(),
             at: r.at,
             outcome: r.outcome.clone(),
             message: r.message.clone(),
+            scheduled_at: None,
+            transport: r.transport.clone(),
         }
     }
 }
@@ -50,9 +61,178 @@ impl From<&ConnReqRow> for ConnReqDto {
 impl From<&CrResult> for ConnReqDto {
     fn from(r: &CrResult) -> Self {
         ConnReqDto {
+            state: r.state.as_str(),
             at: r.at,
             outcome: r.outcome.to_string(),
             message: r.message.clone(),
+            scheduled_at: r.scheduled_at,
+            transport: r.transport.map(str::to_string),
+        }
+    }
+}
+
+/// How a device can be reached (TR-111 STUN binding, routes, attempts).
+#[derive(Debug, Serialize)]
+pub struct ReachabilityDto {
+    pub stun: Option<StunDto>,
+    /// ferroacs's own XMPP connection (null when `[xmpp]` is not configured).
+    pub xmpp: Option<XmppDto>,
+    pub routes: Vec<RouteDto>,
+    pub attempts: Vec<AttemptDto>,
+    /// When no route reaches the device: the gateway it is behind (TR-111), if known.
+    pub behind_gateway: Option<GatewayLinkDto>,
+}
+
+/// The other side of a device–gateway pair (TR-111 Part 1).
+#[derive(Debug, Serialize)]
+pub struct GatewayLinkDto {
+    pub id: String,
+    /// `confirmed`, `gateway_table` or `device_gateway_info`.
+    pub source: &'static str,
+    pub listed_at: Option<i64>,
+    pub claimed_at: Option<i64>,
+    pub last_seen: i64,
+    /// Whether ferroacs manages that device.
+    pub managed: bool,
+    pub host: String,
+}
+
+impl From<&crate::domain::tr111::Link> for GatewayLinkDto {
+    fn from(l: &crate::domain::tr111::Link) -> Self {
+        GatewayLinkDto {
+            id: l.id.clone(),
+            source: l.source.as_str(),
+            listed_at: l.listed_at,
+            claimed_at: l.claimed_at,
+            last_seen: l.last_seen,
+            managed: l.managed,
+            host: l.host.clone(),
+        }
+    }
+}
+
+/// A device's place in the device–gateway association.
+#[derive(Debug, Serialize)]
+pub struct GatewayAssociationDto {
+    pub gateway: Option<GatewayLinkDto>,
+    pub behind_gateway: Vec<GatewayLinkDto>,
+}
+
+impl From<&crate::domain::tr111::Association> for GatewayAssociationDto {
+    fn from(a: &crate::domain::tr111::Association) -> Self {
+        GatewayAssociationDto {
+            gateway: a.gateway.as_ref().map(GatewayLinkDto::from),
+            behind_gateway: a.behind.iter().map(GatewayLinkDto::from).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct StunDto {
+    pub username: String,
+    pub binding: Option<String>,
+    pub binding_at: Option<i64>,
+    pub age_ms: Option<i64>,
+    pub seen_at: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct XmppDto {
+    pub state: &'static str,
+    pub jid: String,
+    pub bound_jid: Option<String>,
+    pub since: i64,
+    pub tls: bool,
+    pub last_error: Option<String>,
+    pub reconnects: u64,
+}
+
+impl From<&crate::connreq::xmpp::XmppStatus> for XmppDto {
+    fn from(x: &crate::connreq::xmpp::XmppStatus) -> Self {
+        XmppDto {
+            state: x.state,
+            jid: x.jid.clone(),
+            bound_jid: x.bound_jid.clone(),
+            since: x.since,
+            tls: x.tls,
+            last_error: x.last_error.clone(),
+            reconnects: x.reconnects,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct RouteDto {
+    pub transport: &'static str,
+    pub target: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AttemptDto {
+    pub at: i64,
+    pub transport: String,
+    pub outcome: String,
+    pub message: String,
+    pub confirmed_at: Option<i64>,
+}
+
+impl From<&crate::domain::connreq::Reachability> for ReachabilityDto {
+    fn from(r: &crate::domain::connreq::Reachability) -> Self {
+        ReachabilityDto {
+            stun: r.stun.as_ref().map(|s| StunDto {
+                username: s.username.clone(),
+                binding: s.binding.clone(),
+                binding_at: s.binding_at,
+                age_ms: s.age_ms,
+                seen_at: s.seen_at,
+            }),
+            xmpp: r.xmpp.as_ref().map(XmppDto::from),
+            routes: r
+                .routes
+                .iter()
+                .map(|x| RouteDto {
+                    transport: x.transport.as_str(),
+                    target: x.target.clone(),
+                })
+                .collect(),
+            attempts: r
+                .attempts
+                .iter()
+                .map(|a| AttemptDto {
+                    at: a.at,
+                    transport: a.transport.clone(),
+                    outcome: a.outcome.clone(),
+                    message: a.message.clone(),
+                    confirmed_at: a.confirmed_at,
+                })
+                .collect(),
+            behind_gateway: None,
+        }
+    }
+}
+
+/// A device's CWMP credentials as an operator may see them: their state, never a secret.
+#[derive(Debug, Serialize)]
+pub struct CredentialsDto {
+    pub state: &'static str,
+    pub username: Option<String>,
+    pub issued: bool,
+    pub attempts: i32,
+    pub reason: String,
+    pub issued_at: Option<i64>,
+    pub confirmed_at: Option<i64>,
+}
+
+impl From<crate::domain::credentials::Status> for CredentialsDto {
+    fn from(s: crate::domain::credentials::Status) -> Self {
+        CredentialsDto {
+            state: s.state,
+            username: s.username,
+            issued: s.issued,
+            attempts: s.attempts,
+            reason: s.reason,
+            issued_at: s.issued_at,
+            confirmed_at: s.confirmed_at,
         }
     }
 }
@@ -317,6 +497,7 @@ pub struct UserDto {
     pub username: String,
     pub role: String,
     pub created_at: i64,
+    pub disabled: bool,
 }
 
 impl From<&UserRow> for UserDto {
@@ -326,6 +507,7 @@ impl From<&UserRow> for UserDto {
             username: u.username.clone(),
             role: u.role.clone(),
             created_at: u.created_at,
+            disabled: crate::domain::usecases::admin::is_disabled(u),
         }
     }
 }

@@ -24,12 +24,12 @@ mod devices;
 pub mod dto;
 mod files;
 mod openapi;
+mod phones;
+mod schedules;
 mod tasks;
 #[cfg(test)]
 mod usecase_roles;
 mod voip;
-
-use std::sync::Arc;
 
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
@@ -135,6 +135,22 @@ api_routes! {
         query ["connection_request", "wait", "expires_in"], body Some("TaskSpec"), response "Task";
     post "/devices/{id}/connection_request" Operator devices::connection_request,
         "Ask the device to start a session now", query [], body None, response "ConnectionRequestResult";
+    get "/devices/{id}/reachability" Viewer devices::reachability,
+        "How connection requests reach the device: its STUN binding and age, the routes in the order they are tried, the latest attempts with their outcome and confirmation",
+        query [], body None, response "Reachability";
+    get "/devices/{id}/gateway" Viewer devices::gateway,
+        "The device-gateway association (TR-111): the gateway the device is behind and the devices behind it, each with how it is known (confirmed, gateway_table, device_gateway_info), when last seen, and whether ferroacs manages it",
+        query [], body None, response "GatewayAssociation";
+    put "/devices/{id}/tags/{tag}" Operator devices::add_tag,
+        "Add one tag to the device (nothing changes when it has it)", query [], body None, response "Empty";
+    delete "/devices/{id}/tags/{tag}" Operator devices::remove_tag,
+        "Remove one tag from the device", query [], body None, response "Empty";
+    get "/devices/{id}/credentials" Viewer devices::credentials,
+        "The state of the device's CWMP credentials: own, issued (not used yet), gave_up or shared; never a secret",
+        query [], body None, response "DeviceCredentials";
+    delete "/devices/{id}/credentials" Operator devices::reset_credentials,
+        "Forget the device's CWMP credentials (own and issued), so the shared ones open it again (a factory-reset device); it is issued new ones at its next session",
+        query [], body None, response "Empty";
     get "/devices/{id}/sessions" Viewer devices::sessions,
         "The device's session log, newest first", query ["limit", "cursor"], body None, response "SessionPage";
     get "/devices/{id}/lines" Viewer voip::list_lines,
@@ -166,6 +182,44 @@ api_routes! {
         query ["connection_request"], body Some("PresetInput"), response "Preset";
     delete "/presets/{name}" Operator voip::delete_preset,
         "Delete a preset (values it set stay on the devices)", query [], body None, response "Empty";
+    get "/phones" Viewer phones::list,
+        "Phones that fetch configuration files, by MAC", query ["limit", "cursor"], body None, response "PhonePage";
+    post "/phones" Operator phones::create,
+        "Create a phone (MAC in any spelling; 400 names a malformed one, 409 when it exists)",
+        query [], body Some("PhoneInput"), response "Phone";
+    post "/phones/import" Operator phones::import,
+        "Import phones from CSV (header: mac,vendor,model[,profile][,tags]); bad rows are reported, never half-imported",
+        query ["dry_run"], body Some("Csv"), response "PhoneImportReport";
+    get "/phones/{mac}" Viewer phones::get,
+        "One phone: settings, last seen, firmware, last file served", query [], body None, response "Phone";
+    put "/phones/{mac}" Operator phones::put,
+        "Create or replace a phone", query [], body Some("PhoneInput"), response "Phone";
+    delete "/phones/{mac}" Operator phones::delete,
+        "Delete a phone with its lines, uploads and fetch log", query [], body None, response "Empty";
+    get "/phones/{mac}/fetches" Viewer phones::fetches,
+        "The phone's fetches, newest first (file, source, User-Agent, status)", query ["limit"], body None, response "PhoneFetchPage";
+    get "/phones/{mac}/url" Operator phones::url,
+        "The phone's provisioning URL (with its secret token) and the DHCP options for its vendor",
+        query [], body None, response "PhoneUrls";
+    post "/phones/{mac}/resync" Operator phones::resync,
+        "Re-provision now: SIP NOTIFY check-sync to the phone's contact (or the source of its last fetch)",
+        query ["reboot"], body None, response "PhoneResync";
+    post "/phones/{mac}/activation_code" Operator phones::activation_code,
+        "A new one-time activation code for the phone (shown once; replaces any earlier one): the phone uses /prov/<code>/ once, then for phones.activation_window_secs from the same address",
+        query [], body None, response "PhoneActivationCode";
+    get "/phones/{mac}/lines" Viewer phones::list_lines,
+        "The phone's lines (never their passwords)", query [], body None, response "LinePage";
+    put "/phones/{mac}/lines/{n}" Operator phones::put_line,
+        "Assign or replace the SIP account of line n of the phone (password write-only); served at its next fetch",
+        query [], body Some("LineAccount"), response "Line";
+    delete "/phones/{mac}/lines/{n}" Operator phones::delete_line,
+        "Remove the account of line n of the phone", query [], body None, response "Empty";
+    get "/phone_profiles" Viewer phones::list_profiles,
+        "Phone profiles (settings shared by a group of phones)", query [], body None, response "PhoneProfilePage";
+    put "/phone_profiles/{name}" Operator phones::put_profile,
+        "Create or replace a phone profile", query [], body Some("PhoneSettings"), response "PhoneProfile";
+    delete "/phone_profiles/{name}" Operator phones::delete_profile,
+        "Delete a phone profile (409 while phones use it)", query [], body None, response "Empty";
     get "/tasks" Viewer tasks::list,
         "Tasks, newest first", query ["device_id", "status", "limit", "cursor"], body None, response "TaskPage";
     post "/tasks" Operator tasks::create_bulk,
@@ -177,6 +231,9 @@ api_routes! {
         "Cancel a pending or running task", query [], body None, response "Task";
     get "/faults" Viewer tasks::faults,
         "Faults devices returned, newest first", query ["device_id", "limit", "cursor"], body None, response "FaultPage";
+    delete "/faults" Operator tasks::clear_faults,
+        "Clear the faults matching every filter given (device_id, code, since and until in UTC ms); with no filter, all",
+        query ["device_id", "code", "since", "until"], body None, response "ClearedFaults";
     post "/files" Operator files::upload,
         "Store a file (raw request body) for devices to download",
         query ["name", "file_type", "version"], body Some("Binary"), response "File";
@@ -224,6 +281,25 @@ api_routes! {
         query ["device_id", "limit", "cursor"], body None, response "CampaignEventPage";
     get "/campaigns/{id}/stream" Viewer campaigns::stream,
         "Live progress as server-sent events (text/event-stream)", query [], body None, response "EventStream";
+    get "/schedules" Viewer schedules::list,
+        "Scheduled jobs (recurring tasks and config backups), by id", query ["limit", "cursor"], body None, response "SchedulePage";
+    post "/schedules" Operator schedules::create,
+        "Create a scheduled job: a task or a config backup for the devices a query matches, at each time of a cron expression in an IANA time zone; 400 names the bad field",
+        query [], body Some("ScheduleInput"), response "Schedule";
+    get "/schedules/{id}" Viewer schedules::get,
+        "One scheduled job with its next and last fire time and what the last fire did", query [], body None, response "Schedule";
+    put "/schedules/{id}" Operator schedules::put,
+        "Replace a scheduled job (also to enable or disable it); its next fire is computed again",
+        query [], body Some("ScheduleInput"), response "Schedule";
+    delete "/schedules/{id}" Operator schedules::delete,
+        "Delete a scheduled job (tasks it queued stay)", query [], body None, response "Empty";
+    get "/devices/{id}/backups" Viewer schedules::backups,
+        "The device's configuration backups (files it uploaded), newest first", query ["limit"], body None, response "FilePage";
+    get "/devices/{id}/backups/diff" Viewer schedules::diff,
+        "A unified diff between two text configuration backups of the device", query ["from", "to"], body None, response "BackupDiff";
+    post "/devices/{id}/backups/{file_id}/restore" Operator schedules::restore,
+        "Restore a backup: queue a Download of it (3 Vendor Configuration File) to the device",
+        query ["connection_request"], body None, response "Task";
     get "/tokens" Admin admin::list_tokens,
         "API tokens (never their secret)", query ["limit", "cursor"], body None, response "TokenPage";
     post "/tokens" Admin admin::create_token,
@@ -236,6 +312,10 @@ api_routes! {
         "Create an operator account", query [], body Some("NewUser"), response "User";
     delete "/users/{username}" Admin admin::delete_user,
         "Delete an operator account", query [], body None, response "Empty";
+    post "/users/{username}/disable" Admin admin::disable_user,
+        "Disable an account: it can no longer log in and its console sessions end", query [], body None, response "Empty";
+    post "/users/{username}/enable" Admin admin::enable_user,
+        "Enable a disabled account again, with the password it had", query [], body None, response "Empty";
     put "/users/{username}/password" Admin admin::set_password,
         "Set an operator account's password", query [], body Some("NewPassword"), response "Empty";
     get "/audit" Admin admin::audit,
@@ -455,23 +535,34 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// Background work of the API: expire tasks whose deadline passed.
-pub fn spawn_background(state: Arc<AppState>) {
-    actix_web::rt::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
-        loop {
-            tick.tick().await;
-            let now = state.now();
-            match state.store.run(move |s| s.expire_tasks(now)).await {
-                Ok(ids) => {
-                    for id in ids {
-                        state.services.task_watch.notify(id);
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "expiring overdue tasks failed"),
-            }
+/// `?dry_run=` of the CSV imports.
+#[derive(serde::Deserialize)]
+pub struct ImportQuery {
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// Read an uploaded CSV body, refusing it (naming the limit) beyond `max` bytes without
+/// reading further. Shared by every CSV import route.
+pub(crate) async fn read_csv_body(
+    mut payload: web::Payload,
+    max: usize,
+) -> Result<Vec<u8>, ApiError> {
+    use futures_util::StreamExt;
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk
+            .map_err(|e| Error::invalid("body", format!("the upload was interrupted: {e}")))?;
+        if body.len() + chunk.len() > max {
+            return Err(Error::invalid(
+                "csv",
+                format!("the file is larger than {} MiB; split it", max >> 20),
+            )
+            .into());
         }
-    });
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Page size from `limit`: default 100, at most 1000.

@@ -43,7 +43,27 @@ fn page(item: &str) -> Value {
 }
 
 fn schemas() -> Value {
-    let conn_req = obj(&[("at", i()), ("outcome", s()), ("message", s())]);
+    let conn_req = obj(&[
+        (
+            "state",
+            json!({"type": "string", "enum": ["sent", "scheduled", "joined_session"],
+                "description": "sent: a request went out now (see outcome); scheduled: it goes out at scheduled_at (the device was asked moments ago or is in a session elsewhere), never dropped; joined_session: the device is in a session on this node, which runs the new tasks before it ends"}),
+        ),
+        ("at", i()),
+        (
+            "outcome",
+            json!({"type": "string", "description": "for sent: ok, auth_failed, auth_unsupported, unreachable, busy, refused_by_policy, bad_url, bad_response, no_url; otherwise the state"}),
+        ),
+        ("message", s()),
+        (
+            "scheduled_at",
+            json!({"type": "integer", "format": "int64", "description": "when a scheduled request goes out (UTC ms); absent otherwise"}),
+        ),
+        (
+            "transport",
+            json!({"type": "string", "enum": ["http", "udp"], "description": "for sent: the transport of the last attempt; absent otherwise"}),
+        ),
+    ]);
     let mut m = Map::new();
     let mut put = |k: &str, v: Value| {
         m.insert(k.to_string(), v);
@@ -56,6 +76,77 @@ fn schemas() -> Value {
     put("Binary", json!({"type": "string", "format": "binary"}));
     put("OpenApi", json!({"type": "object"}));
     put("ConnectionRequestResult", conn_req.clone());
+    put("ClearedFaults", obj(&[("cleared", i())]));
+    put(
+        "DeviceCredentials",
+        obj(&[
+            ("state", s()),
+            ("username", json!({"type": "string", "nullable": true})),
+            ("issued", b()),
+            ("attempts", i()),
+            ("reason", s()),
+            ("issued_at", ni()),
+            ("confirmed_at", ni()),
+        ]),
+    );
+    put(
+        "Reachability",
+        obj(&[
+            (
+                "stun",
+                json!({"type": "object", "nullable": true, "description": "STUN credentials ferroacs gave the device (never the password) and the public binding of its authenticated Binding Requests",
+                    "properties": {"username": s(), "binding": {"type": "string", "nullable": true}, "binding_at": ni(), "age_ms": ni(), "seen_at": ni()}}),
+            ),
+            (
+                "xmpp",
+                json!({"type": "object", "nullable": true, "description": "ferroacs's own XMPP connection for connection requests (null when [xmpp] is not configured)",
+                    "properties": {"state": {"type": "string", "enum": ["connecting", "online", "offline"]}, "jid": s(), "bound_jid": {"type": "string", "nullable": true}, "since": i(), "tls": b(), "last_error": {"type": "string", "nullable": true}, "reconnects": i()}}),
+            ),
+            (
+                "routes",
+                json!({"type": "array", "description": "the transports a connection request would try now, in order",
+                    "items": obj(&[("transport", s()), ("target", s())])}),
+            ),
+            (
+                "attempts",
+                json!({"type": "array", "description": "the latest attempts, newest first",
+                    "items": obj(&[("at", i()), ("transport", s()), ("outcome", s()), ("message", s()), ("confirmed_at", ni())])}),
+            ),
+            (
+                "behind_gateway",
+                json!({"allOf": [r("GatewayLink")], "nullable": true, "description": "when no route reaches the device: the gateway it is behind (TR-111), if known"}),
+            ),
+        ]),
+    );
+    put(
+        "GatewayLink",
+        obj(&[
+            ("id", s()),
+            (
+                "source",
+                json!({"type": "string", "enum": ["confirmed", "gateway_table", "device_gateway_info"],
+                    "description": "confirmed: the gateway's ManageableDevice table lists the device and the device's GatewayInfo names the gateway; gateway_table: only the table; device_gateway_info: only the device (not confirmed)"}),
+            ),
+            ("listed_at", ni()),
+            ("claimed_at", ni()),
+            ("last_seen", i()),
+            ("managed", b()),
+            ("host", s()),
+        ]),
+    );
+    put(
+        "GatewayAssociation",
+        obj(&[
+            (
+                "gateway",
+                json!({"allOf": [r("GatewayLink")], "nullable": true}),
+            ),
+            (
+                "behind_gateway",
+                json!({"type": "array", "items": r("GatewayLink")}),
+            ),
+        ]),
+    );
     put(
         "Device",
         obj(&[
@@ -223,6 +314,7 @@ fn schemas() -> Value {
             ("username", s()),
             ("role", s()),
             ("created_at", i()),
+            ("disabled", b()),
         ]),
     );
     put(
@@ -267,7 +359,19 @@ fn schemas() -> Value {
                     "type": {"type": "string", "enum": ["firmware"]},
                     "images": {"type": "array", "items": obj(&[("oui", s()), ("product_class", s()),
                         ("hardware_version", s()), ("file_id", s()), ("version", s()),
-                        ("from_versions", json!({"type": "array", "items": s()}))])}}},
+                        ("from_versions", json!({"type": "array", "items": s()})),
+                        ("steps", json!({"type": "array",
+                            "description": "intermediate images (stepping stones) in upgrade order; a device on a version one applies from gets it first, then each following one, then this image, each confirmed by the version reported at the next Inform",
+                            "items": {"type": "object", "required": ["file_id", "from_versions"], "properties": {
+                                "file_id": s(), "version": s(),
+                                "from_versions": {"type": "array", "items": s(), "minItems": 1}}}}))])}}},
+                {"type": "object", "required": ["type", "images"], "properties": {
+                    "type": {"type": "string", "enum": ["phone_firmware"]},
+                    "images": {"type": "array", "items": {"type": "object",
+                        "required": ["vendor", "model", "firmware_file", "version"],
+                        "description": "phones of this vendor and model get firmware_file and version in their own settings; success = a later fetch reports version",
+                        "properties": {"vendor": s(), "model": s(), "firmware_file": s(), "version": s(),
+                            "from_versions": {"type": "array", "items": s()}}}}}},
                 {"type": "object", "required": ["type", "task"], "properties": {
                     "type": {"type": "string", "enum": ["task"]}, "task": r("TaskSpec")}}]}),
     );
@@ -276,18 +380,20 @@ fn schemas() -> Value {
         json!({"type": "object", "required": ["name", "target", "action"], "properties": {
             "name": s(),
             "target": obj(&[("query", s()), ("devices", json!({"type": "array", "items": s()})),
-                ("exclude", json!({"type": "array", "items": s()}))]),
+                ("exclude", json!({"type": "array", "items": s()})), ("reevaluate", b())]),
             "action": r("CampaignAction"),
             "schedule": obj(&[("start_at", ni()), ("end_at", ni()),
                 ("windows", json!({"type": "array", "items": window.clone()})),
                 ("disruptive_windows", json!({"type": "array", "items": window})),
                 ("wake", json!({"type": "string", "enum": ["inform", "connection_request"]}))]),
-            "pacing": obj(&[("max_in_flight", i()), ("max_starts_per_minute", i()), ("confirm_timeout_secs", i())]),
+            "pacing": obj(&[("max_in_flight", i()), ("max_starts_per_minute", i()), ("confirm_timeout_secs", i()),
+                ("retries", i()), ("spread", b())]),
             "waves": obj(&[("canary", size.clone()), ("sizes", json!({"type": "array", "items": size})),
                 ("success_ratio", json!({"type": "number"})), ("soak_secs", i()), ("manual_approval", b())]),
             "stop_rules": json!({"type": "array", "items": obj(&[
                 ("scope", json!({"type": "string", "enum": ["any", "confirmed", "unconfirmed"]})),
                 ("failures", i()), ("of_last", ni())])}),
+            "webhook": obj(&[("url", s())]),
         }}),
     );
     put(
@@ -360,6 +466,9 @@ fn schemas() -> Value {
             ("started_at", ni()),
             ("finished_at", ni()),
             ("last_error", s()),
+            ("step", i()),
+            ("steps", i()),
+            ("step_version", s()),
         ]),
     );
     put("CampaignDevicePage", page("CampaignDevice"));
@@ -379,7 +488,53 @@ fn schemas() -> Value {
         "EventStream",
         json!({"type": "string", "description": "text/event-stream: `event: progress` with a Campaign as data"}),
     );
+    put(
+        "ScheduleInput",
+        json!({"type": "object", "required": ["name", "query", "cron", "action"], "properties": {
+            "name": s(),
+            "query": json!({"type": "string", "description": "a device query, evaluated at each fire"}),
+            "cron": json!({"type": "string", "description": "6 fields, seconds first, e.g. \"0 0 3 * * Sun\""}),
+            "time_zone": json!({"type": "string", "description": "IANA, e.g. Europe/Berlin (default UTC)"}),
+            "action": json!({"oneOf": [
+                {"type": "object", "required": ["type", "task"], "properties": {
+                    "type": {"type": "string", "enum": ["task"]}, "task": r("TaskSpec")}},
+                {"type": "object", "required": ["type", "keep"], "properties": {
+                    "type": {"type": "string", "enum": ["backup"]},
+                    "file_type": {"type": "string", "description": "default \"1 Vendor Configuration File\""},
+                    "keep": {"type": "integer", "description": "backups kept per device (1-1000)"}}}]}),
+            "wake": json!({"type": "string", "enum": ["inform", "connection_request"]}),
+            "expires_in_secs": json!({"type": "integer", "description": "task deadline; default: the next fire"}),
+            "max_delay_secs": json!({"type": "integer", "description": "skip a fire later than this (default 3600)"}),
+            "enabled": b(),
+        }}),
+    );
+    put(
+        "Schedule",
+        obj(&[
+            ("id", i()),
+            ("name", s()),
+            ("enabled", b()),
+            ("next_fire_at", ni()),
+            ("last_fire_at", ni()),
+            ("last_result", s()),
+            ("created_by", s()),
+            ("created_at", i()),
+            ("updated_at", i()),
+            ("spec", r("ScheduleInput")),
+        ]),
+    );
+    put("SchedulePage", page("Schedule"));
+    put(
+        "BackupDiff",
+        obj(&[
+            ("from", s()),
+            ("to", s()),
+            ("identical", b()),
+            ("diff", s()),
+        ]),
+    );
     voip_schemas(&mut put);
+    super::phones::schemas(&mut put);
     for (p, item) in [
         ("DevicePage", "Device"),
         ("ParameterPage", "Parameter"),
@@ -495,7 +650,11 @@ fn voip_schemas(put: &mut impl FnMut(&str, Value)) {
         ),
         (
             "values",
-            json!({"type": "array", "items": obj(&[("name", s()), ("value", s()), ("type", s())])}),
+            json!({"type": "array", "items": obj(&[
+                ("name", s()),
+                ("value", json!({"type": "string", "description": "The value of a secret parameter (a password, key or passphrase) is sealed at rest and shown as \"***\"; \"***\" given back keeps the stored one"})),
+                ("type", s()),
+            ])}),
         ),
         (
             "lines",
@@ -516,16 +675,17 @@ fn voip_schemas(put: &mut impl FnMut(&str, Value)) {
         ("connection_requests", i()),
     ]);
     put("Preset", obj(&preset));
+    let masked = json!({"type": "string", "description": "\"***\" for a secret parameter"});
     let applied = obj(&[
         ("preset", s()),
         ("revision", i()),
-        ("value", s()),
+        ("value", masked.clone()),
         ("at", i()),
     ]);
     let refused = obj(&[
         ("preset", s()),
         ("revision", i()),
-        ("value", s()),
+        ("value", masked),
         ("code", i()),
         ("reason", s()),
         ("at", i()),

@@ -115,3 +115,26 @@ pub async fn faults(state: web::Data<AppState>, q: web::Query<FaultQuery>) -> Ap
     let items: Vec<FaultDto> = rows.iter().map(FaultDto::from).collect();
     Ok(HttpResponse::Ok().json(Page::new(items, limit, |f| f.id.to_string())))
 }
+
+#[derive(Deserialize)]
+pub struct ClearFaultsQuery {
+    device_id: Option<String>,
+    code: Option<i32>,
+    since: Option<i64>,
+    until: Option<i64>,
+}
+
+pub async fn clear_faults(
+    state: web::Data<AppState>,
+    caller: Caller,
+    q: web::Query<ClearFaultsQuery>,
+) -> ApiResult {
+    let filter = usecases::faults::FaultFilter {
+        device_id: q.device_id.clone().filter(|d| !d.is_empty()),
+        code: q.code,
+        since: q.since,
+        until: q.until,
+    };
+    let n = usecases::faults::clear(&state.ctx(), &caller.as_actor(), &filter).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "cleared": n })))
+}

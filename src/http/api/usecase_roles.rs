@@ -10,18 +10,40 @@ const WRITES: &[(&str, &str, Op)] = &[
     ("delete", "/devices/{id}", Op::DeviceDelete),
     ("post", "/devices/{id}/tasks", Op::TaskCreate),
     (
+        "delete",
+        "/devices/{id}/credentials",
+        Op::DeviceCredentialsReset,
+    ),
+    (
         "post",
         "/devices/{id}/connection_request",
         Op::DeviceConnectionRequest,
     ),
+    ("put", "/devices/{id}/tags/{tag}", Op::DeviceTag),
+    ("delete", "/devices/{id}/tags/{tag}", Op::DeviceUntag),
     ("put", "/devices/{id}/lines/{n}", Op::LineAssign),
     ("delete", "/devices/{id}/lines/{n}", Op::LineDelete),
     ("post", "/lines/import", Op::LineImport),
     ("post", "/presets", Op::PresetCreate),
     ("put", "/presets/{name}", Op::PresetUpdate),
     ("delete", "/presets/{name}", Op::PresetDelete),
+    ("post", "/phones", Op::PhoneCreate),
+    ("post", "/phones/import", Op::PhoneImport),
+    ("put", "/phones/{mac}", Op::PhoneUpdate),
+    ("delete", "/phones/{mac}", Op::PhoneDelete),
+    ("post", "/phones/{mac}/resync", Op::PhoneResync),
+    (
+        "post",
+        "/phones/{mac}/activation_code",
+        Op::PhoneActivationCode,
+    ),
+    ("put", "/phones/{mac}/lines/{n}", Op::LineAssign),
+    ("delete", "/phones/{mac}/lines/{n}", Op::LineDelete),
+    ("put", "/phone_profiles/{name}", Op::PhoneProfileSave),
+    ("delete", "/phone_profiles/{name}", Op::PhoneProfileDelete),
     ("post", "/tasks", Op::TaskCreateBulk),
     ("delete", "/tasks/{id}", Op::TaskCancel),
+    ("delete", "/faults", Op::FaultClear),
     ("post", "/files", Op::FileUpload),
     ("delete", "/files/{id}", Op::FileDelete),
     ("post", "/tokens", Op::TokenCreate),
@@ -29,12 +51,20 @@ const WRITES: &[(&str, &str, Op)] = &[
     ("post", "/users", Op::UserCreate),
     ("delete", "/users/{username}", Op::UserDelete),
     ("put", "/users/{username}/password", Op::UserPassword),
+    ("post", "/users/{username}/disable", Op::UserDisable),
+    ("post", "/users/{username}/enable", Op::UserEnable),
 ];
 
 /// Campaign controls are operations of `domain::campaigns` (each audited there as
 /// `campaign.<action>` on `campaign/ID`); their roles are those of the route table.
+/// Scheduled jobs and backup restores likewise (`schedule.<action>` on `schedule/ID`,
+/// `backup.restore` on `device/ID`).
 fn is_campaign_route(path: &str) -> bool {
-    path == "/campaigns" || path.starts_with("/campaigns/")
+    path == "/campaigns"
+        || path.starts_with("/campaigns/")
+        || path == "/schedules"
+        || path.starts_with("/schedules/")
+        || path.starts_with("/devices/{id}/backups/")
 }
 
 #[test]

@@ -5,18 +5,16 @@
 //! to start a session at once instead of at their next Inform.
 
 use actix_web::{web, HttpResponse};
-use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::dto::{ConnReqDto, DevicePresetsDto, ImportReportDto, LineDto, PresetDto};
-use super::Caller;
+use super::{read_csv_body, Caller, ImportQuery};
 use crate::domain::lines::{self, LineInput};
 use crate::domain::presets::{self, PresetInput};
 use crate::domain::usecases::{
     self,
     voip::{SaveMode, MAX_CSV_BYTES},
 };
-use crate::error::Error;
 use crate::http::error::ApiError;
 use crate::state::AppState;
 
@@ -33,9 +31,48 @@ fn page<T: serde::Serialize>(items: Vec<T>) -> serde_json::Value {
 }
 
 pub async fn list_lines(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
-    let views = lines::list(&state.store, &id).await?;
+    lines_of(&state, &id).await
+}
+
+/// The lines of a device (or of a phone's device) as a page.
+pub(super) async fn lines_of(state: &AppState, device_id: &str) -> ApiResult {
+    let views = lines::list(&state.store, device_id).await?;
     let items: Vec<LineDto> = views.iter().map(LineDto::from).collect();
     Ok(HttpResponse::Ok().json(page(items)))
+}
+
+/// Assign line `n` of a device (or of a phone's device) through the use case.
+pub(super) async fn assign(
+    state: &web::Data<AppState>,
+    caller: &Caller,
+    device_id: &str,
+    n: i32,
+    input: LineInput,
+    connection_request: bool,
+) -> ApiResult {
+    let (view, cr) = usecases::voip::assign_line(
+        &state.ctx(),
+        &caller.as_actor(),
+        device_id,
+        n,
+        input,
+        connection_request,
+    )
+    .await?;
+    let mut dto = LineDto::from(&view);
+    dto.connection_request = cr.as_ref().map(ConnReqDto::from);
+    Ok(HttpResponse::Ok().json(dto))
+}
+
+/// Remove line `n` of a device (or of a phone's device) through the use case.
+pub(super) async fn remove(
+    state: &web::Data<AppState>,
+    caller: &Caller,
+    device_id: &str,
+    n: i32,
+) -> ApiResult {
+    usecases::voip::delete_line(&state.ctx(), &caller.as_actor(), device_id, n).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 pub async fn get_line(state: web::Data<AppState>, path: web::Path<(String, i32)>) -> ApiResult {
@@ -52,18 +89,15 @@ pub async fn put_line(
     body: web::Json<LineInput>,
 ) -> ApiResult {
     let (id, n) = path.into_inner();
-    let (view, cr) = usecases::voip::assign_line(
-        &state.ctx(),
-        &caller.as_actor(),
+    assign(
+        &state,
+        &caller,
         &id,
         n,
         body.into_inner(),
         q.connection_request,
     )
-    .await?;
-    let mut dto = LineDto::from(&view);
-    dto.connection_request = cr.as_ref().map(ConnReqDto::from);
-    Ok(HttpResponse::Ok().json(dto))
+    .await
 }
 
 pub async fn delete_line(
@@ -72,38 +106,16 @@ pub async fn delete_line(
     path: web::Path<(String, i32)>,
 ) -> ApiResult {
     let (id, n) = path.into_inner();
-    usecases::voip::delete_line(&state.ctx(), &caller.as_actor(), &id, n).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-#[derive(Deserialize)]
-pub struct ImportQuery {
-    #[serde(default)]
-    dry_run: bool,
+    remove(&state, &caller, &id, n).await
 }
 
 pub async fn import_lines(
     state: web::Data<AppState>,
     caller: Caller,
     q: web::Query<ImportQuery>,
-    mut payload: web::Payload,
+    payload: web::Payload,
 ) -> ApiResult {
-    let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|e| Error::invalid("body", format!("the upload was interrupted: {e}")))?;
-        if body.len() + chunk.len() > MAX_CSV_BYTES {
-            return Err(Error::invalid(
-                "csv",
-                format!(
-                    "the file is larger than {} MiB; split it",
-                    MAX_CSV_BYTES >> 20
-                ),
-            )
-            .into());
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = read_csv_body(payload, MAX_CSV_BYTES).await?;
     let report =
         usecases::voip::import_lines(&state.ctx(), &caller.as_actor(), &body, q.dry_run).await?;
     Ok(HttpResponse::Ok().json(ImportReportDto::new(&report, q.dry_run)))

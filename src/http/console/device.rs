@@ -4,16 +4,17 @@
 //! lines, presets, uploaded files and tags. The summary and the task list poll every 2 s.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::devices::{device_href, interval_ms, liveness, spawn_connection_requests};
+use super::devices::{device_href, interval_ms, liveness};
 use super::session::{urlencode, Ctx, Operator, Viewer};
 use super::view::{ago, utc, TaskView};
 use super::{render, ConsoleError, Layout};
 use crate::domain::params::{is_secret, ParamTree};
-use crate::domain::taskops::{self, Origin};
+use crate::domain::taskops;
 use crate::domain::tasks::{SetValue, TaskSpec};
+use crate::domain::usecases::{self, devices::ProvisionInput, tasks::TaskOptions, Actor};
 use crate::error::Error;
 use crate::state::AppState;
 use crate::store::devices::DeviceRow;
@@ -39,7 +40,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/devices/{id}/connection_request",
             web::post().to(connection_request),
         )
-        .route("/tasks/{id}/cancel", web::post().to(cancel_task));
+        .route("/tasks/{id}/cancel", web::post().to(cancel_task))
+        .route("/devices/{id}/tags", web::post().to(edit_tags))
+        .route("/devices/{id}/credentials", web::post().to(set_credentials))
+        .route("/devices/{id}/lines/{n}", web::post().to(edit_line))
+        .route(
+            "/devices/{id}/uploads/{file}",
+            web::get().to(download_upload),
+        );
 }
 
 async fn device_row(state: &AppState, id: &str) -> Result<DeviceRow, ConsoleError> {
@@ -123,11 +131,44 @@ struct DevicePage {
     root: String,
     faults: Vec<(String, i32, String)>,
     sessions: Vec<SessionView>,
-    lines: Vec<(i32, String, String, String)>,
-    presets_applied: String,
-    presets_refused: String,
+    lines: Vec<LineEdit>,
+    tag_card: TagCard,
+    cred: CredCard,
+    /// (parameter, preset and revision, value, when)
+    presets_applied: Vec<(String, String, String, String)>,
+    /// (parameter, preset and revision, value, fault code and reason, when)
+    presets_refused: Vec<(String, String, String, String, String)>,
     uploads: Vec<(String, String, String, String)>,
     rpcs: &'static [&'static str],
+    /// TR-111: the gateway this device is behind, and the devices behind it.
+    gateway: Option<LinkView>,
+    behind: Vec<LinkView>,
+    /// The device list searching for the devices behind this one.
+    behind_search: String,
+}
+
+/// The other side of a device–gateway pair, as the device page shows it.
+pub struct LinkView {
+    pub id: String,
+    /// The device's page when ferroacs manages it.
+    pub href: Option<String>,
+    pub how: &'static str,
+    pub confirmed: bool,
+    pub seen: String,
+    pub host: String,
+}
+
+impl LinkView {
+    fn of(l: &crate::domain::tr111::Link, now: i64) -> LinkView {
+        LinkView {
+            id: l.id.clone(),
+            href: l.managed.then(|| device_href(&l.id)),
+            how: l.source.label(),
+            confirmed: l.source == crate::domain::tr111::LinkSource::Confirmed,
+            seen: ago(now, Some(l.last_seen)),
+            host: l.host.clone(),
+        }
+    }
 }
 
 pub struct SessionView {
@@ -161,6 +202,9 @@ async fn page(
             ))
         })
         .await?;
+    let assoc = crate::domain::tr111::association(&state.store, &d.id).await?;
+    let preset_view = crate::domain::presets::DeviceState::decode(preset_state.as_ref());
+    let next_line = lines.iter().map(|l| l.line).max().unwrap_or(0) + 1;
     let root = match d.root_model.as_str() {
         "InternetGatewayDevice:1" => "InternetGatewayDevice.",
         _ => "Device.",
@@ -168,7 +212,6 @@ async fn page(
     .to_string();
     let page = DevicePage {
         ctx: ctx.layout("devices"),
-        s,
         root,
         faults: faults
             .iter()
@@ -189,27 +232,53 @@ async fn page(
         lines: lines
             .iter()
             .map(|l| {
-                let account: serde_json::Value =
-                    serde_json::from_str(&l.account).unwrap_or(serde_json::Value::Null);
-                let user = account
-                    .get("auth_username")
-                    .or_else(|| account.get("username"))
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("")
-                    .to_string();
-                (
+                LineEdit::of(
+                    &d.id,
                     l.line,
-                    user,
-                    l.status.clone(),
-                    l.device_status.clone().unwrap_or_default(),
+                    &l.account,
+                    &l.status,
+                    l.device_status.as_deref(),
+                    l.fault.as_deref(),
+                )
+            })
+            .chain(std::iter::once(LineEdit::empty(&d.id, next_line)))
+            .collect(),
+        tag_card: TagCard {
+            href: device_href(&d.id),
+            tags: s.tags.clone(),
+            error: None,
+        },
+        cred: CredCard {
+            href: device_href(&d.id),
+            username: d.cwmp_username.clone(),
+            message: None,
+            error: None,
+        },
+        presets_applied: preset_view
+            .applied
+            .iter()
+            .map(|(name, a)| {
+                (
+                    name.clone(),
+                    format!("{} (revision {})", a.preset, a.revision),
+                    shown_value(name, &a.value),
+                    ago(now, Some(a.at)),
                 )
             })
             .collect(),
-        presets_applied: preset_state
-            .as_ref()
-            .map(|p| p.applied.clone())
-            .unwrap_or_default(),
-        presets_refused: preset_state.map(|p| p.refused).unwrap_or_default(),
+        presets_refused: preset_view
+            .refused
+            .iter()
+            .map(|(name, r)| {
+                (
+                    name.clone(),
+                    format!("{} (revision {})", r.preset, r.revision),
+                    shown_value(name, &r.value),
+                    format!("{} {}", r.code, r.reason),
+                    ago(now, Some(r.at)),
+                )
+            })
+            .collect(),
         uploads: uploads
             .iter()
             .map(|f| {
@@ -217,11 +286,21 @@ async fn page(
                     f.name.clone(),
                     f.file_type.clone(),
                     ago(now, Some(f.created_at)),
-                    format!("/api/v1/files/{}/content", urlencode(&f.id)),
+                    format!("{}/uploads/{}", device_href(&d.id), urlencode(&f.id)),
                 )
             })
             .collect(),
         rpcs: &crate::domain::tasks::TASK_RPCS,
+        gateway: assoc.gateway.as_ref().map(|l| LinkView::of(l, now)),
+        behind: assoc.behind.iter().map(|l| LinkView::of(l, now)).collect(),
+        behind_search: format!(
+            "/devices?q={}",
+            urlencode(&format!(
+                "gateway = \"{}\"",
+                d.id.replace('\\', "\\\\").replace('"', "\\\"")
+            ))
+        ),
+        s,
     };
     render(StatusCode::OK, &page)
 }
@@ -477,12 +556,18 @@ fn parent_of(name: &str) -> String {
     }
 }
 
-fn origin<'a>(actor: &'a str, now: i64) -> Origin<'a> {
-    Origin {
-        actor,
-        now,
-        expires_at: Some(now + 7 * 86_400_000),
-    }
+/// Queue one task through the use case the API calls (same role check and audit entry),
+/// then ask the device for a session in the background.
+async fn queue(
+    state: &web::Data<AppState>,
+    actor: &Actor,
+    device_id: &str,
+    spec: &TaskSpec,
+) -> Result<usecases::tasks::QueuedTask, Error> {
+    let ctx = state.ctx();
+    let q = usecases::tasks::create(&ctx, actor, device_id, spec, &TaskOptions::default()).await?;
+    ctx.hooks().wake(vec![device_id.to_string()]);
+    Ok(q)
 }
 
 #[derive(Deserialize)]
@@ -511,23 +596,22 @@ async fn set_param(
             xsd_type: None,
         }],
     };
-    let actor = ctx.actor();
     let now = state.now();
-    match taskops::create(&state.store, &d.id, &spec, &origin(&actor, now)).await {
-        Ok(task) => {
-            spawn_connection_requests(&state, vec![d.id.clone()]);
-            render(
-                StatusCode::OK,
-                &ParamRowFragment {
-                    ctx: ctx.layout("devices"),
-                    href: device_href(&d.id),
-                    p,
-                    error: None,
-                    task: Some(TaskView::new(&task, now)),
-                    entered: String::new(),
-                },
-            )
-        }
+    match queue(&state, &ctx.as_actor(), &d.id, &spec)
+        .await
+        .map(|q| q.task)
+    {
+        Ok(task) => render(
+            StatusCode::OK,
+            &ParamRowFragment {
+                ctx: ctx.layout("devices"),
+                href: device_href(&d.id),
+                p,
+                error: None,
+                task: Some(TaskView::new(&task, now)),
+                entered: String::new(),
+            },
+        ),
         Err(Error::Invalid { message, .. }) => {
             if !p.secret {
                 p.value = entry.value.unwrap_or_default();
@@ -571,19 +655,17 @@ async fn queue_one(
     spec: TaskSpec,
     what: String,
 ) -> Result<HttpResponse, ConsoleError> {
-    let actor = ctx.actor();
-    let now = state.now();
-    match taskops::create(&state.store, device_id, &spec, &origin(&actor, now)).await {
-        Ok(t) => {
-            spawn_connection_requests(state, vec![device_id.to_string()]);
-            render(
-                StatusCode::OK,
-                &TaskQueued {
-                    message: format!("{what}: task #{} queued, connection request sent.", t.id),
-                    error: None,
-                },
-            )
-        }
+    match queue(state, &ctx.as_actor(), device_id, &spec)
+        .await
+        .map(|q| q.task)
+    {
+        Ok(t) => render(
+            StatusCode::OK,
+            &TaskQueued {
+                message: format!("{what}: task #{} queued, connection request sent.", t.id),
+                error: None,
+            },
+        ),
         Err(Error::Invalid { message, .. }) => render(
             StatusCode::UNPROCESSABLE_ENTITY,
             &TaskQueued {
@@ -743,14 +825,7 @@ async fn cancel_task(
     state: web::Data<AppState>,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ConsoleError> {
-    let row = taskops::cancel(
-        &state.store,
-        &state.services.task_watch,
-        id.into_inner(),
-        &ctx.actor(),
-        state.now(),
-    )
-    .await?;
+    let row = usecases::tasks::cancel(&state.ctx(), &ctx.as_actor(), id.into_inner()).await?;
     render(
         StatusCode::OK,
         &TaskQueued {
@@ -769,16 +844,12 @@ struct ConnReqResult {
 }
 
 async fn connection_request(
-    _ctx: Ctx<Operator>,
+    ctx: Ctx<Operator>,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ConsoleError> {
     let d = device_row(&state, &id).await?;
-    let r = state
-        .services
-        .connreq
-        .request(&state.store, &d.id, state.now())
-        .await?;
+    let r = usecases::devices::connection_request(&state.ctx(), &ctx.as_actor(), &d.id).await?;
     render(
         StatusCode::OK,
         &ConnReqResult {
@@ -787,6 +858,382 @@ async fn connection_request(
             message: r.message,
         },
     )
+}
+
+/// A value as the page shows it: secrets never.
+fn shown_value(name: &str, value: &str) -> String {
+    if is_secret(name) && !value.is_empty() {
+        "••••".into()
+    } else {
+        value.to_string()
+    }
+}
+
+/// The tags card of the device page (a fragment htmx swaps after each change).
+pub struct TagCard {
+    pub href: String,
+    pub tags: Vec<String>,
+    pub error: Option<String>,
+}
+
+#[derive(askama::Template)]
+#[template(path = "console/device_tags.html")]
+struct TagsFragment {
+    ctx: Layout,
+    tag_card: TagCard,
+}
+
+#[derive(Deserialize)]
+struct TagForm {
+    tag: String,
+    op: String,
+}
+
+fn is_htmx(req: &HttpRequest) -> bool {
+    req.headers().contains_key("hx-request")
+}
+
+/// Back to the device page after a form posted without JavaScript.
+fn back_to(href: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((actix_web::http::header::LOCATION, href.to_string()))
+        .finish()
+}
+
+/// Add or remove one tag (the use case the API's tag routes call).
+async fn edit_tags(
+    ctx: Ctx<Operator>,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ConsoleError> {
+    let f: TagForm = ctx.form()?;
+    let d = device_row(&state, &id).await?;
+    let add = match f.op.as_str() {
+        "add" => true,
+        "remove" => false,
+        other => return Err(Error::invalid("op", format!("add or remove, not {other:?}")).into()),
+    };
+    let ids = [d.id.clone()];
+    let (status, error) =
+        match usecases::devices::set_tag(&state.ctx(), &ctx.as_actor(), &ids, &f.tag, add).await {
+            Ok(_) => (StatusCode::OK, None),
+            Err(Error::Invalid { message, .. }) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, Some(message))
+            }
+            Err(e) => return Err(e.into()),
+        };
+    if !is_htmx(&req) && error.is_none() {
+        return Ok(back_to(&device_href(&d.id)));
+    }
+    let tags = state
+        .store
+        .run(move |s| s.tags_of(&ids))
+        .await?
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    render(
+        status,
+        &TagsFragment {
+            ctx: ctx.layout("devices"),
+            tag_card: TagCard {
+                href: device_href(&d.id),
+                tags,
+                error,
+            },
+        },
+    )
+}
+
+/// The CWMP credentials card: the user name the device logs in with (never a password).
+pub struct CredCard {
+    pub href: String,
+    pub username: Option<String>,
+    pub message: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(askama::Template)]
+#[template(path = "console/device_credentials.html")]
+struct CredFragment {
+    ctx: Layout,
+    cred: CredCard,
+}
+
+#[derive(Deserialize)]
+struct CredForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    op: String,
+}
+
+/// Length of a generated CWMP password.
+const ROTATED_PASSWORD_LEN: usize = 24;
+
+/// Set the device's own CWMP credentials (write-only: the password is never shown again),
+/// or clear them (the device then logs in with the default credentials). "Generate" makes
+/// a random password for the given user name and shows it once, to configure the device.
+async fn set_credentials(
+    ctx: Ctx<Operator>,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ConsoleError> {
+    let f: CredForm = ctx.form()?;
+    let d = device_row(&state, &id).await?;
+    let mut input = ProvisionInput::default();
+    let mut shown = None;
+    match f.op.as_str() {
+        "clear" => input.clear_credentials = true,
+        "generate" => {
+            let mut bytes = [0u8; ROTATED_PASSWORD_LEN];
+            rand::fill(&mut bytes[..]);
+            // Letters and digits only, so it can be typed into any device's web page.
+            const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+            let pw: String = bytes
+                .iter()
+                .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+                .collect();
+            input.cwmp_username = Some(f.username.trim().to_string());
+            input.cwmp_password = Some(pw.clone());
+            shown = Some(pw);
+        }
+        _ => {
+            input.cwmp_username = Some(f.username.trim().to_string());
+            input.cwmp_password = Some(f.password.clone());
+        }
+    }
+    let res = usecases::devices::provision(&state.ctx(), &ctx.as_actor(), &d.id, &input).await;
+    let (status, cred) = match res {
+        Ok((row, _)) => {
+            if !is_htmx(&req) && shown.is_none() {
+                return Ok(back_to(&device_href(&d.id)));
+            }
+            let message = match (&row.cwmp_username, shown) {
+                (None, _) => "Cleared: the device logs in with the default credentials.".to_string(),
+                (Some(u), Some(pw)) => format!(
+                    "Set for user {u}. New password (shown this once; configure it on the device as ManagementServer.Password): {pw}"
+                ),
+                (Some(u), None) => format!("Set for user {u}; the password is stored and never shown."),
+            };
+            (
+                StatusCode::OK,
+                CredCard {
+                    href: device_href(&d.id),
+                    username: row.cwmp_username,
+                    message: Some(message),
+                    error: None,
+                },
+            )
+        }
+        Err(Error::Invalid { message, .. }) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            CredCard {
+                href: device_href(&d.id),
+                username: d.cwmp_username.clone(),
+                message: None,
+                error: Some(message),
+            },
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    render(
+        status,
+        &CredFragment {
+            ctx: ctx.layout("devices"),
+            cred,
+        },
+    )
+}
+
+/// The fields of a line the console edits, in form order (name, label, numeric).
+pub const LINE_FIELDS: &[(&str, &str, bool)] = &[
+    ("sip_user", "SIP user", false),
+    ("auth_user", "Auth user (default: SIP user)", false),
+    ("display_name", "Display name", false),
+    ("registrar", "Registrar", false),
+    ("registrar_port", "Registrar port", true),
+    ("proxy", "Proxy", false),
+    ("proxy_port", "Proxy port", true),
+    ("transport", "Transport (UDP, TCP, TLS)", false),
+];
+
+/// One VoIP line on the device page, with its edit form.
+pub struct LineEdit {
+    pub n: i32,
+    pub action: String,
+    pub user: String,
+    pub status: String,
+    pub device_status: String,
+    pub fault: String,
+    pub is_new: bool,
+    /// (field, label, value, input id)
+    pub fields: Vec<(&'static str, &'static str, String, String)>,
+}
+
+impl LineEdit {
+    fn of(
+        device: &str,
+        n: i32,
+        account: &str,
+        status: &str,
+        device_status: Option<&str>,
+        fault: Option<&str>,
+    ) -> LineEdit {
+        let a: serde_json::Value = serde_json::from_str(account).unwrap_or_default();
+        let get = |k: &str| match a.get(k) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            _ => String::new(),
+        };
+        LineEdit {
+            n,
+            action: format!("{}/lines/{n}", device_href(device)),
+            user: get("sip_user"),
+            status: status.to_string(),
+            device_status: device_status.unwrap_or("not read yet").to_string(),
+            fault: fault.unwrap_or_default().to_string(),
+            is_new: false,
+            fields: LINE_FIELDS
+                .iter()
+                .map(|(k, l, _)| (*k, *l, get(k), format!("line{n}-{k}")))
+                .collect(),
+        }
+    }
+
+    fn empty(device: &str, n: i32) -> LineEdit {
+        LineEdit {
+            is_new: true,
+            ..LineEdit::of(device, n, "{}", "", None, None)
+        }
+    }
+}
+
+#[derive(askama::Template)]
+#[template(path = "console/task_queued.html")]
+struct LineSaved {
+    message: String,
+    error: Option<String>,
+}
+
+/// Assign or edit a line's SIP account through the use case the API calls. Fields not on
+/// the form are kept from the stored account; an empty password keeps the stored one.
+async fn edit_line(
+    ctx: Ctx<Operator>,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, i32)>,
+) -> Result<HttpResponse, ConsoleError> {
+    let (id, n) = path.into_inner();
+    let form: Vec<(String, String)> = ctx.form()?;
+    let d = device_row(&state, &id).await?;
+    let i = d.id.clone();
+    let stored = state
+        .store
+        .run(move |s| s.device_lines(&i))
+        .await?
+        .into_iter()
+        .find(|l| l.line == n);
+    let mut account = match stored.as_ref().map(|l| serde_json::from_str(&l.account)) {
+        Some(Ok(serde_json::Value::Object(m))) => m,
+        _ => serde_json::Map::new(),
+    };
+    let value_of = |k: &str| {
+        form.iter()
+            .find(|(f, _)| f == k)
+            .map(|(_, v)| v.trim().to_string())
+    };
+    for (k, _, numeric) in LINE_FIELDS {
+        match value_of(k) {
+            None => {}
+            Some(v) if v.is_empty() => {
+                account.remove(*k);
+            }
+            Some(v) if *numeric => {
+                let Ok(port) = v.parse::<u32>() else {
+                    return line_error(format!("{k}: a port number, not {v:?}"));
+                };
+                account.insert(k.to_string(), port.into());
+            }
+            Some(v) => {
+                account.insert(k.to_string(), v.into());
+            }
+        }
+    }
+    if let Some(pw) = value_of("password").filter(|p| !p.is_empty()) {
+        account.insert("password".into(), pw.into());
+    }
+    let input: crate::domain::lines::LineInput =
+        match serde_json::from_value(serde_json::Value::Object(account)) {
+            Ok(i) => i,
+            Err(e) => return line_error(e.to_string()),
+        };
+    let cr = value_of("connection_request").is_some();
+    match usecases::voip::assign_line(&state.ctx(), &ctx.as_actor(), &d.id, n, input, cr).await {
+        Ok(_) if !is_htmx(&req) => Ok(back_to(&device_href(&d.id))),
+        Ok((view, _)) => render(
+            StatusCode::OK,
+            &LineSaved {
+                message: format!(
+                    "Line {n} saved (revision {}); the device gets it in its next session.",
+                    view.revision
+                ),
+                error: None,
+            },
+        ),
+        Err(Error::Invalid { field, message }) => line_error(format!("{field}: {message}")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn line_error(message: String) -> Result<HttpResponse, ConsoleError> {
+    render(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &LineSaved {
+            message: String::new(),
+            error: Some(message),
+        },
+    )
+}
+
+/// A file the device uploaded (a configuration backup, a log), as an attachment.
+async fn download_upload(
+    _ctx: Ctx<Viewer>,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ConsoleError> {
+    let (id, file) = path.into_inner();
+    let f = file.clone();
+    let row = state
+        .store
+        .run(move |s| s.get_file(&f))
+        .await?
+        .filter(|r| r.device_id.as_deref() == Some(id.as_str()))
+        .ok_or_else(|| Error::not_found(format!("file {file} of device {id}")))?;
+    let mut res = crate::http::fileserver::serve_file(&req, &state, &row).await;
+    let name: String = row
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ".-_".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if let Ok(v) =
+        actix_web::http::header::HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
+    {
+        res.headers_mut()
+            .insert(actix_web::http::header::CONTENT_DISPOSITION, v);
+    }
+    Ok(res)
 }
 
 #[cfg(test)]

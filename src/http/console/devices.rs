@@ -13,9 +13,10 @@ use serde::Deserialize;
 use super::session::{urlencode, Ctx, Operator, Viewer};
 use super::view::{ago, TaskView};
 use super::{render, ConsoleError, Layout};
+use crate::domain::devices::Sort;
 use crate::domain::params::ParamTree;
-use crate::domain::taskops::{self, Origin};
 use crate::domain::tasks::{SetValue, TaskSpec};
+use crate::domain::usecases::{self, devices::TagOutcome, tasks::TaskOptions};
 use crate::error::Error;
 use crate::state::AppState;
 use crate::store::devices::DeviceRow;
@@ -31,6 +32,11 @@ const MAX_DIRECT: i64 = 1000;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/devices", web::get().to(list))
+        .route("/devices/searches", web::post().to(save_search))
+        .route(
+            "/devices/searches/{id}/delete",
+            web::post().to(delete_search),
+        )
         .route("/devices/bulk", web::post().to(bulk))
         .route("/devices/bulk/progress", web::get().to(progress));
 }
@@ -38,10 +44,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// A column of the device list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Col {
+    Oui,
+    Manufacturer,
     Serial,
     ProductClass,
     Model,
     Software,
+    Hardware,
     LastInform,
     Ip,
     Tags,
@@ -49,10 +58,13 @@ pub enum Col {
 }
 
 const COLS: &[(Col, &str, &str)] = &[
+    (Col::Oui, "oui", "OUI"),
+    (Col::Manufacturer, "manufacturer", "Manufacturer"),
     (Col::Serial, "serial", "Serial number"),
     (Col::ProductClass, "product_class", "Product class"),
     (Col::Model, "model", "Model"),
     (Col::Software, "software_version", "Software version"),
+    (Col::Hardware, "hardware_version", "Hardware version"),
     (Col::LastInform, "last_inform", "Last inform"),
     (Col::Ip, "ip", "IP address"),
     (Col::Tags, "tags", "Tags"),
@@ -66,6 +78,55 @@ const DEFAULT_COLS: &[Col] = &[
     Col::Ip,
     Col::Tags,
 ];
+
+/// The orders the list offers: the query-string key, the label, the store's order, and the
+/// column whose header sorts by it.
+const SORTS: &[(&str, &str, Sort, Option<Col>)] = &[
+    ("id", "device id", Sort::Id, None),
+    (
+        "last_inform",
+        "last inform",
+        Sort::LastInform,
+        Some(Col::LastInform),
+    ),
+    (
+        "software_version",
+        "software version",
+        Sort::SoftwareVersion,
+        Some(Col::Software),
+    ),
+    (
+        "product_class",
+        "product class",
+        Sort::ProductClass,
+        Some(Col::ProductClass),
+    ),
+    ("serial", "serial number", Sort::Serial, Some(Col::Serial)),
+];
+
+fn sort_key(sort: Sort) -> &'static str {
+    SORTS
+        .iter()
+        .find(|(_, _, s, _)| *s == sort)
+        .map(|(k, _, _, _)| *k)
+        .unwrap_or("id")
+}
+
+/// A column header: sortable ones link to their order (again: the other direction).
+pub struct Header {
+    pub label: String,
+    pub href: Option<String>,
+    /// `ascending`, `descending` or `none` (for `aria-sort`).
+    pub aria_sort: &'static str,
+    /// A visible arrow for the current order (not colour alone).
+    pub mark: &'static str,
+}
+
+pub struct Saved {
+    pub id: i64,
+    pub name: String,
+    pub href: String,
+}
 
 pub struct ColChoice {
     pub key: &'static str,
@@ -91,7 +152,11 @@ struct DevicesPage {
     error_marker: String,
     columns: Vec<ColChoice>,
     param_text: String,
-    headers: Vec<String>,
+    id_header: Header,
+    headers: Vec<Header>,
+    sort_label: &'static str,
+    saved: Vec<Saved>,
+    current_query: String,
     rows: Vec<Row>,
     total: String,
     next: Option<String>,
@@ -106,6 +171,7 @@ struct ListParams {
     cols: Vec<Col>,
     params: Vec<String>,
     desc: bool,
+    sort: Sort,
     cursor: Option<String>,
     limit: i64,
 }
@@ -116,6 +182,7 @@ fn list_params(pairs: &[(String, String)]) -> ListParams {
         cols: Vec::new(),
         params: Vec::new(),
         desc: false,
+        sort: Sort::Id,
         cursor: None,
         limit: 50,
     };
@@ -141,6 +208,11 @@ fn list_params(pairs: &[(String, String)]) -> ListParams {
                     .collect();
             }
             "order" => p.desc = v == "desc",
+            "sort" => {
+                if let Some((_, _, s, _)) = SORTS.iter().find(|(k, _, _, _)| k == v) {
+                    p.sort = *s;
+                }
+            }
             "cursor" if !v.is_empty() => p.cursor = Some(v.clone()),
             "limit" => p.limit = v.parse::<i64>().unwrap_or(50).clamp(10, 500),
             _ => {}
@@ -163,6 +235,9 @@ fn list_url(p: &ListParams, cursor: Option<&str>, desc: bool) -> String {
     if !p.params.is_empty() {
         parts.push(format!("params={}", urlencode(&p.params.join(","))));
     }
+    if p.sort != Sort::Id {
+        parts.push(format!("sort={}", sort_key(p.sort)));
+    }
     if desc {
         parts.push("order=desc".into());
     }
@@ -173,6 +248,47 @@ fn list_url(p: &ListParams, cursor: Option<&str>, desc: bool) -> String {
         parts.push(format!("cursor={}", urlencode(c)));
     }
     format!("/devices?{}", parts.join("&"))
+}
+
+/// The list in another order, from its first page.
+fn sort_url(p: &ListParams, sort: Sort, desc: bool) -> String {
+    let q = ListParams {
+        q: p.q.clone(),
+        cols: p.cols.clone(),
+        params: p.params.clone(),
+        desc,
+        sort,
+        cursor: None,
+        limit: p.limit,
+    };
+    list_url(&q, None, desc)
+}
+
+/// The header of a sortable column (or of the id).
+fn header(p: &ListParams, label: &str, sort: Option<Sort>) -> Header {
+    let Some(sort) = sort else {
+        return Header {
+            label: label.to_string(),
+            href: None,
+            aria_sort: "none",
+            mark: "",
+        };
+    };
+    let current = p.sort == sort;
+    Header {
+        label: label.to_string(),
+        href: Some(sort_url(p, sort, current && !p.desc)),
+        aria_sort: match (current, p.desc) {
+            (false, _) => "none",
+            (true, false) => "ascending",
+            (true, true) => "descending",
+        },
+        mark: match (current, p.desc) {
+            (false, _) => "",
+            (true, false) => " ▲",
+            (true, true) => " ▼",
+        },
+    }
 }
 
 /// A device's link.
@@ -240,11 +356,12 @@ async fn list(
         .map(|f| (f.id, format!("{} ({}, {})", f.name, f.file_type, f.version)))
         .collect();
     if let Some(filter) = filter {
-        let (f1, cur, limit, desc) = (filter.clone(), p.cursor.clone(), p.limit, p.desc);
+        let (f1, cur, limit, desc, sort) =
+            (filter.clone(), p.cursor.clone(), p.limit, p.desc, p.sort);
         let (rows, count) = state
             .store
             .run(move |s| {
-                let rows = s.search_devices_ordered(&f1, cur.as_deref(), limit, desc)?;
+                let rows = s.search_devices_ordered(&f1, cur.as_deref(), limit, sort, desc)?;
                 let count = s.count_matching_devices(&f1, COUNT_CAP + 1)?;
                 Ok((rows, count))
             })
@@ -278,10 +395,13 @@ async fn list(
             let mut cells = Vec::new();
             for c in &p.cols {
                 cells.push(match c {
+                    Col::Oui => d.oui.clone(),
+                    Col::Manufacturer => d.manufacturer.clone(),
                     Col::Serial => d.serial_number.clone(),
                     Col::ProductClass => d.product_class.clone(),
                     Col::Model => d.model_name.clone(),
                     Col::Software => d.software_version.clone(),
+                    Col::Hardware => d.hardware_version.clone(),
                     Col::LastInform => ago(now, d.last_inform),
                     Col::Ip => d.last_source_ip.clone(),
                     Col::Tags => by_dev.get(&d.id).map(|t| t.join(", ")).unwrap_or_default(),
@@ -308,16 +428,32 @@ async fn list(
             });
         }
     }
-    let mut headers: Vec<String> = p
+    let mut headers: Vec<Header> = p
         .cols
         .iter()
         .filter_map(|c| {
+            let sort = SORTS
+                .iter()
+                .find(|(_, _, _, col)| *col == Some(*c))
+                .map(|(_, _, s, _)| *s);
             COLS.iter()
                 .find(|(x, _, _)| x == c)
-                .map(|(_, _, l)| l.to_string())
+                .map(|(_, _, l)| header(&p, l, sort))
         })
         .collect();
-    headers.extend(p.params.iter().cloned());
+    headers.extend(p.params.iter().map(|n| header(&p, n, None)));
+    let saved = usecases::searches::list(&state.ctx(), &ctx.as_actor())
+        .await?
+        .into_iter()
+        .map(|r| Saved {
+            id: r.id,
+            href: format!("/devices?{}", r.query),
+            name: r.name,
+        })
+        .collect();
+    let current_query = list_url(&p, None, p.desc)
+        .trim_start_matches("/devices?")
+        .to_string();
     let error_marker = error_at
         .map(|at| format!("{}^", " ".repeat(at)))
         .unwrap_or_default();
@@ -336,13 +472,21 @@ async fn list(
             })
             .collect(),
         param_text: p.params.join(", "),
+        id_header: header(&p, "Device", Some(Sort::Id)),
         headers,
+        sort_label: SORTS
+            .iter()
+            .find(|(_, _, s, _)| *s == p.sort)
+            .map(|(_, l, _, _)| *l)
+            .unwrap_or("device id"),
+        saved,
+        current_query,
         rows: rows_out,
         total,
         first: p.cursor.as_ref().map(|_| list_url(&p, None, p.desc)),
         next,
         order_desc: p.desc,
-        order_toggle: list_url(&p, None, !p.desc),
+        order_toggle: sort_url(&p, p.sort, !p.desc),
         files,
     };
     render(StatusCode::OK, &page)
@@ -365,6 +509,8 @@ struct BulkForm {
     param_value: String,
     #[serde(default)]
     file_id: String,
+    #[serde(default)]
+    tag: String,
 }
 
 #[derive(askama::Template)]
@@ -397,6 +543,8 @@ fn action_label(action: &str) -> Option<&'static str> {
         "set" => "Set parameter value",
         "push" => "Push file",
         "delete" => "Delete",
+        "tag" => "Add tag",
+        "untag" => "Remove tag",
         _ => return None,
     })
 }
@@ -456,7 +604,8 @@ async fn bulk(
         );
     }
     let now = state.now();
-    let actor = ctx.actor();
+    let actor = ctx.as_actor();
+    let uc = state.ctx();
     let spec = match f.action.as_str() {
         "reboot" => Some(TaskSpec::Reboot {}),
         "factory_reset" => Some(TaskSpec::FactoryReset {}),
@@ -493,15 +642,13 @@ async fn bulk(
         _ => None,
     };
     if let Some(spec) = spec {
-        let origin = Origin {
-            actor: &actor,
-            now,
-            expires_at: Some(now + 7 * 86_400_000),
+        let opts = TaskOptions {
+            connection_request: f.connection_request.is_some(),
+            ..TaskOptions::default()
         };
-        let rows = taskops::create_bulk(&state.store, &filter, &spec, &origin, MAX_BULK).await?;
-        if f.connection_request.is_some() {
-            spawn_connection_requests(&state, rows.iter().map(|r| r.device_id.clone()).collect());
-        }
+        let rows = usecases::tasks::create_bulk_matching(&uc, &actor, &filter, &spec, &opts)
+            .await?
+            .tasks;
         let tasks: Vec<TaskView> = rows
             .iter()
             .take(MAX_PROGRESS)
@@ -525,7 +672,10 @@ async fn bulk(
             },
         );
     }
-    // Direct actions: connection requests and deletes, at most MAX_DIRECT devices.
+    if matches!(f.action.as_str(), "tag" | "untag") {
+        usecases::devices::check_tag(f.tag.trim())?;
+    }
+    // Direct actions: connection requests, deletes and tags, at most MAX_DIRECT devices.
     let fl = filter.clone();
     let devices = state
         .store
@@ -534,53 +684,44 @@ async fn bulk(
     let mut direct = Vec::new();
     match f.action.as_str() {
         "connection_request" => {
-            let st = state.clone().into_inner();
-            let concurrency = st.config.api.connection_request_concurrency.clamp(1, 64);
-            let results: Vec<(String, String, &'static str)> =
-                futures_util::stream::iter(devices.clone())
-                    .map(|d| {
-                        let st = st.clone();
-                        async move {
-                            match st.services.connreq.request(&st.store, &d, st.now()).await {
-                                Ok(r) => {
-                                    let class = if r.outcome == "ok" { "ok" } else { "bad" };
-                                    (d, format!("{}: {}", r.outcome, r.message), class)
-                                }
-                                Err(e) => (d, e.to_string(), "bad"),
-                            }
+            let concurrency = state.config.api.connection_request_concurrency.clamp(1, 64);
+            let (uc, actor) = (&uc, &actor);
+            direct = futures_util::stream::iter(devices)
+                .map(|d| async move {
+                    match usecases::devices::connection_request(uc, actor, &d).await {
+                        Ok(r) => {
+                            let class = if r.outcome == "ok" { "ok" } else { "bad" };
+                            (d, format!("{}: {}", r.outcome, r.message), class)
                         }
-                    })
-                    .buffer_unordered(concurrency)
-                    .collect()
-                    .await;
-            direct = results;
+                        Err(e) => (d, e.to_string(), "bad"),
+                    }
+                })
+                .buffer_unordered(concurrency)
+                .collect()
+                .await;
         }
         "delete" => {
-            for d in devices.clone() {
-                let (i, actor) = (d.clone(), actor.clone());
-                let (found, user) = state
-                    .store
-                    .run(move |s| {
-                        let user = s.get_device(&i)?.and_then(|d| d.cwmp_username);
-                        let found = s.delete_device(&i)?;
-                        if found {
-                            s.audit(now, &actor, "device.delete", &format!("device/{i}"), None)?;
-                        }
-                        Ok((found, user))
-                    })
-                    .await?;
-                if let Some(u) = user {
-                    state.cwmp.auth.invalidate(&u);
-                }
-                direct.push((
-                    d,
-                    if found {
-                        "deleted".into()
-                    } else {
-                        "already gone".into()
-                    },
-                    "ok",
-                ));
+            for d in devices {
+                let outcome = match usecases::devices::delete(&uc, &actor, &d).await {
+                    Ok(()) => ("deleted".to_string(), "ok"),
+                    Err(Error::NotFound { .. }) => ("already gone".to_string(), "ok"),
+                    Err(e) => (e.to_string(), "bad"),
+                };
+                direct.push((d, outcome.0, outcome.1));
+            }
+        }
+        "tag" | "untag" => {
+            let add = f.action == "tag";
+            let done = usecases::devices::set_tag(&uc, &actor, &devices, &f.tag, add).await?;
+            for (d, o) in done {
+                let word = match (o, add) {
+                    (TagOutcome::Changed, true) => "tagged",
+                    (TagOutcome::Changed, false) => "untagged",
+                    (TagOutcome::Unchanged, true) => "had the tag already",
+                    (TagOutcome::Unchanged, false) => "did not have the tag",
+                    (TagOutcome::NoDevice, _) => "already gone",
+                };
+                direct.push((d, format!("{word}: {}", f.tag.trim()), "ok"));
             }
         }
         _ => {}
@@ -600,22 +741,36 @@ async fn bulk(
     )
 }
 
-/// Ask the devices for a session now, in the background (as the API's bulk task creation).
-pub fn spawn_connection_requests(state: &web::Data<AppState>, devices: Vec<String>) {
-    let st = state.clone().into_inner();
-    let concurrency = st.config.api.connection_request_concurrency.max(1);
-    actix_web::rt::spawn(async move {
-        futures_util::stream::iter(devices)
-            .for_each_concurrent(concurrency, |d| {
-                let st = st.clone();
-                async move {
-                    if let Err(e) = st.services.connreq.request(&st.store, &d, st.now()).await {
-                        tracing::warn!(device = %d, error = %e, "connection request failed");
-                    }
-                }
-            })
-            .await;
-    });
+#[derive(Deserialize)]
+struct SaveForm {
+    name: String,
+    query: String,
+}
+
+/// Save the current search (its query string) for the logged-in user, then show it.
+async fn save_search(
+    ctx: Ctx<Viewer>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ConsoleError> {
+    let f: SaveForm = ctx.form()?;
+    usecases::searches::save(&state.ctx(), &ctx.as_actor(), &f.name, &f.query).await?;
+    Ok(HttpResponse::SeeOther()
+        .insert_header((
+            actix_web::http::header::LOCATION,
+            format!("/devices?{}", f.query),
+        ))
+        .finish())
+}
+
+async fn delete_search(
+    ctx: Ctx<Viewer>,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ConsoleError> {
+    usecases::searches::delete(&state.ctx(), &ctx.as_actor(), id.into_inner()).await?;
+    Ok(HttpResponse::SeeOther()
+        .insert_header((actix_web::http::header::LOCATION, "/devices"))
+        .finish())
 }
 
 #[derive(Deserialize)]

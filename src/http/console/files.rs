@@ -4,19 +4,14 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::session::{Ctx, Operator, Viewer};
 use super::view::ago;
 use super::{render, ConsoleError, Layout};
-use crate::domain::files::{self, NewFileMeta};
 use crate::domain::lines;
-use crate::error::Error;
+use crate::domain::usecases;
 use crate::state::AppState;
-
-/// Largest CSV the console imports (as the API).
-const MAX_CSV_BYTES: usize = 8 * 1024 * 1024;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/files", web::get().to(page))
@@ -103,64 +98,15 @@ async fn upload(
     ctx: Ctx<Operator>,
     state: web::Data<AppState>,
     q: web::Query<UploadQuery>,
-    mut payload: web::Payload,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ConsoleError> {
-    let name = q.name.clone().unwrap_or_default();
-    if name.is_empty() || name.len() > 256 || name.contains(['/', '\\']) {
-        return Err(Error::invalid(
-            "name",
-            "give a file name (no slashes, at most 256 characters)",
-        )
-        .into());
-    }
-    let file_type = q
-        .file_type
-        .clone()
-        .filter(|t| !t.is_empty())
-        .unwrap_or_else(|| "1 Firmware Upgrade Image".to_string());
-    if file_type.len() > 64 {
-        return Err(Error::invalid("file_type", "at most 64 characters").into());
-    }
-    let version = q.version.clone().unwrap_or_default();
-    let mut w = state.services.files.writer().await?;
-    while let Some(chunk) = payload.next().await {
-        let chunk = match chunk {
-            Ok(c) => c,
-            Err(e) => {
-                w.abort().await;
-                return Err(
-                    Error::invalid("body", format!("the upload was interrupted: {e}")).into(),
-                );
-            }
-        };
-        if let Err(e) = w.write(&chunk).await {
-            w.abort().await;
-            return Err(e.into());
-        }
-    }
-    let (id, size, sha) = w.finish(&state.services.files).await?;
-    let now = state.now();
-    let meta = NewFileMeta {
-        name: name.clone(),
-        file_type: file_type.clone(),
-        version,
-        device_id: None,
+    let upload = usecases::files::FileUpload {
+        name: q.name.clone().unwrap_or_default(),
+        file_type: q.file_type.clone().filter(|t| !t.is_empty()),
+        version: q.version.clone(),
     };
-    files::register(&state.store, meta, id.clone(), size, sha.clone(), now).await?;
-    let actor = ctx.actor();
-    let detail = format!("{name} ({file_type}, {size} bytes, sha256 {sha})");
-    state
-        .store
-        .run(move |s| {
-            s.audit(
-                now,
-                &actor,
-                "file.upload",
-                &format!("file/{id}"),
-                Some(&detail),
-            )
-        })
-        .await?;
+    let row = usecases::files::upload(&state.ctx(), &ctx.as_actor(), &upload, payload).await?;
+    let (name, size, sha) = (row.name, row.size, row.sha256);
     Ok(HttpResponse::Created()
         .content_type("text/plain; charset=utf-8")
         .body(format!("stored {name}: {size} bytes, sha256 {sha}")))
@@ -171,22 +117,7 @@ async fn delete(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ConsoleError> {
-    let id = id.into_inner();
-    let (i, actor, now) = (id.clone(), ctx.actor(), state.now());
-    let found = state
-        .store
-        .run(move |s| {
-            let found = s.delete_file(&i)?;
-            if found {
-                s.audit(now, &actor, "file.delete", &format!("file/{i}"), None)?;
-            }
-            Ok(found)
-        })
-        .await?;
-    if !found {
-        return Err(Error::not_found(format!("file {id}")).into());
-    }
-    state.services.files.remove(&id).await?;
+    usecases::files::delete(&state.ctx(), &ctx.as_actor(), &id).await?;
     render(
         StatusCode::OK,
         &file_rows(ctx.layout("files"), &state).await?,
@@ -237,22 +168,10 @@ async fn import(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ConsoleError> {
     let f: ImportForm = ctx.form()?;
-    if f.csv.len() > MAX_CSV_BYTES {
-        return Err(Error::invalid("csv", "the file is larger than 8 MiB; split it").into());
-    }
     let dry_run = f.dry_run.is_some();
-    let report = lines::import_csv(&state.store, &f.csv, dry_run, state.now()).await?;
-    if !dry_run {
-        let (now, actor) = (state.now(), ctx.actor());
-        let detail = format!(
-            "{} lines imported, {} rows rejected",
-            report.imported, report.rejected
-        );
-        state
-            .store
-            .run(move |s| s.audit(now, &actor, "line.import", "lines", Some(&detail)))
+    let report =
+        usecases::voip::import_lines(&state.ctx(), &ctx.as_actor(), f.csv.as_bytes(), dry_run)
             .await?;
-    }
     render(
         StatusCode::OK,
         &ImportReportView {

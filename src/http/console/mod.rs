@@ -3,8 +3,9 @@
 //!
 //! - `session`: login, logout, password change, and the [`session::Ctx`] extractor that
 //!   enforces the session, its expiry, the CSRF token and the role of every handler.
-//! - `overview`, `devices`, `device`, `lists`: the pages; they call the same domain functions
-//!   as the JSON API and leave the same audit entries (actor `user:<name>`).
+//! - `overview`, `devices`, `device`, `lists`, `presets`, `phones`, `users`, `campaigns`:
+//!   the pages; every action calls the use case or domain function the JSON API calls, so
+//!   it needs the same role and leaves the same audit entry (actor `user:<name>`).
 //! - `charts`: SVG bar and line charts rendered on the server (pure functions).
 //! - `assets`: htmx (vendored, with its licence), the stylesheet and the console's own
 //!   script, embedded in the binary and served under content-hashed names with long caching.
@@ -18,13 +19,17 @@
 //! one line there and a template that `{% extends "console/base.html" %}`.
 
 mod assets;
+mod campaigns;
 mod charts;
 mod device;
 mod devices;
 mod files;
 mod lists;
 mod overview;
+mod phones;
+mod presets;
 pub mod session;
+mod users;
 mod view;
 
 use std::net::IpAddr;
@@ -78,6 +83,12 @@ pub const NAV: &[NavItem] = &[
         role: Role::Viewer,
     },
     NavItem {
+        key: "campaigns",
+        label: "Campaigns",
+        href: "/campaigns",
+        role: Role::Viewer,
+    },
+    NavItem {
         key: "faults",
         label: "Faults",
         href: "/faults",
@@ -90,10 +101,28 @@ pub const NAV: &[NavItem] = &[
         role: Role::Viewer,
     },
     NavItem {
+        key: "presets",
+        label: "Presets",
+        href: "/presets",
+        role: Role::Viewer,
+    },
+    NavItem {
+        key: "phones",
+        label: "Phones",
+        href: "/phones",
+        role: Role::Viewer,
+    },
+    NavItem {
         key: "lines",
         label: "Lines",
         href: "/lines",
         role: Role::Operator,
+    },
+    NavItem {
+        key: "users",
+        label: "Users",
+        href: "/users",
+        role: Role::Admin,
     },
     NavItem {
         key: "audit",
@@ -333,11 +362,16 @@ pub fn configure(cfg: &mut web::ServiceConfig, console: web::Data<ConsoleState>)
             .configure(device::configure)
             .configure(lists::configure)
             .configure(files::configure)
+            .configure(presets::configure)
+            .configure(phones::configure)
+            .configure(users::configure)
+            .configure(campaigns::configure)
             .default_service(web::to(not_found)),
     );
 }
 
-/// Background work of the console: forget expired sessions every minute.
+/// Background work of the console, every minute: forget expired sessions and the overview's
+/// per-minute counters older than two days.
 pub fn spawn_background(state: std::sync::Arc<AppState>) {
     actix_web::rt::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -355,6 +389,15 @@ pub fn spawn_background(state: std::sync::Arc<AppState>) {
                 .await
             {
                 tracing::warn!(error = %e, "pruning expired console sessions failed");
+            }
+            // The overview's per-minute counters: two days kept (the charts show one).
+            let before = now - 2 * 86_400_000;
+            if let Err(e) = state
+                .store
+                .run(move |s| s.prune_overview_counters(before))
+                .await
+            {
+                tracing::warn!(error = %e, "pruning the overview's counters failed");
             }
         }
     });

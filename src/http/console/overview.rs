@@ -1,14 +1,21 @@
 //! The overview: device counts, software versions per product class, sessions per minute
-//! over 24 hours, faults by code over 24 hours, open tasks. Every query is an index range
-//! count or a grouped scan of an indexed column, capped at `CHART_GROUPS` groups.
+//! over 24 hours, faults by code over 24 hours, open tasks, campaigns in progress.
+//!
+//! Nothing here grows with the number of devices, sessions or faults: the total and the
+//! version chart read `device_version_counts`, the session and fault charts the per-minute
+//! counters `session_minutes` and `fault_minutes` (all kept exact by database triggers);
+//! the other counts walk an index and stop after `COUNT_CAP` rows, shown as "more than".
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 
+use std::collections::BTreeMap;
+
+use super::campaigns::{state_view, Bar};
 use super::session::{Ctx, Viewer};
 use super::{charts, render, ConsoleError, Layout};
 use crate::state::AppState;
-use crate::store::console::DeviceCounts;
+use crate::store::console::{DeviceCounts, COUNT_CAP};
 
 const DAY_MS: i64 = 86_400_000;
 /// Late by this much past the periodic interval, a device counts as overdue.
@@ -19,6 +26,11 @@ const GRACE_MS: i64 = 60_000;
 struct OverviewPage {
     ctx: Layout,
     counts: DeviceCounts,
+    /// The counts as shown: "more than 10000" where a count stopped at its cap.
+    seen: String,
+    overdue: String,
+    never_informed: String,
+    never_discovered: String,
     interval_label: String,
     versions_svg: String,
     versions: Vec<(String, i64)>,
@@ -26,8 +38,53 @@ struct OverviewPage {
     sessions_total: i64,
     faults_svg: String,
     faults: Vec<(String, i64)>,
-    pending: i64,
-    running: i64,
+    pending: String,
+    running: String,
+    campaigns: Vec<ActiveCampaign>,
+}
+
+/// A capped count as shown.
+fn capped(n: i64) -> String {
+    if n > COUNT_CAP {
+        format!("more than {COUNT_CAP}")
+    } else {
+        n.to_string()
+    }
+}
+
+/// A running or paused campaign on the overview.
+struct ActiveCampaign {
+    id: i64,
+    name: String,
+    class: &'static str,
+    state: String,
+    bar: Bar,
+}
+
+/// Running and paused campaigns with their counts per member state, in id order.
+async fn active_campaigns(state: &AppState) -> Result<Vec<ActiveCampaign>, ConsoleError> {
+    let rows = crate::domain::campaigns::active_counts(&state.store).await?;
+    let mut by_id: BTreeMap<i64, (String, String, BTreeMap<String, i64>)> = BTreeMap::new();
+    for (id, name, cstate, mstate, n) in rows {
+        by_id
+            .entry(id)
+            .or_insert_with(|| (name, cstate, BTreeMap::new()))
+            .2
+            .insert(mstate, n);
+    }
+    Ok(by_id
+        .into_iter()
+        .map(|(id, (name, cstate, counts))| {
+            let (class, label) = state_view(&cstate, false);
+            ActiveCampaign {
+                id,
+                name,
+                class,
+                state: label,
+                bar: Bar::new(&counts),
+            }
+        })
+        .collect())
 }
 
 /// Sessions per minute as a full series (minutes without sessions count 0).
@@ -75,6 +132,7 @@ pub async fn page(
             ))
         })
         .await?;
+    let campaigns = active_campaigns(&state).await?;
     let versions: Vec<(String, i64)> = versions
         .into_iter()
         .map(|(pc, v, n)| {
@@ -102,6 +160,14 @@ pub async fn page(
         .collect();
     let page = OverviewPage {
         ctx: ctx.layout("overview"),
+        seen: if counts.seen_exact() {
+            counts.seen.to_string()
+        } else {
+            format!("about {} (at most)", counts.seen)
+        },
+        overdue: capped(counts.overdue),
+        never_informed: capped(counts.never_informed),
+        never_discovered: capped(counts.never_discovered),
         counts,
         interval_label: format!("{} min", interval_s / 60),
         versions_svg: charts::bars("Devices per product class and software version", &versions),
@@ -115,8 +181,9 @@ pub async fn page(
         sessions_total,
         faults_svg: charts::bars("Faults in the last 24 hours by code", &faults),
         faults,
-        pending,
-        running,
+        pending: capped(pending),
+        running: capped(running),
+        campaigns,
     };
     render(StatusCode::OK, &page)
 }

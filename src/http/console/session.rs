@@ -32,6 +32,7 @@ use sha2::Sha256;
 
 use super::{render, ConsoleError, ConsoleState, Layout};
 use crate::auth::password;
+use crate::domain::usecases;
 use crate::error::Error;
 use crate::http::api::Role;
 use crate::state::AppState;
@@ -98,6 +99,11 @@ impl<N: Need> Ctx<N> {
 
     pub fn actor(&self) -> String {
         self.session.actor()
+    }
+
+    /// The logged-in user as the use cases see them (`user:<name>` with the session's role).
+    pub fn as_actor(&self) -> crate::domain::usecases::Actor {
+        crate::domain::usecases::Actor::user(&self.session.username, self.session.role)
     }
 }
 
@@ -198,6 +204,11 @@ impl<N: Need + 'static> FromRequest for Ctx<N> {
             let Some((row, user)) = found else {
                 return Err(to_login(&req, Some("expired")));
             };
+            if usecases::admin::is_disabled(&user) {
+                let h = hash.clone();
+                let _ = state.store.run(move |s| s.delete_console_session(&h)).await;
+                return Err(to_login(&req, Some("expired")));
+            }
             let now = state.now();
             let cfg = &state.config.console;
             if let Some(_why) = expired(
@@ -503,7 +514,7 @@ struct PasswordForm {
 }
 
 /// Shortest password the console accepts (as `ferroacs user add`).
-const MIN_PASSWORD: usize = 8;
+const MIN_PASSWORD: usize = usecases::admin::MIN_PASSWORD_LEN;
 
 pub async fn change_password(
     ctx: Ctx<Viewer>,
@@ -532,32 +543,21 @@ pub async fn change_password(
         .run(move |s| s.user_by_name(&name))
         .await?
         .ok_or_else(|| ConsoleError::Unauthorized("your account no longer exists".into()))?;
-    let (cur, stored, new) = (f.current.clone(), user.password_hash.clone(), f.new.clone());
-    let verified = tokio::task::spawn_blocking(move || {
-        let ok = password::verify_password(&cur, &stored).unwrap_or(false);
-        let hash = if ok {
-            password::hash_password(&new).ok()
-        } else {
-            None
-        };
-        (ok, hash)
-    })
-    .await
-    .map_err(Error::internal)?;
-    let hash = match verified {
-        (false, _) => return fail("The current password is wrong."),
-        (true, None) => return Err(Error::internal("password hashing failed").into()),
-        (true, Some(h)) => h,
-    };
-    let (uid, sid, now, actor) = (user.id, ctx.session.id, state.now(), ctx.actor());
+    let (cur, stored) = (f.current.clone(), user.password_hash.clone());
+    let verified = tokio::task::spawn_blocking(move || password::verify_password(&cur, &stored))
+        .await
+        .map_err(Error::internal)?
+        .unwrap_or(false);
+    if !verified {
+        return fail("The current password is wrong.");
+    }
+    usecases::admin::set_user_password(&state.ctx(), &ctx.as_actor(), &user.username, &f.new)
+        .await?;
+    // Other sessions of this user end: a changed password locks out whoever else had it.
+    let (uid, sid) = (user.id, ctx.session.id);
     state
         .store
-        .run(move |s| {
-            s.set_user_password_by_id(uid, &hash)?;
-            // Other sessions of this user end: a changed password locks out whoever else had it.
-            s.delete_user_console_sessions(uid, Some(sid))?;
-            s.audit(now, &actor, "user.password", &actor, None)
-        })
+        .run(move |s| s.delete_user_console_sessions(uid, Some(sid)))
         .await?;
     render(
         StatusCode::OK,

@@ -17,6 +17,7 @@ use crate::auth::{
     NonceCounts, NonceIssuer,
 };
 use crate::config::{Config, CpeAuth};
+use crate::domain::session::CpeLogin;
 use crate::error::Result;
 use crate::state::AppState;
 use crate::state::CachedCreds;
@@ -30,8 +31,13 @@ pub enum Principal {
     Unauthenticated,
     /// The shared default credentials.
     Default { username: String },
-    /// A device's own credentials.
-    Device { device_id: String, username: String },
+    /// A device's own credentials; `issued`: credentials ferroacs issued to it, used for
+    /// the first time (`domain::credentials`).
+    Device {
+        device_id: String,
+        username: String,
+        issued: bool,
+    },
 }
 
 impl Principal {
@@ -39,6 +45,18 @@ impl Principal {
     /// default ones, which must not unlock a device that has its own).
     pub fn default_credentials(&self) -> bool {
         matches!(self, Principal::Default { .. })
+    }
+
+    /// How the CPE logged in, in the domain's terms.
+    pub fn login(&self) -> CpeLogin {
+        match self {
+            Principal::Unauthenticated => CpeLogin::NotRequired,
+            Principal::Default { username } => CpeLogin::Shared {
+                username: username.clone(),
+            },
+            Principal::Device { issued: true, .. } => CpeLogin::Issued,
+            Principal::Device { issued: false, .. } => CpeLogin::Own,
+        }
     }
 
     /// Whether these fresh credentials may continue a session of `device_id` on a connection
@@ -90,6 +108,8 @@ impl CpeAuthenticator {
             cache: DashMap::new(),
             failures: AtomicU64::new(0),
             blocked: AtomicU64::new(0),
+            shared_refused: AtomicU64::new(0),
+            shared_refused_logged: DashMap::new(),
         })
     }
 
@@ -159,23 +179,29 @@ impl CpeAuthenticator {
         self.challenge(now, false, tls, true)
     }
 
+    /// The device `username` belongs to: (device id, HA1, issued). `fresh`: skip the cache.
+    /// The second value says whether the answer came from the cache.
     async fn lookup(
         &self,
         state: &AppState,
         username: &str,
         now: i64,
-    ) -> Result<Option<(String, String)>> {
-        if let Some(c) = self.cache.get(username) {
-            if c.expires > now {
-                return Ok(c.device.clone());
+        fresh: bool,
+    ) -> Result<(Option<(String, String, bool)>, bool)> {
+        if !fresh {
+            if let Some(c) = self.cache.get(username) {
+                if c.expires > now {
+                    return Ok((c.device.clone(), true));
+                }
             }
         }
-        let user = username.to_string();
-        let row = state
-            .store
-            .run(move |s| s.device_by_cwmp_username(&user))
-            .await?;
-        let device = row.and_then(|d| d.cwmp_ha1.map(|h| (d.id, h)));
+        let device = crate::domain::credentials::username_owner(&state.store, username).await?;
+        // Issued credentials are used once before they become the device's own: not cached,
+        // so the sessions after the confirming one see them as its own at once.
+        if device.as_ref().is_some_and(|d| d.2) {
+            self.cache.remove(username);
+            return Ok((device, false));
+        }
         if self.cache.len() > 100_000 {
             self.cache.retain(|_, v| v.expires > now);
         }
@@ -186,7 +212,24 @@ impl CpeAuthenticator {
                 expires: now + CACHE_MS,
             },
         );
-        Ok(device)
+        Ok((device, false))
+    }
+
+    /// The HA1 of the shared default credentials for `username`, or why there is none.
+    fn shared_ha1(&self, username: &str) -> std::result::Result<String, &'static str> {
+        if self
+            .default_username
+            .as_deref()
+            .is_some_and(|u| u != username)
+        {
+            return Err("unknown username");
+        }
+        match &self.default_password {
+            Some(pw) => Ok(digest::ha1(username, &self.realm, pw.expose())),
+            None => Err(
+                "no credentials: the device has none of its own and cwmp.default_password is not set",
+            ),
+        }
     }
 
     /// Check the request's credentials. `Err` is the response to send (a 401 challenge, or
@@ -232,79 +275,94 @@ impl CpeAuthenticator {
             }
         }
         let username = parsed.username().to_string();
-        let device = match self.lookup(state, &username, now).await {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot look up CPE credentials");
-                return Err(HttpResponse::ServiceUnavailable()
-                    .insert_header((header::RETRY_AFTER, "30"))
-                    .body("database unavailable\n"));
-            }
-        };
-        let (principal, ha1) = match device {
-            Some((device_id, ha1)) => (
-                Principal::Device {
-                    device_id,
-                    username: username.clone(),
-                },
-                ha1,
-            ),
-            None => {
-                if self
-                    .default_username
-                    .as_deref()
-                    .is_some_and(|u| u != username)
-                {
-                    return Err(self.failure(ip, now, &username, "unknown username", tls));
+        // Candidates in order: the device's own credentials, or credentials issued to it and
+        // not used yet; then the shared ones (a device that ignored the change keeps
+        // working, and a device back from a factory reset logs in with its own username and
+        // the shared password: whether they open it is decided once its Inform is known,
+        // `domain::credentials::factory_reset_ordered`, and refused otherwise). A cached
+        // look-up that no candidate matches is looked up again: the credentials may have
+        // changed on another node.
+        let mut fresh = false;
+        loop {
+            let (device, cached) = match self.lookup(state, &username, now, fresh).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot look up CPE credentials");
+                    return Err(HttpResponse::ServiceUnavailable()
+                        .insert_header((header::RETRY_AFTER, "30"))
+                        .body("database unavailable\n"));
                 }
-                let Some(pw) = &self.default_password else {
-                    return Err(self.failure(
-                        ip,
-                        now,
-                        &username,
-                        "no credentials: the device has none of its own and cwmp.default_password is not set",
-                        tls,
+            };
+            let shared = || {
+                self.shared_ha1(&username).map(|ha1| {
+                    (
+                        Principal::Default {
+                            username: username.clone(),
+                        },
+                        ha1,
+                    )
+                })
+            };
+            let mut candidates = Vec::with_capacity(2);
+            let mut why = "bad credentials";
+            match device {
+                Some((device_id, ha1, issued)) => {
+                    candidates.push((
+                        Principal::Device {
+                            device_id,
+                            username: username.clone(),
+                            issued,
+                        },
+                        ha1,
                     ));
-                };
-                (
-                    Principal::Default {
-                        username: username.clone(),
-                    },
-                    digest::ha1(&username, &self.realm, pw.expose()),
-                )
-            }
-        };
-        let verdict = match &parsed {
-            Authorization::Digest(d) => {
-                let uri = req.uri().to_string();
-                let mut counts = match self.counts.lock() {
-                    Ok(c) => c,
-                    Err(p) => p.into_inner(),
-                };
-                digest::verify(
-                    d,
-                    "POST",
-                    &uri,
-                    &ha1,
-                    now.max(0) as u64,
-                    &self.issuer,
-                    &mut counts,
-                    &self.realm,
-                )
-            }
-            Authorization::Basic { username, password } => {
-                digest::verify_basic(username, password, &self.realm, &ha1)
-            }
-        };
-        match verdict {
-            Ok(()) => {
-                if let Ok(mut l) = self.limiter.lock() {
-                    l.record_success(ip, &username);
+                    if let Ok(c) = shared() {
+                        candidates.push(c);
+                    }
                 }
-                Ok(principal)
+                None => match shared() {
+                    Ok(c) => candidates.push(c),
+                    Err(w) => why = w,
+                },
             }
-            Err(AuthError::Stale) => Err(self.challenge(now, true, tls, false)),
-            Err(e) => Err(self.failure(ip, now, &username, &e.to_string(), tls)),
+            for (principal, ha1) in candidates {
+                let verdict = match &parsed {
+                    Authorization::Digest(d) => {
+                        let uri = req.uri().to_string();
+                        let mut counts = match self.counts.lock() {
+                            Ok(c) => c,
+                            Err(p) => p.into_inner(),
+                        };
+                        digest::verify(
+                            d,
+                            "POST",
+                            &uri,
+                            &ha1,
+                            now.max(0) as u64,
+                            &self.issuer,
+                            &mut counts,
+                            &self.realm,
+                        )
+                    }
+                    Authorization::Basic { username, password } => {
+                        digest::verify_basic(username, password, &self.realm, &ha1)
+                    }
+                };
+                match verdict {
+                    Ok(()) => {
+                        if let Ok(mut l) = self.limiter.lock() {
+                            l.record_success(ip, &username);
+                        }
+                        return Ok(principal);
+                    }
+                    Err(AuthError::BadCredentials) => {}
+                    Err(AuthError::Stale) => return Err(self.challenge(now, true, tls, false)),
+                    Err(e) => return Err(self.failure(ip, now, &username, &e.to_string(), tls)),
+                }
+            }
+            if !cached {
+                return Err(self.failure(ip, now, &username, why, tls));
+            }
+            fresh = true;
         }
     }
 
@@ -312,6 +370,33 @@ impl CpeAuthenticator {
     /// that has its own).
     pub fn reject(&self, ip: IpAddr, now: i64, why: &str, tls: bool) -> HttpResponse {
         self.failure(ip, now, "", why, tls)
+    }
+
+    /// Refuse the shared credentials for a device that has its own (issued at first contact
+    /// or provisioned): 401, counted as `shared_credentials`, logged once per device.
+    pub fn reject_shared(
+        &self,
+        ip: IpAddr,
+        now: i64,
+        device_id: &str,
+        why: &str,
+        tls: bool,
+    ) -> HttpResponse {
+        self.shared_refused.fetch_add(1, Ordering::Relaxed);
+        let first = self.shared_refused_logged.len() < 100_000
+            && self
+                .shared_refused_logged
+                .insert(device_id.to_string(), ())
+                .is_none();
+        if first {
+            tracing::warn!(%ip, device = %device_id, "CPE login refused: {why}");
+        } else {
+            tracing::debug!(%ip, device = %device_id, "CPE login refused: {why}");
+        }
+        if let Ok(mut l) = self.limiter.lock() {
+            let _ = l.record_failure(ip, "", now.max(0) as u64);
+        }
+        self.challenge(now, false, tls, true)
     }
 
     /// A device's own credentials only open that device.
@@ -325,6 +410,7 @@ impl CpeAuthenticator {
         if let Principal::Device {
             device_id: owner,
             username,
+            ..
         } = p
         {
             if owner != device_id {

@@ -287,6 +287,18 @@ impl TestApp {
         format!("http://{}/", self.cwmp_addr())
     }
 
+    /// The Prometheus text of `/metrics`, as a scraper reads it.
+    pub async fn metrics_text(&self) -> String {
+        self.http()
+            .get(self.api_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn api_url(&self, path: &str) -> String {
         format!("http://{}{}", self.api_addr(), path)
     }
@@ -295,11 +307,32 @@ impl TestApp {
         self.running.as_ref().expect("running").state.store.clone()
     }
 
+    /// The number of closed CPE connections whose session the server has handled; pass it
+    /// to [`TestApp::wait_closed_connections`] after closing one.
+    pub fn closed_connections(&self) -> u64 {
+        *self.state().driver.closed_connections().borrow()
+    }
+
+    /// Wait until more than `before` closed connections were handled (their sessions saved
+    /// for resumption), instead of sleeping.
+    pub async fn wait_closed_connections(&self, before: u64) {
+        let mut rx = self.state().driver.closed_connections();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            rx.wait_for(|n| *n > before),
+        )
+        .await
+        .expect("the server handles the closed connection within 10 s")
+        .expect("the server is running");
+    }
+
     /// Write the session-log rows of sessions that ended (instead of waiting for the
     /// background writer).
     pub async fn flush_session_logs(&self) {
         let state = self.running.as_ref().expect("running").state.clone();
-        ferroacs::http::cwmp::flush_session_logs(&state)
+        state
+            .driver
+            .flush_session_logs()
             .await
             .expect("session log written");
     }

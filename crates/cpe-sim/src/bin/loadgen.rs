@@ -167,6 +167,52 @@ enum Command {
         #[arg(long, default_value_t = 5000)]
         batch: usize,
     },
+    /// Crash test: periodic and task sessions while Reboot, Download, SetParameterValues and
+    /// FactoryReset tasks are queued through the admin API and the server is killed and
+    /// restarted from outside (`scripts/chaos`); then every task is checked against the
+    /// CPEs' ledger. Creates --ready-file after the first contact of every device; stops
+    /// queuing when --stop-file exists. Exits 2 on a double execution or a lost task.
+    Chaos {
+        #[command(flatten)]
+        target: Target,
+        /// Admin API base URL.
+        #[arg(long)]
+        api: String,
+        /// API token (role operator or admin).
+        #[arg(long, env = "LOADGEN_API_TOKEN", hide_env_values = true)]
+        token: String,
+        #[arg(long, default_value_t = 200)]
+        devices: usize,
+        #[arg(long, default_value_t = 40)]
+        params: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Milliseconds between two task creations.
+        #[arg(long, default_value_t = 100)]
+        task_every_ms: u64,
+        /// Milliseconds a worker pauses after a session.
+        #[arg(long, default_value_t = 20)]
+        pause_ms: u64,
+        /// Milliseconds a CPE takes to answer a state-changing RPC it executed: the window in
+        /// which a kill leaves the server not knowing whether the RPC ran.
+        #[arg(long, default_value_t = 300)]
+        reply_delay_ms: u64,
+        #[arg(long)]
+        ready_file: PathBuf,
+        #[arg(long)]
+        stop_file: PathBuf,
+        /// Longest wait, in seconds, for every task to finish after the kills.
+        #[arg(long, default_value_t = 180)]
+        drain_secs: u64,
+        #[arg(long, default_value = "CHAOS")]
+        prefix: String,
+        /// A database outage is observed: the caller writes `down <unix ms>` and `up <unix
+        /// ms>` lines here; the report gets what sessions and the API saw.
+        #[arg(long)]
+        outage_file: Option<PathBuf>,
+    },
     /// The raw ceiling: a trivial actix-web endpoint answering the same exchange.
     RawServer {
         #[arg(long, default_value = "127.0.0.1:7548")]
@@ -223,6 +269,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Command::Chaos { .. } = &cli.command {
+        return match rt.block_on(chaos(cli.command)) {
+            Ok((v, clean)) => {
+                println!("{v}");
+                if clean {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(2)
+                }
+            }
+            Err(e) => {
+                eprintln!("loadgen chaos: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match rt.block_on(run(cli.command)) {
         Ok(v) => {
             println!("{v}");
@@ -233,6 +295,50 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn chaos(cmd: Command) -> anyhow::Result<(Value, bool)> {
+    let Command::Chaos {
+        target,
+        api,
+        token,
+        devices,
+        params,
+        concurrency,
+        seed,
+        task_every_ms,
+        pause_ms,
+        reply_delay_ms,
+        ready_file,
+        stop_file,
+        drain_secs,
+        prefix,
+        outage_file,
+    } = cmd
+    else {
+        anyhow::bail!("not the chaos command");
+    };
+    let spec = ferroacs_cpe_sim::chaos::ChaosSpec {
+        url: target.url.clone(),
+        api,
+        token,
+        fleet: FleetSpec {
+            password: target.password.clone(),
+            ..FleetSpec::new(&prefix, devices, params)
+        },
+        concurrency,
+        seed,
+        task_every: Duration::from_millis(task_every_ms),
+        pause: Duration::from_millis(pause_ms),
+        reply_delay: Duration::from_millis(reply_delay_ms),
+        ready_file,
+        stop_file,
+        drain: Duration::from_secs(drain_secs),
+        outage_file,
+    };
+    let r = ferroacs_cpe_sim::chaos::run(&spec).await?;
+    let clean = r.is_clean() && r.outage_ok();
+    Ok((serde_json::to_value(&r)?, clean))
 }
 
 fn raw_server(listen: &str) -> anyhow::Result<()> {
@@ -623,7 +729,7 @@ async fn run(cmd: Command) -> anyhow::Result<Value> {
             )
             .await
         }
-        Command::RawServer { .. } | Command::Report { .. } => {
+        Command::RawServer { .. } | Command::Report { .. } | Command::Chaos { .. } => {
             anyhow::bail!("handled before the runtime starts")
         }
     }
@@ -927,6 +1033,18 @@ fn report(dir: &std::path::Path, notes: Option<&std::path::Path>) -> anyhow::Res
         md.push_str("## Codec micro-benchmarks (criterion, `cargo bench --bench codec`)\n\n```\n");
         md.push_str(t.trim());
         md.push_str("\n```\n\n");
+    }
+    if let Ok(t) = std::fs::read_to_string(dir.join("tr111.txt")) {
+        md.push_str(
+            "## TR-111 from one core (`cargo bench --bench tr111`: STUN Binding Requests answered, \
+             UDP connection requests sent, real UDP on loopback)\n\n| figure | per second |\n|---|---|\n",
+        );
+        for line in t.lines() {
+            if let Some((name, value)) = line.split_once(' ') {
+                md.push_str(&format!("| {name} | {value} |\n"));
+            }
+        }
+        md.push('\n');
     }
     if let Some(n) = notes {
         md.push_str(&std::fs::read_to_string(n)?);

@@ -263,6 +263,10 @@ pub struct Behavior {
     pub raw_types: bool,
     /// Write milliseconds in CurrentTime and transfer times.
     pub millis: bool,
+    /// Time the device takes between executing a state-changing request (Reboot, Download,
+    /// SetParameterValues, FactoryReset, AddObject, DeleteObject) and answering it: the
+    /// window in which a crashed ACS loses the answer of an RPC the device has executed.
+    pub reply_delay: Duration,
 }
 
 impl Default for Behavior {
@@ -281,6 +285,7 @@ impl Default for Behavior {
             apply_status: 0,
             raw_types: false,
             millis: false,
+            reply_delay: Duration::ZERO,
         }
     }
 }
@@ -292,10 +297,18 @@ pub struct FaultInjection {
     /// Send POST number N, then close the connection without reading the answer; the session
     /// is suspended and [`Device::resume_session`] continues it. Cleared when used.
     pub drop_after_message: Option<usize>,
+    /// Execute the next ACS request of this name (e.g. `Download`), then close the
+    /// connection instead of answering it, as a CPE that loses its link (or restarts) right
+    /// after accepting a request. The session fails; what the device does after a session
+    /// (reboot, due transfers) still happens. Cleared when used.
+    pub close_instead_of_answering: Option<String>,
     /// Sleep before sending POST number N. Cleared when used.
     pub pause_before_message: Option<(usize, Duration)>,
     /// Authenticate with a wrong password.
     pub wrong_password: bool,
+    /// Accept changes of ManagementServer.Username/Password but keep logging in with the
+    /// old credentials, as some CPEs do (the ACS's trust on first use must cope).
+    pub ignore_acs_credential_changes: bool,
     /// Answer these ACS methods with a CWMP fault of the given code instead of executing them.
     pub rpc_faults: Vec<(String, u32)>,
 }
@@ -337,9 +350,12 @@ pub struct DeviceState {
     /// Report of the last session that failed (with a note saying why).
     pub last_failure: Option<super::session::SessionReport>,
     /// Every state-changing RPC executed (Reboot, Download by CommandKey; SetParameterValues,
-    /// AddObject, DeleteObject by ParameterKey), oldest first: the ledger checked after
-    /// crash tests.
+    /// AddObject, DeleteObject by ParameterKey; FactoryReset with an empty key), oldest first:
+    /// the ledger checked after crash tests.
     pub executed: Vec<crate::ledger::Execution>,
+    /// State-changing RPCs executed whose answer never reached the ACS (the connection
+    /// failed while sending it), by RPC name: the cases a crashed ACS must recover.
+    pub interrupted: Vec<String>,
 }
 
 /// A simulated CPE.
@@ -625,6 +641,36 @@ impl Device {
         }
     }
 
+    /// TR-111 Part 1: the gateway this device learnt from DHCP option 125, as
+    /// `GatewayInfo.ManufacturerOUI/ProductClass/SerialNumber` (read-only, active
+    /// notification on, as TR-181 has it by default).
+    pub fn with_gateway_info(mut self, oui: &str, product_class: &str, serial: &str) -> Device {
+        self.model
+            .insert(self.path("GatewayInfo."), Param::object(false));
+        for (leaf, v) in [
+            ("ManufacturerOUI", oui),
+            ("ProductClass", product_class),
+            ("SerialNumber", serial),
+        ] {
+            let mut p = Param::leaf(v, "xsd:string", false);
+            p.notification = 2;
+            self.model
+                .insert(self.path(&format!("GatewayInfo.{leaf}")), p);
+        }
+        self.forced_cache = None;
+        self
+    }
+
+    /// Removes the object `path` (ending in `.`) and everything under it, as the device
+    /// itself would (a LAN device leaving a gateway's ManageableDevice table); returns how
+    /// many names went.
+    pub fn remove_object(&mut self, path: &str) -> usize {
+        let before = self.model.len();
+        self.model.retain(|name, _| !name.starts_with(path));
+        self.forced_cache = None;
+        before - self.model.len()
+    }
+
     /// Changes a value as the device itself would (e.g. a user on the web UI). When the
     /// parameter's notification is on, the next Inform carries `4 VALUE CHANGE` and the value.
     /// Returns false when the parameter does not exist.
@@ -741,6 +787,7 @@ impl Device {
         let keep_downloads = std::mem::take(&mut self.state.downloads);
         let keep_transfers = std::mem::take(&mut self.state.transfers);
         let keep_executed = std::mem::take(&mut self.state.executed);
+        let keep_interrupted = std::mem::take(&mut self.state.interrupted);
         let stats = (
             self.state.sessions_completed,
             self.state.reboots,
@@ -750,6 +797,7 @@ impl Device {
             downloads: keep_downloads,
             transfers: keep_transfers,
             executed: keep_executed,
+            interrupted: keep_interrupted,
             sessions_completed: stats.0,
             reboots: stats.1,
             factory_resets: stats.2,
@@ -799,11 +847,13 @@ impl Device {
     /// Re-reads credentials from ManagementServer after the ACS changed them.
     pub(super) fn sync_credentials_from_model(&mut self) {
         let get = |d: &Device, leaf: &str| d.get(&d.ms(leaf)).map(str::to_string);
-        if let Some(u) = get(self, "Username") {
-            self.acs_auth.username = u;
-        }
-        if let Some(p) = get(self, "Password") {
-            self.acs_auth.password = p;
+        if !self.faults.ignore_acs_credential_changes {
+            if let Some(u) = get(self, "Username") {
+                self.acs_auth.username = u;
+            }
+            if let Some(p) = get(self, "Password") {
+                self.acs_auth.password = p;
+            }
         }
         let mut cr = self.cr_credentials();
         if let Some(u) = get(self, "ConnectionRequestUsername") {

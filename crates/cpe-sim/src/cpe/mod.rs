@@ -21,6 +21,10 @@
 //! * [`xml`]: XML escaping, envelope writing, the lenient namespace-aware reader and UTC
 //!   time formatting.
 //! * [`transfer`]: file downloads and uploads for Download/Upload/ScheduleDownload.
+//! * [`udp`]: TR-111 Part 2: the UDP connection-request socket and its STUN client
+//!   ([`UdpAgent`]), and [`Device::with_stun`] for the STUN parameters.
+//! * [`xmpp`]: TR-069 Annex K: an XMPP session answering connection requests
+//!   ([`XmppAgent`]), and [`Device::with_xmpp`] for the XMPP parameters.
 //!
 //! Typical use:
 //!
@@ -35,7 +39,7 @@
 //! let report = dev.run_session(&acs_url, &[("6 CONNECTION REQUEST", "")]).await?;
 //! ```
 //!
-//! Only tokio, quick-xml, md5, rand, sha2, hex, base64, serde_json and thiserror are used:
+//! Only tokio, quick-xml, md5, rand, sha1, sha2, hmac, hex, base64, serde_json and thiserror are used:
 //! nothing of the server.
 #![allow(dead_code)]
 
@@ -46,7 +50,9 @@ pub mod model;
 pub mod rpc;
 pub mod session;
 pub mod transfer;
+pub mod udp;
 pub mod xml;
+pub mod xmpp;
 
 pub use cr::{start_cr_listener, CrHandle, CrListener, CrSignal, CrStats};
 pub use device::{
@@ -58,7 +64,9 @@ pub use model::{Identity, Model, Param, Root};
 pub use rpc::RpcReply;
 pub use session::{Exchange, ResumeMode, SessionReport};
 pub use transfer::{DownloadedFile, TransferResult};
+pub use udp::{BindingAnswer, UdpAgent, UdpCr};
 pub use xml::{CwmpFault, SoapMessage};
+pub use xmpp::{XmppAgent, XmppCr};
 
 use std::time::Duration;
 

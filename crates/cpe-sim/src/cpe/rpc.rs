@@ -119,6 +119,8 @@ pub fn execute(dev: &mut Device, msg: &SoapMessage, report: &mut SessionReport) 
         let key = match method {
             "Reboot" | "Download" => Some(text(body, "CommandKey")),
             "SetParameterValues" | "AddObject" | "DeleteObject" => Some(text(body, "ParameterKey")),
+            // FactoryReset carries no key: recorded with an empty one.
+            "FactoryReset" => Some(String::new()),
             _ => None,
         };
         if let Some(key) = key {

@@ -213,12 +213,41 @@ impl Device {
                 }
             }
             let out = std::mem::replace(&mut ctx.next, Outgoing::Empty);
+            let mut executed_reply = None;
+            if let Outgoing::Reply {
+                name, fault: None, ..
+            } = &out
+            {
+                let changes_state = matches!(
+                    name.as_str(),
+                    "RebootResponse"
+                        | "DownloadResponse"
+                        | "SetParameterValuesResponse"
+                        | "FactoryResetResponse"
+                        | "AddObjectResponse"
+                        | "DeleteObjectResponse"
+                );
+                if changes_state && !self.behavior.reply_delay.is_zero() {
+                    tokio::time::sleep(self.behavior.reply_delay).await;
+                }
+                if changes_state {
+                    executed_reply = Some(name.trim_end_matches("Response").to_string());
+                }
+            }
             let (sent, body, fault_code): (String, Option<&str>, Option<u32>) = match &out {
                 Outgoing::Inform { xml, .. } => ("Inform".into(), Some(xml), None),
                 Outgoing::Request { xml, name, .. } => ((*name).into(), Some(xml), None),
                 Outgoing::Empty => (String::new(), None, None),
                 Outgoing::Reply { xml, name, fault } => (name.clone(), Some(xml), *fault),
             };
+            if let Outgoing::Reply { name, .. } = &out {
+                let method = name.strip_suffix("Response").unwrap_or(name);
+                if self.faults.close_instead_of_answering.as_deref() == Some(method) {
+                    self.faults.close_instead_of_answering = None;
+                    ctx.client.close();
+                    return self.fail(ctx, SimError::InjectedDrop(n)).await;
+                }
+            }
             if self.faults.drop_after_message == Some(n) {
                 self.faults.drop_after_message = None;
                 if let Err(e) = ctx.client.post_and_drop(body).await {
@@ -235,7 +264,12 @@ impl Device {
             };
             let resp = match resp {
                 Ok(r) => r,
-                Err(e) => return self.fail(ctx, e).await,
+                Err(e) => {
+                    if let Some(rpc) = executed_reply {
+                        self.state.interrupted.push(rpc);
+                    }
+                    return self.fail(ctx, e).await;
+                }
             };
             let parsed = if resp.status == 200 && resp.has_content() {
                 match xml::parse_soap(&resp.body_text()) {

@@ -1,0 +1,2 @@
+DROP INDEX files_device_type;
+DROP TABLE schedules;

@@ -1,0 +1,1 @@
+ALTER TABLE device_connreq DROP COLUMN transport;

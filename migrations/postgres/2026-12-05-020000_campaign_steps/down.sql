@@ -1,0 +1,3 @@
+ALTER TABLE campaign_members DROP COLUMN step_version;
+ALTER TABLE campaign_members DROP COLUMN steps;
+ALTER TABLE campaign_members DROP COLUMN step;

@@ -1,0 +1,11 @@
+DROP INDEX devices_never_informed;
+DROP INDEX devices_undiscovered;
+DROP TRIGGER fault_minutes_delete;
+DROP TRIGGER fault_minutes_insert;
+DROP TABLE fault_minutes;
+DROP TRIGGER session_minutes_insert;
+DROP TABLE session_minutes;
+DROP TRIGGER device_version_counts_update;
+DROP TRIGGER device_version_counts_delete;
+DROP TRIGGER device_version_counts_insert;
+DROP TABLE device_version_counts;

@@ -1,0 +1,1 @@
+ALTER TABLE campaign_members DROP COLUMN retry_at;

@@ -1,0 +1,2 @@
+DROP TABLE connreq_attempts;
+DROP TABLE device_stun;

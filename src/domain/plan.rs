@@ -1,0 +1,797 @@
+//! The decisions of a CWMP session as pure functions over values: what to ask a device
+//! given what its Inform says and what is known of it (bootstrap settings, discovery,
+//! whether to load its tasks), what to do with each of its queued or running tasks (incl.
+//! confirming an interrupted transfer before any resend), how a large read is cut into
+//! batches, what a fault means for a task, and what the end of a
+//! session records. `domain::session` reads the values from the store, calls these, and
+//! writes what they decide; nothing here does I/O or reads a clock.
+
+use crate::config::CwmpConfig;
+use crate::cwmp::{
+    AcsRequest, CwmpFault, EventStruct, GetParameterNames, GetParameterValues, ParameterValue,
+    SetParameterValues,
+};
+use crate::domain::session_state::{Origin, Planned};
+use crate::domain::tasks::{self, TaskSpec};
+use crate::store::tasks::TaskRow;
+
+/// What a session asks before anything else, decided from the Inform and the device row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opening {
+    /// The device is new to the ACS (a `0 BOOTSTRAP` event, or its row was just created):
+    /// it gets the bootstrap settings and is discovered.
+    pub bootstrap: bool,
+    /// Read the whole tree (GetParameterNames of the root, then values in batches).
+    pub discover: bool,
+    /// Load the device's pending and running tasks.
+    pub load_tasks: bool,
+}
+
+/// What the device row says for [`opening`].
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceFacts {
+    /// The row was created by this Inform.
+    pub created: bool,
+    /// When the whole tree was last read.
+    pub discovered_at: Option<i64>,
+    /// Work was queued (tasks, lines, presets) since the last session that drained it.
+    pub has_new_work: bool,
+}
+
+/// Decide what the session starts with.
+pub fn opening(cfg: &CwmpConfig, events: &[EventStruct], device: DeviceFacts, now: i64) -> Opening {
+    let has = |code: &str| events.iter().any(|e| e.event_code == code);
+    let bootstrap = has("0 BOOTSTRAP") || device.created;
+    // Events that may complete running tasks (M Reboot, a factory reset, a reboot).
+    let reconcile_events = events.iter().any(|e| {
+        e.event_code.starts_with("M ") || e.event_code == "0 BOOTSTRAP" || e.event_code == "1 BOOT"
+    });
+    let stale = match device.discovered_at {
+        None => true,
+        Some(at) => {
+            cfg.discovery_refresh_secs > 0 && now - at > cfg.discovery_refresh_secs as i64 * 1000
+        }
+    };
+    Opening {
+        bootstrap,
+        discover: bootstrap || stale,
+        load_tasks: device.has_new_work || reconcile_events,
+    }
+}
+
+/// Whether a bootstrapping device gets settings at all (periodic inform, connection-request
+/// credentials).
+pub fn wants_bootstrap_settings(cfg: &CwmpConfig) -> bool {
+    cfg.periodic_inform_interval_secs > 0 || cfg.set_connection_request_credentials
+}
+
+/// The bootstrap SetParameterValues: periodic inform on with the configured interval (when
+/// it is not 0), the connection-request credentials `cr` (user, password) when given, and
+/// the CWMP credentials issued to the device (`domain::credentials`, trust on first use)
+/// when there are any.
+pub fn bootstrap_settings(
+    root: &str,
+    periodic_interval_secs: u32,
+    cr: Option<(String, String)>,
+    acs_credentials: Vec<ParameterValue>,
+) -> Planned {
+    let mut list = Vec::new();
+    let ms = format!("{root}.ManagementServer.");
+    if periodic_interval_secs > 0 {
+        list.push(ParameterValue::new(
+            format!("{ms}PeriodicInformEnable"),
+            "true",
+            "xsd:boolean",
+        ));
+        list.push(ParameterValue::new(
+            format!("{ms}PeriodicInformInterval"),
+            periodic_interval_secs.to_string(),
+            "xsd:unsignedInt",
+        ));
+    }
+    let (mut cr_username, mut cr_password) = (None, None);
+    if let Some((user, pass)) = cr {
+        list.push(ParameterValue::string(
+            format!("{ms}ConnectionRequestUsername"),
+            user.clone(),
+        ));
+        list.push(ParameterValue::string(
+            format!("{ms}ConnectionRequestPassword"),
+            pass.clone(),
+        ));
+        cr_username = Some(user);
+        cr_password = Some(pass);
+    }
+    let with_credentials = !acs_credentials.is_empty();
+    list.extend(acs_credentials);
+    Planned {
+        origin: Origin::Bootstrap {
+            cr_username,
+            cr_password,
+            acs_credentials: with_credentials,
+        },
+        request: AcsRequest::SetParameterValues(SetParameterValues {
+            parameter_list: list,
+            parameter_key: String::new(),
+        }),
+    }
+}
+
+/// The bootstrap settings `set` without the CWMP credentials issued in it, for a device
+/// that refused them with a fault (SetParameterValues is all or nothing): it keeps the
+/// shared credentials and still gets its other settings. `None` when nothing else is left.
+pub fn without_issued_credentials(
+    root: &str,
+    set: &SetParameterValues,
+) -> Option<SetParameterValues> {
+    let ms = format!("{root}.ManagementServer.");
+    let (user, pass) = (format!("{ms}Username"), format!("{ms}Password"));
+    let rest: Vec<ParameterValue> = set
+        .parameter_list
+        .iter()
+        .filter(|p| p.name != user && p.name != pass)
+        .cloned()
+        .collect();
+    (!rest.is_empty()).then(|| SetParameterValues {
+        parameter_list: rest,
+        parameter_key: set.parameter_key.clone(),
+    })
+}
+
+/// The question that confirms an interrupted transfer (task `id`): which transfers the
+/// device holds. CWMP 1.0 devices only know GetQueuedTransfers.
+pub fn confirm_transfer(id: i64, cwmp_version: &str) -> Planned {
+    Planned {
+        origin: Origin::ConfirmTransfer { id },
+        request: if cwmp_version.ends_with("1-0") {
+            AcsRequest::GetQueuedTransfers
+        } else {
+            AcsRequest::GetAllQueuedTransfers
+        },
+    }
+}
+
+/// Whether the device holds the transfer with `command_key`, from the CommandKeys of its
+/// queued transfers; `None` (it answered the question with a fault) counts as holding it,
+/// so nothing is sent twice: the task waits for its TransferComplete until its deadline.
+pub fn holds_transfer(queued: Option<&[String]>, command_key: &str) -> bool {
+    queued.is_none_or(|keys| keys.iter().any(|k| k == command_key))
+}
+
+/// The first request of a discovery: the names of the whole tree under `root`.
+pub fn discover_names(root: &str) -> Planned {
+    Planned {
+        origin: Origin::DiscoverNames,
+        request: AcsRequest::GetParameterNames(GetParameterNames {
+            parameter_path: format!("{root}."),
+            next_level: false,
+        }),
+    }
+}
+
+/// What to do with a pending or running task at the start of a session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Triage {
+    /// Its deadline passed: it ends `expired`.
+    Expire,
+    /// The Inform shows it was carried out: it ends `done` with this result; `refresh`
+    /// names an object to read back (a confirmed AddObject).
+    Done {
+        result: serde_json::Value,
+        refresh: Option<String>,
+    },
+    /// Leave it as it is: it waits for a later message (TransferComplete), or it was
+    /// interrupted with an outcome nobody can know and must not be repeated.
+    Leave,
+    /// Not yet: it waits for its retry time (work is left for a later session).
+    Later,
+    /// Keep it running and wait for what the device reports later (`TransferComplete`, `M
+    /// ScheduleInform`) until the transfer deadline: it was carried out, or may have been,
+    /// and a second one would run twice.
+    Await(&'static str),
+    /// A transfer sent in an earlier session and never answered: first ask the device
+    /// whether it holds it ([`confirm_transfer`]), then send it again only if it does not.
+    ConfirmThenSend,
+    /// Send it (again).
+    Send,
+}
+
+/// Decide what happens to task `row` (its arguments `spec`) at the start of a session whose
+/// Inform carries `events` and reports `parameter_key` (`ManagementServer.ParameterKey`).
+///
+/// A running task was interrupted by the end of the previous session, unless it waits for
+/// something (`awaiting` in its result). State-changing RPCs are confirmed by what the
+/// device reports back (`M Reboot` with the CommandKey, the ParameterKey) before being
+/// resent, so nothing runs twice; idempotent ones are simply sent again. A transfer
+/// (Download, Upload, ScheduleDownload) that was sent and never answered may have been
+/// accepted: its `M` event in this Inform means it was carried out (wait for its
+/// TransferComplete), otherwise the device is asked for its queued transfers before the
+/// resend. A ScheduleInform is never resent: it waits for its `M ScheduleInform`.
+pub fn triage(
+    row: &TaskRow,
+    spec: &TaskSpec,
+    events: &[EventStruct],
+    parameter_key: Option<&str>,
+    now: i64,
+) -> Triage {
+    let expired = row.expires_at.is_some_and(|exp| exp < now);
+    if expired && row.status == tasks::PENDING {
+        return Triage::Expire;
+    }
+    if row.status == tasks::RUNNING {
+        let awaited: Option<String> = row
+            .result
+            .as_deref()
+            .and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok())
+            .and_then(|v| {
+                v.get("awaiting")
+                    .and_then(|a| a.as_str())
+                    .map(str::to_string)
+            });
+        let awaiting = awaited.is_some();
+        let has_m = |code: &str| {
+            events
+                .iter()
+                .any(|e| e.event_code == code && e.command_key == row.command_key)
+        };
+        let completed = match spec {
+            TaskSpec::Reboot {} => has_m("M Reboot"),
+            TaskSpec::FactoryReset {} => events.iter().any(|e| e.event_code == "0 BOOTSTRAP"),
+            TaskSpec::ScheduleInform { .. } => has_m("M ScheduleInform"),
+            _ => false,
+        };
+        if completed {
+            let codes: Vec<&str> = events.iter().map(|e| e.event_code.as_str()).collect();
+            return Triage::Done {
+                result: serde_json::json!({ "confirmed_by": codes }),
+                refresh: None,
+            };
+        }
+        // A Reboot or FactoryReset the device accepted happens only once its session has
+        // ended well. An Inform with neither `1 BOOT` nor `0 BOOTSTRAP` shows it did not
+        // happen (the session was cut, e.g. the ACS node serving it died): send it again.
+        let booted = events
+            .iter()
+            .any(|e| e.event_code == "1 BOOT" || e.event_code == "0 BOOTSTRAP");
+        let awaits_boot = matches!(
+            (spec, awaited.as_deref()),
+            (TaskSpec::Reboot {}, Some("M Reboot"))
+                | (TaskSpec::FactoryReset {}, Some("0 BOOTSTRAP"))
+        );
+        if awaits_boot && !booted {
+            return if expired {
+                Triage::Expire
+            } else {
+                Triage::Send
+            };
+        }
+        if awaiting {
+            // Still waiting (e.g. for a TransferComplete in a later session).
+            return if expired {
+                Triage::Expire
+            } else {
+                Triage::Leave
+            };
+        }
+        // Sent in an earlier session and never answered ("sent, unconfirmed"): look for the
+        // device's confirmation before sending it again.
+        let transfer_event = match spec {
+            TaskSpec::Download { .. } => Some("M Download"),
+            TaskSpec::Upload { .. } => Some("M Upload"),
+            TaskSpec::ScheduleDownload { .. } => Some("M ScheduleDownload"),
+            _ => None,
+        };
+        if let Some(event) = transfer_event {
+            return if has_m(event) {
+                // Accepted and carried out: its TransferComplete follows.
+                Triage::Await("TransferComplete")
+            } else {
+                Triage::ConfirmThenSend
+            };
+        }
+        if let TaskSpec::ScheduleInform { .. } = spec {
+            // A second one would schedule a second Inform.
+            return Triage::Await("M ScheduleInform");
+        }
+        // Interrupted with unknown outcome.
+        let applied = spec.uses_key()
+            && matches!(
+                spec,
+                TaskSpec::AddObject { .. }
+                    | TaskSpec::DeleteObject { .. }
+                    | TaskSpec::SetParameterValues { .. }
+            )
+            && parameter_key == Some(row.command_key.as_str());
+        if applied {
+            let refresh = match spec {
+                TaskSpec::AddObject { object } => Some(object.clone()),
+                _ => None,
+            };
+            return Triage::Done {
+                result: serde_json::json!({ "confirmed_by": "ParameterKey" }),
+                refresh,
+            };
+        }
+        if !spec.idempotent()
+            && !matches!(
+                spec,
+                TaskSpec::Reboot {}
+                    | TaskSpec::FactoryReset {}
+                    | TaskSpec::AddObject { .. }
+                    | TaskSpec::DeleteObject { .. }
+                    | TaskSpec::ChangeDuState { .. }
+            )
+        {
+            return Triage::Leave;
+        }
+        // Not applied (or harmless to repeat): send again.
+        return Triage::Send;
+    }
+    if row.not_before > now {
+        return Triage::Later;
+    }
+    Triage::Send
+}
+
+/// A read of `names` cut into GetParameterValues of at most `batch` names each (0 counts
+/// as 1), each with the origin `origin(last)` gives it.
+pub fn batches(names: &[String], batch: usize, origin: impl Fn(bool) -> Origin) -> Vec<Planned> {
+    let chunks: Vec<&[String]> = names.chunks(batch.max(1)).collect();
+    let n = chunks.len();
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| Planned {
+            origin: origin(i + 1 == n),
+            request: AcsRequest::GetParameterValues(GetParameterValues {
+                parameter_names: c.to_vec(),
+            }),
+        })
+        .collect()
+}
+
+/// What a fault of the device means for the task whose RPC it answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFault {
+    /// The task ends `fault`: the fault is permanent, or the attempts are used up.
+    Final,
+    /// The task goes back to `pending` for another attempt, not before the given time.
+    Retry { attempts: i32, not_before: i64 },
+}
+
+/// Decide after `fault` on a task that had made `attempts` attempts before this one.
+pub fn after_fault(fault: &CwmpFault, attempts: i32, now: i64) -> AfterFault {
+    if fault.is_permanent() || attempts + 1 >= tasks::MAX_ATTEMPTS {
+        return AfterFault::Final;
+    }
+    let attempts = attempts + 1;
+    AfterFault::Retry {
+        attempts,
+        not_before: now + tasks::retry_delay_ms(attempts),
+    }
+}
+
+/// The work epoch a session that ends with `completed` drained, if any: only when the
+/// tasks were looked at and none is left for later.
+pub fn work_drained(
+    tasks_checked: bool,
+    tasks_left: bool,
+    completed: bool,
+    work_epoch: i64,
+) -> Option<i64> {
+    (tasks_checked && !tasks_left && completed).then_some(work_epoch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(code: &str, key: &str) -> EventStruct {
+        EventStruct {
+            event_code: code.into(),
+            command_key: key.into(),
+        }
+    }
+
+    fn cfg() -> CwmpConfig {
+        CwmpConfig {
+            discovery_refresh_secs: 3600,
+            ..CwmpConfig::default()
+        }
+    }
+
+    fn known(discovered_at: i64) -> DeviceFacts {
+        DeviceFacts {
+            created: false,
+            discovered_at: Some(discovered_at),
+            has_new_work: false,
+        }
+    }
+
+    fn row(status: &str) -> TaskRow {
+        TaskRow {
+            id: 7,
+            device_id: "D".into(),
+            rpc: "Reboot".into(),
+            args: "{}".into(),
+            status: status.into(),
+            command_key: "k1".into(),
+            result: None,
+            fault_code: None,
+            fault_string: None,
+            fault_detail: None,
+            attempts: 0,
+            not_before: 0,
+            expires_at: None,
+            created_by: "test".into(),
+            created_at: 0,
+            updated_at: 0,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    fn spv() -> TaskSpec {
+        serde_json::from_value(serde_json::json!({
+            "rpc": "SetParameterValues",
+            "values": [{"name": "Device.X", "value": "1"}]
+        }))
+        .expect("a SetParameterValues spec")
+    }
+
+    #[test]
+    fn a_quiet_periodic_inform_of_a_known_device_asks_nothing() {
+        let o = opening(&cfg(), &[ev("2 PERIODIC", "")], known(1_000), 2_000);
+        assert_eq!(
+            o,
+            Opening {
+                bootstrap: false,
+                discover: false,
+                load_tasks: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_bootstrap_or_a_new_row_means_settings_and_discovery() {
+        let o = opening(&cfg(), &[ev("0 BOOTSTRAP", "")], known(1_000), 2_000);
+        assert!(o.bootstrap && o.discover && o.load_tasks);
+        let created = DeviceFacts {
+            created: true,
+            ..known(1_000)
+        };
+        let o = opening(&cfg(), &[ev("2 PERIODIC", "")], created, 2_000);
+        assert!(o.bootstrap && o.discover && !o.load_tasks);
+    }
+
+    #[test]
+    fn an_unknown_or_stale_tree_is_discovered_again() {
+        let never = DeviceFacts {
+            discovered_at: None,
+            ..known(0)
+        };
+        assert!(opening(&cfg(), &[], never, 5).discover);
+        // One hour and a millisecond later.
+        assert!(opening(&cfg(), &[], known(0), 3_600_001).discover);
+        assert!(!opening(&cfg(), &[], known(0), 3_600_000).discover);
+        // 0 turns refreshing off.
+        let off = CwmpConfig {
+            discovery_refresh_secs: 0,
+            ..cfg()
+        };
+        assert!(!opening(&off, &[], known(0), i64::MAX / 2).discover);
+    }
+
+    #[test]
+    fn tasks_are_loaded_for_new_work_or_events_that_complete_tasks() {
+        let work = DeviceFacts {
+            has_new_work: true,
+            ..known(0)
+        };
+        assert!(opening(&cfg(), &[ev("2 PERIODIC", "")], work, 1).load_tasks);
+        for code in ["M Reboot", "1 BOOT", "0 BOOTSTRAP", "M Download"] {
+            assert!(
+                opening(&cfg(), &[ev(code, "k")], known(0), 1).load_tasks,
+                "{code}"
+            );
+        }
+        for code in ["2 PERIODIC", "6 CONNECTION REQUEST", "4 VALUE CHANGE"] {
+            assert!(
+                !opening(&cfg(), &[ev(code, "")], known(0), 1).load_tasks,
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn bootstrap_settings_name_the_root_and_keep_the_credentials() {
+        let p = bootstrap_settings(
+            "InternetGatewayDevice",
+            300,
+            Some(("cr-u".into(), "secret".into())),
+            Vec::new(),
+        );
+        let AcsRequest::SetParameterValues(set) = &p.request else {
+            panic!("a SetParameterValues: {:?}", p.request.name());
+        };
+        let names: Vec<&str> = set.parameter_list.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "InternetGatewayDevice.ManagementServer.PeriodicInformEnable",
+                "InternetGatewayDevice.ManagementServer.PeriodicInformInterval",
+                "InternetGatewayDevice.ManagementServer.ConnectionRequestUsername",
+                "InternetGatewayDevice.ManagementServer.ConnectionRequestPassword",
+            ]
+        );
+        assert_eq!(set.parameter_list[1].value, "300");
+        assert!(matches!(
+            &p.origin,
+            Origin::Bootstrap { cr_username: Some(u), cr_password: Some(pw), acs_credentials: false }
+                if u == "cr-u" && pw == "secret"
+        ));
+        // Without an interval nor credentials there is nothing to set.
+        let none = bootstrap_settings("Device", 0, None, Vec::new());
+        let AcsRequest::SetParameterValues(set) = &none.request else {
+            panic!("a SetParameterValues");
+        };
+        assert!(set.parameter_list.is_empty());
+        assert!(!wants_bootstrap_settings(&CwmpConfig {
+            periodic_inform_interval_secs: 0,
+            set_connection_request_credentials: false,
+            ..cfg()
+        }));
+    }
+
+    #[test]
+    fn issued_credentials_go_with_the_bootstrap_settings_and_can_be_taken_out_again() {
+        let issued = vec![
+            ParameterValue::string("Device.ManagementServer.Username", "00D09E-IGD-S1"),
+            ParameterValue::string("Device.ManagementServer.Password", "p"),
+        ];
+        let p = bootstrap_settings("Device", 300, None, issued);
+        assert!(matches!(
+            p.origin,
+            Origin::Bootstrap {
+                acs_credentials: true,
+                ..
+            }
+        ));
+        let AcsRequest::SetParameterValues(set) = &p.request else {
+            panic!("a SetParameterValues");
+        };
+        assert_eq!(set.parameter_list.len(), 4);
+        // Refused: the periodic-inform settings are sent without the credentials.
+        let rest = without_issued_credentials("Device", set).expect("settings left");
+        let names: Vec<&str> = rest
+            .parameter_list
+            .iter()
+            .map(|v| v.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "Device.ManagementServer.PeriodicInformEnable",
+                "Device.ManagementServer.PeriodicInformInterval",
+            ]
+        );
+        // Credentials alone (a device that is not bootstrapping): nothing left to send.
+        let only = bootstrap_settings(
+            "Device",
+            0,
+            None,
+            vec![ParameterValue::string(
+                "Device.ManagementServer.Password",
+                "p",
+            )],
+        );
+        let AcsRequest::SetParameterValues(set) = &only.request else {
+            panic!("a SetParameterValues");
+        };
+        assert_eq!(without_issued_credentials("Device", set), None);
+    }
+
+    fn download() -> TaskSpec {
+        serde_json::from_value(serde_json::json!({
+            "rpc": "Download",
+            "url": "http://files.example/fw.bin",
+            "file_type": "1 Firmware Upgrade Image"
+        }))
+        .expect("a Download spec")
+    }
+
+    #[test]
+    fn an_interrupted_download_is_confirmed_before_it_is_ever_sent_again() {
+        let running = row(tasks::RUNNING);
+        // Carried out: the Inform says so, its TransferComplete follows.
+        assert_eq!(
+            triage(&running, &download(), &[ev("M Download", "k1")], None, 10),
+            Triage::Await("TransferComplete")
+        );
+        // Another transfer's event says nothing about this one: ask the device first.
+        for events in [vec![], vec![ev("M Download", "k2")], vec![ev("1 BOOT", "")]] {
+            assert_eq!(
+                triage(&running, &download(), &events, None, 10),
+                Triage::ConfirmThenSend
+            );
+        }
+        // A pending Download was never sent: it simply goes out.
+        assert_eq!(
+            triage(&row(tasks::PENDING), &download(), &[], None, 10),
+            Triage::Send
+        );
+        // A Download already awaiting its TransferComplete keeps waiting.
+        let mut awaiting = row(tasks::RUNNING);
+        awaiting.result = Some(r#"{"awaiting":"TransferComplete"}"#.into());
+        assert_eq!(triage(&awaiting, &download(), &[], None, 10), Triage::Leave);
+    }
+
+    #[test]
+    fn an_interrupted_schedule_inform_waits_for_its_event() {
+        let spec: TaskSpec = serde_json::from_value(serde_json::json!({
+            "rpc": "ScheduleInform", "delay_seconds": 60
+        }))
+        .expect("a ScheduleInform spec");
+        let running = row(tasks::RUNNING);
+        assert_eq!(
+            triage(&running, &spec, &[], None, 10),
+            Triage::Await("M ScheduleInform")
+        );
+        assert!(matches!(
+            triage(&running, &spec, &[ev("M ScheduleInform", "k1")], None, 10),
+            Triage::Done { .. }
+        ));
+    }
+
+    #[test]
+    fn the_queued_transfers_say_whether_the_device_holds_a_transfer() {
+        let keys = vec!["k0".to_string(), "k1".to_string()];
+        assert!(holds_transfer(Some(&keys), "k1"));
+        assert!(!holds_transfer(Some(&keys), "k2"));
+        assert!(!holds_transfer(Some(&[]), "k1"));
+        // No answer (a fault): taken as held, so nothing is sent twice.
+        assert!(holds_transfer(None, "k1"));
+        assert!(matches!(
+            confirm_transfer(7, "cwmp-1-0").request,
+            AcsRequest::GetQueuedTransfers
+        ));
+        let p = confirm_transfer(7, "cwmp-1-2");
+        assert!(matches!(p.request, AcsRequest::GetAllQueuedTransfers));
+        assert!(matches!(p.origin, Origin::ConfirmTransfer { id: 7 }));
+    }
+
+    #[test]
+    fn a_reboot_is_done_when_the_device_reports_it_with_the_key() {
+        let reboot = TaskSpec::Reboot {};
+        let running = row(tasks::RUNNING);
+        let t = triage(
+            &running,
+            &reboot,
+            &[ev("1 BOOT", ""), ev("M Reboot", "k1")],
+            None,
+            10,
+        );
+        assert_eq!(
+            t,
+            Triage::Done {
+                result: serde_json::json!({"confirmed_by": ["1 BOOT", "M Reboot"]}),
+                refresh: None
+            }
+        );
+        // Another key is another reboot: this one was interrupted and is sent again.
+        let t = triage(&running, &reboot, &[ev("M Reboot", "k2")], None, 10);
+        assert_eq!(t, Triage::Send);
+    }
+
+    #[test]
+    fn an_accepted_reboot_the_device_never_carried_out_is_sent_again() {
+        let reboot = TaskSpec::Reboot {};
+        let mut accepted = row(tasks::RUNNING);
+        accepted.result = Some(r#"{"awaiting":"M Reboot"}"#.into());
+        // The session that carried the RebootResponse was cut: no reboot followed.
+        let t = triage(&accepted, &reboot, &[ev("2 PERIODIC", "")], None, 10);
+        assert_eq!(t, Triage::Send);
+        // It rebooted but the event with the key went missing: never a second reboot.
+        let t = triage(&accepted, &reboot, &[ev("1 BOOT", "")], None, 10);
+        assert_eq!(t, Triage::Leave);
+    }
+
+    #[test]
+    fn an_interrupted_set_is_confirmed_by_the_parameter_key_and_never_sent_twice() {
+        let mut running = row(tasks::RUNNING);
+        running.rpc = "SetParameterValues".into();
+        let t = triage(&running, &spv(), &[ev("2 PERIODIC", "")], Some("k1"), 10);
+        assert_eq!(
+            t,
+            Triage::Done {
+                result: serde_json::json!({"confirmed_by": "ParameterKey"}),
+                refresh: None
+            }
+        );
+        // Another key: not applied, so it goes out again.
+        let t = triage(&running, &spv(), &[], Some("other"), 10);
+        assert_eq!(t, Triage::Send);
+    }
+
+    #[test]
+    fn a_confirmed_add_object_reads_the_object_back() {
+        let spec = TaskSpec::AddObject {
+            object: "Device.NAT.PortMapping.".into(),
+        };
+        let t = triage(&row(tasks::RUNNING), &spec, &[], Some("k1"), 10);
+        assert!(matches!(
+            t,
+            Triage::Done { refresh: Some(ref o), .. } if o == "Device.NAT.PortMapping."
+        ));
+    }
+
+    #[test]
+    fn a_task_awaiting_transfer_complete_waits_until_its_deadline() {
+        let mut running = row(tasks::RUNNING);
+        running.result = Some(r#"{"awaiting":"TransferComplete"}"#.into());
+        running.expires_at = Some(100);
+        let spec = TaskSpec::Reboot {};
+        assert_eq!(triage(&running, &spec, &[], None, 50), Triage::Leave);
+        assert_eq!(triage(&running, &spec, &[], None, 101), Triage::Expire);
+    }
+
+    #[test]
+    fn pending_tasks_expire_wait_for_their_retry_time_or_go_out() {
+        let spec = TaskSpec::Reboot {};
+        let mut pending = row(tasks::PENDING);
+        assert_eq!(triage(&pending, &spec, &[], None, 10), Triage::Send);
+        pending.not_before = 20;
+        assert_eq!(triage(&pending, &spec, &[], None, 10), Triage::Later);
+        pending.expires_at = Some(5);
+        assert_eq!(triage(&pending, &spec, &[], None, 10), Triage::Expire);
+    }
+
+    #[test]
+    fn reads_are_cut_into_batches_and_only_the_last_is_marked() {
+        let names: Vec<String> = (0..5).map(|i| format!("Device.P{i}")).collect();
+        let b = batches(&names, 2, |last| Origin::DiscoverValues { last });
+        let sizes: Vec<usize> = b
+            .iter()
+            .map(|p| match &p.request {
+                AcsRequest::GetParameterValues(g) => g.parameter_names.len(),
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(sizes, [2, 2, 1]);
+        let lasts: Vec<bool> = b
+            .iter()
+            .map(|p| matches!(p.origin, Origin::DiscoverValues { last: true }))
+            .collect();
+        assert_eq!(lasts, [false, false, true]);
+        // A batch size of 0 is taken as 1; nothing to read, no request.
+        assert_eq!(batches(&names, 0, |_| Origin::Refresh).len(), 5);
+        assert!(batches(&[], 3, |_| Origin::Refresh).is_empty());
+    }
+
+    #[test]
+    fn transient_faults_are_retried_with_backoff_until_the_attempts_run_out() {
+        let transient = CwmpFault::new(9002, "internal error");
+        assert_eq!(
+            after_fault(&transient, 0, 1_000),
+            AfterFault::Retry {
+                attempts: 1,
+                not_before: 1_000 + tasks::retry_delay_ms(1)
+            }
+        );
+        assert_eq!(
+            after_fault(&transient, tasks::MAX_ATTEMPTS - 1, 1_000),
+            AfterFault::Final
+        );
+        let permanent = CwmpFault::new(9005, "invalid parameter name");
+        assert!(permanent.is_permanent());
+        assert_eq!(after_fault(&permanent, 0, 1_000), AfterFault::Final);
+    }
+
+    #[test]
+    fn only_a_completed_session_that_left_no_task_drains_the_work_epoch() {
+        assert_eq!(work_drained(true, false, true, 4), Some(4));
+        assert_eq!(work_drained(false, false, true, 4), None);
+        assert_eq!(work_drained(true, true, true, 4), None);
+        assert_eq!(work_drained(true, false, false, 4), None);
+    }
+}

@@ -1,0 +1,179 @@
+//! The provisioning server for phones, on the CWMP listener under `/prov/`:
+//! `GET`/`HEAD /prov/{token}/{file}` serves a phone's file (the token is the phone's own
+//! secret, a one-time activation code, or the site token of `phones.site_token`; the
+//! literal `auth` asks for the phone's HTTP Digest credentials instead), `PUT /prov/{token}/{file}` takes the
+//! override and log files Polycom phones upload (size-capped, stored with the phone). What
+//! is served and refused is decided in `domain::phones`; this module moves bytes.
+//! Responses carry `Cache-Control: no-store`: files with passwords must not sit in proxies.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+
+use crate::domain::phones::{self, Access, FetchRequest, Fetched};
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/prov/{token}/{file}", web::get().to(get))
+        .route("/prov/{token}/{file}", web::head().to(get))
+        .route("/prov/{token}/{file}", web::put().to(put));
+}
+
+fn plain(status: StatusCode, msg: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/plain; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(format!("{msg}\n"))
+}
+
+fn request(state: &AppState, req: &HttpRequest, token: &str, file: &str) -> FetchRequest {
+    let conn = req.connection_info();
+    let base_url = format!(
+        "{}://{}{}/{}",
+        conn.scheme(),
+        conn.host(),
+        phones::PREFIX,
+        token
+    );
+    let tls = conn.scheme() == "https";
+    drop(conn);
+    let access = if token == phones::DIGEST_SEGMENT {
+        let auth = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| crate::auth::digest::parse_authorization(v).ok())
+            .and_then(|a| match a {
+                crate::auth::digest::Authorization::Digest(d) => Some(Box::new(d)),
+                crate::auth::digest::Authorization::Basic { .. } => None,
+            });
+        Access::Digest {
+            auth,
+            method: req.method().as_str().to_string(),
+            uri: req.uri().to_string(),
+        }
+    } else {
+        Access::Token(token.to_string())
+    };
+    FetchRequest {
+        access,
+        file: file.to_string(),
+        source: req
+            .peer_addr()
+            .map(|a| a.ip())
+            .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
+        protocol: if tls { "https" } else { "http" },
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+        query_firmware: crate::phones::firmware_from_query(req.query_string()),
+        base_url,
+        now: state.now(),
+    }
+}
+
+async fn get(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    let (token, file) = path.into_inner();
+    let r = request(&state, &req, &token, &file);
+    let fetched = match phones::fetch(&state.store, &state.config, &state.services.phones, r).await
+    {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, "phone fetch failed");
+            return plain(StatusCode::SERVICE_UNAVAILABLE, "try again later");
+        }
+    };
+    match fetched {
+        Fetched::File(f) => HttpResponse::Ok()
+            .content_type(f.content_type)
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .body(f.bytes.clone()),
+        Fetched::Upload(data) => HttpResponse::Ok()
+            .content_type("application/octet-stream")
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .body(data),
+        Fetched::BadName(why) => plain(StatusCode::BAD_REQUEST, why),
+        Fetched::NotFound => plain(StatusCode::NOT_FOUND, "no such file"),
+        Fetched::Forbidden => plain(
+            StatusCode::FORBIDDEN,
+            "this phone's files are served to the network of its first fetch only",
+        ),
+        Fetched::Unauthorized { stale } => HttpResponse::Unauthorized()
+            .insert_header((
+                header::WWW_AUTHENTICATE,
+                state.services.phones.challenge(state.now(), stale),
+            ))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .content_type("text/plain; charset=utf-8")
+            .body("this URL needs the phone's HTTP Digest credentials\n"),
+        Fetched::TooManyFailures => HttpResponse::TooManyRequests()
+            .insert_header((header::RETRY_AFTER, "60"))
+            .content_type("text/plain; charset=utf-8")
+            .body("too many failed requests from this address; try again later\n"),
+    }
+}
+
+async fn put(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    mut payload: web::Payload,
+) -> HttpResponse {
+    let (token, file) = path.into_inner();
+    let max = state.config.phones.max_upload_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let r = request(&state, &req, &token, &file);
+    let mut body = Vec::new();
+    let mut too_big = declared.is_some_and(|n| n > max as u64);
+    if !too_big {
+        while let Some(chunk) = payload.next().await {
+            let Ok(chunk) = chunk else {
+                return plain(StatusCode::BAD_REQUEST, "the upload was interrupted");
+            };
+            if body.len() + chunk.len() > max {
+                too_big = true;
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+    }
+    // Too large: nothing is stored; the domain records the refusal.
+    let body = (!too_big).then_some(&body[..]);
+    match phones::upload(
+        &state.store,
+        &state.config,
+        &state.services.phones,
+        &r,
+        body,
+    )
+    .await
+    {
+        Ok(201) => plain(StatusCode::CREATED, "stored"),
+        Ok(400) => plain(StatusCode::BAD_REQUEST, "bad file name"),
+        Ok(405) => plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "phones upload only their override and log files",
+        ),
+        Ok(413) => plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("larger than phones.max_upload_bytes ({max})"),
+        ),
+        Ok(429) => plain(StatusCode::TOO_MANY_REQUESTS, "too many failed requests"),
+        Ok(_) => plain(StatusCode::NOT_FOUND, "no such phone"),
+        Err(e) => {
+            tracing::error!(error = %e, "phone upload failed");
+            plain(StatusCode::SERVICE_UNAVAILABLE, "try again later")
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! A state-changing RPC sent to a CPE whose answer never came back ("sent, unconfirmed")
+//! must not run twice: the CPE accepted it, executed it and lost the connection before
+//! answering. The simulator's ledger counts what it executed.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::api::{online_device, Api};
+use crate::battery;
+use crate::cpe::Device;
+use crate::support::{Backend, TestApp};
+
+fn executed(dev: &Device, rpc: &str) -> usize {
+    dev.state.executed.iter().filter(|e| e.rpc == rpc).count()
+}
+
+async fn upload_firmware(app: &TestApp, api: &Api) -> String {
+    let res = app
+        .http()
+        .post(format!(
+            "http://{}/api/v1/files?name=fw.bin&file_type=1%20Firmware%20Upgrade%20Image",
+            app.api_addr()
+        ))
+        .bearer_auth(&api.token)
+        .body(vec![7u8; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let file: Value = res.json().await.unwrap();
+    file["id"].as_str().unwrap().to_string()
+}
+
+async fn queue(api: &Api, id: &str, spec: Value) -> i64 {
+    let (s, t) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/devices/{id}/tasks"),
+            Some(spec),
+        )
+        .await;
+    assert_eq!(s, 202, "{t}");
+    t["id"].as_i64().unwrap()
+}
+
+async fn task(api: &Api, id: i64) -> Value {
+    api.get(&format!("/api/v1/tasks/{id}")).await
+}
+
+async fn an_interrupted_download_runs_once(b: Backend) {
+    let app = TestApp::spawn(b, |_| {}).await;
+    let api = Api::new(&app, "operator").await;
+    let (mut dev, _cr, id) = online_device(&app, "ONCE0001").await;
+    let fid = upload_firmware(&app, &api).await;
+
+    // Accepted and carried out, its answer lost: the next Inform reports it
+    // (M Download + TransferComplete) and nothing is sent again.
+    let t = queue(
+        &api,
+        &id,
+        json!({"rpc": "Download", "file_id": fid, "file_type": "1 Firmware Upgrade Image"}),
+    )
+    .await;
+    dev.faults.close_instead_of_answering = Some("Download".into());
+    let r = dev
+        .run_session(&app.cwmp_url(), &[("6 CONNECTION REQUEST", "")])
+        .await;
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(executed(&dev, "Download"), 1);
+    let rep = dev
+        .run_session(&app.cwmp_url(), &[("2 PERIODIC", "")])
+        .await
+        .unwrap();
+    assert!(rep.ended_cleanly(), "{rep:?}");
+    assert!(
+        !rep.acs_rpcs().contains(&"Download"),
+        "{:?}",
+        rep.acs_rpcs()
+    );
+    assert_eq!(executed(&dev, "Download"), 1);
+    assert_eq!(task(&api, t).await["status"], "done");
+
+    // Accepted, not carried out yet (a delay): the ACS asks for the queued transfers and
+    // finds it there.
+    dev.behavior.honor_delays = true;
+    let t = queue(
+        &api,
+        &id,
+        json!({"rpc": "Download", "file_id": fid, "file_type": "1 Firmware Upgrade Image",
+               "delay_seconds": 3600}),
+    )
+    .await;
+    dev.faults.close_instead_of_answering = Some("Download".into());
+    let r = dev
+        .run_session(&app.cwmp_url(), &[("6 CONNECTION REQUEST", "")])
+        .await;
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(executed(&dev, "Download"), 2);
+    let rep = dev
+        .run_session(&app.cwmp_url(), &[("2 PERIODIC", "")])
+        .await
+        .unwrap();
+    assert!(rep.ended_cleanly(), "{rep:?}");
+    assert_eq!(rep.acs_rpcs(), ["GetAllQueuedTransfers"]);
+    assert_eq!(executed(&dev, "Download"), 2);
+    let v = task(&api, t).await;
+    assert_eq!(v["status"], "running", "{v}");
+}
+
+async fn a_download_that_never_reached_the_device_is_sent_again(b: Backend) {
+    let app = TestApp::spawn(b, |_| {}).await;
+    let api = Api::new(&app, "operator").await;
+    let (mut dev, _cr, id) = online_device(&app, "ONCE0002").await;
+    let fid = upload_firmware(&app, &api).await;
+    let t = queue(
+        &api,
+        &id,
+        json!({"rpc": "Download", "file_id": fid, "file_type": "1 Firmware Upgrade Image"}),
+    )
+    .await;
+    // The empty POST goes out, the connection drops before the Download is read.
+    dev.faults.drop_after_message = Some(2);
+    let r = dev
+        .run_session(&app.cwmp_url(), &[("6 CONNECTION REQUEST", "")])
+        .await;
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(executed(&dev, "Download"), 0);
+    // The ACS sent it (the task is running) before the device's next session.
+    let mut status = Value::Null;
+    for _ in 0..250 {
+        status = task(&api, t).await["status"].clone();
+        if status == "running" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, "running");
+    // The device does not hold it: it is sent again, and runs once.
+    let rep = dev
+        .run_session(&app.cwmp_url(), &[("2 PERIODIC", "")])
+        .await
+        .unwrap();
+    assert!(rep.ended_cleanly(), "{rep:?}");
+    assert_eq!(rep.acs_rpcs(), ["GetAllQueuedTransfers", "Download"]);
+    assert_eq!(executed(&dev, "Download"), 1);
+    let rep = dev
+        .run_session(&app.cwmp_url(), &[("2 PERIODIC", "")])
+        .await
+        .unwrap();
+    assert!(rep.ended_cleanly(), "{rep:?}");
+    assert_eq!(executed(&dev, "Download"), 1);
+    assert_eq!(task(&api, t).await["status"], "done");
+}
+
+async fn an_interrupted_reboot_runs_once(b: Backend) {
+    let app = TestApp::spawn(b, |_| {}).await;
+    let api = Api::new(&app, "operator").await;
+    let (mut dev, _cr, id) = online_device(&app, "ONCE0003").await;
+    let t = queue(&api, &id, json!({"rpc": "Reboot"})).await;
+    dev.faults.close_instead_of_answering = Some("Reboot".into());
+    let r = dev
+        .run_session(&app.cwmp_url(), &[("6 CONNECTION REQUEST", "")])
+        .await;
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(executed(&dev, "Reboot"), 1);
+    // The device rebooted: its Inform carries M Reboot with the task's key.
+    let rep = dev.run_session(&app.cwmp_url(), &[]).await.unwrap();
+    assert!(rep.ended_cleanly(), "{rep:?}");
+    assert!(!rep.acs_rpcs().contains(&"Reboot"), "{:?}", rep.acs_rpcs());
+    assert_eq!(executed(&dev, "Reboot"), 1);
+    assert_eq!(dev.state.reboots, 1);
+    assert_eq!(task(&api, t).await["status"], "done");
+}
+
+battery!(
+    an_interrupted_download_runs_once,
+    a_download_that_never_reached_the_device_is_sent_again,
+    an_interrupted_reboot_runs_once,
+);

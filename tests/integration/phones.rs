@@ -1,0 +1,1147 @@
+//! Phones that fetch configuration files, with the clients phones and operators use: curl
+//! over HTTP and HTTPS with a phone's token and with the site token, Debian's tftp-hpa
+//! client and curl's TFTP (block size negotiation), `openssl enc -d` on Grandstream files
+//! with both digests, xmllint on every XML served, a UDP socket standing in for a phone
+//! that receives SIP NOTIFY check-sync, curl's `--digest` against a phone's own Digest
+//! credentials and one-time activation codes. Bad input gets the right status and writes
+//! nothing.
+
+use std::path::Path;
+use std::process::Command;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::api::Api;
+use crate::battery;
+use crate::support::{Backend, TestApp, TestClock, TestDb};
+
+const SECRET: &str = "pw-phone-Zr71-secret";
+
+battery!(
+    polycom_files_over_http_with_curl,
+    bad_input_is_refused_and_nothing_written,
+    grandstream_files_open_with_openssl,
+    site_url_registers_or_rejects_unknown_phones,
+    tftp_serves_cisco_phones,
+    https_serves_yealink_files,
+    resync_sends_check_sync_notify,
+    phone_csv_import_and_profiles,
+    digest_and_activation_codes_over_http,
+    digest_and_activation_codes_over_https,
+    fetch_log_is_batched_and_kept_at_shutdown,
+    fetch_log_flood_is_bounded_and_counted,
+);
+
+fn need(tool: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg(if tool == "tftp" { "-V" } else { "--version" })
+        .output()
+        .is_ok();
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{tool} is missing (scripts/test installs it)"
+        );
+        eprintln!("{tool} not installed: skipped");
+    }
+    ok
+}
+
+/// curl: (HTTP status, body).
+fn curl(args: &[&str]) -> (u16, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("body");
+    let o = Command::new("curl")
+        .args(["-s", "-o"])
+        .arg(&out)
+        .args(["-w", "%{http_code}"])
+        .args(args)
+        .output()
+        .unwrap();
+    let code = String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    (code, std::fs::read(&out).unwrap_or_default())
+}
+
+fn xmllint(xml: &[u8]) {
+    if !need("xmllint") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("f.xml");
+    std::fs::write(&f, xml).unwrap();
+    let o = Command::new("xmllint")
+        .args(["--noout", "--nonet"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "xmllint: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(xml)
+    );
+}
+
+async fn add_phone(api: &Api, mac: &str, vendor: &str, model: &str, extra: Value) -> Value {
+    let mut body = json!({"mac": mac, "vendor": vendor, "model": model});
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    let (s, v) = api.call(Method::POST, "/api/v1/phones", Some(body)).await;
+    assert_eq!(s, 201, "{v}");
+    v
+}
+
+async fn add_line(api: &Api, mac: &str, n: i32, user: &str, password: &str) {
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            &format!("/api/v1/phones/{mac}/lines/{n}"),
+            Some(json!({
+                "sip_user": user,
+                "password": password,
+                "display_name": format!("User {user}"),
+                "registrar": "sip.example.net",
+                "registrar_port": 5060
+            })),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+}
+
+async fn url_of(api: &Api, mac: &str) -> String {
+    api.get(&format!("/api/v1/phones/{mac}/url")).await["url"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn polycom_files_over_http_with_curl(b: Backend) {
+    if !need("curl") {
+        return;
+    }
+    let app = TestApp::spawn(b, |_| {}).await;
+    let api = Api::new(&app, "operator").await;
+    let v = add_phone(&api, "00:04:F2:AA:BB:CC", "polycom", "VVX400", json!({})).await;
+    assert_eq!(v["mac"], "0004f2aabbcc");
+    assert_eq!(v["device_id"], "phone:0004f2aabbcc");
+    assert_eq!(v["model"], "vvx400");
+    add_line(&api, "0004-F2AA-BBCC", 1, "1001", SECRET).await;
+    let url = url_of(&api, "0004f2aabbcc").await;
+    assert!(
+        url.starts_with(&format!("http://{}/prov/", app.cwmp_addr())),
+        "{url}"
+    );
+    let ua = "FileTransport PolycomVVX-VVX_400-UA/5.9.0.9373";
+
+    // The phone asks for its master file, then the file it lists.
+    let (s, master) = curl(&["-A", ua, &format!("{url}/0004F2AABBCC.cfg")]);
+    assert_eq!(s, 200);
+    xmllint(&master);
+    let master = String::from_utf8(master).unwrap();
+    assert!(
+        master.contains("CONFIG_FILES=\"0004F2AABBCC-ferroacs.cfg\""),
+        "{master}"
+    );
+    assert!(!master.contains(SECRET));
+    let (s, phone) = curl(&["-A", ua, &format!("{url}/0004F2AABBCC-ferroacs.cfg")]);
+    assert_eq!(s, 200);
+    xmllint(&phone);
+    let phone = String::from_utf8(phone).unwrap();
+    assert!(
+        phone.contains(&format!("reg.1.auth.password=\"{SECRET}\"")),
+        "{phone}"
+    );
+    assert!(phone.contains("reg.1.address=\"1001@sip.example.net\""));
+
+    // What the phone did is recorded: last file, firmware from the User-Agent.
+    let p = api.get("/api/v1/phones/0004f2aabbcc").await;
+    assert_eq!(p["firmware"], "5.9.0.9373", "{p}");
+    assert_eq!(p["last_file"], "0004F2AABBCC-ferroacs.cfg");
+    assert_eq!(p["last_source"], "127.0.0.1");
+    let f = api.get("/api/v1/phones/0004f2aabbcc/fetches").await;
+    let items = f["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{f}");
+    assert_eq!(items[0]["status"], 200);
+    assert_eq!(items[0]["protocol"], "http");
+    assert!(!f.to_string().contains(SECRET));
+
+    // A changed line is served at the next fetch (the cache follows the revision).
+    add_line(&api, "0004f2aabbcc", 1, "1001", "new-pw-4412").await;
+    let (_, phone) = curl(&["-A", ua, &format!("{url}/0004F2AABBCC-ferroacs.cfg")]);
+    let phone = String::from_utf8(phone).unwrap();
+    assert!(
+        phone.contains("reg.1.auth.password=\"new-pw-4412\""),
+        "{phone}"
+    );
+
+    // Overrides the phone uploads are kept with it and read back.
+    let dir = tempfile::tempdir().unwrap();
+    let up = dir.path().join("o.cfg");
+    std::fs::write(
+        &up,
+        "<PHONE_CONFIG><OVERRIDES up.backlight.idleIntensity=\"1\"/></PHONE_CONFIG>",
+    )
+    .unwrap();
+    let (s, _) = curl(&[
+        "-T",
+        up.to_str().unwrap(),
+        &format!("{url}/0004F2AABBCC-phone.cfg"),
+    ]);
+    assert_eq!(s, 201);
+    let (s, back) = curl(&[&format!("{url}/0004F2AABBCC-phone.cfg")]);
+    assert_eq!(s, 200);
+    assert_eq!(back, std::fs::read(&up).unwrap());
+
+    // The password reaches neither the API nor the audit log.
+    let admin = Api::new(&app, "admin").await;
+    let audit = admin.get("/api/v1/audit?limit=100").await.to_string();
+    assert!(!audit.contains(SECRET) && !audit.contains("new-pw-4412"));
+    assert!(audit.contains("phone.create"), "{audit}");
+    let lines = api
+        .get("/api/v1/phones/0004f2aabbcc/lines")
+        .await
+        .to_string();
+    assert!(
+        !lines.contains(SECRET) && lines.contains("\"password_set\":true"),
+        "{lines}"
+    );
+}
+
+async fn bad_input_is_refused_and_nothing_written(b: Backend) {
+    if !need("curl") {
+        return;
+    }
+    let app = TestApp::spawn(b, |c| c.phones.max_upload_bytes = 4096).await;
+    let api = Api::new(&app, "operator").await;
+    // Malformed MACs: 400 naming the problem, nothing created.
+    for bad in [
+        "0004f2aabbcg",
+        "0004f2aabb",
+        "00:04:f2:aa:bb:cc:dd",
+        "ff:ff:ff:ff:ff:ff",
+    ] {
+        let (s, v) = api
+            .call(
+                Method::POST,
+                "/api/v1/phones",
+                Some(json!({"mac": bad, "vendor": "polycom", "model": "vvx400"})),
+            )
+            .await;
+        assert_eq!(s, 400, "{bad}: {v}");
+        assert_eq!(v["error"]["code"], "invalid", "{v}");
+    }
+    let (s, v) = api
+        .call(Method::GET, "/api/v1/phones/not-a-mac", None)
+        .await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = api
+        .call(
+            Method::POST,
+            "/api/v1/phones",
+            Some(json!({"mac": "0004f2000001", "vendor": "nokia", "model": "x"})),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(
+        api.get("/api/v1/phones").await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
+    add_phone(&api, "0004f2000001", "polycom", "vvx400", json!({})).await;
+    add_phone(&api, "0004f2000002", "polycom", "vvx400", json!({})).await;
+    add_line(&api, "0004f2000002", 1, "2002", SECRET).await;
+    let url1 = url_of(&api, "0004f2000001").await;
+    // The same MAC twice: 409.
+    let (s, _) = api
+        .call(
+            Method::POST,
+            "/api/v1/phones",
+            Some(json!({"mac": "00-04-F2-00-00-01", "vendor": "polycom", "model": "vvx400"})),
+        )
+        .await;
+    assert_eq!(s, 409);
+
+    // One phone's token does not open another phone's file.
+    let (s, body) = curl(&[&format!("{url1}/0004F2000002-ferroacs.cfg")]);
+    assert_eq!(s, 404);
+    assert!(!String::from_utf8_lossy(&body).contains(SECRET));
+    // Path traversal, encoded: 400.
+    let (s, _) = curl(&["--path-as-is", &format!("{url1}/..%2F..%2Fetc%2Fpasswd")]);
+    assert_eq!(s, 400);
+    // Oversize upload: 413, nothing stored.
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.cfg");
+    std::fs::write(&big, vec![b'x'; 5000]).unwrap();
+    let (s, _) = curl(&[
+        "-T",
+        big.to_str().unwrap(),
+        &format!("{url1}/0004F2000001-web.cfg"),
+    ]);
+    assert_eq!(s, 413);
+    let (s, _) = curl(&[&format!("{url1}/0004F2000001-web.cfg")]);
+    assert_eq!(s, 404);
+    // Uploading a configuration file (not an override or log): refused.
+    let small = dir.path().join("s.cfg");
+    std::fs::write(&small, b"x").unwrap();
+    let (s, _) = curl(&[
+        "-T",
+        small.to_str().unwrap(),
+        &format!("{url1}/0004F2000001.cfg"),
+    ]);
+    assert_eq!(s, 405);
+    // Every refusal is in the fetch log with its status.
+    let f = api.get("/api/v1/phones/0004f2000002/fetches").await;
+    assert_eq!(f["items"][0]["status"], 404, "{f}");
+}
+
+fn openssl_decrypt(data: &[u8], md: &str, pw: &str) -> Option<Vec<u8>> {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("cfg.enc");
+    std::fs::write(&f, data).unwrap();
+    let o = Command::new("openssl")
+        .args(["enc", "-d", "-aes-256-cbc", "-md", md, "-k", pw, "-in"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    o.status.success().then_some(o.stdout)
+}
+
+async fn grandstream_files_open_with_openssl(b: Backend) {
+    if !need("curl") || !need("openssl") {
+        return;
+    }
+    let app = TestApp::spawn(b, |c| {
+        c.phones.file_password = Some(ferroacs::config::Secret("global-pw-77".into()));
+    })
+    .await;
+    let api = Api::new(&app, "operator").await;
+    // A current model (SHA-256) with its own password.
+    add_phone(
+        &api,
+        "000b82aabb01",
+        "grandstream",
+        "gxp2170",
+        json!({"file_password": "phone-pw-01"}),
+    )
+    .await;
+    add_line(&api, "000b82aabb01", 1, "3001", SECRET).await;
+    // An old model (MD5) with the global password.
+    add_phone(&api, "000b82aabb02", "grandstream", "gxp1400", json!({})).await;
+    add_line(&api, "000b82aabb02", 1, "3002", SECRET).await;
+    let v = api.get("/api/v1/phones/000b82aabb01").await;
+    assert_eq!(v["file_password_set"], true);
+    assert!(!v.to_string().contains("phone-pw-01"));
+
+    for (mac, md, pw, wrong_md) in [
+        ("000b82aabb01", "sha256", "phone-pw-01", "md5"),
+        ("000b82aabb02", "md5", "global-pw-77", "sha256"),
+    ] {
+        let url = url_of(&api, mac).await;
+        // The binary file is never served: the phone moves on to the XML.
+        let (s, _) = curl(&[&format!("{url}/cfg{mac}")]);
+        assert_eq!(s, 404);
+        let (s, enc) = curl(&[&format!("{url}/cfg{mac}.xml")]);
+        assert_eq!(s, 200);
+        assert!(enc.starts_with(b"Salted__"), "{mac}");
+        assert!(!String::from_utf8_lossy(&enc).contains(SECRET));
+        let clear = openssl_decrypt(&enc, md, pw).expect("openssl decrypts");
+        xmllint(&clear);
+        let text = String::from_utf8(clear).unwrap();
+        assert!(text.contains(&format!("<mac>{mac}</mac>")), "{text}");
+        assert!(text.contains(&format!("<P34>{SECRET}</P34>")), "{text}");
+        let wrong = openssl_decrypt(&enc, md, "not-the-password");
+        assert!(wrong.is_none_or(|w| !String::from_utf8_lossy(&w).contains(SECRET)));
+        let other = openssl_decrypt(&enc, wrong_md, pw);
+        assert!(other.is_none_or(|w| !String::from_utf8_lossy(&w).contains(SECRET)));
+        // Model and global files hold no account.
+        let (s, model) = curl(&[&format!("{url}/cfggxp2170.xml")]);
+        assert_eq!(s, 200);
+        xmllint(&model);
+        let (s, global) = curl(&[&format!("{url}/cfg.xml")]);
+        assert_eq!(s, 200);
+        xmllint(&global);
+    }
+}
+
+async fn site_url_registers_or_rejects_unknown_phones(b: Backend) {
+    if !need("curl") {
+        return;
+    }
+    let site = "site-0123456789abcdef";
+    let app = TestApp::spawn(b, |c| {
+        c.phones.site_token = Some(ferroacs::config::Secret(site.into()));
+        c.phones.max_failed_fetches = 3;
+    })
+    .await;
+    let api = Api::new(&app, "operator").await;
+    let base = format!("http://{}/prov/{site}", app.cwmp_addr());
+    // reject (the default): an unknown MAC is not found and nothing is created.
+    let (s, _) = curl(&[&format!("{base}/cfg000b82ccdd01.xml")]);
+    assert_eq!(s, 404);
+    assert_eq!(
+        api.get("/api/v1/phones").await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    // Non-phone files are served through the site URL.
+    let (s, body) = curl(&[&format!("{base}/000000000000.cfg")]);
+    assert_eq!(s, 200);
+    xmllint(&body);
+    // Wrong tokens count as failures; the fourth failure in a minute gets 429, even with a
+    // right token afterwards.
+    for _ in 0..2 {
+        let (s, _) = curl(&[&format!(
+            "http://{}/prov/wrong-token-000000/cfg.xml",
+            app.cwmp_addr()
+        )]);
+        assert_eq!(s, 404);
+    }
+    let (s, _) = curl(&[&format!("{base}/cfg.xml")]);
+    assert_eq!(s, 429);
+    drop(app);
+
+    let app = TestApp::spawn(b, |c| {
+        c.phones.site_token = Some(ferroacs::config::Secret(site.into()));
+        c.phones.unknown_phones = ferroacs::config::UnknownDevices::Accept;
+        c.phones.lock_to_first_network = true;
+    })
+    .await;
+    let api = Api::new(&app, "operator").await;
+    let base = format!("http://{}/prov/{site}", app.cwmp_addr());
+    let (s, body) = curl(&[
+        "-A",
+        "Grandstream Model HW GXP2170 SW 1.0.11.3 DevId 000b82ccdd01",
+        &format!("{base}/cfg000b82ccdd01.xml"),
+    ]);
+    assert_eq!(s, 200);
+    xmllint(&body);
+    let p = api.get("/api/v1/phones/000b82ccdd01").await;
+    assert_eq!(p["vendor"], "grandstream");
+    assert_eq!(p["auto_registered"], true);
+    assert_eq!(p["firmware"], "1.0.11.3");
+    assert_eq!(p["lock_network"], "127.0.0.0/24", "{p}");
+    // From another network of loopback (127.0.1.x): refused by the lock.
+    let (s, _) = curl(&[
+        "--interface",
+        "127.0.1.9",
+        &format!("{base}/cfg000b82ccdd01.xml"),
+    ]);
+    assert_eq!(s, 403);
+}
+
+fn tftp_get(port: u16, file: &str, out: &Path) -> std::process::Output {
+    Command::new("tftp")
+        .args([
+            "-v",
+            "127.0.0.1",
+            &port.to_string(),
+            "-m",
+            "binary",
+            "-c",
+            "get",
+            file,
+        ])
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+async fn tftp_serves_cisco_phones(b: Backend) {
+    if !need("tftp") || !need("curl") {
+        return;
+    }
+    let app = TestApp::spawn(b, |c| {
+        c.tftp.listen = Some("127.0.0.1:0".into());
+        c.phones.default_sip_server = Some("sip.example.net".into());
+        c.phones.unknown_phones = ferroacs::config::UnknownDevices::Accept;
+    })
+    .await;
+    let port = app.running.as_ref().unwrap().tftp_addr.unwrap().port();
+    let api = Api::new(&app, "operator").await;
+    add_phone(&api, "00562baabbcc", "cisco", "cp-8841", json!({})).await;
+    add_line(&api, "00562baabbcc", 1, "4001", SECRET).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // The trust lists first: "file not found", so the phone accepts unsigned files.
+    let o = tftp_get(port, "CTLSEP00562BAABBCC.tlv", &dir.path().join("ctl"));
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(text.contains("Error code 1"), "{text}");
+    let out = dir.path().join("sep.xml");
+    let o = tftp_get(port, "SEP00562BAABBCC.cnf.xml", &out);
+    assert!(o.status.success(), "{o:?}");
+    let body = std::fs::read(&out).unwrap();
+    xmllint(&body);
+    let text = String::from_utf8(body.clone()).unwrap();
+    assert!(
+        text.contains(&format!("<authPassword>{SECRET}</authPassword>")),
+        "{text}"
+    );
+    // Unknown phones get the default file.
+    let out = dir.path().join("default.xml");
+    let o = tftp_get(port, "XMLDefault.cnf.xml", &out);
+    assert!(o.status.success(), "{o:?}");
+    xmllint(&std::fs::read(&out).unwrap());
+    // Path traversal: access violation, nothing written.
+    let o = tftp_get(port, "../../etc/passwd", &dir.path().join("passwd"));
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(text.contains("Error code 2"), "{text}");
+    // Write requests: refused.
+    let o = Command::new("tftp")
+        .args(["127.0.0.1", &port.to_string(), "-m", "binary", "-c", "put"])
+        .arg(&out)
+        .arg("SEP00562BAABBCC.cnf.xml")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(text.contains("Error code 2"), "{text}");
+    // Block size negotiation (curl sends blksize and tsize): the same bytes.
+    let (s, via_curl) = curl(&[
+        "--tftp-blksize",
+        "1428",
+        &format!("tftp://127.0.0.1:{port}/SEP00562BAABBCC.cnf.xml"),
+    ]);
+    assert_eq!(s, 0, "curl reports no HTTP code for TFTP");
+    assert_eq!(via_curl, body);
+    // Fetches over TFTP are recorded.
+    let f = api.get("/api/v1/phones/00562baabbcc/fetches").await;
+    assert!(
+        f["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["protocol"] == "tftp" && i["status"] == 200),
+        "{f}"
+    );
+}
+
+async fn https_serves_yealink_files(b: Backend) {
+    if !need("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    let (c, k, ca) = (
+        dir.path().join("c.pem"),
+        dir.path().join("k.pem"),
+        dir.path().join("c.pem"),
+    );
+    std::fs::write(&c, cert.cert.pem()).unwrap();
+    std::fs::write(&k, cert.signing_key.serialize_pem()).unwrap();
+    let (c2, k2) = (c.clone(), k.clone());
+    let app = TestApp::spawn(b, move |cfg| {
+        cfg.cwmp.tls_cert = Some(c2);
+        cfg.cwmp.tls_key = Some(k2);
+    })
+    .await;
+    let api = Api::new(&app, "operator").await;
+    add_phone(
+        &api,
+        "001565aabbcc",
+        "yealink",
+        "t46g",
+        json!({"settings": {"ntp_server": "ntp.example.net"}}),
+    )
+    .await;
+    add_line(&api, "001565aabbcc", 1, "5001", SECRET).await;
+    let url = url_of(&api, "001565aabbcc").await;
+    assert!(url.starts_with("https://"), "{url}");
+    let url = url.replace("127.0.0.1", "localhost");
+    let ca = ca.to_str().unwrap();
+    let ua = "Yealink SIP-T46G 28.83.0.50 00:15:65:aa:bb:cc";
+    let (s, boot) = curl(&[
+        "--cacert",
+        ca,
+        "-A",
+        ua,
+        &format!("{url}/001565aabbcc.boot"),
+    ]);
+    assert_eq!(s, 200);
+    let boot = String::from_utf8(boot).unwrap();
+    assert!(boot.starts_with("#!version:1.0.0.1\n"));
+    assert!(boot.contains("/y000000000028.cfg\""), "{boot}");
+    let (s, common) = curl(&[
+        "--cacert",
+        ca,
+        "-A",
+        ua,
+        &format!("{url}/y000000000028.cfg"),
+    ]);
+    assert_eq!(s, 200);
+    assert!(common.starts_with(b"#!version:1.0.0.1\n"));
+    let (s, own) = curl(&["--cacert", ca, "-A", ua, &format!("{url}/001565aabbcc.cfg")]);
+    assert_eq!(s, 200);
+    let own = String::from_utf8(own).unwrap();
+    assert!(own.starts_with("#!version:1.0.0.1\n"));
+    assert!(
+        own.contains(&format!("account.1.password = {SECRET}\n")),
+        "{own}"
+    );
+    assert!(own.contains("local_time.ntp_server1 = ntp.example.net\n"));
+    let p = api.get("/api/v1/phones/001565aabbcc/fetches").await;
+    assert_eq!(p["items"][0]["protocol"], "https");
+    assert_eq!(
+        api.get("/api/v1/phones/001565aabbcc").await["firmware"],
+        "28.83.0.50"
+    );
+}
+
+async fn resync_sends_check_sync_notify(b: Backend) {
+    let app = TestApp::spawn(b, |_| {}).await;
+    let api = Api::new(&app, "operator").await;
+    // A UDP socket stands in for the phone and answers 200 OK.
+    let phone = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = phone.local_addr().unwrap().port();
+    add_phone(
+        &api,
+        "0004f2aabbdd",
+        "polycom",
+        "vvx400",
+        json!({"contact": format!("127.0.0.1:{port}")}),
+    )
+    .await;
+    add_line(&api, "0004f2aabbdd", 1, "6001", SECRET).await;
+    let listener = tokio::spawn(async move {
+        let mut buf = [0u8; 4096];
+        let (n, from) = phone.recv_from(&mut buf).await.unwrap();
+        let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+        phone
+            .send_to(
+                b"SIP/2.0 200 OK\r\nCSeq: 1 NOTIFY\r\nContent-Length: 0\r\n\r\n",
+                from,
+            )
+            .await
+            .unwrap();
+        msg
+    });
+    let (s, v) = api
+        .call(Method::POST, "/api/v1/phones/0004f2aabbdd/resync", None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["outcome"], "answered", "{v}");
+    assert_eq!(v["status"], 200);
+    let msg = listener.await.unwrap();
+    assert!(
+        msg.starts_with(&format!("NOTIFY sip:6001@127.0.0.1:{port} SIP/2.0\r\n")),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("\r\nEvent: check-sync;reboot=false\r\n"),
+        "{msg}"
+    );
+    assert!(!msg.contains(SECRET));
+    // A contact the target policy refuses (cloud metadata): nothing is sent.
+    let (s, _) = api
+        .call(
+            Method::PUT,
+            "/api/v1/phones/0004f2aabbdd",
+            Some(
+                json!({"vendor": "polycom", "model": "vvx400", "contact": "169.254.169.254:5060"}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, v) = api
+        .call(Method::POST, "/api/v1/phones/0004f2aabbdd/resync", None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["outcome"], "refused", "{v}");
+    // A viewer may not.
+    let viewer = Api::new(&app, "viewer").await;
+    let (s, _) = viewer
+        .call(Method::POST, "/api/v1/phones/0004f2aabbdd/resync", None)
+        .await;
+    assert_eq!(s, 403);
+}
+
+async fn phone_csv_import_and_profiles(b: Backend) {
+    let app = TestApp::spawn(b, |_| {}).await;
+    let api = Api::new(&app, "operator").await;
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            "/api/v1/phone_profiles/office",
+            Some(json!({"ntp_server": "ntp.office.example", "language": "de", "time_zone": "Europe/Berlin"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            "/api/v1/phone_profiles/bad",
+            Some(json!({"time_zone": "Mars/Olympus"})),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    let csv = "mac,vendor,model,profile,tags\n\
+               00:15:65:00:00:01,yealink,t46g,office,floor1;sales\n\
+               00-15-65-00-00-02,yealink,t42g,,\n\
+               001565zz0003,yealink,t46g,,\n\
+               001565000004,nokia,x,,\n\
+               001565000005,yealink,t46g,nosuch,\n";
+    let res = api
+        .http
+        .post(format!("{}/api/v1/phones/import", api.base))
+        .bearer_auth(&api.token)
+        .header("Content-Type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let r: Value = res.json().await.unwrap();
+    assert_eq!(r["imported"], 2, "{r}");
+    assert_eq!(r["rejected"], 3, "{r}");
+    let fields: Vec<&str> = r["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["mac", "vendor", "profile"], "{r}");
+    let p = api.get("/api/v1/phones/001565000001").await;
+    assert_eq!(p["profile"], "office");
+    let dev = api.get("/api/v1/devices/phone:001565000001").await;
+    assert!(dev.to_string().contains("sales"), "{dev}");
+    assert_eq!(
+        api.get("/api/v1/phones").await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // The profile's settings are in the phone's file; a profile change is served next time.
+    add_line(&api, "001565000001", 1, "7001", SECRET).await;
+    let url = url_of(&api, "001565000001").await;
+    let http = reqwest::Client::new();
+    let get = |u: String| {
+        let http = http.clone();
+        async move { http.get(u).send().await.unwrap().text().await.unwrap() }
+    };
+    let text = get(format!("{url}/001565000001.cfg")).await;
+    assert!(
+        text.contains("local_time.ntp_server1 = ntp.office.example\n"),
+        "{text}"
+    );
+    assert!(text.contains("lang.gui = German\n"), "{text}");
+    let (s, _) = api
+        .call(
+            Method::PUT,
+            "/api/v1/phone_profiles/office",
+            Some(json!({"ntp_server": "ntp2.office.example"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let text = get(format!("{url}/001565000001.cfg")).await;
+    assert!(
+        text.contains("local_time.ntp_server1 = ntp2.office.example\n"),
+        "{text}"
+    );
+    // A profile in use cannot be deleted.
+    let (s, _) = api
+        .call(Method::DELETE, "/api/v1/phone_profiles/office", None)
+        .await;
+    assert_eq!(s, 409);
+    // Deleting a phone removes its lines with it.
+    let (s, _) = api
+        .call(Method::DELETE, "/api/v1/phones/001565000001", None)
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = api
+        .call(
+            Method::GET,
+            "/api/v1/devices/phone:001565000001/lines",
+            None,
+        )
+        .await;
+    assert_eq!(s, 404);
+}
+
+const DIGEST_PW: &str = "Dg-pass-7781-zq";
+const T0: i64 = 1_800_000_000_000;
+
+async fn digest_and_activation_codes_over_http(b: Backend) {
+    if !need("curl") {
+        return;
+    }
+    let clock = TestClock::new(T0);
+    let db = std::sync::Arc::new(
+        tokio::task::spawn_blocking(move || TestDb::new(b))
+            .await
+            .unwrap(),
+    );
+    let app = TestApp::spawn_clocked(db, None, clock.as_clock(), |c| {
+        c.phones.max_failed_fetches = 6;
+    })
+    .await;
+    let base = format!("http://{}", app.cwmp_addr());
+    digest_and_activation(&app, &clock, &base, &[]).await;
+}
+
+async fn digest_and_activation_codes_over_https(b: Backend) {
+    if !need("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    let (c, k) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&c, cert.cert.pem()).unwrap();
+    std::fs::write(&k, cert.signing_key.serialize_pem()).unwrap();
+    let (c2, k2) = (c.clone(), k.clone());
+    let clock = TestClock::new(T0);
+    let db = std::sync::Arc::new(
+        tokio::task::spawn_blocking(move || TestDb::new(b))
+            .await
+            .unwrap(),
+    );
+    let app = TestApp::spawn_clocked(db, None, clock.as_clock(), move |cfg| {
+        cfg.cwmp.tls_cert = Some(c2);
+        cfg.cwmp.tls_key = Some(k2);
+        cfg.phones.max_failed_fetches = 6;
+    })
+    .await;
+    let base = format!("https://localhost:{}", app.cwmp_addr().port());
+    digest_and_activation(&app, &clock, &base, &["--cacert", c.to_str().unwrap()]).await;
+}
+
+/// What an attacker and a phone try against `/prov/auth/` (Digest) and `/prov/<code>/`
+/// (activation codes), over `base` (HTTP or HTTPS; `tls` = curl's CA arguments).
+async fn digest_and_activation(app: &TestApp, clock: &TestClock, base: &str, tls: &[&str]) {
+    let api = Api::new(app, "operator").await;
+    let curl_tls = |args: &[&str]| {
+        let mut all: Vec<&str> = tls.to_vec();
+        all.extend_from_slice(args);
+        curl(&all)
+    };
+    add_phone(
+        &api,
+        "0004f2000011",
+        "polycom",
+        "vvx400",
+        json!({"digest_user": "vvx-0011", "digest_password": DIGEST_PW}),
+    )
+    .await;
+    add_phone(&api, "0004f2000012", "polycom", "vvx400", json!({})).await;
+    add_line(&api, "0004f2000011", 1, "3011", SECRET).await;
+    add_line(&api, "0004f2000012", 1, "3012", "other-phone-pw-1").await;
+    let p = api.get("/api/v1/phones/0004f2000011").await;
+    assert_eq!(p["digest_user"], "vvx-0011", "{p}");
+    assert!(!p.to_string().contains(DIGEST_PW));
+    let urls = api.get("/api/v1/phones/0004f2000011/url").await;
+    assert!(
+        urls["digest_url"].as_str().unwrap().ends_with("/prov/auth"),
+        "{urls}"
+    );
+    // A user without a password, and a password too short: 400, nothing changed.
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            "/api/v1/phones/0004f2000012",
+            Some(json!({"vendor": "polycom", "model": "vvx400", "digest_user": "x"})),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("digest_password"),
+        "{v}"
+    );
+    // Another phone cannot take the same Digest user.
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            "/api/v1/phones/0004f2000012",
+            Some(json!({"vendor": "polycom", "model": "vvx400",
+                "digest_user": "vvx-0011", "digest_password": "another-pw-99"})),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(api.get("/api/v1/phones/0004f2000012").await["digest_user"].is_null());
+
+    // The password is sealed at rest.
+    let raw = app
+        .store()
+        .sealed_candidates(
+            ferroacs::store::sealed::SealedColumn::PhoneDigestPassword,
+            "no-such-key",
+        )
+        .unwrap();
+    assert_eq!(raw.len(), 1, "{raw:?}");
+    assert!(raw[0].1.starts_with("enc1:") && !raw[0].1.contains(DIGEST_PW));
+
+    // Digest: no credentials, then wrong ones: 401 with a challenge; right ones: the file.
+    let file = format!("{base}/prov/auth/0004F2000011-ferroacs.cfg");
+    let (s, body) = curl_tls(&[&file]);
+    assert_eq!(s, 401);
+    assert!(!String::from_utf8_lossy(&body).contains(SECRET));
+    let wrong = "vvx-0011:not-the-password";
+    let (s, body) = curl_tls(&["--digest", "-u", wrong, &file]);
+    assert_eq!(s, 401);
+    assert!(!String::from_utf8_lossy(&body).contains(SECRET));
+    let right = format!("vvx-0011:{DIGEST_PW}");
+    let (s, body) = curl_tls(&["--digest", "-u", &right, &file]);
+    assert_eq!(s, 200);
+    let body = String::from_utf8(body).unwrap();
+    assert!(
+        body.contains(&format!("reg.1.auth.password=\"{SECRET}\"")),
+        "{body}"
+    );
+    // Its credentials do not open another phone's file.
+    let (s, body) = curl_tls(&[
+        "--digest",
+        "-u",
+        &right,
+        &format!("{base}/prov/auth/0004F2000012-ferroacs.cfg"),
+    ]);
+    assert_eq!(s, 404);
+    assert!(!String::from_utf8_lossy(&body).contains("other-phone-pw-1"));
+    let f = api.get("/api/v1/phones/0004f2000011/fetches").await;
+    assert_eq!(f["items"][0]["status"], 200, "{f}");
+    assert!(!f.to_string().contains(DIGEST_PW));
+
+    // Activation code: shown once, never in the audit log.
+    let (s, code) = api
+        .call(
+            Method::POST,
+            "/api/v1/phones/0004f2000012/activation_code",
+            None,
+        )
+        .await;
+    assert_eq!(s, 201, "{code}");
+    let c = code["code"].as_str().unwrap().to_string();
+    assert_eq!(c.len(), 12);
+    assert!(code["url"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/prov/{c}")));
+    assert_eq!(
+        api.get("/api/v1/phones/0004f2000012").await["activation_pending"],
+        true
+    );
+    let admin = Api::new(app, "admin").await;
+    let audit = admin.get("/api/v1/audit?limit=100").await.to_string();
+    assert!(audit.contains("phone.activation_code"), "{audit}");
+    assert!(!audit.contains(&c) && !audit.contains(DIGEST_PW));
+    // Its first use opens the phone's files to this address for the activation window.
+    let with_code = format!("{base}/prov/{c}/0004F2000012-ferroacs.cfg");
+    let (s, body) = curl_tls(&[&with_code]);
+    assert_eq!(s, 200);
+    assert!(String::from_utf8_lossy(&body).contains("other-phone-pw-1"));
+    // The version a phone reports in the query string is recorded with the fetch and on the
+    // phone (before the User-Agent's).
+    let (s, _) = curl_tls(&[
+        "-A",
+        "FileTransport PolycomVVX-VVX_400-UA/5.9.0.9373",
+        &format!("{base}/prov/{c}/0004F2000012.cfg?fw=6.1.0.1"),
+    ]);
+    assert_eq!(s, 200);
+    let f = api.get("/api/v1/phones/0004f2000012/fetches").await;
+    assert_eq!(f["items"][0]["firmware"], "6.1.0.1", "{f}");
+    assert_eq!(
+        api.get("/api/v1/phones/0004f2000012").await["firmware"],
+        "6.1.0.1"
+    );
+    // Not to another address, and not for another phone's file.
+    let (s, _) = curl_tls(&["--interface", "127.0.1.9", &with_code]);
+    assert_eq!(s, 404);
+    let (s, _) = curl_tls(&[&format!("{base}/prov/{c}/0004F2000011-ferroacs.cfg")]);
+    assert_eq!(s, 404);
+    // After the window the code is dead, even for the address that used it.
+    clock.advance_ms(901_000);
+    let (s, body) = curl_tls(&[&with_code]);
+    assert_eq!(s, 404);
+    assert!(!String::from_utf8_lossy(&body).contains("other-phone-pw-1"));
+
+    // Guessing codes: each wrong code is a failure; past phones.max_failed_fetches (6) in a
+    // minute the address gets 429, even with a right code, which stays unused.
+    clock.advance_ms(61_000);
+    let (_, fresh) = api
+        .call(
+            Method::POST,
+            "/api/v1/phones/0004f2000012/activation_code",
+            None,
+        )
+        .await;
+    let fresh = fresh["code"].as_str().unwrap().to_string();
+    let mut guesses = 0;
+    for g in 0..20u64 {
+        let guess = format!("{:012}", 100_000_000_000 + g);
+        if guess == fresh {
+            continue;
+        }
+        let (s, _) = curl_tls(&[&format!("{base}/prov/{guess}/0004F2000012.cfg")]);
+        guesses += 1;
+        if guesses <= 6 {
+            assert_eq!(s, 404, "guess {guesses}");
+        } else {
+            assert_eq!(s, 429, "guess {guesses}");
+            break;
+        }
+    }
+    let (s, _) = curl_tls(&[&format!("{base}/prov/{fresh}/0004F2000012.cfg")]);
+    assert_eq!(s, 429);
+    // A minute later the right code works, from its first use on.
+    clock.advance_ms(61_000);
+    let (s, _) = curl_tls(&[&format!("{base}/prov/{fresh}/0004F2000012-ferroacs.cfg")]);
+    assert_eq!(s, 200);
+    // Refusals created nothing: still the two phones.
+    assert_eq!(
+        api.get("/api/v1/phones").await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+/// A sample of /metrics (the first with this name and labels).
+async fn metric(app: &TestApp, name_and_labels: &str) -> f64 {
+    let text = app.metrics_text().await;
+    text.lines()
+        .find(|l| l.split(' ').next() == Some(name_and_labels))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name_and_labels} in:\n{text}"))
+}
+
+/// GET a phone file as a Polycom phone with firmware `fw`: the status.
+async fn polycom_get(app: &TestApp, url: &str, fw: &str) -> u16 {
+    app.http()
+        .get(url)
+        .header(
+            "User-Agent",
+            format!("FileTransport PolycomVVX-VVX_400-UA/{fw}"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Fetches are written in batches off the request path: none reaches the database before
+/// the writer's period, the API shows them at once (it writes what waits first), a row the
+/// database could refuse (a NUL byte in the name) does not cost the others, and a clean
+/// shutdown writes what still waits.
+async fn fetch_log_is_batched_and_kept_at_shutdown(b: Backend) {
+    let app = TestApp::spawn(b, |c| c.phones.fetch_log_flush_ms = 3_600_000).await;
+    let api = Api::new(&app, "operator").await;
+    add_phone(&api, "0004f2000031", "polycom", "vvx400", json!({})).await;
+    add_line(&api, "0004f2000031", 1, "1031", SECRET).await;
+    let url = url_of(&api, "0004f2000031").await;
+    for name in ["0004F2000031.cfg", "0004F2000031-ferroacs.cfg"] {
+        assert_eq!(
+            polycom_get(&app, &format!("{url}/{name}"), "5.9.0.9373").await,
+            200
+        );
+    }
+    assert_eq!(
+        polycom_get(&app, &format!("{url}/0004F2000031%00.cfg"), "5.9.0.9373").await,
+        400
+    );
+    let store = app.store();
+    let written = tokio::task::spawn_blocking(move || store.phone_fetches("0004f2000031", 10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(written.is_empty(), "written before the period: {written:?}");
+    assert_eq!(metric(&app, "ferroacs_phone_fetch_log_pending").await, 3.0);
+
+    // Reading the phone writes what waits.
+    let f = api.get("/api/v1/phones/0004f2000031/fetches").await;
+    let items = f["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{f}");
+    assert_eq!(items[0]["file"], "0004F2000031-ferroacs.cfg");
+    assert_eq!(items[1]["file"], "0004F2000031.cfg");
+    assert!(!f.to_string().contains(SECRET));
+    let p = api.get("/api/v1/phones/0004f2000031").await;
+    assert_eq!(p["firmware"], "5.9.0.9373", "{p}");
+    assert_eq!(p["last_file"], "0004F2000031-ferroacs.cfg");
+    assert_eq!(metric(&app, "ferroacs_phone_fetch_log_pending").await, 0.0);
+    assert_eq!(
+        metric(
+            &app,
+            "ferroacs_phone_fetch_log_dropped_total{reason=\"refused\"}"
+        )
+        .await,
+        0.0
+    );
+
+    // Two more wait in memory when the server stops cleanly; they are written.
+    let file = format!("{url}/0004F2000031-ferroacs.cfg");
+    assert_eq!(polycom_get(&app, &file, "5.9.1.100").await, 200);
+    assert_eq!(polycom_get(&app, &file, "5.9.1.100").await, 200);
+    assert_eq!(metric(&app, "ferroacs_phone_fetch_log_pending").await, 2.0);
+    let app = app.restart().await;
+    let api = Api::new(&app, "operator").await;
+    let f = api.get("/api/v1/phones/0004f2000031/fetches").await;
+    assert_eq!(f["items"].as_array().unwrap().len(), 4, "{f}");
+    assert_eq!(f["items"][0]["firmware"], "5.9.1.100", "{f}");
+    let p = api.get("/api/v1/phones/0004f2000031").await;
+    assert_eq!(p["firmware"], "5.9.1.100", "{p}");
+}
+
+/// A flood of fetches faster than the log is written holds at most
+/// phones.fetch_log_buffer rows in memory: the others are dropped and counted on
+/// /metrics, files are still served, refused guesses take no more room than served files,
+/// and the log takes rows again once written.
+async fn fetch_log_flood_is_bounded_and_counted(b: Backend) {
+    let app = TestApp::spawn(b, |c| {
+        c.phones.fetch_log_flush_ms = 3_600_000;
+        c.phones.fetch_log_buffer = 5;
+    })
+    .await;
+    let api = Api::new(&app, "operator").await;
+    add_phone(&api, "0004f2000032", "polycom", "vvx400", json!({})).await;
+    add_line(&api, "0004f2000032", 1, "1032", SECRET).await;
+    let url = url_of(&api, "0004f2000032").await;
+    let file = format!("{url}/0004F2000032-ferroacs.cfg");
+    let served =
+        futures_util::future::join_all((0..12).map(|_| polycom_get(&app, &file, "5.9.0.9373")))
+            .await;
+    assert!(served.iter().all(|s| *s == 200), "{served:?}");
+    // Another phone's MAC under this phone's token: refused, and no more room taken.
+    for n in 0..4 {
+        let other = format!("{url}/0004F20000{:02}.cfg", 40 + n);
+        assert_eq!(polycom_get(&app, &other, "5.9.0.9373").await, 404);
+    }
+    assert_eq!(metric(&app, "ferroacs_phone_fetch_log_pending").await, 5.0);
+    assert_eq!(
+        metric(
+            &app,
+            "ferroacs_phone_fetch_log_dropped_total{reason=\"full\"}"
+        )
+        .await,
+        11.0
+    );
+
+    let f = api.get("/api/v1/phones/0004f2000032/fetches").await;
+    assert_eq!(f["items"].as_array().unwrap().len(), 5, "{f}");
+    assert_eq!(metric(&app, "ferroacs_phone_fetch_log_pending").await, 0.0);
+    assert_eq!(polycom_get(&app, &file, "5.9.0.9373").await, 200);
+    let f = api.get("/api/v1/phones/0004f2000032/fetches").await;
+    assert_eq!(f["items"].as_array().unwrap().len(), 6, "{f}");
+    assert_eq!(
+        metric(
+            &app,
+            "ferroacs_phone_fetch_log_dropped_total{reason=\"full\"}"
+        )
+        .await,
+        11.0
+    );
+}
