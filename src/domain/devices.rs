@@ -650,7 +650,10 @@ mod tests {
                 Filter::Not(Box::new(gw(Op::Like, "00*"))),
             ])
         );
-        assert_eq!(parse_query("behind_gateway != GW1").unwrap(), gw(Op::Ne, "GW1"));
+        assert_eq!(
+            parse_query("behind_gateway != GW1").unwrap(),
+            gw(Op::Ne, "GW1")
+        );
         assert!(uses_gateway(&f));
     }
 

@@ -380,7 +380,10 @@ fn node_env(db: &TestDb, files: &std::path::Path, lb_cwmp: u16) -> Vec<(String, 
         ),
         ("FERROACS_SCHEDULER_TICK_MS", "200".into()),
         ("FERROACS_SCHEDULER_LEASE_TTL_SECS", "4".into()),
-        ("FERROACS_LOG_LEVEL", "warn".into()),
+        (
+            "FERROACS_LOG_LEVEL",
+            std::env::var("FERROACS_TEST_NODE_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
+        ),
         ("FERROACS_CWMP_SAVE_EVERY_EXCHANGE", "true".into()),
         // The balancer is the nodes' only client; it says who the CPE is.
         ("FERROACS_CWMP_TRUSTED_PROXIES", "127.0.0.1/32".into()),
@@ -432,7 +435,8 @@ async fn start_node(env: &[(String, String)], http: &reqwest::Client) -> Node {
 fn haproxy_config(lb_cwmp: u16, lb_api: u16, nodes: &[Node]) -> String {
     let mut cfg = format!(
         "global\n    maxconn 4096\n\ndefaults\n    mode http\n    timeout connect 2s\n    \
-         timeout client 30s\n    timeout server 30s\n    retries 0\n\n\
+         timeout client 30s\n    timeout server 30s\n    retries 2\n    \
+         option redispatch 1\n\n\
          frontend cwmp\n    bind 127.0.0.1:{lb_cwmp}\n    default_backend cwmp_nodes\n\n\
          frontend admin\n    bind 127.0.0.1:{lb_api}\n    default_backend admin_nodes\n"
     );
@@ -741,7 +745,32 @@ async fn nodes_behind_haproxy_share_sessions_tasks_files_and_one_leader() {
         .flat_map(|c| c.dev.state.executed.iter().cloned())
         .collect();
     let report = ledger::check(&expected, &executed, &["Reboot"]);
-    assert!(report.is_clean(), "{report:?}");
+    if !report.is_clean() {
+        // What the server says of each lost task, for the failure message.
+        let mut seen = Vec::new();
+        for t in &report.lost {
+            let list: Value = http
+                .get(api(&format!("/api/v1/devices/{}/tasks", t.device)))
+                .header("Authorization", &auth)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap_or_default();
+            let sessions: Value = http
+                .get(api(&format!("/api/v1/devices/{}/sessions", t.device)))
+                .header("Authorization", &auth)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap_or_default();
+            seen.push(format!("{}: tasks {list}\nsessions {sessions}", t.device));
+        }
+        panic!("{report:?}\n{}", seen.join("\n"));
+    }
     for t in &expected {
         let list: Value = http
             .get(api(&format!(

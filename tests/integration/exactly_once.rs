@@ -172,7 +172,71 @@ async fn an_interrupted_reboot_runs_once(b: Backend) {
     assert_eq!(task(&api, t).await["status"], "done");
 }
 
+/// The envelope carrying a Reboot never reaches the CPE (the connection drops before the
+/// answer to its empty POST is read, as when the node serving it dies behind a balancer);
+/// the CPE's client posts its empty POST again on a new connection. That empty POST says
+/// the CPE never saw the request: it is sent again at once (not failed with 8801 and left
+/// for a retry a minute later), and runs once.
+async fn a_request_whose_envelope_was_lost_is_sent_again_at_once(b: Backend) {
+    let app = TestApp::spawn(b, |_| {}).await;
+    let api = Api::new(&app, "operator").await;
+    let (mut dev, _cr, id) = online_device(&app, "ONCE0004").await;
+    let t = queue(&api, &id, json!({"rpc": "Reboot"})).await;
+    // POST 2 is the empty POST after the InformResponse; its answer (the Reboot) is lost.
+    dev.faults.drop_after_message = Some(2);
+    let r = dev
+        .run_session(&app.cwmp_url(), &[("6 CONNECTION REQUEST", "")])
+        .await;
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(executed(&dev, "Reboot"), 0);
+    let rep = dev
+        .resume_session(crate::cpe::ResumeMode::EmptyPost)
+        .await
+        .unwrap();
+    assert!(rep.ended_cleanly(), "{rep:?}");
+    assert_eq!(rep.acs_rpcs(), ["Reboot"]);
+    assert_eq!(executed(&dev, "Reboot"), 1);
+    let v = task(&api, t).await;
+    assert!(v["fault"].is_null(), "no fault: {v}");
+    // The reboot is confirmed by the next Inform (M Reboot), and nothing is sent twice.
+    let rep = dev.run_session(&app.cwmp_url(), &[]).await.unwrap();
+    assert!(rep.ended_cleanly(), "{rep:?}");
+    assert!(rep.acs_rpcs().is_empty(), "{:?}", rep.acs_rpcs());
+    assert_eq!(executed(&dev, "Reboot"), 1);
+    assert_eq!(task(&api, t).await["status"], "done");
+
+    // A CPE that answers every request with an empty POST: the request goes once more,
+    // then the second empty POST is its fault (8801) and the session ends.
+    let t = queue(
+        &api,
+        &id,
+        json!({"rpc": "GetParameterValues", "names": ["Device.DeviceInfo.UpTime"]}),
+    )
+    .await;
+    let ev = dev.inform_events(&[("2 PERIODIC", "")]);
+    let inform = dev.inform_envelope(&ev, "9");
+    let mut c = dev.http_client(&app.cwmp_url()).unwrap();
+    assert_eq!(c.post_soap(&inform).await.unwrap().status, 200);
+    let first = c.post_empty().await.unwrap();
+    assert!(
+        first.body_text().contains("GetParameterValues"),
+        "{}",
+        first.body_text()
+    );
+    let again = c.post_empty().await.unwrap();
+    assert_eq!(
+        again.body_text(),
+        first.body_text(),
+        "the same envelope again"
+    );
+    let end = c.post_empty().await.unwrap();
+    assert_eq!(end.status, 204, "{}", end.body_text());
+    let v = task(&api, t).await;
+    assert_eq!(v["fault"]["code"], 8801, "{v}");
+}
+
 battery!(
+    a_request_whose_envelope_was_lost_is_sent_again_at_once,
     an_interrupted_download_runs_once,
     a_download_that_never_reached_the_device_is_sent_again,
     an_interrupted_reboot_runs_once,

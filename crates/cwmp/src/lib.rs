@@ -17,6 +17,7 @@
 //!     Ok(Step::CpeRequest(req))        => session.respond(..) / respond_fault(..),
 //!     Ok(Step::ReadyForRequest)
 //!     | Ok(Step::Result { .. })        => session.send_request(..) / finish(),
+//!     Ok(Step::Resend(out))            => out,            // a lost envelope, again
 //!     Ok(Step::SessionOver)            => finish(),       // HTTP 204
 //!     Err(e) => match e.reply() { ErrorReply::BadRequest => 400, ErrorReply::Fault(xml) => 200 },
 //! }

@@ -23,8 +23,13 @@
 //! * A response is correlated with "the one outstanding request": a missing,
 //!   constant or wrong `cwmp:ID` is tolerated and only reported through
 //!   `id_matched`. A response of the wrong method becomes a per-request fault
-//!   outcome ([`CwmpFault::UNEXPECTED_RESPONSE`]), so does an empty POST
-//!   instead of a response ([`CwmpFault::NO_RESPONSE`]); the session goes on.
+//!   outcome ([`CwmpFault::UNEXPECTED_RESPONSE`]); the session goes on.
+//! * An empty POST while a request is outstanding means the envelope carrying
+//!   it never reached the CPE (the HTTP response was lost, e.g. the node
+//!   serving it died and the CPE's client sent its empty POST again through a
+//!   balancer): the same envelope is sent once more ([`Step::Resend`]). A
+//!   second empty POST for the same request is its outcome, fault
+//!   [`CwmpFault::NO_RESPONSE`]; the session goes on.
 //!   A CWMP fault from the CPE is the outcome of the outstanding request.
 //! * `HoldRequests`: the ACS may set it on any envelope it sends. It applies
 //!   to the CPE's next POST only. If that POST is nevertheless a request, it is
@@ -88,6 +93,11 @@ pub enum Step {
         /// when false; correlation does not depend on it).
         id_matched: bool,
     },
+    /// The CPE sent an empty POST while an ACS request was outstanding: the
+    /// envelope carrying the request never reached it. Send this envelope (the
+    /// same request and `cwmp:ID`) again. Only once per request: a second empty
+    /// POST is a [`Step::Result`] with fault [`CwmpFault::NO_RESPONSE`].
+    Resend(Outgoing),
     /// Nothing to do: answer with [`Session::finish`] (HTTP 204).
     SessionOver,
 }
@@ -244,6 +254,9 @@ enum ReplyDue {
 struct Outstanding {
     id: String,
     request: AcsRequest,
+    /// The request's envelope was sent a second time after an empty POST.
+    #[serde(default)]
+    resent: bool,
 }
 
 /// One CWMP session. Serialise it (serde) to continue the session on another
@@ -308,7 +321,7 @@ impl Session {
             },
             Phase::AwaitInform => self.receive_inform(msg),
             Phase::CpeRequests => self.receive_cpe_turn(msg, was_held),
-            Phase::AcsRequests => self.receive_acs_turn(msg),
+            Phase::AcsRequests => self.receive_acs_turn(msg, was_held),
         }
     }
 
@@ -378,7 +391,11 @@ impl Session {
         }
     }
 
-    fn receive_acs_turn(&mut self, msg: Option<Envelope>) -> Result<Step, ProtocolError> {
+    fn receive_acs_turn(
+        &mut self,
+        msg: Option<Envelope>,
+        was_held: bool,
+    ) -> Result<Step, ProtocolError> {
         if let Some(Envelope {
             body: IncomingBody::Request(req),
             ..
@@ -404,8 +421,23 @@ impl Session {
                 })),
             };
         };
-        self.reply_due = ReplyDue::AcsTurn;
         let Some(env) = msg else {
+            if !out.resent {
+                // The envelope with the request was lost on its way: the same again.
+                self.held = was_held;
+                let header = Header {
+                    id: Some(out.id.clone()),
+                    hold_requests: was_held.then_some(true),
+                    ..Header::default()
+                };
+                let text = encode_request(self.ns, &header, &out.request);
+                self.outstanding = Some(Outstanding {
+                    resent: true,
+                    ..out
+                });
+                return Ok(Step::Resend(Outgoing::Envelope(text)));
+            }
+            self.reply_due = ReplyDue::AcsTurn;
             let fault = CwmpFault::new(
                 CwmpFault::NO_RESPONSE,
                 format!(
@@ -419,6 +451,7 @@ impl Session {
                 id_matched: false,
             });
         };
+        self.reply_due = ReplyDue::AcsTurn;
         let id_matched = env.header.id.as_deref() == Some(out.id.as_str());
         let outcome = match env.body {
             IncomingBody::Response(resp) if resp.matches(&out.request) => Ok(resp),
@@ -590,7 +623,11 @@ impl Session {
             ..Header::default()
         };
         let text = encode_request(self.ns, &header, &request);
-        self.outstanding = Some(Outstanding { id, request });
+        self.outstanding = Some(Outstanding {
+            id,
+            request,
+            resent: false,
+        });
         Ok(Outgoing::Envelope(text))
     }
 
@@ -1129,7 +1166,16 @@ mod tests {
     #[test]
     fn empty_post_instead_of_a_response() {
         let mut s = acs_turn();
-        s.send_request(gpv(), false).unwrap();
+        let Outgoing::Envelope(sent) = s.send_request(gpv(), false).unwrap() else {
+            panic!("expected an envelope");
+        };
+        // The first empty POST: the envelope never arrived; the same one again.
+        let Step::Resend(Outgoing::Envelope(again)) = s.receive(None, T0).unwrap() else {
+            panic!("expected the request again");
+        };
+        assert_eq!(again, sent, "same request, same cwmp:ID");
+        assert_eq!(s.outstanding_request(), Some(&gpv()));
+        // A second one: the CPE does not answer it.
         let Step::Result {
             request, outcome, ..
         } = s.receive(None, T0).unwrap()

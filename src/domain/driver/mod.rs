@@ -929,6 +929,10 @@ async fn drive(e: &Env<'_>, l: &mut Live, step: Step) -> Result<Outgoing> {
             dsession::on_result(e, &mut l.dev, outcome).await?;
             next(e, l).await
         }
+        Step::Resend(out) => {
+            tracing::info!(device = %l.dev.device_id, "empty POST while a request was outstanding: its envelope never reached the CPE; sending it again");
+            Ok(out)
+        }
         Step::SessionOver => Ok(l.engine.finish()),
         Step::Inform(..) => Err(Error::internal(
             "a second Inform reached the session driver",
