@@ -201,7 +201,7 @@ fn spawn_cpe(
     acs_url: String,
     stun: SocketAddr,
     events: mpsc::UnboundedSender<Ev>,
-    mut go: mpsc::UnboundedReceiver<()>,
+    mut go: mpsc::UnboundedReceiver<bool>,
 ) {
     std::thread::spawn(move || {
         let path = format!("/var/run/netns/{ns}");
@@ -242,14 +242,24 @@ fn spawn_cpe(
             };
             let local = agent.local_addr();
             let mut known: Option<SocketAddr> = None;
-            while go.recv().await.is_some() {
+            while let Some(renumbered) = go.recv().await {
                 // A keep-alive shows the binding; a new one is announced with BINDING-CHANGE.
-                let public = match agent.learn_binding(&dev, stun, false).await {
-                    Some(BindingAnswer::Mapped {
-                        address,
-                        signed: true,
-                    }) => address,
-                    other => return fail(format!("binding request: {other:?}")),
+                // After the router was renumbered the kernel drops its old NAT mappings in
+                // the background: keep-alives (as a device sends them) until one shows it.
+                let mut tries = 0;
+                let public = loop {
+                    let public = match agent.learn_binding(&dev, stun, false).await {
+                        Some(BindingAnswer::Mapped {
+                            address,
+                            signed: true,
+                        }) => address,
+                        other => return fail(format!("binding request: {other:?}")),
+                    };
+                    tries += 1;
+                    if !renumbered || known != Some(public) || tries >= 50 {
+                        break public;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
                 };
                 if known.is_some_and(|k| k != public) {
                     match agent.learn_binding(&dev, stun, true).await {
@@ -387,7 +397,7 @@ async fn a_udp_connection_request_passes_the_nat_and_follows_a_binding_change(b:
     let state = app.state();
 
     // The CPE learns its public binding through the NAT: the router's address.
-    go.send(()).unwrap();
+    go.send(false).unwrap();
     let Ev::Bound(first) = next(&mut ev).await else {
         panic!("expected a binding")
     };
@@ -419,7 +429,7 @@ async fn a_udp_connection_request_passes_the_nat_and_follows_a_binding_change(b:
     // binding, and ferroacs follows it.
     ns.renumber_wan();
     clock.advance_ms(5_000);
-    go.send(()).unwrap();
+    go.send(true).unwrap();
     let Ev::Bound(second) = next(&mut ev).await else {
         panic!("expected a new binding")
     };
