@@ -747,27 +747,18 @@ async fn nodes_behind_haproxy_share_sessions_tasks_files_and_one_leader() {
     let report = ledger::check(&expected, &executed, &["Reboot"]);
     if !report.is_clean() {
         // What the server says of each lost task, for the failure message.
+        let get = |path: String| {
+            let req = http.get(api(&path)).header("Authorization", &auth);
+            async move {
+                let res = req.send().await.unwrap();
+                res.json::<Value>().await.unwrap_or_default()
+            }
+        };
         let mut seen = Vec::new();
         for t in &report.lost {
-            let list: Value = http
-                .get(api(&format!("/api/v1/devices/{}/tasks", t.device)))
-                .header("Authorization", &auth)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap_or_default();
-            let sessions: Value = http
-                .get(api(&format!("/api/v1/devices/{}/sessions", t.device)))
-                .header("Authorization", &auth)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap_or_default();
-            seen.push(format!("{}: tasks {list}\nsessions {sessions}", t.device));
+            let tasks = get(format!("/api/v1/devices/{}/tasks", t.device)).await;
+            let sessions = get(format!("/api/v1/devices/{}/sessions", t.device)).await;
+            seen.push(format!("{}: tasks {tasks}\nsessions {sessions}", t.device));
         }
         panic!("{report:?}\n{}", seen.join("\n"));
     }
