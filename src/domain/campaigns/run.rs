@@ -36,7 +36,7 @@ pub async fn advance(store: &Store, services: &Services, now: i64, id: i64) -> R
         .run(move |s| s.get_campaign(id))
         .await?
         .ok_or_else(|| Error::not_found(format!("campaign {id}")))?;
-    let spec = spec_of(&row)?;
+    let spec = spec_of(&store.keyring(), &row)?;
     if matches!(spec.action, Action::PhoneFirmware { .. }) {
         // Phones are judged by what they fetched: the fetches still in memory first.
         crate::domain::phones::settle_fetch_log_quietly(store, &services.phones).await;
