@@ -952,7 +952,7 @@ fn unmask(
                     {
                         let kept = if pair_value {
                             pair.as_ref().and_then(|n| by_name.get(n)).cloned()
-                        } else if !same_target {
+                        } else if stored.is_some() && !same_target {
                             return Err(Error::invalid(
                                 here,
                                 format!(
