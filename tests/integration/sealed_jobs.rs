@@ -373,6 +373,23 @@ async fn job_and_campaign_task_secrets_are_sealed_and_reach_only_the_device(b: B
             check(&path, &v.to_string());
         }
     }
+    // Console pages, as a viewer and an operator.
+    for (user, role) in [("eve", "viewer"), ("olga", "operator")] {
+        crate::console::add_user(&app, user, role).await;
+        let (s, raw) = crate::console::Raw::login(&app, user, crate::console::PASSWORD).await;
+        assert_eq!(s, 303);
+        for path in [
+            "/campaigns".to_string(),
+            format!("/campaigns/{camp_id}"),
+            format!("/devices/{id}/tasks"),
+        ] {
+            let (s, page) = raw.get(&path).await;
+            assert_eq!(s, 200, "{path}");
+            check(&path, &page);
+        }
+        let (_, page) = raw.get(&format!("/campaigns/{camp_id}")).await;
+        assert!(page.contains("***") && page.contains("1200"), "{page}");
+    }
     let shown = viewer.get(&format!("/api/v1/schedules/{job_id}")).await;
     assert_eq!(shown["spec"]["action"]["task"]["password"], "***");
     let audit = admin.get("/api/v1/audit?limit=1000").await;
