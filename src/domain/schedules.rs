@@ -201,7 +201,11 @@ fn sealed(k: &Keyring, spec: &ScheduleSpec) -> Result<String> {
 
 /// A spec given back as shown: every secret given as `***` takes the stored value
 /// (`stored`: none when the job is new, so a mask is refused).
-fn keep_masked(k: &Keyring, spec: &ScheduleSpec, stored: Option<&ScheduleRow>) -> Result<ScheduleSpec> {
+fn keep_masked(
+    k: &Keyring,
+    spec: &ScheduleSpec,
+    stored: Option<&ScheduleRow>,
+) -> Result<ScheduleSpec> {
     let mut given = serde_json::to_value(spec)?;
     let old = match stored {
         Some(row) => Some(serde_json::from_str::<serde_json::Value>(&open_json(

@@ -789,6 +789,10 @@ pub fn retry_delay_ms(attempts: i32) -> i64 {
 /// Attempts after which a transiently failing task is given up.
 pub const MAX_ATTEMPTS: i32 = 5;
 
+/// Shown instead of a secret value (task arguments and results, presets, the tasks of
+/// scheduled jobs and campaigns); given back where a value is stored, it keeps that value.
+pub const MASK: &str = "***";
+
 /// Applies `f` to every secret inside task arguments or results (JSON as stored or shown):
 /// the value of a `{"name", "value"}` pair whose parameter is secret
 /// ([`crate::domain::params::is_secret`]: `…Password` or hidden in the data model), and every
@@ -883,11 +887,11 @@ pub fn reseal_json(
 }
 
 /// A specification given back as it was shown (a scheduled job's, a campaign's action):
-/// every secret ([`for_each_secret`]) given as [`crate::domain::presets::MASK`] takes the
-/// value `stored` holds (the stored JSON with its secrets opened; `None` when nothing is
-/// stored yet): a secret parameter's value the stored value of the same parameter, a
-/// `username` or `password` the one at the same place. A mask with nothing stored behind it
-/// is refused, naming the parameter or the field.
+/// every secret ([`for_each_secret`]) given as [`MASK`] takes the value `stored` holds (the
+/// stored JSON with its secrets opened; `None` when nothing is stored yet): a secret
+/// parameter's value the stored value of the same parameter, a `username` or `password` the
+/// one at the same place, only while that place keeps its `rpc`, `url` and `file_id`. A mask
+/// with nothing stored behind it is refused, naming the parameter or the field.
 pub fn keep_stored_secrets(
     given: &mut serde_json::Value,
     stored: Option<&serde_json::Value>,
@@ -924,7 +928,6 @@ fn unmask(
     path: &str,
     by_name: &std::collections::BTreeMap<String, String>,
 ) -> Result<()> {
-    use crate::domain::presets::MASK;
     use serde_json::Value;
     match v {
         Value::Object(m) => {
@@ -980,7 +983,12 @@ fn unmask(
             Ok(())
         }
         Value::Array(a) => a.iter_mut().enumerate().try_for_each(|(i, x)| {
-            unmask(x, stored.and_then(|s| s.get(i)), &format!("{path}[{i}]"), by_name)
+            unmask(
+                x,
+                stored.and_then(|s| s.get(i)),
+                &format!("{path}[{i}]"),
+                by_name,
+            )
         }),
         _ => Ok(()),
     }
@@ -991,7 +999,7 @@ fn unmask(
 pub fn redact_secrets(v: &mut serde_json::Value) {
     let _ = for_each_secret(v, &mut |s| {
         if !s.is_empty() {
-            *s = "***".into();
+            *s = MASK.into();
         }
         Ok(())
     });
@@ -1103,18 +1111,18 @@ mod tests {
     fn masked_secrets_keep_the_stored_values() {
         let cr = "Device.ManagementServer.ConnectionRequestPassword";
         let stored = serde_json::json!({"action": {"type": "task", "task": {
-            "rpc": "SetParameterValues",
-            "values": [
-                {"name": "Device.A", "value": "1"},
-                {"name": cr, "value": "cr-secret"},
-            ]}}});
+        "rpc": "SetParameterValues",
+        "values": [
+            {"name": "Device.A", "value": "1"},
+            {"name": cr, "value": "cr-secret"},
+        ]}}});
         // Reordered values: the secret follows its parameter, not its place.
         let mut given = serde_json::json!({"action": {"type": "task", "task": {
-            "rpc": "SetParameterValues",
-            "values": [
-                {"name": cr, "value": "***"},
-                {"name": "Device.A", "value": "***"},
-            ]}}});
+        "rpc": "SetParameterValues",
+        "values": [
+            {"name": cr, "value": "***"},
+            {"name": "Device.A", "value": "***"},
+        ]}}});
         keep_stored_secrets(&mut given, Some(&stored)).unwrap();
         let values = &given["action"]["task"]["values"];
         assert_eq!(values[0]["value"], "cr-secret");
@@ -1125,8 +1133,10 @@ mod tests {
         keep_stored_secrets(&mut given, Some(&stored)).unwrap();
         assert_eq!(given["values"][0]["value"], "new");
         // Download credentials keep theirs by place.
-        let stored = serde_json::json!({"task": {"rpc": "Download", "username": "u1", "password": "p1"}});
-        let mut given = serde_json::json!({"task": {"rpc": "Download", "username": "***", "password": "***"}});
+        let stored =
+            serde_json::json!({"task": {"rpc": "Download", "username": "u1", "password": "p1"}});
+        let mut given =
+            serde_json::json!({"task": {"rpc": "Download", "username": "***", "password": "***"}});
         keep_stored_secrets(&mut given, Some(&stored)).unwrap();
         assert_eq!(given["task"]["username"], "u1");
         assert_eq!(given["task"]["password"], "p1");
@@ -1134,7 +1144,8 @@ mod tests {
         let mut given = serde_json::json!({"task": {"rpc": "Upload", "password": "***"}});
         let e = keep_stored_secrets(&mut given, Some(&stored)).unwrap_err();
         assert!(e.to_string().starts_with("task.password:"), "{e}");
-        let stored = serde_json::json!({"task": {"rpc": "Download", "url": "http://a/f", "password": "p1"}});
+        let stored =
+            serde_json::json!({"task": {"rpc": "Download", "url": "http://a/f", "password": "p1"}});
         let mut given = serde_json::json!({"task": {"rpc": "Download", "url": "http://evil/f", "password": "***"}});
         let e = keep_stored_secrets(&mut given, Some(&stored)).unwrap_err();
         assert!(e.to_string().contains("give the password again"), "{e}");
@@ -1163,7 +1174,10 @@ mod tests {
         .to_string();
         let purpose = crate::secrets::purpose::SCHEDULE_SPEC;
         let stored = seal_json(&k, purpose, &spec).unwrap();
-        assert!(!stored.contains("dl-pass") && !stored.contains("dl-user"), "{stored}");
+        assert!(
+            !stored.contains("dl-pass") && !stored.contains("dl-user"),
+            "{stored}"
+        );
         assert!(stored.contains("http://x/f") && stored.contains("tag = a"));
         let mut shown: serde_json::Value = serde_json::from_str(&stored).unwrap();
         redact_secrets(&mut shown);

@@ -5,8 +5,8 @@ use diesel::prelude::*;
 
 use super::phones::phones;
 use super::schema::{
-    campaigns, cwmp_sessions, device_preset_state, devices, issued_credentials, presets,
-    schedules, settings, tasks, voip_lines,
+    campaigns, cwmp_sessions, device_preset_state, devices, issued_credentials, presets, schedules,
+    settings, tasks, voip_lines,
 };
 use super::stun::device_stun;
 use super::Store;

@@ -118,8 +118,7 @@ async fn raw_specs(app: &TestApp, job: i64, camp: i64) -> (String, String) {
 /// A stored spec with its secrets opened with the store's keys.
 fn opened(app: &TestApp, purpose: &str, stored: &str) -> Value {
     let k = app.store().keyring();
-    serde_json::from_str(&ferroacs::domain::tasks::open_json(&k, purpose, stored).unwrap())
-        .unwrap()
+    serde_json::from_str(&ferroacs::domain::tasks::open_json(&k, purpose, stored).unwrap()).unwrap()
 }
 
 async fn job_and_campaign_task_secrets_are_sealed_and_reach_only_the_device(b: Backend) {
@@ -146,7 +145,11 @@ async fn job_and_campaign_task_secrets_are_sealed_and_reach_only_the_device(b: B
         .await;
     assert_eq!(s, 200, "{v}");
     let (file_url, seen) = basic_auth_file_server("<config/>").await;
-    let (dl_user, dl_pw, cr_pw) = ("job-dl-user-5521", "Job-Dl-Secret-8842", "Camp-Cr-Secret-3307");
+    let (dl_user, dl_pw, cr_pw) = (
+        "job-dl-user-5521",
+        "Job-Dl-Secret-8842",
+        "Camp-Cr-Secret-3307",
+    );
     let cr = dev.ms("ConnectionRequestPassword");
     let interval = dev.ms("PeriodicInformInterval");
 
@@ -182,7 +185,10 @@ async fn job_and_campaign_task_secrets_are_sealed_and_reach_only_the_device(b: B
     assert_eq!(s, 201, "{camp}");
     let camp_id = camp["id"].as_i64().unwrap();
     let values = &camp["spec"]["action"]["task"]["values"];
-    assert_eq!((&values[0]["value"], &values[1]["value"]), (&json!("***"), &json!("900")));
+    assert_eq!(
+        (&values[0]["value"], &values[1]["value"]),
+        (&json!("***"), &json!("900"))
+    );
 
     // At rest: sealed inside the stored spec, the rest readable.
     let (job_raw, camp_raw) = raw_specs(&app, job_id, camp_id).await;
@@ -272,13 +278,20 @@ async fn job_and_campaign_task_secrets_are_sealed_and_reach_only_the_device(b: B
         )
         .await;
     assert_eq!(s, 400, "{v}");
-    assert!(v.to_string().contains("again: *** keeps a stored one only"), "{v}");
+    assert!(
+        v.to_string().contains("again: *** keeps a stored one only"),
+        "{v}"
+    );
 
     // Given back as shown, the secrets keep their stored values.
     let mut back = job["spec"].clone();
     back["max_delay_secs"] = json!(7200);
     let (s, v) = operator
-        .call(Method::PUT, &format!("/api/v1/schedules/{job_id}"), Some(back))
+        .call(
+            Method::PUT,
+            &format!("/api/v1/schedules/{job_id}"),
+            Some(back),
+        )
         .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["spec"]["max_delay_secs"], 7200, "{v}");
@@ -394,7 +407,12 @@ async fn job_and_campaign_task_secrets_are_sealed_and_reach_only_the_device(b: B
     assert_eq!(shown["spec"]["action"]["task"]["password"], "***");
     let audit = admin.get("/api/v1/audit?limit=1000").await;
     let audit_text = audit.to_string();
-    for a in ["schedule.create", "schedule.update", "campaign.create", "campaign.update"] {
+    for a in [
+        "schedule.create",
+        "schedule.update",
+        "campaign.create",
+        "campaign.update",
+    ] {
         assert!(audit_text.contains(a), "{a} missing: {audit}");
     }
     check("audit", &audit_text);
@@ -404,11 +422,10 @@ async fn job_and_campaign_task_secrets_are_sealed_and_reach_only_the_device(b: B
         .unwrap();
     check("audit_events", &format!("{rows:?}"));
     let store = app.store();
-    let tasks = tokio::task::spawn_blocking(move || {
-        store.find_tasks(None, None, None, 1000).unwrap()
-    })
-    .await
-    .unwrap();
+    let tasks =
+        tokio::task::spawn_blocking(move || store.find_tasks(None, None, None, 1000).unwrap())
+            .await
+            .unwrap();
     assert!(tasks.len() >= 2);
     for t in &tasks {
         check("tasks.args", &t.args);
@@ -461,7 +478,10 @@ async fn job_and_campaign_task_secrets_are_sealed_and_reach_only_the_device(b: B
     // Each clear secret sealed once, by one node or the other.
     assert!(a.values + b2.values >= 2, "{a:?} {b2:?}");
     let (job_raw, camp_raw) = raw_specs(&app, job_id, camp_id).await;
-    assert!(!job_raw.contains(old_pw) && !job_raw.contains(dl_user), "{job_raw}");
+    assert!(
+        !job_raw.contains(old_pw) && !job_raw.contains(dl_user),
+        "{job_raw}"
+    );
     assert!(!camp_raw.contains(cr_pw), "{camp_raw}");
     assert_eq!(
         opened(&app, SCHEDULE_SPEC, &job_raw)["action"]["task"]["password"],
