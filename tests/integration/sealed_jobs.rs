@@ -115,6 +115,29 @@ async fn raw_specs(app: &TestApp, job: i64, camp: i64) -> (String, String) {
     .unwrap()
 }
 
+/// Wait until the fire of `job` due at `due` queued its one task: the tick of the test, or
+/// the one a start runs in the background, fires it (never both).
+async fn fired_once(app: &TestApp, job: i64, due: i64) {
+    let this_fire = format!("(fire time {due})");
+    let mut last = None;
+    for _ in 0..100 {
+        let st = app.store();
+        let row = tokio::task::spawn_blocking(move || st.get_schedule(job).unwrap().unwrap())
+            .await
+            .unwrap();
+        last = row.last_result;
+        if last.as_deref().is_some_and(|r| r.ends_with(&this_fire)) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let last = last.unwrap_or_default();
+    assert!(
+        last.starts_with("queued 1 tasks") && last.ends_with(&this_fire),
+        "{last}"
+    );
+}
+
 /// A stored spec with its secrets opened with the store's keys.
 fn opened(app: &TestApp, purpose: &str, stored: &str) -> Value {
     let k = app.store().keyring();
@@ -325,10 +348,10 @@ async fn job_and_campaign_task_secrets_are_sealed_and_reach_only_the_device(b: B
 
     // The job fires: the device downloads with the real credentials.
     let state = app.state();
-    clock.set(ms("2026-06-02T03:00:00Z"));
-    let t = ferroacs::scheduler::tick(&state).await.unwrap();
-    assert_eq!(t.fired.len(), 1, "{t:?}");
-    assert_eq!(t.fired[0].queued, Some(1), "{t:?}");
+    let due = ms("2026-06-02T03:00:00Z");
+    clock.set(due);
+    ferroacs::scheduler::tick(&state).await.unwrap();
+    fired_once(&app, job_id, due).await;
     let rep = dev
         .run_session(&app.cwmp_url(), &[("2 PERIODIC", "")])
         .await
@@ -511,13 +534,34 @@ async fn job_and_campaign_task_secrets_are_sealed_and_reach_only_the_device(b: B
         assert!(raw.contains(&format!("enc1:{new_id}:")), "{raw}");
         assert!(!raw.contains(&format!("enc1:{old_id}:")), "{raw}");
     }
+    // A row written in clear meanwhile (an older node): the next start seals it.
+    let (st, cr2) = (app.store(), camp_raw.clone());
+    let camp_clear =
+        ferroacs::domain::tasks::open_json(&st.keyring(), CAMPAIGN_SPEC, &cr2).unwrap();
+    let cc = camp_clear.clone();
+    tokio::task::spawn_blocking(move || {
+        use ferroacs::store::sealed::SealedColumn;
+        assert!(st
+            .replace_sealed(SealedColumn::CampaignSpec, &camp_id.to_string(), &cr2, &cc)
+            .unwrap());
+    })
+    .await
+    .unwrap();
     let mut app = app;
     app.config.secrets.key = Some(ferroacs::config::Secret(new_key));
     let app = app.restart().await;
+    let (_, camp_raw) = raw_specs(&app, job_id, camp_id).await;
+    assert!(!camp_raw.contains(cr_pw), "{camp_raw}");
+    assert!(camp_raw.contains(&format!("enc1:{new_id}:")), "{camp_raw}");
+    assert_eq!(
+        opened(&app, CAMPAIGN_SPEC, &camp_raw).to_string(),
+        camp_clear
+    );
     let state = app.state();
-    clock.set(ms("2026-06-03T03:00:00Z"));
-    let t = ferroacs::scheduler::tick(&state).await.unwrap();
-    assert_eq!(t.fired.len(), 1, "{t:?}");
+    let due = ms("2026-06-03T03:00:00Z");
+    clock.set(due);
+    ferroacs::scheduler::tick(&state).await.unwrap();
+    fired_once(&app, job_id, due).await;
     let rep = dev
         .run_session(&app.cwmp_url(), &[("2 PERIODIC", "")])
         .await
@@ -527,4 +571,110 @@ async fn job_and_campaign_task_secrets_are_sealed_and_reach_only_the_device(b: B
         seen.lock().unwrap().last().cloned(),
         Some(format!("{dl_user}:{old_pw}"))
     );
+}
+
+/// Job and campaign specs an older version stored in clear are sealed by `ferroacs migrate`
+/// (as by every start), and `ferroacs secrets rotate-key` re-seals them under the new key.
+#[test]
+fn migrate_seals_and_rotate_key_reseals_job_and_campaign_specs() {
+    use ferroacs::secrets::purpose::{CAMPAIGN_SPEC, SCHEDULE_SPEC};
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ferroacs"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("FERROACS_") {
+                c.env_remove(k);
+            }
+        }
+        let out = c.current_dir(dir.path()).args(args).output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{args:?}: {text}");
+        text
+    };
+    run(&["migrate"]);
+    let mut cfg = ferroacs::config::Config::default();
+    cfg.database.url = format!("sqlite://{}", dir.path().join("ferroacs.db").display());
+    cfg.secrets.key_file = dir.path().join("ferroacs.key");
+    let open = || {
+        let store = ferroacs::store::Store::open(&cfg.database).unwrap();
+        ferroacs::domain::secrets::init(&store, &cfg.secrets, false).unwrap();
+        store
+    };
+    let (job_pw, camp_pw) = ("Cli-Job-Secret-1991", "Cli-Camp-Secret-2992");
+    let job_clear = json!({"name": "j", "query": "tag = a", "cron": "0 0 3 * * *",
+        "action": {"type": "task", "task": {"rpc": "Download", "url": "http://192.0.2.1/c",
+            "file_type": "3 Vendor Configuration File", "username": "u", "password": job_pw}}})
+    .to_string();
+    let camp_clear = json!({"name": "c", "target": {"devices": ["000000-X-1"]},
+        "action": {"type": "task", "task": {"rpc": "SetParameterValues", "values": [
+            {"name": "Device.ManagementServer.ConnectionRequestPassword", "value": camp_pw}]}}})
+    .to_string();
+    // Rows as an older version wrote them: the secrets in clear.
+    let store = open();
+    let job = store
+        .insert_schedule(&ferroacs::store::schedules::NewSchedule {
+            name: "j".into(),
+            spec: job_clear.clone(),
+            enabled: 0,
+            next_fire_at: None,
+            created_by: "old".into(),
+            created_at: 1,
+            updated_at: 1,
+        })
+        .unwrap()
+        .id;
+    let camp = store
+        .insert_campaign(
+            &ferroacs::store::campaigns::NewCampaign {
+                name: "c".into(),
+                state: "draft".into(),
+                spec: camp_clear.clone(),
+                created_by: "old".into(),
+                created_at: 1,
+                updated_at: 1,
+            },
+            "created",
+        )
+        .unwrap()
+        .id;
+    drop(store);
+    let specs = |store: &ferroacs::store::Store| {
+        (
+            store.get_schedule(job).unwrap().unwrap().spec,
+            store.get_campaign(camp).unwrap().unwrap().spec,
+        )
+    };
+    // Sealed under the current key, every secret string; the rest unchanged.
+    let sealed_under = |store: &ferroacs::store::Store, raw: &str, purpose: &str, clear: &str| {
+        assert!(!raw.contains(job_pw) && !raw.contains(camp_pw), "{raw}");
+        let id = store.keyring().current_id().to_string();
+        let sealed: Vec<&str> = raw.split("enc1:").skip(1).collect();
+        assert!(!sealed.is_empty(), "{raw}");
+        assert!(
+            sealed.iter().all(|s| s.starts_with(&format!("{id}:"))),
+            "{raw}"
+        );
+        let k = store.keyring();
+        let open: Value =
+            serde_json::from_str(&ferroacs::domain::tasks::open_json(&k, purpose, raw).unwrap())
+                .unwrap();
+        assert_eq!(open, serde_json::from_str::<Value>(clear).unwrap());
+    };
+    run(&["migrate"]);
+    let store = open();
+    let (j1, c1) = specs(&store);
+    sealed_under(&store, &j1, SCHEDULE_SPEC, &job_clear);
+    sealed_under(&store, &c1, CAMPAIGN_SPEC, &camp_clear);
+    drop(store);
+    let out = run(&["secrets", "rotate-key"]);
+    assert!(out.contains("re-encrypted"), "{out}");
+    let store = open();
+    let (j2, c2) = specs(&store);
+    assert!(j2 != j1 && c2 != c1);
+    sealed_under(&store, &j2, SCHEDULE_SPEC, &job_clear);
+    sealed_under(&store, &c2, CAMPAIGN_SPEC, &camp_clear);
 }
