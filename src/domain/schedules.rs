@@ -11,6 +11,10 @@
 //!   task (`task.create_bulk`, actor `schedule/<id>`). Fire times missed while no node led
 //!   are coalesced into one fire, and skipped altogether once later than
 //!   `max_delay_secs` (a 03:00 reboot does not happen at noon).
+//! - The secrets of a job's task (as [`crate::domain::tasks::for_each_secret`] finds them)
+//!   are sealed in the stored spec (`schedules.spec`) and shown as `***`; [`spec_of`] opens
+//!   them when the job fires, and the tasks it queues seal them again. Given back as `***`
+//!   ([`update`]), they keep the stored values.
 //! - A job's tasks expire at its next fire time (or after `expires_in_secs`), so a device
 //!   that stays offline never piles up tasks of the same job.
 //! - Config backups are the files devices upload (`files` rows with the device id and the

@@ -9,6 +9,10 @@
 //! - The functions here are the operator actions (create, dry run, start, pause, resume,
 //!   approve, abort, retry failed, clone, reverse), each audited as `campaign.<action>` on
 //!   target `campaign/<id>`; the API and the CLI call them alike.
+//! - The secrets of a task action (as [`crate::domain::tasks::for_each_secret`] finds them)
+//!   are sealed in the stored spec (`campaigns.spec`); [`spec_of`] opens them for the tasks
+//!   the campaign queues, which seal them again. Given back as `***`
+//!   ([`replace_action`]), they keep the stored values.
 //!
 //! Overlapping campaigns are **refused**: a device may be an open member (pending or in
 //! progress) of one running or paused campaign at a time; creating or starting a campaign
