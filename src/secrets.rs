@@ -1,7 +1,8 @@
 //! Secrets at rest: the keys, and sealing values with AES-256-GCM.
 //!
-//! Connection-request passwords, VoIP line passwords, the secrets inside task arguments and
-//! saved mid-session state are stored sealed: `enc1:<key id>:<base64(nonce ‖ ciphertext)>`,
+//! Connection-request passwords, VoIP line passwords, the secrets inside task arguments (and
+//! inside the tasks scheduled jobs and campaigns keep in their specification), preset values
+//! that are secrets and saved mid-session state are stored sealed: `enc1:<key id>:<base64(nonce ‖ ciphertext)>`,
 //! where the key id is the first 8 hex digits of SHA-256 of the key, the nonce is 96 random
 //! bits, and the associated data names what the value is (`devices.cr_password`, ...), so a
 //! sealed value cannot be moved to another column and still open.
@@ -45,6 +46,8 @@ pub mod purpose {
     pub const PHONE_DIGEST_PASSWORD: &str = "phones.digest_password";
     pub const PRESET_SPEC: &str = "presets.spec";
     pub const DEVICE_HA1: &str = "devices.cwmp_ha1";
+    pub const SCHEDULE_SPEC: &str = "schedules.spec";
+    pub const CAMPAIGN_SPEC: &str = "campaigns.spec";
 }
 
 struct Key {

@@ -33,7 +33,7 @@ pub use crate::store::search::Filter;
 /// Shown instead of a secret value (a parameter [`crate::domain::params::is_secret`] says is
 /// one) wherever a preset or what it did is shown; given back in a preset to save, it keeps
 /// the value stored for that parameter.
-pub const MASK: &str = "***";
+pub use crate::domain::tasks::MASK;
 
 /// A value as it may be kept outside the preset itself (what presets did on a device) or
 /// shown: a secret one is [`MASK`] (empty stays empty, so "unset" stays visible).

@@ -11,6 +11,10 @@
 //!   task (`task.create_bulk`, actor `schedule/<id>`). Fire times missed while no node led
 //!   are coalesced into one fire, and skipped altogether once later than
 //!   `max_delay_secs` (a 03:00 reboot does not happen at noon).
+//! - The secrets of a job's task (as [`crate::domain::tasks::for_each_secret`] finds them)
+//!   are sealed in the stored spec (`schedules.spec`) and shown as `***`; [`spec_of`] opens
+//!   them when the job fires, and the tasks it queues seal them again. Given back as `***`
+//!   ([`update`]), they keep the stored values.
 //! - A job's tasks expire at its next fire time (or after `expires_in_secs`), so a device
 //!   that stays offline never piles up tasks of the same job.
 //! - Config backups are the files devices upload (`files` rows with the device id and the
@@ -23,8 +27,9 @@ use crate::domain::campaigns::Wake;
 use crate::domain::cron::{self, CronSchedule};
 use crate::domain::services::Services;
 use crate::domain::taskops::{self, Origin};
-use crate::domain::tasks::TaskSpec;
+use crate::domain::tasks::{keep_stored_secrets, open_json, seal_json, TaskSpec};
 use crate::error::{Error, Result};
+use crate::secrets::{purpose, Keyring};
 use crate::store::files::FileRow;
 pub use crate::store::schedules::ScheduleRow;
 use crate::store::schedules::{NewSchedule, ScheduleChange};
@@ -174,10 +179,48 @@ pub async fn validate(store: &Store, spec: &ScheduleSpec) -> Result<CronSchedule
     Ok(schedule)
 }
 
-/// The stored spec of a schedule.
-pub fn spec_of(row: &ScheduleRow) -> Result<ScheduleSpec> {
+/// The stored spec of a schedule, its secrets opened (the tasks it queues carry them).
+pub fn spec_of(k: &Keyring, row: &ScheduleRow) -> Result<ScheduleSpec> {
+    let clear = open_json(k, purpose::SCHEDULE_SPEC, &row.spec).map_err(|e| {
+        Error::internal(format!(
+            "schedule {} has a spec that does not open: {e}",
+            row.id
+        ))
+    })?;
+    serde_json::from_str(&clear)
+        .map_err(|e| Error::internal(format!("schedule {} has an unreadable spec: {e}", row.id)))
+}
+
+/// The stored spec of a schedule with its secrets still sealed: for what needs no secret
+/// (descriptions, backup settings).
+fn sealed_spec_of(row: &ScheduleRow) -> Result<ScheduleSpec> {
     serde_json::from_str(&row.spec)
         .map_err(|e| Error::internal(format!("schedule {} has an unreadable spec: {e}", row.id)))
+}
+
+/// A spec as stored: every secret of its task sealed.
+fn sealed(k: &Keyring, spec: &ScheduleSpec) -> Result<String> {
+    seal_json(k, purpose::SCHEDULE_SPEC, &serde_json::to_string(spec)?)
+}
+
+/// A spec given back as shown: every secret given as `***` takes the stored value
+/// (`stored`: none when the job is new, so a mask is refused).
+fn keep_masked(
+    k: &Keyring,
+    spec: &ScheduleSpec,
+    stored: Option<&ScheduleRow>,
+) -> Result<ScheduleSpec> {
+    let mut given = serde_json::to_value(spec)?;
+    let old = match stored {
+        Some(row) => Some(serde_json::from_str::<serde_json::Value>(&open_json(
+            k,
+            purpose::SCHEDULE_SPEC,
+            &row.spec,
+        )?)?),
+        None => None,
+    };
+    keep_stored_secrets(&mut given, old.as_ref())?;
+    serde_json::from_value(given).map_err(|e| Error::invalid("body", e.to_string()))
 }
 
 fn name_taken(e: Error, name: &str) -> Error {
@@ -194,10 +237,12 @@ pub async fn create(
     now: i64,
     spec: &ScheduleSpec,
 ) -> Result<ScheduleRow> {
+    let k = store.keyring();
+    let spec = &keep_masked(&k, spec, None)?;
     let cron = validate(store, spec).await?;
     let new = NewSchedule {
         name: spec.name.trim().to_string(),
-        spec: serde_json::to_string(spec)?,
+        spec: sealed(&k, spec)?,
         enabled: spec.enabled as i32,
         next_fire_at: if spec.enabled {
             cron.next_after(now)
@@ -234,10 +279,16 @@ pub async fn update(
     id: i64,
     spec: &ScheduleSpec,
 ) -> Result<ScheduleRow> {
+    let k = store.keyring();
+    let stored = store
+        .run(move |s| s.get_schedule(id))
+        .await?
+        .ok_or_else(|| Error::not_found(format!("schedule {id}")))?;
+    let spec = &keep_masked(&k, spec, Some(&stored))?;
     let cron = validate(store, spec).await?;
     let change = ScheduleChange {
         name: spec.name.trim().to_string(),
-        spec: serde_json::to_string(spec)?,
+        spec: sealed(&k, spec)?,
         enabled: spec.enabled as i32,
         next_fire_at: if spec.enabled {
             cron.next_after(now)
@@ -297,7 +348,7 @@ pub async fn list(store: &Store, cursor: Option<i64>, limit: i64) -> Result<Vec<
 
 /// One line for the audit log: name, when, what, whom (task arguments redacted).
 fn describe(row: &ScheduleRow) -> String {
-    match spec_of(row) {
+    match sealed_spec_of(row) {
         Ok(s) => {
             let what = match &s.action {
                 JobAction::Task { task } => task.rpc().to_string(),
@@ -353,7 +404,7 @@ async fn fire(
     let Some(due) = row.next_fire_at else {
         return Ok(None);
     };
-    let spec = spec_of(row)?;
+    let spec = spec_of(&store.keyring(), row)?;
     let cron = cron::parse(&spec.cron, &spec.time_zone)
         .map_err(|(f, m)| Error::internal(format!("schedule {}: {f}: {m}", row.id)))?;
     // Missed fire times (no leader) are coalesced: the next one is after now.
@@ -440,7 +491,7 @@ pub async fn prune_backups(store: &Store, services: &Services) -> Result<usize> 
             if let Ok(ScheduleSpec {
                 action: JobAction::Backup { file_type, keep },
                 ..
-            }) = spec_of(row)
+            }) = sealed_spec_of(row)
             {
                 let k = keeps.entry(file_type).or_default();
                 *k = (*k).max(keep);

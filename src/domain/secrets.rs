@@ -59,6 +59,12 @@ pub fn reencrypt(store: &Store) -> Result<Resealed> {
                 SealedColumn::PresetSpec => {
                     crate::domain::tasks::reseal_json(&k, purpose::PRESET_SPEC, &stored)?
                 }
+                SealedColumn::ScheduleSpec => {
+                    crate::domain::tasks::reseal_json(&k, purpose::SCHEDULE_SPEC, &stored)?
+                }
+                SealedColumn::CampaignSpec => {
+                    crate::domain::tasks::reseal_json(&k, purpose::CAMPAIGN_SPEC, &stored)?
+                }
             };
             if let Some(new) = new {
                 if store.replace_sealed(col, &key, &stored, &new)? {

@@ -789,6 +789,10 @@ pub fn retry_delay_ms(attempts: i32) -> i64 {
 /// Attempts after which a transiently failing task is given up.
 pub const MAX_ATTEMPTS: i32 = 5;
 
+/// Shown instead of a secret value (task arguments and results, presets, the tasks of
+/// scheduled jobs and campaigns); given back where a value is stored, it keeps that value.
+pub const MASK: &str = "***";
+
 /// Applies `f` to every secret inside task arguments or results (JSON as stored or shown):
 /// the value of a `{"name", "value"}` pair whose parameter is secret
 /// ([`crate::domain::params::is_secret`]: `…Password` or hidden in the data model), and every
@@ -882,12 +886,120 @@ pub fn reseal_json(
     })
 }
 
+/// A specification given back as it was shown (a scheduled job's, a campaign's action):
+/// every secret ([`for_each_secret`]) given as [`MASK`] takes the value `stored` holds (the
+/// stored JSON with its secrets opened; `None` when nothing is stored yet): a secret
+/// parameter's value the stored value of the same parameter, a `username` or `password` the
+/// one at the same place, only while that place keeps its `rpc`, `url` and `file_id`. A mask
+/// with nothing stored behind it is refused, naming the parameter or the field.
+pub fn keep_stored_secrets(
+    given: &mut serde_json::Value,
+    stored: Option<&serde_json::Value>,
+) -> Result<()> {
+    let mut by_name = std::collections::BTreeMap::new();
+    if let Some(s) = stored {
+        secret_pairs(s, &mut by_name);
+    }
+    unmask(given, stored, "", &by_name)
+}
+
+/// Secret parameter name → its value, for every `{"name", "value"}` pair inside `v`.
+fn secret_pairs(v: &serde_json::Value, out: &mut std::collections::BTreeMap<String, String>) {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            let name = m
+                .get("name")
+                .and_then(Value::as_str)
+                .filter(|n| crate::domain::params::is_secret(n));
+            if let (Some(n), Some(Value::String(value))) = (name, m.get("value")) {
+                out.entry(n.to_string()).or_insert_with(|| value.clone());
+            }
+            m.values().for_each(|x| secret_pairs(x, out));
+        }
+        Value::Array(a) => a.iter().for_each(|x| secret_pairs(x, out)),
+        _ => {}
+    }
+}
+
+fn unmask(
+    v: &mut serde_json::Value,
+    stored: Option<&serde_json::Value>,
+    path: &str,
+    by_name: &std::collections::BTreeMap<String, String>,
+) -> Result<()> {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            let pair = m
+                .get("name")
+                .and_then(Value::as_str)
+                .filter(|n| crate::domain::params::is_secret(n))
+                .map(str::to_string);
+            // Credentials stay with what they were given for: not kept for another RPC,
+            // URL or file (they would go to whoever the new URL names).
+            let same_target = ["rpc", "url", "file_id"]
+                .iter()
+                .all(|k| m.get(*k) == stored.and_then(|s| s.get(*k)));
+            for (k, x) in m.iter_mut() {
+                let here = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                let old = stored.and_then(|s| s.get(k));
+                let pair_value = pair.is_some() && k == "value";
+                match x {
+                    Value::String(text)
+                        if (pair_value || k == "password" || k == "username") && text == MASK =>
+                    {
+                        let kept = if pair_value {
+                            pair.as_ref().and_then(|n| by_name.get(n)).cloned()
+                        } else if stored.is_some() && !same_target {
+                            return Err(Error::invalid(
+                                here,
+                                format!(
+                                    "give the {k} again: {MASK} keeps a stored one only for the same rpc, url and file_id"
+                                ),
+                            ));
+                        } else {
+                            old.and_then(Value::as_str).map(str::to_string)
+                        };
+                        match kept.filter(|s| !s.is_empty() && s != MASK) {
+                            Some(s) => *text = s,
+                            None => {
+                                return Err(Error::invalid(
+                                    pair.clone().unwrap_or(here),
+                                    format!(
+                                        "give the secret value ({MASK} keeps a stored one, and none is stored)"
+                                    ),
+                                ))
+                            }
+                        }
+                    }
+                    other => unmask(other, old, &here, by_name)?,
+                }
+            }
+            Ok(())
+        }
+        Value::Array(a) => a.iter_mut().enumerate().try_for_each(|(i, x)| {
+            unmask(
+                x,
+                stored.and_then(|s| s.get(i)),
+                &format!("{path}[{i}]"),
+                by_name,
+            )
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Task arguments or results as anyone may see them: every secret replaced by `"***"`
 /// (an empty one stays empty, so "unset" stays visible).
 pub fn redact_secrets(v: &mut serde_json::Value) {
     let _ = for_each_secret(v, &mut |s| {
         if !s.is_empty() {
-            *s = "***".into();
+            *s = MASK.into();
         }
         Ok(())
     });
@@ -993,6 +1105,92 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn masked_secrets_keep_the_stored_values() {
+        let cr = "Device.ManagementServer.ConnectionRequestPassword";
+        let stored = serde_json::json!({"action": {"type": "task", "task": {
+        "rpc": "SetParameterValues",
+        "values": [
+            {"name": "Device.A", "value": "1"},
+            {"name": cr, "value": "cr-secret"},
+        ]}}});
+        // Reordered values: the secret follows its parameter, not its place.
+        let mut given = serde_json::json!({"action": {"type": "task", "task": {
+        "rpc": "SetParameterValues",
+        "values": [
+            {"name": cr, "value": "***"},
+            {"name": "Device.A", "value": "***"},
+        ]}}});
+        keep_stored_secrets(&mut given, Some(&stored)).unwrap();
+        let values = &given["action"]["task"]["values"];
+        assert_eq!(values[0]["value"], "cr-secret");
+        // Not a secret: "***" is an ordinary value there.
+        assert_eq!(values[1]["value"], "***");
+        // A new value replaces the stored one.
+        let mut given = serde_json::json!({"values": [{"name": cr, "value": "new"}]});
+        keep_stored_secrets(&mut given, Some(&stored)).unwrap();
+        assert_eq!(given["values"][0]["value"], "new");
+        // Download credentials keep theirs by place.
+        let stored =
+            serde_json::json!({"task": {"rpc": "Download", "username": "u1", "password": "p1"}});
+        let mut given =
+            serde_json::json!({"task": {"rpc": "Download", "username": "***", "password": "***"}});
+        keep_stored_secrets(&mut given, Some(&stored)).unwrap();
+        assert_eq!(given["task"]["username"], "u1");
+        assert_eq!(given["task"]["password"], "p1");
+        // Not for another RPC or URL: the credentials would go wherever it points.
+        let mut given = serde_json::json!({"task": {"rpc": "Upload", "password": "***"}});
+        let e = keep_stored_secrets(&mut given, Some(&stored)).unwrap_err();
+        assert!(e.to_string().starts_with("task.password:"), "{e}");
+        let stored =
+            serde_json::json!({"task": {"rpc": "Download", "url": "http://a/f", "password": "p1"}});
+        let mut given = serde_json::json!({"task": {"rpc": "Download", "url": "http://evil/f", "password": "***"}});
+        let e = keep_stored_secrets(&mut given, Some(&stored)).unwrap_err();
+        assert!(e.to_string().contains("give the password again"), "{e}");
+        let mut given = serde_json::json!({"task": {"rpc": "Download", "url": "http://a/f", "password": "***"}});
+        keep_stored_secrets(&mut given, Some(&stored)).unwrap();
+        assert_eq!(given["task"]["password"], "p1");
+        // A mask with nothing behind it names the field or the parameter.
+        let mut given = serde_json::json!({"task": {"rpc": "Download", "url": "http://a/f", "username": "***"}});
+        let e = keep_stored_secrets(&mut given, Some(&stored)).unwrap_err();
+        assert!(e.to_string().starts_with("task.username:"), "{e}");
+        let mut given = serde_json::json!({"values": [{"name": cr, "value": "***"}]});
+        let e = keep_stored_secrets(&mut given, None).unwrap_err();
+        assert!(e.to_string().starts_with(cr), "{e}");
+        assert!(e.to_string().contains("give the secret value"), "{e}");
+        // Nothing masked: nothing needed.
+        let mut given = serde_json::json!({"task": {"rpc": "Reboot"}});
+        keep_stored_secrets(&mut given, None).unwrap();
+    }
+
+    #[test]
+    fn a_job_spec_is_sealed_shown_masked_and_opened() {
+        let k = crate::secrets::Keyring::from_hex(&[crate::secrets::generate_key()], "t").unwrap();
+        let spec = serde_json::json!({"name": "rotate", "query": "tag = a", "cron": "0 0 3 * * *",
+            "action": {"type": "task", "task": {"rpc": "Download", "url": "http://x/f",
+                "file_type": "3 Vendor Configuration File", "username": "dl-user", "password": "dl-pass"}}})
+        .to_string();
+        let purpose = crate::secrets::purpose::SCHEDULE_SPEC;
+        let stored = seal_json(&k, purpose, &spec).unwrap();
+        assert!(
+            !stored.contains("dl-pass") && !stored.contains("dl-user"),
+            "{stored}"
+        );
+        assert!(stored.contains("http://x/f") && stored.contains("tag = a"));
+        let mut shown: serde_json::Value = serde_json::from_str(&stored).unwrap();
+        redact_secrets(&mut shown);
+        assert_eq!(shown["action"]["task"]["password"], "***");
+        let open: serde_json::Value =
+            serde_json::from_str(&open_json(&k, purpose, &stored).unwrap()).unwrap();
+        assert_eq!(open["action"]["task"]["password"], "dl-pass");
+        // Bound to its column.
+        assert!(open_json(&k, crate::secrets::purpose::CAMPAIGN_SPEC, &stored).is_err());
+        // Clear rows of older versions: sealed once, then left alone.
+        let resealed = reseal_json(&k, purpose, &spec).unwrap().unwrap();
+        assert!(!resealed.contains("dl-pass"));
+        assert_eq!(reseal_json(&k, purpose, &resealed).unwrap(), None);
     }
 
     #[test]

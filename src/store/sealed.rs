@@ -5,8 +5,8 @@ use diesel::prelude::*;
 
 use super::phones::phones;
 use super::schema::{
-    cwmp_sessions, device_preset_state, devices, issued_credentials, presets, settings, tasks,
-    voip_lines,
+    campaigns, cwmp_sessions, device_preset_state, devices, issued_credentials, presets, schedules,
+    settings, tasks, voip_lines,
 };
 use super::stun::device_stun;
 use super::Store;
@@ -40,10 +40,19 @@ pub enum SealedColumn {
     /// `devices.cwmp_ha1` (a device's own CWMP credentials: confirmed after being issued,
     /// or provisioned), keyed by device id.
     DeviceHa1,
+    /// `schedules.spec` (JSON; the secrets of the task a job queues sealed inside), keyed by
+    /// schedule id.
+    ScheduleSpec,
+    /// `campaigns.spec` (JSON; the secrets of a task action sealed inside), keyed by
+    /// campaign id.
+    CampaignSpec,
 }
 
+/// Only a spec with a task can hold a secret (`"task": {...}` in its action).
+const HOLDS_TASK: &str = "%\"task\"%";
+
 impl SealedColumn {
-    pub const ALL: [SealedColumn; 11] = [
+    pub const ALL: [SealedColumn; 13] = [
         SealedColumn::CrPassword,
         SealedColumn::LinePassword,
         SealedColumn::TaskArgs,
@@ -55,12 +64,15 @@ impl SealedColumn {
         SealedColumn::PhoneDigestPassword,
         SealedColumn::PresetSpec,
         SealedColumn::DeviceHa1,
+        SealedColumn::ScheduleSpec,
+        SealedColumn::CampaignSpec,
     ];
 }
 
 impl Store {
     /// `(key, stored value)` of rows whose value may need re-sealing: every row not sealed
-    /// whole with key `current_id` (task arguments: every row, their secrets sit inside).
+    /// whole with key `current_id` (task arguments, preset specs: every row, their secrets
+    /// sit inside; schedule and campaign specs: every row with a task).
     pub fn sealed_candidates(
         &self,
         col: SealedColumn,
@@ -129,6 +141,20 @@ impl Store {
                     .filter(devices::cwmp_ha1.not_like(&current))
                     .select((devices::id, devices::cwmp_ha1.assume_not_null()))
                     .load::<(String, String)>(c)?,
+                SealedColumn::ScheduleSpec => schedules::table
+                    .filter(schedules::spec.like(HOLDS_TASK))
+                    .select((schedules::id, schedules::spec))
+                    .load::<(i64, String)>(c)?
+                    .into_iter()
+                    .map(|(id, v)| (id.to_string(), v))
+                    .collect(),
+                SealedColumn::CampaignSpec => campaigns::table
+                    .filter(campaigns::spec.like(HOLDS_TASK))
+                    .select((campaigns::id, campaigns::spec))
+                    .load::<(i64, String)>(c)?
+                    .into_iter()
+                    .map(|(id, v)| (id.to_string(), v))
+                    .collect(),
             })
         })
     }
@@ -221,6 +247,20 @@ impl Store {
                         .filter(devices::cwmp_ha1.eq(old)),
                 )
                 .set(devices::cwmp_ha1.eq(new))
+                .execute(c)?,
+                SealedColumn::ScheduleSpec => diesel::update(
+                    schedules::table
+                        .filter(schedules::id.eq(num))
+                        .filter(schedules::spec.eq(old)),
+                )
+                .set(schedules::spec.eq(new))
+                .execute(c)?,
+                SealedColumn::CampaignSpec => diesel::update(
+                    campaigns::table
+                        .filter(campaigns::id.eq(num))
+                        .filter(campaigns::spec.eq(old)),
+                )
+                .set(campaigns::spec.eq(new))
                 .execute(c)?,
             };
             Ok(n == 1)

@@ -25,6 +25,7 @@ mod loadgen_run;
 mod nat;
 mod phones;
 mod schedules;
+mod sealed_jobs;
 mod secrets;
 mod security;
 mod stun;

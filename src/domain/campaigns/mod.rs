@@ -9,6 +9,10 @@
 //! - The functions here are the operator actions (create, dry run, start, pause, resume,
 //!   approve, abort, retry failed, clone, reverse), each audited as `campaign.<action>` on
 //!   target `campaign/<id>`; the API and the CLI call them alike.
+//! - The secrets of a task action (as [`crate::domain::tasks::for_each_secret`] finds them)
+//!   are sealed in the stored spec (`campaigns.spec`); [`spec_of`] opens them for the tasks
+//!   the campaign queues, which seal them again. Given back as `***`
+//!   ([`replace_action`]), they keep the stored values.
 //!
 //! Overlapping campaigns are **refused**: a device may be an open member (pending or in
 //! progress) of one running or paused campaign at a time; creating or starting a campaign
@@ -24,8 +28,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::cron::CronWindow;
-use crate::domain::tasks::TaskSpec;
+use crate::domain::tasks::{keep_stored_secrets, open_json, seal_json, TaskSpec};
 use crate::error::{Error, Result};
+use crate::secrets::{purpose, Keyring};
 pub use crate::store::campaigns::{CampaignRow, EventRow, MemberRow};
 use crate::store::campaigns::{CampaignUpdate, NewCampaign};
 use crate::store::devices::DeviceRow;
@@ -1220,6 +1225,8 @@ pub async fn create(
     now: i64,
     spec: &CampaignSpec,
 ) -> Result<(CampaignRow, DryRun)> {
+    // A new campaign has no stored secret a mask could keep.
+    keep_stored_secrets(&mut serde_json::to_value(&spec.action)?, None).map_err(in_action)?;
     let (dry, images) = dry_run_resolved(store, spec).await?;
     if dry.matching == 0 {
         return Err(Error::invalid("target", "matches no device"));
@@ -1230,7 +1237,7 @@ pub async fn create(
     let new = NewCampaign {
         name: spec.name.trim().to_string(),
         state: DRAFT.into(),
-        spec: serde_json::to_string(&with_step_versions(spec, &images))?,
+        spec: sealed(&store.keyring(), &with_step_versions(spec, &images))?,
         created_by: actor.to_string(),
         created_at: now,
         updated_at: now,
@@ -1260,10 +1267,32 @@ pub async fn create(
     Ok((row, dry))
 }
 
-/// The stored spec of a campaign.
-pub fn spec_of(row: &CampaignRow) -> Result<CampaignSpec> {
-    serde_json::from_str(&row.spec)
+/// The stored spec of a campaign, the secrets of its task opened (the tasks it queues carry
+/// them).
+pub fn spec_of(k: &Keyring, row: &CampaignRow) -> Result<CampaignSpec> {
+    let clear = open_json(k, purpose::CAMPAIGN_SPEC, &row.spec).map_err(|e| {
+        Error::internal(format!(
+            "campaign {} has a spec that does not open: {e}",
+            row.id
+        ))
+    })?;
+    serde_json::from_str(&clear)
         .map_err(|e| Error::internal(format!("campaign {} has an unreadable spec: {e}", row.id)))
+}
+
+/// A spec as stored: every secret of its task sealed.
+fn sealed(k: &Keyring, spec: &CampaignSpec) -> Result<String> {
+    seal_json(k, purpose::CAMPAIGN_SPEC, &serde_json::to_string(spec)?)
+}
+
+/// A field of the action, named as the API takes it.
+fn in_action(e: Error) -> Error {
+    match e {
+        Error::Invalid { field, message } if field.starts_with("task") => {
+            Error::invalid(format!("action.{field}"), message)
+        }
+        other => other,
+    }
 }
 
 /// Device counts per state of each running or paused campaign: (id, name, campaign state,
@@ -1364,7 +1393,7 @@ pub async fn start(store: &Store, actor: &str, now: i64, id: i64) -> Result<Camp
             row.state
         )));
     }
-    let spec = spec_of(&row)?;
+    let spec = spec_of(&store.keyring(), &row)?;
     let images = validate(store, &spec).await?;
     let classes = evaluate(store, &spec, &images).await?;
     let over = overlapping(store, &classes).await?;
@@ -1580,17 +1609,23 @@ pub async fn replace_action(
     action: Action,
 ) -> Result<CampaignRow> {
     let row = load(store, id).await?;
-    let mut spec = spec_of(&row)?;
+    let k = store.keyring();
+    let mut spec = spec_of(&k, &row)?;
     if std::mem::discriminant(&spec.action) != std::mem::discriminant(&action) {
         return Err(Error::invalid(
             "action.type",
             "a campaign keeps its kind of action (firmware or task); create a new campaign instead",
         ));
     }
-    spec.action = action;
+    // Secrets given back as shown (`***`) keep the stored ones.
+    let mut given = serde_json::to_value(&action)?;
+    keep_stored_secrets(&mut given, Some(&serde_json::to_value(&spec.action)?))
+        .map_err(in_action)?;
+    spec.action =
+        serde_json::from_value(given).map_err(|e| Error::invalid("action", e.to_string()))?;
     let images = validate(store, &spec).await?;
     let update = CampaignUpdate {
-        spec: Some(serde_json::to_string(&with_step_versions(&spec, &images))?),
+        spec: Some(sealed(&k, &with_step_versions(&spec, &images))?),
         updated_at: Some(now),
         ..CampaignUpdate::default()
     };
@@ -1747,7 +1782,7 @@ pub async fn retry_failed(store: &Store, actor: &str, now: i64, id: i64) -> Resu
 /// A new draft with the same specification.
 pub async fn clone(store: &Store, actor: &str, now: i64, id: i64) -> Result<CampaignRow> {
     let row = load(store, id).await?;
-    let mut spec = spec_of(&row)?;
+    let mut spec = spec_of(&store.keyring(), &row)?;
     spec.name = format!("{} (copy)", spec.name);
     let (new, _) = create_audited(store, actor, now, &spec, "campaign.clone", id).await?;
     Ok(new)
@@ -1782,7 +1817,7 @@ async fn create_audited(
 /// metadata); the new draft names them per model.
 pub async fn reverse(store: &Store, actor: &str, now: i64, id: i64) -> Result<CampaignRow> {
     let row = load(store, id).await?;
-    let spec = spec_of(&row)?;
+    let spec = spec_of(&store.keyring(), &row)?;
     let Action::Firmware { images } = &spec.action else {
         return Err(Error::invalid(
             "action",

@@ -88,7 +88,7 @@ pub async fn deliver_due(store: &Store, sender: &WebhookSender, now: i64) -> Res
         let Some(row) = store.run(move |s| s.get_campaign(id)).await? else {
             continue;
         };
-        let Some(hook) = spec_of(&row)?.webhook else {
+        let Some(hook) = spec_of(&store.keyring(), &row)?.webhook else {
             continue;
         };
         let cursor = w.event_cursor;

@@ -36,7 +36,7 @@ pub async fn advance(store: &Store, services: &Services, now: i64, id: i64) -> R
         .run(move |s| s.get_campaign(id))
         .await?
         .ok_or_else(|| Error::not_found(format!("campaign {id}")))?;
-    let spec = spec_of(&row)?;
+    let spec = spec_of(&store.keyring(), &row)?;
     if matches!(spec.action, Action::PhoneFirmware { .. }) {
         // Phones are judged by what they fetched: the fetches still in memory first.
         crate::domain::phones::settle_fetch_log_quietly(store, &services.phones).await;
@@ -603,6 +603,7 @@ async fn start(
         .await?;
     let timeout = (spec.pacing.confirm_timeout_secs as i64).saturating_mul(1000);
     let mut batch = Vec::with_capacity(pending.len());
+    let k = store.keyring();
     for m in &pending {
         let Some(task) = task_for(spec, m) else {
             continue;
@@ -610,7 +611,8 @@ async fn start(
         batch.push(NewTask {
             device_id: m.device_id.clone(),
             rpc: task.rpc().to_string(),
-            args: serde_json::to_string(&task)?,
+            // Its secrets (opened from the campaign's spec) are sealed as every task's are.
+            args: tasks::seal_args(&k, &serde_json::to_string(&task)?)?,
             status: tasks::PENDING.to_string(),
             command_key: if task.uses_key() {
                 tasks::new_key()

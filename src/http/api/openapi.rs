@@ -7,6 +7,10 @@ use serde_json::{json, Map, Value};
 use super::{RouteDoc, PREFIX, ROUTES};
 use crate::domain::tasks::TASK_RPCS;
 
+/// What a scheduled job's or a campaign's task does with its secrets.
+const SEALED_TASK: &str = "The secrets of a task (a secret parameter's value, a username or password) are sealed at rest \
+     and shown as \"***\"; \"***\" given back on an update keeps the stored one. The tasks queued get the real values.";
+
 fn obj(props: &[(&str, Value)]) -> Value {
     let mut m = Map::new();
     for (k, v) in props {
@@ -354,7 +358,7 @@ fn schemas() -> Value {
     ]);
     put(
         "CampaignAction",
-        json!({"oneOf": [
+        json!({"description": SEALED_TASK, "oneOf": [
                 {"type": "object", "required": ["type", "images"], "properties": {
                     "type": {"type": "string", "enum": ["firmware"]},
                     "images": {"type": "array", "items": obj(&[("oui", s()), ("product_class", s()),
@@ -495,7 +499,7 @@ fn schemas() -> Value {
             "query": json!({"type": "string", "description": "a device query, evaluated at each fire"}),
             "cron": json!({"type": "string", "description": "6 fields, seconds first, e.g. \"0 0 3 * * Sun\""}),
             "time_zone": json!({"type": "string", "description": "IANA, e.g. Europe/Berlin (default UTC)"}),
-            "action": json!({"oneOf": [
+            "action": json!({"description": SEALED_TASK, "oneOf": [
                 {"type": "object", "required": ["type", "task"], "properties": {
                     "type": {"type": "string", "enum": ["task"]}, "task": r("TaskSpec")}},
                 {"type": "object", "required": ["type", "keep"], "properties": {

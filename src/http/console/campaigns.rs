@@ -801,7 +801,7 @@ async fn load_live(ctx: Layout, state: &AppState, id: i64) -> Result<Live, Conso
     let row = campaigns::get(&state.store, id).await?;
     let now = state.now();
     let p: Progress = campaigns::progress(&state.store, &row, now).await?;
-    let spec = campaigns::spec_of(&row).ok();
+    let spec = campaigns::spec_of(&state.store.keyring(), &row).ok();
     let firmware = matches!(
         spec.as_ref().map(|s| &s.action),
         Some(Action::Firmware { .. })
