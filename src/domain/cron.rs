@@ -110,6 +110,12 @@ pub fn open_until(windows: &[CronWindow], now: i64) -> Option<i64> {
         .max()
 }
 
+/// When the windows open at `now` opened (the earliest of them); `None` when none is open or
+/// there are no windows.
+pub fn opened_since(windows: &[CronWindow], now: i64) -> Option<i64> {
+    windows.iter().filter_map(|w| w.opened_at(now)).min()
+}
+
 /// Whether `now` is inside one of `windows`; no windows = always open.
 pub fn window_open(windows: &[CronWindow], now: i64) -> bool {
     windows.is_empty() || windows.iter().any(|w| w.opened_at(now).is_some())
