@@ -200,7 +200,9 @@ impl Store {
         with_conn!(self, |c| {
             Ok(wh::campaign_webhooks
                 .filter(wh::retry_at.is_null().or(wh::retry_at.le(now)))
-                .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(PENDING_STATE_CHANGE))
+                .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                    PENDING_STATE_CHANGE,
+                ))
                 .order(wh::campaign_id.asc())
                 .select(WebhookRow::as_select())
                 .load(c)?)

@@ -190,6 +190,7 @@ battery!(
     transient_faults_are_retried_with_backoff_and_permanent_ones_are_not,
     campaign_state_changes_reach_the_webhook,
     a_delivered_campaign_costs_the_webhook_tick_nothing,
+    spread_campaign_starts_devices_at_random_over_the_window,
     query_target_is_evaluated_again_when_each_wave_opens,
     upgrade_path_steps_each_device_through_its_intermediate_image,
     bad_upgrade_paths_are_refused_naming_the_step,
@@ -1206,6 +1207,110 @@ async fn campaign_state_changes_reach_the_webhook(b: Backend) {
     assert_eq!(last["counts"]["succeeded"], 6, "{last}");
 }
 
+/// With `pacing.spread`, each device starts at its own random time inside the window (drawn
+/// from a hash of the campaign and the device): the starts fall over the whole hour instead
+/// of at its opening, none before its drawn time, and the limits still hold. A device whose
+/// time came too late for this window starts in the next one.
+async fn spread_campaign_starts_devices_at_random_over_the_window(b: Backend) {
+    use ferroacs::domain::campaigns::plan;
+    let clock = TestClock::new(T0);
+    let db = Arc::new(
+        tokio::task::spawn_blocking(move || TestDb::new(b))
+            .await
+            .unwrap(),
+    );
+    let app = TestApp::spawn_clocked(db, None, clock.as_clock(), fast).await;
+    let api = Api::new(&app, "operator").await;
+    let url = app.cwmp_url();
+    let mut devs = fleet(&url, 20).await;
+    let f = upload_image(&api, "fw.bin", "2.0", "2.0").await;
+    let spec = json!({
+        "name": "spread over the night",
+        "target": {"query": "manufacturer = \"SimCo\""},
+        "action": images(&[f.clone(), f.clone(), f]),
+        "schedule": {"windows": [{"cron": "0 0 1 * * *", "duration_secs": 3600, "time_zone": "UTC"}]},
+        "pacing": {"max_in_flight": 8, "max_starts_per_minute": 4, "spread": true},
+    });
+    let (s, c) = api
+        .call(Method::POST, "/api/v1/campaigns", Some(spec))
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_i64().unwrap();
+    let (s, e) = api
+        .call(Method::POST, &format!("/api/v1/campaigns/{id}/start"), None)
+        .await;
+    assert_eq!(s, 200, "{e}");
+    let state = app.state();
+    for _ in 0..400 {
+        round(&state, &url, &mut devs).await;
+        if campaign(&api, id).await["state"] != "running" {
+            break;
+        }
+        clock.advance_ms(20_000);
+        if clock.now() >= T0 + HOUR && clock.now() < T0 + 24 * HOUR {
+            // The window closed: the next night's.
+            clock.set(T0 + 24 * HOUR);
+        }
+    }
+    let c = campaign(&api, id).await;
+    assert_eq!(c["state"], "completed", "{c}");
+    assert_eq!(c["progress"]["totals"]["succeeded"], 60, "{c}");
+    let ms = members(&api, id).await;
+    let mut first_night = Vec::new();
+    for m in &ms {
+        let dev = m["device_id"].as_str().unwrap();
+        let at = m["started_at"].as_i64().unwrap();
+        let night = if at < T0 + HOUR { T0 } else { T0 + 24 * HOUR };
+        let drawn = plan::jittered_start(plan::jitter_seed(id, dev), (night, night + HOUR));
+        assert!(
+            at >= drawn,
+            "{dev} started at {at}, before its drawn time {drawn}"
+        );
+        assert!(
+            (night..night + HOUR).contains(&at),
+            "{dev} started outside the window"
+        );
+        if night == T0 {
+            first_night.push(at);
+        }
+    }
+    // Over the whole hour: each quarter-hour gets its share (15 of 60, give or take), and the
+    // first 5 minutes start far fewer than the 20 the per-minute limit would allow.
+    assert!(
+        first_night.len() >= 55,
+        "{} started the first night",
+        first_night.len()
+    );
+    let mut quarters = [0usize; 4];
+    for at in &first_night {
+        quarters[((at - T0) / 900_000) as usize] += 1;
+    }
+    assert!(
+        quarters.iter().all(|n| (5..=25).contains(n)),
+        "{quarters:?}"
+    );
+    let early = first_night.iter().filter(|at| **at < T0 + 300_000).count();
+    assert!(
+        early <= 12,
+        "{early} started in the window's first 5 minutes"
+    );
+    // The limits: at most 4 starts in any 60 s, never more than 8 in flight.
+    let mut starts: Vec<i64> = ms.iter().filter_map(|m| m["started_at"].as_i64()).collect();
+    starts.sort_unstable();
+    for (i, s) in starts.iter().enumerate() {
+        let in_minute = starts[i..].iter().take_while(|t| **t < s + 60_000).count();
+        assert!(
+            in_minute <= 4,
+            "{in_minute} starts within a minute from {s}"
+        );
+    }
+    assert!(
+        max_in_flight(&ms) <= 8,
+        "peak in flight {}",
+        max_in_flight(&ms)
+    );
+}
+
 /// A completed campaign's webhook: the state changes made while the receiver was down go
 /// out, in order and once each, when it is back (after the backoff, on the injected clock).
 /// Once all are delivered, the campaign costs the tick's webhook delivery no statement: the
@@ -1283,10 +1388,19 @@ async fn a_delivered_campaign_costs_the_webhook_tick_nothing(b: Backend) {
         .await
         .iter()
         .filter(|e| e["device_id"].is_null() && e["kind"] != "webhook_failed")
-        .map(|e| (e["id"].as_i64().unwrap(), e["kind"].as_str().unwrap().to_string()))
+        .map(|e| {
+            (
+                e["id"].as_i64().unwrap(),
+                e["kind"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     let kinds: Vec<&str> = expected.iter().map(|(_, k)| k.as_str()).collect();
-    assert_eq!(kinds, vec!["created", "started", "complete"], "{expected:?}");
+    assert_eq!(
+        kinds,
+        vec!["created", "started", "complete"],
+        "{expected:?}"
+    );
     let got: Vec<(i64, String)> = seen
         .lock()
         .unwrap()
@@ -1314,7 +1428,11 @@ async fn a_delivered_campaign_costs_the_webhook_tick_nothing(b: Backend) {
     let statements = state.store.statements_executed() - before;
     assert_eq!(sent, 0);
     assert_eq!(statements, 1, "statements for delivered webhooks");
-    assert_eq!(seen.lock().unwrap().len(), expected.len(), "nothing sent twice");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        expected.len(),
+        "nothing sent twice"
+    );
     // A new state change of the campaign makes it due again: cloning does not touch it,
     // but the clone (a draft with the same webhook) has its own "created" to send.
     let (s, c) = api

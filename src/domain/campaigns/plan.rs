@@ -362,6 +362,11 @@ pub fn jitter_seed(campaign: i64, device: &str) -> u64 {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
+    mix64(h)
+}
+
+/// The SplitMix64 finaliser: every input bit moves about half the output bits.
+fn mix64(mut h: u64) -> u64 {
     h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     h ^ (h >> 31)
@@ -387,11 +392,14 @@ pub fn spread_span(
 }
 
 /// When a device with draw `seed` may start inside `span`: uniformly distributed over
-/// `[from, closes)`.
+/// `[from, closes)`. The span's start is mixed into the draw, so each window (and each wave
+/// opening) draws anew: a device whose time came too late for one window, or found the
+/// limits full, is not late again in the next one.
 pub fn jittered_start(seed: u64, span: (i64, i64)) -> i64 {
     let (from, closes) = span;
     let len = closes.saturating_sub(from).max(0) as u64;
-    let offset = ((u128::from(seed) * u128::from(len)) >> 64) as i64;
+    let draw = mix64(seed ^ (from as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let offset = ((u128::from(draw) * u128::from(len)) >> 64) as i64;
     from.saturating_add(offset)
 }
 
@@ -462,7 +470,9 @@ pub fn decide(s: &Snapshot, p: &PacingLimits) -> Decision {
         return Decision::Idle;
     }
     let room = p.max_in_flight.saturating_sub(s.in_flight);
-    let rate = p.max_starts_per_minute.saturating_sub(s.started_last_minute);
+    let rate = p
+        .max_starts_per_minute
+        .saturating_sub(s.started_last_minute);
     let n = s.startable.min(room).min(rate);
     if n == 0 {
         Decision::Idle
@@ -811,21 +821,60 @@ mod tests {
 
     #[test]
     fn spread_draws_are_deterministic_per_campaign_and_device() {
-        assert_eq!(jitter_seed(7, "0A0001-GwA-S0001"), jitter_seed(7, "0A0001-GwA-S0001"));
-        assert_ne!(jitter_seed(7, "0A0001-GwA-S0001"), jitter_seed(8, "0A0001-GwA-S0001"));
-        assert_ne!(jitter_seed(7, "0A0001-GwA-S0001"), jitter_seed(7, "0A0001-GwA-S0002"));
+        assert_eq!(
+            jitter_seed(7, "0A0001-GwA-S0001"),
+            jitter_seed(7, "0A0001-GwA-S0001")
+        );
+        assert_ne!(
+            jitter_seed(7, "0A0001-GwA-S0001"),
+            jitter_seed(8, "0A0001-GwA-S0001")
+        );
+        assert_ne!(
+            jitter_seed(7, "0A0001-GwA-S0001"),
+            jitter_seed(7, "0A0001-GwA-S0002")
+        );
         // A start time always falls inside the span; an empty span starts at once.
         let span = (1_000, 61_000);
         for d in 0..1000 {
             let at = jittered_start(jitter_seed(1, &format!("d{d}")), span);
             assert!((1_000..61_000).contains(&at), "{at}");
         }
+        // Each window draws anew: a device late in one is not late in every one.
+        let nights = |d: u32| {
+            let seed = jitter_seed(1, &format!("d{d}"));
+            (0..3i64)
+                .map(|n| {
+                    jittered_start(seed, (n * 86_400_000, n * 86_400_000 + 3_600_000))
+                        - n * 86_400_000
+                })
+                .collect::<Vec<i64>>()
+        };
+        let same = (0..100)
+            .filter(|d| nights(*d).windows(2).any(|w| w[0] == w[1]))
+            .count();
+        assert_eq!(same, 0);
+        let late_every_night = (0..1000)
+            .filter(|d| nights(*d).iter().all(|t| *t >= 3_400_000))
+            .count();
+        assert!(
+            late_every_night <= 2,
+            "{late_every_night} of 1000 late three nights running"
+        );
         assert_eq!(jittered_start(u64::MAX, (5, 5)), 5);
         assert_eq!(jittered_start(u64::MAX, (5, 4)), 5);
         // The span starts at the later of the window's and the wave's opening.
-        assert_eq!(spread_span(Some(100), Some(250), Some(1_000), 300), Some((250, 1_000)));
-        assert_eq!(spread_span(Some(400), Some(250), Some(1_000), 500), Some((400, 1_000)));
-        assert_eq!(spread_span(None, None, Some(1_000), 500), Some((500, 1_000)));
+        assert_eq!(
+            spread_span(Some(100), Some(250), Some(1_000), 300),
+            Some((250, 1_000))
+        );
+        assert_eq!(
+            spread_span(Some(400), Some(250), Some(1_000), 500),
+            Some((400, 1_000))
+        );
+        assert_eq!(
+            spread_span(None, None, Some(1_000), 500),
+            Some((500, 1_000))
+        );
         assert_eq!(spread_span(Some(100), Some(250), None, 300), None);
     }
 
@@ -844,13 +893,19 @@ mod tests {
             buckets[((at - open) / 900_000) as usize] += 1;
         }
         for (q, n) in buckets.iter().enumerate() {
-            assert!((85..=165).contains(n), "quarter-hour {q}: {n} of 2000: {buckets:?}");
+            assert!(
+                (85..=165).contains(n),
+                "quarter-hour {q}: {n} of 2000: {buckets:?}"
+            );
         }
         // Due at a time: exactly the devices drawn before it, earliest first.
         let half = open + 2 * 3_600_000;
         let due = due_in_spread(&seeds, span, half);
         assert!((900..=1100).contains(&due.len()), "{}", due.len());
-        let times: Vec<i64> = due.iter().map(|i| jittered_start(seeds[*i], span)).collect();
+        let times: Vec<i64> = due
+            .iter()
+            .map(|i| jittered_start(seeds[*i], span))
+            .collect();
         assert!(times.windows(2).all(|w| w[0] <= w[1]));
         assert!(times.iter().all(|t| *t <= half));
         assert!(due_in_spread(&seeds, span, open - 1).is_empty());
@@ -928,7 +983,10 @@ mod tests {
         for t in &times {
             quarters[((t - open) / 900_000) as usize] += 1;
         }
-        assert!(quarters.iter().all(|n| (45..=105).contains(n)), "{quarters:?}");
+        assert!(
+            quarters.iter().all(|n| (45..=105).contains(n)),
+            "{quarters:?}"
+        );
     }
 
     #[test]
