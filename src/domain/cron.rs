@@ -110,6 +110,12 @@ pub fn open_until(windows: &[CronWindow], now: i64) -> Option<i64> {
         .max()
 }
 
+/// When the windows open at `now` opened (the earliest of them); `None` when none is open or
+/// there are no windows.
+pub fn opened_since(windows: &[CronWindow], now: i64) -> Option<i64> {
+    windows.iter().filter_map(|w| w.opened_at(now)).min()
+}
+
 /// Whether `now` is inside one of `windows`; no windows = always open.
 pub fn window_open(windows: &[CronWindow], now: i64) -> bool {
     windows.is_empty() || windows.iter().any(|w| w.opened_at(now).is_some())
@@ -186,5 +192,13 @@ mod tests {
         ));
         assert!(!window_open(&[late], ms("2026-01-11T02:30:00Z")));
         assert!(window_open(&[], 0));
+        // Two overlapping windows: open since the earlier opening, until the later close.
+        let early = CronWindow::new("0 30 0 * * *", "UTC", 3600).unwrap();
+        let both = [ws[0].clone(), early];
+        let at = ms("2026-03-10T01:15:00Z");
+        assert_eq!(opened_since(&both, at), Some(ms("2026-03-10T00:30:00Z")));
+        assert_eq!(open_until(&both, at), Some(ms("2026-03-10T05:00:00Z")));
+        assert_eq!(opened_since(&both, ms("2026-03-10T06:00:00Z")), None);
+        assert_eq!(opened_since(&[], at), None);
     }
 }

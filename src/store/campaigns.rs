@@ -120,6 +120,14 @@ pub struct MemberFinish {
     pub error: Option<String>,
 }
 
+/// Whether a campaign's webhook has a state change after its cursor: a campaign-level entry
+/// (no device) that is not the webhook's own record (`webhook_failed`). The same SQL on
+/// both backends; it names the outer table of [`Store::webhooks_due`].
+const PENDING_STATE_CHANGE: &str = "EXISTS (SELECT 1 FROM campaign_events e \
+     WHERE e.campaign_id = campaign_webhooks.campaign_id \
+     AND e.id > campaign_webhooks.event_cursor \
+     AND e.device_id IS NULL AND e.kind NOT LIKE 'webhook%')";
+
 /// Delivery state of a campaign's webhook.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = campaign_webhooks)]
@@ -184,11 +192,17 @@ impl Store {
         })
     }
 
-    /// Webhooks that may be tried now (no retry pending after `now`).
+    /// Webhooks that may be tried now (no retry pending after `now`) and have something to
+    /// send: a campaign-level timeline entry after their cursor. One statement however many
+    /// campaigns have a webhook; a campaign whose entries are all delivered costs nothing
+    /// more (the timeline's `(campaign_id, id)` index answers the check).
     pub fn webhooks_due(&self, now: i64) -> Result<Vec<WebhookRow>> {
         with_conn!(self, |c| {
             Ok(wh::campaign_webhooks
                 .filter(wh::retry_at.is_null().or(wh::retry_at.le(now)))
+                .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                    PENDING_STATE_CHANGE,
+                ))
                 .order(wh::campaign_id.asc())
                 .select(WebhookRow::as_select())
                 .load(c)?)
@@ -1042,6 +1056,29 @@ impl Store {
                 q = q.filter(ev::id.gt(cur));
             }
             Ok(q.load(c)?)
+        })
+    }
+
+    /// A webhook's work: the campaign-level timeline entries after `cursor` (no device
+    /// entries, not the webhook's own `webhook_failed` records), oldest first. Device entries
+    /// in between are stepped over by the query, so a long campaign's thousands of them
+    /// never delay a state change.
+    pub fn campaign_state_changes(
+        &self,
+        campaign: i64,
+        cursor: i64,
+        limit: i64,
+    ) -> Result<Vec<EventRow>> {
+        with_conn!(self, |c| {
+            Ok(ev::campaign_events
+                .filter(ev::campaign_id.eq(campaign))
+                .filter(ev::device_id.is_null())
+                .filter(ev::kind.not_like("webhook%"))
+                .filter(ev::id.gt(cursor))
+                .order(ev::id.asc())
+                .limit(limit)
+                .select(EventRow::as_select())
+                .load(c)?)
         })
     }
 

@@ -39,14 +39,19 @@ fn version(d: &Device) -> String {
 
 /// `per_model` devices of each model on SoftwareVersion 1.0, bootstrapped.
 pub(crate) async fn fleet(url: &str, per_model: usize) -> Vec<Device> {
-    fleet_named(url, per_model, "S").await
+    fleet_named(url, [per_model; 3], "S").await
 }
 
-/// Like [`fleet`], with serial numbers starting with `prefix`.
-async fn fleet_named(url: &str, per_model: usize, prefix: &str) -> Vec<Device> {
+/// `counts[m]` devices of model `m` ([`MODELS`]) on SoftwareVersion 1.0, bootstrapped.
+async fn fleet_of(url: &str, counts: [usize; 3]) -> Vec<Device> {
+    fleet_named(url, counts, "S").await
+}
+
+/// Like [`fleet_of`], with serial numbers starting with `prefix`.
+async fn fleet_named(url: &str, counts: [usize; 3], prefix: &str) -> Vec<Device> {
     let mut devs = Vec::new();
     for (m, (oui, pc)) in MODELS.iter().enumerate() {
-        for i in 0..per_model {
+        for i in 0..counts[m] {
             let ident = Identity {
                 manufacturer: "SimCo".into(),
                 oui: (*oui).into(),
@@ -66,13 +71,17 @@ async fn fleet_named(url: &str, per_model: usize, prefix: &str) -> Vec<Device> {
     devs
 }
 
+/// At most this many simulated CPEs run a session at once (the test server's pool has 4
+/// connections); the next starts as soon as one finishes, with no barrier between batches.
+const CONCURRENT_SESSIONS: usize = 16;
+
 async fn sessions(url: &str, devs: &mut [&mut Device], events: &[(&str, &str)]) {
-    for chunk in devs.chunks_mut(16) {
-        let runs = chunk.iter_mut().map(|d| d.run_session(url, events));
-        for r in futures_util::future::join_all(runs).await {
-            let rep = r.expect("session");
-            assert!(rep.ended_cleanly(), "{rep:?}");
-        }
+    use futures_util::StreamExt;
+    let mut runs = futures_util::stream::iter(devs.iter_mut().map(|d| d.run_session(url, events)))
+        .buffer_unordered(CONCURRENT_SESSIONS);
+    while let Some(r) = runs.next().await {
+        let rep = r.expect("session");
+        assert!(rep.ended_cleanly(), "{rep:?}");
     }
 }
 
@@ -180,6 +189,8 @@ battery!(
     bad_campaigns_are_refused_naming_the_field,
     transient_faults_are_retried_with_backoff_and_permanent_ones_are_not,
     campaign_state_changes_reach_the_webhook,
+    a_delivered_campaign_costs_the_webhook_tick_nothing,
+    spread_campaign_starts_devices_at_random_over_the_window,
     query_target_is_evaluated_again_when_each_wave_opens,
     upgrade_path_steps_each_device_through_its_intermediate_image,
     bad_upgrade_paths_are_refused_naming_the_step,
@@ -196,7 +207,8 @@ async fn firmware_campaign_runs_in_waves_inside_its_window_and_limits(b: Backend
     let app = TestApp::spawn_clocked(db, None, clock.as_clock(), fast).await;
     let api = Api::new(&app, "operator").await;
     let url = app.cwmp_url();
-    let mut devs = fleet(&url, 100).await;
+    // 500 devices: 167, 167 and 166 of the three models.
+    let mut devs = fleet_of(&url, [167, 167, 166]).await;
     // Five devices of the first model already run the new version.
     for d in devs.iter_mut().take(5) {
         let p = d.path("DeviceInfo.SoftwareVersion");
@@ -227,12 +239,14 @@ async fn firmware_campaign_runs_in_waves_inside_its_window_and_limits(b: Backend
         )
         .await;
     assert_eq!(s, 200, "{dry}");
-    assert_eq!(dry["matching"], 300, "{dry}");
+    assert_eq!(dry["matching"], 500, "{dry}");
     assert_eq!(dry["compliant"], 5, "{dry}");
-    assert_eq!(dry["eligible"], 295, "{dry}");
+    assert_eq!(dry["eligible"], 495, "{dry}");
     assert_eq!(dry["models"]["0A0001/GwA"]["compliant"], 5, "{dry}");
-    assert_eq!(dry["models"]["0A0002/GwB"]["eligible"], 100, "{dry}");
-    assert_eq!(dry["waves"], json!([10, 100, 185]), "{dry}");
+    assert_eq!(dry["models"]["0A0001/GwA"]["eligible"], 162, "{dry}");
+    assert_eq!(dry["models"]["0A0002/GwB"]["eligible"], 167, "{dry}");
+    assert_eq!(dry["models"]["0A0003/GwC"]["eligible"], 166, "{dry}");
+    assert_eq!(dry["waves"], json!([10, 100, 385]), "{dry}");
     let (s, created) = api
         .call(Method::POST, "/api/v1/campaigns", Some(spec))
         .await;
@@ -260,8 +274,8 @@ async fn firmware_campaign_runs_in_waves_inside_its_window_and_limits(b: Backend
         if c["state"] != "running" {
             break;
         }
-        let started = 295 - c["progress"]["totals"]["pending"].as_i64().unwrap();
-        if !jumped && started >= 150 {
+        let started = 495 - c["progress"]["totals"]["pending"].as_i64().unwrap();
+        if !jumped && started >= 250 {
             // Close the window mid-campaign: 04:59:40, then past 05:00 for a few rounds.
             jumped = true;
             clock.set(T0 + 4 * HOUR - 20_000);
@@ -279,7 +293,7 @@ async fn firmware_campaign_runs_in_waves_inside_its_window_and_limits(b: Backend
     );
     let c = campaign(&api, id).await;
     assert_eq!(c["state"], "completed", "{c}");
-    assert_eq!(c["progress"]["totals"]["succeeded"], 295, "{c}");
+    assert_eq!(c["progress"]["totals"]["succeeded"], 495, "{c}");
     assert_eq!(c["progress"]["totals"]["skipped"], 5, "{c}");
     // Every device now runs 2.0; each eligible one downloaded exactly once.
     for (i, d) in devs.iter().enumerate() {
@@ -299,7 +313,7 @@ async fn firmware_campaign_runs_in_waves_inside_its_window_and_limits(b: Backend
         e.2 = e.2.max(m["finished_at"].as_i64().unwrap());
     }
     let sizes: Vec<usize> = by_wave.values().map(|w| w.0).collect();
-    assert_eq!(sizes, vec![10, 100, 185]);
+    assert_eq!(sizes, vec![10, 100, 385]);
     for w in 1..3 {
         assert!(
             by_wave[&w].1 >= by_wave[&(w - 1)].2 + 120_000,
@@ -359,7 +373,7 @@ async fn firmware_campaign_runs_in_waves_inside_its_window_and_limits(b: Backend
         .text()
         .await
         .unwrap();
-    assert_eq!(csv.lines().count(), 301, "{}", &csv[..200.min(csv.len())]);
+    assert_eq!(csv.lines().count(), 501, "{}", &csv[..200.min(csv.len())]);
     // The live stream ends with the final state once nothing is in flight.
     let sse = api
         .http
@@ -956,8 +970,19 @@ async fn receiver(
     std::net::SocketAddr,
     Arc<std::sync::Mutex<Vec<(String, Value)>>>,
 ) {
+    receiver_on("127.0.0.1:0", script).await
+}
+
+/// [`receiver`] on a given address (one that was down until now).
+async fn receiver_on(
+    at: &str,
+    script: Vec<u16>,
+) -> (
+    std::net::SocketAddr,
+    Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+) {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind(at).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen: Arc<std::sync::Mutex<Vec<(String, Value)>>> = Arc::default();
     let out = seen.clone();
@@ -1182,6 +1207,244 @@ async fn campaign_state_changes_reach_the_webhook(b: Backend) {
     assert_eq!(last["counts"]["succeeded"], 6, "{last}");
 }
 
+/// With `pacing.spread`, each device starts at its own random time inside the window (drawn
+/// from a hash of the campaign and the device): the starts fall over the whole hour instead
+/// of at its opening, none before its drawn time, and the limits still hold. A device whose
+/// time came too late for this window starts in the next one.
+async fn spread_campaign_starts_devices_at_random_over_the_window(b: Backend) {
+    use ferroacs::domain::campaigns::plan;
+    let clock = TestClock::new(T0);
+    let db = Arc::new(
+        tokio::task::spawn_blocking(move || TestDb::new(b))
+            .await
+            .unwrap(),
+    );
+    let app = TestApp::spawn_clocked(db, None, clock.as_clock(), fast).await;
+    let api = Api::new(&app, "operator").await;
+    let url = app.cwmp_url();
+    let mut devs = fleet(&url, 20).await;
+    let f = upload_image(&api, "fw.bin", "2.0", "2.0").await;
+    let spec = json!({
+        "name": "spread over the night",
+        "target": {"query": "manufacturer = \"SimCo\""},
+        "action": images(&[f.clone(), f.clone(), f]),
+        "schedule": {"windows": [{"cron": "0 0 1 * * *", "duration_secs": 3600, "time_zone": "UTC"}]},
+        "pacing": {"max_in_flight": 8, "max_starts_per_minute": 4, "spread": true},
+    });
+    let (s, c) = api
+        .call(Method::POST, "/api/v1/campaigns", Some(spec))
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_i64().unwrap();
+    let (s, e) = api
+        .call(Method::POST, &format!("/api/v1/campaigns/{id}/start"), None)
+        .await;
+    assert_eq!(s, 200, "{e}");
+    let state = app.state();
+    for _ in 0..400 {
+        round(&state, &url, &mut devs).await;
+        if campaign(&api, id).await["state"] != "running" {
+            break;
+        }
+        clock.advance_ms(20_000);
+        if clock.now() >= T0 + HOUR && clock.now() < T0 + 24 * HOUR {
+            // The window closed: the next night's.
+            clock.set(T0 + 24 * HOUR);
+        }
+    }
+    let c = campaign(&api, id).await;
+    assert_eq!(c["state"], "completed", "{c}");
+    assert_eq!(c["progress"]["totals"]["succeeded"], 60, "{c}");
+    let ms = members(&api, id).await;
+    let mut first_night = Vec::new();
+    for m in &ms {
+        let dev = m["device_id"].as_str().unwrap();
+        let at = m["started_at"].as_i64().unwrap();
+        let night = if at < T0 + HOUR { T0 } else { T0 + 24 * HOUR };
+        let drawn = plan::jittered_start(plan::jitter_seed(id, dev), (night, night + HOUR));
+        assert!(
+            at >= drawn,
+            "{dev} started at {at}, before its drawn time {drawn}"
+        );
+        assert!(
+            (night..night + HOUR).contains(&at),
+            "{dev} started outside the window"
+        );
+        if night == T0 {
+            first_night.push(at);
+        }
+    }
+    // Over the whole hour: each quarter-hour gets its share (15 of 60, give or take), and the
+    // first 5 minutes start far fewer than the 20 the per-minute limit would allow.
+    assert!(
+        first_night.len() >= 55,
+        "{} started the first night",
+        first_night.len()
+    );
+    let mut quarters = [0usize; 4];
+    for at in &first_night {
+        quarters[((at - T0) / 900_000) as usize] += 1;
+    }
+    assert!(
+        quarters.iter().all(|n| (5..=25).contains(n)),
+        "{quarters:?}"
+    );
+    let early = first_night.iter().filter(|at| **at < T0 + 300_000).count();
+    assert!(
+        early <= 12,
+        "{early} started in the window's first 5 minutes"
+    );
+    // The limits: at most 4 starts in any 60 s, never more than 8 in flight.
+    let mut starts: Vec<i64> = ms.iter().filter_map(|m| m["started_at"].as_i64()).collect();
+    starts.sort_unstable();
+    for (i, s) in starts.iter().enumerate() {
+        let in_minute = starts[i..].iter().take_while(|t| **t < s + 60_000).count();
+        assert!(
+            in_minute <= 4,
+            "{in_minute} starts within a minute from {s}"
+        );
+    }
+    assert!(
+        max_in_flight(&ms) <= 8,
+        "peak in flight {}",
+        max_in_flight(&ms)
+    );
+}
+
+/// A completed campaign's webhook: the state changes made while the receiver was down go
+/// out, in order and once each, when it is back (after the backoff, on the injected clock).
+/// Once all are delivered, the campaign costs the tick's webhook delivery no statement: the
+/// one query that looks for due webhooks is all that runs.
+async fn a_delivered_campaign_costs_the_webhook_tick_nothing(b: Backend) {
+    let clock = TestClock::new(T0);
+    let db = Arc::new(
+        tokio::task::spawn_blocking(move || TestDb::new(b))
+            .await
+            .unwrap(),
+    );
+    // The receiver is down: its port was taken and let go, so a POST is refused.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let app = TestApp::spawn_clocked(db, None, clock.as_clock(), |c| {
+        fast(c);
+        c.api.connection_request_allow_networks = "127.0.0.1/32".into();
+    })
+    .await;
+    let api = Api::new(&app, "operator").await;
+    let url = app.cwmp_url();
+    let mut devs = fleet(&url, 1).await;
+    let f = upload_image(&api, "fw.bin", "2.0", "2.0").await;
+    let spec = json!({
+        "name": "hooked while down",
+        "target": {"query": "manufacturer = \"SimCo\""},
+        "action": images(&[f.clone(), f.clone(), f]),
+        "pacing": {"max_in_flight": 10, "max_starts_per_minute": 1000},
+        "webhook": {"url": format!("http://{addr}/hook")},
+    });
+    let (s, c) = api
+        .call(Method::POST, "/api/v1/campaigns", Some(spec))
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_i64().unwrap();
+    let (s, e) = api
+        .call(Method::POST, &format!("/api/v1/campaigns/{id}/start"), None)
+        .await;
+    assert_eq!(s, 200, "{e}");
+    let state = app.state();
+    for _ in 0..20 {
+        round(&state, &url, &mut devs).await;
+        clock.advance_ms(20_000);
+        if campaign(&api, id).await["state"] != "running" {
+            break;
+        }
+    }
+    ferroacs::scheduler::tick(&state).await.unwrap();
+    assert_eq!(campaign(&api, id).await["state"], "completed");
+    let items = timeline(&api, id).await;
+    let failed: Vec<&str> = items
+        .iter()
+        .filter(|e| e["kind"] == "webhook_failed")
+        .filter_map(|e| e["detail"].as_str())
+        .collect();
+    assert!(!failed.is_empty(), "{items:?}");
+    assert!(failed[0].starts_with("\"created\""), "{failed:?}");
+    // The receiver comes back; the held-back entries go out after the backoff.
+    let (_, seen) = receiver_on(&addr.to_string(), vec![]).await;
+    for _ in 0..30 {
+        clock.advance_ms(300_000);
+        ferroacs::scheduler::tick(&state).await.unwrap();
+        let done = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, b)| b["event"]["kind"] == "complete");
+        if done {
+            break;
+        }
+    }
+    let expected: Vec<(i64, String)> = timeline(&api, id)
+        .await
+        .iter()
+        .filter(|e| e["device_id"].is_null() && e["kind"] != "webhook_failed")
+        .map(|e| {
+            (
+                e["id"].as_i64().unwrap(),
+                e["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let kinds: Vec<&str> = expected.iter().map(|(_, k)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        vec!["created", "started", "complete"],
+        "{expected:?}"
+    );
+    let got: Vec<(i64, String)> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, b)| {
+            (
+                b["event"]["id"].as_i64().unwrap(),
+                b["event"]["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected, "each state change once, in order");
+    // All delivered: a tick sends nothing more, and the webhook delivery costs exactly one
+    // statement (the query for due webhooks), nothing for this campaign.
+    clock.advance_ms(3_600_000);
+    assert_eq!(ferroacs::scheduler::tick(&state).await.unwrap().webhooks, 0);
+    let before = state.store.statements_executed();
+    let sent = ferroacs::domain::campaigns::notify::deliver_due(
+        &state.store,
+        &state.services.webhooks,
+        clock.now(),
+    )
+    .await
+    .unwrap();
+    let statements = state.store.statements_executed() - before;
+    assert_eq!(sent, 0);
+    assert_eq!(statements, 1, "statements for delivered webhooks");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        expected.len(),
+        "nothing sent twice"
+    );
+    // A new state change of the campaign makes it due again: cloning does not touch it,
+    // but the clone (a draft with the same webhook) has its own "created" to send.
+    let (s, c) = api
+        .call(Method::POST, &format!("/api/v1/campaigns/{id}/clone"), None)
+        .await;
+    assert_eq!(s, 201, "{c}");
+    assert_eq!(ferroacs::scheduler::tick(&state).await.unwrap().webhooks, 1);
+    let last = seen.lock().unwrap().last().cloned().unwrap().1;
+    assert_eq!(last["campaign"]["id"], c["id"], "{last}");
+    assert_eq!(last["event"]["kind"], "created", "{last}");
+}
+
 /// With `target.reevaluate`, opening a wave evaluates the query again: devices that match
 /// now join the last wave, a pending device that became compliant is skipped; nobody that
 /// already started is touched, nobody downloads twice.
@@ -1223,7 +1486,7 @@ async fn query_target_is_evaluated_again_when_each_wave_opens(b: Backend) {
     assert_eq!(s, 200);
     // Before the canary finishes: three new devices appear, and one device of the second
     // wave gets the new version by other means.
-    let mut newcomers = fleet_named(&url, 1, "N").await;
+    let mut newcomers = fleet_named(&url, [1; 3], "N").await;
     let second: Vec<String> = members(&api, id)
         .await
         .iter()
@@ -1292,7 +1555,7 @@ async fn query_target_is_evaluated_again_when_each_wave_opens(b: Backend) {
         None,
     )
     .await;
-    let mut late = fleet_named(&url, 1, "L").await;
+    let mut late = fleet_named(&url, [1; 3], "L").await;
     devs.append(&mut late);
     for _ in 0..20 {
         round(&state, &url, &mut devs).await;

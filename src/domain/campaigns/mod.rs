@@ -303,9 +303,11 @@ pub struct Pacing {
     /// in time, or a fault the task fault policy retries (not a permanent code; never a
     /// device that came back on the wrong version). Backoff 1, 2, 4, ... minutes.
     pub retries: u32,
-    /// Spread the starts evenly over what remains of the open window (or until `end_at`)
-    /// instead of starting as fast as the limits allow; the devices go in the campaign's
-    /// random order, so a window's starts fall at random over the whole window.
+    /// Start each device at a random time inside what remains of the open window (or until
+    /// `end_at`) instead of as fast as the limits allow, so a region's devices do not all
+    /// reach the file server at the window's opening. The time is drawn from a hash of the
+    /// campaign and the device ([`plan::jitter_seed`]): every node agrees, nothing is
+    /// stored per device. The in-flight and per-minute limits still hold.
     pub spread: bool,
 }
 
@@ -414,7 +416,6 @@ impl CampaignSpec {
             success_ratio: self.waves.success_ratio,
             soak_ms: (self.waves.soak_secs as i64).saturating_mul(1000),
             manual_approval: self.waves.manual_approval,
-            spread: self.pacing.spread,
         }
     }
 }

@@ -14,7 +14,10 @@
 //!   is a `webhook_failed` entry of the campaign's timeline (and counted on its delivery
 //!   state), so an operator sees it on the campaign page.
 //! - Cost: the delivery state (`campaign_webhooks`) keeps a cursor into the timeline, so a
-//!   tick reads only the entries written since the last one; a tick spends at most
+//!   tick reads only the state changes written since the last one. One query per tick finds the
+//!   webhooks with a state change after their cursor ([`Store::webhooks_due`]): a campaign
+//!   whose state changes are all delivered (a completed one, or a running one with only
+//!   device entries since) costs no further query until it has a new one. A tick spends at most
 //!   [`TICK_BUDGET_MS`] of real time starting deliveries, so a receiver that hangs cannot
 //!   hold the scheduler past its lease.
 
@@ -93,7 +96,7 @@ pub async fn deliver_due(store: &Store, sender: &WebhookSender, now: i64) -> Res
         };
         let cursor = w.event_cursor;
         let events = store
-            .run(move |s| s.campaign_events(id, None, Some(cursor), BATCH))
+            .run(move |s| s.campaign_state_changes(id, cursor, BATCH))
             .await?;
         if events.is_empty() {
             continue;

@@ -309,7 +309,8 @@ pub struct Snapshot {
     pub in_flight: u64,
     /// Devices started in the last 60 s.
     pub started_last_minute: u64,
-    /// Pending devices in the current and earlier waves.
+    /// Pending devices in the current and earlier waves (with `spread`, those whose drawn
+    /// start time has come: [`due_in_spread`]).
     pub startable: u64,
     pub window_open: bool,
     /// When the open window closes (or the end time comes, if sooner); `None` = no end.
@@ -328,9 +329,6 @@ pub struct PacingLimits {
     pub success_ratio: f64,
     pub soak_ms: i64,
     pub manual_approval: bool,
-    /// Spread the starts over what remains of the window instead of starting as fast as
-    /// the limits allow.
-    pub spread: bool,
 }
 
 /// What the scheduler does next for a running campaign.
@@ -350,18 +348,74 @@ pub enum Decision {
     Idle,
 }
 
-/// Starts allowed per minute now: the campaign's limit, or with `spread` (and a window or
-/// end time that closes) just enough to start the startable devices evenly over the time
-/// left — the order being the campaign's stable shuffle, a window's starts fall at random
-/// over the whole window instead of all at its opening.
-pub fn per_minute(s: &Snapshot, p: &PacingLimits) -> u64 {
-    let Some(closes) = s.window_closes_at.filter(|_| p.spread) else {
-        return p.max_starts_per_minute;
+/// A device's draw for its start time in a spread campaign: a hash of the campaign and the
+/// device (FNV-1a, then the SplitMix64 finaliser to mix the bits). The same on every node,
+/// in every version and after a restart, so nothing is stored per device.
+pub fn jitter_seed(campaign: i64, device: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in campaign
+        .to_le_bytes()
+        .iter()
+        .chain([0xffu8].iter())
+        .chain(device.as_bytes())
+    {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    mix64(h)
+}
+
+/// The SplitMix64 finaliser: every input bit moves about half the output bits.
+fn mix64(mut h: u64) -> u64 {
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// The stretch of time a spread campaign's starts are drawn in: from the later of the
+/// open window's opening and the current wave's opening (so a wave that opens mid-window
+/// spreads over what is left of it, and the devices left over for the next window spread
+/// over all of that one) until the window closes (or the end time, if sooner). `None` when
+/// nothing closes: then the limits alone pace the starts.
+pub fn spread_span(
+    window_opened_at: Option<i64>,
+    wave_opened_at: Option<i64>,
+    closes_at: Option<i64>,
+    now: i64,
+) -> Option<(i64, i64)> {
+    let closes = closes_at?;
+    let from = match (window_opened_at, wave_opened_at) {
+        (Some(w), Some(v)) => w.max(v),
+        (w, v) => w.or(v).unwrap_or(now),
     };
-    let minutes_left = ((closes - s.now).max(0) as u64).div_ceil(60_000).max(1);
-    s.startable
-        .div_ceil(minutes_left)
-        .clamp(1, p.max_starts_per_minute.max(1))
+    Some((from.min(closes), closes))
+}
+
+/// When a device with draw `seed` may start inside `span`: uniformly distributed over
+/// `[from, closes)`. The span's start is mixed into the draw, so each window (and each wave
+/// opening) draws anew: a device whose time came too late for one window, or found the
+/// limits full, is not late again in the next one.
+pub fn jittered_start(seed: u64, span: (i64, i64)) -> i64 {
+    let (from, closes) = span;
+    let len = closes.saturating_sub(from).max(0) as u64;
+    let draw = mix64(seed ^ (from as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let offset = ((u128::from(draw) * u128::from(len)) >> 64) as i64;
+    from.saturating_add(offset)
+}
+
+/// Of the startable devices (by their draws), the ones whose start time has come at `now`,
+/// earliest first: indices into `seeds`. [`decide`] then starts as many of them as the
+/// in-flight and per-minute limits allow; the rest wait for a later tick (or the next
+/// window).
+pub fn due_in_spread(seeds: &[u64], span: (i64, i64), now: i64) -> Vec<usize> {
+    let mut due: Vec<(i64, usize)> = seeds
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (jittered_start(*s, span), i))
+        .filter(|(at, _)| *at <= now)
+        .collect();
+    due.sort_unstable();
+    due.into_iter().map(|(_, i)| i).collect()
 }
 
 /// Decide the next step of a running campaign. Order: stop rules, end time, wave end (ratio,
@@ -416,7 +470,9 @@ pub fn decide(s: &Snapshot, p: &PacingLimits) -> Decision {
         return Decision::Idle;
     }
     let room = p.max_in_flight.saturating_sub(s.in_flight);
-    let rate = per_minute(s, p).saturating_sub(s.started_last_minute);
+    let rate = p
+        .max_starts_per_minute
+        .saturating_sub(s.started_last_minute);
     let n = s.startable.min(room).min(rate);
     if n == 0 {
         Decision::Idle
@@ -761,56 +817,176 @@ mod tests {
         success_ratio: 0.9,
         soak_ms: 60_000,
         manual_approval: false,
-        spread: false,
     };
 
     #[test]
-    fn spread_starts_evenly_over_what_remains_of_the_window() {
-        let spread = PacingLimits {
-            max_in_flight: 1000,
-            max_starts_per_minute: 50,
-            spread: true,
+    fn spread_draws_are_deterministic_per_campaign_and_device() {
+        assert_eq!(
+            jitter_seed(7, "0A0001-GwA-S0001"),
+            jitter_seed(7, "0A0001-GwA-S0001")
+        );
+        assert_ne!(
+            jitter_seed(7, "0A0001-GwA-S0001"),
+            jitter_seed(8, "0A0001-GwA-S0001")
+        );
+        assert_ne!(
+            jitter_seed(7, "0A0001-GwA-S0001"),
+            jitter_seed(7, "0A0001-GwA-S0002")
+        );
+        // A start time always falls inside the span; an empty span starts at once.
+        let span = (1_000, 61_000);
+        for d in 0..1000 {
+            let at = jittered_start(jitter_seed(1, &format!("d{d}")), span);
+            assert!((1_000..61_000).contains(&at), "{at}");
+        }
+        // Each window draws anew: a device late in one is not late in every one.
+        let nights = |d: u32| {
+            let seed = jitter_seed(1, &format!("d{d}"));
+            (0..3i64)
+                .map(|n| {
+                    jittered_start(seed, (n * 86_400_000, n * 86_400_000 + 3_600_000))
+                        - n * 86_400_000
+                })
+                .collect::<Vec<i64>>()
+        };
+        let same = (0..100)
+            .filter(|d| nights(*d).windows(2).any(|w| w[0] == w[1]))
+            .count();
+        assert_eq!(same, 0);
+        let late_every_night = (0..1000)
+            .filter(|d| nights(*d).iter().all(|t| *t >= 3_400_000))
+            .count();
+        assert!(
+            late_every_night <= 2,
+            "{late_every_night} of 1000 late three nights running"
+        );
+        assert_eq!(jittered_start(u64::MAX, (5, 5)), 5);
+        assert_eq!(jittered_start(u64::MAX, (5, 4)), 5);
+        // The span starts at the later of the window's and the wave's opening.
+        assert_eq!(
+            spread_span(Some(100), Some(250), Some(1_000), 300),
+            Some((250, 1_000))
+        );
+        assert_eq!(
+            spread_span(Some(400), Some(250), Some(1_000), 500),
+            Some((400, 1_000))
+        );
+        assert_eq!(
+            spread_span(None, None, Some(1_000), 500),
+            Some((500, 1_000))
+        );
+        assert_eq!(spread_span(Some(100), Some(250), None, 300), None);
+    }
+
+    #[test]
+    fn spread_starts_fall_at_random_over_the_whole_window() {
+        // 2,000 devices, a 4-hour window: the drawn start times cover it evenly (each of the
+        // 16 quarter-hours gets its share of 125, give or take), not bunched at the opening.
+        let open = 3_600_000;
+        let span = (open, open + 4 * 3_600_000);
+        let seeds: Vec<u64> = (0..2000)
+            .map(|d| jitter_seed(42, &format!("0A0001-GwA-S{d:05}")))
+            .collect();
+        let mut buckets = [0u32; 16];
+        for s in &seeds {
+            let at = jittered_start(*s, span);
+            buckets[((at - open) / 900_000) as usize] += 1;
+        }
+        for (q, n) in buckets.iter().enumerate() {
+            assert!(
+                (85..=165).contains(n),
+                "quarter-hour {q}: {n} of 2000: {buckets:?}"
+            );
+        }
+        // Due at a time: exactly the devices drawn before it, earliest first.
+        let half = open + 2 * 3_600_000;
+        let due = due_in_spread(&seeds, span, half);
+        assert!((900..=1100).contains(&due.len()), "{}", due.len());
+        let times: Vec<i64> = due
+            .iter()
+            .map(|i| jittered_start(seeds[*i], span))
+            .collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]));
+        assert!(times.iter().all(|t| *t <= half));
+        assert!(due_in_spread(&seeds, span, open - 1).is_empty());
+        assert_eq!(due_in_spread(&seeds, span, span.1).len(), 2000);
+    }
+
+    #[test]
+    fn spread_starts_keep_the_in_flight_and_per_minute_limits() {
+        // A pure simulation of the scheduler: a tick every 20 s, each device takes 2 minutes,
+        // 300 devices in a 1-hour window, at most 10 in flight and 12 starts a minute.
+        let limits = PacingLimits {
+            max_in_flight: 10,
+            max_starts_per_minute: 12,
             ..LIMITS
         };
-        // 600 devices, 60 minutes left: 10 a minute.
-        let s = Snapshot {
-            startable: 600,
-            window_closes_at: Some(100_000 + 3_600_000),
-            ..snap()
-        };
-        assert_eq!(per_minute(&s, &spread), 10);
-        assert_eq!(decide(&s, &spread), Decision::Start(10));
-        // Some started this minute already: the rest of the minute's share.
-        let s2 = Snapshot {
-            started_last_minute: 7,
-            ..s.clone()
-        };
-        assert_eq!(decide(&s2, &spread), Decision::Start(3));
-        // Never above the campaign's limit, at least one a minute, and the last
-        // minute takes what is left (up to the limit).
-        let crowded = Snapshot {
-            startable: 100_000,
-            ..s.clone()
-        };
-        assert_eq!(per_minute(&crowded, &spread), 50);
-        let few = Snapshot {
-            startable: 3,
-            ..s.clone()
-        };
-        assert_eq!(per_minute(&few, &spread), 1);
-        let closing = Snapshot {
-            startable: 30,
-            window_closes_at: Some(100_000 + 20_000),
-            ..s.clone()
-        };
-        assert_eq!(per_minute(&closing, &spread), 30);
-        // Without spread, or with nothing that closes, the limit applies.
-        assert_eq!(per_minute(&s, &LIMITS), 6);
-        let open_ended = Snapshot {
-            window_closes_at: None,
-            ..s
-        };
-        assert_eq!(per_minute(&open_ended, &spread), 50);
+        let open = 0i64;
+        let span = (open, open + 3_600_000);
+        let seeds: Vec<u64> = (0..300)
+            .map(|d| jitter_seed(9, &format!("dev{d}")))
+            .collect();
+        let mut started: Vec<Option<i64>> = vec![None; seeds.len()];
+        let mut now = open;
+        let mut peak = 0u64;
+        while now < span.1 {
+            let in_flight = started
+                .iter()
+                .filter(|s| s.is_some_and(|t| now < t + 120_000))
+                .count() as u64;
+            let last_minute = started
+                .iter()
+                .filter(|s| s.is_some_and(|t| t > now - 60_000))
+                .count() as u64;
+            let pending: Vec<usize> = (0..seeds.len()).filter(|i| started[*i].is_none()).collect();
+            let pending_seeds: Vec<u64> = pending.iter().map(|i| seeds[*i]).collect();
+            let due = due_in_spread(&pending_seeds, span, now);
+            let s = Snapshot {
+                now,
+                wave_count: 1,
+                wave: WaveCounts {
+                    pending: pending.len() as u64,
+                    in_progress: in_flight,
+                    ..WaveCounts::default()
+                },
+                in_flight,
+                started_last_minute: last_minute,
+                startable: due.len() as u64,
+                window_closes_at: Some(span.1),
+                ..snap()
+            };
+            if let Decision::Start(n) = decide(&s, &limits) {
+                assert!(n <= due.len() as u64);
+                for i in due.iter().take(n as usize) {
+                    started[pending[*i]] = Some(now);
+                }
+            }
+            let in_flight = started
+                .iter()
+                .filter(|s| s.is_some_and(|t| now < t + 120_000))
+                .count() as u64;
+            peak = peak.max(in_flight);
+            now += 20_000;
+        }
+        assert_eq!(peak, 10, "the in-flight limit is reached and holds");
+        let mut times: Vec<i64> = started.iter().flatten().copied().collect();
+        times.sort_unstable();
+        for (i, t) in times.iter().enumerate() {
+            let in_minute = times[i..].iter().take_while(|u| **u < t + 60_000).count();
+            assert!(in_minute <= 12, "{in_minute} starts in the minute from {t}");
+        }
+        // Spread over the window, not bunched at its opening: each quarter-hour starts its
+        // share (75, give or take), and nearly every device started before the window closed
+        // (the few whose turn came while the limits were full wait for the next one).
+        assert!(times.len() >= 280, "{} of 300 started", times.len());
+        let mut quarters = [0u32; 4];
+        for t in &times {
+            quarters[((t - open) / 900_000) as usize] += 1;
+        }
+        assert!(
+            quarters.iter().all(|n| (45..=105).contains(n)),
+            "{quarters:?}"
+        );
     }
 
     #[test]

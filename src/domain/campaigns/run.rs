@@ -50,7 +50,7 @@ pub async fn advance(store: &Store, services: &Services, now: i64, id: i64) -> R
     }
     let mut row = row;
     for _ in 0..4 {
-        let snap = snapshot(store, &spec, &row, now).await?;
+        let (snap, due) = snapshot(store, &spec, &row, now).await?;
         let decision = plan::decide(&snap, &spec.limits());
         out.decisions.push(format!("{decision:?}"));
         match decision {
@@ -113,11 +113,11 @@ pub async fn advance(store: &Store, services: &Services, now: i64, id: i64) -> R
                 }
             }
             plan::Decision::Start(n) if matches!(spec.action, Action::PhoneFirmware { .. }) => {
-                out.started += start_phones(store, services, &spec, &row, now, n).await?;
+                out.started += start_phones(store, services, &spec, &row, now, n, due).await?;
                 break;
             }
             plan::Decision::Start(n) => {
-                out.started += start(store, services, &spec, &row, now, n).await?;
+                out.started += start(store, services, &spec, &row, now, n, due).await?;
                 break;
             }
         }
@@ -390,14 +390,13 @@ async fn start_phones(
     row: &CampaignRow,
     now: i64,
     n: u64,
+    due: Option<Vec<MemberRow>>,
 ) -> Result<usize> {
     let Action::PhoneFirmware { images } = &spec.action else {
         return Ok(0);
     };
-    let (id, wave) = (row.id, row.current_wave);
-    let pending = store
-        .run(move |s| s.startable_members(id, wave, now, n as i64))
-        .await?;
+    let id = row.id;
+    let pending = to_start(store, row, now, n, due).await?;
     let ids: Vec<String> = pending.iter().map(|m| m.device_id.clone()).collect();
     let settings: HashMap<String, String> = store
         .run(move |s| s.phone_settings_of(&ids))
@@ -445,12 +444,37 @@ async fn start_phones(
     Ok(started.len())
 }
 
+/// The first `n` devices to start: of the due ones with `spread` (already in start order),
+/// otherwise the pending ones in the campaign's order.
+async fn to_start(
+    store: &Store,
+    row: &CampaignRow,
+    now: i64,
+    n: u64,
+    due: Option<Vec<MemberRow>>,
+) -> Result<Vec<MemberRow>> {
+    if let Some(mut due) = due {
+        due.truncate(n as usize);
+        return Ok(due);
+    }
+    let (id, wave) = (row.id, row.current_wave);
+    store
+        .run(move |s| s.startable_members(id, wave, now, n as i64))
+        .await
+}
+
+/// The most pending devices a spread campaign weighs at once (per tick).
+const SPREAD_SCAN: i64 = 1_000_000;
+
+/// Gather what [`plan::decide`] needs. With `pacing.spread` and an open window (or end
+/// time) that closes, also the pending devices whose drawn start time has come, in start
+/// order ([`plan::due_in_spread`]); `startable` counts only those.
 async fn snapshot(
     store: &Store,
     spec: &CampaignSpec,
     row: &CampaignRow,
     now: i64,
-) -> Result<Snapshot> {
+) -> Result<(Snapshot, Option<Vec<MemberRow>>)> {
     let (id, wave, since) = (row.id, row.current_wave, row.counted_since);
     let max_window = spec
         .stop_rules
@@ -521,7 +545,38 @@ async fn snapshot(
     let windows = compile_windows(spec)?;
     let window_open = spec.schedule.start_at.is_none_or(|s| now >= s)
         && crate::domain::cron::window_open(&windows, now);
-    Ok(Snapshot {
+    let window_closes_at = match (
+        crate::domain::cron::open_until(&windows, now),
+        spec.schedule.end_at,
+    ) {
+        (Some(w), Some(e)) => Some(w.min(e)),
+        (w, e) => w.or(e),
+    };
+    let span = plan::spread_span(
+        crate::domain::cron::opened_since(&windows, now),
+        row.wave_started_at,
+        window_closes_at,
+        now,
+    )
+    .filter(|_| spec.pacing.spread && window_open && startable > 0);
+    let due = match span {
+        Some(span) => {
+            let pending = store
+                .run(move |s| s.startable_members(id, wave, now, SPREAD_SCAN))
+                .await?;
+            let seeds: Vec<u64> = pending
+                .iter()
+                .map(|m| plan::jitter_seed(id, &m.device_id))
+                .collect();
+            let order = plan::due_in_spread(&seeds, span, now);
+            let mut slots: Vec<Option<MemberRow>> = pending.into_iter().map(Some).collect();
+            let due: Vec<MemberRow> = order.into_iter().filter_map(|i| slots[i].take()).collect();
+            startable = due.len() as u64;
+            Some(due)
+        }
+        None => None,
+    };
+    let snap = Snapshot {
         now,
         current_wave: wave,
         wave_count,
@@ -530,17 +585,12 @@ async fn snapshot(
         started_last_minute: started_last_minute as u64,
         startable,
         window_open,
-        window_closes_at: match (
-            crate::domain::cron::open_until(&windows, now),
-            spec.schedule.end_at,
-        ) {
-            (Some(w), Some(e)) => Some(w.min(e)),
-            (w, e) => w.or(e),
-        },
+        window_closes_at,
         end_at: spec.schedule.end_at,
         awaiting_approval: row.awaiting_approval != 0,
         stop,
-    })
+    };
+    Ok((snap, due))
 }
 
 /// The image of a member's model and the link of its upgrade path it is on.
@@ -596,11 +646,10 @@ async fn start(
     row: &CampaignRow,
     now: i64,
     n: u64,
+    due: Option<Vec<MemberRow>>,
 ) -> Result<usize> {
-    let (id, wave) = (row.id, row.current_wave);
-    let pending = store
-        .run(move |s| s.startable_members(id, wave, now, n as i64))
-        .await?;
+    let id = row.id;
+    let pending = to_start(store, row, now, n, due).await?;
     let timeout = (spec.pacing.confirm_timeout_secs as i64).saturating_mul(1000);
     let mut batch = Vec::with_capacity(pending.len());
     let k = store.keyring();
