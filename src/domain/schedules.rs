@@ -139,28 +139,7 @@ pub async fn validate(store: &Store, spec: &ScheduleSpec) -> Result<CronSchedule
         return Err(Error::invalid("expires_in_secs", "must be at least 1"));
     }
     match &spec.action {
-        JobAction::Task { task } => {
-            task.check().map_err(|e| match e {
-                Error::Invalid { field, message } => {
-                    Error::invalid(format!("action.task.{field}"), message)
-                }
-                other => other,
-            })?;
-            if let TaskSpec::Download {
-                file_id: Some(fid), ..
-            } = task
-            {
-                let f = fid.clone();
-                if store.run(move |s| s.get_file(&f)).await?.is_none() {
-                    return Err(Error::invalid(
-                        "action.task.file_id",
-                        format!(
-                            "no stored file has id {fid}; upload it with POST /api/v1/files first"
-                        ),
-                    ));
-                }
-            }
-        }
+        JobAction::Task { task } => taskops::check_template(store, task).await?,
         JobAction::Backup { file_type, keep } => {
             if *keep == 0 || *keep > 1000 {
                 return Err(Error::invalid(

@@ -23,6 +23,31 @@ pub fn is_final(status: &str) -> bool {
     tasks::TaskStatus::parse(status).is_some_and(tasks::TaskStatus::is_final)
 }
 
+/// Check a task kept as a template (by a scheduled job or a campaign) before it is stored:
+/// its arguments, and that a Download's stored file exists. Errors name the field under
+/// `action.task.`.
+pub async fn check_template(store: &Store, task: &TaskSpec) -> Result<()> {
+    task.check().map_err(|e| match e {
+        Error::Invalid { field, message } => {
+            Error::invalid(format!("action.task.{field}"), message)
+        }
+        other => other,
+    })?;
+    if let TaskSpec::Download {
+        file_id: Some(fid), ..
+    } = task
+    {
+        let f = fid.clone();
+        if store.run(move |s| s.get_file(&f)).await?.is_none() {
+            return Err(Error::invalid(
+                "action.task.file_id",
+                format!("no stored file has id {fid}; upload it with POST /api/v1/files first"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The device's known parameters: the stored tree with the newer Inform values on top.
 pub async fn current_tree(store: &Store, device: &DeviceRow) -> Result<ParamTree> {
     let id = device.id.clone();

@@ -821,26 +821,7 @@ pub async fn validate(store: &Store, spec: &CampaignSpec) -> Result<Vec<Resolved
                 }
             }
         }
-        Action::Task { task } => {
-            task.check().map_err(|e| match e {
-                Error::Invalid { field, message } => {
-                    Error::invalid(format!("action.task.{field}"), message)
-                }
-                other => other,
-            })?;
-            if let TaskSpec::Download {
-                file_id: Some(fid), ..
-            } = task
-            {
-                let f = fid.clone();
-                if store.run(move |s| s.get_file(&f)).await?.is_none() {
-                    return Err(Error::invalid(
-                        "action.task.file_id",
-                        format!("no stored file has id {fid}"),
-                    ));
-                }
-            }
-        }
+        Action::Task { task } => crate::domain::taskops::check_template(store, task).await?,
     }
     Ok(resolved)
 }
