@@ -69,7 +69,7 @@ pub enum Command {
     /// Presets (named desired states).
     #[command(subcommand)]
     Preset(PresetCmd),
-    /// Phones that fetch configuration files (Polycom, Yealink, Grandstream, Cisco, Snom).
+    /// Phones that fetch configuration files (Polycom, Yealink, Grandstream, Cisco, Snom, Gigaset).
     #[command(subcommand)]
     Phone(PhoneCmd),
     /// The key that encrypts passwords stored in the database.
@@ -164,7 +164,7 @@ pub enum PhoneCmd {
     /// /api/v1/phones/{mac}/lines/{n}` or `ferroacs line import` (device id phone:<mac>).
     Add {
         mac: String,
-        /// polycom, yealink, grandstream, cisco or snom.
+        /// polycom, yealink, grandstream, cisco, snom or gigaset.
         #[arg(long)]
         vendor: String,
         /// e.g. vvx400, t46g, gxp2170, cp-8841, d785.

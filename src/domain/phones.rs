@@ -508,6 +508,7 @@ pub async fn urls(store: &Store, cfg: &Config, svc: &PhoneService, mac: Mac) -> 
         Vendor::Grandstream => format!("cfg{}.xml", mac.lower()),
         Vendor::Cisco => format!("SEP{}.cnf.xml", mac.upper()),
         Vendor::Snom => format!("snom{}-{}.htm", row.model.to_ascii_uppercase(), mac.upper()),
+        Vendor::Gigaset => format!("{}.xml", mac.upper()),
     };
     let tftp = cfg.tftp.listen.clone();
     let dhcp = match vendor {
@@ -526,6 +527,10 @@ pub async fn urls(store: &Store, cfg: &Config, svc: &PhoneService, mac: Mac) -> 
         Vendor::Snom => vec![format!(
             "option 66 = \"{url}/\" (the phone appends {first_file})"
         )],
+        Vendor::Gigaset => vec![
+            format!("option 114 (url) = \"{url}/%MACD.xml\" (the base puts its MAC for %MACD: {first_file})"),
+            format!("or the base's provisioning server field: {url}/%MACD.xml"),
+        ],
     };
     Ok(PhoneUrls {
         mac: mac.lower(),
@@ -1301,7 +1306,10 @@ async fn serve(
             return Ok((Fetched::File(hit.1.clone()), mac, false));
         }
     }
-    let config = phone_config(store, &phone).await?;
+    let mut config = phone_config(store, &phone).await?;
+    if let FileRequest::GigasetMac(_) = &file {
+        config.version_ms = gigaset_stamp(store, &config, &file, &ctx).await?;
+    }
     let Some(mut rendered) = phones::render(&file, Some(&config), &ctx) else {
         return Ok((Fetched::NotFound, mac, false));
     };
@@ -1330,6 +1338,29 @@ async fn serve(
     Ok((Fetched::File(rendered), mac, false))
 }
 
+/// The `VERSION` stamp of a Gigaset file: the content rendered without a stamp is hashed;
+/// unchanged content keeps the stamp stored for it, changed content gets the time the
+/// configuration last changed (`config.version_ms`), at least a minute after the previous
+/// stamp ([`crate::store::Store::phone_file_stamp`]).
+async fn gigaset_stamp(
+    store: &Store,
+    config: &PhoneConfig,
+    file: &FileRequest,
+    ctx: &phones::Context,
+) -> Result<i64> {
+    use sha2::Digest;
+    let mut bare = config.clone();
+    bare.version_ms = 0;
+    let Some(r) = phones::render(file, Some(&bare), ctx) else {
+        return Ok(config.version_ms);
+    };
+    let digest = hex::encode(sha2::Sha256::digest(&r.bytes));
+    let (mac, candidate) = (config.mac.lower(), config.version_ms);
+    store
+        .run(move |s| s.phone_file_stamp(&mac, "gigaset", &digest, candidate))
+        .await
+}
+
 /// Everything the renderer needs about a phone: settings merged (model defaults, profile,
 /// phone) and its lines with their passwords.
 pub async fn phone_config(store: &Store, phone: &PhoneRow) -> Result<PhoneConfig> {
@@ -1349,6 +1380,11 @@ pub async fn phone_config(store: &Store, phone: &PhoneRow) -> Result<PhoneConfig
         })
         .await?;
     let mut settings = phones::models::defaults(vendor, &phone.model);
+    let version_ms = lines
+        .iter()
+        .map(|l| l.updated_at)
+        .chain(profile.as_ref().map(|p| p.updated_at))
+        .fold(phone.updated_at, i64::max);
     if let Some(p) = profile {
         let s: Settings = serde_json::from_str(&p.settings).unwrap_or_default();
         settings = settings.overlay(&s);
@@ -1397,6 +1433,7 @@ pub async fn phone_config(store: &Store, phone: &PhoneRow) -> Result<PhoneConfig
         model: phone.model.clone(),
         settings,
         lines,
+        version_ms,
     })
 }
 

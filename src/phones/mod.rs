@@ -10,12 +10,15 @@
 //! - [`grandstream`]: `cfg<mac>.xml`, `cfg<model>.xml`, `cfg.xml` (`gs_provision` XML with
 //!   P-values), optionally encrypted with [`opensslenc`];
 //! - [`cisco`]: `SEP<MAC>.cnf.xml`, `XMLDefault.cnf.xml`; CTL/ITL are "file not found";
-//! - [`snom`]: `snom<model>-<MAC>.htm` settings XML with `perm` flags.
+//! - [`snom`]: `snom<model>-<MAC>.htm` settings XML with `perm` flags;
+//! - [`gigaset`]: `<MAC>.xml`, a `ProviderFrame` for the IP-DECT bases (N510, C610, DE410
+//!   generation) or a `provisioning` parameter file for the N870 multicell system.
 //!
 //! [`files::parse`] maps a requested file name to what it is; [`render`] produces it.
 
 pub mod cisco;
 pub mod files;
+pub mod gigaset;
 pub mod grandstream;
 pub mod models;
 pub mod opensslenc;
@@ -124,6 +127,7 @@ pub enum Vendor {
     Grandstream,
     Cisco,
     Snom,
+    Gigaset,
 }
 
 impl Vendor {
@@ -133,6 +137,7 @@ impl Vendor {
         Vendor::Grandstream,
         Vendor::Cisco,
         Vendor::Snom,
+        Vendor::Gigaset,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -142,6 +147,7 @@ impl Vendor {
             Vendor::Grandstream => "grandstream",
             Vendor::Cisco => "cisco",
             Vendor::Snom => "snom",
+            Vendor::Gigaset => "gigaset",
         }
     }
 
@@ -161,6 +167,7 @@ impl Vendor {
             ("grandstream", Vendor::Grandstream),
             ("cisco", Vendor::Cisco),
             ("snom", Vendor::Snom),
+            ("gigaset", Vendor::Gigaset),
         ]
         .into_iter()
         .find(|(k, _)| ua.contains(k))
@@ -174,7 +181,7 @@ impl Vendor {
             Vendor::Grandstream => {
                 k.len() > 1 && k.starts_with('P') && k[1..].chars().all(|c| c.is_ascii_digit())
             }
-            Vendor::Polycom | Vendor::Yealink => k
+            Vendor::Polycom | Vendor::Yealink | Vendor::Gigaset => k
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.')),
             Vendor::Cisco | Vendor::Snom => {
@@ -306,7 +313,9 @@ impl Settings {
                 if !vendor.key_ok(k) {
                     let hint = match vendor {
                         Vendor::Grandstream => "P followed by digits, e.g. P30",
-                        Vendor::Polycom | Vendor::Yealink => "letters, digits, _ and .",
+                        Vendor::Polycom | Vendor::Yealink | Vendor::Gigaset => {
+                            "letters, digits, _ and ."
+                        }
                         Vendor::Cisco | Vendor::Snom => "letters, digits and _",
                     };
                     return Err((format!("vendor.{k}"), format!("not a {vendor} key: {hint}")));
@@ -393,6 +402,9 @@ pub struct PhoneConfig {
     pub model: String,
     pub settings: Settings,
     pub lines: Vec<Line>,
+    /// When the rendered content last changed (UTC ms): Gigaset's `VERSION` stamp. Never
+    /// the fetch time, so an unchanged phone gets the same stamp at every fetch.
+    pub version_ms: i64,
 }
 
 impl PhoneConfig {
@@ -587,6 +599,7 @@ pub fn render(req: &FileRequest, phone: Option<&PhoneConfig>, ctx: &Context) -> 
         (F::CiscoSep(_), Some(p)) if p.vendor == Vendor::Cisco => Some(cisco::sep(p, ctx)),
         (F::CiscoDefault, _) => cisco::xml_default(ctx),
         (F::SnomPhone(_, _), Some(p)) if p.vendor == Vendor::Snom => Some(snom::phone(p, ctx)),
+        (F::GigasetMac(_), Some(p)) if p.vendor == Vendor::Gigaset => Some(gigaset::phone(p, ctx)),
         _ => None,
     }
 }
@@ -648,6 +661,7 @@ pub(crate) mod testutil {
                     codecs: vec!["G722".into(), "PCMA".into()],
                 },
             ],
+            version_ms: 1_768_400_100_000,
         }
     }
 

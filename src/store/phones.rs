@@ -75,6 +75,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    phone_file_stamps (mac, file) {
+        mac -> Text,
+        file -> Text,
+        digest -> Text,
+        stamp -> BigInt,
+    }
+}
+
 /// A phone as stored; `token`, `file_password` and `digest_password` are opened (clear) once read through
 /// [`Store`].
 #[derive(Clone, PartialEq, Queryable, Selectable)]
@@ -575,9 +584,60 @@ impl Store {
             c.write_txn(|c| {
                 diesel::delete(phone_fetches::table.filter(phone_fetches::mac.eq(mac)))
                     .execute(c)?;
+                diesel::delete(phone_file_stamps::table.filter(phone_file_stamps::mac.eq(mac)))
+                    .execute(c)?;
                 let n = diesel::delete(phones::table.filter(phones::mac.eq(mac))).execute(c)?;
                 diesel::delete(devices::table.filter(devices::id.eq(&dev))).execute(c)?;
                 Ok(n == 1)
+            })
+        })
+    }
+
+    /// The stamp of a phone's file whose content (without the stamp) has SHA-256 `digest`:
+    /// the stored one when the content is unchanged; otherwise `candidate` (when the content
+    /// last changed) floored to its minute, but at least a minute after the stored stamp, so
+    /// stamps of one file only ever grow. One write transaction: nodes agree.
+    pub fn phone_file_stamp(
+        &self,
+        mac: &str,
+        file: &str,
+        digest: &str,
+        candidate: i64,
+    ) -> Result<i64> {
+        use phone_file_stamps::dsl as st;
+        with_conn!(self, |c| {
+            c.write_txn(|c| {
+                let old: Option<(String, i64)> = st::phone_file_stamps
+                    .filter(st::mac.eq(mac))
+                    .filter(st::file.eq(file))
+                    .select((st::digest, st::stamp))
+                    .first(c)
+                    .optional()?;
+                let minute = |ms: i64| ms - ms.rem_euclid(60_000);
+                let stamp = match &old {
+                    Some((d, stamp)) if d == digest => return Ok(*stamp),
+                    Some((_, stamp)) => minute(candidate).max(stamp.saturating_add(60_000)),
+                    None => minute(candidate),
+                };
+                if old.is_some() {
+                    diesel::update(
+                        st::phone_file_stamps
+                            .filter(st::mac.eq(mac))
+                            .filter(st::file.eq(file)),
+                    )
+                    .set((st::digest.eq(digest), st::stamp.eq(stamp)))
+                    .execute(c)?;
+                } else {
+                    diesel::insert_into(st::phone_file_stamps)
+                        .values((
+                            st::mac.eq(mac),
+                            st::file.eq(file),
+                            st::digest.eq(digest),
+                            st::stamp.eq(stamp),
+                        ))
+                        .execute(c)?;
+                }
+                Ok(stamp)
             })
         })
     }

@@ -31,6 +31,7 @@ battery!(
     digest_and_activation_codes_over_https,
     fetch_log_is_batched_and_kept_at_shutdown,
     fetch_log_flood_is_bounded_and_counted,
+    gigaset_bases_and_n870_over_http,
 );
 
 fn need(tool: &str) -> bool {
@@ -1144,4 +1145,150 @@ async fn fetch_log_flood_is_bounded_and_counted(b: Backend) {
         .await,
         11.0
     );
+}
+
+/// Gigaset: the base asks for `<MAC>.xml` (`%MACD`); the ProviderFrame's VERSION stays the
+/// same while nothing changes (the base skips a file whose VERSION it applied) and grows
+/// with a line change; the N870 gets its `provisioning` file; an unknown MAC through the
+/// site URL is refused.
+async fn gigaset_bases_and_n870_over_http(b: Backend) {
+    if !need("curl") {
+        return;
+    }
+    let site = "site-gigaset-0123456789";
+    let clock = TestClock::new(T0);
+    let db = std::sync::Arc::new(
+        tokio::task::spawn_blocking(move || TestDb::new(b))
+            .await
+            .unwrap(),
+    );
+    let app = TestApp::spawn_clocked(db, None, clock.as_clock(), |c| {
+        c.phones.site_token = Some(ferroacs::config::Secret(site.into()));
+        c.phones.max_failed_fetches = 50;
+    })
+    .await;
+    let api = Api::new(&app, "operator").await;
+    add_phone(&api, "7C:2F:80:AA:BB:01", "gigaset", "N510", json!({})).await;
+    add_line(&api, "7c2f80aabb01", 1, "4001", SECRET).await;
+    add_line(&api, "7c2f80aabb01", 2, "4002", "second-line-pw-2").await;
+    let urls = api.get("/api/v1/phones/7c2f80aabb01/url").await;
+    assert_eq!(urls["first_file"], "7C2F80AABB01.xml", "{urls}");
+    assert!(
+        urls["dhcp"][0].as_str().unwrap().contains("option 114")
+            && urls["dhcp"][0].as_str().unwrap().contains("/%MACD.xml"),
+        "{urls}"
+    );
+    let url = url_of(&api, "7c2f80aabb01").await;
+    let file = format!("{url}/7C2F80AABB01.xml");
+    let ua = "Gigaset N510 IP PRO/42.250.00.000.000;7C2F80AABB01";
+    let version = |body: &[u8]| -> String {
+        let text = String::from_utf8_lossy(body);
+        let i = text.find("<VERSION value=\"").expect("VERSION") + 16;
+        text[i..i + 10].to_string()
+    };
+    let (s, first) = curl(&["-A", ua, &file]);
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&first));
+    xmllint(&first);
+    let text = String::from_utf8(first.clone()).unwrap();
+    assert!(
+        text.contains("<MAC_ADDRESS value=\"7C2F80AABB01\"/>"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "<S_SIP_PASSWORD_1 class=\"string\" value=\"{SECRET}\"/>"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("<S_SIP_USER_ID_2 class=\"string\" value=\"4002\"/>"));
+    assert!(text.contains("<I_SIP_SERVER_PORT_1 class=\"integer\" value=\"5060\"/>"));
+    // The stamp is when the configuration changed (T0 = 2027-01-15 08:00 UTC), not now.
+    assert_eq!(version(&first), "1501270800");
+    // Later fetches of the unchanged phone: the same VERSION, the same bytes.
+    clock.advance_ms(3_600_000);
+    let (s, again) = curl(&["-A", ua, &file]);
+    assert_eq!(s, 200);
+    assert_eq!(version(&again), version(&first));
+    assert_eq!(again, first);
+    // A line change, seconds later: a newer VERSION (a whole minute later at least).
+    clock.advance_ms(5_000);
+    add_line(&api, "7c2f80aabb01", 2, "4002", "changed-line-pw-3").await;
+    let (s, changed) = curl(&["-A", ua, &file]);
+    assert_eq!(s, 200);
+    xmllint(&changed);
+    assert!(String::from_utf8_lossy(&changed).contains("changed-line-pw-3"));
+    assert_eq!(version(&changed), "1501270900");
+    // Two changes in the same minute still give two stamps.
+    add_line(&api, "7c2f80aabb01", 2, "4002", "changed-line-pw-4").await;
+    let (_, twice) = curl(&["-A", ua, &file]);
+    assert_eq!(version(&twice), "1501270901");
+    let (_, same) = curl(&[&file]);
+    assert_eq!(version(&same), "1501270901");
+    // Another MAC's file through this phone's token: 404, no password.
+    let (s, body) = curl(&[&format!("{url}/7C2F80AABB02.xml")]);
+    assert_eq!(s, 404);
+    assert!(!String::from_utf8_lossy(&body).contains(SECRET));
+    // An unknown MAC through the site URL (phones.unknown_phones = reject): 404, nothing made.
+    let (s, _) = curl(&[&format!(
+        "http://{}/prov/{site}/7C2F80CCDD99.xml",
+        app.cwmp_addr()
+    )]);
+    assert_eq!(s, 404);
+    let (s, _) = api
+        .call(Method::GET, "/api/v1/phones/7c2f80ccdd99", None)
+        .await;
+    assert_eq!(s, 404);
+    // The known one through the site URL: its file.
+    let (s, body) = curl(&[&format!(
+        "http://{}/prov/{site}/7C2F80AABB01.xml",
+        app.cwmp_addr()
+    )]);
+    assert_eq!(s, 200);
+    assert_eq!(version(&body), "1501270901");
+    // The fetch log shows the fetches, never a password.
+    let f = api.get("/api/v1/phones/7c2f80aabb01/fetches").await;
+    assert_eq!(f["items"][0]["file"], "7C2F80AABB01.xml", "{f}");
+    assert!(!f.to_string().contains(SECRET) && !f.to_string().contains("changed-line-pw"));
+
+    // N870 multicell: one account per handset in a provisioning file.
+    add_phone(&api, "7c2f80aabb10", "gigaset", "n870", json!({})).await;
+    for n in 1..=3 {
+        add_line(
+            &api,
+            "7c2f80aabb10",
+            n,
+            &format!("50{n:02}"),
+            &format!("handset-pw-{n}"),
+        )
+        .await;
+    }
+    let url = url_of(&api, "7c2f80aabb10").await;
+    let (s, body) = curl(&[&format!("{url}/7C2F80AABB10.xml")]);
+    assert_eq!(s, 200);
+    xmllint(&body);
+    let text = String::from_utf8(body).unwrap();
+    assert!(
+        text.contains("<provisioning version=\"1.1\" productID=\"n870\">"),
+        "{text}"
+    );
+    for i in 0..3 {
+        assert!(
+            text.contains(&format!(
+                "<param name=\"SIP.Account.{i}.AuthName\" value=\"50{:02}\"/>",
+                i + 1
+            )),
+            "{text}"
+        );
+        assert!(text.contains(&format!("value=\"handset-pw-{}\"", i + 1)));
+    }
+    // A vendor key of the wrong shape is refused with the field named.
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            "/api/v1/phones/7c2f80aabb10",
+            Some(json!({"vendor": "gigaset", "model": "n870",
+                "settings": {"vendor": {"S_X\"/><evil": "1"}}})),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
 }

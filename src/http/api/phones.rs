@@ -216,8 +216,7 @@ pub(super) fn schemas(put: &mut impl FnMut(&str, Value)) {
     let i = || json!({"type": "integer", "format": "int64"});
     let ni = || json!({"type": "integer", "format": "int64", "nullable": true});
     let obj = |props: Value| json!({"type": "object", "properties": props});
-    let vendor =
-        json!({"type": "string", "enum": ["polycom", "yealink", "grandstream", "cisco", "snom"]});
+    let vendor = json!({"type": "string", "enum": ["polycom", "yealink", "grandstream", "cisco", "snom", "gigaset"]});
     put(
         "PhoneSettings",
         obj(json!({
