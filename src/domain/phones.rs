@@ -1022,9 +1022,27 @@ async fn find_phone(
         let m = mac.lower();
         store.run(move |s| s.get_phone(&m)).await
     };
-    let own = |phone: PhoneRow| match named {
-        Some(m) if m.lower() != phone.mac => Found::Refused(Fetched::NotFound),
-        _ => Found::Phone(Box::new(phone)),
+    let own = |phone: PhoneRow| {
+        // The MAC the file names, and the one a Gigaset base's User-Agent names.
+        let ua_mac = (phone.vendor == Vendor::Gigaset.as_str())
+            .then(|| phones::mac_from_user_agent(&req.user_agent))
+            .flatten();
+        match named
+            .into_iter()
+            .chain(ua_mac)
+            .find(|m| m.lower() != phone.mac)
+        {
+            Some(other) => {
+                tracing::warn!(
+                    phone = %phone.mac,
+                    presented_mac = %other,
+                    source = %req.source,
+                    "another MAC presented this phone's credentials: refused (a phone is bound to its MAC)"
+                );
+                Found::Refused(Fetched::NotFound)
+            }
+            None => Found::Phone(Box::new(phone)),
+        }
     };
     let site = match &req.access {
         Access::Network => true,
@@ -1043,6 +1061,12 @@ async fn find_phone(
             }
             if is_activation_code(t) {
                 return Ok(match activated_phone(store, cfg, req, t).await? {
+                    Some(phone) => own(phone),
+                    None => Found::Refused(Fetched::NotFound),
+                });
+            }
+            if let Some(g) = GigasetCode::parse(t) {
+                return Ok(match gigaset_activated_phone(store, cfg, req, &g).await? {
                     Some(phone) => own(phone),
                     None => Found::Refused(Fetched::NotFound),
                 });
@@ -1187,6 +1211,88 @@ async fn activated_phone(
     }
 }
 
+/// The longest Gigaset activation code.
+pub const GIGASET_CODE_MAX: usize = 32;
+
+/// A Gigaset activation code as typed on the base: `<provider id>#<code>[#<password>]`, at
+/// most 32 characters; `code` is a ferroacs activation code, `password` the phone's Digest
+/// password (required when it has one). `%23` stands for `#` when a client left it encoded.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GigasetCode {
+    pub provider: String,
+    pub code: String,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for GigasetCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GigasetCode")
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GigasetCode {
+    /// `None` for anything that is not one (too long, no `#`, not 12 digits after the id).
+    pub fn parse(token: &str) -> Option<GigasetCode> {
+        let t = token.replace("%23", "#");
+        if t.len() > GIGASET_CODE_MAX || !t.contains('#') {
+            return None;
+        }
+        let mut parts = t.splitn(3, '#');
+        let provider = parts.next()?.to_string();
+        let code = parts.next()?.to_string();
+        let password = parts.next().map(str::to_string);
+        if provider.is_empty() || !is_activation_code(&code) {
+            return None;
+        }
+        if password.as_deref().is_some_and(str::is_empty) {
+            return None;
+        }
+        Some(GigasetCode {
+            provider,
+            code,
+            password,
+        })
+    }
+}
+
+/// The phone a Gigaset activation code opens: the provider id is `phones.gigaset_provider_id`,
+/// the code opens a Gigaset phone (as [`activated_phone`] decides), and the password is that
+/// phone's Digest password when it has one (none may be given when it has none).
+async fn gigaset_activated_phone(
+    store: &Store,
+    cfg: &Config,
+    req: &FetchRequest,
+    g: &GigasetCode,
+) -> Result<Option<PhoneRow>> {
+    let Some(provider) = cfg.phones.gigaset_provider_id.as_deref() else {
+        return Ok(None);
+    };
+    if !provider.eq_ignore_ascii_case(&g.provider) {
+        return Ok(None);
+    }
+    let c = g.code.clone();
+    let Some(phone) = store.run(move |s| s.phone_by_activation_code(&c)).await? else {
+        return Ok(None);
+    };
+    if phone.vendor != Vendor::Gigaset.as_str() {
+        return Ok(None);
+    }
+    let password_ok = match (phone.digest_password.as_deref(), g.password.as_deref()) {
+        (None, None) => true,
+        (Some(want), Some(got)) => {
+            crate::auth::password::constant_time_eq(want.as_bytes(), got.as_bytes())
+        }
+        _ => false,
+    };
+    if !password_ok {
+        tracing::warn!(phone = %phone.mac, source = %req.source, "Gigaset activation code with a wrong or missing password");
+        return Ok(None);
+    }
+    activated_phone(store, cfg, req, &g.code).await
+}
+
 /// A new activation code, shown once.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ActivationCode {
@@ -1196,6 +1302,13 @@ pub struct ActivationCode {
     pub url: String,
     /// Until when it can be used the first time (ms since the epoch).
     pub expires_at: i64,
+    /// Gigaset phones, with `phones.gigaset_provider_id`: the code to type on the base,
+    /// `<provider id>#<code>` (append `#<Digest password>` when the phone has Digest
+    /// credentials), and the URL it opens (`#` encoded as `%23`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gigaset_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gigaset_url: Option<String>,
 }
 
 /// Give a phone a new one-time activation code (any earlier one stops working).
@@ -1216,15 +1329,28 @@ pub async fn new_activation_code(
             .saturating_mul(1000),
     );
     let (m, c) = (mac.lower(), code.clone());
-    if !store
-        .run(move |s| s.set_phone_activation(&m, &c, expires_at))
+    let vendor = store
+        .run(move |s| {
+            let Some(p) = s.get_phone(&m)? else {
+                return Ok(None);
+            };
+            Ok(s.set_phone_activation(&m, &c, expires_at)?
+                .then_some(p.vendor))
+        })
         .await?
-    {
-        return Err(Error::not_found(format!("phone {mac}")));
-    }
+        .ok_or_else(|| Error::not_found(format!("phone {mac}")))?;
+    let base = public_base(cfg, svc);
+    let gigaset_code = (vendor == Vendor::Gigaset.as_str())
+        .then_some(cfg.phones.gigaset_provider_id.as_deref())
+        .flatten()
+        .map(|p| format!("{p}#{code}"));
     Ok(ActivationCode {
         mac: mac.lower(),
-        url: format!("{}{PREFIX}/{code}", public_base(cfg, svc)),
+        url: format!("{base}{PREFIX}/{code}"),
+        gigaset_url: gigaset_code
+            .as_ref()
+            .map(|g| format!("{base}{PREFIX}/{}/%MACD.xml", g.replace('#', "%23"))),
+        gigaset_code,
         code,
         expires_at,
     })

@@ -511,6 +511,20 @@ pub fn firmware_from_user_agent(ua: &str) -> Option<String> {
     None
 }
 
+/// The MAC a User-Agent names as one of its words (`…;7C2F80AABBCC`, `00:15:65:aa:bb:cc`):
+/// 12 hex digits, or six pairs separated by `:` or `-`.
+pub fn mac_from_user_agent(ua: &str) -> Option<Mac> {
+    ua.split(|c: char| c.is_whitespace() || matches!(c, ';' | '/' | '(' | ')' | ','))
+        .find_map(|w| {
+            let hex = w.len() == 12 && w.chars().all(|c| c.is_ascii_hexdigit());
+            let pairs = w.len() == 17
+                && w.split([':', '-']).count() == 6
+                && w.split([':', '-'])
+                    .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()));
+            (hex || pairs).then(|| Mac::parse(w).ok()).flatten()
+        })
+}
+
 /// A rendered file.
 #[derive(Clone, PartialEq)]
 pub struct Rendered {
@@ -862,6 +876,21 @@ mod tests {
         ] {
             assert_eq!(firmware_from_user_agent(ua).as_deref(), v, "{ua}");
         }
+    }
+
+    #[test]
+    fn macs_in_user_agents() {
+        let m = |s: &str| mac_from_user_agent(s).map(|m| m.lower());
+        assert_eq!(
+            m("Gigaset N510 IP PRO/42.250.00.000.000;7C2F80AABBCC").as_deref(),
+            Some("7c2f80aabbcc")
+        );
+        assert_eq!(
+            m("Yealink SIP-T46G 28.83.0.50 00:15:65:aa:bb:cc").as_deref(),
+            Some("001565aabbcc")
+        );
+        assert_eq!(m("curl/8.5.0"), None);
+        assert_eq!(m("Cisco-CP8841/12.8.1"), None);
     }
 
     #[test]

@@ -32,6 +32,7 @@ battery!(
     fetch_log_is_batched_and_kept_at_shutdown,
     fetch_log_flood_is_bounded_and_counted,
     gigaset_bases_and_n870_over_http,
+    gigaset_activation_codes_and_mac_binding,
 );
 
 fn need(tool: &str) -> bool {
@@ -1291,4 +1292,209 @@ async fn gigaset_bases_and_n870_over_http(b: Backend) {
         )
         .await;
     assert_eq!(s, 400, "{v}");
+}
+
+/// Everything the process logs (every test of this binary), captured from the first call on.
+fn log_capture() -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    use std::sync::{Arc, Mutex, OnceLock};
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Capture {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let mut v = self.0.lock().unwrap();
+            if v.len() < 64 << 20 {
+                v.extend_from_slice(b);
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let b2 = buf.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || Capture(b2.clone()))
+            .try_init();
+        buf
+    })
+    .clone()
+}
+
+/// Gigaset activation codes (`<provider id>#<code>[#<Digest password>]`, at most 32
+/// characters) over curl; a base is bound to its MAC: another MAC presenting its code or
+/// credentials (in the file name or the User-Agent) is refused and logged; wrong codes are
+/// rate limited; no password reaches the log.
+async fn gigaset_activation_codes_and_mac_binding(b: Backend) {
+    if !need("curl") {
+        return;
+    }
+    let logs = log_capture();
+    let clock = TestClock::new(T0);
+    let db = std::sync::Arc::new(
+        tokio::task::spawn_blocking(move || TestDb::new(b))
+            .await
+            .unwrap(),
+    );
+    let app = TestApp::spawn_clocked(db, None, clock.as_clock(), |c| {
+        c.phones.gigaset_provider_id = Some("gs1".into());
+        c.phones.max_failed_fetches = 8;
+    })
+    .await;
+    let base = format!("http://{}/prov", app.cwmp_addr());
+    let api = Api::new(&app, "operator").await;
+    add_phone(&api, "7c2f80aabb21", "gigaset", "n510", json!({})).await;
+    add_phone(
+        &api,
+        "7c2f80aabb22",
+        "gigaset",
+        "c610",
+        json!({"digest_user": "base-22", "digest_password": DIGEST_PW}),
+    )
+    .await;
+    add_line(&api, "7c2f80aabb21", 1, "6021", SECRET).await;
+    add_line(&api, "7c2f80aabb22", 1, "6022", "base22-line-pw-9").await;
+    let ua = |mac: &str| format!("Gigaset N510 IP PRO/42.250.00.000.000;{mac}");
+
+    // A code for the first base: the Gigaset form and the %MACD URL it opens.
+    let (s, code) = api
+        .call(
+            Method::POST,
+            "/api/v1/phones/7c2f80aabb21/activation_code",
+            None,
+        )
+        .await;
+    assert_eq!(s, 201, "{code}");
+    let c = code["code"].as_str().unwrap().to_string();
+    let g = code["gigaset_code"].as_str().unwrap().to_string();
+    assert_eq!(g, format!("gs1#{c}"));
+    assert!(g.len() <= 32);
+    assert!(
+        code["gigaset_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/prov/gs1%23{c}/%MACD.xml")),
+        "{code}"
+    );
+    let own = format!("{base}/gs1%23{c}/7C2F80AABB21.xml");
+    // Another MAC presenting the code first (its own file name): refused, the code unused.
+    let (s, body) = curl(&[
+        "-A",
+        &ua("7C2F80AABB99"),
+        &format!("{base}/gs1%23{c}/7C2F80AABB99.xml"),
+    ]);
+    assert_eq!(s, 404);
+    assert!(!String::from_utf8_lossy(&body).contains(SECRET));
+    // The base itself: its file.
+    let (s, body) = curl(&["-A", &ua("7C2F80AABB21"), &own]);
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
+    xmllint(&body);
+    assert!(String::from_utf8_lossy(&body).contains(SECRET));
+    // Afterwards another MAC with the same code: by file name or by User-Agent, refused.
+    let (s, _) = curl(&["-A", &ua("7C2F80AABB99"), &own]);
+    assert_eq!(s, 404);
+    let (s, _) = curl(&[&format!("{base}/gs1%23{c}/7C2F80AABB22.xml")]);
+    assert_eq!(s, 404);
+    // A wrong provider id, and the code with a password the phone does not have: refused.
+    let (s, _) = curl(&[
+        "-A",
+        &ua("7C2F80AABB21"),
+        &format!("{base}/xx%23{c}/7C2F80AABB21.xml"),
+    ]);
+    assert_eq!(s, 404);
+    let (s, _) = curl(&[
+        "-A",
+        &ua("7C2F80AABB21"),
+        &format!("{base}/gs1%23{c}%23pw/7C2F80AABB21.xml"),
+    ]);
+    assert_eq!(s, 404);
+
+    // The base with Digest credentials: its code needs its Digest password as third part.
+    clock.advance_ms(61_000);
+    let (_, code) = api
+        .call(
+            Method::POST,
+            "/api/v1/phones/7c2f80aabb22/activation_code",
+            None,
+        )
+        .await;
+    let c2 = code["code"].as_str().unwrap().to_string();
+    let file22 = |token: &str| format!("{base}/{token}/7C2F80AABB22.xml");
+    let (s, _) = curl(&["-A", &ua("7C2F80AABB22"), &file22(&format!("gs1%23{c2}"))]);
+    assert_eq!(s, 404);
+    let (s, _) = curl(&[
+        "-A",
+        &ua("7C2F80AABB22"),
+        &file22(&format!("gs1%23{c2}%23wrong-password")),
+    ]);
+    assert_eq!(s, 404);
+    let full = format!("gs1#{c2}#{DIGEST_PW}");
+    assert!(full.len() <= 32, "{full}");
+    let (s, body) = curl(&[
+        "-A",
+        &ua("7C2F80AABB22"),
+        &file22(&full.replace('#', "%23")),
+    ]);
+    assert_eq!(s, 200);
+    assert!(String::from_utf8_lossy(&body).contains("base22-line-pw-9"));
+    // Its Digest credentials: its own file; another MAC presenting them is refused.
+    let right = format!("base-22:{DIGEST_PW}");
+    let (s, _) = curl(&[
+        "--digest",
+        "-u",
+        &right,
+        "-A",
+        &ua("7C2F80AABB22"),
+        &format!("{base}/auth/7C2F80AABB22.xml"),
+    ]);
+    assert_eq!(s, 200);
+    let (s, _) = curl(&[
+        "--digest",
+        "-u",
+        &right,
+        "-A",
+        &ua("7C2F80AABB77"),
+        &format!("{base}/auth/7C2F80AABB22.xml"),
+    ]);
+    assert_eq!(s, 404);
+    let (s, _) = curl(&[
+        "--digest",
+        "-u",
+        &right,
+        &format!("{base}/auth/7C2F80AABB21.xml"),
+    ]);
+    assert_eq!(s, 404);
+
+    // Guessing Gigaset codes: past phones.max_failed_fetches (8) in a minute, 429.
+    clock.advance_ms(61_000);
+    let mut statuses = Vec::new();
+    for n in 0..12u64 {
+        let (s, _) = curl(&[&file22(&format!("gs1%23{:012}", 500_000_000_000 + n))]);
+        statuses.push(s);
+    }
+    assert_eq!(&statuses[..8], &[404; 8], "{statuses:?}");
+    assert!(statuses[8..].iter().all(|s| *s == 429), "{statuses:?}");
+    // An oversized token is not a code: refused the same way.
+    let (s, _) = curl(&[&file22(&format!("gs1%23{c2}%23{}", "x".repeat(40)))]);
+    assert_eq!(s, 429);
+
+    // The refusals are logged with the MACs; no password, code or Digest password is.
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).to_string();
+    assert!(
+        text.contains("another MAC presented this phone's credentials")
+            && text.contains("7c2f80aabb99"),
+        "the refusal is logged"
+    );
+    for secret in [
+        SECRET,
+        "base22-line-pw-9",
+        DIGEST_PW,
+        c.as_str(),
+        c2.as_str(),
+    ] {
+        assert!(!text.contains(secret), "{secret} in the log");
+    }
 }

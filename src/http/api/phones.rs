@@ -273,7 +273,9 @@ pub(super) fn schemas(put: &mut impl FnMut(&str, Value)) {
     );
     put(
         "PhoneActivationCode",
-        obj(json!({"mac": s(), "code": s(), "url": s(), "expires_at": i()})),
+        obj(
+            json!({"mac": s(), "code": s(), "url": s(), "expires_at": i(), "gigaset_code": s(), "gigaset_url": s()}),
+        ),
     );
     put(
         "PhoneResync",
