@@ -31,7 +31,7 @@ use crate::domain::lines::LineView;
 use crate::domain::phone_fetchlog::FetchLog;
 use crate::error::{Error, Result};
 use crate::phones::{self, FileRequest, Mac, PhoneConfig, Rendered, Settings, Vendor};
-use crate::store::phones::{FetchRow, NewFetch, NewPhone, PhoneRow, ProfileRow};
+use crate::store::phones::{FetchRow, ModelFirmwareRow, NewFetch, NewPhone, PhoneRow, ProfileRow};
 use crate::store::Store;
 
 /// The device id of a phone (`phone:<mac>`): its lines are that device's lines.
@@ -579,6 +579,139 @@ pub async fn delete_profile(store: &Store, name: &str) -> Result<()> {
     }
 }
 
+/// The API body of `PUT /phone_models/{vendor}/{model}/firmware`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelFirmwareInput {
+    /// A file of the file store (`POST /api/v1/files`).
+    pub file_id: String,
+    /// Default: the file's own version.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// A model's firmware as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelFirmwareView {
+    pub vendor: String,
+    pub model: String,
+    pub file_id: String,
+    /// The file's name in the file store (None when it was deleted since).
+    pub file_name: Option<String>,
+    pub version: String,
+    pub updated_at: i64,
+}
+
+fn vendor_model(vendor: &str, model: &str) -> Result<(Vendor, String)> {
+    let v = Vendor::parse(vendor).ok_or_else(|| {
+        Error::invalid(
+            "vendor",
+            format!(
+                "{vendor:?} is not one of {}",
+                Vendor::ALL
+                    .iter()
+                    .map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    })?;
+    let model = model.trim().to_ascii_lowercase();
+    phones::models::check_model(&model).map_err(|e| Error::invalid("model", e))?;
+    Ok((v, model))
+}
+
+/// Give every phone of a model a firmware file of the file store (its profile and its own
+/// settings still override). Returns the view and whether the model had none.
+pub async fn put_model_firmware(
+    store: &Store,
+    vendor: &str,
+    model: &str,
+    input: ModelFirmwareInput,
+    now: i64,
+) -> Result<(ModelFirmwareView, bool)> {
+    let (vendor, model) = vendor_model(vendor, model)?;
+    let id = input.file_id.trim().to_string();
+    if id.is_empty() || id.len() > 128 {
+        return Err(Error::invalid(
+            "file_id",
+            "give the id of an uploaded file (POST /api/v1/files)",
+        ));
+    }
+    let id2 = id.clone();
+    let file = store.run(move |s| s.get_file(&id2)).await?.ok_or_else(|| {
+        Error::invalid(
+            "file_id",
+            format!("no file {id}; upload it first (POST /api/v1/files)"),
+        )
+    })?;
+    let version = input
+        .version
+        .clone()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| file.version.clone());
+    if version.is_empty() {
+        return Err(Error::invalid(
+            "version",
+            "the file has no version: give one (e.g. \"42.250.00\")",
+        ));
+    }
+    if version.len() > 64 || version.chars().any(|c| c.is_control()) {
+        return Err(Error::invalid("version", "at most 64 printable characters"));
+    }
+    let row = ModelFirmwareRow {
+        vendor: vendor.as_str().to_string(),
+        model,
+        file_id: file.id.clone(),
+        version,
+        updated_at: now,
+    };
+    let r2 = row.clone();
+    let created = store.run(move |s| s.put_model_firmware(&r2)).await?;
+    Ok((
+        ModelFirmwareView {
+            vendor: row.vendor,
+            model: row.model,
+            file_id: row.file_id,
+            file_name: Some(file.name),
+            version: row.version,
+            updated_at: row.updated_at,
+        },
+        created,
+    ))
+}
+
+pub async fn list_model_firmware(store: &Store) -> Result<Vec<ModelFirmwareView>> {
+    store
+        .run(|s| {
+            let rows = s.list_model_firmware()?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let file_name = s.get_file(&r.file_id)?.map(|f| f.name);
+                out.push(ModelFirmwareView {
+                    vendor: r.vendor,
+                    model: r.model,
+                    file_id: r.file_id,
+                    file_name,
+                    version: r.version,
+                    updated_at: r.updated_at,
+                });
+            }
+            Ok(out)
+        })
+        .await
+}
+
+pub async fn delete_model_firmware(store: &Store, vendor: &str, model: &str) -> Result<()> {
+    let (vendor, model) = vendor_model(vendor, model)?;
+    let (v, m) = (vendor.as_str().to_string(), model.clone());
+    if store.run(move |s| s.delete_model_firmware(&v, &m)).await? {
+        Ok(())
+    } else {
+        Err(Error::not_found(format!("firmware of {vendor} {model}")))
+    }
+}
+
 /// One rejected CSV row of a phone import.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PhoneRowError {
@@ -740,7 +873,12 @@ pub struct PhoneService {
     cwmp_addr: Option<std::net::SocketAddr>,
     nonces: NonceIssuer,
     nonce_counts: Mutex<NonceCounts>,
+    /// Signs the URLs of model firmware files (None: unsigned `/files/<id>` URLs).
+    signer: Option<crate::domain::files::UrlSigner>,
 }
+
+/// How long a model firmware URL in a phone's file stays valid after the reference changed.
+const FIRMWARE_URL_SECS: i64 = 10 * 365 * 24 * 3600;
 
 impl Default for PhoneService {
     fn default() -> PhoneService {
@@ -785,7 +923,14 @@ impl PhoneService {
             cwmp_addr,
             nonces: NonceIssuer::new(nonce_secret, NONCE_TTL_MS),
             nonce_counts: Mutex::new(NonceCounts::default()),
+            signer: None,
         }
+    }
+
+    /// Sign model firmware URLs with the file server's signer.
+    pub fn with_signer(mut self, signer: crate::domain::files::UrlSigner) -> PhoneService {
+        self.signer = Some(signer);
+        self
     }
 
     /// Hold at most `rows` fetches in memory for the fetch log (`phones.fetch_log_buffer`).
@@ -1432,7 +1577,33 @@ async fn serve(
             return Ok((Fetched::File(hit.1.clone()), mac, false));
         }
     }
-    let mut config = phone_config(store, &phone).await?;
+    let files_base = cfg
+        .files
+        .public_url
+        .as_ref()
+        .map(|u| u.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| match req.base_url.find(PREFIX) {
+            Some(i) => req.base_url[..i].to_string(),
+            None => req.base_url.clone(),
+        });
+    let signer = svc.signer.clone();
+    let fw_url = move |file_id: &str, device: &str, since_ms: i64| -> String {
+        match &signer {
+            // Valid for ten years from the reference's change: the URL, and so the file's
+            // content, stays the same while the reference does.
+            Some(sg) => sg.download_url(
+                &files_base,
+                file_id,
+                device,
+                since_ms / 1000 + FIRMWARE_URL_SECS,
+            ),
+            None => format!(
+                "{files_base}/files/{}",
+                crate::domain::files::url_encode(file_id)
+            ),
+        }
+    };
+    let mut config = phone_config(store, &phone, &fw_url).await?;
     if let FileRequest::GigasetMac(_) = &file {
         config.version_ms = gigaset_stamp(store, &config, &file, &ctx).await?;
     }
@@ -1489,27 +1660,43 @@ async fn gigaset_stamp(
 
 /// Everything the renderer needs about a phone: settings merged (model defaults, profile,
 /// phone) and its lines with their passwords.
-pub async fn phone_config(store: &Store, phone: &PhoneRow) -> Result<PhoneConfig> {
+///
+/// `fw_url(file id, device id, reference time)` makes the URL of the model's firmware file.
+pub async fn phone_config(
+    store: &Store,
+    phone: &PhoneRow,
+    fw_url: &(dyn Fn(&str, &str, i64) -> String + Send + Sync),
+) -> Result<PhoneConfig> {
     let vendor = Vendor::parse(&phone.vendor).ok_or_else(|| {
         Error::internal(format!("phone {} has vendor {:?}", phone.mac, phone.vendor))
     })?;
     let mac = Mac::parse(&phone.mac).map_err(Error::internal)?;
     let (dev, prof) = (phone.device_id.clone(), phone.profile.clone());
-    let (lines, profile) = store
+    let (v, m) = (phone.vendor.clone(), phone.model.clone());
+    let (lines, profile, firmware) = store
         .run(move |s| {
             let lines = s.device_lines(&dev)?;
             let profile = match prof {
                 Some(p) => s.get_phone_profile(&p)?,
                 None => None,
             };
-            Ok((lines, profile))
+            let firmware = match s.model_firmware(&v, &m)? {
+                Some(f) if s.get_file(&f.file_id)?.is_some() => Some(f),
+                _ => None,
+            };
+            Ok((lines, profile, firmware))
         })
         .await?;
     let mut settings = phones::models::defaults(vendor, &phone.model);
+    if let Some(f) = &firmware {
+        settings.firmware_file = Some(fw_url(&f.file_id, &phone.device_id, f.updated_at));
+        settings.firmware_version = Some(f.version.clone());
+    }
     let version_ms = lines
         .iter()
         .map(|l| l.updated_at)
         .chain(profile.as_ref().map(|p| p.updated_at))
+        .chain(firmware.as_ref().map(|f| f.updated_at))
         .fold(phone.updated_at, i64::max);
     if let Some(p) = profile {
         let s: Settings = serde_json::from_str(&p.settings).unwrap_or_default();

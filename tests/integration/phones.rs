@@ -33,6 +33,7 @@ battery!(
     fetch_log_flood_is_bounded_and_counted,
     gigaset_bases_and_n870_over_http,
     gigaset_activation_codes_and_mac_binding,
+    model_firmware_goes_into_phone_files,
 );
 
 fn need(tool: &str) -> bool {
@@ -1294,36 +1295,6 @@ async fn gigaset_bases_and_n870_over_http(b: Backend) {
     assert_eq!(s, 400, "{v}");
 }
 
-/// Everything the process logs (every test of this binary), captured from the first call on.
-fn log_capture() -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
-    use std::sync::{Arc, Mutex, OnceLock};
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Capture {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            let mut v = self.0.lock().unwrap();
-            if v.len() < 64 << 20 {
-                v.extend_from_slice(b);
-            }
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let b2 = buf.clone();
-        let _ = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || Capture(b2.clone()))
-            .try_init();
-        buf
-    })
-    .clone()
-}
-
 /// Gigaset activation codes (`<provider id>#<code>[#<Digest password>]`, at most 32
 /// characters) over curl; a base is bound to its MAC: another MAC presenting its code or
 /// credentials (in the file name or the User-Agent) is refused and logged; wrong codes are
@@ -1332,7 +1303,6 @@ async fn gigaset_activation_codes_and_mac_binding(b: Backend) {
     if !need("curl") {
         return;
     }
-    let logs = log_capture();
     let clock = TestClock::new(T0);
     let db = std::sync::Arc::new(
         tokio::task::spawn_blocking(move || TestDb::new(b))
@@ -1482,7 +1452,7 @@ async fn gigaset_activation_codes_and_mac_binding(b: Backend) {
     assert_eq!(s, 429);
 
     // The refusals are logged with the MACs; no password, code or Digest password is.
-    let text = String::from_utf8_lossy(&logs.lock().unwrap()).to_string();
+    let text = crate::support::captured_logs();
     assert!(
         text.contains("another MAC presented this phone's credentials")
             && text.contains("7c2f80aabb99"),
@@ -1497,4 +1467,184 @@ async fn gigaset_activation_codes_and_mac_binding(b: Backend) {
     ] {
         assert!(!text.contains(secret), "{secret} in the log");
     }
+}
+
+async fn upload_firmware(api: &Api, name: &str, version: &str, body: &str) -> String {
+    let res = api
+        .http
+        .post(format!(
+            "{}/api/v1/files?name={name}&file_type=1%20Firmware%20Upgrade%20Image&version={version}",
+            api.base
+        ))
+        .bearer_auth(&api.token)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let v: Value = res.json().await.unwrap();
+    v["id"].as_str().unwrap().to_string()
+}
+
+/// The value of `<NAME class="…" value="…"/>` in a ProviderFrame, unescaped.
+fn frame_value(text: &str, name: &str) -> Option<String> {
+    let i = text.find(&format!("<{name} "))?;
+    let rest = &text[i..];
+    let j = rest.find("value=\"")? + 7;
+    let k = rest[j..].find('"')?;
+    Some(rest[j..j + k].replace("&amp;", "&"))
+}
+
+/// A firmware file of the file store per model: the phones' files carry its URL (which
+/// serves the file) and version; a profile or the phone's settings override it; changing it
+/// changes a Gigaset file's VERSION; only operators set it; bad references are refused.
+async fn model_firmware_goes_into_phone_files(b: Backend) {
+    if !need("curl") {
+        return;
+    }
+    let clock = TestClock::new(T0);
+    let db = std::sync::Arc::new(
+        tokio::task::spawn_blocking(move || TestDb::new(b))
+            .await
+            .unwrap(),
+    );
+    let app = TestApp::spawn_clocked(db, None, clock.as_clock(), |_| {}).await;
+    let api = Api::new(&app, "operator").await;
+    let image = format!("GIGASET-N510-IMAGE-{}", "z".repeat(3000));
+    let fw = upload_firmware(&api, "n510fw.bin", "42.250.00", &image).await;
+    let path = "/api/v1/phone_models/gigaset/N510/firmware";
+    // A viewer may read but not set it.
+    let viewer = Api::new(&app, "viewer").await;
+    let (s, _) = viewer
+        .call(Method::PUT, path, Some(json!({"file_id": fw})))
+        .await;
+    assert_eq!(s, 403);
+    // Bad references: no such file, no such vendor, a model that cannot be one.
+    for (p, body, field) in [
+        (path, json!({"file_id": "no-such-file"}), "file_id"),
+        (
+            "/api/v1/phone_models/nokia/x1/firmware",
+            json!({"file_id": fw}),
+            "vendor",
+        ),
+        (
+            "/api/v1/phone_models/gigaset/n5%2010/firmware",
+            json!({"file_id": fw}),
+            "model",
+        ),
+        (path, json!({"file_id": fw, "version": "1\n2"}), "version"),
+    ] {
+        let (s, v) = api.call(Method::PUT, p, Some(body)).await;
+        assert_eq!(s, 400, "{p}: {v}");
+        assert!(v.to_string().contains(field), "{p}: {v}");
+    }
+    let (s, v) = api
+        .call(Method::PUT, path, Some(json!({"file_id": fw})))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["version"], "42.250.00", "{v}");
+    assert_eq!(v["model"], "n510");
+    assert_eq!(v["file_name"], "n510fw.bin");
+    let list = viewer.get("/api/v1/phone_models/firmware").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    let doc = viewer.get("/api/v1/openapi.json").await;
+    assert!(
+        doc["paths"]["/api/v1/phone_models/{vendor}/{model}/firmware"].is_object()
+            || doc
+                .to_string()
+                .contains("/phone_models/{vendor}/{model}/firmware"),
+        "OpenAPI lists the route"
+    );
+    assert!(doc["components"]["schemas"]["PhoneModelFirmware"].is_object());
+
+    // A Gigaset N510: its file carries the firmware URL and version; the URL serves the file.
+    add_phone(&api, "7c2f80aabb31", "gigaset", "n510", json!({})).await;
+    add_line(&api, "7c2f80aabb31", 1, "7031", SECRET).await;
+    let url = url_of(&api, "7c2f80aabb31").await;
+    let file = format!("{url}/7C2F80AABB31.xml");
+    let (s, body) = curl(&[&file]);
+    assert_eq!(s, 200);
+    xmllint(&body);
+    let text = String::from_utf8(body.clone()).unwrap();
+    let fw_url = frame_value(&text, "S_FIRMWARE_URL").expect("firmware URL");
+    assert!(fw_url.contains(&format!("/files/{fw}")), "{fw_url}");
+    assert_eq!(
+        frame_value(&text, "S_FIRMWARE_VERSION").as_deref(),
+        Some("42.250.00")
+    );
+    let (s, got) = curl(&[&fw_url]);
+    assert_eq!(s, 200);
+    assert_eq!(String::from_utf8_lossy(&got), image);
+    // Unchanged: the same VERSION a day later; a new firmware for the model: a newer one.
+    let v1 = frame_value(&text, "VERSION").unwrap();
+    clock.advance_ms(86_400_000);
+    let (_, again) = curl(&[&file]);
+    assert_eq!(again, body);
+    let fw2 = upload_firmware(&api, "n510fw2.bin", "42.251.00", "GIGASET-N510-IMAGE-2").await;
+    let (s, _) = api
+        .call(Method::PUT, path, Some(json!({"file_id": fw2})))
+        .await;
+    assert_eq!(s, 200);
+    let (_, newer) = curl(&[&file]);
+    let text2 = String::from_utf8(newer).unwrap();
+    assert_eq!(
+        frame_value(&text2, "S_FIRMWARE_VERSION").as_deref(),
+        Some("42.251.00")
+    );
+    let v2 = frame_value(&text2, "VERSION").unwrap();
+    assert_ne!(v1, v2);
+    assert_eq!(v2, "1601270800", "a day after T0");
+
+    // A Polycom model: the master names the firmware URL.
+    let pfw = upload_firmware(&api, "sip.ld", "6.4.0.1", "POLYCOM-UC-IMAGE").await;
+    let (s, _) = api
+        .call(
+            Method::PUT,
+            "/api/v1/phone_models/polycom/vvx400/firmware",
+            Some(json!({"file_id": pfw})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    add_phone(&api, "0004f2000031", "polycom", "vvx400", json!({})).await;
+    let purl = url_of(&api, "0004f2000031").await;
+    let (s, master) = curl(&[&format!("{purl}/0004F2000031.cfg")]);
+    assert_eq!(s, 200);
+    xmllint(&master);
+    assert!(
+        String::from_utf8_lossy(&master).contains(&format!("/files/{pfw}?")),
+        "{}",
+        String::from_utf8_lossy(&master)
+    );
+
+    // The phone's own settings override the model's file.
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            "/api/v1/phones/7c2f80aabb31",
+            Some(json!({"vendor": "gigaset", "model": "n510",
+                "settings": {"firmware_file": "own/n510.bin", "firmware_version": "42.100.00"}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, own) = curl(&[&file]);
+    let text3 = String::from_utf8(own).unwrap();
+    assert_eq!(
+        frame_value(&text3, "S_FIRMWARE_URL").as_deref(),
+        Some(format!("{url}/own/n510.bin").as_str())
+    );
+    assert_eq!(
+        frame_value(&text3, "S_FIRMWARE_VERSION").as_deref(),
+        Some("42.100.00")
+    );
+    // Removing the model's firmware: 204, then 404; an operator's action is audited.
+    let (s, _) = api.call(Method::DELETE, path, None).await;
+    assert_eq!(s, 204);
+    let (s, _) = api.call(Method::DELETE, path, None).await;
+    assert_eq!(s, 404);
+    let admin = Api::new(&app, "admin").await;
+    let audit = admin.get("/api/v1/audit?limit=100").await.to_string();
+    assert!(
+        audit.contains("phone_model.firmware_save") && audit.contains("phone_model/gigaset/n510"),
+        "{audit}"
+    );
 }

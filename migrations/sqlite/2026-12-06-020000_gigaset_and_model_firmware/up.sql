@@ -9,3 +9,14 @@ CREATE TABLE phone_file_stamps (
     stamp BIGINT NOT NULL,
     PRIMARY KEY (mac, file)
 );
+
+-- The firmware every phone of a model gets (a file of the file store and its version),
+-- unless its profile or its own settings name another.
+CREATE TABLE phone_model_firmware (
+    vendor TEXT NOT NULL,
+    model TEXT NOT NULL,
+    file_id TEXT NOT NULL,
+    version TEXT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (vendor, model)
+);

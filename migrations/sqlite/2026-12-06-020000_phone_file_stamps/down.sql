@@ -1,1 +1,0 @@
-DROP TABLE phone_file_stamps;
