@@ -713,6 +713,10 @@ fn phone(cli: &Cli, cmd: &PhoneCmd) -> anyhow::Result<()> {
                 block_on(usecases::phones::activation_code(&env.ctx(), &actor, mac))?.map_err(e)?;
             println!("{}", c.code);
             println!("# URL: {}", c.url);
+            if let (Some(g), Some(u)) = (&c.gigaset_code, &c.gigaset_url) {
+                println!("# Gigaset code to type on the base: {g} (append #<Digest password> when it has Digest credentials)");
+                println!("# Gigaset URL: {u}");
+            }
             let until = chrono::DateTime::from_timestamp_millis(c.expires_at)
                 .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
                 .unwrap_or_default();

@@ -1181,6 +1181,17 @@ async fn gigaset_bases_and_n870_over_http(b: Backend) {
         "{urls}"
     );
     let url = url_of(&api, "7c2f80aabb01").await;
+    // `ferroacs phone url` tells what to give the base: option 114 with %MACD.
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        ferroacs_cli(&app, &["phone", "url", "7C:2F:80:AA:BB:01"], &[])
+    });
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("option 114")
+            && out.contains("/%MACD.xml")
+            && out.contains("7C2F80AABB01.xml"),
+        "{out}"
+    );
     let file = format!("{url}/7C2F80AABB01.xml");
     let ua = "Gigaset N510 IP PRO/42.250.00.000.000;7C2F80AABB01";
     let version = |body: &[u8]| -> String {
@@ -1451,6 +1462,21 @@ async fn gigaset_activation_codes_and_mac_binding(b: Backend) {
     let (s, _) = curl(&[&file22(&format!("gs1%23{c2}%23{}", "x".repeat(40)))]);
     assert_eq!(s, 429);
 
+    // `ferroacs phone activate` prints the Gigaset form too.
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        ferroacs_cli(
+            &app,
+            &["phone", "activate", "7c2f80aabb21"],
+            &[("FERROACS_PHONES_GIGASET_PROVIDER_ID", "gs1")],
+        )
+    });
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("Gigaset code to type on the base: gs1#"),
+        "{out}"
+    );
+    assert!(out.contains("/prov/gs1%23"), "{out}");
+
     // The refusals are logged with the MACs; no password, code or Digest password is.
     let text = crate::support::captured_logs();
     assert!(
@@ -1647,4 +1673,30 @@ async fn model_firmware_goes_into_phone_files(b: Backend) {
         audit.contains("phone_model.firmware_save") && audit.contains("phone_model/gigaset/n510"),
         "{audit}"
     );
+}
+
+/// Run the `ferroacs` binary against the app's database: (success, stdout, stderr).
+fn ferroacs_cli(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ferroacs"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("FERROACS_") {
+            c.env_remove(k);
+        }
+    }
+    let dir = app.files_dir.path().to_path_buf();
+    c.current_dir(&dir)
+        .env("FERROACS_DATABASE_URL", &app.db.url)
+        .env("FERROACS_FILES_DIR", dir.join("files"))
+        .env("FERROACS_SECRETS_KEY", &app.db.key)
+        .env("FERROACS_PHONES_PUBLIC_URL", "http://acs.example.net:7547")
+        .args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
