@@ -1477,6 +1477,16 @@ async fn gigaset_activation_codes_and_mac_binding(b: Backend) {
     );
     assert!(out.contains("/prov/gs1%23"), "{out}");
 
+    // The console's "New activation code" shows the Gigaset form.
+    crate::console::add_user(&app, "gina", "operator").await;
+    let (s, gina) = crate::console::Raw::login(&app, "gina", crate::console::PASSWORD).await;
+    assert_eq!(s, 303);
+    let (s, page) = gina
+        .post_page("/phones/7c2f80aabb21/activation_code", &[])
+        .await;
+    assert_eq!(s, 200);
+    assert!(page.contains("on a Gigaset base type gs1#"), "{page}");
+
     // The refusals are logged with the MACs; no password, code or Digest password is.
     let text = crate::support::captured_logs();
     assert!(
