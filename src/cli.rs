@@ -69,7 +69,7 @@ pub enum Command {
     /// Presets (named desired states).
     #[command(subcommand)]
     Preset(PresetCmd),
-    /// Phones that fetch configuration files (Polycom, Yealink, Grandstream, Cisco, Snom).
+    /// Phones that fetch configuration files (Polycom, Yealink, Grandstream, Cisco, Snom, Gigaset).
     #[command(subcommand)]
     Phone(PhoneCmd),
     /// The key that encrypts passwords stored in the database.
@@ -164,7 +164,7 @@ pub enum PhoneCmd {
     /// /api/v1/phones/{mac}/lines/{n}` or `ferroacs line import` (device id phone:<mac>).
     Add {
         mac: String,
-        /// polycom, yealink, grandstream, cisco or snom.
+        /// polycom, yealink, grandstream, cisco, snom or gigaset.
         #[arg(long)]
         vendor: String,
         /// e.g. vvx400, t46g, gxp2170, cp-8841, d785.
@@ -713,6 +713,10 @@ fn phone(cli: &Cli, cmd: &PhoneCmd) -> anyhow::Result<()> {
                 block_on(usecases::phones::activation_code(&env.ctx(), &actor, mac))?.map_err(e)?;
             println!("{}", c.code);
             println!("# URL: {}", c.url);
+            if let (Some(g), Some(u)) = (&c.gigaset_code, &c.gigaset_url) {
+                println!("# Gigaset code to type on the base: {g} (append #<Digest password> when it has Digest credentials)");
+                println!("# Gigaset URL: {u}");
+            }
             let until = chrono::DateTime::from_timestamp_millis(c.expires_at)
                 .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
                 .unwrap_or_default();

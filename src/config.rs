@@ -347,6 +347,7 @@ pub struct PhonesConfig {
     pub activation_window_secs: u64,
     pub fetch_log_buffer: usize,
     pub fetch_log_flush_ms: u64,
+    pub gigaset_provider_id: Option<String>,
 }
 
 impl Default for PhonesConfig {
@@ -364,6 +365,7 @@ impl Default for PhonesConfig {
             activation_window_secs: 900,
             fetch_log_buffer: 10_000,
             fetch_log_flush_ms: 1000,
+            gigaset_provider_id: None,
         }
     }
 }
@@ -563,6 +565,7 @@ pub const KEYS: &[KeyDoc] = &[
     k!("phones", "activation_window_secs", Some("900"), None, false, "After its first use, how long an activation code keeps working for the address that used it\n(the phone fetching its remaining files); afterwards it is refused like a wrong code."),
     k!("phones", "fetch_log_buffer", Some("10000"), None, false, "Fetches held in memory until the fetch log is written; when the database falls this far behind,\nfurther entries are dropped (counted in ferroacs_phone_fetch_log_dropped_total) and files are still served."),
     k!("phones", "fetch_log_flush_ms", Some("1000"), None, false, "How often waiting fetches are written to the fetch log (sooner when 500 are waiting; all of them\nat a clean shutdown, and before the API or console shows a phone)."),
+    k!("phones", "gigaset_provider_id", None, Some("\"ferroacs\""), false, "Provider id of Gigaset activation codes (<provider id>#<code>[#<Digest password>], at most 32 characters):\n1 to 12 letters and digits; unset = Gigaset codes are not issued or accepted (the 12-digit codes still work)."),
     k!("tftp", "listen", None, Some("\"0.0.0.0:69\""), false, "UDP address of the TFTP server for phones (RFC 1350 with blksize/tsize/timeout options); unset = off."),
     k!("tftp", "allow_networks", Some("\"127.0.0.0/8, ::1/128, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7\""), None, false, "Source networks the TFTP server answers (TFTP has no authentication: files are found by MAC)."),
     k!("tftp", "timeout_secs", Some("2"), None, false, "Retransmission timeout when the client asks for none."),
@@ -802,6 +805,14 @@ impl Config {
                 "phones.activation_window_secs",
                 "activation code lifetimes must be at least 1 second",
             ));
+        }
+        if let Some(p) = &self.phones.gigaset_provider_id {
+            if p.is_empty() || p.len() > 12 || !p.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(invalid(
+                    "phones.gigaset_provider_id",
+                    "1 to 12 letters and digits (it starts a Gigaset activation code)",
+                ));
+            }
         }
         if self.phones.fetch_log_buffer == 0 || self.phones.fetch_log_flush_ms == 0 {
             return Err(invalid(

@@ -31,7 +31,7 @@ use crate::domain::lines::LineView;
 use crate::domain::phone_fetchlog::FetchLog;
 use crate::error::{Error, Result};
 use crate::phones::{self, FileRequest, Mac, PhoneConfig, Rendered, Settings, Vendor};
-use crate::store::phones::{FetchRow, NewFetch, NewPhone, PhoneRow, ProfileRow};
+use crate::store::phones::{FetchRow, ModelFirmwareRow, NewFetch, NewPhone, PhoneRow, ProfileRow};
 use crate::store::Store;
 
 /// The device id of a phone (`phone:<mac>`): its lines are that device's lines.
@@ -508,6 +508,7 @@ pub async fn urls(store: &Store, cfg: &Config, svc: &PhoneService, mac: Mac) -> 
         Vendor::Grandstream => format!("cfg{}.xml", mac.lower()),
         Vendor::Cisco => format!("SEP{}.cnf.xml", mac.upper()),
         Vendor::Snom => format!("snom{}-{}.htm", row.model.to_ascii_uppercase(), mac.upper()),
+        Vendor::Gigaset => format!("{}.xml", mac.upper()),
     };
     let tftp = cfg.tftp.listen.clone();
     let dhcp = match vendor {
@@ -526,6 +527,10 @@ pub async fn urls(store: &Store, cfg: &Config, svc: &PhoneService, mac: Mac) -> 
         Vendor::Snom => vec![format!(
             "option 66 = \"{url}/\" (the phone appends {first_file})"
         )],
+        Vendor::Gigaset => vec![
+            format!("option 114 (url) = \"{url}/%MACD.xml\" (the base puts its MAC for %MACD: {first_file})"),
+            format!("or the base's provisioning server field: {url}/%MACD.xml"),
+        ],
     };
     Ok(PhoneUrls {
         mac: mac.lower(),
@@ -571,6 +576,139 @@ pub async fn delete_profile(store: &Store, name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::not_found(format!("profile {name}")))
+    }
+}
+
+/// The API body of `PUT /phone_models/{vendor}/{model}/firmware`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelFirmwareInput {
+    /// A file of the file store (`POST /api/v1/files`).
+    pub file_id: String,
+    /// Default: the file's own version.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// A model's firmware as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelFirmwareView {
+    pub vendor: String,
+    pub model: String,
+    pub file_id: String,
+    /// The file's name in the file store (None when it was deleted since).
+    pub file_name: Option<String>,
+    pub version: String,
+    pub updated_at: i64,
+}
+
+fn vendor_model(vendor: &str, model: &str) -> Result<(Vendor, String)> {
+    let v = Vendor::parse(vendor).ok_or_else(|| {
+        Error::invalid(
+            "vendor",
+            format!(
+                "{vendor:?} is not one of {}",
+                Vendor::ALL
+                    .iter()
+                    .map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    })?;
+    let model = model.trim().to_ascii_lowercase();
+    phones::models::check_model(&model).map_err(|e| Error::invalid("model", e))?;
+    Ok((v, model))
+}
+
+/// Give every phone of a model a firmware file of the file store (its profile and its own
+/// settings still override). Returns the view and whether the model had none.
+pub async fn put_model_firmware(
+    store: &Store,
+    vendor: &str,
+    model: &str,
+    input: ModelFirmwareInput,
+    now: i64,
+) -> Result<(ModelFirmwareView, bool)> {
+    let (vendor, model) = vendor_model(vendor, model)?;
+    let id = input.file_id.trim().to_string();
+    if id.is_empty() || id.len() > 128 {
+        return Err(Error::invalid(
+            "file_id",
+            "give the id of an uploaded file (POST /api/v1/files)",
+        ));
+    }
+    let id2 = id.clone();
+    let file = store.run(move |s| s.get_file(&id2)).await?.ok_or_else(|| {
+        Error::invalid(
+            "file_id",
+            format!("no file {id}; upload it first (POST /api/v1/files)"),
+        )
+    })?;
+    let version = input
+        .version
+        .clone()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| file.version.clone());
+    if version.is_empty() {
+        return Err(Error::invalid(
+            "version",
+            "the file has no version: give one (e.g. \"42.250.00\")",
+        ));
+    }
+    if version.len() > 64 || version.chars().any(|c| c.is_control()) {
+        return Err(Error::invalid("version", "at most 64 printable characters"));
+    }
+    let row = ModelFirmwareRow {
+        vendor: vendor.as_str().to_string(),
+        model,
+        file_id: file.id.clone(),
+        version,
+        updated_at: now,
+    };
+    let r2 = row.clone();
+    let created = store.run(move |s| s.put_model_firmware(&r2)).await?;
+    Ok((
+        ModelFirmwareView {
+            vendor: row.vendor,
+            model: row.model,
+            file_id: row.file_id,
+            file_name: Some(file.name),
+            version: row.version,
+            updated_at: row.updated_at,
+        },
+        created,
+    ))
+}
+
+pub async fn list_model_firmware(store: &Store) -> Result<Vec<ModelFirmwareView>> {
+    store
+        .run(|s| {
+            let rows = s.list_model_firmware()?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let file_name = s.get_file(&r.file_id)?.map(|f| f.name);
+                out.push(ModelFirmwareView {
+                    vendor: r.vendor,
+                    model: r.model,
+                    file_id: r.file_id,
+                    file_name,
+                    version: r.version,
+                    updated_at: r.updated_at,
+                });
+            }
+            Ok(out)
+        })
+        .await
+}
+
+pub async fn delete_model_firmware(store: &Store, vendor: &str, model: &str) -> Result<()> {
+    let (vendor, model) = vendor_model(vendor, model)?;
+    let (v, m) = (vendor.as_str().to_string(), model.clone());
+    if store.run(move |s| s.delete_model_firmware(&v, &m)).await? {
+        Ok(())
+    } else {
+        Err(Error::not_found(format!("firmware of {vendor} {model}")))
     }
 }
 
@@ -735,7 +873,12 @@ pub struct PhoneService {
     cwmp_addr: Option<std::net::SocketAddr>,
     nonces: NonceIssuer,
     nonce_counts: Mutex<NonceCounts>,
+    /// Signs the URLs of model firmware files (None: unsigned `/files/<id>` URLs).
+    signer: Option<crate::domain::files::UrlSigner>,
 }
+
+/// How long a model firmware URL in a phone's file stays valid after the reference changed.
+const FIRMWARE_URL_SECS: i64 = 10 * 365 * 24 * 3600;
 
 impl Default for PhoneService {
     fn default() -> PhoneService {
@@ -780,7 +923,14 @@ impl PhoneService {
             cwmp_addr,
             nonces: NonceIssuer::new(nonce_secret, NONCE_TTL_MS),
             nonce_counts: Mutex::new(NonceCounts::default()),
+            signer: None,
         }
+    }
+
+    /// Sign model firmware URLs with the file server's signer.
+    pub fn with_signer(mut self, signer: crate::domain::files::UrlSigner) -> PhoneService {
+        self.signer = Some(signer);
+        self
     }
 
     /// Hold at most `rows` fetches in memory for the fetch log (`phones.fetch_log_buffer`).
@@ -1017,9 +1167,27 @@ async fn find_phone(
         let m = mac.lower();
         store.run(move |s| s.get_phone(&m)).await
     };
-    let own = |phone: PhoneRow| match named {
-        Some(m) if m.lower() != phone.mac => Found::Refused(Fetched::NotFound),
-        _ => Found::Phone(Box::new(phone)),
+    let own = |phone: PhoneRow| {
+        // The MAC the file names, and the one a Gigaset base's User-Agent names.
+        let ua_mac = (phone.vendor == Vendor::Gigaset.as_str())
+            .then(|| phones::mac_from_user_agent(&req.user_agent))
+            .flatten();
+        match named
+            .into_iter()
+            .chain(ua_mac)
+            .find(|m| m.lower() != phone.mac)
+        {
+            Some(other) => {
+                tracing::warn!(
+                    phone = %phone.mac,
+                    presented_mac = %other,
+                    source = %req.source,
+                    "another MAC presented this phone's credentials: refused (a phone is bound to its MAC)"
+                );
+                Found::Refused(Fetched::NotFound)
+            }
+            None => Found::Phone(Box::new(phone)),
+        }
     };
     let site = match &req.access {
         Access::Network => true,
@@ -1038,6 +1206,12 @@ async fn find_phone(
             }
             if is_activation_code(t) {
                 return Ok(match activated_phone(store, cfg, req, t).await? {
+                    Some(phone) => own(phone),
+                    None => Found::Refused(Fetched::NotFound),
+                });
+            }
+            if let Some(g) = GigasetCode::parse(t) {
+                return Ok(match gigaset_activated_phone(store, cfg, req, &g).await? {
                     Some(phone) => own(phone),
                     None => Found::Refused(Fetched::NotFound),
                 });
@@ -1182,6 +1356,88 @@ async fn activated_phone(
     }
 }
 
+/// The longest Gigaset activation code.
+pub const GIGASET_CODE_MAX: usize = 32;
+
+/// A Gigaset activation code as typed on the base: `<provider id>#<code>[#<password>]`, at
+/// most 32 characters; `code` is a ferroacs activation code, `password` the phone's Digest
+/// password (required when it has one). `%23` stands for `#` when a client left it encoded.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GigasetCode {
+    pub provider: String,
+    pub code: String,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for GigasetCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GigasetCode")
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GigasetCode {
+    /// `None` for anything that is not one (too long, no `#`, not 12 digits after the id).
+    pub fn parse(token: &str) -> Option<GigasetCode> {
+        let t = token.replace("%23", "#");
+        if t.len() > GIGASET_CODE_MAX || !t.contains('#') {
+            return None;
+        }
+        let mut parts = t.splitn(3, '#');
+        let provider = parts.next()?.to_string();
+        let code = parts.next()?.to_string();
+        let password = parts.next().map(str::to_string);
+        if provider.is_empty() || !is_activation_code(&code) {
+            return None;
+        }
+        if password.as_deref().is_some_and(str::is_empty) {
+            return None;
+        }
+        Some(GigasetCode {
+            provider,
+            code,
+            password,
+        })
+    }
+}
+
+/// The phone a Gigaset activation code opens: the provider id is `phones.gigaset_provider_id`,
+/// the code opens a Gigaset phone (as [`activated_phone`] decides), and the password is that
+/// phone's Digest password when it has one (none may be given when it has none).
+async fn gigaset_activated_phone(
+    store: &Store,
+    cfg: &Config,
+    req: &FetchRequest,
+    g: &GigasetCode,
+) -> Result<Option<PhoneRow>> {
+    let Some(provider) = cfg.phones.gigaset_provider_id.as_deref() else {
+        return Ok(None);
+    };
+    if !provider.eq_ignore_ascii_case(&g.provider) {
+        return Ok(None);
+    }
+    let c = g.code.clone();
+    let Some(phone) = store.run(move |s| s.phone_by_activation_code(&c)).await? else {
+        return Ok(None);
+    };
+    if phone.vendor != Vendor::Gigaset.as_str() {
+        return Ok(None);
+    }
+    let password_ok = match (phone.digest_password.as_deref(), g.password.as_deref()) {
+        (None, None) => true,
+        (Some(want), Some(got)) => {
+            crate::auth::password::constant_time_eq(want.as_bytes(), got.as_bytes())
+        }
+        _ => false,
+    };
+    if !password_ok {
+        tracing::warn!(phone = %phone.mac, source = %req.source, "Gigaset activation code with a wrong or missing password");
+        return Ok(None);
+    }
+    activated_phone(store, cfg, req, &g.code).await
+}
+
 /// A new activation code, shown once.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ActivationCode {
@@ -1191,6 +1447,13 @@ pub struct ActivationCode {
     pub url: String,
     /// Until when it can be used the first time (ms since the epoch).
     pub expires_at: i64,
+    /// Gigaset phones, with `phones.gigaset_provider_id`: the code to type on the base,
+    /// `<provider id>#<code>` (append `#<Digest password>` when the phone has Digest
+    /// credentials), and the URL it opens (`#` encoded as `%23`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gigaset_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gigaset_url: Option<String>,
 }
 
 /// Give a phone a new one-time activation code (any earlier one stops working).
@@ -1211,15 +1474,28 @@ pub async fn new_activation_code(
             .saturating_mul(1000),
     );
     let (m, c) = (mac.lower(), code.clone());
-    if !store
-        .run(move |s| s.set_phone_activation(&m, &c, expires_at))
+    let vendor = store
+        .run(move |s| {
+            let Some(p) = s.get_phone(&m)? else {
+                return Ok(None);
+            };
+            Ok(s.set_phone_activation(&m, &c, expires_at)?
+                .then_some(p.vendor))
+        })
         .await?
-    {
-        return Err(Error::not_found(format!("phone {mac}")));
-    }
+        .ok_or_else(|| Error::not_found(format!("phone {mac}")))?;
+    let base = public_base(cfg, svc);
+    let gigaset_code = (vendor == Vendor::Gigaset.as_str())
+        .then_some(cfg.phones.gigaset_provider_id.as_deref())
+        .flatten()
+        .map(|p| format!("{p}#{code}"));
     Ok(ActivationCode {
         mac: mac.lower(),
-        url: format!("{}{PREFIX}/{code}", public_base(cfg, svc)),
+        url: format!("{base}{PREFIX}/{code}"),
+        gigaset_url: gigaset_code
+            .as_ref()
+            .map(|g| format!("{base}{PREFIX}/{}/%MACD.xml", g.replace('#', "%23"))),
+        gigaset_code,
         code,
         expires_at,
     })
@@ -1301,7 +1577,36 @@ async fn serve(
             return Ok((Fetched::File(hit.1.clone()), mac, false));
         }
     }
-    let config = phone_config(store, &phone).await?;
+    let files_base = cfg
+        .files
+        .public_url
+        .as_ref()
+        .map(|u| u.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| match req.base_url.find(PREFIX) {
+            Some(i) => req.base_url[..i].to_string(),
+            None => req.base_url.clone(),
+        });
+    let signer = svc.signer.clone();
+    let fw_url = move |file_id: &str, device: &str, since_ms: i64| -> String {
+        match &signer {
+            // Valid for ten years from the reference's change: the URL, and so the file's
+            // content, stays the same while the reference does.
+            Some(sg) => sg.download_url(
+                &files_base,
+                file_id,
+                device,
+                since_ms / 1000 + FIRMWARE_URL_SECS,
+            ),
+            None => format!(
+                "{files_base}/files/{}",
+                crate::domain::files::url_encode(file_id)
+            ),
+        }
+    };
+    let mut config = phone_config(store, &phone, &fw_url).await?;
+    if let FileRequest::GigasetMac(_) = &file {
+        config.version_ms = gigaset_stamp(store, &config, &file, &ctx).await?;
+    }
     let Some(mut rendered) = phones::render(&file, Some(&config), &ctx) else {
         return Ok((Fetched::NotFound, mac, false));
     };
@@ -1330,25 +1635,69 @@ async fn serve(
     Ok((Fetched::File(rendered), mac, false))
 }
 
+/// The `VERSION` stamp of a Gigaset file: the content rendered without a stamp is hashed;
+/// unchanged content keeps the stamp stored for it, changed content gets the time the
+/// configuration last changed (`config.version_ms`), at least a minute after the previous
+/// stamp ([`crate::store::Store::phone_file_stamp`]).
+async fn gigaset_stamp(
+    store: &Store,
+    config: &PhoneConfig,
+    file: &FileRequest,
+    ctx: &phones::Context,
+) -> Result<i64> {
+    use sha2::Digest;
+    let mut bare = config.clone();
+    bare.version_ms = 0;
+    let Some(r) = phones::render(file, Some(&bare), ctx) else {
+        return Ok(config.version_ms);
+    };
+    let digest = hex::encode(sha2::Sha256::digest(&r.bytes));
+    let (mac, candidate) = (config.mac.lower(), config.version_ms);
+    store
+        .run(move |s| s.phone_file_stamp(&mac, "gigaset", &digest, candidate))
+        .await
+}
+
 /// Everything the renderer needs about a phone: settings merged (model defaults, profile,
 /// phone) and its lines with their passwords.
-pub async fn phone_config(store: &Store, phone: &PhoneRow) -> Result<PhoneConfig> {
+///
+/// `fw_url(file id, device id, reference time)` makes the URL of the model's firmware file.
+pub async fn phone_config(
+    store: &Store,
+    phone: &PhoneRow,
+    fw_url: &(dyn Fn(&str, &str, i64) -> String + Send + Sync),
+) -> Result<PhoneConfig> {
     let vendor = Vendor::parse(&phone.vendor).ok_or_else(|| {
         Error::internal(format!("phone {} has vendor {:?}", phone.mac, phone.vendor))
     })?;
     let mac = Mac::parse(&phone.mac).map_err(Error::internal)?;
     let (dev, prof) = (phone.device_id.clone(), phone.profile.clone());
-    let (lines, profile) = store
+    let (v, m) = (phone.vendor.clone(), phone.model.clone());
+    let (lines, profile, firmware) = store
         .run(move |s| {
             let lines = s.device_lines(&dev)?;
             let profile = match prof {
                 Some(p) => s.get_phone_profile(&p)?,
                 None => None,
             };
-            Ok((lines, profile))
+            let firmware = match s.model_firmware(&v, &m)? {
+                Some(f) if s.get_file(&f.file_id)?.is_some() => Some(f),
+                _ => None,
+            };
+            Ok((lines, profile, firmware))
         })
         .await?;
     let mut settings = phones::models::defaults(vendor, &phone.model);
+    if let Some(f) = &firmware {
+        settings.firmware_file = Some(fw_url(&f.file_id, &phone.device_id, f.updated_at));
+        settings.firmware_version = Some(f.version.clone());
+    }
+    let version_ms = lines
+        .iter()
+        .map(|l| l.updated_at)
+        .chain(profile.as_ref().map(|p| p.updated_at))
+        .chain(firmware.as_ref().map(|f| f.updated_at))
+        .fold(phone.updated_at, i64::max);
     if let Some(p) = profile {
         let s: Settings = serde_json::from_str(&p.settings).unwrap_or_default();
         settings = settings.overlay(&s);
@@ -1397,6 +1746,7 @@ pub async fn phone_config(store: &Store, phone: &PhoneRow) -> Result<PhoneConfig
         model: phone.model.clone(),
         settings,
         lines,
+        version_ms,
     })
 }
 

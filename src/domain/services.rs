@@ -70,8 +70,9 @@ impl Services {
             config.api.connection_request_allow_basic,
             policy.clone(),
         );
+        let signer = UrlSigner::load(store)?;
         Ok(Services {
-            signer: UrlSigner::load(store)?,
+            signer: signer.clone(),
             files: FileStore::new(&config.files.dir, config.files.max_upload_bytes),
             connreq: ConnReqService::new(
                 requester,
@@ -90,7 +91,8 @@ impl Services {
                 own_listeners.first().copied(),
                 phone_nonce_secret(store)?,
             )
-            .with_fetch_log_buffer(config.phones.fetch_log_buffer),
+            .with_fetch_log_buffer(config.phones.fetch_log_buffer)
+            .with_signer(signer),
             webhooks: crate::domain::connreq::webhook_sender(
                 crate::connreq::webhook::TIMEOUT_MS,
                 policy.clone(),

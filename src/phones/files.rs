@@ -42,6 +42,9 @@ pub enum FileRequest {
     CiscoTrustList,
     /// Snom `snom<model>-<MAC>.htm`.
     SnomPhone(String, Mac),
+    /// Gigaset `<MAC>.xml` (the `%MACD` of its provisioning URL template: upper-case hex,
+    /// no separators; either case accepted).
+    GigasetMac(Mac),
 }
 
 impl FileRequest {
@@ -56,7 +59,8 @@ impl FileRequest {
             | F::GrandstreamMac(m)
             | F::GrandstreamBinary(m)
             | F::CiscoSep(m)
-            | F::SnomPhone(_, m) => Some(*m),
+            | F::SnomPhone(_, m)
+            | F::GigasetMac(m) => Some(*m),
             _ => None,
         }
     }
@@ -75,6 +79,7 @@ impl FileRequest {
             | F::GrandstreamGlobal => Some(Vendor::Grandstream),
             F::CiscoSep(_) | F::CiscoDefault | F::CiscoTrustList => Some(Vendor::Cisco),
             F::SnomPhone(..) => Some(Vendor::Snom),
+            F::GigasetMac(_) => Some(Vendor::Gigaset),
             F::MacCfg(_) => None,
         }
     }
@@ -161,6 +166,9 @@ pub fn parse(name: &str) -> Result<Option<FileRequest>, BadName> {
             }
         }
     }
+    if let Some(m) = lower.strip_suffix(".xml").and_then(mac12) {
+        return Ok(Some(F::GigasetMac(m)));
+    }
     if let Some(m) = lower.strip_suffix(".boot").and_then(mac12) {
         return Ok(Some(F::YealinkBoot(Some(m))));
     }
@@ -244,6 +252,8 @@ mod tests {
                 "snomD785-0004F2AABBCC.htm",
                 F::SnomPhone("d785".into(), mac),
             ),
+            ("0004F2AABBCC.xml", F::GigasetMac(mac)),
+            ("0004f2aabbcc.xml", F::GigasetMac(mac)),
         ] {
             assert_eq!(parse(name).unwrap(), Some(want.clone()), "{name}");
         }

@@ -10,12 +10,15 @@
 //! - [`grandstream`]: `cfg<mac>.xml`, `cfg<model>.xml`, `cfg.xml` (`gs_provision` XML with
 //!   P-values), optionally encrypted with [`opensslenc`];
 //! - [`cisco`]: `SEP<MAC>.cnf.xml`, `XMLDefault.cnf.xml`; CTL/ITL are "file not found";
-//! - [`snom`]: `snom<model>-<MAC>.htm` settings XML with `perm` flags.
+//! - [`snom`]: `snom<model>-<MAC>.htm` settings XML with `perm` flags;
+//! - [`gigaset`]: `<MAC>.xml`, a `ProviderFrame` for the IP-DECT bases (N510, C610, DE410
+//!   generation) or a `provisioning` parameter file for the N870 multicell system.
 //!
 //! [`files::parse`] maps a requested file name to what it is; [`render`] produces it.
 
 pub mod cisco;
 pub mod files;
+pub mod gigaset;
 pub mod grandstream;
 pub mod models;
 pub mod opensslenc;
@@ -124,6 +127,7 @@ pub enum Vendor {
     Grandstream,
     Cisco,
     Snom,
+    Gigaset,
 }
 
 impl Vendor {
@@ -133,6 +137,7 @@ impl Vendor {
         Vendor::Grandstream,
         Vendor::Cisco,
         Vendor::Snom,
+        Vendor::Gigaset,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -142,6 +147,7 @@ impl Vendor {
             Vendor::Grandstream => "grandstream",
             Vendor::Cisco => "cisco",
             Vendor::Snom => "snom",
+            Vendor::Gigaset => "gigaset",
         }
     }
 
@@ -161,6 +167,7 @@ impl Vendor {
             ("grandstream", Vendor::Grandstream),
             ("cisco", Vendor::Cisco),
             ("snom", Vendor::Snom),
+            ("gigaset", Vendor::Gigaset),
         ]
         .into_iter()
         .find(|(k, _)| ua.contains(k))
@@ -174,7 +181,7 @@ impl Vendor {
             Vendor::Grandstream => {
                 k.len() > 1 && k.starts_with('P') && k[1..].chars().all(|c| c.is_ascii_digit())
             }
-            Vendor::Polycom | Vendor::Yealink => k
+            Vendor::Polycom | Vendor::Yealink | Vendor::Gigaset => k
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.')),
             Vendor::Cisco | Vendor::Snom => {
@@ -306,7 +313,9 @@ impl Settings {
                 if !vendor.key_ok(k) {
                     let hint = match vendor {
                         Vendor::Grandstream => "P followed by digits, e.g. P30",
-                        Vendor::Polycom | Vendor::Yealink => "letters, digits, _ and .",
+                        Vendor::Polycom | Vendor::Yealink | Vendor::Gigaset => {
+                            "letters, digits, _ and ."
+                        }
                         Vendor::Cisco | Vendor::Snom => "letters, digits and _",
                     };
                     return Err((format!("vendor.{k}"), format!("not a {vendor} key: {hint}")));
@@ -393,6 +402,9 @@ pub struct PhoneConfig {
     pub model: String,
     pub settings: Settings,
     pub lines: Vec<Line>,
+    /// When the rendered content last changed (UTC ms): Gigaset's `VERSION` stamp. Never
+    /// the fetch time, so an unchanged phone gets the same stamp at every fetch.
+    pub version_ms: i64,
 }
 
 impl PhoneConfig {
@@ -499,6 +511,20 @@ pub fn firmware_from_user_agent(ua: &str) -> Option<String> {
     None
 }
 
+/// The MAC a User-Agent names as one of its words (`…;7C2F80AABBCC`, `00:15:65:aa:bb:cc`):
+/// 12 hex digits, or six pairs separated by `:` or `-`.
+pub fn mac_from_user_agent(ua: &str) -> Option<Mac> {
+    ua.split(|c: char| c.is_whitespace() || matches!(c, ';' | '/' | '(' | ')' | ','))
+        .find_map(|w| {
+            let hex = w.len() == 12 && w.chars().all(|c| c.is_ascii_hexdigit());
+            let pairs = w.len() == 17
+                && w.split([':', '-']).count() == 6
+                && w.split([':', '-'])
+                    .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()));
+            (hex || pairs).then(|| Mac::parse(w).ok()).flatten()
+        })
+}
+
 /// A rendered file.
 #[derive(Clone, PartialEq)]
 pub struct Rendered {
@@ -587,6 +613,7 @@ pub fn render(req: &FileRequest, phone: Option<&PhoneConfig>, ctx: &Context) -> 
         (F::CiscoSep(_), Some(p)) if p.vendor == Vendor::Cisco => Some(cisco::sep(p, ctx)),
         (F::CiscoDefault, _) => cisco::xml_default(ctx),
         (F::SnomPhone(_, _), Some(p)) if p.vendor == Vendor::Snom => Some(snom::phone(p, ctx)),
+        (F::GigasetMac(_), Some(p)) if p.vendor == Vendor::Gigaset => Some(gigaset::phone(p, ctx)),
         _ => None,
     }
 }
@@ -648,6 +675,7 @@ pub(crate) mod testutil {
                     codecs: vec!["G722".into(), "PCMA".into()],
                 },
             ],
+            version_ms: 1_768_400_100_000,
         }
     }
 
@@ -848,6 +876,21 @@ mod tests {
         ] {
             assert_eq!(firmware_from_user_agent(ua).as_deref(), v, "{ua}");
         }
+    }
+
+    #[test]
+    fn macs_in_user_agents() {
+        let m = |s: &str| mac_from_user_agent(s).map(|m| m.lower());
+        assert_eq!(
+            m("Gigaset N510 IP PRO/42.250.00.000.000;7C2F80AABBCC").as_deref(),
+            Some("7c2f80aabbcc")
+        );
+        assert_eq!(
+            m("Yealink SIP-T46G 28.83.0.50 00:15:65:aa:bb:cc").as_deref(),
+            Some("001565aabbcc")
+        );
+        assert_eq!(m("curl/8.5.0"), None);
+        assert_eq!(m("Cisco-CP8841/12.8.1"), None);
     }
 
     #[test]

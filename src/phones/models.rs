@@ -35,7 +35,7 @@ const fn m(
 }
 
 use KeyDigest::{Md5, Sha256};
-use Vendor::{Cisco, Grandstream, Polycom, Snom, Yealink};
+use Vendor::{Cisco, Gigaset, Grandstream, Polycom, Snom, Yealink};
 
 /// Every model with specific defaults.
 pub const MODELS: &[ModelInfo] = &[
@@ -58,6 +58,12 @@ pub const MODELS: &[ModelInfo] = &[
     m(Cisco, "cp-8861", 5, None, None),
     m(Snom, "d315", 4, None, None),
     m(Snom, "d785", 12, None, None),
+    // Gigaset IP-DECT: SIP accounts per base (N510/C610 IP: 6; DE410: assumed 6); the N870
+    // multicell system: one account per handset, assumed up to 250.
+    m(Gigaset, "n510", 6, None, None),
+    m(Gigaset, "c610", 6, None, None),
+    m(Gigaset, "de410", 6, None, None),
+    m(Gigaset, "n870", 250, None, None),
 ];
 
 /// The model's entry, or the vendor's generic one.

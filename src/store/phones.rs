@@ -75,6 +75,51 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    phone_file_stamps (mac, file) {
+        mac -> Text,
+        file -> Text,
+        digest -> Text,
+        stamp -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(phone_model_firmware, phones);
+
+diesel::table! {
+    phone_model_firmware (vendor, model) {
+        vendor -> Text,
+        model -> Text,
+        file_id -> Text,
+        version -> Text,
+        updated_at -> BigInt,
+    }
+}
+
+/// The firmware of a model: a file of the file store and the version it carries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelFirmwareRow {
+    pub vendor: String,
+    pub model: String,
+    pub file_id: String,
+    pub version: String,
+    pub updated_at: i64,
+}
+
+type ModelFirmwareTuple = (String, String, String, String, i64);
+
+impl From<ModelFirmwareTuple> for ModelFirmwareRow {
+    fn from(t: ModelFirmwareTuple) -> ModelFirmwareRow {
+        ModelFirmwareRow {
+            vendor: t.0,
+            model: t.1,
+            file_id: t.2,
+            version: t.3,
+            updated_at: t.4,
+        }
+    }
+}
+
 /// A phone as stored; `token`, `file_password` and `digest_password` are opened (clear) once read through
 /// [`Store`].
 #[derive(Clone, PartialEq, Queryable, Selectable)]
@@ -575,9 +620,138 @@ impl Store {
             c.write_txn(|c| {
                 diesel::delete(phone_fetches::table.filter(phone_fetches::mac.eq(mac)))
                     .execute(c)?;
+                diesel::delete(phone_file_stamps::table.filter(phone_file_stamps::mac.eq(mac)))
+                    .execute(c)?;
                 let n = diesel::delete(phones::table.filter(phones::mac.eq(mac))).execute(c)?;
                 diesel::delete(devices::table.filter(devices::id.eq(&dev))).execute(c)?;
                 Ok(n == 1)
+            })
+        })
+    }
+
+    /// Set a model's firmware; true when the model had none.
+    pub fn put_model_firmware(&self, r: &ModelFirmwareRow) -> Result<bool> {
+        use phone_model_firmware::dsl as mf;
+        with_conn!(self, |c| {
+            c.write_txn(|c| {
+                let n = diesel::delete(
+                    mf::phone_model_firmware
+                        .filter(mf::vendor.eq(&r.vendor))
+                        .filter(mf::model.eq(&r.model)),
+                )
+                .execute(c)?;
+                diesel::insert_into(mf::phone_model_firmware)
+                    .values((
+                        mf::vendor.eq(&r.vendor),
+                        mf::model.eq(&r.model),
+                        mf::file_id.eq(&r.file_id),
+                        mf::version.eq(&r.version),
+                        mf::updated_at.eq(r.updated_at),
+                    ))
+                    .execute(c)?;
+                Ok(n == 0)
+            })
+        })
+    }
+
+    pub fn model_firmware(&self, vendor: &str, model: &str) -> Result<Option<ModelFirmwareRow>> {
+        use phone_model_firmware::dsl as mf;
+        let row: Option<ModelFirmwareTuple> = with_conn!(self, |c| {
+            Ok::<_, Error>(
+                mf::phone_model_firmware
+                    .filter(mf::vendor.eq(vendor))
+                    .filter(mf::model.eq(model))
+                    .select((
+                        mf::vendor,
+                        mf::model,
+                        mf::file_id,
+                        mf::version,
+                        mf::updated_at,
+                    ))
+                    .first(c)
+                    .optional()?,
+            )
+        })?;
+        Ok(row.map(ModelFirmwareRow::from))
+    }
+
+    pub fn list_model_firmware(&self) -> Result<Vec<ModelFirmwareRow>> {
+        use phone_model_firmware::dsl as mf;
+        let rows: Vec<ModelFirmwareTuple> = with_conn!(self, |c| {
+            Ok::<_, Error>(
+                mf::phone_model_firmware
+                    .order((mf::vendor.asc(), mf::model.asc()))
+                    .select((
+                        mf::vendor,
+                        mf::model,
+                        mf::file_id,
+                        mf::version,
+                        mf::updated_at,
+                    ))
+                    .load(c)?,
+            )
+        })?;
+        Ok(rows.into_iter().map(ModelFirmwareRow::from).collect())
+    }
+
+    pub fn delete_model_firmware(&self, vendor: &str, model: &str) -> Result<bool> {
+        use phone_model_firmware::dsl as mf;
+        with_conn!(self, |c| {
+            Ok(diesel::delete(
+                mf::phone_model_firmware
+                    .filter(mf::vendor.eq(vendor))
+                    .filter(mf::model.eq(model)),
+            )
+            .execute(c)?
+                == 1)
+        })
+    }
+
+    /// The stamp of a phone's file whose content (without the stamp) has SHA-256 `digest`:
+    /// the stored one when the content is unchanged; otherwise `candidate` (when the content
+    /// last changed) floored to its minute, but at least a minute after the stored stamp, so
+    /// stamps of one file only ever grow. One write transaction: nodes agree.
+    pub fn phone_file_stamp(
+        &self,
+        mac: &str,
+        file: &str,
+        digest: &str,
+        candidate: i64,
+    ) -> Result<i64> {
+        use phone_file_stamps::dsl as st;
+        with_conn!(self, |c| {
+            c.write_txn(|c| {
+                let old: Option<(String, i64)> = st::phone_file_stamps
+                    .filter(st::mac.eq(mac))
+                    .filter(st::file.eq(file))
+                    .select((st::digest, st::stamp))
+                    .first(c)
+                    .optional()?;
+                let minute = |ms: i64| ms - ms.rem_euclid(60_000);
+                let stamp = match &old {
+                    Some((d, stamp)) if d == digest => return Ok(*stamp),
+                    Some((_, stamp)) => minute(candidate).max(stamp.saturating_add(60_000)),
+                    None => minute(candidate),
+                };
+                if old.is_some() {
+                    diesel::update(
+                        st::phone_file_stamps
+                            .filter(st::mac.eq(mac))
+                            .filter(st::file.eq(file)),
+                    )
+                    .set((st::digest.eq(digest), st::stamp.eq(stamp)))
+                    .execute(c)?;
+                } else {
+                    diesel::insert_into(st::phone_file_stamps)
+                        .values((
+                            st::mac.eq(mac),
+                            st::file.eq(file),
+                            st::digest.eq(digest),
+                            st::stamp.eq(stamp),
+                        ))
+                        .execute(c)?;
+                }
+                Ok(stamp)
             })
         })
     }
@@ -587,6 +761,18 @@ impl Store {
     pub fn phone_epochs(&self, mac: &str, profile: Option<&str>) -> Result<(i64, i64)> {
         let dev = device_id(mac);
         with_conn!(self, |c| {
+            // A model firmware change counts as a profile change.
+            let fw: i64 = phone_model_firmware::table
+                .inner_join(
+                    phones::table.on(phones::vendor
+                        .eq(phone_model_firmware::vendor)
+                        .and(phones::model.eq(phone_model_firmware::model))),
+                )
+                .filter(phones::mac.eq(mac))
+                .select(phone_model_firmware::updated_at)
+                .first::<i64>(c)
+                .optional()?
+                .unwrap_or(0);
             let epoch = devices::table
                 .filter(devices::id.eq(&dev))
                 .select(devices::work_epoch)
@@ -602,7 +788,7 @@ impl Store {
                     .unwrap_or(0),
                 None => 0,
             };
-            Ok((epoch, prof))
+            Ok((epoch, prof.wrapping_mul(1_000_003).wrapping_add(fw)))
         })
     }
 

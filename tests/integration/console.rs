@@ -386,6 +386,24 @@ impl Raw {
         }
         rb.send().await.unwrap().status().as_u16()
     }
+
+    /// A form post with the session's CSRF token: (status, page).
+    pub(crate) async fn post_page(&self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+        let csrf = self.csrf().await;
+        let mut form = form.to_vec();
+        form.push(("_csrf", &csrf));
+        let res = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(&form).unwrap())
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.text().await.unwrap_or_default())
+    }
 }
 
 /// What an attacker tries first: no CSRF token, a wrong one, a viewer calling an operator

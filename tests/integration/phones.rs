@@ -31,6 +31,9 @@ battery!(
     digest_and_activation_codes_over_https,
     fetch_log_is_batched_and_kept_at_shutdown,
     fetch_log_flood_is_bounded_and_counted,
+    gigaset_bases_and_n870_over_http,
+    gigaset_activation_codes_and_mac_binding,
+    model_firmware_goes_into_phone_files,
 );
 
 fn need(tool: &str) -> bool {
@@ -1144,4 +1147,566 @@ async fn fetch_log_flood_is_bounded_and_counted(b: Backend) {
         .await,
         11.0
     );
+}
+
+/// Gigaset: the base asks for `<MAC>.xml` (`%MACD`); the ProviderFrame's VERSION stays the
+/// same while nothing changes (the base skips a file whose VERSION it applied) and grows
+/// with a line change; the N870 gets its `provisioning` file; an unknown MAC through the
+/// site URL is refused.
+async fn gigaset_bases_and_n870_over_http(b: Backend) {
+    if !need("curl") {
+        return;
+    }
+    let site = "site-gigaset-0123456789";
+    let clock = TestClock::new(T0);
+    let db = std::sync::Arc::new(
+        tokio::task::spawn_blocking(move || TestDb::new(b))
+            .await
+            .unwrap(),
+    );
+    let app = TestApp::spawn_clocked(db, None, clock.as_clock(), |c| {
+        c.phones.site_token = Some(ferroacs::config::Secret(site.into()));
+        c.phones.max_failed_fetches = 50;
+    })
+    .await;
+    let api = Api::new(&app, "operator").await;
+    add_phone(&api, "7C:2F:80:AA:BB:01", "gigaset", "N510", json!({})).await;
+    add_line(&api, "7c2f80aabb01", 1, "4001", SECRET).await;
+    add_line(&api, "7c2f80aabb01", 2, "4002", "second-line-pw-2").await;
+    let urls = api.get("/api/v1/phones/7c2f80aabb01/url").await;
+    assert_eq!(urls["first_file"], "7C2F80AABB01.xml", "{urls}");
+    assert!(
+        urls["dhcp"][0].as_str().unwrap().contains("option 114")
+            && urls["dhcp"][0].as_str().unwrap().contains("/%MACD.xml"),
+        "{urls}"
+    );
+    let url = url_of(&api, "7c2f80aabb01").await;
+    // `ferroacs phone url` tells what to give the base: option 114 with %MACD.
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        ferroacs_cli(&app, &["phone", "url", "7C:2F:80:AA:BB:01"], &[])
+    });
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("option 114")
+            && out.contains("/%MACD.xml")
+            && out.contains("7C2F80AABB01.xml"),
+        "{out}"
+    );
+    let file = format!("{url}/7C2F80AABB01.xml");
+    let ua = "Gigaset N510 IP PRO/42.250.00.000.000;7C2F80AABB01";
+    let version = |body: &[u8]| -> String {
+        let text = String::from_utf8_lossy(body);
+        let i = text.find("<VERSION value=\"").expect("VERSION") + 16;
+        text[i..i + 10].to_string()
+    };
+    let (s, first) = curl(&["-A", ua, &file]);
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&first));
+    xmllint(&first);
+    let text = String::from_utf8(first.clone()).unwrap();
+    assert!(
+        text.contains("<MAC_ADDRESS value=\"7C2F80AABB01\"/>"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "<S_SIP_PASSWORD_1 class=\"string\" value=\"{SECRET}\"/>"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("<S_SIP_USER_ID_2 class=\"string\" value=\"4002\"/>"));
+    assert!(text.contains("<I_SIP_SERVER_PORT_1 class=\"integer\" value=\"5060\"/>"));
+    // The stamp is when the configuration changed (T0 = 2027-01-15 08:00 UTC), not now.
+    assert_eq!(version(&first), "1501270800");
+    // Later fetches of the unchanged phone: the same VERSION, the same bytes.
+    clock.advance_ms(3_600_000);
+    let (s, again) = curl(&["-A", ua, &file]);
+    assert_eq!(s, 200);
+    assert_eq!(version(&again), version(&first));
+    assert_eq!(again, first);
+    // A line change, seconds later: a newer VERSION (a whole minute later at least).
+    clock.advance_ms(5_000);
+    add_line(&api, "7c2f80aabb01", 2, "4002", "changed-line-pw-3").await;
+    let (s, changed) = curl(&["-A", ua, &file]);
+    assert_eq!(s, 200);
+    xmllint(&changed);
+    assert!(String::from_utf8_lossy(&changed).contains("changed-line-pw-3"));
+    assert_eq!(version(&changed), "1501270900");
+    // Two changes in the same minute still give two stamps.
+    add_line(&api, "7c2f80aabb01", 2, "4002", "changed-line-pw-4").await;
+    let (_, twice) = curl(&["-A", ua, &file]);
+    assert_eq!(version(&twice), "1501270901");
+    let (_, same) = curl(&[&file]);
+    assert_eq!(version(&same), "1501270901");
+    // Another MAC's file through this phone's token: 404, no password.
+    let (s, body) = curl(&[&format!("{url}/7C2F80AABB02.xml")]);
+    assert_eq!(s, 404);
+    assert!(!String::from_utf8_lossy(&body).contains(SECRET));
+    // An unknown MAC through the site URL (phones.unknown_phones = reject): 404, nothing made.
+    let (s, _) = curl(&[&format!(
+        "http://{}/prov/{site}/7C2F80CCDD99.xml",
+        app.cwmp_addr()
+    )]);
+    assert_eq!(s, 404);
+    let (s, _) = api
+        .call(Method::GET, "/api/v1/phones/7c2f80ccdd99", None)
+        .await;
+    assert_eq!(s, 404);
+    // The known one through the site URL: its file.
+    let (s, body) = curl(&[&format!(
+        "http://{}/prov/{site}/7C2F80AABB01.xml",
+        app.cwmp_addr()
+    )]);
+    assert_eq!(s, 200);
+    assert_eq!(version(&body), "1501270901");
+    // The fetch log shows the fetches, never a password.
+    let f = api.get("/api/v1/phones/7c2f80aabb01/fetches").await;
+    assert_eq!(f["items"][0]["file"], "7C2F80AABB01.xml", "{f}");
+    assert!(!f.to_string().contains(SECRET) && !f.to_string().contains("changed-line-pw"));
+
+    // N870 multicell: one account per handset in a provisioning file.
+    add_phone(&api, "7c2f80aabb10", "gigaset", "n870", json!({})).await;
+    for n in 1..=3 {
+        add_line(
+            &api,
+            "7c2f80aabb10",
+            n,
+            &format!("50{n:02}"),
+            &format!("handset-pw-{n}"),
+        )
+        .await;
+    }
+    let url = url_of(&api, "7c2f80aabb10").await;
+    let (s, body) = curl(&[&format!("{url}/7C2F80AABB10.xml")]);
+    assert_eq!(s, 200);
+    xmllint(&body);
+    let text = String::from_utf8(body).unwrap();
+    assert!(
+        text.contains("<provisioning version=\"1.1\" productID=\"n870\">"),
+        "{text}"
+    );
+    for i in 0..3 {
+        assert!(
+            text.contains(&format!(
+                "<param name=\"SIP.Account.{i}.AuthName\" value=\"50{:02}\"/>",
+                i + 1
+            )),
+            "{text}"
+        );
+        assert!(text.contains(&format!("value=\"handset-pw-{}\"", i + 1)));
+    }
+    // A vendor key of the wrong shape is refused with the field named.
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            "/api/v1/phones/7c2f80aabb10",
+            Some(json!({"vendor": "gigaset", "model": "n870",
+                "settings": {"vendor": {"S_X\"/><evil": "1"}}})),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+}
+
+/// Gigaset activation codes (`<provider id>#<code>[#<Digest password>]`, at most 32
+/// characters) over curl; a base is bound to its MAC: another MAC presenting its code or
+/// credentials (in the file name or the User-Agent) is refused and logged; wrong codes are
+/// rate limited; no password reaches the log.
+async fn gigaset_activation_codes_and_mac_binding(b: Backend) {
+    if !need("curl") {
+        return;
+    }
+    let clock = TestClock::new(T0);
+    let db = std::sync::Arc::new(
+        tokio::task::spawn_blocking(move || TestDb::new(b))
+            .await
+            .unwrap(),
+    );
+    let app = TestApp::spawn_clocked(db, None, clock.as_clock(), |c| {
+        c.phones.gigaset_provider_id = Some("gs1".into());
+        c.phones.max_failed_fetches = 8;
+    })
+    .await;
+    let base = format!("http://{}/prov", app.cwmp_addr());
+    let api = Api::new(&app, "operator").await;
+    add_phone(&api, "7c2f80aabb21", "gigaset", "n510", json!({})).await;
+    add_phone(
+        &api,
+        "7c2f80aabb22",
+        "gigaset",
+        "c610",
+        json!({"digest_user": "base-22", "digest_password": DIGEST_PW}),
+    )
+    .await;
+    add_line(&api, "7c2f80aabb21", 1, "6021", SECRET).await;
+    add_line(&api, "7c2f80aabb22", 1, "6022", "base22-line-pw-9").await;
+    let ua = |mac: &str| format!("Gigaset N510 IP PRO/42.250.00.000.000;{mac}");
+
+    // A code for the first base: the Gigaset form and the %MACD URL it opens.
+    let (s, code) = api
+        .call(
+            Method::POST,
+            "/api/v1/phones/7c2f80aabb21/activation_code",
+            None,
+        )
+        .await;
+    assert_eq!(s, 201, "{code}");
+    let c = code["code"].as_str().unwrap().to_string();
+    let g = code["gigaset_code"].as_str().unwrap().to_string();
+    assert_eq!(g, format!("gs1#{c}"));
+    assert!(g.len() <= 32);
+    assert!(
+        code["gigaset_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/prov/gs1%23{c}/%MACD.xml")),
+        "{code}"
+    );
+    let own = format!("{base}/gs1%23{c}/7C2F80AABB21.xml");
+    // Another MAC presenting the code first (its own file name): refused, the code unused.
+    let (s, body) = curl(&[
+        "-A",
+        &ua("7C2F80AABB99"),
+        &format!("{base}/gs1%23{c}/7C2F80AABB99.xml"),
+    ]);
+    assert_eq!(s, 404);
+    assert!(!String::from_utf8_lossy(&body).contains(SECRET));
+    // The base itself: its file.
+    let (s, body) = curl(&["-A", &ua("7C2F80AABB21"), &own]);
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
+    xmllint(&body);
+    assert!(String::from_utf8_lossy(&body).contains(SECRET));
+    // Afterwards another MAC with the same code: by file name or by User-Agent, refused.
+    let (s, _) = curl(&["-A", &ua("7C2F80AABB99"), &own]);
+    assert_eq!(s, 404);
+    let (s, _) = curl(&[&format!("{base}/gs1%23{c}/7C2F80AABB22.xml")]);
+    assert_eq!(s, 404);
+    // A wrong provider id, and the code with a password the phone does not have: refused.
+    let (s, _) = curl(&[
+        "-A",
+        &ua("7C2F80AABB21"),
+        &format!("{base}/xx%23{c}/7C2F80AABB21.xml"),
+    ]);
+    assert_eq!(s, 404);
+    let (s, _) = curl(&[
+        "-A",
+        &ua("7C2F80AABB21"),
+        &format!("{base}/gs1%23{c}%23pw/7C2F80AABB21.xml"),
+    ]);
+    assert_eq!(s, 404);
+
+    // The base with Digest credentials: its code needs its Digest password as third part.
+    clock.advance_ms(61_000);
+    let (_, code) = api
+        .call(
+            Method::POST,
+            "/api/v1/phones/7c2f80aabb22/activation_code",
+            None,
+        )
+        .await;
+    let c2 = code["code"].as_str().unwrap().to_string();
+    let file22 = |token: &str| format!("{base}/{token}/7C2F80AABB22.xml");
+    let (s, _) = curl(&["-A", &ua("7C2F80AABB22"), &file22(&format!("gs1%23{c2}"))]);
+    assert_eq!(s, 404);
+    let (s, _) = curl(&[
+        "-A",
+        &ua("7C2F80AABB22"),
+        &file22(&format!("gs1%23{c2}%23wrong-password")),
+    ]);
+    assert_eq!(s, 404);
+    let full = format!("gs1#{c2}#{DIGEST_PW}");
+    assert!(full.len() <= 32, "{full}");
+    let (s, body) = curl(&[
+        "-A",
+        &ua("7C2F80AABB22"),
+        &file22(&full.replace('#', "%23")),
+    ]);
+    assert_eq!(s, 200);
+    assert!(String::from_utf8_lossy(&body).contains("base22-line-pw-9"));
+    // Its Digest credentials: its own file; another MAC presenting them is refused.
+    let right = format!("base-22:{DIGEST_PW}");
+    let (s, _) = curl(&[
+        "--digest",
+        "-u",
+        &right,
+        "-A",
+        &ua("7C2F80AABB22"),
+        &format!("{base}/auth/7C2F80AABB22.xml"),
+    ]);
+    assert_eq!(s, 200);
+    let (s, _) = curl(&[
+        "--digest",
+        "-u",
+        &right,
+        "-A",
+        &ua("7C2F80AABB77"),
+        &format!("{base}/auth/7C2F80AABB22.xml"),
+    ]);
+    assert_eq!(s, 404);
+    let (s, _) = curl(&[
+        "--digest",
+        "-u",
+        &right,
+        &format!("{base}/auth/7C2F80AABB21.xml"),
+    ]);
+    assert_eq!(s, 404);
+
+    // Guessing Gigaset codes: past phones.max_failed_fetches (8) in a minute, 429.
+    clock.advance_ms(61_000);
+    let mut statuses = Vec::new();
+    for n in 0..12u64 {
+        let (s, _) = curl(&[&file22(&format!("gs1%23{:012}", 500_000_000_000 + n))]);
+        statuses.push(s);
+    }
+    assert_eq!(&statuses[..8], &[404; 8], "{statuses:?}");
+    assert!(statuses[8..].iter().all(|s| *s == 429), "{statuses:?}");
+    // An oversized token is not a code: refused the same way.
+    let (s, _) = curl(&[&file22(&format!("gs1%23{c2}%23{}", "x".repeat(40)))]);
+    assert_eq!(s, 429);
+
+    // `ferroacs phone activate` prints the Gigaset form too.
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        ferroacs_cli(
+            &app,
+            &["phone", "activate", "7c2f80aabb21"],
+            &[("FERROACS_PHONES_GIGASET_PROVIDER_ID", "gs1")],
+        )
+    });
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("Gigaset code to type on the base: gs1#"),
+        "{out}"
+    );
+    assert!(out.contains("/prov/gs1%23"), "{out}");
+
+    // The console's "New activation code" shows the Gigaset form.
+    crate::console::add_user(&app, "gina", "operator").await;
+    let (s, gina) = crate::console::Raw::login(&app, "gina", crate::console::PASSWORD).await;
+    assert_eq!(s, 303);
+    let (s, page) = gina
+        .post_page("/phones/7c2f80aabb21/activation_code", &[])
+        .await;
+    assert_eq!(s, 200);
+    assert!(page.contains("on a Gigaset base type gs1#"), "{page}");
+
+    // The refusals are logged with the MACs; no password, code or Digest password is.
+    let text = crate::support::captured_logs();
+    assert!(
+        text.contains("another MAC presented this phone's credentials")
+            && text.contains("7c2f80aabb99"),
+        "the refusal is logged"
+    );
+    for secret in [
+        SECRET,
+        "base22-line-pw-9",
+        DIGEST_PW,
+        c.as_str(),
+        c2.as_str(),
+    ] {
+        assert!(!text.contains(secret), "{secret} in the log");
+    }
+}
+
+async fn upload_firmware(api: &Api, name: &str, version: &str, body: &str) -> String {
+    let res = api
+        .http
+        .post(format!(
+            "{}/api/v1/files?name={name}&file_type=1%20Firmware%20Upgrade%20Image&version={version}",
+            api.base
+        ))
+        .bearer_auth(&api.token)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let v: Value = res.json().await.unwrap();
+    v["id"].as_str().unwrap().to_string()
+}
+
+/// The value of `<NAME class="…" value="…"/>` in a ProviderFrame, unescaped.
+fn frame_value(text: &str, name: &str) -> Option<String> {
+    let i = text.find(&format!("<{name} "))?;
+    let rest = &text[i..];
+    let j = rest.find("value=\"")? + 7;
+    let k = rest[j..].find('"')?;
+    Some(rest[j..j + k].replace("&amp;", "&"))
+}
+
+/// A firmware file of the file store per model: the phones' files carry its URL (which
+/// serves the file) and version; a profile or the phone's settings override it; changing it
+/// changes a Gigaset file's VERSION; only operators set it; bad references are refused.
+async fn model_firmware_goes_into_phone_files(b: Backend) {
+    if !need("curl") {
+        return;
+    }
+    let clock = TestClock::new(T0);
+    let db = std::sync::Arc::new(
+        tokio::task::spawn_blocking(move || TestDb::new(b))
+            .await
+            .unwrap(),
+    );
+    let app = TestApp::spawn_clocked(db, None, clock.as_clock(), |_| {}).await;
+    let api = Api::new(&app, "operator").await;
+    let image = format!("GIGASET-N510-IMAGE-{}", "z".repeat(3000));
+    let fw = upload_firmware(&api, "n510fw.bin", "42.250.00", &image).await;
+    let path = "/api/v1/phone_models/gigaset/N510/firmware";
+    // A viewer may read but not set it.
+    let viewer = Api::new(&app, "viewer").await;
+    let (s, _) = viewer
+        .call(Method::PUT, path, Some(json!({"file_id": fw})))
+        .await;
+    assert_eq!(s, 403);
+    // Bad references: no such file, no such vendor, a model that cannot be one.
+    for (p, body, field) in [
+        (path, json!({"file_id": "no-such-file"}), "file_id"),
+        (
+            "/api/v1/phone_models/nokia/x1/firmware",
+            json!({"file_id": fw}),
+            "vendor",
+        ),
+        (
+            "/api/v1/phone_models/gigaset/n5%2010/firmware",
+            json!({"file_id": fw}),
+            "model",
+        ),
+        (path, json!({"file_id": fw, "version": "1\n2"}), "version"),
+    ] {
+        let (s, v) = api.call(Method::PUT, p, Some(body)).await;
+        assert_eq!(s, 400, "{p}: {v}");
+        assert!(v.to_string().contains(field), "{p}: {v}");
+    }
+    let (s, v) = api
+        .call(Method::PUT, path, Some(json!({"file_id": fw})))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["version"], "42.250.00", "{v}");
+    assert_eq!(v["model"], "n510");
+    assert_eq!(v["file_name"], "n510fw.bin");
+    let list = viewer.get("/api/v1/phone_models/firmware").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    let doc = viewer.get("/api/v1/openapi.json").await;
+    assert!(
+        doc["paths"]["/api/v1/phone_models/{vendor}/{model}/firmware"].is_object()
+            || doc
+                .to_string()
+                .contains("/phone_models/{vendor}/{model}/firmware"),
+        "OpenAPI lists the route"
+    );
+    assert!(doc["components"]["schemas"]["PhoneModelFirmware"].is_object());
+
+    // A Gigaset N510: its file carries the firmware URL and version; the URL serves the file.
+    add_phone(&api, "7c2f80aabb31", "gigaset", "n510", json!({})).await;
+    add_line(&api, "7c2f80aabb31", 1, "7031", SECRET).await;
+    let url = url_of(&api, "7c2f80aabb31").await;
+    let file = format!("{url}/7C2F80AABB31.xml");
+    let (s, body) = curl(&[&file]);
+    assert_eq!(s, 200);
+    xmllint(&body);
+    let text = String::from_utf8(body.clone()).unwrap();
+    let fw_url = frame_value(&text, "S_FIRMWARE_URL").expect("firmware URL");
+    assert!(fw_url.contains(&format!("/files/{fw}")), "{fw_url}");
+    assert_eq!(
+        frame_value(&text, "S_FIRMWARE_VERSION").as_deref(),
+        Some("42.250.00")
+    );
+    let (s, got) = curl(&[&fw_url]);
+    assert_eq!(s, 200);
+    assert_eq!(String::from_utf8_lossy(&got), image);
+    // Unchanged: the same VERSION a day later; a new firmware for the model: a newer one.
+    let v1 = frame_value(&text, "VERSION").unwrap();
+    clock.advance_ms(86_400_000);
+    let (_, again) = curl(&[&file]);
+    assert_eq!(again, body);
+    let fw2 = upload_firmware(&api, "n510fw2.bin", "42.251.00", "GIGASET-N510-IMAGE-2").await;
+    let (s, _) = api
+        .call(Method::PUT, path, Some(json!({"file_id": fw2})))
+        .await;
+    assert_eq!(s, 200);
+    let (_, newer) = curl(&[&file]);
+    let text2 = String::from_utf8(newer).unwrap();
+    assert_eq!(
+        frame_value(&text2, "S_FIRMWARE_VERSION").as_deref(),
+        Some("42.251.00")
+    );
+    let v2 = frame_value(&text2, "VERSION").unwrap();
+    assert_ne!(v1, v2);
+    assert_eq!(v2, "1601270800", "a day after T0");
+
+    // A Polycom model: the master names the firmware URL.
+    let pfw = upload_firmware(&api, "sip.ld", "6.4.0.1", "POLYCOM-UC-IMAGE").await;
+    let (s, _) = api
+        .call(
+            Method::PUT,
+            "/api/v1/phone_models/polycom/vvx400/firmware",
+            Some(json!({"file_id": pfw})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    add_phone(&api, "0004f2000031", "polycom", "vvx400", json!({})).await;
+    let purl = url_of(&api, "0004f2000031").await;
+    let (s, master) = curl(&[&format!("{purl}/0004F2000031.cfg")]);
+    assert_eq!(s, 200);
+    xmllint(&master);
+    assert!(
+        String::from_utf8_lossy(&master).contains(&format!("/files/{pfw}?")),
+        "{}",
+        String::from_utf8_lossy(&master)
+    );
+
+    // The phone's own settings override the model's file.
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            "/api/v1/phones/7c2f80aabb31",
+            Some(json!({"vendor": "gigaset", "model": "n510",
+                "settings": {"firmware_file": "own/n510.bin", "firmware_version": "42.100.00"}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, own) = curl(&[&file]);
+    let text3 = String::from_utf8(own).unwrap();
+    assert_eq!(
+        frame_value(&text3, "S_FIRMWARE_URL").as_deref(),
+        Some(format!("{url}/own/n510.bin").as_str())
+    );
+    assert_eq!(
+        frame_value(&text3, "S_FIRMWARE_VERSION").as_deref(),
+        Some("42.100.00")
+    );
+    // Removing the model's firmware: 204, then 404; an operator's action is audited.
+    let (s, _) = api.call(Method::DELETE, path, None).await;
+    assert_eq!(s, 204);
+    let (s, _) = api.call(Method::DELETE, path, None).await;
+    assert_eq!(s, 404);
+    let admin = Api::new(&app, "admin").await;
+    let audit = admin.get("/api/v1/audit?limit=100").await.to_string();
+    assert!(
+        audit.contains("phone_model.firmware_save") && audit.contains("phone_model/gigaset/n510"),
+        "{audit}"
+    );
+}
+
+/// Run the `ferroacs` binary against the app's database: (success, stdout, stderr).
+fn ferroacs_cli(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ferroacs"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("FERROACS_") {
+            c.env_remove(k);
+        }
+    }
+    let dir = app.files_dir.path().to_path_buf();
+    c.current_dir(&dir)
+        .env("FERROACS_DATABASE_URL", &app.db.url)
+        .env("FERROACS_FILES_DIR", dir.join("files"))
+        .env("FERROACS_SECRETS_KEY", &app.db.key)
+        .env("FERROACS_PHONES_PUBLIC_URL", "http://acs.example.net:7547")
+        .args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

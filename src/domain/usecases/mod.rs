@@ -149,6 +149,8 @@ pub enum Op {
     PhoneActivationCode,
     PhoneProfileSave,
     PhoneProfileDelete,
+    PhoneModelFirmwareSave,
+    PhoneModelFirmwareDelete,
     TokenCreate,
     TokenRevoke,
     UserCreate,
@@ -186,6 +188,8 @@ impl Op {
         Op::PhoneActivationCode,
         Op::PhoneProfileSave,
         Op::PhoneProfileDelete,
+        Op::PhoneModelFirmwareSave,
+        Op::PhoneModelFirmwareDelete,
         Op::TokenCreate,
         Op::TokenRevoke,
         Op::UserCreate,
@@ -224,6 +228,8 @@ impl Op {
             Op::PhoneActivationCode => "phone.activation_code",
             Op::PhoneProfileSave => "phone_profile.save",
             Op::PhoneProfileDelete => "phone_profile.delete",
+            Op::PhoneModelFirmwareSave => "phone_model.firmware_save",
+            Op::PhoneModelFirmwareDelete => "phone_model.firmware_delete",
             Op::TokenCreate => "token.create",
             Op::TokenRevoke => "token.revoke",
             Op::UserCreate => "user.create",
@@ -262,7 +268,9 @@ impl Op {
             | Op::PhoneResync
             | Op::PhoneActivationCode
             | Op::PhoneProfileSave
-            | Op::PhoneProfileDelete => Role::Operator,
+            | Op::PhoneProfileDelete
+            | Op::PhoneModelFirmwareSave
+            | Op::PhoneModelFirmwareDelete => Role::Operator,
             Op::TokenCreate
             | Op::TokenRevoke
             | Op::UserCreate
@@ -293,6 +301,8 @@ pub enum Target {
     /// Many phones at once (CSV import).
     Phones,
     PhoneProfile(String),
+    /// A phone model (`vendor/model`).
+    PhoneModel(String),
     Token(i64),
     User(String),
 }
@@ -311,6 +321,7 @@ impl fmt::Display for Target {
             Target::Phone(mac) => write!(f, "phone/{mac}"),
             Target::Phones => f.write_str("phones"),
             Target::PhoneProfile(name) => write!(f, "phone_profile/{name}"),
+            Target::PhoneModel(name) => write!(f, "phone_model/{name}"),
             Target::Token(id) => write!(f, "token/{id}"),
             Target::User(name) => write!(f, "user/{name}"),
         }

@@ -165,6 +165,48 @@ pub async fn delete_profile(ctx: &Ctx<'_>, actor: &Actor, name: &str) -> Result<
     .await
 }
 
+/// Give a model's phones a firmware file of the file store.
+pub async fn put_model_firmware(
+    ctx: &Ctx<'_>,
+    actor: &Actor,
+    vendor: &str,
+    model: &str,
+    input: phones::ModelFirmwareInput,
+) -> Result<(phones::ModelFirmwareView, bool)> {
+    actor.require(Op::PhoneModelFirmwareSave)?;
+    let (view, created) =
+        phones::put_model_firmware(ctx.store, vendor, model, input, ctx.now()).await?;
+    ctx.audit(
+        actor,
+        Op::PhoneModelFirmwareSave,
+        Target::PhoneModel(format!("{}/{}", view.vendor, view.model)),
+        Some(format!("file {}, version {}", view.file_id, view.version)),
+    )
+    .await?;
+    Ok((view, created))
+}
+
+pub async fn delete_model_firmware(
+    ctx: &Ctx<'_>,
+    actor: &Actor,
+    vendor: &str,
+    model: &str,
+) -> Result<()> {
+    actor.require(Op::PhoneModelFirmwareDelete)?;
+    phones::delete_model_firmware(ctx.store, vendor, model).await?;
+    ctx.audit(
+        actor,
+        Op::PhoneModelFirmwareDelete,
+        Target::PhoneModel(format!(
+            "{}/{}",
+            vendor.to_ascii_lowercase(),
+            model.to_ascii_lowercase()
+        )),
+        None,
+    )
+    .await
+}
+
 /// Send SIP NOTIFY check-sync to the phone (its contact, else the source of its last fetch
 /// on port 5060), checked against the connection-request target policy.
 pub async fn resync(

@@ -220,6 +220,12 @@ api_routes! {
         "Create or replace a phone profile", query [], body Some("PhoneSettings"), response "PhoneProfile";
     delete "/phone_profiles/{name}" Operator phones::delete_profile,
         "Delete a phone profile (409 while phones use it)", query [], body None, response "Empty";
+    get "/phone_models/firmware" Viewer phones::list_model_firmware,
+        "The firmware file set per phone model", query [], body None, response "PhoneModelFirmwarePage";
+    put "/phone_models/{vendor}/{model}/firmware" Operator phones::put_model_firmware,
+        "Give every phone of a model a firmware file of the file store: its files carry the file's URL and version (profile and phone settings override)", query [], body Some("PhoneModelFirmwareInput"), response "PhoneModelFirmware";
+    delete "/phone_models/{vendor}/{model}/firmware" Operator phones::delete_model_firmware,
+        "Remove a model's firmware file", query [], body None, response "Empty";
     get "/tasks" Viewer tasks::list,
         "Tasks, newest first", query ["device_id", "status", "limit", "cursor"], body None, response "TaskPage";
     post "/tasks" Operator tasks::create_bulk,

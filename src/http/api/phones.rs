@@ -209,6 +209,44 @@ pub async fn delete_profile(
     Ok(HttpResponse::NoContent().finish())
 }
 
+pub async fn list_model_firmware(state: web::Data<AppState>) -> ApiResult {
+    let items = phones::list_model_firmware(&state.store).await?;
+    Ok(HttpResponse::Ok().json(json!({ "items": items, "next_cursor": null })))
+}
+
+pub async fn put_model_firmware(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: web::Json<phones::ModelFirmwareInput>,
+) -> ApiResult {
+    let (vendor, model) = path.into_inner();
+    let (view, created) = usecases::phones::put_model_firmware(
+        &state.ctx(),
+        &caller.as_actor(),
+        &vendor,
+        &model,
+        body.into_inner(),
+    )
+    .await?;
+    Ok(if created {
+        HttpResponse::Created().json(view)
+    } else {
+        HttpResponse::Ok().json(view)
+    })
+}
+
+pub async fn delete_model_firmware(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> ApiResult {
+    let (vendor, model) = path.into_inner();
+    usecases::phones::delete_model_firmware(&state.ctx(), &caller.as_actor(), &vendor, &model)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
 /// The OpenAPI schemas of these routes.
 pub(super) fn schemas(put: &mut impl FnMut(&str, Value)) {
     let s = || json!({"type": "string"});
@@ -216,8 +254,7 @@ pub(super) fn schemas(put: &mut impl FnMut(&str, Value)) {
     let i = || json!({"type": "integer", "format": "int64"});
     let ni = || json!({"type": "integer", "format": "int64", "nullable": true});
     let obj = |props: Value| json!({"type": "object", "properties": props});
-    let vendor =
-        json!({"type": "string", "enum": ["polycom", "yealink", "grandstream", "cisco", "snom"]});
+    let vendor = json!({"type": "string", "enum": ["polycom", "yealink", "grandstream", "cisco", "snom", "gigaset"]});
     put(
         "PhoneSettings",
         obj(json!({
@@ -273,8 +310,22 @@ pub(super) fn schemas(put: &mut impl FnMut(&str, Value)) {
         ),
     );
     put(
+        "PhoneModelFirmwareInput",
+        json!({"type": "object", "required": ["file_id"],
+            "description": "a file of the file store for every phone of the model (its profile and own settings override); version defaults to the file's",
+            "properties": {"file_id": s(), "version": s()}}),
+    );
+    put(
+        "PhoneModelFirmware",
+        obj(
+            json!({"vendor": s(), "model": s(), "file_id": s(), "file_name": ns(), "version": s(), "updated_at": i()}),
+        ),
+    );
+    put(
         "PhoneActivationCode",
-        obj(json!({"mac": s(), "code": s(), "url": s(), "expires_at": i()})),
+        obj(
+            json!({"mac": s(), "code": s(), "url": s(), "expires_at": i(), "gigaset_code": s(), "gigaset_url": s()}),
+        ),
     );
     put(
         "PhoneResync",
@@ -299,6 +350,7 @@ pub(super) fn schemas(put: &mut impl FnMut(&str, Value)) {
         ("PhonePage", "Phone"),
         ("PhoneFetchPage", "PhoneFetch"),
         ("PhoneProfilePage", "PhoneProfile"),
+        ("PhoneModelFirmwarePage", "PhoneModelFirmware"),
     ] {
         put(
             page,

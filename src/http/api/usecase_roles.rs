@@ -41,6 +41,16 @@ const WRITES: &[(&str, &str, Op)] = &[
     ("delete", "/phones/{mac}/lines/{n}", Op::LineDelete),
     ("put", "/phone_profiles/{name}", Op::PhoneProfileSave),
     ("delete", "/phone_profiles/{name}", Op::PhoneProfileDelete),
+    (
+        "put",
+        "/phone_models/{vendor}/{model}/firmware",
+        Op::PhoneModelFirmwareSave,
+    ),
+    (
+        "delete",
+        "/phone_models/{vendor}/{model}/firmware",
+        Op::PhoneModelFirmwareDelete,
+    ),
     ("post", "/tasks", Op::TaskCreateBulk),
     ("delete", "/tasks/{id}", Op::TaskCancel),
     ("delete", "/faults", Op::FaultClear),

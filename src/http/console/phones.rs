@@ -430,12 +430,17 @@ async fn activate(
     mac: web::Path<String>,
 ) -> Result<HttpResponse, ConsoleError> {
     let code = usecases::phones::activation_code(&state.ctx(), &ctx.as_actor(), &mac).await?;
-    let notice = format!(
+    let mut notice = format!(
         "Activation code {} (shown once; usable until {}): {}",
         code.code,
         utc(code.expires_at),
         code.url
     );
+    if let (Some(g), Some(u)) = (&code.gigaset_code, &code.gigaset_url) {
+        notice.push_str(&format!(
+            "; on a Gigaset base type {g} (append #<Digest password> when it has Digest credentials): {u}"
+        ));
+    }
     let page = phone_page(ctx.layout("phones"), &state, &mac, Some(notice), None, None).await?;
     render(StatusCode::OK, &page)
 }

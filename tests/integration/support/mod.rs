@@ -258,6 +258,7 @@ impl TestApp {
         config.log.level = std::env::var("FERROACS_TEST_LOG").unwrap_or_else(|_| "warn".into());
         config.log.cwmp_trace_dir = Some(trace_dir.path().to_path_buf());
         tweak(&mut config);
+        install_log_capture(&config.log.level);
         ferroacs::telemetry::init(&config.log);
         let cfg = config.clone();
         let clk = clock.clone();
@@ -446,4 +447,60 @@ pub fn validate_envelopes(dir: &std::path::Path) {
             }
         }
     }
+}
+
+/// What the servers of this process logged at INFO and above (the newest 32 to 64 MiB), for
+/// tests that check what never reaches a log.
+pub fn captured_logs() -> String {
+    let buf = log_buffer().lock().unwrap_or_else(|p| p.into_inner());
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+fn log_buffer() -> &'static std::sync::Mutex<Vec<u8>> {
+    static BUF: std::sync::OnceLock<std::sync::Mutex<Vec<u8>>> = std::sync::OnceLock::new();
+    BUF.get_or_init(|| std::sync::Mutex::new(Vec::new()))
+}
+
+struct Capture;
+
+impl std::io::Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let mut v = log_buffer().lock().unwrap_or_else(|p| p.into_inner());
+        if v.len() + b.len() > 64 << 20 {
+            let cut = v.len() / 2;
+            v.drain(..cut);
+        }
+        v.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The process's log subscriber: stderr at the tests' level (`FERROACS_TEST_LOG`, default
+/// warn), and everything from INFO on into [`captured_logs`]. The first server of the
+/// process installs it; `telemetry::init` then keeps it.
+fn install_log_capture(stderr_level: &str) {
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{filter::LevelFilter, fmt, EnvFilter};
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let stderr_filter =
+            EnvFilter::try_new(stderr_level).unwrap_or_else(|_| EnvFilter::new("warn"));
+        let _ = tracing_subscriber::registry()
+            .with(
+                fmt::layer()
+                    .with_target(false)
+                    .with_writer(std::io::stderr)
+                    .with_filter(stderr_filter),
+            )
+            .with(
+                fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(|| Capture)
+                    .with_filter(LevelFilter::INFO),
+            )
+            .try_init();
+    });
 }

@@ -1,0 +1,2 @@
+DROP TABLE phone_model_firmware;
+DROP TABLE phone_file_stamps;
