@@ -706,7 +706,7 @@ async fn bootstrap_forgets_the_tree_but_keeps_configuration_and_tasks(b: Backend
                     device_id: id.clone(),
                     rpc: "Reboot".into(),
                     args: r#"{"rpc":"Reboot"}"#.into(),
-                    status: "pending".into(),
+                    status: ferroacs::domain::tasks::TaskStatus::Pending,
                     command_key: "fa-later".into(),
                     expires_at: None,
                     created_by: "test".into(),
@@ -719,7 +719,11 @@ async fn bootstrap_forgets_the_tree_but_keeps_configuration_and_tasks(b: Backend
                 ..Default::default()
             };
             store
-                .transition_task(t[0].id, &["pending"], &update)
+                .transition_task(
+                    t[0].id,
+                    &[ferroacs::domain::tasks::TaskStatus::Pending],
+                    &update,
+                )
                 .unwrap();
             t[0].id
         }
@@ -760,7 +764,11 @@ async fn bootstrap_forgets_the_tree_but_keeps_configuration_and_tasks(b: Backend
         .get("InternetGatewayDevice.DeviceInfo.SoftwareVersion")
         .is_some());
     assert_eq!(tags.len(), 1, "tags kept");
-    assert_eq!(task.status, "pending", "pending task kept");
+    assert_eq!(
+        task.status,
+        ferroacs::domain::tasks::TaskStatus::Pending,
+        "pending task kept"
+    );
 }
 
 async fn tls_client_certificates_replace_http_authentication(b: Backend) {
