@@ -1274,7 +1274,12 @@ fn task(cli: &Cli, cmd: &TaskCmd) -> anyhow::Result<()> {
             limit,
         } => {
             let rows = store
-                .find_tasks(device.as_deref(), status.as_deref(), None, *limit)
+                .find_tasks(
+                    device.as_deref(),
+                    crate::domain::taskops::status_filter(status.as_deref()).map_err(e)?,
+                    None,
+                    *limit,
+                )
                 .map_err(e)?;
             println!("ID\tDEVICE\tRPC\tSTATUS\tCREATED");
             for t in &rows {

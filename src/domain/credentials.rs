@@ -192,7 +192,7 @@ pub async fn factory_reset_ordered(env: &Env<'_>, device_id: &str) -> Result<boo
         .store
         .run(move |s| {
             let ordered = s
-                .device_tasks_in(&id, &[crate::domain::tasks::RUNNING])?
+                .device_tasks_in(&id, &[crate::domain::tasks::TaskStatus::Running])?
                 .iter()
                 .any(|t| t.rpc == "FactoryReset");
             let issued = s.issued_credentials(&id)?;

@@ -215,10 +215,10 @@ pub fn triage(
     now: i64,
 ) -> Triage {
     let expired = row.expires_at.is_some_and(|exp| exp < now);
-    if expired && row.status == tasks::PENDING {
+    if expired && row.status == tasks::TaskStatus::Pending {
         return Triage::Expire;
     }
-    if row.status == tasks::RUNNING {
+    if row.status == tasks::TaskStatus::Running {
         let awaited: Option<String> = row
             .result
             .as_deref()
@@ -408,13 +408,13 @@ mod tests {
         }
     }
 
-    fn row(status: &str) -> TaskRow {
+    fn row(status: tasks::TaskStatus) -> TaskRow {
         TaskRow {
             id: 7,
             device_id: "D".into(),
             rpc: "Reboot".into(),
             args: "{}".into(),
-            status: status.into(),
+            status,
             command_key: "k1".into(),
             result: None,
             fault_code: None,
@@ -602,7 +602,7 @@ mod tests {
 
     #[test]
     fn an_interrupted_download_is_confirmed_before_it_is_ever_sent_again() {
-        let running = row(tasks::RUNNING);
+        let running = row(tasks::TaskStatus::Running);
         // Carried out: the Inform says so, its TransferComplete follows.
         assert_eq!(
             triage(&running, &download(), &[ev("M Download", "k1")], None, 10),
@@ -617,11 +617,11 @@ mod tests {
         }
         // A pending Download was never sent: it simply goes out.
         assert_eq!(
-            triage(&row(tasks::PENDING), &download(), &[], None, 10),
+            triage(&row(tasks::TaskStatus::Pending), &download(), &[], None, 10),
             Triage::Send
         );
         // A Download already awaiting its TransferComplete keeps waiting.
-        let mut awaiting = row(tasks::RUNNING);
+        let mut awaiting = row(tasks::TaskStatus::Running);
         awaiting.result = Some(r#"{"awaiting":"TransferComplete"}"#.into());
         assert_eq!(triage(&awaiting, &download(), &[], None, 10), Triage::Leave);
     }
@@ -632,7 +632,7 @@ mod tests {
             "rpc": "ScheduleInform", "delay_seconds": 60
         }))
         .expect("a ScheduleInform spec");
-        let running = row(tasks::RUNNING);
+        let running = row(tasks::TaskStatus::Running);
         assert_eq!(
             triage(&running, &spec, &[], None, 10),
             Triage::Await("M ScheduleInform")
@@ -663,7 +663,7 @@ mod tests {
     #[test]
     fn a_reboot_is_done_when_the_device_reports_it_with_the_key() {
         let reboot = TaskSpec::Reboot {};
-        let running = row(tasks::RUNNING);
+        let running = row(tasks::TaskStatus::Running);
         let t = triage(
             &running,
             &reboot,
@@ -686,7 +686,7 @@ mod tests {
     #[test]
     fn an_accepted_reboot_the_device_never_carried_out_is_sent_again() {
         let reboot = TaskSpec::Reboot {};
-        let mut accepted = row(tasks::RUNNING);
+        let mut accepted = row(tasks::TaskStatus::Running);
         accepted.result = Some(r#"{"awaiting":"M Reboot"}"#.into());
         // The session that carried the RebootResponse was cut: no reboot followed.
         let t = triage(&accepted, &reboot, &[ev("2 PERIODIC", "")], None, 10);
@@ -698,7 +698,7 @@ mod tests {
 
     #[test]
     fn an_interrupted_set_is_confirmed_by_the_parameter_key_and_never_sent_twice() {
-        let mut running = row(tasks::RUNNING);
+        let mut running = row(tasks::TaskStatus::Running);
         running.rpc = "SetParameterValues".into();
         let t = triage(&running, &spv(), &[ev("2 PERIODIC", "")], Some("k1"), 10);
         assert_eq!(
@@ -718,7 +718,7 @@ mod tests {
         let spec = TaskSpec::AddObject {
             object: "Device.NAT.PortMapping.".into(),
         };
-        let t = triage(&row(tasks::RUNNING), &spec, &[], Some("k1"), 10);
+        let t = triage(&row(tasks::TaskStatus::Running), &spec, &[], Some("k1"), 10);
         assert!(matches!(
             t,
             Triage::Done { refresh: Some(ref o), .. } if o == "Device.NAT.PortMapping."
@@ -727,7 +727,7 @@ mod tests {
 
     #[test]
     fn a_task_awaiting_transfer_complete_waits_until_its_deadline() {
-        let mut running = row(tasks::RUNNING);
+        let mut running = row(tasks::TaskStatus::Running);
         running.result = Some(r#"{"awaiting":"TransferComplete"}"#.into());
         running.expires_at = Some(100);
         let spec = TaskSpec::Reboot {};
@@ -738,7 +738,7 @@ mod tests {
     #[test]
     fn pending_tasks_expire_wait_for_their_retry_time_or_go_out() {
         let spec = TaskSpec::Reboot {};
-        let mut pending = row(tasks::PENDING);
+        let mut pending = row(tasks::TaskStatus::Pending);
         assert_eq!(triage(&pending, &spec, &[], None, 10), Triage::Send);
         pending.not_before = 20;
         assert_eq!(triage(&pending, &spec, &[], None, 10), Triage::Later);

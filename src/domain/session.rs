@@ -19,7 +19,7 @@ use crate::cwmp::{
 };
 use crate::domain::params::ParamTree;
 use crate::domain::plan;
-use crate::domain::tasks::{self, Completion, TaskSpec};
+use crate::domain::tasks::{self, Completion, TaskSpec, TaskStatus};
 use crate::error::{Error, Result};
 use crate::store::devices::{BeginSession, DeviceRow, IdentityUpdate, InformUpdate};
 use crate::store::faults::NewFault;
@@ -323,9 +323,9 @@ async fn work_added(env: &Env<'_>, s: &mut DeviceSession) -> Result<bool> {
 /// during the session) only pending tasks are read.
 async fn load_tasks(env: &Env<'_>, s: &mut DeviceSession, inform: Option<&Inform>) -> Result<()> {
     let id = s.device_id.clone();
-    let states: &'static [&'static str] = match inform {
-        Some(_) => &[tasks::PENDING, tasks::RUNNING],
-        None => &[tasks::PENDING],
+    let states: &'static [TaskStatus] = match inform {
+        Some(_) => &[TaskStatus::Pending, TaskStatus::Running],
+        None => &[TaskStatus::Pending],
     };
     let rows = env
         .store
@@ -348,7 +348,7 @@ async fn load_tasks(env: &Env<'_>, s: &mut DeviceSession, inform: Option<&Inform
                 finish_task(
                     env,
                     &row,
-                    tasks::FAULT,
+                    TaskStatus::Fault,
                     None,
                     Some((8002, format!("stored task is unreadable: {e}"))),
                     None,
@@ -365,11 +365,11 @@ async fn load_tasks(env: &Env<'_>, s: &mut DeviceSession, inform: Option<&Inform
             now,
         ) {
             plan::Triage::Expire => {
-                finish_task(env, &row, tasks::EXPIRED, None, None, None).await?;
+                finish_task(env, &row, TaskStatus::Expired, None, None, None).await?;
                 continue;
             }
             plan::Triage::Done { result, refresh } => {
-                finish_task(env, &row, tasks::DONE, Some(result), None, None).await?;
+                finish_task(env, &row, TaskStatus::Done, Some(result), None, None).await?;
                 if let Some(object) = refresh {
                     s.queue.push_back(self::refresh(&object));
                 }
@@ -458,7 +458,7 @@ async fn load_tasks(env: &Env<'_>, s: &mut DeviceSession, inform: Option<&Inform
                 finish_task(
                     env,
                     &row,
-                    tasks::FAULT,
+                    TaskStatus::Fault,
                     None,
                     Some((8002, e.to_string())),
                     None,
@@ -488,7 +488,7 @@ async fn await_confirmation(
     };
     let id = row.id;
     env.store
-        .run(move |st| st.transition_task(id, &[tasks::RUNNING], &update))
+        .run(move |st| st.transition_task(id, &[TaskStatus::Running], &update))
         .await?;
     Ok(())
 }
@@ -560,12 +560,12 @@ async fn finish_task_readable(
     };
     learnt.overlay(&s.learnt);
     if learnt.is_empty() && s.subtrees_removed.is_empty() {
-        return finish_task(env, row, tasks::DONE, Some(result), None, None).await;
+        return finish_task(env, row, TaskStatus::Done, Some(result), None, None).await;
     }
     let removed = s.subtrees_removed.clone();
     let now = env.now;
     let update = TaskUpdate {
-        status: Some(tasks::DONE.to_string()),
+        status: Some(TaskStatus::Done),
         result: Some(Some(result.to_string())),
         finished_at: Some(Some(now)),
         updated_at: Some(now),
@@ -584,7 +584,7 @@ async fn finish_task_readable(
             tree.overlay(&learnt);
             let count = i32::try_from(tree.len()).unwrap_or(i32::MAX);
             st.save_params(&device, &tree.encode(true), count, now)?;
-            st.transition_task(id, &[tasks::PENDING, tasks::RUNNING], &update)?;
+            st.transition_task(id, &[TaskStatus::Pending, TaskStatus::Running], &update)?;
             Ok(())
         })
         .await?;
@@ -597,14 +597,14 @@ async fn finish_task_readable(
 async fn finish_task(
     env: &Env<'_>,
     row: &TaskRow,
-    status: &str,
+    status: TaskStatus,
     result: Option<serde_json::Value>,
     fault: Option<(u32, String)>,
     fault_detail: Option<serde_json::Value>,
 ) -> Result<()> {
     let now = env.now;
     let update = TaskUpdate {
-        status: Some(status.to_string()),
+        status: Some(status),
         // A final state replaces what the task was waiting for (`awaiting`).
         result: Some(result.map(|r| r.to_string())),
         fault_code: fault.as_ref().map(|(c, _)| Some(*c as i32)),
@@ -625,7 +625,7 @@ async fn finish_task(
     });
     env.store
         .run(move |st| {
-            st.transition_task(id, &[tasks::PENDING, tasks::RUNNING], &update)?;
+            st.transition_task(id, &[TaskStatus::Pending, TaskStatus::Running], &update)?;
             if let Some(f) = new_fault {
                 st.insert_fault(&f)?;
             }
@@ -702,7 +702,7 @@ async fn complete_by_command_key(
     let id = s.device_id.clone();
     let rows = env
         .store
-        .run(move |st| st.device_tasks_in(&id, &[tasks::RUNNING, tasks::PENDING]))
+        .run(move |st| st.device_tasks_in(&id, &[TaskStatus::Running, TaskStatus::Pending]))
         .await?;
     for row in rows
         .iter()
@@ -712,7 +712,7 @@ async fn complete_by_command_key(
             finish_task(
                 env,
                 row,
-                tasks::DONE,
+                TaskStatus::Done,
                 Some(serde_json::json!({"transfer": "complete"})),
                 None,
                 None,
@@ -723,7 +723,7 @@ async fn complete_by_command_key(
             finish_task(
                 env,
                 row,
-                tasks::FAULT,
+                TaskStatus::Fault,
                 None,
                 Some((fault_code, fault_string.to_string())),
                 None,
@@ -766,7 +766,7 @@ async fn next_queued(env: &Env<'_>, s: &mut DeviceSession) -> Result<Option<AcsR
         if let Origin::Task { id } | Origin::TaskBatch { id, .. } = p.origin {
             let now = env.now;
             let update = TaskUpdate {
-                status: Some(tasks::RUNNING.into()),
+                status: Some(TaskStatus::Running),
                 started_at: Some(Some(now)),
                 result: Some(None),
                 updated_at: Some(now),
@@ -774,7 +774,9 @@ async fn next_queued(env: &Env<'_>, s: &mut DeviceSession) -> Result<Option<AcsR
             };
             let started = env
                 .store
-                .run(move |st| st.transition_task(id, &[tasks::PENDING, tasks::RUNNING], &update))
+                .run(move |st| {
+                    st.transition_task(id, &[TaskStatus::Pending, TaskStatus::Running], &update)
+                })
                 .await?;
             if started.is_none() {
                 // Cancelled (or finished) meanwhile: drop its other batches too.
@@ -900,7 +902,7 @@ pub async fn on_result(
                                 };
                                 env.store
                                     .run(move |st| {
-                                        st.transition_task(id, &[tasks::RUNNING], &update)
+                                        st.transition_task(id, &[TaskStatus::Running], &update)
                                     })
                                     .await?;
                             }
@@ -965,7 +967,7 @@ pub async fn on_result(
                         } = after
                         {
                             let update = TaskUpdate {
-                                status: Some(tasks::PENDING.into()),
+                                status: Some(TaskStatus::Pending),
                                 attempts: Some(attempts),
                                 not_before: Some(not_before),
                                 fault_code: Some(Some(fault.code as i32)),
@@ -975,14 +977,16 @@ pub async fn on_result(
                                 ..TaskUpdate::default()
                             };
                             env.store
-                                .run(move |st| st.transition_task(id, &[tasks::RUNNING], &update))
+                                .run(move |st| {
+                                    st.transition_task(id, &[TaskStatus::Running], &update)
+                                })
                                 .await?;
                             s.tasks_left = true;
                         } else {
                             finish_task(
                                 env,
                                 &row,
-                                tasks::FAULT,
+                                TaskStatus::Fault,
                                 None,
                                 Some((fault.code, fault.string.clone())),
                                 Some(detail),

@@ -18,9 +18,19 @@ use crate::store::search::Filter;
 use crate::store::tasks::{NewTask, TaskRow, TaskUpdate};
 use crate::store::Store;
 
-/// Whether a task status is final.
-pub fn is_final(status: &str) -> bool {
-    tasks::TaskStatus::parse(status).is_some_and(tasks::TaskStatus::is_final)
+/// A status filter as an operator typed it (API query, console, command line): `None` or
+/// empty means every status; an unknown name is refused with the names that exist.
+pub fn status_filter(status: Option<&str>) -> Result<Option<tasks::TaskStatus>> {
+    let Some(s) = status.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    tasks::TaskStatus::parse(s).map(Some).ok_or_else(|| {
+        let known = tasks::TaskStatus::ALL.map(tasks::TaskStatus::as_str);
+        Error::invalid(
+            "status",
+            format!("unknown task status {s:?}; use one of {}", known.join(", ")),
+        )
+    })
 }
 
 /// Check a task kept as a template (by a scheduled job or a campaign) before it is stored:
@@ -120,7 +130,7 @@ fn new_task(device_id: &str, spec: &TaskSpec, args: &str, o: &Origin<'_>) -> New
         device_id: device_id.to_string(),
         rpc: spec.rpc().to_string(),
         args: args.to_string(),
-        status: tasks::PENDING.to_string(),
+        status: tasks::TaskStatus::Pending,
         command_key: if spec.uses_key() {
             tasks::new_key()
         } else {
@@ -247,15 +257,19 @@ pub async fn cancel(
     now: i64,
 ) -> Result<TaskRow> {
     let update = TaskUpdate {
-        status: Some(tasks::CANCELLED.into()),
+        status: Some(tasks::TaskStatus::Cancelled),
         finished_at: Some(Some(now)),
         updated_at: Some(now),
         ..TaskUpdate::default()
     };
     let actor = actor.to_string();
     let row = store
-        .run(
-            move |s| match s.transition_task(id, &[tasks::PENDING, tasks::RUNNING], &update)? {
+        .run(move |s| {
+            match s.transition_task(
+                id,
+                &[tasks::TaskStatus::Pending, tasks::TaskStatus::Running],
+                &update,
+            )? {
                 Some(row) => {
                     s.audit(
                         now,
@@ -273,8 +287,8 @@ pub async fn cancel(
                         r.status
                     ))),
                 },
-            },
-        )
+            }
+        })
         .await?;
     watch.notify(id);
     Ok(row)
@@ -295,7 +309,7 @@ pub async fn wait(store: &Store, watch: &TaskWatch, id: i64, timeout: Duration) 
                 .await?
                 .ok_or_else(|| Error::not_found(format!("task {id}")))?;
             let now = Instant::now();
-            if is_final(&row.status) || now >= deadline {
+            if row.status.is_final() || now >= deadline {
                 return Ok(row);
             }
             let left = (deadline - now).min(Duration::from_secs(1));

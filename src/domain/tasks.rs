@@ -22,70 +22,7 @@ use crate::cwmp::{
 };
 use crate::error::{Error, Result};
 
-/// Where a task is in its life. Stored and shown as the lower-case name (`"pending"`, ...).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TaskStatus {
-    Pending,
-    Running,
-    Done,
-    Fault,
-    Expired,
-    Cancelled,
-}
-
-impl TaskStatus {
-    /// Every status, in lifecycle order.
-    pub const ALL: [TaskStatus; 6] = [
-        TaskStatus::Pending,
-        TaskStatus::Running,
-        TaskStatus::Done,
-        TaskStatus::Fault,
-        TaskStatus::Expired,
-        TaskStatus::Cancelled,
-    ];
-
-    /// The stored name.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            TaskStatus::Pending => "pending",
-            TaskStatus::Running => "running",
-            TaskStatus::Done => "done",
-            TaskStatus::Fault => "fault",
-            TaskStatus::Expired => "expired",
-            TaskStatus::Cancelled => "cancelled",
-        }
-    }
-
-    /// Read a stored name.
-    pub fn parse(s: &str) -> Option<TaskStatus> {
-        TaskStatus::ALL.into_iter().find(|t| t.as_str() == s)
-    }
-
-    /// Whether the task will not change any more.
-    pub const fn is_final(self) -> bool {
-        matches!(
-            self,
-            TaskStatus::Done | TaskStatus::Fault | TaskStatus::Expired | TaskStatus::Cancelled
-        )
-    }
-}
-
-impl std::fmt::Display for TaskStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-pub const PENDING: &str = TaskStatus::Pending.as_str();
-pub const RUNNING: &str = TaskStatus::Running.as_str();
-pub const DONE: &str = TaskStatus::Done.as_str();
-pub const FAULT: &str = TaskStatus::Fault.as_str();
-pub const EXPIRED: &str = TaskStatus::Expired.as_str();
-pub const CANCELLED: &str = TaskStatus::Cancelled.as_str();
-
-/// Every status name, in lifecycle order.
-pub const STATUSES: [&str; 6] = [PENDING, RUNNING, DONE, FAULT, EXPIRED, CANCELLED];
+pub use crate::store::tasks::TaskStatus;
 
 /// One value of a SetParameterValues task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -1028,7 +965,6 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", st.as_str()));
             assert_eq!(TaskStatus::parse(st.as_str()), Some(st));
         }
-        assert_eq!(STATUSES, TaskStatus::ALL.map(TaskStatus::as_str));
         assert!(TaskStatus::Cancelled.is_final() && !TaskStatus::Running.is_final());
         assert_eq!(TaskStatus::parse("Done"), None);
         for rpc in Rpc::ALL {

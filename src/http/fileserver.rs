@@ -292,7 +292,7 @@ async fn receive_upload(
     let dev = device_id.clone();
     let file_type = state
         .store
-        .run(move |st| st.device_tasks_in(&dev, &[tasks::RUNNING]))
+        .run(move |st| st.device_tasks_in(&dev, &[tasks::TaskStatus::Running]))
         .await
         .ok()
         .and_then(|rows| {

@@ -249,10 +249,10 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     );
     if let Ok(rows) = &tasks {
         family(&mut out, "ferroacs_tasks", "gauge", "Tasks by status.");
-        for status in crate::domain::tasks::STATUSES {
+        for status in crate::domain::tasks::TaskStatus::ALL {
             let n = rows
                 .iter()
-                .find(|(s, _)| s == status)
+                .find(|(s, _)| *s == status)
                 .map_or(0, |(_, n)| *n);
             sample(
                 &mut out,

@@ -720,8 +720,20 @@ async fn connection_request_outcomes(b: Backend) {
         )
         .await;
     assert_eq!(r["outcome"], "auth_failed", "{r}");
+    let cr2_addr = cr2.listener.local_addr();
     drop(cr2);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The listener's task is aborted, its socket closed once the task is dropped.
+    crate::support::wait_until(
+        Duration::from_secs(5),
+        "the device's connection-request port closed",
+        || async {
+            match tokio::net::TcpStream::connect(cr2_addr).await {
+                Ok(_) => Err("still accepting"),
+                Err(_) => Ok(()),
+            }
+        },
+    )
+    .await;
     let (_, r) = api2
         .call(
             Method::POST,
@@ -1073,6 +1085,8 @@ async fn crash_mid_session_completes_exactly_once(b: Backend) {
     let url = app.cwmp_url();
     let session = dev.run_session(&url, &[("2 PERIODIC", "")]);
     let kill = async {
+        // Kept: the kill must fall inside the device's 1.5 s pause (a real-clock window,
+        // after the device executed AddObject, before it answers), and no event marks it.
         tokio::time::sleep(Duration::from_millis(500)).await;
         app.stop(false).await;
     };

@@ -57,7 +57,8 @@ fn pg_rows_written(url: &str) -> i64 {
         n: i64,
     }
     let mut c = diesel::PgConnection::establish(url).unwrap();
-    // Statistics reach the views shortly after each transaction ends.
+    // Statistics reach the views shortly after each transaction ends (PostgreSQL flushes
+    // them on its own timer, at most once a second; no event says when): kept.
     std::thread::sleep(std::time::Duration::from_millis(1500));
     diesel::sql_query("SELECT pg_stat_clear_snapshot()")
         .execute(&mut c)

@@ -114,7 +114,12 @@ pub(crate) fn images(files: &[String]) -> Value {
 async fn queued(store: ferroacs::store::Store) -> HashSet<String> {
     tokio::task::spawn_blocking(move || {
         store
-            .find_tasks(None, Some("pending"), None, 100_000)
+            .find_tasks(
+                None,
+                Some(ferroacs::domain::tasks::TaskStatus::Pending),
+                None,
+                100_000,
+            )
             .unwrap()
             .into_iter()
             .map(|t| t.device_id)
@@ -650,7 +655,7 @@ async fn leader_killed_mid_campaign_another_node_takes_over(b: Backend) {
             device_id: dev0,
             rpc: "Reboot".into(),
             args: "{\"rpc\":\"Reboot\"}".into(),
-            status: "pending".into(),
+            status: ferroacs::domain::tasks::TaskStatus::Pending,
             command_key: "k".into(),
             expires_at: None,
             created_by: "t".into(),

@@ -213,13 +213,12 @@ async fn a_task_created_during_a_session_joins_it(b: Backend) {
     assert!(app.state().services.connreq.deferred_until(&id).is_some());
     clock.advance_ms(10 * INTERVAL);
     let state = app.state();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while state.services.connreq.deferred_until(&id).is_some() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the deferred check never ran"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::support::wait_until(Duration::from_secs(5), "the deferred check ran", || async {
+        match state.services.connreq.deferred_until(&id) {
+            None => Ok(()),
+            Some(until) => Err(until),
+        }
+    })
+    .await;
     assert!(cr.wait(Duration::from_millis(300)).await.is_none());
 }

@@ -126,25 +126,26 @@ async fn login_search_open_and_edit(backend: Backend) {
         Some("console-edit")
     );
     // The row stops showing the task and shows the value the device now has.
-    let deadline = std::time::Instant::now() + crate::support::browser::WAIT;
-    loop {
-        let gone = b
-            .try_find("#p-Device_DeviceInfo_ProvisioningCode-task")
-            .await
-            .is_none();
-        let v = match b.try_find(input_css).await {
-            Some(e) => b.value(&e).await,
-            None => String::new(),
-        };
-        if gone && v == "console-edit" {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the page never showed the new value"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    crate::support::wait_until(
+        crate::support::browser::WAIT,
+        "the page shows the new value",
+        || async {
+            let gone = b
+                .try_find("#p-Device_DeviceInfo_ProvisioningCode-task")
+                .await
+                .is_none();
+            let v = match b.try_find(input_css).await {
+                Some(e) => b.value(&e).await,
+                None => String::new(),
+            };
+            if gone && v == "console-edit" {
+                Ok(())
+            } else {
+                Err((gone, v))
+            }
+        },
+    )
+    .await;
     b.wait_text("#device-tasks", "done").await;
     b.screenshot("device").await;
 
@@ -593,11 +594,19 @@ async fn tags_searches_device_edits_presets_faults_users(backend: Backend) {
     b.click_css("#add-tag").await;
     b.wait_text("#tag-list", "vip").await;
     b.click_css("button[aria-label='Remove the tag lab']").await;
-    let deadline = std::time::Instant::now() + crate::support::browser::WAIT;
-    while b.text(&b.find("#tags-card").await).await.contains("lab") {
-        assert!(std::time::Instant::now() < deadline, "the tag stayed");
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
+    crate::support::wait_until(
+        crate::support::browser::WAIT,
+        "the tag lab removed from the page",
+        || async {
+            let text = b.text(&b.find("#tags-card").await).await;
+            if text.contains("lab") {
+                Err(text)
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
     let tags = tokio::task::spawn_blocking({
         let (store, one) = (store.clone(), one.clone());
         move || store.tags_of(&[one]).unwrap()

@@ -471,26 +471,28 @@ async fn version_negotiation_and_idle_timeout(b: Backend) {
     let mut c = dev.http_client(&app.cwmp_url()).unwrap();
     assert_eq!(c.post_soap(&inform).await.unwrap().status, 200);
     // The reaper ends it after a second of silence; its log row is written within a second.
-    let mut polled = None;
-    for _ in 0..40 {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        let store = app.store();
-        let id = dev.identity.device_id();
-        let (row, logs) = tokio::task::spawn_blocking(move || {
-            (
-                store.get_device(&id).unwrap().unwrap(),
-                store.list_session_logs(&id, None, 10).unwrap(),
-            )
-        })
-        .await
-        .unwrap();
-        let done = logs.len() >= 2;
-        polled = Some((row, logs));
-        if done {
-            break;
-        }
-    }
-    let (row, logs) = polled.unwrap();
+    let (row, logs) = crate::support::wait_until(
+        std::time::Duration::from_secs(8),
+        "the idle session reaped and logged",
+        || async {
+            let store = app.store();
+            let id = dev.identity.device_id();
+            let (row, logs) = tokio::task::spawn_blocking(move || {
+                (
+                    store.get_device(&id).unwrap().unwrap(),
+                    store.list_session_logs(&id, None, 10).unwrap(),
+                )
+            })
+            .await
+            .unwrap();
+            if logs.len() >= 2 {
+                Ok((row, logs))
+            } else {
+                Err(logs)
+            }
+        },
+    )
+    .await;
     assert!(
         row.session_owner.is_none(),
         "lock released after the idle timeout"
@@ -706,7 +708,7 @@ async fn bootstrap_forgets_the_tree_but_keeps_configuration_and_tasks(b: Backend
                     device_id: id.clone(),
                     rpc: "Reboot".into(),
                     args: r#"{"rpc":"Reboot"}"#.into(),
-                    status: "pending".into(),
+                    status: ferroacs::domain::tasks::TaskStatus::Pending,
                     command_key: "fa-later".into(),
                     expires_at: None,
                     created_by: "test".into(),
@@ -719,7 +721,11 @@ async fn bootstrap_forgets_the_tree_but_keeps_configuration_and_tasks(b: Backend
                 ..Default::default()
             };
             store
-                .transition_task(t[0].id, &["pending"], &update)
+                .transition_task(
+                    t[0].id,
+                    &[ferroacs::domain::tasks::TaskStatus::Pending],
+                    &update,
+                )
                 .unwrap();
             t[0].id
         }
@@ -760,7 +766,11 @@ async fn bootstrap_forgets_the_tree_but_keeps_configuration_and_tasks(b: Backend
         .get("InternetGatewayDevice.DeviceInfo.SoftwareVersion")
         .is_some());
     assert_eq!(tags.len(), 1, "tags kept");
-    assert_eq!(task.status, "pending", "pending task kept");
+    assert_eq!(
+        task.status,
+        ferroacs::domain::tasks::TaskStatus::Pending,
+        "pending task kept"
+    );
 }
 
 async fn tls_client_certificates_replace_http_authentication(b: Backend) {
@@ -849,7 +859,9 @@ async fn a_periodic_session_costs_two_statements_whatever_the_tree_size(b: Backe
                     .ended_cleanly());
             }
         }
-        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        // The session-log rows of those sessions written now, not by the background writer
+        // during the measurement.
+        app.flush_session_logs().await;
         // Background work off the request path (the session-log writer about once a second)
         // lands in some sessions: for each device take its quietest of four sessions.
         let mut per_device = vec![u64::MAX; devs.len()];

@@ -126,15 +126,19 @@ async fn a_download_that_never_reached_the_device_is_sent_again(b: Backend) {
     assert!(r.is_err(), "{r:?}");
     assert_eq!(executed(&dev, "Download"), 0);
     // The ACS sent it (the task is running) before the device's next session.
-    let mut status = Value::Null;
-    for _ in 0..250 {
-        status = task(&api, t).await["status"].clone();
-        if status == "running" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(status, "running");
+    crate::support::wait_until(
+        std::time::Duration::from_secs(5),
+        "the task is running",
+        || async {
+            let status = task(&api, t).await["status"].clone();
+            if status == "running" {
+                Ok(())
+            } else {
+                Err(status)
+            }
+        },
+    )
+    .await;
     // The device does not hold it: it is sent again, and runs once.
     let rep = dev
         .run_session(&app.cwmp_url(), &[("2 PERIODIC", "")])

@@ -120,17 +120,18 @@ async fn postgres_health_reports_database_loss() {
                 #[diesel(sql_type = diesel::sql_types::BigInt)]
                 n: i64,
             }
-            for _ in 0..100 {
-                let left: N = diesel::sql_query(format!(
-                    "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE datname = '{name}'"
-                ))
-                .get_result(&mut c)
-                .unwrap();
-                if left.n == 0 {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
+            crate::support::wait_until_blocking(
+                std::time::Duration::from_secs(5),
+                "every connection to the test database terminated",
+                || {
+                    let left: N = diesel::sql_query(format!(
+                        "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE datname = '{name}'"
+                    ))
+                    .get_result(&mut c)
+                    .unwrap();
+                    if left.n == 0 { Ok(()) } else { Err(left.n) }
+                },
+            );
         }
     })
     .await
@@ -176,15 +177,19 @@ async fn postgres_health_reports_database_loss() {
     })
     .await
     .unwrap();
-    let mut ok = false;
-    for _ in 0..50 {
-        if app.http().get(&url).send().await.unwrap().status() == 200 {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(ok, "health must recover once the database is back");
+    crate::support::wait_until(
+        std::time::Duration::from_secs(5),
+        "health recovers once the database is back",
+        || async {
+            let status = app.http().get(&url).send().await.unwrap().status();
+            if status == 200 {
+                Ok(())
+            } else {
+                Err(status)
+            }
+        },
+    )
+    .await;
     let r = dev.run_session(&app.cwmp_url(), &[]).await.unwrap();
     assert!(r.ended_cleanly(), "sessions work again: {r:?}");
 }
@@ -488,17 +493,11 @@ async fn serve_stops_gracefully_on_sigterm_and_keeps_data() {
         .success());
     let status = tokio::task::spawn_blocking(move || {
         let mut child = child;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "server did not stop after SIGTERM"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        crate::support::wait_until_blocking(
+            std::time::Duration::from_secs(20),
+            "the server stops after SIGTERM",
+            || child.try_wait().unwrap().ok_or("still running"),
+        )
     })
     .await
     .unwrap();

@@ -29,6 +29,7 @@ mod sealed_jobs;
 mod secrets;
 mod security;
 mod stun;
+mod task_status;
 mod usecases;
 mod voip;
 mod voip_api;

@@ -259,6 +259,7 @@ fn spawn_cpe(
                     if !renumbered || known != Some(public) || tries >= 50 {
                         break public;
                     }
+                    // Kept: the device's own retry pace while the NAT renumbers (at most 50).
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 };
                 if known.is_some_and(|k| k != public) {
@@ -349,8 +350,8 @@ async fn start_in(ns: &Netns, b: Backend, clock: &TestClock) -> TestApp {
 /// Wait until ferroacs recorded `want` as the device's binding.
 async fn wait_binding(app: &TestApp, id: &str, want: SocketAddr) {
     let state = app.state();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    let what = format!("binding {want} recorded");
+    crate::support::wait_until(Duration::from_secs(10), &what, || async {
         let r = state
             .services
             .connreq
@@ -358,14 +359,12 @@ async fn wait_binding(app: &TestApp, id: &str, want: SocketAddr) {
             .await
             .unwrap();
         if r.stun.as_ref().and_then(|s| s.binding.clone()) == Some(want.to_string()) {
-            return;
+            Ok(())
+        } else {
+            Err(r)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "binding {want} not recorded: {r:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
 }
 
 async fn a_udp_connection_request_passes_the_nat_and_follows_a_binding_change(b: Backend) {

@@ -119,19 +119,18 @@ async fn raw_specs(app: &TestApp, job: i64, camp: i64) -> (String, String) {
 /// the one a start runs in the background, fires it (never both).
 async fn fired_once(app: &TestApp, job: i64, due: i64) {
     let this_fire = format!("(fire time {due})");
-    let mut last = None;
-    for _ in 0..100 {
+    let what = format!("job {job} records the fire {this_fire}");
+    let last = crate::support::wait_until(std::time::Duration::from_secs(10), &what, || async {
         let st = app.store();
         let row = tokio::task::spawn_blocking(move || st.get_schedule(job).unwrap().unwrap())
             .await
             .unwrap();
-        last = row.last_result;
-        if last.as_deref().is_some_and(|r| r.ends_with(&this_fire)) {
-            break;
+        match row.last_result {
+            Some(r) if r.ends_with(&this_fire) => Ok(r),
+            other => Err(other),
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let last = last.unwrap_or_default();
+    })
+    .await;
     assert!(
         last.starts_with("queued 1 tasks") && last.ends_with(&this_fire),
         "{last}"

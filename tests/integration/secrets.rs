@@ -728,23 +728,22 @@ async fn serve(db: &crate::support::TestDb, dir: &std::path::Path, name: &str) -
         log,
     };
     let http = reqwest::Client::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let up = http
+    let log = served.log.clone();
+    crate::support::wait_until(Duration::from_secs(60), "ferroacs starts", || async {
+        let answer = http
             .get(format!("http://127.0.0.1:{api}/healthz"))
             .send()
-            .await
-            .is_ok_and(|r| r.status() == 200);
-        if up {
-            return served;
+            .await;
+        match answer {
+            Ok(r) if r.status() == 200 => Ok(()),
+            other => Err(format!(
+                "{other:?}; log: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )),
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "ferroacs did not start: {}",
-            std::fs::read_to_string(&served.log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
+    served
 }
 
 impl Served {

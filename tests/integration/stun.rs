@@ -260,16 +260,14 @@ async fn a_tr111_device_is_configured_reached_over_udp_and_followed(b: Backend) 
 
 /// Poll the API until the recorded binding is `want` (it is written in the background).
 async fn wait_binding(api: &Api, id: &str, want: SocketAddr) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
+    let what = format!("binding {want} recorded");
+    crate::support::wait_until(Duration::from_secs(5), &what, || async {
         let r = reachability(api, id).await;
         if r["stun"]["binding"] == want.to_string() {
-            return r;
+            Ok(r)
+        } else {
+            Err(r)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "binding not recorded: {r}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }

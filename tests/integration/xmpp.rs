@@ -130,14 +130,11 @@ VirtualHost "localhost"
             port,
             _dir: dir,
         };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(p.addr()).await.is_err() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "prosody did not listen"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let addr = p.addr();
+        crate::support::wait_until(Duration::from_secs(20), "prosody listens", || async {
+            tokio::net::TcpStream::connect(addr).await.map(drop)
+        })
+        .await;
         p
     }
 
@@ -160,21 +157,17 @@ async fn health(app: &TestApp) -> Value {
 /// Waits until `/healthz` shows the XMPP connection online (with more than `reconnects`
 /// connections lost before).
 async fn wait_online(app: &TestApp, reconnects: u64) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    crate::support::wait_until(Duration::from_secs(20), "XMPP online", || async {
         let h = health(app).await;
         if h["xmpp"]["state"] == "online" {
             let r = reachability_xmpp(app).await;
             if r["reconnects"].as_u64().unwrap_or(0) >= reconnects {
-                return h;
+                return Ok(h);
             }
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "XMPP not online: {h}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        Err(h)
+    })
+    .await
 }
 
 async fn reachability_xmpp(app: &TestApp) -> Value {
@@ -383,18 +376,16 @@ async fn a_cpe_holding_an_xmpp_session_is_reached_refuses_and_goes_offline(b: Ba
 
 /// Waits until the XMPP client's state is `state`; returns its status.
 async fn wait_state(app: &TestApp, state: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    let what = format!("XMPP {state}");
+    crate::support::wait_until(Duration::from_secs(20), &what, || async {
         let x = reachability_xmpp(app).await;
         if x["state"] == state {
-            return x;
+            Ok(x)
+        } else {
+            Err(x)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "XMPP never {state}: {x}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 async fn ferroacs_logs_in_over_starttls_only(b: Backend) {

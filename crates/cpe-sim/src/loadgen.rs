@@ -451,7 +451,7 @@ pub fn task_mix(fleet: &[Device]) -> Result<Vec<ferroacs::store::tasks::NewTask>
                 device_id: id.clone(),
                 rpc: spec.rpc().to_string(),
                 args,
-                status: ferroacs::domain::tasks::PENDING.to_string(),
+                status: ferroacs::domain::tasks::TaskStatus::Pending,
                 command_key: ferroacs::domain::tasks::new_key(),
                 expires_at: None,
                 created_by: "loadgen".into(),

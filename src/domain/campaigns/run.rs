@@ -176,7 +176,7 @@ async fn reconcile(store: &Store, spec: &CampaignSpec, now: i64, id: i64) -> Res
             (
                 t.id,
                 TaskView {
-                    status: t.status,
+                    status: t.status.to_string(),
                     fault_code: t.fault_code,
                     fault_string: t.fault_string,
                     finished_at: t.finished_at,
@@ -190,7 +190,7 @@ async fn reconcile(store: &Store, spec: &CampaignSpec, now: i64, id: i64) -> Res
             .filter(|m| {
                 m.task_id
                     .and_then(|t| tasks.get(&t))
-                    .is_some_and(|t| t.status == tasks::DONE)
+                    .is_some_and(|t| t.status == tasks::TaskStatus::Done.as_str())
             })
             .map(|m| m.device_id.clone())
             .collect();
@@ -239,7 +239,7 @@ async fn reconcile(store: &Store, spec: &CampaignSpec, now: i64, id: i64) -> Res
         if plan::retry(&verdict, task, m.attempts, spec.pacing.retries) {
             if let (Verdict::FailedUnconfirmed(_), Some(tid), Some(t)) = (&verdict, m.task_id, task)
             {
-                if matches!(t.status.as_str(), tasks::PENDING | tasks::RUNNING) {
+                if tasks::TaskStatus::parse(&t.status).is_some_and(|st| !st.is_final()) {
                     cancel.push(tid);
                 }
             }
@@ -274,7 +274,7 @@ async fn reconcile(store: &Store, spec: &CampaignSpec, now: i64, id: i64) -> Res
             Verdict::FailedConfirmed(r) => (FAILED_CONFIRMED, Some(r)),
             Verdict::FailedUnconfirmed(r) => {
                 if let (Some(tid), Some(t)) = (m.task_id, task) {
-                    if matches!(t.status.as_str(), tasks::PENDING | tasks::RUNNING) {
+                    if tasks::TaskStatus::parse(&t.status).is_some_and(|st| !st.is_final()) {
                         cancel.push(tid);
                     }
                 }
@@ -296,12 +296,16 @@ async fn reconcile(store: &Store, spec: &CampaignSpec, now: i64, id: i64) -> Res
             s.retry_members(id, &again, now)?;
             for tid in cancel {
                 let update = TaskUpdate {
-                    status: Some(tasks::CANCELLED.into()),
+                    status: Some(tasks::TaskStatus::Cancelled),
                     finished_at: Some(Some(now)),
                     updated_at: Some(now),
                     ..TaskUpdate::default()
                 };
-                s.transition_task(tid, &[tasks::PENDING, tasks::RUNNING], &update)?;
+                s.transition_task(
+                    tid,
+                    &[tasks::TaskStatus::Pending, tasks::TaskStatus::Running],
+                    &update,
+                )?;
             }
             s.finish_members(id, &done, now)
         })
@@ -662,7 +666,7 @@ async fn start(
             rpc: task.rpc().to_string(),
             // Its secrets (opened from the campaign's spec) are sealed as every task's are.
             args: tasks::seal_args(&k, &serde_json::to_string(&task)?)?,
-            status: tasks::PENDING.to_string(),
+            status: tasks::TaskStatus::Pending,
             command_key: if task.uses_key() {
                 tasks::new_key()
             } else {

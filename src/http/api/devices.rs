@@ -161,10 +161,10 @@ pub async fn tasks(
     device_row(&state, &id).await?;
     let limit = page_limit(q.limit);
     let cursor = int_cursor(&q.cursor)?;
-    let status = q.status.clone();
+    let status = taskops::status_filter(q.status.as_deref())?;
     let rows = state
         .store
-        .run(move |s| s.find_tasks(Some(&id), status.as_deref(), cursor, limit))
+        .run(move |s| s.find_tasks(Some(&id), status, cursor, limit))
         .await?;
     let items: Vec<TaskDto> = rows.iter().map(TaskDto::from).collect();
     Ok(HttpResponse::Ok().json(Page::new(items, limit, |t| t.id.to_string())))
@@ -197,7 +197,7 @@ pub async fn create_task(
     let row = queued.task;
     let mut dto = TaskDto::from(&row);
     dto.connection_request = queued.connection_request.as_ref().map(ConnReqDto::from);
-    let status = if taskops::is_final(&row.status) {
+    let status = if row.status.is_final() {
         actix_web::http::StatusCode::OK
     } else {
         actix_web::http::StatusCode::ACCEPTED

@@ -344,7 +344,7 @@ impl From<&TaskRow> for TaskDto {
             device_id: t.device_id.clone(),
             rpc: t.rpc.clone(),
             args,
-            status: t.status.clone(),
+            status: t.status.to_string(),
             result,
             fault,
             attempts: t.attempts,

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::dto::{ConnReqDto, FaultDto, Page, TaskDto};
 use super::{int_cursor, page_limit, Caller};
+use crate::domain::taskops;
 use crate::domain::tasks::TaskSpec;
 use crate::domain::usecases::{self, tasks::TaskOptions};
 use crate::http::error::ApiError;
@@ -26,10 +27,11 @@ pub struct ListQuery {
 pub async fn list(state: web::Data<AppState>, q: web::Query<ListQuery>) -> ApiResult {
     let limit = page_limit(q.limit);
     let cursor = int_cursor(&q.cursor)?;
-    let (dev, status) = (q.device_id.clone(), q.status.clone());
+    let status = taskops::status_filter(q.status.as_deref())?;
+    let dev = q.device_id.clone();
     let rows = state
         .store
-        .run(move |s| s.find_tasks(dev.as_deref(), status.as_deref(), cursor, limit))
+        .run(move |s| s.find_tasks(dev.as_deref(), status, cursor, limit))
         .await?;
     let items: Vec<TaskDto> = rows.iter().map(TaskDto::from).collect();
     Ok(HttpResponse::Ok().json(Page::new(items, limit, |t| t.id.to_string())))

@@ -40,7 +40,7 @@ struct TasksPage {
     ctx: Layout,
     status: String,
     device_id: String,
-    statuses: &'static [&'static str],
+    statuses: Vec<&'static str>,
     rows: TaskRows,
 }
 
@@ -60,10 +60,11 @@ fn filtered(s: &Option<String>) -> Option<String> {
 
 async fn load_tasks(state: &AppState, q: &TaskQuery) -> Result<TaskRows, ConsoleError> {
     let (status, dev, cursor) = (filtered(&q.status), filtered(&q.device_id), q.cursor);
-    let (s2, d2) = (status.clone(), dev.clone());
+    let s2 = crate::domain::taskops::status_filter(status.as_deref())?;
+    let d2 = dev.clone();
     let rows = state
         .store
-        .run(move |s| s.find_tasks(d2.as_deref(), s2.as_deref(), cursor, PAGE))
+        .run(move |s| s.find_tasks(d2.as_deref(), s2, cursor, PAGE))
         .await?;
     let now = state.now();
     let base = format!(
@@ -103,7 +104,9 @@ async fn tasks(
             ctx: ctx.layout("tasks"),
             status: q.status.clone().unwrap_or_default(),
             device_id: q.device_id.clone().unwrap_or_default(),
-            statuses: &crate::domain::tasks::STATUSES,
+            statuses: crate::domain::tasks::TaskStatus::ALL
+                .map(crate::domain::tasks::TaskStatus::as_str)
+                .to_vec(),
             rows,
         },
     )

@@ -81,12 +81,12 @@ impl TaskView {
             id: t.id,
             device_id: t.device_id.clone(),
             rpc: t.rpc.clone(),
-            status: t.status.clone(),
+            status: t.status.to_string(),
             args,
             outcome,
             created: ago(now, Some(t.created_at)),
             created_by: t.created_by.clone(),
-            open: !crate::domain::taskops::is_final(&t.status),
+            open: !t.status.is_final(),
         }
     }
 }

@@ -60,18 +60,19 @@ impl Browser {
             });
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Ok(r) = http.get(format!("{base}/status")).send().await {
-                if let Ok(v) = r.json::<Value>().await {
-                    if v["value"]["ready"] == true {
-                        break;
-                    }
-                }
+        super::wait_until(WAIT, "chromedriver starts", || async {
+            let r = http.get(format!("{base}/status")).send().await;
+            let v = match r {
+                Ok(r) => r.json::<Value>().await.map_err(|e| e.to_string())?,
+                Err(e) => return Err(e.to_string()),
+            };
+            if v["value"]["ready"] == true {
+                Ok(())
+            } else {
+                Err(v.to_string())
             }
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await;
         let profile = tempfile::tempdir().expect("profile dir");
         let args = vec![
             "--headless".to_string(),
@@ -168,6 +169,7 @@ impl Browser {
                     self.body_text().await
                 );
             }
+            // A bounded wait on the element (not `wait_until`: a timeout takes a screenshot).
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -258,6 +260,7 @@ impl Browser {
                     self.body_text().await
                 );
             }
+            // A bounded wait on the text (not `wait_until`: a timeout takes a screenshot).
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
     }

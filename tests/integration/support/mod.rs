@@ -13,6 +13,50 @@ use std::sync::Arc;
 use ferroacs::app::{self, Running};
 use ferroacs::config::Config;
 
+/// How often [`wait_until`] and [`wait_until_blocking`] look again.
+pub const POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Waits for a condition instead of sleeping a fixed time: runs `check` at once and then
+/// every [`POLL`] until it returns `Ok(value)`, and fails the test with `what` and the last
+/// `Err(observed)` when `timeout` passes first.
+pub async fn wait_until<T, E, F, Fut>(timeout: std::time::Duration, what: &str, mut check: F) -> T
+where
+    E: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(last) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: not within {timeout:?}; last seen: {last:?}"
+            ),
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// [`wait_until`] for a blocking context (a child process, a synchronous client).
+pub fn wait_until_blocking<T, E, F>(timeout: std::time::Duration, what: &str, mut check: F) -> T
+where
+    E: std::fmt::Debug,
+    F: FnMut() -> Result<T, E>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(last) => assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: not within {timeout:?}; last seen: {last:?}"
+            ),
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
