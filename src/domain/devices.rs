@@ -31,6 +31,8 @@ use crate::store::search::{Column, Field, Filter, Op};
 
 /// Most conditions one query may have.
 const MAX_CONDITIONS: usize = 32;
+/// Parentheses and NOTs nested around a condition, at most.
+const MAX_NESTING: usize = 32;
 /// Longest value kept searchable (longer ones are left out of the index).
 const MAX_SEARCH_VALUE: usize = 256;
 
@@ -161,6 +163,8 @@ struct Parser {
     toks: Vec<Tok>,
     pos: usize,
     conds: usize,
+    /// Open parentheses and NOTs around the current position.
+    depth: usize,
 }
 
 fn is_kw(t: Option<&Tok>, kw: &str) -> bool {
@@ -208,10 +212,27 @@ impl Parser {
         })
     }
 
+    /// One level deeper (a parenthesis or a NOT): the parser and everything that walks the
+    /// filter recurse per level, so a query nested without end must be refused, not followed
+    /// until the stack runs out.
+    fn descend(&mut self) -> Result<()> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(Error::invalid(
+                "q",
+                format!("at most {MAX_NESTING} nested parentheses and NOTs per query"),
+            ));
+        }
+        Ok(())
+    }
+
     fn not(&mut self) -> Result<Filter> {
         if is_kw(self.peek(), "not") {
             self.pos += 1;
-            return Ok(Filter::Not(Box::new(self.not()?)));
+            self.descend()?;
+            let inner = self.not()?;
+            self.depth -= 1;
+            return Ok(Filter::Not(Box::new(inner)));
         }
         self.primary()
     }
@@ -219,7 +240,9 @@ impl Parser {
     fn primary(&mut self) -> Result<Filter> {
         match self.next() {
             Some(Tok::LParen) => {
+                self.descend()?;
                 let f = self.or()?;
+                self.depth -= 1;
                 match self.next() {
                     Some(Tok::RParen) => Ok(f),
                     _ => Err(Error::invalid("q", "missing `)`")),
@@ -355,6 +378,7 @@ pub fn parse_query_at(q: &str) -> std::result::Result<Filter, (Error, usize)> {
         toks,
         pos: 0,
         conds: 0,
+        depth: 0,
     };
     // The position of the token the parser stopped at (or the end of the query).
     let at = |pos: usize| starts.get(pos).copied().unwrap_or(end);
@@ -633,6 +657,29 @@ mod tests {
         assert!(matches!(f, Filter::And(ref v) if v.len() == 2));
         assert!(matches!(parse_query("ABC123").unwrap(), Filter::Or(_)));
         assert_eq!(parse_query("  ").unwrap(), Filter::All);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_followed_until_the_stack_runs_out() {
+        // Found by fuzzing: every level recursed, so a long run of `(` or `NOT` overflowed
+        // the stack and took the whole process down.
+        for q in [
+            "(".repeat(100_000),
+            format!("{}serial = 1{}", "(".repeat(50_000), ")".repeat(50_000)),
+            "NOT ".repeat(100_000) + "serial = 1",
+            "(NOT ".repeat(40) + "serial = 1" + &")".repeat(40),
+        ] {
+            let e = parse_query(&q).unwrap_err().to_string();
+            assert!(e.contains("nested"), "{e}");
+        }
+        let ok = format!(
+            "{}serial = 1{}",
+            "(".repeat(MAX_NESTING),
+            ")".repeat(MAX_NESTING)
+        );
+        assert!(parse_query(&ok).is_ok());
+        let ok = "NOT ".repeat(MAX_NESTING) + "serial = 1";
+        assert!(parse_query(&ok).is_ok());
     }
 
     #[test]

@@ -214,6 +214,7 @@ battery!(
     stalled_bodies_are_closed_and_others_still_get_through,
     head_tells_the_real_length_and_upload_links_work_once,
     a_valid_cpe_logs_in_from_an_address_blocked_by_an_attacker,
+    queries_nested_without_end_are_refused_and_the_server_stays_up,
 );
 
 /// Every route, with every role below its own, under every spelling: a 403 from the role
@@ -729,4 +730,55 @@ async fn a_valid_cpe_logs_in_from_an_address_blocked_by_an_attacker(b: Backend) 
         ),
         3.0
     );
+}
+
+/// A device query nested thousands of levels deep (`((((…` or `NOT NOT …`), as the query
+/// fuzzer found: the parser used to recurse once per level until a worker's stack ran out,
+/// which takes the whole process down. Sent by a viewer as a search, by an operator as a
+/// preset filter and as the target of a bulk task: each gets a 400 naming the limit, and
+/// the server keeps serving CPEs.
+async fn queries_nested_without_end_are_refused_and_the_server_stays_up(b: Backend) {
+    let app = TestApp::spawn(b, |_| {}).await;
+    let viewer = Api::new(&app, "viewer").await;
+    let operator = Api::new(&app, "operator").await;
+    let deep = [
+        format!("{}serial = 1{}", "(".repeat(6000), ")".repeat(6000)),
+        "NOT ".repeat(3000) + "serial = 1",
+    ];
+    for q in &deep {
+        let res = app
+            .http()
+            .get(app.api_url(&format!(
+                "/api/v1/devices?q={}",
+                q.replace(' ', "%20").replace('=', "%3D")
+            )))
+            .bearer_auth(&viewer.token)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let body = res.text().await.unwrap();
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("nested"), "{body}");
+        let (status, body) = operator
+            .call(
+                Method::POST,
+                "/api/v1/presets",
+                Some(json!({"name": "deep", "filter": q, "values": [
+                    {"name": "Device.ManagementServer.PeriodicInformInterval", "value": "600"}]})),
+            )
+            .await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.to_string().contains("nested"), "{body}");
+        let (status, body) = operator
+            .call(
+                Method::POST,
+                "/api/v1/tasks",
+                Some(json!({"q": q, "task": {"rpc": "Reboot"}})),
+            )
+            .await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.to_string().contains("nested"), "{body}");
+    }
+    healthy(&app, "DEEPQ01").await;
 }
