@@ -32,6 +32,21 @@ pub(crate) async fn login(b: &Browser, app: &TestApp, user: &str, password: &str
     b.type_into("#username", user).await;
     b.type_into("#password", password).await;
     b.click_css("button#login").await;
+    // The form's navigation must be over before the caller navigates: a `goto` racing it
+    // ends on the page the login redirects to.
+    crate::support::wait_until(
+        crate::support::browser::WAIT,
+        "the login to finish",
+        || async {
+            let url = b.url().await;
+            if url.contains("/login") {
+                Err(url)
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
 }
 
 pub(crate) fn backend_name(backend: Backend) -> &'static str {
