@@ -425,12 +425,7 @@ impl Session {
             if !out.resent {
                 // The envelope with the request was lost on its way: the same again.
                 self.held = was_held;
-                let header = Header {
-                    id: Some(out.id.clone()),
-                    hold_requests: was_held.then_some(true),
-                    ..Header::default()
-                };
-                let text = encode_request(self.ns, &header, &out.request);
+                let text = self.request_envelope(&out.id, was_held, &out.request);
                 self.outstanding = Some(Outstanding {
                     resent: true,
                     ..out
@@ -603,6 +598,16 @@ impl Session {
         Ok(Outgoing::Envelope(self.envelope(id, hold, None, &body)))
     }
 
+    /// The envelope carrying ACS request `request` with `cwmp:ID` `id`.
+    fn request_envelope(&self, id: &str, hold_requests: bool, request: &AcsRequest) -> String {
+        let header = Header {
+            id: Some(id.to_owned()),
+            hold_requests: hold_requests.then_some(true),
+            ..Header::default()
+        };
+        encode_request(self.ns, &header, request)
+    }
+
     /// Sends the next ACS request with a fresh `cwmp:ID`. Allowed after
     /// [`Step::ReadyForRequest`] and [`Step::Result`].
     pub fn send_request(
@@ -617,12 +622,7 @@ impl Session {
         self.next_id += 1;
         self.reply_due = ReplyDue::Nothing;
         self.held = hold_requests;
-        let header = Header {
-            id: Some(id.clone()),
-            hold_requests: hold_requests.then_some(true),
-            ..Header::default()
-        };
-        let text = encode_request(self.ns, &header, &request);
+        let text = self.request_envelope(&id, hold_requests, &request);
         self.outstanding = Some(Outstanding {
             id,
             request,
