@@ -143,10 +143,32 @@ pub struct WebhookRow {
     pub last_error: Option<String>,
 }
 
+/// Campaign states, as stored.
+pub mod campaign_state {
+    pub const DRAFT: &str = "draft";
+    pub const RUNNING: &str = "running";
+    pub const PAUSED: &str = "paused";
+    pub const COMPLETED: &str = "completed";
+    pub const ABORTED: &str = "aborted";
+}
+
+/// Member states, as stored.
+pub mod member_state {
+    pub const PENDING: &str = "pending";
+    pub const IN_PROGRESS: &str = "in_progress";
+    pub const SUCCEEDED: &str = "succeeded";
+    pub const FAILED_CONFIRMED: &str = "failed_confirmed";
+    pub const FAILED_UNCONFIRMED: &str = "failed_unconfirmed";
+    pub const SKIPPED: &str = "skipped";
+}
+
+use campaign_state as cs;
+use member_state as ms;
+
 /// Campaign states in which members may still start or run.
-pub const ACTIVE_STATES: [&str; 2] = ["running", "paused"];
+pub const ACTIVE_STATES: [&str; 2] = [cs::RUNNING, cs::PAUSED];
 /// Member states that are not final.
-pub const OPEN_MEMBER_STATES: [&str; 2] = ["pending", "in_progress"];
+pub const OPEN_MEMBER_STATES: [&str; 2] = [ms::PENDING, ms::IN_PROGRESS];
 
 impl Store {
     pub fn insert_campaign(&self, new: &NewCampaign, event: &str) -> Result<CampaignRow> {
@@ -278,11 +300,11 @@ impl Store {
     pub fn campaign_ids_with_in_progress(&self) -> Result<Vec<i64>> {
         with_conn!(self, |c| {
             Ok(cp::campaigns
-                .filter(cp::state.eq_any(["paused", "aborted", "completed"]))
+                .filter(cp::state.eq_any([cs::PAUSED, cs::ABORTED, cs::COMPLETED]))
                 .filter(diesel::dsl::exists(
                     m::campaign_members
                         .filter(m::campaign_id.eq(cp::id))
-                        .filter(m::state.eq("in_progress")),
+                        .filter(m::state.eq(ms::IN_PROGRESS)),
                 ))
                 .select(cp::id)
                 .load(c)?)
@@ -341,7 +363,7 @@ impl Store {
                 let n = diesel::update(
                     cp::campaigns
                         .filter(cp::id.eq(id))
-                        .filter(cp::state.eq("draft")),
+                        .filter(cp::state.eq(cs::DRAFT)),
                 )
                 .set(update)
                 .execute(c)?;
@@ -401,11 +423,11 @@ impl Store {
                         m::campaign_members
                             .filter(m::campaign_id.eq(campaign))
                             .filter(m::device_id.eq(device))
-                            .filter(m::state.eq("pending"))
+                            .filter(m::state.eq(ms::PENDING))
                             .filter(m::wave.ge(from_wave)),
                     )
                     .set((
-                        m::state.eq("skipped"),
+                        m::state.eq(ms::SKIPPED),
                         m::finished_at.eq(Some(now)),
                         m::last_error.eq(Some(why.clone())),
                     ))
@@ -454,7 +476,7 @@ impl Store {
         with_conn!(self, |c| {
             Ok(m::campaign_members
                 .filter(m::campaign_id.eq(campaign))
-                .filter(m::state.eq("pending"))
+                .filter(m::state.eq(ms::PENDING))
                 .filter(m::wave.le(max_wave))
                 .order((m::wave.asc(), m::seq.asc()))
                 .limit(limit)
@@ -530,10 +552,10 @@ impl Store {
                         m::campaign_members
                             .filter(m::campaign_id.eq(campaign))
                             .filter(m::device_id.eq(&task.device_id))
-                            .filter(m::state.eq("pending")),
+                            .filter(m::state.eq(ms::PENDING)),
                     )
                     .set((
-                        m::state.eq("in_progress"),
+                        m::state.eq(ms::IN_PROGRESS),
                         m::started_at.eq(Some(now)),
                         m::finished_at.eq(None::<i64>),
                         m::attempts.eq(m::attempts + 1),
@@ -577,7 +599,7 @@ impl Store {
         with_conn!(self, |c| {
             Ok(m::campaign_members
                 .filter(m::campaign_id.eq(campaign))
-                .filter(m::state.eq("pending"))
+                .filter(m::state.eq(ms::PENDING))
                 .filter(m::wave.le(max_wave))
                 .filter(m::retry_at.is_null().or(m::retry_at.le(now)))
                 .order((m::wave.asc(), m::seq.asc()))
@@ -603,10 +625,10 @@ impl Store {
                         m::campaign_members
                             .filter(m::campaign_id.eq(campaign))
                             .filter(m::device_id.eq(device))
-                            .filter(m::state.eq("in_progress")),
+                            .filter(m::state.eq(ms::IN_PROGRESS)),
                     )
                     .set((
-                        m::state.eq("pending"),
+                        m::state.eq(ms::PENDING),
                         m::retry_at.eq(Some(*at)),
                         m::last_error.eq(Some(why)),
                     ))
@@ -639,7 +661,7 @@ impl Store {
                         m::campaign_members
                             .filter(m::campaign_id.eq(campaign))
                             .filter(m::device_id.eq(&f.device_id))
-                            .filter(m::state.eq("in_progress")),
+                            .filter(m::state.eq(ms::IN_PROGRESS)),
                     )
                     .set((
                         m::state.eq(&f.state),
@@ -684,10 +706,10 @@ impl Store {
                         m::campaign_members
                             .filter(m::campaign_id.eq(campaign))
                             .filter(m::device_id.eq(device))
-                            .filter(m::state.eq("in_progress")),
+                            .filter(m::state.eq(ms::IN_PROGRESS)),
                     )
                     .set((
-                        m::state.eq("pending"),
+                        m::state.eq(ms::PENDING),
                         m::step.eq(m::step + 1),
                         m::step_version.eq(next),
                         m::attempts.eq(0),
@@ -765,7 +787,7 @@ impl Store {
                     let pending = m::campaign_members
                         .filter(m::campaign_id.eq(campaign))
                         .filter(m::device_id.eq(device))
-                        .filter(m::state.eq("pending"))
+                        .filter(m::state.eq(ms::PENDING))
                         .count()
                         .get_result::<i64>(c)?;
                     if pending == 0 {
@@ -790,10 +812,10 @@ impl Store {
                         m::campaign_members
                             .filter(m::campaign_id.eq(campaign))
                             .filter(m::device_id.eq(device))
-                            .filter(m::state.eq("pending")),
+                            .filter(m::state.eq(ms::PENDING)),
                     )
                     .set((
-                        m::state.eq("in_progress"),
+                        m::state.eq(ms::IN_PROGRESS),
                         m::started_at.eq(Some(now)),
                         m::finished_at.eq(None::<i64>),
                         m::attempts.eq(m::attempts + 1),
@@ -843,10 +865,10 @@ impl Store {
             Ok(diesel::update(
                 m::campaign_members
                     .filter(m::campaign_id.eq(campaign))
-                    .filter(m::state.eq_any(["failed_confirmed", "failed_unconfirmed"])),
+                    .filter(m::state.eq_any([ms::FAILED_CONFIRMED, ms::FAILED_UNCONFIRMED])),
             )
             .set((
-                m::state.eq("pending"),
+                m::state.eq(ms::PENDING),
                 m::finished_at.eq(None::<i64>),
                 m::task_id.eq(None::<i64>),
                 m::retry_at.eq(None::<i64>),
@@ -950,7 +972,7 @@ impl Store {
             Ok(m::campaign_members
                 .filter(m::campaign_id.eq(campaign))
                 .filter(m::finished_at.ge(since))
-                .filter(m::state.ne("skipped"))
+                .filter(m::state.ne(ms::SKIPPED))
                 .order(m::finished_at.desc())
                 .limit(limit)
                 .select(m::state)

@@ -36,20 +36,12 @@ use crate::store::campaigns::{CampaignUpdate, NewCampaign};
 use crate::store::devices::DeviceRow;
 use crate::store::Store;
 
-/// Campaign states.
-pub const DRAFT: &str = "draft";
-pub const RUNNING: &str = "running";
-pub const PAUSED: &str = "paused";
-pub const COMPLETED: &str = "completed";
-pub const ABORTED: &str = "aborted";
-
-/// Member states.
-pub const PENDING: &str = "pending";
-pub const IN_PROGRESS: &str = "in_progress";
-pub const SUCCEEDED: &str = "succeeded";
-pub const FAILED_CONFIRMED: &str = "failed_confirmed";
-pub const FAILED_UNCONFIRMED: &str = "failed_unconfirmed";
-pub const SKIPPED: &str = "skipped";
+/// Campaign states, one definition with the store's queries.
+pub use crate::store::campaigns::campaign_state::{ABORTED, COMPLETED, DRAFT, PAUSED, RUNNING};
+/// Member states, one definition with the store's queries.
+pub use crate::store::campaigns::member_state::{
+    FAILED_CONFIRMED, FAILED_UNCONFIRMED, IN_PROGRESS, PENDING, SKIPPED, SUCCEEDED,
+};
 pub const MEMBER_STATES: [&str; 6] = [
     PENDING,
     IN_PROGRESS,

@@ -3,6 +3,7 @@
 //! scheduler gathers a [`Snapshot`] from the store, asks [`decide`], and applies the answer.
 
 use super::{Outcome, Size, StopRule, StopScope};
+use crate::domain::tasks::TaskStatus;
 
 /// Split `total` eligible devices into waves: the canary first, then each size in turn; the
 /// last wave takes whatever is left. Counts are sizes of that wave; percentages are
@@ -61,7 +62,7 @@ pub fn wave_of_each(sizes: &[u64]) -> Vec<i32> {
 /// The state of the task a started device runs, as the scheduler reads it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskView {
-    pub status: String,
+    pub status: TaskStatus,
     pub fault_code: Option<i32>,
     pub fault_string: Option<String>,
     pub finished_at: Option<i64>,
@@ -122,18 +123,18 @@ pub fn judge(
         return Verdict::FailedUnconfirmed("its task was deleted".into());
     };
     let overdue = now >= m.started_at.saturating_add(timeout_ms);
-    match task.status.as_str() {
-        "fault" => Verdict::FailedConfirmed(format!(
+    match task.status {
+        TaskStatus::Fault => Verdict::FailedConfirmed(format!(
             "fault {}: {}",
             task.fault_code.unwrap_or(0),
             task.fault_string.as_deref().unwrap_or("")
         )),
-        "expired" => {
+        TaskStatus::Expired => {
             Verdict::FailedUnconfirmed("the device did not run the task before it expired".into())
         }
-        "cancelled" => Verdict::FailedUnconfirmed("its task was cancelled".into()),
-        "done" if !firmware => Verdict::Succeeded,
-        "done" => {
+        TaskStatus::Cancelled => Verdict::FailedUnconfirmed("its task was cancelled".into()),
+        TaskStatus::Done if !firmware => Verdict::Succeeded,
+        TaskStatus::Done => {
             let Some(d) = device else {
                 return Verdict::FailedUnconfirmed("the device was deleted".into());
             };
@@ -161,11 +162,10 @@ pub fn judge(
                 Verdict::Wait
             }
         }
-        _ if overdue => Verdict::FailedUnconfirmed(format!(
-            "no result within {} s of the start",
-            timeout_ms / 1000
-        )),
-        _ => Verdict::Wait,
+        TaskStatus::Pending | TaskStatus::Running if overdue => Verdict::FailedUnconfirmed(
+            format!("no result within {} s of the start", timeout_ms / 1000),
+        ),
+        TaskStatus::Pending | TaskStatus::Running => Verdict::Wait,
     }
 }
 
@@ -231,7 +231,7 @@ pub fn retry(verdict: &Verdict, task: Option<&TaskView>, attempts: i32, retries:
     match verdict {
         Verdict::FailedUnconfirmed(_) => true,
         Verdict::FailedConfirmed(_) => task.is_some_and(|t| {
-            t.status == "fault"
+            t.status == TaskStatus::Fault
                 && t.fault_code.is_some_and(|c| {
                     !crate::cwmp::CwmpFault::new(c.max(0) as u32, "").is_permanent()
                 })
@@ -488,7 +488,7 @@ mod retry_tests {
 
     fn fault(code: i32) -> TaskView {
         TaskView {
-            status: "fault".into(),
+            status: TaskStatus::Fault,
             fault_code: Some(code),
             fault_string: None,
             finished_at: Some(0),
@@ -508,7 +508,7 @@ mod retry_tests {
         assert!(!retry(&unconf, None, 1, 0));
         // Back on the old version: the image is at fault, not luck.
         let done = TaskView {
-            status: "done".into(),
+            status: TaskStatus::Done,
             fault_code: None,
             fault_string: None,
             finished_at: Some(0),
@@ -565,11 +565,11 @@ mod tests {
         assert_eq!(wave_of_each(&[2, 1]), vec![0, 0, 1]);
     }
 
-    fn task(status: &str, finished: Option<i64>) -> TaskView {
+    fn task(status: TaskStatus, finished: Option<i64>) -> TaskView {
         TaskView {
-            status: status.into(),
-            fault_code: (status == "fault").then_some(9010),
-            fault_string: (status == "fault").then(|| "Download failure".into()),
+            status,
+            fault_code: (status == TaskStatus::Fault).then_some(9010),
+            fault_string: (status == TaskStatus::Fault).then(|| "Download failure".into()),
             finished_at: finished,
         }
     }
@@ -592,18 +592,32 @@ mod tests {
         let t = 60_000;
         // Still running, then overdue.
         assert_eq!(
-            judge(&m, Some(&task("running", None)), None, true, t, 2000),
+            judge(
+                &m,
+                Some(&task(TaskStatus::Running, None)),
+                None,
+                true,
+                t,
+                2000
+            ),
             Verdict::Wait
         );
         assert!(matches!(
-            judge(&m, Some(&task("running", None)), None, true, t, 61_000),
+            judge(
+                &m,
+                Some(&task(TaskStatus::Running, None)),
+                None,
+                true,
+                t,
+                61_000
+            ),
             Verdict::FailedUnconfirmed(_)
         ));
         // Done and the Inform of that session reported the new version.
         assert_eq!(
             judge(
                 &m,
-                Some(&task("done", Some(5000))),
+                Some(&task(TaskStatus::Done, Some(5000))),
                 Some(&dev("2.0", 4900, Some(4900))),
                 true,
                 t,
@@ -614,7 +628,7 @@ mod tests {
         // Done, but it booted back into the old image: confirmed failure.
         let v = judge(
             &m,
-            Some(&task("done", Some(5000))),
+            Some(&task(TaskStatus::Done, Some(5000))),
             Some(&dev("1.0", 4900, Some(4900))),
             true,
             t,
@@ -627,13 +641,20 @@ mod tests {
         // Done, no reboot yet, no Inform since: wait until the timeout, then unconfirmed.
         let d = dev("1.0", 900, None);
         assert_eq!(
-            judge(&m, Some(&task("done", Some(5000))), Some(&d), true, t, 6000),
+            judge(
+                &m,
+                Some(&task(TaskStatus::Done, Some(5000))),
+                Some(&d),
+                true,
+                t,
+                6000
+            ),
             Verdict::Wait
         );
         assert!(matches!(
             judge(
                 &m,
-                Some(&task("done", Some(5000))),
+                Some(&task(TaskStatus::Done, Some(5000))),
                 Some(&d),
                 true,
                 t,
@@ -643,11 +664,18 @@ mod tests {
         ));
         // Faults are confirmed failures; expiry is unconfirmed.
         assert!(matches!(
-            judge(&m, Some(&task("fault", Some(5000))), None, true, t, 5000),
+            judge(&m, Some(&task(TaskStatus::Fault, Some(5000))), None, true, t, 5000),
             Verdict::FailedConfirmed(r) if r.contains("9010")
         ));
         assert!(matches!(
-            judge(&m, Some(&task("expired", Some(5000))), None, true, t, 5000),
+            judge(
+                &m,
+                Some(&task(TaskStatus::Expired, Some(5000))),
+                None,
+                true,
+                t,
+                5000
+            ),
             Verdict::FailedUnconfirmed(_)
         ));
         assert!(matches!(
@@ -656,7 +684,14 @@ mod tests {
         ));
         // Other actions: done is success whatever the version.
         assert_eq!(
-            judge(&m, Some(&task("done", Some(5000))), None, false, t, 5000),
+            judge(
+                &m,
+                Some(&task(TaskStatus::Done, Some(5000))),
+                None,
+                false,
+                t,
+                5000
+            ),
             Verdict::Succeeded
         );
     }
@@ -673,7 +708,7 @@ mod tests {
         assert_eq!(
             judge(
                 &m,
-                Some(&task("done", Some(5000))),
+                Some(&task(TaskStatus::Done, Some(5000))),
                 Some(&dev("1.5", 4900, Some(4900))),
                 true,
                 t,
@@ -685,7 +720,7 @@ mod tests {
         assert!(matches!(
             judge(
                 &m,
-                Some(&task("done", Some(5000))),
+                Some(&task(TaskStatus::Done, Some(5000))),
                 Some(&dev("1.0", 4900, Some(4900))),
                 true,
                 t,
@@ -697,7 +732,7 @@ mod tests {
         assert_eq!(
             judge(
                 &m,
-                Some(&task("done", Some(5000))),
+                Some(&task(TaskStatus::Done, Some(5000))),
                 Some(&dev("1.0", 900, None)),
                 true,
                 t,

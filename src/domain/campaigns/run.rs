@@ -176,7 +176,7 @@ async fn reconcile(store: &Store, spec: &CampaignSpec, now: i64, id: i64) -> Res
             (
                 t.id,
                 TaskView {
-                    status: t.status.to_string(),
+                    status: t.status,
                     fault_code: t.fault_code,
                     fault_string: t.fault_string,
                     finished_at: t.finished_at,
@@ -190,7 +190,7 @@ async fn reconcile(store: &Store, spec: &CampaignSpec, now: i64, id: i64) -> Res
             .filter(|m| {
                 m.task_id
                     .and_then(|t| tasks.get(&t))
-                    .is_some_and(|t| t.status == tasks::TaskStatus::Done.as_str())
+                    .is_some_and(|t| t.status == tasks::TaskStatus::Done)
             })
             .map(|m| m.device_id.clone())
             .collect();
@@ -239,7 +239,7 @@ async fn reconcile(store: &Store, spec: &CampaignSpec, now: i64, id: i64) -> Res
         if plan::retry(&verdict, task, m.attempts, spec.pacing.retries) {
             if let (Verdict::FailedUnconfirmed(_), Some(tid), Some(t)) = (&verdict, m.task_id, task)
             {
-                if tasks::TaskStatus::parse(&t.status).is_some_and(|st| !st.is_final()) {
+                if !t.status.is_final() {
                     cancel.push(tid);
                 }
             }
@@ -274,7 +274,7 @@ async fn reconcile(store: &Store, spec: &CampaignSpec, now: i64, id: i64) -> Res
             Verdict::FailedConfirmed(r) => (FAILED_CONFIRMED, Some(r)),
             Verdict::FailedUnconfirmed(r) => {
                 if let (Some(tid), Some(t)) = (m.task_id, task) {
-                    if tasks::TaskStatus::parse(&t.status).is_some_and(|st| !st.is_final()) {
+                    if !t.status.is_final() {
                         cancel.push(tid);
                     }
                 }
