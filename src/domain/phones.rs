@@ -712,6 +712,120 @@ pub async fn delete_model_firmware(store: &Store, vendor: &str, model: &str) -> 
     }
 }
 
+/// A model some phone has, or that has firmware, with its firmware (console's model page).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelOverview {
+    pub vendor: String,
+    pub model: String,
+    /// Phones of this model.
+    pub phones: i64,
+    pub firmware: Option<ModelFirmwareView>,
+}
+
+/// Every model a phone has or firmware was given to, in vendor and model order.
+pub async fn model_overview(store: &Store) -> Result<Vec<ModelOverview>> {
+    let firmware = list_model_firmware(store).await?;
+    let counts = store.run(|s| s.phone_model_counts()).await?;
+    let mut out: std::collections::BTreeMap<(String, String), ModelOverview> = counts
+        .into_iter()
+        .map(|(vendor, model, phones)| {
+            (
+                (vendor.clone(), model.clone()),
+                ModelOverview {
+                    vendor,
+                    model,
+                    phones,
+                    firmware: None,
+                },
+            )
+        })
+        .collect();
+    for f in firmware {
+        let (vendor, model) = (f.vendor.clone(), f.model.clone());
+        out.entry((vendor.clone(), model.clone()))
+            .or_insert_with(|| ModelOverview {
+                vendor,
+                model,
+                phones: 0,
+                firmware: None,
+            })
+            .firmware = Some(f);
+    }
+    Ok(out.into_values().collect())
+}
+
+/// The firmware a phone is given, and where it comes from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppliedFirmware {
+    /// `phone` (its own settings), `profile` (its profile's), `model` (the model's firmware
+    /// of the file store), `defaults` (the model's built-in defaults) or `none`.
+    pub source: String,
+    /// The file: a file-store name (for `model`), else the `firmware_file` setting.
+    pub file: Option<String>,
+    /// The file-store id (for `model`).
+    pub file_id: Option<String>,
+    pub version: Option<String>,
+}
+
+/// Which firmware a phone's files name: its own `firmware_file` setting, else its
+/// profile's, else its model's firmware (when the file still exists), else the model's
+/// defaults. The version comes with the file (a profile naming a file but no version
+/// still gets the model's version, as the renderers do).
+pub async fn applied_firmware(store: &Store, phone: &PhoneView) -> Result<AppliedFirmware> {
+    let vendor = Vendor::parse(&phone.vendor).ok_or_else(|| {
+        Error::internal(format!("phone {} has vendor {:?}", phone.mac, phone.vendor))
+    })?;
+    let (v, m, prof) = (
+        phone.vendor.clone(),
+        phone.model.clone(),
+        phone.profile.clone(),
+    );
+    let (profile, model_fw) = store
+        .run(move |s| {
+            let profile = match prof {
+                Some(p) => s.get_phone_profile(&p)?,
+                None => None,
+            };
+            let fw = match s.model_firmware(&v, &m)? {
+                Some(f) => s.get_file(&f.file_id)?.map(|file| (f, file.name)),
+                None => None,
+            };
+            Ok((profile, fw))
+        })
+        .await?;
+    let profile: Settings = profile
+        .and_then(|p| serde_json::from_str(&p.settings).ok())
+        .unwrap_or_default();
+    let defaults = phones::models::defaults(vendor, &phone.model);
+    let model_version = model_fw
+        .as_ref()
+        .map(|(f, _)| f.version.clone())
+        .or_else(|| defaults.firmware_version.clone());
+    let version = phone
+        .settings
+        .firmware_version
+        .clone()
+        .or_else(|| profile.firmware_version.clone())
+        .or(model_version);
+    let (source, file, file_id) = if let Some(f) = &phone.settings.firmware_file {
+        ("phone", Some(f.clone()), None)
+    } else if let Some(f) = &profile.firmware_file {
+        ("profile", Some(f.clone()), None)
+    } else if let Some((f, name)) = &model_fw {
+        ("model", Some(name.clone()), Some(f.file_id.clone()))
+    } else if let Some(f) = &defaults.firmware_file {
+        ("defaults", Some(f.clone()), None)
+    } else {
+        ("none", None, None)
+    };
+    Ok(AppliedFirmware {
+        source: source.into(),
+        file,
+        file_id,
+        version,
+    })
+}
+
 /// One rejected CSV row of a phone import.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PhoneRowError {
