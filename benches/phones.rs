@@ -9,7 +9,7 @@
 //!   keeps the CPU of threads that ended) less those threads' and the main thread's (from
 //!   `/proc/self/task/<tid>/stat`). The clients' CPU is printed beside it;
 //! - a 50 MB file over TFTP with blksize 1428 (curl's TFTP client), MB/s. The file is a
-//!   phone upload held by the server, the one large file TFTP serves today.
+//!   phone upload held by the server.
 //!
 //! Run with `cargo bench --bench phones` on a quiet machine; it prints Markdown rows for
 //! BENCHMARKS.md. `PHONES_BENCH_FETCHES=3200 cargo test --bench phones` checks it in debug.
