@@ -32,7 +32,11 @@ const TFTP_BYTES: usize = 50 * 1024 * 1024;
 fn stat_cpu(path: &std::path::Path) -> (String, f64) {
     let stat = std::fs::read_to_string(path).unwrap_or_default();
     let (head, rest) = stat.rsplit_once(')').unwrap_or(("", ""));
-    let name = head.split_once('(').map(|(_, n)| n).unwrap_or("").to_string();
+    let name = head
+        .split_once('(')
+        .map(|(_, n)| n)
+        .unwrap_or("")
+        .to_string();
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| {
         fields

@@ -186,7 +186,6 @@ async fn phone_pages_list_detail_edit_and_resync(backend: Backend) {
     assert!(!audit.contains(DIGEST_PW) && !audit.contains(LINE_PW));
 }
 
-
 async fn upload_file(api: &Api, name: &str, version: &str, body: &str) -> String {
     let res = api
         .http
@@ -261,13 +260,21 @@ async fn firmware_per_model_page_and_the_firmware_a_phone_is_given(backend: Back
     .await;
     b.type_into("#fw-model", "CP-8841").await;
     b.click_css("#save-model-firmware").await;
-    b.wait_text("#models-notice", "Firmware of cisco cp-8841 set: cp8841.loads version 14.2.1")
-        .await;
+    b.wait_text(
+        "#models-notice",
+        "Firmware of cisco cp-8841 set: cp8841.loads version 14.2.1",
+    )
+    .await;
     let row = b.text(&b.find("#model-cisco-cp-8841").await).await;
-    assert!(row.contains("cp8841.loads") && row.contains("14.2.1"), "{row}");
+    assert!(
+        row.contains("cp8841.loads") && row.contains("14.2.1"),
+        "{row}"
+    );
     assert_eq!(b.exec(A11Y_AUDIT, vec![]).await, json!([]));
     b.screenshot("phone-models").await;
-    let (_, list) = api.call(Method::GET, "/api/v1/phone_models/firmware", None).await;
+    let (_, list) = api
+        .call(Method::GET, "/api/v1/phone_models/firmware", None)
+        .await;
     assert_eq!(list["items"][0]["file_id"], fw.as_str(), "{list}");
 
     // The Cisco phone reports a version; its page shows that and the model's firmware.
@@ -281,7 +288,10 @@ async fn firmware_per_model_page_and_the_firmware_a_phone_is_given(backend: Back
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(out.ends_with("200") && out.contains(&format!("/files/{fw}")), "{out}");
+    assert!(
+        out.ends_with("200") && out.contains(&format!("/files/{fw}")),
+        "{out}"
+    );
     b.goto(&app.api_url("/phones/001b54000041")).await;
     b.wait_text("#phone-firmware", "sip88xx.14-1-1").await;
     assert_eq!(
@@ -312,7 +322,8 @@ async fn firmware_per_model_page_and_the_firmware_a_phone_is_given(backend: Back
     let csrf = vera.csrf().await;
     let clear = [("vendor", "cisco"), ("model", "cp-8841"), ("_csrf", &csrf)];
     assert_eq!(
-        vera.post("/phone_models/firmware/delete", &clear, None).await,
+        vera.post("/phone_models/firmware/delete", &clear, None)
+            .await,
         403
     );
     let set = [
@@ -324,18 +335,26 @@ async fn firmware_per_model_page_and_the_firmware_a_phone_is_given(backend: Back
     assert_eq!(vera.post("/phone_models/firmware", &set, None).await, 403);
     let (s, otto) = Raw::login(&app, "otto", PASSWORD).await;
     assert_eq!(s, 303);
-    let forged = [("vendor", "cisco"), ("model", "cp-8841"), ("_csrf", "forged")];
+    let forged = [
+        ("vendor", "cisco"),
+        ("model", "cp-8841"),
+        ("_csrf", "forged"),
+    ];
     assert_eq!(
-        otto.post("/phone_models/firmware/delete", &forged, None).await,
+        otto.post("/phone_models/firmware/delete", &forged, None)
+            .await,
         403
     );
-    let (_, list) = api.call(Method::GET, "/api/v1/phone_models/firmware", None).await;
+    let (_, list) = api
+        .call(Method::GET, "/api/v1/phone_models/firmware", None)
+        .await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
 
     // Clearing it: the phone is given nothing any more.
     b.goto(&app.api_url("/phone_models")).await;
     b.click_css("#clear-cisco-cp-8841").await;
-    b.wait_text("#models-notice", "Firmware of cisco cp-8841 cleared").await;
+    b.wait_text("#models-notice", "Firmware of cisco cp-8841 cleared")
+        .await;
     let row = b.text(&b.find("#model-cisco-cp-8841").await).await;
     assert!(row.contains("none"), "{row}");
     b.goto(&app.api_url("/phones/001b54000041")).await;

@@ -138,7 +138,10 @@ async fn page(ctx: Ctx<Viewer>, state: web::Data<AppState>) -> Result<HttpRespon
     render(StatusCode::OK, &p)
 }
 
-async fn save(ctx: Ctx<Operator>, state: web::Data<AppState>) -> Result<HttpResponse, ConsoleError> {
+async fn save(
+    ctx: Ctx<Operator>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ConsoleError> {
     let f: FirmwareForm = ctx.form()?;
     let input = ModelFirmwareInput {
         file_id: f.file_id.trim().to_string(),
@@ -208,7 +211,14 @@ async fn delete(
         ),
         Err(e @ (Error::Invalid { .. } | Error::NotFound { .. })) => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            models_page(ctx.layout("phones"), &state, form, None, Some(e.to_string())).await?,
+            models_page(
+                ctx.layout("phones"),
+                &state,
+                form,
+                None,
+                Some(e.to_string()),
+            )
+            .await?,
         ),
         Err(e) => return Err(e.into()),
     };

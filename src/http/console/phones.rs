@@ -186,10 +186,7 @@ impl FirmwareItem {
     pub fn origin(&self, profile: &Option<String>) -> String {
         match self.source.as_str() {
             "model" => "the model's firmware".into(),
-            "profile" => format!(
-                "profile {}",
-                profile.as_deref().unwrap_or("(none)")
-            ),
+            "profile" => format!("profile {}", profile.as_deref().unwrap_or("(none)")),
             "phone" => "this phone's own settings".into(),
             "defaults" => "the model's defaults".into(),
             _ => "none".into(),
