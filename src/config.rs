@@ -376,6 +376,9 @@ impl Default for PhonesConfig {
 pub struct TftpConfig {
     pub listen: Option<String>,
     pub allow_networks: String,
+    /// Names of file-store files TFTP serves besides the model firmware (comma separated;
+    /// e.g. the other files of a Cisco firmware bundle).
+    pub firmware_files: String,
     pub timeout_secs: u64,
     pub retries: u32,
     pub max_blksize: u16,
@@ -386,6 +389,7 @@ impl Default for TftpConfig {
         Self {
             listen: None,
             allow_networks: DEFAULT_TFTP_ALLOW.into(),
+            firmware_files: String::new(),
             timeout_secs: 2,
             retries: 5,
             max_blksize: 8192,
@@ -568,6 +572,7 @@ pub const KEYS: &[KeyDoc] = &[
     k!("phones", "gigaset_provider_id", None, Some("\"ferroacs\""), false, "Provider id of Gigaset activation codes (<provider id>#<code>[#<Digest password>], at most 32 characters):\n1 to 12 letters and digits; unset = Gigaset codes are not issued or accepted (the 12-digit codes still work)."),
     k!("tftp", "listen", None, Some("\"0.0.0.0:69\""), false, "UDP address of the TFTP server for phones (RFC 1350 with blksize/tsize/timeout options); unset = off."),
     k!("tftp", "allow_networks", Some("\"127.0.0.0/8, ::1/128, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7\""), None, false, "Source networks the TFTP server answers (TFTP has no authentication: files are found by MAC)."),
+    k!("tftp", "firmware_files", Some("\"\""), None, false, "Names of file-store files TFTP serves besides each phone model's firmware (comma separated,\ne.g. the .sbn files of a Cisco firmware bundle); any other file of the store is refused."),
     k!("tftp", "timeout_secs", Some("2"), None, false, "Retransmission timeout when the client asks for none."),
     k!("tftp", "retries", Some("5"), None, false, "Retransmissions of a block before the transfer is abandoned."),
     k!("tftp", "max_blksize", Some("8192"), None, false, "Largest block size granted to a client asking for more (RFC 2348; 512 to 65464)."),

@@ -712,6 +712,120 @@ pub async fn delete_model_firmware(store: &Store, vendor: &str, model: &str) -> 
     }
 }
 
+/// A model some phone has, or that has firmware, with its firmware (console's model page).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelOverview {
+    pub vendor: String,
+    pub model: String,
+    /// Phones of this model.
+    pub phones: i64,
+    pub firmware: Option<ModelFirmwareView>,
+}
+
+/// Every model a phone has or firmware was given to, in vendor and model order.
+pub async fn model_overview(store: &Store) -> Result<Vec<ModelOverview>> {
+    let firmware = list_model_firmware(store).await?;
+    let counts = store.run(|s| s.phone_model_counts()).await?;
+    let mut out: std::collections::BTreeMap<(String, String), ModelOverview> = counts
+        .into_iter()
+        .map(|(vendor, model, phones)| {
+            (
+                (vendor.clone(), model.clone()),
+                ModelOverview {
+                    vendor,
+                    model,
+                    phones,
+                    firmware: None,
+                },
+            )
+        })
+        .collect();
+    for f in firmware {
+        let (vendor, model) = (f.vendor.clone(), f.model.clone());
+        out.entry((vendor.clone(), model.clone()))
+            .or_insert_with(|| ModelOverview {
+                vendor,
+                model,
+                phones: 0,
+                firmware: None,
+            })
+            .firmware = Some(f);
+    }
+    Ok(out.into_values().collect())
+}
+
+/// The firmware a phone is given, and where it comes from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppliedFirmware {
+    /// `phone` (its own settings), `profile` (its profile's), `model` (the model's firmware
+    /// of the file store), `defaults` (the model's built-in defaults) or `none`.
+    pub source: String,
+    /// The file: a file-store name (for `model`), else the `firmware_file` setting.
+    pub file: Option<String>,
+    /// The file-store id (for `model`).
+    pub file_id: Option<String>,
+    pub version: Option<String>,
+}
+
+/// Which firmware a phone's files name: its own `firmware_file` setting, else its
+/// profile's, else its model's firmware (when the file still exists), else the model's
+/// defaults. The version comes with the file (a profile naming a file but no version
+/// still gets the model's version, as the renderers do).
+pub async fn applied_firmware(store: &Store, phone: &PhoneView) -> Result<AppliedFirmware> {
+    let vendor = Vendor::parse(&phone.vendor).ok_or_else(|| {
+        Error::internal(format!("phone {} has vendor {:?}", phone.mac, phone.vendor))
+    })?;
+    let (v, m, prof) = (
+        phone.vendor.clone(),
+        phone.model.clone(),
+        phone.profile.clone(),
+    );
+    let (profile, model_fw) = store
+        .run(move |s| {
+            let profile = match prof {
+                Some(p) => s.get_phone_profile(&p)?,
+                None => None,
+            };
+            let fw = match s.model_firmware(&v, &m)? {
+                Some(f) => s.get_file(&f.file_id)?.map(|file| (f, file.name)),
+                None => None,
+            };
+            Ok((profile, fw))
+        })
+        .await?;
+    let profile: Settings = profile
+        .and_then(|p| serde_json::from_str(&p.settings).ok())
+        .unwrap_or_default();
+    let defaults = phones::models::defaults(vendor, &phone.model);
+    let model_version = model_fw
+        .as_ref()
+        .map(|(f, _)| f.version.clone())
+        .or_else(|| defaults.firmware_version.clone());
+    let version = phone
+        .settings
+        .firmware_version
+        .clone()
+        .or_else(|| profile.firmware_version.clone())
+        .or(model_version);
+    let (source, file, file_id) = if let Some(f) = &phone.settings.firmware_file {
+        ("phone", Some(f.clone()), None)
+    } else if let Some(f) = &profile.firmware_file {
+        ("profile", Some(f.clone()), None)
+    } else if let Some((f, name)) = &model_fw {
+        ("model", Some(name.clone()), Some(f.file_id.clone()))
+    } else if let Some(f) = &defaults.firmware_file {
+        ("defaults", Some(f.clone()), None)
+    } else {
+        ("none", None, None)
+    };
+    Ok(AppliedFirmware {
+        source: source.into(),
+        file,
+        file_id,
+        version,
+    })
+}
+
 /// One rejected CSV row of a phone import.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PhoneRowError {
@@ -1587,7 +1701,13 @@ async fn serve(
             None => req.base_url.clone(),
         });
     let signer = svc.signer.clone();
-    let fw_url = move |file_id: &str, device: &str, since_ms: i64| -> String {
+    let tftp = req.protocol == "tftp";
+    let fw_url = move |file_id: &str, name: &str, device: &str, since_ms: i64| -> String {
+        if tftp {
+            // Over TFTP the phone fetches the firmware by name from the same server
+            // ([`tftp_firmware`] serves it).
+            return name.to_string();
+        }
         match &signer {
             // Valid for ten years from the reference's change: the URL, and so the file's
             // content, stays the same while the reference does.
@@ -1661,11 +1781,12 @@ async fn gigaset_stamp(
 /// Everything the renderer needs about a phone: settings merged (model defaults, profile,
 /// phone) and its lines with their passwords.
 ///
-/// `fw_url(file id, device id, reference time)` makes the URL of the model's firmware file.
+/// `fw_url(file id, file name, device id, reference time)` makes the reference to the
+/// model's firmware file (its URL; its name over TFTP).
 pub async fn phone_config(
     store: &Store,
     phone: &PhoneRow,
-    fw_url: &(dyn Fn(&str, &str, i64) -> String + Send + Sync),
+    fw_url: &(dyn Fn(&str, &str, &str, i64) -> String + Send + Sync),
 ) -> Result<PhoneConfig> {
     let vendor = Vendor::parse(&phone.vendor).ok_or_else(|| {
         Error::internal(format!("phone {} has vendor {:?}", phone.mac, phone.vendor))
@@ -1681,17 +1802,18 @@ pub async fn phone_config(
                 None => None,
             };
             let firmware = match s.model_firmware(&v, &m)? {
-                Some(f) if s.get_file(&f.file_id)?.is_some() => Some(f),
-                _ => None,
+                Some(f) => s.get_file(&f.file_id)?.map(|file| (f, file.name)),
+                None => None,
             };
             Ok((lines, profile, firmware))
         })
         .await?;
     let mut settings = phones::models::defaults(vendor, &phone.model);
-    if let Some(f) = &firmware {
-        settings.firmware_file = Some(fw_url(&f.file_id, &phone.device_id, f.updated_at));
+    if let Some((f, name)) = &firmware {
+        settings.firmware_file = Some(fw_url(&f.file_id, name, &phone.device_id, f.updated_at));
         settings.firmware_version = Some(f.version.clone());
     }
+    let firmware = firmware.map(|(f, _)| f);
     let version_ms = lines
         .iter()
         .map(|l| l.updated_at)
@@ -1750,30 +1872,61 @@ pub async fn phone_config(
     })
 }
 
-/// Accept a file a phone uploads (Polycom overrides and logs), under its own token only.
-/// `body` is `None` when it was larger than `phones.max_upload_bytes`. Returns the
-/// status: 201 stored, 400 bad name, 404 refused, 405 not an upload, 413 too large.
+/// What [`upload`] did: the HTTP status, and for a 401 whether only the nonce was stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uploaded {
+    pub status: u16,
+    pub stale: bool,
+}
+
+/// Accept a file a phone uploads (Polycom overrides and logs), under its own token or its
+/// own HTTP Digest credentials (`/prov/auth/`), for its own MAC only. `body` is `None`
+/// when it was larger than `phones.max_upload_bytes`. Statuses: 201 stored, 400 bad
+/// name, 401 Digest credentials missing (a challenge, not a failure) or wrong, 404 refused
+/// (unknown token, another phone's MAC), 405 not an upload, 413 too large, 429 too many
+/// failures. Credentials are checked before the size, so a stranger learns nothing.
 pub async fn upload(
     store: &Store,
     cfg: &Config,
     svc: &PhoneService,
     req: &FetchRequest,
     body: Option<&[u8]>,
-) -> Result<u16> {
+) -> Result<Uploaded> {
     let max = cfg.phones.max_failed_fetches;
     if max > 0 && svc.blocked(req.source, req.now, max) {
-        return Ok(429);
+        return Ok(Uploaded {
+            status: 429,
+            stale: false,
+        });
     }
+    let mut stale = false;
+    let mut challenge = false;
     let (status, mac) = match phones::files::parse(&req.file) {
         Err(_) => (400, None),
         Ok(Some(FileRequest::PolycomUpload(m, name))) => {
-            let token = match &req.access {
-                Access::Token(t) => t.clone(),
-                Access::Network | Access::Digest { .. } => String::new(),
+            let phone = match &req.access {
+                Access::Token(t) => {
+                    let token = t.clone();
+                    store
+                        .run(move |s| s.phone_by_token(&token))
+                        .await?
+                        .ok_or(404)
+                }
+                Access::Digest { auth, method, uri } => {
+                    match digest_phone(store, svc, req.now, auth.as_deref(), method, uri).await? {
+                        Found::Phone(p) => Ok(*p),
+                        Found::Challenge { stale: st } => {
+                            stale = st;
+                            challenge = true;
+                            Err(401)
+                        }
+                        Found::Refused(_) | Found::NoPhone => Err(401),
+                    }
+                }
+                Access::Network => Err(404),
             };
-            let phone = store.run(move |s| s.phone_by_token(&token)).await?;
             match phone {
-                Some(p) if p.mac == m.lower() => {
+                Ok(p) if p.mac == m.lower() => {
                     if let Some(body) = body.filter(|b| b.len() <= cfg.phones.max_upload_bytes) {
                         let (mm, data, now) = (p.mac.clone(), body.to_vec(), req.now);
                         store
@@ -1784,13 +1937,33 @@ pub async fn upload(
                         (413, Some(p.mac))
                     }
                 }
-                _ => (404, Some(m.lower())),
+                Ok(p) => {
+                    tracing::warn!(
+                        phone = %p.mac,
+                        presented_mac = %m,
+                        source = %req.source,
+                        "another MAC presented this phone's credentials: upload refused (a phone is bound to its MAC)"
+                    );
+                    (404, Some(m.lower()))
+                }
+                Err(status) => (status, Some(m.lower())),
             }
         }
         Ok(_) => (405, None),
     };
-    if matches!(status, 400 | 404) {
+    if challenge {
+        // A client's first request carries no credentials: nothing to count or log.
+        return Ok(Uploaded { status, stale });
+    }
+    if matches!(status, 400 | 401 | 404) {
         svc.fail(req.source, req.now);
+        tracing::warn!(
+            source = %req.source,
+            file = %loggable(&req.file, 128),
+            status,
+            protocol = req.protocol,
+            "phone upload refused"
+        );
     }
     svc.fetch_log.push(NewFetch {
         mac,
@@ -1804,7 +1977,83 @@ pub async fn upload(
         at: req.now,
         lock: None,
     });
-    Ok(status)
+    Ok(Uploaded { status, stale })
+}
+
+/// A firmware file TFTP may serve: its store row (the bytes are at
+/// `FileStore::path_of(row.id)`).
+#[derive(Debug, Clone)]
+pub struct TftpFirmware {
+    pub file: crate::store::files::FileRow,
+    /// The model it is the firmware of (`vendor/model`), or `allow-list`.
+    pub reason: String,
+}
+
+/// Whether `name`, asked for over TFTP, is a firmware file TFTP serves: a file of the store
+/// with that name that is a phone model's firmware (for a request through a phone's token:
+/// that phone's model's), or one named in `tftp.firmware_files`. Any other file of the
+/// store is not served over TFTP (`None`: "file not found"), whatever its name or id.
+pub async fn tftp_firmware(
+    store: &Store,
+    cfg: &Config,
+    access: &Access,
+    name: &str,
+) -> Result<Option<TftpFirmware>> {
+    if name.is_empty()
+        || name.len() > 255
+        || name == "."
+        || name == ".."
+        || name.contains(['/', '\\'])
+        || name.chars().any(|c| c.is_control())
+    {
+        return Ok(None);
+    }
+    let allowed = cfg
+        .tftp
+        .firmware_files
+        .split(',')
+        .map(str::trim)
+        .any(|n| !n.is_empty() && n == name);
+    let token = match access {
+        Access::Token(t) => Some(t.clone()),
+        Access::Network => None,
+        Access::Digest { .. } => return Ok(None),
+    };
+    let n = name.to_string();
+    store
+        .run(move |s| {
+            // Through a token, only the firmware of that phone's model.
+            let only = match token {
+                Some(t) => match s.phone_by_token(&t)? {
+                    Some(p) => Some((p.vendor, p.model)),
+                    None => return Ok(None),
+                },
+                None => None,
+            };
+            let files = s.files_named(&n)?;
+            if files.is_empty() {
+                return Ok(None);
+            }
+            for m in s.list_model_firmware()? {
+                if only
+                    .as_ref()
+                    .is_some_and(|(v, model)| *v != m.vendor || *model != m.model)
+                {
+                    continue;
+                }
+                if let Some(f) = files.iter().find(|f| f.id == m.file_id) {
+                    return Ok(Some(TftpFirmware {
+                        file: f.clone(),
+                        reason: format!("{}/{}", m.vendor, m.model),
+                    }));
+                }
+            }
+            Ok(allowed.then(|| TftpFirmware {
+                file: files[0].clone(),
+                reason: "allow-list".into(),
+            }))
+        })
+        .await
 }
 
 /// What a check-sync NOTIFY did.

@@ -1,8 +1,9 @@
 //! The provisioning server for phones, on the CWMP listener under `/prov/`:
 //! `GET`/`HEAD /prov/{token}/{file}` serves a phone's file (the token is the phone's own
 //! secret, a one-time activation code, or the site token of `phones.site_token`; the
-//! literal `auth` asks for the phone's HTTP Digest credentials instead), `PUT /prov/{token}/{file}` takes the
-//! override and log files Polycom phones upload (size-capped, stored with the phone). What
+//! literal `auth` asks for the phone's HTTP Digest credentials instead), `PUT /prov/{token}/{file}`
+//! (or `/prov/auth/{file}` with Digest) takes the override and log files Polycom phones
+//! upload (size-capped, stored with the phone, only for the phone's own MAC). What
 //! is served and refused is decided in `domain::phones`; this module moves bytes.
 //! Responses carry `Cache-Control: no-store`: files with passwords must not sit in proxies.
 
@@ -150,7 +151,7 @@ async fn put(
     }
     // Too large: nothing is stored; the domain records the refusal.
     let body = (!too_big).then_some(&body[..]);
-    match phones::upload(
+    let up = match phones::upload(
         &state.store,
         &state.config,
         &state.services.phones,
@@ -159,21 +160,32 @@ async fn put(
     )
     .await
     {
-        Ok(201) => plain(StatusCode::CREATED, "stored"),
-        Ok(400) => plain(StatusCode::BAD_REQUEST, "bad file name"),
-        Ok(405) => plain(
+        Ok(u) => u,
+        Err(e) => {
+            tracing::error!(error = %e, "phone upload failed");
+            return plain(StatusCode::SERVICE_UNAVAILABLE, "try again later");
+        }
+    };
+    match up.status {
+        201 => plain(StatusCode::CREATED, "stored"),
+        400 => plain(StatusCode::BAD_REQUEST, "bad file name"),
+        401 => HttpResponse::Unauthorized()
+            .insert_header((
+                header::WWW_AUTHENTICATE,
+                state.services.phones.challenge(state.now(), up.stale),
+            ))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .content_type("text/plain; charset=utf-8")
+            .body("this URL needs the phone's HTTP Digest credentials\n"),
+        405 => plain(
             StatusCode::METHOD_NOT_ALLOWED,
             "phones upload only their override and log files",
         ),
-        Ok(413) => plain(
+        413 => plain(
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!("larger than phones.max_upload_bytes ({max})"),
         ),
-        Ok(429) => plain(StatusCode::TOO_MANY_REQUESTS, "too many failed requests"),
-        Ok(_) => plain(StatusCode::NOT_FOUND, "no such phone"),
-        Err(e) => {
-            tracing::error!(error = %e, "phone upload failed");
-            plain(StatusCode::SERVICE_UNAVAILABLE, "try again later")
-        }
+        429 => plain(StatusCode::TOO_MANY_REQUESTS, "too many failed requests"),
+        _ => plain(StatusCode::NOT_FOUND, "no such phone"),
     }
 }

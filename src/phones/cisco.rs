@@ -123,12 +123,15 @@ pub fn sep(p: &PhoneConfig, _ctx: &Context) -> Rendered {
         out.push_str("      </line>\n");
     }
     out.push_str("    </sipLines>\n  </sipProfile>\n");
-    el(
-        &mut out,
-        2,
-        "loadInformation",
-        s.firmware_file.as_deref().unwrap_or(""),
-    );
+    // A load name (not a URL) is given without `.loads`: the phone appends it and asks
+    // the TFTP server for `<load>.loads`.
+    let load = s.firmware_file.as_deref().unwrap_or("");
+    let load = if load.contains("://") {
+        load
+    } else {
+        load.strip_suffix(".loads").unwrap_or(load)
+    };
+    el(&mut out, 2, "loadInformation", load);
     if let Some(lang) = &s.language {
         out.push_str("  <userLocale>\n");
         el(&mut out, 4, "name", locale(lang));

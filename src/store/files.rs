@@ -77,6 +77,18 @@ impl Store {
         })
     }
 
+    /// Files with exactly this name, newest first.
+    pub fn files_named(&self, name: &str) -> Result<Vec<FileRow>> {
+        with_conn!(self, |c| {
+            Ok(f::files
+                .filter(f::name.eq(name))
+                .select(FileRow::as_select())
+                .order((f::created_at.desc(), f::id.desc()))
+                .limit(32)
+                .load(c)?)
+        })
+    }
+
     pub fn delete_file(&self, id: &str) -> Result<bool> {
         with_conn!(self, |c| {
             Ok(diesel::delete(f::files.filter(f::id.eq(id))).execute(c)? == 1)

@@ -694,6 +694,17 @@ impl Store {
         Ok(rows.into_iter().map(ModelFirmwareRow::from).collect())
     }
 
+    /// (vendor, model, number of phones) of every model some phone has.
+    pub fn phone_model_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        with_conn!(self, |c| {
+            Ok(phones::table
+                .group_by((phones::vendor, phones::model))
+                .select((phones::vendor, phones::model, diesel::dsl::count_star()))
+                .order((phones::vendor.asc(), phones::model.asc()))
+                .load(c)?)
+        })
+    }
+
     pub fn delete_model_firmware(&self, vendor: &str, model: &str) -> Result<bool> {
         use phone_model_firmware::dsl as mf;
         with_conn!(self, |c| {

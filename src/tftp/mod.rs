@@ -143,6 +143,38 @@ async fn transfer(
         }
         None => (Access::Network, name.to_string()),
     };
+    // A firmware file a phone model's configuration names (or `tftp.firmware_files`
+    // allows): served from the file store. Names of phone files never reach the store.
+    if matches!(crate::phones::files::parse(&file), Ok(None)) {
+        match phones::tftp_firmware(&state.store, &state.config, &access, &file).await {
+            Ok(Some(fw)) => {
+                let path = state.services.files.path_of(&fw.file.id);
+                let data = match path {
+                    Ok(p) => tokio::fs::read(&p).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match data {
+                    Ok(d) => {
+                        tracing::info!(%peer, file = %file, firmware_of = %fw.reason, "TFTP serves a firmware file");
+                        return send_file(state, &sock, peer, &req, Arc::from(d)).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(%peer, file = %file, error = %e, "firmware file of the store cannot be read");
+                        sock.send(&codec::error(code::NOT_DEFINED, "try again later"))
+                            .await?;
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "TFTP firmware lookup failed");
+                sock.send(&codec::error(code::NOT_DEFINED, "try again later"))
+                    .await?;
+                return Ok(());
+            }
+        }
+    }
     let fetch = FetchRequest {
         access,
         file,
@@ -180,11 +212,23 @@ async fn transfer(
             return Ok(());
         }
     };
+    send_file(state, &sock, peer, &req, bytes).await
+}
+
+/// Send `bytes` as the answer to `req` over the transfer's socket.
+async fn send_file(
+    state: &AppState,
+    sock: &UdpSocket,
+    peer: SocketAddr,
+    req: &codec::Request,
+    bytes: Arc<[u8]>,
+) -> std::io::Result<()> {
+    let cfg = &state.config;
     let bytes: Arc<[u8]> = match req.mode {
         codec::Mode::Octet => bytes,
         codec::Mode::Netascii => Arc::from(codec::to_netascii(&bytes)),
     };
-    let n = codec::negotiate(&req, bytes.len() as u64, cfg.tftp.max_blksize);
+    let n = codec::negotiate(req, bytes.len() as u64, cfg.tftp.max_blksize);
     let timeout = Duration::from_secs(u64::from(
         n.timeout
             .unwrap_or(u8::try_from(cfg.tftp.timeout_secs).unwrap_or(2)),

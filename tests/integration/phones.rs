@@ -24,11 +24,13 @@ battery!(
     grandstream_files_open_with_openssl,
     site_url_registers_or_rejects_unknown_phones,
     tftp_serves_cisco_phones,
+    tftp_serves_model_firmware_and_nothing_else_of_the_store,
     https_serves_yealink_files,
     resync_sends_check_sync_notify,
     phone_csv_import_and_profiles,
     digest_and_activation_codes_over_http,
     digest_and_activation_codes_over_https,
+    polycom_uploads_with_digest_credentials,
     fetch_log_is_batched_and_kept_at_shutdown,
     fetch_log_flood_is_bounded_and_counted,
     gigaset_bases_and_n870_over_http,
@@ -527,6 +529,129 @@ async fn tftp_serves_cisco_phones(b: Backend) {
     );
 }
 
+async fn upload_bytes(api: &Api, name: &str, version: &str, body: Vec<u8>) -> String {
+    let res = api
+        .http
+        .post(format!(
+            "{}/api/v1/files?name={name}&file_type=1%20Firmware%20Upgrade%20Image&version={version}",
+            api.base
+        ))
+        .bearer_auth(&api.token)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let v: Value = res.json().await.unwrap();
+    v["id"].as_str().unwrap().to_string()
+}
+
+/// tftp-hpa's answer, stdout and stderr together.
+fn tftp_text(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
+}
+
+/// A Cisco phone's configuration names its model's firmware by name over TFTP, and TFTP
+/// serves that file of the file store (tftp-hpa, byte for byte; curl through the phone's
+/// token), and a file of `tftp.firmware_files`. Any other file of the store (by name or
+/// id), another model's firmware through a phone's token, a traversal name and firmware
+/// removed from its model are refused.
+async fn tftp_serves_model_firmware_and_nothing_else_of_the_store(b: Backend) {
+    if !need("tftp") || !need("curl") {
+        return;
+    }
+    let app = TestApp::spawn(b, |c| {
+        c.tftp.listen = Some("127.0.0.1:0".into());
+        c.tftp.firmware_files = "dsp88xx.14-2-1.sbn, missing.sbn".into();
+    })
+    .await;
+    let port = app.running.as_ref().unwrap().tftp_addr.unwrap().port();
+    let api = Api::new(&app, "operator").await;
+    // 300 kB of every byte value: many blocks, and a last short one.
+    let image: Vec<u8> = (0..300_001u32).map(|i| (i * 7 % 251) as u8).collect();
+    let fw = upload_bytes(&api, "sip88xx.14-2-1.loads", "14.2.1", image.clone()).await;
+    let dsp: Vec<u8> = b"DSP-IMAGE".repeat(1000);
+    upload_bytes(&api, "dsp88xx.14-2-1.sbn", "", dsp.clone()).await;
+    let secret = b"a device's configuration backup with secrets".to_vec();
+    let backup = upload_bytes(&api, "backup.cfg", "", secret.clone()).await;
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            "/api/v1/phone_models/cisco/cp-8841/firmware",
+            Some(json!({"file_id": fw})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    add_phone(&api, "00562b000051", "cisco", "cp-8841", json!({})).await;
+    add_line(&api, "00562b000051", 1, "4051", SECRET).await;
+    add_phone(&api, "0004f2000052", "polycom", "vvx400", json!({})).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // The configuration names the load (without .loads: the phone appends it).
+    let out = dir.path().join("sep.xml");
+    let o = tftp_get(port, "SEP00562B000051.cnf.xml", &out);
+    assert!(o.status.success(), "{o:?}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text.contains("<loadInformation>sip88xx.14-2-1</loadInformation>"),
+        "{text}"
+    );
+    // The firmware over TFTP, byte for byte; the allow-listed file too.
+    let out = dir.path().join("fw.loads");
+    let o = tftp_get(port, "sip88xx.14-2-1.loads", &out);
+    assert!(o.status.success(), "{}", tftp_text(&o));
+    assert_eq!(std::fs::read(&out).unwrap(), image);
+    let out = dir.path().join("dsp.sbn");
+    let o = tftp_get(port, "dsp88xx.14-2-1.sbn", &out);
+    assert!(o.status.success(), "{}", tftp_text(&o));
+    assert_eq!(std::fs::read(&out).unwrap(), dsp);
+    // Through the phone's token (curl, blksize 1428): the same bytes.
+    let url = url_of(&api, "00562b000051").await;
+    let token = url.rsplit('/').next().unwrap().to_string();
+    let (_, got) = curl(&[
+        "--tftp-blksize",
+        "1428",
+        &format!("tftp://127.0.0.1:{port}/{token}/sip88xx.14-2-1.loads"),
+    ]);
+    assert_eq!(got, image);
+
+    // Refused: another file of the store by name or by id, an allow-listed name with no
+    // such file, another model's firmware through a phone's token, traversal names.
+    let polycom = url_of(&api, "0004f2000052").await;
+    let ptoken = polycom.rsplit('/').next().unwrap().to_string();
+    for (name, code) in [
+        ("backup.cfg".to_string(), "Error code 1"),
+        (backup.clone(), "Error code 1"),
+        (fw.clone(), "Error code 1"),
+        ("missing.sbn".to_string(), "Error code 1"),
+        (format!("{ptoken}/sip88xx.14-2-1.loads"), "Error code 1"),
+        ("../backup.cfg".to_string(), "Error code 2"),
+        (format!("../files/{backup}"), "Error code 2"),
+        ("..\\backup.cfg".to_string(), "Error code"),
+        ("/etc/passwd".to_string(), "Error code"),
+    ] {
+        let out = dir.path().join("refused");
+        let _ = std::fs::remove_file(&out);
+        let o = tftp_get(port, &name, &out);
+        let text = tftp_text(&o);
+        assert!(text.contains(code), "{name}: {text}");
+        let got = std::fs::read(&out).unwrap_or_default();
+        assert!(got.is_empty(), "{name}: {} bytes written", got.len());
+    }
+    // Once the model has no firmware, its file is no longer served.
+    let (s, _) = api
+        .call(
+            Method::DELETE,
+            "/api/v1/phone_models/cisco/cp-8841/firmware",
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let out = dir.path().join("gone");
+    let o = tftp_get(port, "sip88xx.14-2-1.loads", &out);
+    assert!(tftp_text(&o).contains("Error code 1"), "{}", tftp_text(&o));
+}
+
 async fn https_serves_yealink_files(b: Backend) {
     if !need("curl") {
         return;
@@ -818,6 +943,119 @@ async fn digest_and_activation_codes_over_https(b: Backend) {
     .await;
     let base = format!("https://localhost:{}", app.cwmp_addr().port());
     digest_and_activation(&app, &clock, &base, &["--cacert", c.to_str().unwrap()]).await;
+}
+
+/// Polycom uploads on the Digest path (`PUT /prov/auth/<MAC>-…`) with curl `--digest`:
+/// the phone's own credentials store its file (read back through its token); no
+/// credentials get a challenge; a wrong password 401, another phone's MAC 404 (logged),
+/// a file over `phones.max_upload_bytes` 413, and none of these writes anything.
+async fn polycom_uploads_with_digest_credentials(b: Backend) {
+    if !need("curl") {
+        return;
+    }
+    let app = TestApp::spawn(b, |c| c.phones.max_upload_bytes = 4096).await;
+    let api = Api::new(&app, "operator").await;
+    add_phone(
+        &api,
+        "0004f2000061",
+        "polycom",
+        "vvx400",
+        json!({"digest_user": "vvx-0061", "digest_password": DIGEST_PW}),
+    )
+    .await;
+    add_phone(
+        &api,
+        "0004f2000062",
+        "polycom",
+        "vvx400",
+        json!({"digest_user": "vvx-0062", "digest_password": "other-pw-0062"}),
+    )
+    .await;
+    let own = url_of(&api, "0004f2000061").await;
+    let other = url_of(&api, "0004f2000062").await;
+    let base = format!("http://127.0.0.1:{}/prov/auth", app.cwmp_addr().port());
+    let right = format!("vvx-0061:{DIGEST_PW}");
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("o.cfg");
+    let text = "<PHONE_CONFIG><OVERRIDES up.backlight.idleIntensity=\"2\"/></PHONE_CONFIG>";
+    std::fs::write(&small, text).unwrap();
+    let big = dir.path().join("big.log");
+    std::fs::write(&big, vec![b'x'; 5000]).unwrap();
+    let put = |user: Option<&str>, file: &std::path::Path, name: &str| {
+        let mut args = vec!["-T".to_string(), file.to_str().unwrap().to_string()];
+        if let Some(u) = user {
+            args.extend(["--digest".into(), "-u".into(), u.to_string()]);
+        }
+        args.push(format!("{base}/{name}"));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        curl(&refs).0
+    };
+
+    // The right credentials: stored, and read back through the token and through Digest.
+    assert_eq!(put(Some(&right), &small, "0004F2000061-phone.cfg"), 201);
+    let (s, back) = curl(&[&format!("{own}/0004F2000061-phone.cfg")]);
+    assert_eq!(s, 200);
+    assert_eq!(String::from_utf8_lossy(&back), text);
+    let (s, back) = curl(&[
+        "--digest",
+        "-u",
+        &right,
+        &format!("{base}/0004F2000061-phone.cfg"),
+    ]);
+    assert_eq!(s, 200);
+    assert_eq!(String::from_utf8_lossy(&back), text);
+
+    // No credentials: a challenge; a wrong password: 401; nothing stored.
+    assert_eq!(put(None, &small, "0004F2000061-web.cfg"), 401);
+    assert_eq!(
+        put(
+            Some("vvx-0061:not-the-password"),
+            &small,
+            "0004F2000061-web.cfg"
+        ),
+        401
+    );
+    assert_eq!(
+        put(
+            Some(&format!("nobody:{DIGEST_PW}")),
+            &small,
+            "0004F2000061-web.cfg"
+        ),
+        401
+    );
+    assert_eq!(curl(&[&format!("{own}/0004F2000061-web.cfg")]).0, 404);
+    // Another phone's MAC with these credentials: 404, its file not written.
+    assert_eq!(put(Some(&right), &small, "0004F2000062-phone.cfg"), 404);
+    assert_eq!(curl(&[&format!("{other}/0004F2000062-phone.cfg")]).0, 404);
+    // Too large: 413, nothing stored; the earlier upload is unchanged.
+    assert_eq!(put(Some(&right), &big, "0004F2000061-app.log"), 413);
+    assert_eq!(curl(&[&format!("{own}/0004F2000061-app.log")]).0, 404);
+    assert_eq!(put(Some(&right), &big, "0004F2000061-phone.cfg"), 413);
+    let (_, back) = curl(&[&format!("{own}/0004F2000061-phone.cfg")]);
+    assert_eq!(String::from_utf8_lossy(&back), text);
+    // Not an upload file (a configuration the server renders): 405.
+    assert_eq!(put(Some(&right), &small, "0004F2000061.cfg"), 405);
+
+    // The refusals are in the fetch log and the log, without the password.
+    let f = api
+        .get("/api/v1/phones/0004f2000061/fetches?limit=50")
+        .await;
+    let statuses: Vec<i64> = f["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["status"].as_i64().unwrap())
+        .collect();
+    assert!(
+        statuses.contains(&201) && statuses.contains(&401) && statuses.contains(&413),
+        "{f}"
+    );
+    let logs = crate::support::captured_logs();
+    assert!(
+        logs.contains("another MAC presented this phone's credentials: upload refused"),
+        "the refusal is logged"
+    );
+    assert!(!logs.contains(DIGEST_PW));
 }
 
 /// What an attacker and a phone try against `/prov/auth/` (Digest) and `/prov/<code>/`

@@ -26,6 +26,7 @@ mod devices;
 mod files;
 mod lists;
 mod overview;
+mod phone_models;
 mod phones;
 mod presets;
 pub mod session;
@@ -364,6 +365,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, console: web::Data<ConsoleState>)
             .configure(files::configure)
             .configure(presets::configure)
             .configure(phones::configure)
+            .configure(phone_models::configure)
             .configure(users::configure)
             .configure(campaigns::configure)
             .default_service(web::to(not_found)),

@@ -158,8 +158,40 @@ struct PhonePage {
     last_seen: String,
     lines: Vec<LineItem>,
     fetches: Vec<FetchItem>,
+    /// The firmware the phone's files name and where it comes from (empty on "new").
+    firmware: FirmwareItem,
     notice: Option<String>,
     error: Option<String>,
+}
+
+/// The firmware a phone is given, for its page.
+#[derive(Default)]
+pub struct FirmwareItem {
+    /// "model", "profile", "phone", "defaults" or "none".
+    pub source: String,
+    pub file: String,
+    pub version: String,
+}
+
+impl FirmwareItem {
+    fn of(a: &phones::AppliedFirmware) -> FirmwareItem {
+        FirmwareItem {
+            source: a.source.clone(),
+            file: a.file.clone().unwrap_or_default(),
+            version: a.version.clone().unwrap_or_default(),
+        }
+    }
+
+    /// Where the firmware comes from, in words.
+    pub fn origin(&self, profile: &Option<String>) -> String {
+        match self.source.as_str() {
+            "model" => "the model's firmware".into(),
+            "profile" => format!("profile {}", profile.as_deref().unwrap_or("(none)")),
+            "phone" => "this phone's own settings".into(),
+            "defaults" => "the model's defaults".into(),
+            _ => "none".into(),
+        }
+    }
 }
 
 fn vendors() -> Vec<&'static str> {
@@ -198,6 +230,7 @@ async fn new_form(ctx: Ctx<Operator>) -> Result<HttpResponse, ConsoleError> {
             last_seen: String::new(),
             lines: Vec::new(),
             fetches: Vec::new(),
+            firmware: FirmwareItem::default(),
             notice: None,
             error: None,
         },
@@ -219,7 +252,9 @@ async fn phone_page(
     let line_views = lines::list(&state.store, &view.device_id).await?;
     let fetches = phones::fetches(&state.store, m, FETCHES).await?;
     let tags = phones::tags(&state.store, m).await?.join(", ");
+    let firmware = FirmwareItem::of(&phones::applied_firmware(&state.store, &view).await?);
     Ok(PhonePage {
+        firmware,
         ctx,
         href: phone_href(&view.mac),
         form: form.unwrap_or_else(|| form_of(&view, tags)),
@@ -390,6 +425,7 @@ async fn save(
                     last_seen: String::new(),
                     lines: Vec::new(),
                     fetches: Vec::new(),
+                    firmware: FirmwareItem::default(),
                     notice: None,
                     error: Some(e.to_string()),
                 },
