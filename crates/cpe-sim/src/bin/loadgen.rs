@@ -1107,6 +1107,9 @@ fn report(dir: &std::path::Path, notes: Option<&std::path::Path>) -> anyhow::Res
         md.push_str("## Codec micro-benchmarks (criterion, `cargo bench --bench codec`)\n\n```\n");
         md.push_str(t.trim());
         md.push_str("\n```\n\n");
+    } else {
+        // Not run (BENCH_MICRO=skip): the previous file's figures stay, marked as such.
+        md.push_str("<!-- codec-micro -->\n<!-- /codec-micro -->\n\n");
     }
     if let Ok(t) = std::fs::read_to_string(dir.join("tr111.txt")) {
         md.push_str(
