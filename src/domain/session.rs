@@ -127,7 +127,7 @@ pub async fn begin(
         let (owner2, takeover2, update2) = (owner.clone(), takeover.clone(), update.clone());
         let begun = env
             .store
-            .run(move |s| {
+            .run_short(move |s| {
                 s.begin_session(
                     &update2,
                     &owner2,
@@ -329,7 +329,7 @@ async fn load_tasks(env: &Env<'_>, s: &mut DeviceSession, inform: Option<&Inform
     };
     let rows = env
         .store
-        .run(move |st| st.device_tasks_in(&id, states))
+        .run_short(move |st| st.device_tasks_in(&id, states))
         .await?;
     s.tasks_checked = true;
     let now = env.now;
@@ -624,7 +624,7 @@ async fn finish_task(
         created_at: now,
     });
     env.store
-        .run(move |st| {
+        .run_short(move |st| {
             st.transition_task(id, &[TaskStatus::Pending, TaskStatus::Running], &update)?;
             if let Some(f) = new_fault {
                 st.insert_fault(&f)?;
@@ -774,7 +774,7 @@ async fn next_queued(env: &Env<'_>, s: &mut DeviceSession) -> Result<Option<AcsR
             };
             let started = env
                 .store
-                .run(move |st| {
+                .run_short(move |st| {
                     st.transition_task(id, &[TaskStatus::Pending, TaskStatus::Running], &update)
                 })
                 .await?;
@@ -1220,14 +1220,19 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
         s.work_epoch,
     );
     let (id, owner) = (s.device_id.clone(), s.owner.clone());
-    env.store
-        .run(move |st| {
-            if let Some((values, sig, replace)) = write_search {
-                st.write_search_values(&id, &values, sig, replace)?;
-            }
-            st.end_session(&id, &owner, work_seen)
-        })
-        .await?;
+    // Short unless the searchable values changed (first contact, a new software version).
+    let short = write_search.is_none();
+    let release = move |st: &crate::store::Store| {
+        if let Some((values, sig, replace)) = write_search {
+            st.write_search_values(&id, &values, sig, replace)?;
+        }
+        st.end_session(&id, &owner, work_seen)
+    };
+    if short {
+        env.store.run_short(release).await?;
+    } else {
+        env.store.run(release).await?;
+    }
     Ok(NewSessionLog {
         device_id: s.device_id.clone(),
         started_at: s.started_at,

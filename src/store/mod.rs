@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod campaigns;
+mod combine;
 pub mod console;
 pub mod credentials;
 pub mod devices;
@@ -64,6 +65,8 @@ pub struct Store {
     statements: Arc<AtomicU64>,
     /// The key for secrets at rest (none until [`Store::set_keyring`]).
     keyring: Arc<std::sync::RwLock<Arc<crate::secrets::Keyring>>>,
+    /// The queue of [`Store::run_short`] (SQLite only).
+    combiner: Option<Arc<combine::Combiner>>,
 }
 
 /// Counts the statements every pooled connection executes (for `/metrics` and for tests
@@ -235,10 +238,19 @@ impl Store {
                 Pools::Postgres(pool)
             }
         };
+        // SQLite runs one writer at a time anyway. On PostgreSQL every statement is a round
+        // trip to the server: one drainer running them one after another made sessions
+        // wait on each other (measured A/B: 0.77× the sessions/s, 1.7× the p99, no CPU
+        // saved), so there every statement keeps its own hand-off.
+        let combiner = match pools {
+            Pools::Sqlite(_) => Some(Arc::new(combine::Combiner::new(1))),
+            Pools::Postgres(_) => None,
+        };
         let store = Store {
             pools,
             statements,
             keyring: Default::default(),
+            combiner,
         };
         store.migrate()?;
         Ok(store)
@@ -333,6 +345,22 @@ impl Store {
         tokio::task::spawn_blocking(move || f(&store))
             .await
             .map_err(|e| Error::internal_from("database task panicked", e))?
+    }
+
+    /// Like [`Store::run`], for short work on the request path (one or two statements, no
+    /// scans). On SQLite it is queued and run with other requests' short work on one
+    /// blocking thread, so many requests share one hand-off to the blocking pool (see
+    /// `store::combine`); on PostgreSQL it is [`Store::run`]. Long work would delay every
+    /// request queued behind it: use [`Store::run`] for that.
+    pub async fn run_short<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Store) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        match &self.combiner {
+            Some(c) => combine::Combiner::run(c, self, f).await,
+            None => self.run(f).await,
+        }
     }
 
     /// Read a setting.

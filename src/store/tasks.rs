@@ -151,7 +151,8 @@ pub struct TaskRow {
 }
 
 /// The columns of a task row as read, the status still as text.
-#[derive(Queryable)]
+#[derive(Queryable, QueryableByName)]
+#[diesel(table_name = tasks)]
 pub struct TaskRecord {
     id: i64,
     device_id: String,
@@ -214,7 +215,9 @@ where
     type Row = <TaskRecord as Queryable<ST, DB>>::Row;
 
     fn build(row: Self::Row) -> deserialize::Result<Self> {
-        Ok(TaskRow::try_from(TaskRecord::build(row)?)?)
+        Ok(TaskRow::try_from(
+            <TaskRecord as Queryable<ST, DB>>::build(row)?,
+        )?)
     }
 }
 
@@ -283,6 +286,17 @@ impl Store {
 
     /// Tasks of a device in the given states, oldest first.
     pub fn device_tasks_in(&self, device_id: &str, states: &[TaskStatus]) -> Result<Vec<TaskRow>> {
+        if let Some(states) = padded_states(states) {
+            let q = DeviceTasksIn { device_id, states };
+            return with_conn!(self, |c| {
+                let rows = q.load::<TaskRecord>(c)?;
+                Ok(rows
+                    .into_iter()
+                    .map(TaskRow::try_from)
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?)
+            });
+        }
         with_conn!(self, |c| {
             Ok(t::tasks
                 .filter(t::device_id.eq(device_id))
@@ -324,6 +338,17 @@ impl Store {
         from: &[TaskStatus],
         update: &TaskUpdate,
     ) -> Result<Option<TaskRow>> {
+        if let Some(from) = padded_states(from) {
+            let q = TransitionTask { id, from, update };
+            return with_conn!(self, |c| {
+                let Some(row) = q.get_result::<TaskRecord>(c).optional()? else {
+                    return Ok(None);
+                };
+                Ok(Some(TaskRow::try_from(row).map_err(|e| {
+                    diesel::result::Error::DeserializationError(Box::new(e))
+                })?))
+            });
+        }
         with_conn!(self, |c| {
             Ok(
                 diesel::update(t::tasks.filter(t::id.eq(id)).filter(t::status.eq_any(from)))
@@ -397,3 +422,152 @@ impl Store {
             .collect())
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// The task statements of a session as fixed SQL. Diesel caches no statement with an
+// `IN (…)` list or an UPDATE built from optional fields (its SQL depends on the values), so
+// these were parsed again at every use: reading a device's tasks and every state transition
+// of a session with work. Written out here with a static query id, they stay prepared per
+// connection on both backends. `IN` takes three states (a shorter list repeats its first).
+// ---------------------------------------------------------------------------------------
+
+/// Columns of [`TaskRecord`], in its order.
+const TASK_COLUMNS: &str = "id, device_id, rpc, args, status, command_key, result, fault_code, \
+     fault_string, fault_detail, attempts, not_before, expires_at, created_by, created_at, \
+     updated_at, started_at, finished_at";
+
+/// `states` as the three of the fixed `IN` list; `None`: empty or longer than three.
+fn padded_states(states: &[TaskStatus]) -> Option<[TaskStatus; 3]> {
+    match states {
+        [a] => Some([*a, *a, *a]),
+        [a, b] => Some([*a, *b, *b]),
+        [a, b, c] => Some([*a, *b, *c]),
+        _ => None,
+    }
+}
+
+/// A device's tasks in three states, oldest first.
+struct DeviceTasksIn<'a> {
+    device_id: &'a str,
+    states: [TaskStatus; 3],
+}
+
+/// [`Store::transition_task`]: each column of the update is written when given (`CASE WHEN
+/// given THEN value ELSE column END`), so the SQL is the same for every update.
+struct TransitionTask<'a> {
+    id: i64,
+    from: [TaskStatus; 3],
+    update: &'a TaskUpdate,
+}
+
+struct DeviceTasksInId;
+struct TransitionTaskId;
+
+impl diesel::query_builder::QueryId for DeviceTasksIn<'_> {
+    type QueryId = DeviceTasksInId;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::QueryId for TransitionTask<'_> {
+    type QueryId = TransitionTaskId;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for DeviceTasksIn<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl diesel::query_builder::Query for TransitionTask<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl<Conn> RunQueryDsl<Conn> for DeviceTasksIn<'_> {}
+impl<Conn> RunQueryDsl<Conn> for TransitionTask<'_> {}
+
+macro_rules! task_statements {
+    ($db:ty) => {
+        impl diesel::query_builder::QueryFragment<$db> for DeviceTasksIn<'_> {
+            fn walk_ast<'b>(
+                &'b self,
+                mut out: diesel::query_builder::AstPass<'_, 'b, $db>,
+            ) -> QueryResult<()> {
+                out.push_sql("SELECT ");
+                out.push_sql(TASK_COLUMNS);
+                out.push_sql(" FROM tasks WHERE device_id = ");
+                out.push_bind_param::<Text, _>(self.device_id)?;
+                out.push_sql(" AND status IN (");
+                out.push_bind_param::<Text, _>(&self.states[0])?;
+                out.push_sql(", ");
+                out.push_bind_param::<Text, _>(&self.states[1])?;
+                out.push_sql(", ");
+                out.push_bind_param::<Text, _>(&self.states[2])?;
+                out.push_sql(") ORDER BY id");
+                Ok(())
+            }
+        }
+
+        impl diesel::query_builder::QueryFragment<$db> for TransitionTask<'_> {
+            fn walk_ast<'b>(
+                &'b self,
+                mut out: diesel::query_builder::AstPass<'_, 'b, $db>,
+            ) -> QueryResult<()> {
+                use diesel::sql_types::{BigInt, Bool, Integer, Nullable};
+                let u = self.update;
+                static NO_TEXT: Option<String> = None;
+                static NO_TEXT_KEY: String = String::new();
+                macro_rules! set {
+                    ($sep:literal, $col:literal, $field:expr, $ty:ty, $none:expr) => {
+                        out.push_sql(concat!($sep, $col, " = CASE WHEN "));
+                        out.push_bind_param::<Bool, _>(if $field.is_some() {
+                            &true
+                        } else {
+                            &false
+                        })?;
+                        out.push_sql(" THEN ");
+                        out.push_bind_param::<$ty, _>($field.as_ref().unwrap_or($none))?;
+                        out.push_sql(concat!(" ELSE ", $col, " END"));
+                    };
+                }
+                out.push_sql("UPDATE tasks SET");
+                set!(" ", "status", u.status, Text, &TaskStatus::Pending);
+                set!(", ", "result", u.result, Nullable<Text>, &NO_TEXT);
+                set!(", ", "fault_code", u.fault_code, Nullable<Integer>, &None);
+                set!(
+                    ", ",
+                    "fault_string",
+                    u.fault_string,
+                    Nullable<Text>,
+                    &NO_TEXT
+                );
+                set!(
+                    ", ",
+                    "fault_detail",
+                    u.fault_detail,
+                    Nullable<Text>,
+                    &NO_TEXT
+                );
+                set!(", ", "attempts", u.attempts, Integer, &0);
+                set!(", ", "not_before", u.not_before, BigInt, &0);
+                set!(", ", "started_at", u.started_at, Nullable<BigInt>, &None);
+                set!(", ", "finished_at", u.finished_at, Nullable<BigInt>, &None);
+                set!(", ", "command_key", u.command_key, Text, &NO_TEXT_KEY);
+                set!(", ", "expires_at", u.expires_at, Nullable<BigInt>, &None);
+                set!(", ", "updated_at", u.updated_at, BigInt, &0);
+                out.push_sql(" WHERE id = ");
+                out.push_bind_param::<BigInt, _>(&self.id)?;
+                out.push_sql(" AND status IN (");
+                out.push_bind_param::<Text, _>(&self.from[0])?;
+                out.push_sql(", ");
+                out.push_bind_param::<Text, _>(&self.from[1])?;
+                out.push_sql(", ");
+                out.push_bind_param::<Text, _>(&self.from[2])?;
+                out.push_sql(") RETURNING ");
+                out.push_sql(TASK_COLUMNS);
+                Ok(())
+            }
+        }
+    };
+}
+
+task_statements!(diesel::sqlite::Sqlite);
+task_statements!(diesel::pg::Pg);

@@ -503,6 +503,49 @@ fn clock_ticks() -> f64 {
     100.0
 }
 
+/// The PostgreSQL backend processes on this machine serving `database` (their title is
+/// `postgres: USER DATABASE CLIENT STATE`), with their CPU time so far in seconds.
+pub fn pg_backends(database: &str) -> Vec<(u32, f64)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd);
+        let Some(title) = cmd.strip_prefix("postgres: ") else {
+            continue;
+        };
+        if title.split_whitespace().nth(1) != Some(database) {
+            continue;
+        }
+        if let Some(s) = stat_cpu_seconds(&format!("/proc/{pid}/stat")) {
+            out.push((pid, s));
+        }
+    }
+    out
+}
+
+/// Pin every thread of process `pid` to `cpu` (PostgreSQL backends are single-threaded).
+pub fn pin_process(pid: u32, cpu: usize) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: as in `pin_thread`; sched_setaffinity(pid, ..) applies to that process's
+    // main thread, which for a PostgreSQL backend is the whole process.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
 /// Resident set size of a process, bytes.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -43,6 +43,14 @@ struct Target {
     /// ACS password of the simulated devices (the server's cwmp.default_password).
     #[arg(long, default_value = loadgen::DEFAULT_PASSWORD)]
     password: String,
+    /// PostgreSQL database of the server (on this machine): the CPU time of its backend
+    /// processes (`postgres: USER DATABASE ...`) over a phase is reported per session.
+    #[arg(long)]
+    pg_database: Option<String>,
+    /// Pin those backend processes to this CPU at the start of every phase (e.g. the
+    /// server's, to count PostgreSQL's work on the server's core).
+    #[arg(long, requires = "pg_database")]
+    pg_pin_cpu: Option<usize>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -225,6 +233,11 @@ enum Command {
         /// Text appended after the figures (analysis of the bounds).
         #[arg(long)]
         notes: Option<PathBuf>,
+        /// The previous BENCHMARKS.md: its hand-kept sections (between `<!-- NAME -->` and
+        /// `<!-- /NAME -->` lines, written by other scripts or by hand) are carried over,
+        /// each in its slot of the new file or, without one, at its end.
+        #[arg(long)]
+        keep: Option<PathBuf>,
     },
 }
 
@@ -247,8 +260,18 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Command::Report { dir, notes } = &cli.command {
-        return match report(dir, notes.as_deref()) {
+    if let Command::Report { dir, notes, keep } = &cli.command {
+        let kept = match keep.as_deref().map(std::fs::read_to_string) {
+            None => String::new(),
+            Some(Ok(t)) => t,
+            // A first run has no previous file.
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Some(Err(e)) => {
+                eprintln!("loadgen report: cannot read the previous file: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        return match report(dir, notes.as_deref()).map(|md| keep_sections(&md, &kept)) {
             Ok(md) => {
                 print!("{md}");
                 ExitCode::SUCCESS
@@ -361,6 +384,8 @@ struct Meter {
     own_cpu0: Option<f64>,
     db0: Option<f64>,
     metrics: Option<String>,
+    pg_database: Option<String>,
+    pg0: Vec<(u32, f64)>,
 }
 
 impl Meter {
@@ -370,12 +395,28 @@ impl Meter {
             Some(u) => db_seconds(u).await,
             None => None,
         };
+        let pg0 = match &t.pg_database {
+            Some(db) => {
+                let backends = loadgen::pg_backends(db);
+                if let Some(cpu) = t.pg_pin_cpu {
+                    for (pid, _) in &backends {
+                        if !loadgen::pin_process(*pid, cpu) {
+                            eprintln!("cannot pin PostgreSQL backend {pid} to CPU {cpu}");
+                        }
+                    }
+                }
+                backends
+            }
+            None => Vec::new(),
+        };
         Meter {
             server,
             server_cpu0: server.and_then(|s| s.seconds()),
             own_cpu0: ProcCpu::this().seconds(),
             db0,
             metrics: t.metrics.clone(),
+            pg_database: t.pg_database.clone(),
+            pg0,
         }
     }
 
@@ -399,6 +440,25 @@ impl Meter {
             if let Some(b) = db_seconds(u).await {
                 out["server_db_us_per_session"] = json!(round((b - a) * 1e6 / n, 1));
             }
+        }
+        if let Some(db) = &self.pg_database {
+            // Backends that appeared during the phase count from zero; ones that ended
+            // during it are lost (the server's pool keeps its connections).
+            let now = loadgen::pg_backends(db);
+            let used: f64 = now
+                .iter()
+                .map(|(pid, b)| {
+                    let a = self
+                        .pg0
+                        .iter()
+                        .find(|(p, _)| p == pid)
+                        .map_or(0.0, |(_, a)| *a);
+                    (b - a).max(0.0)
+                })
+                .sum();
+            out["postgres_backends"] = json!(now.len());
+            out["postgres_cpu_s"] = json!(round(used, 3));
+            out["postgres_cpu_us_per_session"] = json!(round(used * 1e6 / n, 1));
         }
     }
 }
@@ -432,7 +492,7 @@ fn phase_json(name: &str, t: &Target, devices: usize, arrival: &str, p: &Phase) 
 
 fn summary(v: &Value) {
     eprintln!(
-        "{} [{}] {}: {} ok, {} failed, {}/s, p99 {} ms, server {} µs/session, loadgen {} µs/session",
+        "{} [{}] {}: {} ok, {} failed, {}/s, p99 {} ms, server {} µs/session, postgres {} µs/session, loadgen {} µs/session",
         v["phase"].as_str().unwrap_or(""),
         v["target"].as_str().unwrap_or(""),
         v["arrival"].as_str().unwrap_or(""),
@@ -441,6 +501,7 @@ fn summary(v: &Value) {
         v["sessions_per_s"],
         v["latency"]["p99_ms"],
         v["server_cpu_us_per_session"],
+        v["postgres_cpu_us_per_session"],
         v["loadgen_cpu_us_per_session"],
     );
     if let Some(ex) = v["error_examples"].as_object() {
@@ -885,6 +946,10 @@ fn report(dir: &std::path::Path, notes: Option<&std::path::Path>) -> anyhow::Res
          phase divided by the sessions of the phase. On a 2-core machine the generator \
          saturates first, so CPU per session is the figure that compares; sessions/s per \
          server core = 1e6 / (CPU µs per session).\n\
+         - PostgreSQL CPU per session = utime+stime of the PostgreSQL backend processes serving \
+         the benchmark's database (found by their process title) over the phase, divided the \
+         same way; it is not in the server's figure. In the row \"PostgreSQL on CPU 0\" those \
+         backends are pinned to the server's core, so the two share one core.\n\
          - Raw ceiling: `loadgen raw-server`, an actix-web server with the same HTTP settings \
          answering the same requests (same sizes, same connection pattern) with canned \
          answers and no CWMP, authentication or database work, pinned the same way.\n\
@@ -898,16 +963,21 @@ fn report(dir: &std::path::Path, notes: Option<&std::path::Path>) -> anyhow::Res
 
     // Periodic.
     md.push_str("## Periodic sessions\n\n");
-    md.push_str("| target | arrival | sessions | failed | sessions/s | p50 ms | p90 ms | p99 ms | max ms | server CPU µs/session | ⇒ sessions/s per server core | DB µs/session | loadgen CPU µs/session | ratio to raw CPU |\n");
-    md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| target | arrival | sessions | failed | sessions/s | p50 ms | p90 ms | p99 ms | max ms | server CPU µs/session | ⇒ sessions/s per server core | DB µs/session | PostgreSQL CPU µs/session | loadgen CPU µs/session | ratio to raw CPU |\n");
+    md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     let raw_cpu =
         phase("raw-periodic", "periodic").and_then(|p| p["server_cpu_us_per_session"].as_f64());
-    for file in ["raw-periodic", "sqlite-periodic", "postgres-periodic"] {
+    for file in [
+        "raw-periodic",
+        "sqlite-periodic",
+        "postgres-periodic",
+        "postgres-pinned-periodic",
+    ] {
         let Some(v) = get(file) else { continue };
         for p in v["phases"].as_array().into_iter().flatten() {
             let cpu = p["server_cpu_us_per_session"].as_f64();
             md.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 text(p["target"].as_str()),
                 text(p["arrival"].as_str()),
                 p["sessions_ok"],
@@ -920,6 +990,7 @@ fn report(dir: &std::path::Path, notes: Option<&std::path::Path>) -> anyhow::Res
                 fmt_opt(cpu, 1),
                 fmt_opt(cpu.map(|c| 1e6 / c.max(0.001)), 0),
                 fmt_opt(p["server_db_us_per_session"].as_f64(), 1),
+                fmt_opt(p["postgres_cpu_us_per_session"].as_f64(), 1),
                 fmt_opt(p["loadgen_cpu_us_per_session"].as_f64(), 1),
                 match (cpu, raw_cpu) {
                     (Some(c), Some(r)) if r > 0.0 => format!("{:.2}×", c / r),
@@ -933,8 +1004,8 @@ fn report(dir: &std::path::Path, notes: Option<&std::path::Path>) -> anyhow::Res
 
     // Tasks and discovery.
     md.push_str("## Sessions with work\n\n");
-    md.push_str("| target | workload | count | failed | per second | p50 ms | p99 ms | max ms | server CPU µs each | ⇒ per server core per second | DB µs each | ratio to raw CPU (per session) |\n");
-    md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| target | workload | count | failed | per second | p50 ms | p99 ms | max ms | server CPU µs each | ⇒ per server core per second | DB µs each | PostgreSQL CPU µs each | ratio to raw CPU (per session) |\n");
+    md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (file, ph, what) in [
         ("sqlite-tasks", "tasks", "session with GPV of 20 + SPV of 5"),
         (
@@ -956,7 +1027,7 @@ fn report(dir: &std::path::Path, notes: Option<&std::path::Path>) -> anyhow::Res
         let Some(p) = phase(file, ph) else { continue };
         let cpu = p["server_cpu_us_per_session"].as_f64();
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             text(p["target"].as_str()),
             what,
             p["sessions_ok"],
@@ -968,6 +1039,7 @@ fn report(dir: &std::path::Path, notes: Option<&std::path::Path>) -> anyhow::Res
             fmt_opt(cpu, 1),
             fmt_opt(cpu.map(|c| 1e6 / c.max(0.001)), 0),
             fmt_opt(p["server_db_us_per_session"].as_f64(), 1),
+            fmt_opt(p["postgres_cpu_us_per_session"].as_f64(), 1),
             match (cpu, raw_cpu) {
                 (Some(c), Some(r)) if r > 0.0 => format!("{:.1}×", c / r),
                 _ => "–".into(),
@@ -1028,11 +1100,16 @@ fn report(dir: &std::path::Path, notes: Option<&std::path::Path>) -> anyhow::Res
         ));
     }
     md.push('\n');
+    // Hand-kept: the campaign benchmark (`tests/integration/campaign_bench.rs`).
+    md.push_str("<!-- campaign-bench -->\n<!-- /campaign-bench -->\n\n");
 
     if let Ok(t) = std::fs::read_to_string(dir.join("microbench.txt")) {
         md.push_str("## Codec micro-benchmarks (criterion, `cargo bench --bench codec`)\n\n```\n");
         md.push_str(t.trim());
         md.push_str("\n```\n\n");
+    } else {
+        // Not run (BENCH_MICRO=skip): the previous file's figures stay, marked as such.
+        md.push_str("<!-- codec-micro -->\n<!-- /codec-micro -->\n\n");
     }
     if let Ok(t) = std::fs::read_to_string(dir.join("tr111.txt")) {
         md.push_str(
@@ -1050,6 +1127,54 @@ fn report(dir: &std::path::Path, notes: Option<&std::path::Path>) -> anyhow::Res
         md.push_str(&std::fs::read_to_string(n)?);
     }
     Ok(md)
+}
+
+/// The `<!-- NAME -->` … `<!-- /NAME -->` blocks of `text`, markers included, in order.
+fn marked_blocks(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut open: Option<(String, String)> = None;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim();
+        let marker = t
+            .strip_prefix("<!-- ")
+            .and_then(|r| r.strip_suffix(" -->"))
+            .filter(|n| !n.is_empty() && !n.contains(' '));
+        match (&mut open, marker) {
+            (None, Some(name)) if !name.starts_with('/') => {
+                open = Some((name.to_string(), line.to_string()));
+            }
+            (Some((name, body)), Some(end)) if end.strip_prefix('/') == Some(name.as_str()) => {
+                body.push_str(line);
+                if !body.ends_with('\n') {
+                    body.push('\n');
+                }
+                out.extend(open.take());
+            }
+            (Some((_, body)), _) => body.push_str(line),
+            (None, _) => {}
+        }
+    }
+    out
+}
+
+/// `md` with the marked blocks of `previous` in their slots (an empty block of the same
+/// name in `md`), or appended at the end when `md` has no slot for them: a regenerated
+/// BENCHMARKS.md never drops a section another script or a person wrote.
+fn keep_sections(md: &str, previous: &str) -> String {
+    let mut md = md.to_string();
+    for (name, block) in marked_blocks(previous) {
+        let slot = marked_blocks(&md).into_iter().find(|(n, _)| *n == name);
+        match slot {
+            Some((_, empty)) => md = md.replacen(&empty, &block, 1),
+            None => {
+                if !md.ends_with("\n\n") {
+                    md.push('\n');
+                }
+                md.push_str(&block);
+            }
+        }
+    }
+    md
 }
 
 fn errors_section(md: &mut String, results: &[(String, Value)]) {
@@ -1081,5 +1206,30 @@ fn fmt_opt(v: Option<f64>, digits: usize) -> String {
     match v {
         Some(x) => format!("{x:.digits$}"),
         None => "–".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_kept_sections_survive_a_new_report() {
+        let previous =
+            "# Benchmarks\n\nold figures\n\n<!-- campaign-bench -->\n## Campaign\n\nrows\n\
+             <!-- /campaign-bench -->\n\nold notes\n\n<!-- console-bench -->\n## Console\n\
+             <!-- /console-bench -->\n";
+        let new =
+            "# Benchmarks\n\nnew figures\n\n<!-- campaign-bench -->\n<!-- /campaign-bench -->\n\n\
+             new notes\n";
+        let out = keep_sections(new, previous);
+        assert_eq!(
+            out,
+            "# Benchmarks\n\nnew figures\n\n<!-- campaign-bench -->\n## Campaign\n\nrows\n\
+             <!-- /campaign-bench -->\n\nnew notes\n\n<!-- console-bench -->\n## Console\n\
+             <!-- /console-bench -->\n"
+        );
+        // Nothing to keep: unchanged.
+        assert_eq!(keep_sections(new, ""), new);
     }
 }
