@@ -416,7 +416,7 @@ async fn load_tasks(env: &Env<'_>, s: &mut DeviceSession, inform: Option<&Inform
         let types = |n: &str| {
             known
                 .and_then(|t| t.get(n))
-                .map(|e| e.xsd_type.clone())
+                .map(|e| e.xsd_type.to_string())
                 .filter(|t| !t.is_empty())
         };
         let base = env.files_base_url.clone();
@@ -806,7 +806,14 @@ pub async fn on_result(
     };
     let now = env.now;
     match (&current.origin, outcome) {
-        (origin, Ok(resp)) => {
+        (origin, Ok(mut resp)) => {
+            if matches!(
+                origin,
+                Origin::DiscoverValues { .. } | Origin::DiscoverAllValues
+            ) {
+                // Nothing reads the response after this: its strings move into the tree.
+                learn_values(s, &mut resp, now);
+            }
             learn(s, &current.request, &resp, now);
             match origin {
                 Origin::Bootstrap {
@@ -1080,6 +1087,20 @@ fn kept_value(p: &ParameterValue) -> &str {
         ""
     } else {
         &p.value
+    }
+}
+
+/// Move the values of a GetParameterValuesResponse into `learnt` (leaving the list empty),
+/// as [`learn`] would copy them.
+fn learn_values(s: &mut DeviceSession, resp: &mut CpeResponse, now: i64) {
+    if let CpeResponse::GetParameterValues { parameter_list } = resp {
+        for p in parameter_list.drain(..) {
+            if crate::domain::params::is_secret(&p.name) {
+                s.learnt.set_value(&p.name, "", &p.xsd_type, now);
+            } else {
+                s.learnt.set_value_owned(p.name, p.value, &p.xsd_type, now);
+            }
+        }
     }
 }
 
