@@ -23,6 +23,7 @@ use crate::domain::tasks::{self, Completion, TaskSpec, TaskStatus};
 use crate::error::{Error, Result};
 use crate::store::devices::{BeginSession, DeviceRow, IdentityUpdate, InformUpdate};
 use crate::store::faults::NewFault;
+use crate::store::params::SessionClose;
 use crate::store::sessions::NewSessionLog;
 use crate::store::tasks::{TaskRow, TaskUpdate};
 
@@ -1210,30 +1211,7 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
     }
     let learnt = std::mem::take(&mut s.learnt);
     let removed = std::mem::take(&mut s.subtrees_removed);
-    let id = s.device_id.clone();
     let discovered = s.discovered;
-    if changed || discovered {
-        env.store
-            .run(move |st| {
-                let mut tree = match st.load_params(&id)? {
-                    Some(b) if !discovered => ParamTree::decode(&b).unwrap_or_default(),
-                    // A completed discovery replaces what was known.
-                    _ => ParamTree::new(),
-                };
-                for r in &removed {
-                    tree.remove_subtree(r);
-                }
-                tree.overlay(&learnt);
-                let count = i32::try_from(tree.len()).unwrap_or(i32::MAX);
-                st.save_params(&id, &tree.encode(true), count, now)?;
-                if discovered {
-                    st.set_discovered(&id, Some(now))?;
-                }
-                st.set_identity(&id, &identity)?;
-                Ok(())
-            })
-            .await?;
-    }
     let work_seen = plan::work_drained(
         s.tasks_checked,
         s.tasks_left,
@@ -1241,14 +1219,51 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
         s.work_epoch,
     );
     let (id, owner) = (s.device_id.clone(), s.owner.clone());
-    env.store
-        .run(move |st| {
-            if let Some((values, sig, replace)) = write_search {
-                st.write_search_values(&id, &values, sig, replace)?;
-            }
-            st.end_session(&id, &owner, work_seen)
-        })
-        .await?;
+    if changed || discovered {
+        // The tree, the identity, the searchable values and the lock: one transaction.
+        env.store
+            .run(move |st| {
+                let tree = if discovered {
+                    // A completed discovery replaces what was known: the tree is what the
+                    // session learnt, built from the responses as they came.
+                    learnt
+                } else {
+                    let mut tree = match st.load_params(&id)? {
+                        Some(b) => ParamTree::decode(&b).unwrap_or_default(),
+                        None => ParamTree::new(),
+                    };
+                    for r in &removed {
+                        tree.remove_subtree(r);
+                    }
+                    tree.overlay(&learnt);
+                    tree
+                };
+                let count = i32::try_from(tree.len()).unwrap_or(i32::MAX);
+                let blob = tree.encode(true);
+                st.close_session(&SessionClose {
+                    device_id: &id,
+                    owner: &owner,
+                    work_seen,
+                    now,
+                    params: Some((&blob, count)),
+                    discovered,
+                    identity: &identity,
+                    search: write_search
+                        .as_ref()
+                        .map(|(values, sig, replace)| (values.as_slice(), *sig, *replace)),
+                })
+            })
+            .await?;
+    } else {
+        env.store
+            .run(move |st| {
+                if let Some((values, sig, replace)) = write_search {
+                    st.write_search_values(&id, &values, sig, replace)?;
+                }
+                st.end_session(&id, &owner, work_seen)
+            })
+            .await?;
+    }
     Ok(NewSessionLog {
         device_id: s.device_id.clone(),
         started_at: s.started_at,
