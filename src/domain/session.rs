@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::store::devices::{BeginSession, DeviceRow, IdentityUpdate, InformUpdate};
 use crate::store::faults::NewFault;
 use crate::store::params::SessionClose;
+use crate::store::search::SearchWrite;
 use crate::store::sessions::NewSessionLog;
 use crate::store::tasks::{TaskRow, TaskUpdate};
 
@@ -1250,7 +1251,11 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
                     identity: &identity,
                     search: write_search
                         .as_ref()
-                        .map(|(values, sig, replace)| (values.as_slice(), *sig, *replace)),
+                        .map(|(values, sig, replace)| SearchWrite {
+                            values,
+                            sig: *sig,
+                            replace: *replace,
+                        }),
                 })
             })
             .await?;

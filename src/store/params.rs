@@ -26,9 +26,8 @@ pub struct SessionClose<'a> {
     pub discovered: bool,
     /// Identity columns learnt (see [`Store::set_identity`]).
     pub identity: &'a IdentityUpdate,
-    /// Searchable values to write, their signature and whether they replace all stored ones
-    /// (see [`Store::write_search_values`]).
-    pub search: Option<(&'a [(String, String)], i64, bool)>,
+    /// Searchable values to write (see [`Store::write_search_values`]).
+    pub search: Option<SearchWrite<'a>>,
 }
 
 impl Store {
@@ -69,11 +68,7 @@ impl Store {
     /// time, the identity columns, the searchable values, and the lock released last. The
     /// statements have fixed text, prepared once per connection.
     pub fn close_session(&self, w: &SessionClose<'_>) -> Result<()> {
-        let search = w.search.map(|(values, sig, replace)| SearchWrite {
-            values,
-            sig,
-            replace,
-        });
+        let search = w.search;
         let release = ReleaseLock {
             id: w.device_id,
             owner: w.owner,

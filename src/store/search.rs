@@ -842,9 +842,10 @@ struct UpsertSearchValue<'a> {
     value: &'a str,
 }
 
-/// Searchable values to write for one device (see [`Store::write_search_values`]), inside a
-/// transaction the caller holds.
-pub(super) struct SearchWrite<'a> {
+/// Searchable values to write for one device: the values, their signature, and whether they
+/// replace every value stored before (see [`Store::write_search_values`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SearchWrite<'a> {
     pub values: &'a [(String, String)],
     pub sig: i64,
     pub replace: bool,
