@@ -88,6 +88,9 @@ mod registry;
 mod setvalue;
 mod validate;
 
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
 pub use registry::{LoadError, Model, Registry, VoiceIssue};
 pub use setvalue::{check_set_value, Reported, SetValueError};
 
@@ -100,12 +103,29 @@ pub use validate::{
 /// never kept in the stored tree nor shown; devices read such values back as empty anyway.
 pub fn is_secret(name: &str) -> bool {
     let leaf = name.rsplit('.').next().unwrap_or(name);
-    if leaf.to_ascii_lowercase().ends_with("password") {
+    const PASSWORD: &str = "password";
+    let tail = leaf
+        .len()
+        .checked_sub(PASSWORD.len())
+        .and_then(|i| leaf.get(i..));
+    if tail.is_some_and(|t| t.eq_ignore_ascii_case(PASSWORD)) {
         return true;
     }
     let Ok(reg) = Registry::builtin() else {
         return false;
     };
+    // Only a leaf name some model hides can be hidden: most names need no lookup.
+    static HIDDEN_LEAVES: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    let hidden = HIDDEN_LEAVES.get_or_init(|| {
+        reg.models()
+            .flat_map(|m| m.objects().iter().flat_map(move |o| m.params_of(o)))
+            .filter(|d| d.is_hidden())
+            .map(|d| d.name())
+            .collect()
+    });
+    if !hidden.contains(leaf) {
+        return false;
+    }
     let roots: &[RootModel] = if name.starts_with("InternetGatewayDevice.") {
         &[RootModel::InternetGatewayDevice1]
     } else if name.starts_with("Device.") {

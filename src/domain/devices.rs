@@ -596,11 +596,9 @@ pub fn searchable_values(
     let mut map = std::collections::BTreeMap::new();
     let mut informed = std::collections::BTreeMap::new();
     let device_info = format!("{root}.DeviceInfo.");
-    for (name, e) in learnt.iter() {
-        if name.starts_with(&device_info) {
-            if let Some(v) = &e.value {
-                map.insert(relative_name(name).to_string(), v.clone());
-            }
+    for (name, e) in learnt.with_prefix(&device_info) {
+        if let Some(v) = &e.value {
+            map.insert(relative_name(name).to_string(), v.clone());
         }
     }
     for (name, v) in inform {

@@ -7,8 +7,10 @@
 //! few hundred parameters takes a few kilobytes, and a session reads or writes the whole tree
 //! in one round trip.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 
 use serde::Serialize;
 
@@ -22,8 +24,9 @@ pub use crate::datamodel::is_secret;
 pub struct ParamEntry {
     /// `None` for objects and for parameters whose value has not been read yet.
     pub value: Option<String>,
-    /// CWMP type as the device reported it (`xsd:string`, `xsd:unsignedInt`, ...).
-    pub xsd_type: String,
+    /// CWMP type as the device reported it (`xsd:string`, `xsd:unsignedInt`, ...); the
+    /// types CWMP defines are shared, not copied per parameter.
+    pub xsd_type: Cow<'static, str>,
     pub writable: Option<bool>,
     pub object: bool,
     pub notification: Option<u8>,
@@ -94,25 +97,57 @@ impl ParamTree {
             .take_while(move |(k, _)| k.starts_with(prefix))
     }
 
+    /// The entry of `name` for `f` to change, created (empty) if it is not there; the name is
+    /// copied only then.
+    fn update(&mut self, name: &str, f: impl FnOnce(&mut ParamEntry)) {
+        if let Some(e) = self.map.get_mut(name) {
+            f(e);
+            return;
+        }
+        let mut e = ParamEntry::default();
+        f(&mut e);
+        self.map.insert(name.to_owned(), e);
+    }
+
     /// Record a value read from the device (GetParameterValues, Inform, a successful set).
     pub fn set_value(&mut self, name: &str, value: &str, xsd_type: &str, at: i64) {
-        let e = self.map.entry(name.to_string()).or_default();
-        e.value = Some(value.to_string());
-        if !xsd_type.is_empty() {
-            e.xsd_type = xsd_type.to_string();
+        self.update(name, |e| {
+            match &mut e.value {
+                Some(v) => value.clone_into(v),
+                None => e.value = Some(value.to_owned()),
+            }
+            set_value_fields(e, xsd_type, at);
+        });
+    }
+
+    /// [`set_value`](Self::set_value) taking the value (and the name, when it is new) as
+    /// they come out of a parsed response, without copying them.
+    pub fn set_value_owned(&mut self, name: String, value: String, xsd_type: &str, at: i64) {
+        match self.map.get_mut(&name) {
+            Some(e) => {
+                e.value = Some(value);
+                set_value_fields(e, xsd_type, at);
+            }
+            None => {
+                let mut e = ParamEntry {
+                    value: Some(value),
+                    ..ParamEntry::default()
+                };
+                set_value_fields(&mut e, xsd_type, at);
+                self.map.insert(name, e);
+            }
         }
-        e.object = false;
-        e.updated_at = at;
     }
 
     /// Record that a parameter or object exists (GetParameterNames).
     pub fn set_info(&mut self, name: &str, writable: bool, at: i64) {
-        let e = self.map.entry(name.to_string()).or_default();
-        e.writable = Some(writable);
-        e.object = name.ends_with('.');
-        if e.updated_at == 0 {
-            e.updated_at = at;
-        }
+        self.update(name, |e| {
+            e.writable = Some(writable);
+            e.object = name.ends_with('.');
+            if e.updated_at == 0 {
+                e.updated_at = at;
+            }
+        });
     }
 
     /// Record attributes (GetParameterAttributes / a successful SetParameterAttributes).
@@ -123,17 +158,18 @@ impl ParamTree {
         access: Option<Vec<String>>,
         at: i64,
     ) {
-        let e = self.map.entry(name.to_string()).or_default();
-        if notification.is_some() {
-            e.notification = notification;
-        }
-        if access.is_some() {
-            e.access_list = access;
-        }
-        e.object = name.ends_with('.');
-        if e.updated_at == 0 {
-            e.updated_at = at;
-        }
+        self.update(name, |e| {
+            if notification.is_some() {
+                e.notification = notification;
+            }
+            if access.is_some() {
+                e.access_list = access;
+            }
+            e.object = name.ends_with('.');
+            if e.updated_at == 0 {
+                e.updated_at = at;
+            }
+        });
     }
 
     /// Forget an object and everything below it (DeleteObject, 9005 on a path).
@@ -244,15 +280,14 @@ impl ParamTree {
         out.push(FORMAT_V1);
         if compress && raw.len() > 256 {
             out.push(1);
-            let mut enc = flate2::write::DeflateEncoder::new(out, flate2::Compression::new(6));
-            // Writing to a Vec cannot fail.
-            let _ = enc.write_all(&raw);
-            enc.finish().unwrap_or_default()
-        } else {
-            out.push(0);
-            out.extend_from_slice(&raw);
-            out
+            if deflate(&raw, &mut out) {
+                return out;
+            }
+            out.truncate(1);
         }
+        out.push(0);
+        out.extend_from_slice(&raw);
+        out
     }
 
     /// Decode what [`encode`](Self::encode) produced.
@@ -292,13 +327,12 @@ impl ParamTree {
             let flags = r.byte().ok_or_else(|| bad("flags"))?;
             let t = r.byte().ok_or_else(|| bad("type"))?;
             let xsd_type = if t == TYPE_OTHER {
-                String::from_utf8(r.bytes().ok_or_else(|| bad("type name"))?.to_vec())
-                    .map_err(|_| bad("type"))?
+                Cow::Owned(
+                    String::from_utf8(r.bytes().ok_or_else(|| bad("type name"))?.to_vec())
+                        .map_err(|_| bad("type"))?,
+                )
             } else {
-                TYPES
-                    .get(t as usize)
-                    .ok_or_else(|| bad("type code"))?
-                    .to_string()
+                Cow::Borrowed(*TYPES.get(t as usize).ok_or_else(|| bad("type code"))?)
             };
             let value = if flags & FLAG_VALUE != 0 {
                 Some(
@@ -340,6 +374,61 @@ impl ParamTree {
             map.insert(name, entry);
         }
         Ok(ParamTree { map })
+    }
+}
+
+thread_local! {
+    /// One deflate state per thread, reset between trees: setting one up (allocating and
+    /// clearing its hash tables) costs more than compressing a tree of a few hundred
+    /// parameters.
+    static DEFLATE: RefCell<Option<flate2::Compress>> = const { RefCell::new(None) };
+}
+
+/// Raw deflate (level 6) of `raw`, appended to `out`. False if the compressor failed (then
+/// `out` holds a partial stream and the caller stores the tree uncompressed).
+fn deflate(raw: &[u8], out: &mut Vec<u8>) -> bool {
+    DEFLATE.with(|cell| {
+        let mut fresh;
+        let mut slot = cell.try_borrow_mut().ok();
+        let c = match slot.as_deref_mut() {
+            Some(state) => {
+                let c = state.get_or_insert_with(|| {
+                    flate2::Compress::new(flate2::Compression::new(6), false)
+                });
+                c.reset();
+                c
+            }
+            None => {
+                fresh = flate2::Compress::new(flate2::Compression::new(6), false);
+                &mut fresh
+            }
+        };
+        loop {
+            out.reserve(raw.len() / 2 + 64);
+            let rest = raw.get(c.total_in() as usize..).unwrap_or_default();
+            match c.compress_vec(rest, out, flate2::FlushCompress::Finish) {
+                Ok(flate2::Status::StreamEnd) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    })
+}
+
+/// What [`ParamTree::set_value`] sets besides the value.
+fn set_value_fields(e: &mut ParamEntry, xsd_type: &str, at: i64) {
+    if !xsd_type.is_empty() && e.xsd_type != xsd_type {
+        e.xsd_type = shared_type(xsd_type);
+    }
+    e.object = false;
+    e.updated_at = at;
+}
+
+/// `t` as one of the shared [`TYPES`] when it is one, else a copy.
+fn shared_type(t: &str) -> Cow<'static, str> {
+    match TYPES.iter().find(|k| **k == t) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(t.to_owned()),
     }
 }
 
@@ -495,6 +584,168 @@ mod tests {
         assert!(t
             .get("InternetGatewayDevice.LANDevice.1.Hosts.Host.10.IPAddress")
             .is_some());
+    }
+
+    /// Rows of a CSV text (quoted fields may hold commas, doubled quotes and line breaks).
+    fn csv_rows(text: &str) -> Vec<Vec<String>> {
+        let (mut rows, mut row, mut cur) = (Vec::new(), Vec::new(), String::new());
+        let (mut quoted, mut chars) = (false, text.chars().peekable());
+        while let Some(c) = chars.next() {
+            match c {
+                '"' if quoted && chars.peek() == Some(&'"') => {
+                    cur.push('"');
+                    chars.next();
+                }
+                '"' => quoted = !quoted,
+                ',' if !quoted => row.push(std::mem::take(&mut cur)),
+                '\r' if !quoted => {}
+                '\n' if !quoted => {
+                    row.push(std::mem::take(&mut cur));
+                    rows.push(std::mem::take(&mut row));
+                }
+                c => cur.push(c),
+            }
+        }
+        if !cur.is_empty() || !row.is_empty() {
+            row.push(cur);
+            rows.push(row);
+        }
+        rows
+    }
+
+    /// The whole tree of each real device dump in tests/fixtures/samples, sent as one
+    /// GetParameterNamesResponse and one GetParameterValuesResponse through the codec, then
+    /// learnt the way discovery does (names, then values moved out of the parsed response,
+    /// the tree stored as built) and the way it did before (values copied, the tree overlaid
+    /// onto a new one): both trees, and their stored forms, must be the same, and every
+    /// value must be the one in the dump.
+    #[test]
+    fn discovery_tree_from_real_dumps_is_the_same_built_in_place_or_overlaid() {
+        use crate::cwmp::{self, CpeResponse, IncomingBody, ParameterInfo, ParameterValue};
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/samples");
+        let mut files = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("csv") {
+                continue;
+            }
+            files += 1;
+            let text = std::fs::read_to_string(&path).unwrap();
+            let rows = csv_rows(&text);
+            let header = &rows[0];
+            let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+            let (c_name, c_obj, c_w, c_v, c_t) = (
+                col("Parameter"),
+                col("Object"),
+                col("Writable"),
+                col("Value"),
+                col("Value type"),
+            );
+            let mut infos = Vec::new();
+            let mut values = Vec::new();
+            for r in &rows[1..] {
+                let name = &r[c_name];
+                if !(name.starts_with("InternetGatewayDevice.") || name.starts_with("Device.")) {
+                    continue;
+                }
+                let object = r[c_obj] == "true";
+                let name = if object && !name.ends_with('.') {
+                    format!("{name}.")
+                } else {
+                    name.clone()
+                };
+                infos.push(ParameterInfo {
+                    name: name.clone(),
+                    writable: r[c_w] == "true",
+                });
+                if !object {
+                    let t = if r[c_t].is_empty() {
+                        "xsd:string"
+                    } else {
+                        &r[c_t]
+                    };
+                    values.push(ParameterValue::new(name.clone(), r[c_v].clone(), t));
+                }
+            }
+            assert!(
+                values.len() > 100,
+                "{}: {} values",
+                path.display(),
+                values.len()
+            );
+            let round_trip = |resp: CpeResponse| {
+                let xml = cwmp::encode::encode_incoming(
+                    cwmp::CwmpNs::V1_0,
+                    &cwmp::Header::default(),
+                    &IncomingBody::Response(resp),
+                );
+                match cwmp::decode::parse_incoming(&xml).unwrap().unwrap().body {
+                    IncomingBody::Response(r) => r,
+                    other => panic!("not a response: {other:?}"),
+                }
+            };
+            let CpeResponse::GetParameterNames {
+                parameter_list: names,
+            } = round_trip(CpeResponse::GetParameterNames {
+                parameter_list: infos.clone(),
+            })
+            else {
+                panic!("not a GetParameterNamesResponse")
+            };
+            assert_eq!(names, infos);
+            let CpeResponse::GetParameterValues {
+                parameter_list: got,
+            } = round_trip(CpeResponse::GetParameterValues {
+                parameter_list: values.clone(),
+            })
+            else {
+                panic!("not a GetParameterValuesResponse")
+            };
+            assert_eq!(got, values, "{}", path.display());
+
+            let (t_names, t_values) = (1_700_000_000_000, 1_700_000_000_500);
+            let mut learnt_before = ParamTree::new();
+            let mut built = ParamTree::new();
+            for i in &names {
+                learnt_before.set_info(&i.name, i.writable, t_names);
+                built.set_info(&i.name, i.writable, t_names);
+            }
+            for v in &got {
+                learnt_before.set_value(&v.name, &v.value, &v.xsd_type, t_values);
+            }
+            for v in got {
+                built.set_value_owned(v.name, v.value, &v.xsd_type, t_values);
+            }
+            let mut overlaid = ParamTree::new();
+            overlaid.overlay(&learnt_before);
+            assert_eq!(built, overlaid, "{}", path.display());
+            assert_eq!(built.encode(true), overlaid.encode(true));
+            let stored = ParamTree::decode(&built.encode(true)).unwrap();
+            assert_eq!(stored, built);
+            for v in &values {
+                let e = stored.get(&v.name).unwrap();
+                assert_eq!(e.value.as_deref(), Some(v.value.as_str()), "{}", v.name);
+                assert_eq!(e.xsd_type, v.xsd_type, "{}", v.name);
+                assert!(!e.object);
+            }
+            for i in &infos {
+                let e = stored.get(&i.name).unwrap();
+                assert_eq!(e.writable, Some(i.writable), "{}", i.name);
+                assert_eq!(e.object, i.name.ends_with('.'));
+            }
+        }
+        assert_eq!(files, 5);
+    }
+
+    #[test]
+    fn deflate_state_is_reused_and_output_inflates() {
+        // Several trees on one thread share the compressor; each one must stand alone.
+        for n in [10, 300, 50, 2000, 300] {
+            let t = sample(n);
+            let enc = t.encode(true);
+            assert_eq!(enc[1], 1, "compressed");
+            assert_eq!(ParamTree::decode(&enc).unwrap(), t);
+        }
     }
 
     #[test]

@@ -23,6 +23,8 @@ use crate::domain::tasks::{self, Completion, TaskSpec, TaskStatus};
 use crate::error::{Error, Result};
 use crate::store::devices::{BeginSession, DeviceRow, IdentityUpdate, InformUpdate};
 use crate::store::faults::NewFault;
+use crate::store::params::SessionClose;
+use crate::store::search::SearchWrite;
 use crate::store::sessions::NewSessionLog;
 use crate::store::tasks::{TaskRow, TaskUpdate};
 
@@ -416,7 +418,7 @@ async fn load_tasks(env: &Env<'_>, s: &mut DeviceSession, inform: Option<&Inform
         let types = |n: &str| {
             known
                 .and_then(|t| t.get(n))
-                .map(|e| e.xsd_type.clone())
+                .map(|e| e.xsd_type.to_string())
                 .filter(|t| !t.is_empty())
         };
         let base = env.files_base_url.clone();
@@ -806,7 +808,14 @@ pub async fn on_result(
     };
     let now = env.now;
     match (&current.origin, outcome) {
-        (origin, Ok(resp)) => {
+        (origin, Ok(mut resp)) => {
+            if matches!(
+                origin,
+                Origin::DiscoverValues { .. } | Origin::DiscoverAllValues
+            ) {
+                // Nothing reads the response after this: its strings move into the tree.
+                learn_values(s, &mut resp, now);
+            }
             learn(s, &current.request, &resp, now);
             match origin {
                 Origin::Bootstrap {
@@ -1083,6 +1092,20 @@ fn kept_value(p: &ParameterValue) -> &str {
     }
 }
 
+/// Move the values of a GetParameterValuesResponse into `learnt` (leaving the list empty),
+/// as [`learn`] would copy them.
+fn learn_values(s: &mut DeviceSession, resp: &mut CpeResponse, now: i64) {
+    if let CpeResponse::GetParameterValues { parameter_list } = resp {
+        for p in parameter_list.drain(..) {
+            if crate::domain::params::is_secret(&p.name) {
+                s.learnt.set_value(&p.name, "", &p.xsd_type, now);
+            } else {
+                s.learnt.set_value_owned(p.name, p.value, &p.xsd_type, now);
+            }
+        }
+    }
+}
+
 /// Put what a response tells about the device's parameters into `learnt`.
 fn learn(s: &mut DeviceSession, req: &AcsRequest, resp: &CpeResponse, now: i64) {
     match (req, resp) {
@@ -1189,30 +1212,7 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
     }
     let learnt = std::mem::take(&mut s.learnt);
     let removed = std::mem::take(&mut s.subtrees_removed);
-    let id = s.device_id.clone();
     let discovered = s.discovered;
-    if changed || discovered {
-        env.store
-            .run(move |st| {
-                let mut tree = match st.load_params(&id)? {
-                    Some(b) if !discovered => ParamTree::decode(&b).unwrap_or_default(),
-                    // A completed discovery replaces what was known.
-                    _ => ParamTree::new(),
-                };
-                for r in &removed {
-                    tree.remove_subtree(r);
-                }
-                tree.overlay(&learnt);
-                let count = i32::try_from(tree.len()).unwrap_or(i32::MAX);
-                st.save_params(&id, &tree.encode(true), count, now)?;
-                if discovered {
-                    st.set_discovered(&id, Some(now))?;
-                }
-                st.set_identity(&id, &identity)?;
-                Ok(())
-            })
-            .await?;
-    }
     let work_seen = plan::work_drained(
         s.tasks_checked,
         s.tasks_left,
@@ -1220,18 +1220,59 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
         s.work_epoch,
     );
     let (id, owner) = (s.device_id.clone(), s.owner.clone());
-    // Short unless the searchable values changed (first contact, a new software version).
-    let short = write_search.is_none();
-    let release = move |st: &crate::store::Store| {
-        if let Some((values, sig, replace)) = write_search {
-            st.write_search_values(&id, &values, sig, replace)?;
-        }
-        st.end_session(&id, &owner, work_seen)
-    };
-    if short {
-        env.store.run_short(release).await?;
+    if changed || discovered {
+        // The tree, the identity, the searchable values and the lock: one transaction.
+        env.store
+            .run(move |st| {
+                let tree = if discovered {
+                    // A completed discovery replaces what was known: the tree is what the
+                    // session learnt, built from the responses as they came.
+                    learnt
+                } else {
+                    let mut tree = match st.load_params(&id)? {
+                        Some(b) => ParamTree::decode(&b).unwrap_or_default(),
+                        None => ParamTree::new(),
+                    };
+                    for r in &removed {
+                        tree.remove_subtree(r);
+                    }
+                    tree.overlay(&learnt);
+                    tree
+                };
+                let count = i32::try_from(tree.len()).unwrap_or(i32::MAX);
+                let blob = tree.encode(true);
+                st.close_session(&SessionClose {
+                    device_id: &id,
+                    owner: &owner,
+                    work_seen,
+                    now,
+                    params: Some((&blob, count)),
+                    discovered,
+                    identity: &identity,
+                    search: write_search
+                        .as_ref()
+                        .map(|(values, sig, replace)| SearchWrite {
+                            values,
+                            sig: *sig,
+                            replace: *replace,
+                        }),
+                })
+            })
+            .await?;
     } else {
-        env.store.run(release).await?;
+        // Short unless the searchable values changed (a new software version, say).
+        let short = write_search.is_none();
+        let release = move |st: &crate::store::Store| {
+            if let Some((values, sig, replace)) = write_search {
+                st.write_search_values(&id, &values, sig, replace)?;
+            }
+            st.end_session(&id, &owner, work_seen)
+        };
+        if short {
+            env.store.run_short(release).await?;
+        } else {
+            env.store.run(release).await?;
+        }
     }
     Ok(NewSessionLog {
         device_id: s.device_id.clone(),

@@ -81,7 +81,7 @@ pub fn check_set_value(device: &DeviceRow, tree: &ParamTree, v: &SetValue) -> Re
     let reported = datamodel::Reported {
         object: entry.is_some_and(|e| e.object),
         writable: entry.and_then(|e| e.writable),
-        xsd_type: entry.map(|e| e.xsd_type.as_str()),
+        xsd_type: entry.map(|e| &*e.xsd_type),
     };
     let detected = RootModel::parse(&device.root_model);
     let roots: &[RootModel] = match &detected {

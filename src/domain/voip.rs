@@ -883,7 +883,7 @@ pub fn type_for(path: &str, root: &str, root_model: RootModel, tree: &ParamTree)
         }
     }
     tree.get(path)
-        .map(|e| e.xsd_type.clone())
+        .map(|e| e.xsd_type.to_string())
         .filter(|t| !t.is_empty())
         .unwrap_or_else(|| "xsd:string".to_string())
 }

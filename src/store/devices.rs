@@ -624,15 +624,15 @@ struct RecordInform<'a> {
 }
 
 /// Release the session lock, recording the drained work epoch when given.
-struct ReleaseLock<'a> {
-    id: &'a str,
-    owner: &'a str,
-    work_seen: Option<i64>,
+pub(super) struct ReleaseLock<'a> {
+    pub(super) id: &'a str,
+    pub(super) owner: &'a str,
+    pub(super) work_seen: Option<i64>,
 }
 
 /// Static identities of the statements above, for the prepared-statement caches.
 struct RecordInformId;
-struct ReleaseLockId;
+pub(super) struct ReleaseLockId;
 
 impl diesel::query_builder::QueryId for RecordInform<'_> {
     type QueryId = RecordInformId;

@@ -2,11 +2,33 @@
 //! (the encoding belongs to `domain::params`), read and written whole.
 
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 
+use super::devices::{IdentityUpdate, ReleaseLock};
 use super::schema::device_params::dsl as p;
-use super::Store;
+use super::search::SearchWrite;
+use super::{Store, WriteTxn};
 use crate::error::Result;
-use crate::with_conn;
+use crate::{with_backend, with_conn};
+
+/// What the end of a session writes about its device, in one transaction (see
+/// [`Store::close_session`]).
+pub struct SessionClose<'a> {
+    pub device_id: &'a str,
+    /// The session's lock owner; the lock is released.
+    pub owner: &'a str,
+    /// The work epoch the session drained, if it did.
+    pub work_seen: Option<i64>,
+    pub now: i64,
+    /// The device's new encoded tree and its number of entries.
+    pub params: Option<(&'a [u8], i32)>,
+    /// A discovery completed: recorded as of `now`.
+    pub discovered: bool,
+    /// Identity columns learnt (see [`Store::set_identity`]).
+    pub identity: &'a IdentityUpdate,
+    /// Searchable values to write (see [`Store::write_search_values`]).
+    pub search: Option<SearchWrite<'a>>,
+}
 
 impl Store {
     /// The encoded tree, if any was stored.
@@ -42,6 +64,41 @@ impl Store {
         })
     }
 
+    /// Everything the end of a session writes, in one transaction: the tree, the discovery
+    /// time, the identity columns, the searchable values, and the lock released last. The
+    /// statements have fixed text, prepared once per connection.
+    pub fn close_session(&self, w: &SessionClose<'_>) -> Result<()> {
+        let search = w.search;
+        let release = ReleaseLock {
+            id: w.device_id,
+            owner: w.owner,
+            work_seen: w.work_seen,
+        };
+        with_backend!(
+            self,
+            sqlite | c | {
+                c.write_txn(|c| {
+                    w.write_device(c)?;
+                    if let Some(s) = &search {
+                        s.write_sqlite(c, w.device_id)?;
+                    }
+                    release.execute(c)?;
+                    Ok(())
+                })
+            },
+            postgres | c | {
+                c.write_txn(|c| {
+                    w.write_device(c)?;
+                    if let Some(s) = &search {
+                        s.write_pg(c, w.device_id)?;
+                    }
+                    release.execute(c)?;
+                    Ok(())
+                })
+            }
+        )
+    }
+
     /// Total bytes of stored trees and their count (for footprint figures).
     pub fn params_footprint(&self) -> Result<(i64, i64)> {
         with_conn!(self, |c| {
@@ -51,3 +108,116 @@ impl Store {
         })
     }
 }
+
+impl SessionClose<'_> {
+    /// The tree, then the discovery time and identity columns.
+    fn write_device<C>(&self, c: &mut C) -> Result<()>
+    where
+        C: Connection,
+        for<'b> SaveTree<'b>: QueryFragment<C::Backend>,
+        for<'b> SetLearnt<'b>: QueryFragment<C::Backend>,
+    {
+        if let Some((data, count)) = self.params {
+            SaveTree {
+                device_id: self.device_id,
+                data,
+                count,
+                now: self.now,
+            }
+            .execute(c)?;
+        }
+        let id = self.identity;
+        if self.discovered || !id.is_empty() {
+            SetLearnt {
+                device_id: self.device_id,
+                discovered_at: self.discovered.then_some(self.now),
+                identity: id,
+            }
+            .execute(c)?;
+        }
+        Ok(())
+    }
+}
+
+/// Insert or replace a device's tree.
+struct SaveTree<'a> {
+    device_id: &'a str,
+    data: &'a [u8],
+    count: i32,
+    now: i64,
+}
+
+/// Record a completed discovery and the identity columns learnt: `None` leaves a column as
+/// it is, and the manufacturer only fills an empty one (the Inform's DeviceId names it).
+struct SetLearnt<'a> {
+    device_id: &'a str,
+    discovered_at: Option<i64>,
+    identity: &'a IdentityUpdate,
+}
+
+/// Static identities of the statements above, for the prepared-statement caches.
+struct SaveTreeId;
+struct SetLearntId;
+
+impl QueryId for SaveTree<'_> {
+    type QueryId = SaveTreeId;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl QueryId for SetLearnt<'_> {
+    type QueryId = SetLearntId;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<Conn> RunQueryDsl<Conn> for SaveTree<'_> {}
+impl<Conn> RunQueryDsl<Conn> for SetLearnt<'_> {}
+
+macro_rules! close_statements {
+    ($db:ty) => {
+        impl QueryFragment<$db> for SaveTree<'_> {
+            fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, $db>) -> QueryResult<()> {
+                use diesel::sql_types::{BigInt, Binary, Integer, Text};
+                out.push_sql(
+                    "INSERT INTO device_params (device_id, data, param_count, updated_at) VALUES (",
+                );
+                out.push_bind_param::<Text, _>(self.device_id)?;
+                out.push_sql(", ");
+                out.push_bind_param::<Binary, _>(self.data)?;
+                out.push_sql(", ");
+                out.push_bind_param::<Integer, _>(&self.count)?;
+                out.push_sql(", ");
+                out.push_bind_param::<BigInt, _>(&self.now)?;
+                out.push_sql(
+                    ") ON CONFLICT (device_id) DO UPDATE SET data = excluded.data, \
+                     param_count = excluded.param_count, updated_at = excluded.updated_at",
+                );
+                Ok(())
+            }
+        }
+
+        impl QueryFragment<$db> for SetLearnt<'_> {
+            fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, $db>) -> QueryResult<()> {
+                use diesel::sql_types::{BigInt, Nullable, Text};
+                let u = self.identity;
+                out.push_sql("UPDATE devices SET discovered_at = COALESCE(");
+                out.push_bind_param::<Nullable<BigInt>, _>(&self.discovered_at)?;
+                out.push_sql(", discovered_at), model_name = COALESCE(");
+                out.push_bind_param::<Nullable<Text>, _>(&u.model_name)?;
+                out.push_sql(", model_name), software_version = COALESCE(");
+                out.push_bind_param::<Nullable<Text>, _>(&u.software_version)?;
+                out.push_sql(", software_version), hardware_version = COALESCE(");
+                out.push_bind_param::<Nullable<Text>, _>(&u.hardware_version)?;
+                out.push_sql(
+                    ", hardware_version), manufacturer = CASE WHEN manufacturer = '' THEN COALESCE(",
+                );
+                out.push_bind_param::<Nullable<Text>, _>(&u.manufacturer)?;
+                out.push_sql(", manufacturer) ELSE manufacturer END WHERE id = ");
+                out.push_bind_param::<Text, _>(self.device_id)?;
+                Ok(())
+            }
+        }
+    };
+}
+
+close_statements!(diesel::sqlite::Sqlite);
+close_statements!(diesel::pg::Pg);

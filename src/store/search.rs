@@ -607,50 +607,15 @@ impl Store {
         sig: i64,
         replace: bool,
     ) -> Result<()> {
-        use device_search::dsl as s;
-        let set_sig = SetSearchSig { device_id, sig };
+        let w = SearchWrite {
+            values,
+            sig,
+            replace,
+        };
         with_backend!(
             self,
-            sqlite | c | {
-                c.write_txn(|c| {
-                    if replace {
-                        diesel::delete(s::device_search.filter(s::device_id.eq(device_id)))
-                            .execute(c)?;
-                    }
-                    // One prepared statement run per value: a multi-row VALUES list has a
-                    // different text for every row count and would be parsed again every time.
-                    for (name, value) in values {
-                        UpsertSearchValue {
-                            device_id,
-                            name,
-                            value,
-                        }
-                        .execute(c)?;
-                    }
-                    set_sig.execute(c)?;
-                    Ok(())
-                })
-            },
-            postgres | c | {
-                c.write_txn(|c| {
-                    if replace {
-                        diesel::delete(s::device_search.filter(s::device_id.eq(device_id)))
-                            .execute(c)?;
-                    }
-                    // One statement with the values as two arrays: fixed text (prepared once per
-                    // connection) and one round trip whatever the number of values.
-                    if !values.is_empty() {
-                        UpsertSearchValues {
-                            device_id,
-                            names: values.iter().map(|(n, _)| n.as_str()).collect(),
-                            values: values.iter().map(|(_, v)| v.as_str()).collect(),
-                        }
-                        .execute(c)?;
-                    }
-                    set_sig.execute(c)?;
-                    Ok(())
-                })
-            }
+            sqlite | c | { c.write_txn(|c| w.write_sqlite(c, device_id)) },
+            postgres | c | { c.write_txn(|c| w.write_pg(c, device_id)) }
         )
     }
 
@@ -875,6 +840,63 @@ struct UpsertSearchValue<'a> {
     device_id: &'a str,
     name: &'a str,
     value: &'a str,
+}
+
+/// Searchable values to write for one device: the values, their signature, and whether they
+/// replace every value stored before (see [`Store::write_search_values`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SearchWrite<'a> {
+    pub values: &'a [(String, String)],
+    pub sig: i64,
+    pub replace: bool,
+}
+
+impl SearchWrite<'_> {
+    pub(super) fn write_sqlite(&self, c: &mut SqliteConnection, device_id: &str) -> Result<()> {
+        use device_search::dsl as s;
+        if self.replace {
+            diesel::delete(s::device_search.filter(s::device_id.eq(device_id))).execute(c)?;
+        }
+        // One prepared statement run per value: a multi-row VALUES list has a different text
+        // for every row count and would be parsed again every time.
+        for (name, value) in self.values {
+            UpsertSearchValue {
+                device_id,
+                name,
+                value,
+            }
+            .execute(c)?;
+        }
+        SetSearchSig {
+            device_id,
+            sig: self.sig,
+        }
+        .execute(c)?;
+        Ok(())
+    }
+
+    pub(super) fn write_pg(&self, c: &mut PgConnection, device_id: &str) -> Result<()> {
+        use device_search::dsl as s;
+        if self.replace {
+            diesel::delete(s::device_search.filter(s::device_id.eq(device_id))).execute(c)?;
+        }
+        // One statement with the values as two arrays: fixed text (prepared once per
+        // connection) and one round trip whatever the number of values.
+        if !self.values.is_empty() {
+            UpsertSearchValues {
+                device_id,
+                names: self.values.iter().map(|(n, _)| n.as_str()).collect(),
+                values: self.values.iter().map(|(_, v)| v.as_str()).collect(),
+            }
+            .execute(c)?;
+        }
+        SetSearchSig {
+            device_id,
+            sig: self.sig,
+        }
+        .execute(c)?;
+        Ok(())
+    }
 }
 
 /// Insert or update many searchable values of one device in one statement (PostgreSQL).

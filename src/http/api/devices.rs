@@ -132,7 +132,7 @@ pub async fn parameters(
             } else {
                 e.value.clone()
             },
-            xsd_type: e.xsd_type.clone(),
+            xsd_type: e.xsd_type.to_string(),
             writable: e.writable,
             object: e.object,
             notification: e.notification,

@@ -367,7 +367,7 @@ fn view_of(name: &str, e: &crate::domain::params::ParamEntry, prefix: &str) -> P
         } else {
             e.value.clone().unwrap_or_default()
         },
-        xsd_type: e.xsd_type.clone(),
+        xsd_type: e.xsd_type.to_string(),
         object: e.object,
         writable: e.writable == Some(true),
         instance,
