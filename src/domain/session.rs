@@ -1220,15 +1220,15 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
         s.work_epoch,
     );
     let (id, owner) = (s.device_id.clone(), s.owner.clone());
-    if changed || discovered {
+    if changed || discovered || write_search.is_some() {
         // The tree, the identity, the searchable values and the lock: one transaction.
         env.store
             .run(move |st| {
                 let tree = if discovered {
                     // A completed discovery replaces what was known: the tree is what the
                     // session learnt, built from the responses as they came.
-                    learnt
-                } else {
+                    Some(learnt)
+                } else if changed {
                     let mut tree = match st.load_params(&id)? {
                         Some(b) => ParamTree::decode(&b).unwrap_or_default(),
                         None => ParamTree::new(),
@@ -1237,16 +1237,22 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
                         tree.remove_subtree(r);
                     }
                     tree.overlay(&learnt);
-                    tree
+                    Some(tree)
+                } else {
+                    None
                 };
-                let count = i32::try_from(tree.len()).unwrap_or(i32::MAX);
-                let blob = tree.encode(true);
+                let params = tree.map(|t| {
+                    let count = i32::try_from(t.len()).unwrap_or(i32::MAX);
+                    (t.encode(true), count)
+                });
                 st.close_session(&SessionClose {
                     device_id: &id,
                     owner: &owner,
                     work_seen,
                     now,
-                    params: Some((&blob, count)),
+                    params: params
+                        .as_ref()
+                        .map(|(blob, count)| (blob.as_slice(), *count)),
                     discovered,
                     identity: &identity,
                     search: write_search
@@ -1260,19 +1266,10 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
             })
             .await?;
     } else {
-        // Short unless the searchable values changed (a new software version, say).
-        let short = write_search.is_none();
-        let release = move |st: &crate::store::Store| {
-            if let Some((values, sig, replace)) = write_search {
-                st.write_search_values(&id, &values, sig, replace)?;
-            }
-            st.end_session(&id, &owner, work_seen)
-        };
-        if short {
-            env.store.run_short(release).await?;
-        } else {
-            env.store.run(release).await?;
-        }
+        // A quiet session: only the lock, on the shared short path.
+        env.store
+            .run_short(move |st| st.end_session(&id, &owner, work_seen))
+            .await?;
     }
     Ok(NewSessionLog {
         device_id: s.device_id.clone(),

@@ -27,24 +27,17 @@ type Job = Box<dyn FnOnce(&Store) + Send>;
 #[derive(Default)]
 struct Queue {
     jobs: Vec<Job>,
-    /// Drainers running (at most `max_drainers`).
-    drainers: usize,
+    /// A drainer runs (there is at most one).
+    draining: bool,
 }
 
-/// The queue of short statements and its drainers.
+/// The queue of short statements and its drainer.
+#[derive(Default)]
 pub(super) struct Combiner {
     queue: Mutex<Queue>,
-    max_drainers: usize,
 }
 
 impl Combiner {
-    pub(super) fn new(max_drainers: usize) -> Combiner {
-        Combiner {
-            queue: Mutex::new(Queue::default()),
-            max_drainers: max_drainers.max(1),
-        }
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         match self.queue.lock() {
             Ok(q) => q,
@@ -53,8 +46,7 @@ impl Combiner {
         }
     }
 
-    /// Queue `f`; start a drainer when fewer than `max_drainers` run and the queue holds
-    /// more jobs than the running ones will take at once.
+    /// Queue `f`; start a drainer when none runs.
     pub(super) async fn run<T, F>(this: &Arc<Combiner>, store: &Store, f: F) -> Result<T>
     where
         F: FnOnce(&Store) -> Result<T> + Send + 'static,
@@ -69,10 +61,8 @@ impl Combiner {
         let start = {
             let mut q = this.lock();
             q.jobs.push(job);
-            let start = q.drainers < this.max_drainers && q.jobs.len() > q.drainers;
-            if start {
-                q.drainers += 1;
-            }
+            let start = !q.draining;
+            q.draining = true;
             start
         };
         if start {
@@ -91,8 +81,8 @@ impl Combiner {
     }
 }
 
-/// A running drainer's place in [`Queue::drainers`]. Given back when the queue is empty, or
-/// when the drainer never ran (its runtime shut down first): the next caller then starts
+/// The running drainer's claim on [`Queue::draining`]. Given back when the queue is empty,
+/// or when the drainer never ran (its runtime shut down first): the next caller then starts
 /// another one for the jobs left.
 struct Drainer {
     combiner: Arc<Combiner>,
@@ -106,8 +96,8 @@ impl Drainer {
             let batch = {
                 let mut q = self.combiner.lock();
                 if q.jobs.is_empty() {
-                    // Under the lock: a job queued after this sees one drainer fewer.
-                    q.drainers -= 1;
+                    // Under the lock: a job queued after this starts a new drainer.
+                    q.draining = false;
                     self.ended = true;
                     return;
                 }
@@ -123,7 +113,7 @@ impl Drainer {
 impl Drop for Drainer {
     fn drop(&mut self) {
         if !self.ended {
-            self.combiner.lock().drainers -= 1;
+            self.combiner.lock().draining = false;
         }
     }
 }
@@ -160,18 +150,18 @@ mod tests {
         }
         let q = store.combiner.as_ref().expect("SQLite combines").lock();
         assert!(q.jobs.is_empty());
-        assert_eq!(q.drainers, 0, "every drainer ended");
+        assert!(!q.draining, "the drainer ended");
     }
 
     #[test]
     fn a_drainer_that_never_ran_gives_its_place_back() {
-        let c = Arc::new(Combiner::new(1));
-        c.lock().drainers = 1;
+        let c = Arc::new(Combiner::default());
+        c.lock().draining = true;
         drop(Drainer {
             combiner: c.clone(),
             ended: false,
         });
-        assert_eq!(c.lock().drainers, 0);
+        assert!(!c.lock().draining);
     }
 
     #[tokio::test]

@@ -500,40 +500,6 @@ impl Store {
         })
     }
 
-    pub fn set_discovered(&self, device_id: &str, at: Option<i64>) -> Result<()> {
-        use devices::dsl as d;
-        with_conn!(self, |c| {
-            diesel::update(d::devices.filter(d::id.eq(device_id)))
-                .set(d::discovered_at.eq(at))
-                .execute(c)?;
-            Ok(())
-        })
-    }
-
-    /// Write identity columns learnt from the device's parameters (see [`IdentityUpdate`]).
-    /// The manufacturer only fills an empty column: the Inform's DeviceId names it.
-    pub fn set_identity(&self, device_id: &str, u: &IdentityUpdate) -> Result<()> {
-        use devices::dsl as d;
-        if u.is_empty() {
-            return Ok(());
-        }
-        let mut u = u.clone();
-        let manufacturer = u.manufacturer.take();
-        with_conn!(self, |c| {
-            if !u.is_empty() {
-                diesel::update(d::devices.filter(d::id.eq(device_id)))
-                    .set(&u)
-                    .execute(c)?;
-            }
-            if let Some(m) = &manufacturer {
-                diesel::update(d::devices.filter(d::id.eq(device_id).and(d::manufacturer.eq(""))))
-                    .set(d::manufacturer.eq(m))
-                    .execute(c)?;
-            }
-            Ok(())
-        })
-    }
-
     /// Add (`add`) or remove one tag on each of `ids`, in one transaction, bumping the work
     /// epoch of every device whose tags changed (a preset may select on tags). Returns, per
     /// id in the order given, `None` for a device that does not exist, else whether its tags

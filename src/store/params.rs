@@ -24,9 +24,10 @@ pub struct SessionClose<'a> {
     pub params: Option<(&'a [u8], i32)>,
     /// A discovery completed: recorded as of `now`.
     pub discovered: bool,
-    /// Identity columns learnt (see [`Store::set_identity`]).
+    /// Identity columns learnt: `None` leaves a column as it is; the manufacturer only fills
+    /// an empty one (the Inform's DeviceId names it).
     pub identity: &'a IdentityUpdate,
-    /// Searchable values to write (see [`Store::write_search_values`]).
+    /// Searchable values to write (as [`Store::write_search_values`] does).
     pub search: Option<SearchWrite<'a>>,
 }
 
