@@ -146,29 +146,11 @@ async fn transfer(
     // A firmware file a phone model's configuration names (or `tftp.firmware_files`
     // allows): served from the file store. Names of phone files never reach the store.
     if matches!(crate::phones::files::parse(&file), Ok(None)) {
-        match phones::tftp_firmware(&state.store, &state.config, &access, &file).await {
-            Ok(Some(fw)) => {
-                let path = state.services.files.path_of(&fw.file.id);
-                let data = match path {
-                    Ok(p) => tokio::fs::read(&p).await.map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                match data {
-                    Ok(d) => {
-                        tracing::info!(%peer, file = %file, firmware_of = %fw.reason, "TFTP serves a firmware file");
-                        return send_file(state, &sock, peer, &req, Arc::from(d)).await;
-                    }
-                    Err(e) => {
-                        tracing::error!(%peer, file = %file, error = %e, "firmware file of the store cannot be read");
-                        sock.send(&codec::error(code::NOT_DEFINED, "try again later"))
-                            .await?;
-                        return Ok(());
-                    }
-                }
-            }
+        match firmware_bytes(state, peer, &access, &file).await {
+            Ok(Some(bytes)) => return send_file(state, &sock, peer, &req, bytes).await,
             Ok(None) => {}
             Err(e) => {
-                tracing::error!(error = %e, "TFTP firmware lookup failed");
+                tracing::error!(%peer, file = %file, error = %e, "TFTP firmware file not served");
                 sock.send(&codec::error(code::NOT_DEFINED, "try again later"))
                     .await?;
                 return Ok(());
@@ -213,6 +195,32 @@ async fn transfer(
         }
     };
     send_file(state, &sock, peer, &req, bytes).await
+}
+
+/// The bytes of the firmware file `file` names, if TFTP may serve it to `access` (see
+/// [`phones::tftp_firmware`]); `None` when it is no such file.
+async fn firmware_bytes(
+    state: &AppState,
+    peer: SocketAddr,
+    access: &Access,
+    file: &str,
+) -> std::result::Result<Option<Arc<[u8]>>, String> {
+    let Some(fw) = phones::tftp_firmware(&state.store, &state.config, access, file)
+        .await
+        .map_err(|e| format!("firmware lookup failed: {e}"))?
+    else {
+        return Ok(None);
+    };
+    let path = state
+        .services
+        .files
+        .path_of(&fw.file.id)
+        .map_err(|e| e.to_string())?;
+    let data = tokio::fs::read(&path)
+        .await
+        .map_err(|e| format!("the file store cannot read it: {e}"))?;
+    tracing::info!(%peer, file = %file, firmware_of = %fw.reason, "TFTP serves a firmware file");
+    Ok(Some(Arc::from(data)))
 }
 
 /// Send `bytes` as the answer to `req` over the transfer's socket.
