@@ -1235,7 +1235,9 @@ async fn last_inform_filters_and_identity_changes(b: Backend) {
         &dev.identity.serial_number,
     );
     let one = viewer.get(&format!("/api/v1/devices/{id}")).await;
-    let seen = one["last_inform"].as_i64().expect("an informed device has last_inform");
+    let seen = one["last_inform"]
+        .as_i64()
+        .expect("an informed device has last_inform");
     let ids = |v: Value| -> Vec<String> {
         let mut out: Vec<String> = v["items"]
             .as_array()
@@ -1258,13 +1260,19 @@ async fn last_inform_filters_and_identity_changes(b: Backend) {
     ] {
         let got = ids(viewer.get(&q(cond.clone())).await);
         let want = if hit { vec![id.clone()] } else { vec![] };
-        assert_eq!(got, want, "{cond}: the never-informed {waiting} must not match");
+        assert_eq!(
+            got, want,
+            "{cond}: the never-informed {waiting} must not match"
+        );
     }
     let store = app.store();
     let counts = tokio::task::spawn_blocking(move || store.device_counts(seen + 1).unwrap())
         .await
         .unwrap();
-    assert_eq!((counts.total, counts.overdue, counts.never_informed), (2, 1, 1));
+    assert_eq!(
+        (counts.total, counts.overdue, counts.never_informed),
+        (2, 1, 1)
+    );
 
     // A firmware change reported by a periodic Inform reaches the identity and the counters.
     let sw = dev.path("DeviceInfo.SoftwareVersion");
@@ -1279,15 +1287,19 @@ async fn last_inform_filters_and_identity_changes(b: Backend) {
     assert_eq!(one["software_version"], "LI-9.9.9", "{one}");
     assert!(one["last_inform"].as_i64().unwrap() >= seen);
     assert_eq!(
-        ids(viewer.get(&q("software_version = \"LI-9.9.9\"".into())).await),
+        ids(viewer
+            .get(&q("software_version = \"LI-9.9.9\"".into()))
+            .await),
         vec![id.clone()]
     );
-    assert!(ids(viewer.get(&q(format!("software_version = \"{before}\""))).await).is_empty());
+    assert!(ids(viewer
+        .get(&q(format!("software_version = \"{before}\"")))
+        .await)
+    .is_empty());
     let store = app.store();
-    let versions =
-        tokio::task::spawn_blocking(move || store.versions_by_product_class().unwrap())
-            .await
-            .unwrap();
+    let versions = tokio::task::spawn_blocking(move || store.versions_by_product_class().unwrap())
+        .await
+        .unwrap();
     assert!(
         versions.iter().any(|v| v.1 == "LI-9.9.9" && v.2 == 1),
         "{versions:?}"
