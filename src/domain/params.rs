@@ -384,14 +384,8 @@ thread_local! {
     static DEFLATE: RefCell<Option<flate2::Compress>> = const { RefCell::new(None) };
 }
 
-/// Deflate level of stored trees. Level 1 compresses a 300-parameter tree about six times
-/// faster than level 6 (≈ 22 against ≈ 140 µs) for a blob about 12 % larger (≈ 0.2 KB of a
-/// device's ≈ 6.7 KB): a tree is written at every discovery and every session that reads
-/// values, and read far less often.
-const TREE_DEFLATE_LEVEL: u32 = 1;
-
-/// Raw deflate ([`TREE_DEFLATE_LEVEL`]) of `raw`, appended to `out`. False if the compressor
-/// failed (then `out` holds a partial stream and the caller stores the tree uncompressed).
+/// Raw deflate (level 6) of `raw`, appended to `out`. False if the compressor failed (then
+/// `out` holds a partial stream and the caller stores the tree uncompressed).
 fn deflate(raw: &[u8], out: &mut Vec<u8>) -> bool {
     DEFLATE.with(|cell| {
         let mut fresh;
@@ -399,13 +393,13 @@ fn deflate(raw: &[u8], out: &mut Vec<u8>) -> bool {
         let c = match slot.as_deref_mut() {
             Some(state) => {
                 let c = state.get_or_insert_with(|| {
-                    flate2::Compress::new(flate2::Compression::new(TREE_DEFLATE_LEVEL), false)
+                    flate2::Compress::new(flate2::Compression::new(6), false)
                 });
                 c.reset();
                 c
             }
             None => {
-                fresh = flate2::Compress::new(flate2::Compression::new(TREE_DEFLATE_LEVEL), false);
+                fresh = flate2::Compress::new(flate2::Compression::new(6), false);
                 &mut fresh
             }
         };
