@@ -151,6 +151,7 @@ impl WriteTxn for PgConnection {
 #[derive(Debug, Clone)]
 struct SqlitePragmas {
     busy_timeout_ms: u64,
+    wal_autocheckpoint: u32,
     statements: Arc<AtomicU64>,
 }
 
@@ -161,8 +162,9 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
     ) -> std::result::Result<(), diesel::r2d2::Error> {
         conn.batch_execute(&format!(
             "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-             PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
-            self.busy_timeout_ms
+             PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
+             PRAGMA wal_autocheckpoint = {};",
+            self.busy_timeout_ms, self.wal_autocheckpoint
         ))
         .map_err(diesel::r2d2::Error::QueryError)?;
         // Counted from here on: opening a connection is not work of a request.
@@ -203,6 +205,7 @@ impl Store {
                     .test_on_check_out(false)
                     .connection_customizer(Box::new(SqlitePragmas {
                         busy_timeout_ms: cfg.busy_timeout_ms,
+                        wal_autocheckpoint: cfg.sqlite_wal_autocheckpoint,
                         statements: statements.clone(),
                     }))
                     .error_handler(Box::new(diesel::r2d2::NopErrorHandler))
