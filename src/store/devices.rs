@@ -645,6 +645,86 @@ impl<Conn> RunQueryDsl<Conn> for RecordInform<'_> {}
 impl<Conn> RunQueryDsl<Conn> for TouchInform<'_> {}
 impl<Conn> RunQueryDsl<Conn> for ReleaseLock<'_> {}
 
+/// The columns both forms of recording an Inform write: none is indexed but `last_inform`.
+fn push_inform_columns<'b, DB>(
+    r: &'b RecordInform<'_>,
+    out: &mut diesel::query_builder::AstPass<'_, 'b, DB>,
+) -> QueryResult<()>
+where
+    DB: diesel::backend::Backend
+        + diesel::sql_types::HasSqlType<diesel::sql_types::Text>
+        + diesel::sql_types::HasSqlType<diesel::sql_types::BigInt>
+        + diesel::sql_types::HasSqlType<diesel::sql_types::Bool>
+        + diesel::sql_types::HasSqlType<diesel::sql_types::Integer>
+        + diesel::sql_types::HasSqlType<diesel::sql_types::Binary>,
+    String: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+    str: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+    Option<String>:
+        diesel::serialize::ToSql<diesel::sql_types::Nullable<diesel::sql_types::Text>, DB>,
+    i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
+    i32: diesel::serialize::ToSql<diesel::sql_types::Integer, DB>,
+    bool: diesel::serialize::ToSql<diesel::sql_types::Bool, DB>,
+    Vec<u8>: diesel::serialize::ToSql<diesel::sql_types::Binary, DB>,
+{
+    use diesel::sql_types::{BigInt, Binary, Bool, Integer, Nullable, Text};
+    let u = r.u;
+    out.push_sql("root_model = ");
+    out.push_bind_param::<Text, _>(&u.root_model)?;
+    out.push_sql(", cwmp_version = ");
+    out.push_bind_param::<Text, _>(&u.cwmp_version)?;
+    out.push_sql(", last_inform = ");
+    out.push_bind_param::<BigInt, _>(&r.now)?;
+    out.push_sql(", last_boot = CASE WHEN ");
+    out.push_bind_param::<Bool, _>(&u.boot)?;
+    out.push_sql(" THEN ");
+    out.push_bind_param::<BigInt, _>(&r.now)?;
+    out.push_sql(" ELSE last_boot END, last_source_ip = ");
+    out.push_bind_param::<Text, _>(&u.source_ip)?;
+    out.push_sql(", last_retry_count = ");
+    out.push_bind_param::<Integer, _>(&u.retry_count)?;
+    out.push_sql(", connection_request_url = COALESCE(");
+    out.push_bind_param::<Nullable<Text>, _>(&u.connection_request_url)?;
+    out.push_sql(", connection_request_url), inform_params = ");
+    out.push_bind_param::<Binary, _>(&u.inform_params)?;
+    out.push_sql(", session_owner = ");
+    out.push_bind_param::<Text, _>(r.owner)?;
+    out.push_sql(", session_expires = ");
+    out.push_bind_param::<BigInt, _>(&r.lock_until)?;
+    out.push_sql(", updated_at = ");
+    out.push_bind_param::<BigInt, _>(&r.now)?;
+    out.push_sql(" WHERE id = ");
+    out.push_bind_param::<Text, _>(&u.id)?;
+    Ok(())
+}
+
+/// The condition both forms put on the lock and the credentials, and what they return.
+fn push_lock_condition<'b, DB>(
+    r: &'b RecordInform<'_>,
+    out: &mut diesel::query_builder::AstPass<'_, 'b, DB>,
+) -> QueryResult<()>
+where
+    DB: diesel::backend::Backend
+        + diesel::sql_types::HasSqlType<diesel::sql_types::Text>
+        + diesel::sql_types::HasSqlType<diesel::sql_types::BigInt>
+        + diesel::sql_types::HasSqlType<diesel::sql_types::Bool>,
+    str: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+    i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
+    bool: diesel::serialize::ToSql<diesel::sql_types::Bool, DB>,
+{
+    use diesel::sql_types::{BigInt, Bool, Text};
+    out.push_sql(" AND (session_expires IS NULL OR session_expires < ");
+    out.push_bind_param::<BigInt, _>(&r.now)?;
+    out.push_sql(" OR session_owner = ");
+    out.push_bind_param::<Text, _>(r.owner)?;
+    out.push_sql(" OR session_owner = ");
+    out.push_bind_param::<Text, _>(r.takeover)?;
+    out.push_sql(") AND (");
+    out.push_bind_param::<Bool, _>(&r.own_credentials)?;
+    out.push_sql(" OR cwmp_username IS NULL) RETURNING ");
+    out.push_sql(DEVICE_COLUMNS);
+    Ok(())
+}
+
 macro_rules! session_statements {
     ($db:ty) => {
         impl diesel::query_builder::QueryFragment<$db> for RecordInform<'_> {
@@ -652,7 +732,7 @@ macro_rules! session_statements {
                 &'b self,
                 mut out: diesel::query_builder::AstPass<'_, 'b, $db>,
             ) -> QueryResult<()> {
-                use diesel::sql_types::{BigInt, Binary, Bool, Integer, Nullable, Text};
+                use diesel::sql_types::{BigInt, Bool, Nullable, Text};
                 let u = self.u;
                 out.push_sql("UPDATE devices SET manufacturer = ");
                 out.push_bind_param::<Text, _>(&u.manufacturer)?;
@@ -662,50 +742,16 @@ macro_rules! session_statements {
                 out.push_bind_param::<Nullable<Text>, _>(&u.software_version)?;
                 out.push_sql(", software_version), hardware_version = COALESCE(");
                 out.push_bind_param::<Nullable<Text>, _>(&u.hardware_version)?;
-                out.push_sql(", hardware_version), root_model = ");
-                out.push_bind_param::<Text, _>(&u.root_model)?;
-                out.push_sql(", cwmp_version = ");
-                out.push_bind_param::<Text, _>(&u.cwmp_version)?;
-                out.push_sql(", last_inform = ");
-                out.push_bind_param::<BigInt, _>(&self.now)?;
-                out.push_sql(", last_boot = CASE WHEN ");
-                out.push_bind_param::<Bool, _>(&u.boot)?;
-                out.push_sql(" THEN ");
-                out.push_bind_param::<BigInt, _>(&self.now)?;
-                out.push_sql(" ELSE last_boot END, last_bootstrap = CASE WHEN ");
+                out.push_sql(", hardware_version), last_bootstrap = CASE WHEN ");
                 out.push_bind_param::<Bool, _>(&u.bootstrap)?;
                 out.push_sql(" THEN ");
                 out.push_bind_param::<BigInt, _>(&self.now)?;
-                out.push_sql(" ELSE last_bootstrap END, last_source_ip = ");
-                out.push_bind_param::<Text, _>(&u.source_ip)?;
-                out.push_sql(", last_retry_count = ");
-                out.push_bind_param::<Integer, _>(&u.retry_count)?;
-                out.push_sql(", connection_request_url = COALESCE(");
-                out.push_bind_param::<Nullable<Text>, _>(&u.connection_request_url)?;
-                out.push_sql(", connection_request_url), inform_params = ");
-                out.push_bind_param::<Binary, _>(&u.inform_params)?;
                 // BOOTSTRAP: what we knew of the tree is stale.
-                out.push_sql(", discovered_at = CASE WHEN ");
+                out.push_sql(" ELSE last_bootstrap END, discovered_at = CASE WHEN ");
                 out.push_bind_param::<Bool, _>(&u.bootstrap)?;
-                out.push_sql(" THEN NULL ELSE discovered_at END, session_owner = ");
-                out.push_bind_param::<Text, _>(self.owner)?;
-                out.push_sql(", session_expires = ");
-                out.push_bind_param::<BigInt, _>(&self.lock_until)?;
-                out.push_sql(", updated_at = ");
-                out.push_bind_param::<BigInt, _>(&self.now)?;
-                out.push_sql(" WHERE id = ");
-                out.push_bind_param::<Text, _>(&u.id)?;
-                out.push_sql(" AND (session_expires IS NULL OR session_expires < ");
-                out.push_bind_param::<BigInt, _>(&self.now)?;
-                out.push_sql(" OR session_owner = ");
-                out.push_bind_param::<Text, _>(self.owner)?;
-                out.push_sql(" OR session_owner = ");
-                out.push_bind_param::<Text, _>(self.takeover)?;
-                out.push_sql(") AND (");
-                out.push_bind_param::<Bool, _>(&self.own_credentials)?;
-                out.push_sql(" OR cwmp_username IS NULL) RETURNING ");
-                out.push_sql(DEVICE_COLUMNS);
-                Ok(())
+                out.push_sql(" THEN NULL ELSE discovered_at END, ");
+                push_inform_columns(self, &mut out)?;
+                push_lock_condition(self, &mut out)
             }
         }
 
@@ -714,35 +760,11 @@ macro_rules! session_statements {
                 &'b self,
                 mut out: diesel::query_builder::AstPass<'_, 'b, $db>,
             ) -> QueryResult<()> {
-                use diesel::sql_types::{BigInt, Binary, Bool, Integer, Nullable, Text};
+                use diesel::sql_types::{Nullable, Text};
                 let r = &self.0;
                 let u = r.u;
-                out.push_sql("UPDATE devices SET root_model = ");
-                out.push_bind_param::<Text, _>(&u.root_model)?;
-                out.push_sql(", cwmp_version = ");
-                out.push_bind_param::<Text, _>(&u.cwmp_version)?;
-                out.push_sql(", last_inform = ");
-                out.push_bind_param::<BigInt, _>(&r.now)?;
-                out.push_sql(", last_boot = CASE WHEN ");
-                out.push_bind_param::<Bool, _>(&u.boot)?;
-                out.push_sql(" THEN ");
-                out.push_bind_param::<BigInt, _>(&r.now)?;
-                out.push_sql(" ELSE last_boot END, last_source_ip = ");
-                out.push_bind_param::<Text, _>(&u.source_ip)?;
-                out.push_sql(", last_retry_count = ");
-                out.push_bind_param::<Integer, _>(&u.retry_count)?;
-                out.push_sql(", connection_request_url = COALESCE(");
-                out.push_bind_param::<Nullable<Text>, _>(&u.connection_request_url)?;
-                out.push_sql(", connection_request_url), inform_params = ");
-                out.push_bind_param::<Binary, _>(&u.inform_params)?;
-                out.push_sql(", session_owner = ");
-                out.push_bind_param::<Text, _>(r.owner)?;
-                out.push_sql(", session_expires = ");
-                out.push_bind_param::<BigInt, _>(&r.lock_until)?;
-                out.push_sql(", updated_at = ");
-                out.push_bind_param::<BigInt, _>(&r.now)?;
-                out.push_sql(" WHERE id = ");
-                out.push_bind_param::<Text, _>(&u.id)?;
+                out.push_sql("UPDATE devices SET ");
+                push_inform_columns(r, &mut out)?;
                 out.push_sql(" AND manufacturer = ");
                 out.push_bind_param::<Text, _>(&u.manufacturer)?;
                 out.push_sql(" AND model_name = COALESCE(");
@@ -751,19 +773,8 @@ macro_rules! session_statements {
                 out.push_bind_param::<Nullable<Text>, _>(&u.software_version)?;
                 out.push_sql(", software_version) AND hardware_version = COALESCE(");
                 out.push_bind_param::<Nullable<Text>, _>(&u.hardware_version)?;
-                out.push_sql(
-                    ", hardware_version) AND (session_expires IS NULL OR session_expires < ",
-                );
-                out.push_bind_param::<BigInt, _>(&r.now)?;
-                out.push_sql(" OR session_owner = ");
-                out.push_bind_param::<Text, _>(r.owner)?;
-                out.push_sql(" OR session_owner = ");
-                out.push_bind_param::<Text, _>(r.takeover)?;
-                out.push_sql(") AND (");
-                out.push_bind_param::<Bool, _>(&r.own_credentials)?;
-                out.push_sql(" OR cwmp_username IS NULL) RETURNING ");
-                out.push_sql(DEVICE_COLUMNS);
-                Ok(())
+                out.push_sql(", hardware_version)");
+                push_lock_condition(r, &mut out)
             }
         }
 
