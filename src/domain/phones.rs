@@ -1109,7 +1109,24 @@ pub enum Access {
     },
     /// TFTP from an allowed network (no secret: files are found by MAC).
     Network,
+    /// `/prov/cert/…`: the phone's TLS client certificate, verified by the TLS layer
+    /// against `phones.client_ca` (never `cwmp.tls_client_ca`).
+    Certificate(CertIdentity),
 }
+
+/// What the connection's client certificate says about the phone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertIdentity {
+    /// No certificate of `phones.client_ca` (none, a CPE's, or plain HTTP).
+    Missing,
+    /// A phone certificate that names no single MAC (the reason, for the log).
+    NoMac(String),
+    /// The MAC the phone certificate names.
+    Mac(Mac),
+}
+
+/// The path segment after `/prov/` that asks for the phone's client certificate.
+pub const CERT_SEGMENT: &str = "cert";
 
 /// A file request, whatever the transport.
 #[derive(Debug, Clone)]
@@ -1143,6 +1160,8 @@ pub enum Fetched {
     Unauthorized {
         stale: bool,
     },
+    /// `/prov/cert/` without a phone certificate that names a MAC: 403.
+    CertificateRequired,
 }
 
 impl Fetched {
@@ -1151,7 +1170,7 @@ impl Fetched {
             Fetched::File(_) | Fetched::Upload(_) => 200,
             Fetched::BadName(_) => 400,
             Fetched::NotFound => 404,
-            Fetched::Forbidden => 403,
+            Fetched::Forbidden | Fetched::CertificateRequired => 403,
             Fetched::TooManyFailures => 429,
             Fetched::Unauthorized { .. } => 401,
         }
@@ -1305,6 +1324,30 @@ async fn find_phone(
     };
     let site = match &req.access {
         Access::Network => true,
+        Access::Certificate(id) => {
+            let mac = match id {
+                CertIdentity::Mac(m) => *m,
+                CertIdentity::Missing => return Ok(Found::Refused(Fetched::CertificateRequired)),
+                CertIdentity::NoMac(why) => {
+                    tracing::warn!(source = %req.source, reason = %why, "phone certificate refused");
+                    return Ok(Found::Refused(Fetched::CertificateRequired));
+                }
+            };
+            if let Some(phone) = by_mac(mac).await? {
+                return Ok(own(phone));
+            }
+            // An unknown phone: the file must be its own before it may register.
+            if let Some(other) = named.filter(|n| *n != mac) {
+                tracing::warn!(
+                    phone = %mac.lower(),
+                    presented_mac = %other,
+                    source = %req.source,
+                    "another MAC presented this phone's credentials: refused (a phone is bound to its MAC)"
+                );
+                return Ok(Found::Refused(Fetched::NotFound));
+            }
+            return register(store, cfg, svc, req, file, mac).await;
+        }
         Access::Digest { auth, method, uri } => {
             return digest_phone(store, svc, req.now, auth.as_deref(), method, uri)
                 .await
@@ -1344,6 +1387,23 @@ async fn find_phone(
     if let Some(p) = by_mac(mac).await? {
         return Ok(Found::Phone(Box::new(p)));
     }
+    register(store, cfg, svc, req, file, mac).await
+}
+
+/// A phone ferroacs does not know: registered when `phones.unknown_phones = "accept"` (the
+/// vendor from the file name, else the User-Agent), else refused.
+async fn register(
+    store: &Store,
+    cfg: &Config,
+    svc: &PhoneService,
+    req: &FetchRequest,
+    file: &FileRequest,
+    mac: Mac,
+) -> Result<Found> {
+    let by_mac = |mac: Mac| async move {
+        let m = mac.lower();
+        store.run(move |s| s.get_phone(&m)).await
+    };
     if cfg.phones.unknown_phones == UnknownDevices::Reject {
         return Ok(Found::Refused(Fetched::NotFound));
     }
@@ -1879,8 +1939,9 @@ pub struct Uploaded {
     pub stale: bool,
 }
 
-/// Accept a file a phone uploads (Polycom overrides and logs), under its own token or its
-/// own HTTP Digest credentials (`/prov/auth/`), for its own MAC only. `body` is `None`
+/// Accept a file a phone uploads (Polycom overrides and logs), under its own token, its
+/// own HTTP Digest credentials (`/prov/auth/`) or its client certificate (`/prov/cert/`;
+/// 403 without one), for its own MAC only. `body` is `None`
 /// when it was larger than `phones.max_upload_bytes`. Statuses: 201 stored, 400 bad
 /// name, 401 Digest credentials missing (a challenge, not a failure) or wrong, 404 refused
 /// (unknown token, another phone's MAC), 405 not an upload, 413 too large, 429 too many
@@ -1923,6 +1984,11 @@ pub async fn upload(
                         Found::Refused(_) | Found::NoPhone => Err(401),
                     }
                 }
+                Access::Certificate(CertIdentity::Mac(cm)) => {
+                    let m = cm.lower();
+                    store.run(move |s| s.get_phone(&m)).await?.ok_or(404)
+                }
+                Access::Certificate(_) => Err(403),
                 Access::Network => Err(404),
             };
             match phone {
@@ -1955,7 +2021,7 @@ pub async fn upload(
         // A client's first request carries no credentials: nothing to count or log.
         return Ok(Uploaded { status, stale });
     }
-    if matches!(status, 400 | 401 | 404) {
+    if matches!(status, 400 | 401 | 403 | 404) {
         svc.fail(req.source, req.now);
         tracing::warn!(
             source = %req.source,
@@ -2017,7 +2083,7 @@ pub async fn tftp_firmware(
     let token = match access {
         Access::Token(t) => Some(t.clone()),
         Access::Network => None,
-        Access::Digest { .. } => return Ok(None),
+        Access::Digest { .. } | Access::Certificate(_) => return Ok(None),
     };
     let n = name.to_string();
     store

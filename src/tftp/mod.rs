@@ -188,6 +188,7 @@ async fn transfer(
         Fetched::BadName(_)
         | Fetched::Forbidden
         | Fetched::TooManyFailures
+        | Fetched::CertificateRequired
         | Fetched::Unauthorized { .. } => {
             sock.send(&codec::error(code::ACCESS_VIOLATION, "access violation"))
                 .await?;
