@@ -492,6 +492,9 @@ pub struct PhoneUrls {
     pub tftp: Option<String>,
     /// The URL without a secret, for phones set up with their HTTP Digest credentials.
     pub digest_url: Option<String>,
+    /// The URL without a secret for phones presenting their factory client certificate
+    /// (when `phones.client_ca` is set).
+    pub cert_url: Option<String>,
 }
 
 pub async fn urls(store: &Store, cfg: &Config, svc: &PhoneService, mac: Mac) -> Result<PhoneUrls> {
@@ -543,6 +546,8 @@ pub async fn urls(store: &Store, cfg: &Config, svc: &PhoneService, mac: Mac) -> 
             .digest_user
             .is_some()
             .then(|| format!("{}{PREFIX}/{DIGEST_SEGMENT}", public_base(cfg, svc))),
+        cert_url: (!cfg.phones.client_ca.is_empty())
+            .then(|| format!("{}{PREFIX}/{CERT_SEGMENT}", public_base(cfg, svc))),
     })
 }
 

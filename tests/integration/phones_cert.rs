@@ -402,6 +402,13 @@ async fn phone_certificates_register_unknown_phones_and_are_no_cpe_login(b: Back
     let api = Api::new(&app, "operator").await;
     let base = format!("https://localhost:{}", app.cwmp_addr().port());
     let cacert = pki.cacert();
+    // The URL API names the certificate URL when phones.client_ca is set.
+    add_phone(&api, "0004f2000083", json!({}), SECRET).await;
+    let urls = api.get("/api/v1/phones/0004f2000083/url").await;
+    assert!(
+        urls["cert_url"].as_str().unwrap().ends_with("/prov/cert"),
+        "{urls}"
+    );
     let with = |cert: &(String, String), path: &str| {
         curl(&[
             "-A",

@@ -306,7 +306,7 @@ pub(super) fn schemas(put: &mut impl FnMut(&str, Value)) {
         "PhoneUrls",
         obj(
             json!({"mac": s(), "vendor": s(), "url": s(), "first_file": s(),
-            "dhcp": {"type": "array", "items": s()}, "tftp": ns(), "digest_url": ns()}),
+            "dhcp": {"type": "array", "items": s()}, "tftp": ns(), "digest_url": ns(), "cert_url": ns()}),
         ),
     );
     put(
