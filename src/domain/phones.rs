@@ -167,6 +167,11 @@ pub struct FetchView {
     pub status: i32,
     /// The firmware version the phone reported with this fetch.
     pub firmware: Option<String>,
+    /// The phone it concerned (null: the request named no phone ferroacs knows).
+    pub mac: Option<String>,
+    /// Bytes delivered (the file's size; for a TFTP transfer the bytes the phone
+    /// acknowledged); null when nothing was served.
+    pub bytes: Option<i64>,
 }
 
 impl From<&FetchRow> for FetchView {
@@ -179,6 +184,8 @@ impl From<&FetchRow> for FetchView {
             user_agent: r.user_agent.clone(),
             status: r.status,
             firmware: r.firmware.clone(),
+            mac: r.mac.clone(),
+            bytes: r.bytes,
         }
     }
 }
@@ -451,6 +458,20 @@ pub async fn fetches(store: &Store, mac: Mac, limit: i64) -> Result<Vec<FetchVie
             }
             s.phone_fetches(&m, limit)
         })
+        .await?;
+    Ok(rows.iter().map(FetchView::from).collect())
+}
+
+/// The fetch log of one source address, newest first: every phone's fetches from it and
+/// those that named no phone (unknown names, firmware over TFTP without a token).
+pub async fn fetches_from(store: &Store, source: &str, limit: i64) -> Result<Vec<FetchView>> {
+    let ip: IpAddr = source
+        .trim()
+        .parse()
+        .map_err(|_| Error::invalid("source", format!("{source:?} is not an IP address")))?;
+    let src = ip.to_string();
+    let rows = store
+        .run(move |s| s.phone_fetches_from(&src, limit))
         .await?;
     Ok(rows.iter().map(FetchView::from).collect())
 }
@@ -1275,6 +1296,11 @@ pub async fn fetch(
         served,
         at: req.now,
         lock,
+        bytes: match &result {
+            Fetched::File(f) => i64::try_from(f.bytes.len()).ok(),
+            Fetched::Upload(d) => i64::try_from(d.len()).ok(),
+            _ => None,
+        },
     };
     if fetch.lock.is_some() {
         store.run(move |s| s.record_phone_fetch(&fetch)).await?;
@@ -2047,6 +2073,9 @@ pub async fn upload(
         served: false,
         at: req.now,
         lock: None,
+        bytes: (status == 201)
+            .then(|| body.and_then(|b| i64::try_from(b.len()).ok()))
+            .flatten(),
     });
     Ok(Uploaded { status, stale })
 }
@@ -2058,6 +2087,37 @@ pub struct TftpFirmware {
     pub file: crate::store::files::FileRow,
     /// The model it is the firmware of (`vendor/model`), or `allow-list`.
     pub reason: String,
+    /// The phone whose token the name came through (its MAC), if any.
+    pub phone: Option<String>,
+}
+
+/// Record a firmware transfer over TFTP in the fetch log like any fetch: the phone when
+/// the name came through its token (a served transfer then counts as its last fetch),
+/// else only the source address; `status` 200 (complete), 408 (the phone stopped
+/// answering), 400 (it ended the transfer) or 500 (the store could not read the file);
+/// `bytes` the phone acknowledged.
+pub fn record_tftp_firmware(
+    svc: &PhoneService,
+    fw: &TftpFirmware,
+    file: &str,
+    source: IpAddr,
+    status: u16,
+    bytes: u64,
+    at: i64,
+) {
+    svc.fetch_log.push(NewFetch {
+        mac: fw.phone.clone(),
+        file: loggable(file, 128),
+        source: source.to_string(),
+        protocol: "tftp",
+        user_agent: String::new(),
+        status: i32::from(status),
+        firmware: None,
+        served: status == 200,
+        at,
+        lock: None,
+        bytes: i64::try_from(bytes).ok(),
+    });
 }
 
 /// Whether `name`, asked for over TFTP, is a firmware file TFTP serves: a file of the store
@@ -2096,11 +2156,12 @@ pub async fn tftp_firmware(
             // Through a token, only the firmware of that phone's model.
             let only = match token {
                 Some(t) => match s.phone_by_token(&t)? {
-                    Some(p) => Some((p.vendor, p.model)),
+                    Some(p) => Some((p.vendor, p.model, p.mac)),
                     None => return Ok(None),
                 },
                 None => None,
             };
+            let phone = only.as_ref().map(|(_, _, mac)| mac.clone());
             let files = s.files_named(&n)?;
             if files.is_empty() {
                 return Ok(None);
@@ -2108,7 +2169,7 @@ pub async fn tftp_firmware(
             for m in s.list_model_firmware()? {
                 if only
                     .as_ref()
-                    .is_some_and(|(v, model)| *v != m.vendor || *model != m.model)
+                    .is_some_and(|(v, model, _)| *v != m.vendor || *model != m.model)
                 {
                     continue;
                 }
@@ -2116,12 +2177,14 @@ pub async fn tftp_firmware(
                     return Ok(Some(TftpFirmware {
                         file: f.clone(),
                         reason: format!("{}/{}", m.vendor, m.model),
+                        phone,
                     }));
                 }
             }
             Ok(allowed.then(|| TftpFirmware {
                 file: files[0].clone(),
                 reason: "allow-list".into(),
+                phone,
             }))
         })
         .await

@@ -63,6 +63,7 @@ diesel::table! {
         status -> Integer,
         at -> BigInt,
         firmware -> Nullable<Text>,
+        bytes -> Nullable<BigInt>,
     }
 }
 
@@ -187,6 +188,8 @@ pub struct FetchRow {
     pub status: i32,
     pub at: i64,
     pub firmware: Option<String>,
+    /// Bytes delivered (null when nothing was served).
+    pub bytes: Option<i64>,
 }
 
 /// A phone to create, or the new values of one (`None` = leave alone on update).
@@ -234,6 +237,8 @@ pub struct NewFetch {
     pub at: i64,
     /// A served fetch that locks the phone to this network (when none is set yet).
     pub lock: Option<String>,
+    /// Bytes delivered (the file's size; for a TFTP transfer the bytes acknowledged).
+    pub bytes: Option<i64>,
 }
 
 #[derive(Insertable)]
@@ -247,6 +252,7 @@ struct FetchInsert<'a> {
     status: i32,
     at: i64,
     firmware: Option<&'a str>,
+    bytes: Option<i64>,
 }
 
 impl<'a> From<&'a NewFetch> for FetchInsert<'a> {
@@ -260,11 +266,12 @@ impl<'a> From<&'a NewFetch> for FetchInsert<'a> {
             status: f.status,
             at: f.at,
             firmware: f.firmware.as_deref(),
+            bytes: f.bytes,
         }
     }
 }
 
-/// Rows per INSERT statement when recording fetches (8 parameters each, far below
+/// Rows per INSERT statement when recording fetches (9 parameters each, far below
 /// SQLite's limit of bound parameters).
 const FETCH_INSERT_CHUNK: usize = 500;
 
@@ -280,6 +287,10 @@ pub fn device_id(mac: &str) -> String {
 }
 
 const FETCH_LOG_KEEP: i64 = 200;
+
+/// Fetches that named no known phone (unknown names, firmware over TFTP without a token)
+/// kept, newest first.
+const FETCH_LOG_KEEP_UNMATCHED: i64 = 10_000;
 
 impl Store {
     fn open_phone(&self, mut r: PhoneRow) -> Result<PhoneRow> {
@@ -873,8 +884,37 @@ impl Store {
                         .execute(c)?;
                     }
                 }
+                if rows.iter().any(|f| f.mac.is_none()) {
+                    let cutoff = phone_fetches::table
+                        .filter(phone_fetches::mac.is_null())
+                        .order(phone_fetches::id.desc())
+                        .offset(FETCH_LOG_KEEP_UNMATCHED)
+                        .select(phone_fetches::id)
+                        .first::<i64>(c)
+                        .optional()?;
+                    if let Some(cut) = cutoff {
+                        diesel::delete(
+                            phone_fetches::table
+                                .filter(phone_fetches::mac.is_null())
+                                .filter(phone_fetches::id.le(cut)),
+                        )
+                        .execute(c)?;
+                    }
+                }
                 Ok(written)
             })
+        })
+    }
+
+    /// Fetches from one source address (any phone or none), newest first.
+    pub fn phone_fetches_from(&self, source: &str, limit: i64) -> Result<Vec<FetchRow>> {
+        with_conn!(self, |c| {
+            Ok(phone_fetches::table
+                .filter(phone_fetches::source.eq(source))
+                .order(phone_fetches::id.desc())
+                .limit(limit)
+                .select(FetchRow::as_select())
+                .load(c)?)
         })
     }
 
