@@ -152,6 +152,7 @@ pub fn mac_of_certificate(der: &[u8]) -> Result<Mac, CertMacError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
