@@ -1006,6 +1006,11 @@ struct Failures {
 /// Digest nonces and the fetch log waiting to be written.
 pub struct PhoneService {
     cache: DashMap<(String, String), (CacheKey, Arc<Rendered>)>,
+    /// Phones by their token, as last read (see [`Looked`]).
+    by_token: DashMap<String, Looked<PhoneRow>>,
+    /// The revisions keying a phone's files (work epoch; profile and model firmware), by
+    /// (MAC, profile), as last read.
+    epochs: DashMap<(String, Option<String>), Looked<(i64, i64)>>,
     /// Fetches waiting for the background writer.
     pub fetch_log: Arc<FetchLog>,
     failures: Mutex<Failures>,
@@ -1046,6 +1051,25 @@ struct CacheKey {
     base_url: String,
 }
 
+/// A database read kept in memory: used while this process made no change to what phones
+/// are served ([`Store::phone_generation`] unchanged since it was read) and for at most
+/// [`LOOKUP_TTL`] (changes other nodes sharing the database make are seen within it).
+struct Looked<T> {
+    value: T,
+    generation: u64,
+    at: std::time::Instant,
+}
+
+impl<T> Looked<T> {
+    fn current(&self, store: &Store) -> bool {
+        self.generation == store.phone_generation() && self.at.elapsed() < LOOKUP_TTL
+    }
+}
+
+/// How long a cached look-up stands for the database at most: the bound on how late a
+/// change made on another node is served here (changes made here are served at once).
+const LOOKUP_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Fetches held for the fetch log when the config does not say.
 const DEFAULT_FETCH_LOG_BUFFER: usize = 10_000;
 
@@ -1058,6 +1082,8 @@ impl PhoneService {
     pub fn new(cwmp_addr: Option<std::net::SocketAddr>, nonce_secret: [u8; 32]) -> PhoneService {
         PhoneService {
             cache: DashMap::new(),
+            by_token: DashMap::new(),
+            epochs: DashMap::new(),
             fetch_log: Arc::new(FetchLog::new(DEFAULT_FETCH_LOG_BUFFER)),
             failures: Mutex::new(Failures::default()),
             cwmp_addr,
@@ -1108,11 +1134,85 @@ impl PhoneService {
     /// Forget what is cached for a phone (it was changed or deleted).
     pub fn invalidate(&self, mac: &str) {
         self.cache.retain(|(m, _), _| m != mac);
+        self.by_token.retain(|_, l| l.value.mac != mac);
+        self.epochs.retain(|(m, _), _| m != mac);
     }
 
     /// Forget every cached file (after a bulk change).
     pub fn invalidate_all(&self) {
         self.cache.clear();
+        self.by_token.clear();
+        self.epochs.clear();
+    }
+
+    /// The phone whose token this is: from memory while current ([`Looked`]), else from
+    /// the database. With `locking` (`phones.lock_to_first_network`) a phone not locked yet
+    /// is always read again, so its first fetch, which locks it, is told apart exactly.
+    async fn phone_by_token(
+        &self,
+        store: &Store,
+        token: &str,
+        locking: bool,
+    ) -> Result<Option<PhoneRow>> {
+        if let Some(l) = self.by_token.get(token) {
+            if l.current(store) && !(locking && l.value.lock_network.is_none()) {
+                return Ok(Some(l.value.clone()));
+            }
+        }
+        // The generation first: a change committed after it makes this read stale.
+        let generation = store.phone_generation();
+        let t = token.to_string();
+        let row = store.run(move |s| s.phone_by_token(&t)).await?;
+        match &row {
+            Some(r) => {
+                if self.by_token.len() >= CACHE_MAX {
+                    self.by_token.clear();
+                }
+                self.by_token.insert(
+                    token.to_string(),
+                    Looked {
+                        value: r.clone(),
+                        generation,
+                        at: std::time::Instant::now(),
+                    },
+                );
+            }
+            None => {
+                self.by_token.remove(token);
+            }
+        }
+        Ok(row)
+    }
+
+    /// The revisions keying a phone's files ([`Store::phone_epochs`]), from memory while
+    /// current ([`Looked`]).
+    async fn phone_epochs(
+        &self,
+        store: &Store,
+        mac: &str,
+        profile: Option<&str>,
+    ) -> Result<(i64, i64)> {
+        let key = (mac.to_string(), profile.map(str::to_string));
+        if let Some(l) = self.epochs.get(&key) {
+            if l.current(store) {
+                return Ok(l.value);
+            }
+        }
+        let generation = store.phone_generation();
+        let (m, p) = key.clone();
+        let value = store.run(move |s| s.phone_epochs(&m, p.as_deref())).await?;
+        if self.epochs.len() >= CACHE_MAX {
+            self.epochs.clear();
+        }
+        self.epochs.insert(
+            key,
+            Looked {
+                value,
+                generation,
+                at: std::time::Instant::now(),
+            },
+        );
+        Ok(value)
     }
 
     /// Cached files (for metrics and tests).
@@ -1388,8 +1488,10 @@ async fn find_phone(
                 });
         }
         Access::Token(t) => {
-            let t2 = t.clone();
-            if let Some(phone) = store.run(move |s| s.phone_by_token(&t2)).await? {
+            if let Some(phone) = svc
+                .phone_by_token(store, t, cfg.phones.lock_to_first_network)
+                .await?
+            {
                 return Ok(own(phone));
             }
             if is_activation_code(t) {
@@ -1766,9 +1868,8 @@ async fn serve(
             false,
         ));
     }
-    let (m, prof) = (phone.mac.clone(), phone.profile.clone());
-    let (epoch, profile_rev) = store
-        .run(move |s| s.phone_epochs(&m, prof.as_deref()))
+    let (epoch, profile_rev) = svc
+        .phone_epochs(store, &phone.mac, phone.profile.as_deref())
         .await?;
     let key = CacheKey {
         phone_revision: phone.revision,

@@ -309,7 +309,7 @@ impl Store {
 
     /// Create a phone (and its device row), or update it when `update` and it exists.
     /// Returns the row and whether it was created.
-    pub fn upsert_phone(&self, p: &NewPhone, update: bool, now: i64) -> Result<(PhoneRow, bool)> {
+    fn upsert_phone_unbumped(&self, p: &NewPhone, update: bool, now: i64) -> Result<(PhoneRow, bool)> {
         let k = self.keyring();
         let sealed_token = k.seal(purpose::PHONE_TOKEN, &p.token)?;
         let hash = token_hash(&p.token);
@@ -625,7 +625,7 @@ impl Store {
     }
 
     /// Delete a phone with its device row (lines, tags, uploads, fetch log go with it).
-    pub fn delete_phone(&self, mac: &str) -> Result<bool> {
+    fn delete_phone_unbumped(&self, mac: &str) -> Result<bool> {
         let dev = device_id(mac);
         with_conn!(self, |c| {
             c.write_txn(|c| {
@@ -641,7 +641,7 @@ impl Store {
     }
 
     /// Set a model's firmware; true when the model had none.
-    pub fn put_model_firmware(&self, r: &ModelFirmwareRow) -> Result<bool> {
+    fn put_model_firmware_unbumped(&self, r: &ModelFirmwareRow) -> Result<bool> {
         use phone_model_firmware::dsl as mf;
         with_conn!(self, |c| {
             c.write_txn(|c| {
@@ -716,7 +716,7 @@ impl Store {
         })
     }
 
-    pub fn delete_model_firmware(&self, vendor: &str, model: &str) -> Result<bool> {
+    fn delete_model_firmware_unbumped(&self, vendor: &str, model: &str) -> Result<bool> {
         use phone_model_firmware::dsl as mf;
         with_conn!(self, |c| {
             Ok(diesel::delete(
@@ -824,7 +824,7 @@ impl Store {
     /// log; each phone's last-seen fields (and firmware) come from its newest served fetch
     /// of the batch, its lock network from the first that carries one (only when none is
     /// set yet); each phone's log keeps its newest entries only. Returns the rows written.
-    pub fn record_phone_fetches(&self, rows: &[NewFetch]) -> Result<usize> {
+    fn record_phone_fetches_unbumped(&self, rows: &[NewFetch]) -> Result<usize> {
         if rows.is_empty() {
             return Ok(0);
         }
@@ -986,7 +986,7 @@ impl Store {
     }
 
     /// Create or replace a profile; returns it and whether it was created.
-    pub fn put_phone_profile(
+    fn put_phone_profile_unbumped(
         &self,
         name: &str,
         settings: &str,
@@ -1052,7 +1052,7 @@ impl Store {
     }
 
     /// Delete a profile; refused while phones use it.
-    pub fn delete_phone_profile(&self, name: &str) -> Result<bool> {
+    fn delete_phone_profile_unbumped(&self, name: &str) -> Result<bool> {
         with_conn!(self, |c| {
             c.write_txn(|c| {
                 let used: i64 = phones::table
@@ -1069,5 +1069,89 @@ impl Store {
                     == 1)
             })
         })
+    }
+}
+
+impl Store {
+    /// [`Store::upsert_phone_unbumped`], then the phone generation is bumped
+    /// ([`Store::phone_generation`]): what phones are served may have changed.
+    pub fn upsert_phone(&self, p: &NewPhone, update: bool, now: i64) -> Result<(PhoneRow, bool)> {
+        let r = self.upsert_phone_unbumped(p, update, now);
+        if r.is_ok() {
+            self.bump_phone_generation();
+        }
+        r
+    }
+}
+
+impl Store {
+    /// [`Store::delete_phone_unbumped`], then the phone generation is bumped
+    /// ([`Store::phone_generation`]): what phones are served may have changed.
+    pub fn delete_phone(&self, mac: &str) -> Result<bool> {
+        let r = self.delete_phone_unbumped(mac);
+        if r.is_ok() {
+            self.bump_phone_generation();
+        }
+        r
+    }
+}
+
+impl Store {
+    /// [`Store::put_model_firmware_unbumped`], then the phone generation is bumped
+    /// ([`Store::phone_generation`]): what phones are served may have changed.
+    pub fn put_model_firmware(&self, r: &ModelFirmwareRow) -> Result<bool> {
+        let r = self.put_model_firmware_unbumped(r);
+        if r.is_ok() {
+            self.bump_phone_generation();
+        }
+        r
+    }
+}
+
+impl Store {
+    /// [`Store::delete_model_firmware_unbumped`], then the phone generation is bumped
+    /// ([`Store::phone_generation`]): what phones are served may have changed.
+    pub fn delete_model_firmware(&self, vendor: &str, model: &str) -> Result<bool> {
+        let r = self.delete_model_firmware_unbumped(vendor, model);
+        if r.is_ok() {
+            self.bump_phone_generation();
+        }
+        r
+    }
+}
+
+impl Store {
+    /// [`Store::put_phone_profile_unbumped`], then the phone generation is bumped
+    /// ([`Store::phone_generation`]): what phones are served may have changed.
+    pub fn put_phone_profile(&self, name: &str, settings: &str, now: i64) -> Result<(ProfileRow, bool)> {
+        let r = self.put_phone_profile_unbumped(name, settings, now);
+        if r.is_ok() {
+            self.bump_phone_generation();
+        }
+        r
+    }
+}
+
+impl Store {
+    /// [`Store::delete_phone_profile_unbumped`], then the phone generation is bumped
+    /// ([`Store::phone_generation`]): what phones are served may have changed.
+    pub fn delete_phone_profile(&self, name: &str) -> Result<bool> {
+        let r = self.delete_phone_profile_unbumped(name);
+        if r.is_ok() {
+            self.bump_phone_generation();
+        }
+        r
+    }
+}
+
+impl Store {
+    /// [`Store::record_phone_fetches_unbumped`], then the phone generation is bumped
+    /// ([`Store::phone_generation`]): what phones are served may have changed.
+    pub fn record_phone_fetches(&self, rows: &[NewFetch]) -> Result<usize> {
+        let r = self.record_phone_fetches_unbumped(rows);
+        if r.is_ok() {
+            if rows.iter().any(|f| f.lock.is_some()) { self.bump_phone_generation(); }
+        }
+        r
     }
 }

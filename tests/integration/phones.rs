@@ -26,6 +26,7 @@ battery!(
     tftp_serves_cisco_phones,
     tftp_serves_model_firmware_and_nothing_else_of_the_store,
     tftp_firmware_transfers_are_in_the_fetch_log,
+    cached_lookups_follow_every_change,
     https_serves_yealink_files,
     resync_sends_check_sync_notify,
     phone_csv_import_and_profiles,
@@ -850,6 +851,140 @@ async fn tftp_firmware_transfers_are_in_the_fetch_log(b: Backend) {
     .await
     .unwrap();
     assert_eq!(anon.status(), 401);
+}
+
+/// A cached fetch asks the database nothing (the phone by its token and the revisions
+/// keying its files are kept in memory), and every change is served at the next fetch:
+/// the phone's settings, a line changed or removed, its profile, its model's firmware,
+/// its model, its deletion; the network lock still holds on cached look-ups.
+async fn cached_lookups_follow_every_change(b: Backend) {
+    if !need("curl") {
+        return;
+    }
+    let app = TestApp::spawn(b, |c| {
+        c.scheduler.enabled = false;
+        c.phones.fetch_log_flush_ms = 600_000;
+        c.phones.lock_to_first_network = true;
+    })
+    .await;
+    let api = Api::new(&app, "operator").await;
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            "/api/v1/phone_profiles/office",
+            Some(json!({"vendor": {"feature.a": "1"}})),
+        )
+        .await;
+    assert!(s == 200 || s == 201, "{v}");
+    add_phone(
+        &api,
+        "0004f20000a1",
+        "polycom",
+        "vvx400",
+        json!({"profile": "office"}),
+    )
+    .await;
+    add_line(&api, "0004f20000a1", 1, "3101", SECRET).await;
+    let url = url_of(&api, "0004f20000a1").await;
+    let own = format!("{url}/0004F20000A1-ferroacs.cfg");
+    let master = format!("{url}/0004F20000A1.cfg");
+    let get = |u: &str| {
+        let (s, body) = curl(&[u]);
+        assert_eq!(s, 200, "{u}");
+        String::from_utf8(body).unwrap()
+    };
+    let body = get(&own);
+    assert!(body.contains(SECRET) && body.contains("feature.a=\"1\""), "{body}");
+
+    // Cached: no statement at all for a fetch (the fetch log is written in batches).
+    let store = app.store();
+    let mut quietest = u64::MAX;
+    for _ in 0..3 {
+        let before = store.statements_executed();
+        for _ in 0..5 {
+            get(&own);
+        }
+        quietest = quietest.min(store.statements_executed() - before);
+    }
+    assert_eq!(quietest, 0, "statements for 5 cached fetches");
+
+    // The phone's own settings.
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            "/api/v1/phones/0004f20000a1",
+            Some(json!({"vendor": "polycom", "model": "vvx400", "profile": "office",
+                "settings": {"vendor": {"feature.b": "2"}}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(get(&own).contains("feature.b=\"2\""));
+    // A line changed, then removed.
+    add_line(&api, "0004f20000a1", 1, "3101", "changed-pw-31").await;
+    let body = get(&own);
+    assert!(body.contains("changed-pw-31") && !body.contains(SECRET), "{body}");
+    let (s, v) = api
+        .call(Method::DELETE, "/api/v1/phones/0004f20000a1/lines/1", None)
+        .await;
+    assert_eq!(s, 204, "{v}");
+    assert!(!get(&own).contains("changed-pw-31"));
+    // The profile.
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            "/api/v1/phone_profiles/office",
+            Some(json!({"vendor": {"feature.a": "3"}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(get(&own).contains("feature.a=\"3\""));
+    // The model's firmware, the phone's model, the firmware removed.
+    let fw = upload_firmware(&api, "vvx-6.4.0.ld", "6.4.0", "IMAGE").await;
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            "/api/v1/phone_models/polycom/vvx400/firmware",
+            Some(json!({"file_id": fw})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert!(get(&master).contains(&fw), "the firmware's URL names its file");
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            "/api/v1/phones/0004f20000a1",
+            Some(json!({"vendor": "polycom", "model": "vvx500", "profile": "office"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(!get(&master).contains(&fw), "another model: not its firmware");
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            "/api/v1/phones/0004f20000a1",
+            Some(json!({"vendor": "polycom", "model": "vvx400", "profile": "office"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(get(&master).contains(&fw));
+    let (s, _) = api
+        .call(
+            Method::DELETE,
+            "/api/v1/phone_models/polycom/vvx400/firmware",
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    assert!(!get(&master).contains(&fw));
+    // The network lock holds on a cached look-up: another network gets 403.
+    let (s, _) = curl(&["--interface", "127.0.1.9", &own]);
+    assert_eq!(s, 403);
+    // Deleted: its token opens nothing at once.
+    let (s, _) = api
+        .call(Method::DELETE, "/api/v1/phones/0004f20000a1", None)
+        .await;
+    assert_eq!(s, 204);
+    assert_eq!(curl(&[&own]).0, 404);
 }
 
 async fn https_serves_yealink_files(b: Backend) {
