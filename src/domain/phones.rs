@@ -16,6 +16,14 @@
 //!    by every line change) and its profile's revision; Grandstream files are encrypted when
 //!    a password applies. The cache is memory only: files with passwords are never stored.
 //!
+//! The phone found by its token and the revisions keying its files are kept in memory too
+//! ([`PhoneService`]): a cached fetch reads nothing from the database. A cached read is
+//! used while the store's phone generation is unchanged (every write of this process to
+//! phones, lines, profiles, model firmware or network locks bumps it, after committing)
+//! and for at most a second, the bound for changes other nodes sharing the database make.
+//! A phone not yet locked to its network (`phones.lock_to_first_network`) is always read
+//! again, so its locking first fetch is told apart exactly.
+//!
 //! Failed fetches count against the source (step 1); passwords never reach a log: the
 //! fetch log holds the file name, source, User-Agent and status only.
 
