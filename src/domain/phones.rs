@@ -1018,7 +1018,7 @@ pub struct PhoneService {
     by_token: DashMap<String, Looked<PhoneRow>>,
     /// The revisions keying a phone's files (work epoch; profile and model firmware), by
     /// (MAC, profile), as last read.
-    epochs: DashMap<(String, Option<String>), Looked<(i64, i64)>>,
+    epochs: DashMap<EpochKey, Looked<(i64, i64)>>,
     /// Fetches waiting for the background writer.
     pub fetch_log: Arc<FetchLog>,
     failures: Mutex<Failures>,
@@ -1073,6 +1073,9 @@ impl<T> Looked<T> {
         self.generation == store.phone_generation() && self.at.elapsed() < LOOKUP_TTL
     }
 }
+
+/// (MAC, profile): what [`Store::phone_epochs`] is asked.
+type EpochKey = (String, Option<String>);
 
 /// How long a cached look-up stands for the database at most: the bound on how late a
 /// change made on another node is served here (changes made here are served at once).

@@ -706,7 +706,7 @@ session_statements!(diesel::sqlite::Sqlite);
 session_statements!(diesel::pg::Pg);
 
 impl Store {
-    /// [`Store::delete_device_unbumped`], then the phone generation is bumped
+    /// `delete_device_unbumped`, then the phone generation is bumped
     /// ([`Store::phone_generation`]): what phones are served may have changed.
     pub fn delete_device(&self, id: &str) -> Result<bool> {
         let r = self.delete_device_unbumped(id);

@@ -240,7 +240,7 @@ impl Store {
 }
 
 impl Store {
-    /// [`Store::upsert_lines_unbumped`], then the phone generation is bumped
+    /// `upsert_lines_unbumped`, then the phone generation is bumped
     /// ([`Store::phone_generation`]): what phones are served may have changed.
     pub fn upsert_lines(&self, lines: &[NewLine], now: i64) -> Result<Vec<LineRow>> {
         let r = self.upsert_lines_unbumped(lines, now);
@@ -252,7 +252,7 @@ impl Store {
 }
 
 impl Store {
-    /// [`Store::delete_line_unbumped`], then the phone generation is bumped
+    /// `delete_line_unbumped`, then the phone generation is bumped
     /// ([`Store::phone_generation`]): what phones are served may have changed.
     pub fn delete_line(&self, device_id: &str, line: i32) -> Result<bool> {
         let r = self.delete_line_unbumped(device_id, line);

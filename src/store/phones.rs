@@ -309,7 +309,12 @@ impl Store {
 
     /// Create a phone (and its device row), or update it when `update` and it exists.
     /// Returns the row and whether it was created.
-    fn upsert_phone_unbumped(&self, p: &NewPhone, update: bool, now: i64) -> Result<(PhoneRow, bool)> {
+    fn upsert_phone_unbumped(
+        &self,
+        p: &NewPhone,
+        update: bool,
+        now: i64,
+    ) -> Result<(PhoneRow, bool)> {
         let k = self.keyring();
         let sealed_token = k.seal(purpose::PHONE_TOKEN, &p.token)?;
         let hash = token_hash(&p.token);
@@ -1073,7 +1078,7 @@ impl Store {
 }
 
 impl Store {
-    /// [`Store::upsert_phone_unbumped`], then the phone generation is bumped
+    /// `upsert_phone_unbumped`, then the phone generation is bumped
     /// ([`Store::phone_generation`]): what phones are served may have changed.
     pub fn upsert_phone(&self, p: &NewPhone, update: bool, now: i64) -> Result<(PhoneRow, bool)> {
         let r = self.upsert_phone_unbumped(p, update, now);
@@ -1085,7 +1090,7 @@ impl Store {
 }
 
 impl Store {
-    /// [`Store::delete_phone_unbumped`], then the phone generation is bumped
+    /// `delete_phone_unbumped`, then the phone generation is bumped
     /// ([`Store::phone_generation`]): what phones are served may have changed.
     pub fn delete_phone(&self, mac: &str) -> Result<bool> {
         let r = self.delete_phone_unbumped(mac);
@@ -1097,7 +1102,7 @@ impl Store {
 }
 
 impl Store {
-    /// [`Store::put_model_firmware_unbumped`], then the phone generation is bumped
+    /// `put_model_firmware_unbumped`, then the phone generation is bumped
     /// ([`Store::phone_generation`]): what phones are served may have changed.
     pub fn put_model_firmware(&self, r: &ModelFirmwareRow) -> Result<bool> {
         let r = self.put_model_firmware_unbumped(r);
@@ -1109,7 +1114,7 @@ impl Store {
 }
 
 impl Store {
-    /// [`Store::delete_model_firmware_unbumped`], then the phone generation is bumped
+    /// `delete_model_firmware_unbumped`, then the phone generation is bumped
     /// ([`Store::phone_generation`]): what phones are served may have changed.
     pub fn delete_model_firmware(&self, vendor: &str, model: &str) -> Result<bool> {
         let r = self.delete_model_firmware_unbumped(vendor, model);
@@ -1121,9 +1126,14 @@ impl Store {
 }
 
 impl Store {
-    /// [`Store::put_phone_profile_unbumped`], then the phone generation is bumped
+    /// `put_phone_profile_unbumped`, then the phone generation is bumped
     /// ([`Store::phone_generation`]): what phones are served may have changed.
-    pub fn put_phone_profile(&self, name: &str, settings: &str, now: i64) -> Result<(ProfileRow, bool)> {
+    pub fn put_phone_profile(
+        &self,
+        name: &str,
+        settings: &str,
+        now: i64,
+    ) -> Result<(ProfileRow, bool)> {
         let r = self.put_phone_profile_unbumped(name, settings, now);
         if r.is_ok() {
             self.bump_phone_generation();
@@ -1133,7 +1143,7 @@ impl Store {
 }
 
 impl Store {
-    /// [`Store::delete_phone_profile_unbumped`], then the phone generation is bumped
+    /// `delete_phone_profile_unbumped`, then the phone generation is bumped
     /// ([`Store::phone_generation`]): what phones are served may have changed.
     pub fn delete_phone_profile(&self, name: &str) -> Result<bool> {
         let r = self.delete_phone_profile_unbumped(name);
@@ -1145,12 +1155,12 @@ impl Store {
 }
 
 impl Store {
-    /// [`Store::record_phone_fetches_unbumped`], then the phone generation is bumped
-    /// ([`Store::phone_generation`]): what phones are served may have changed.
+    /// `record_phone_fetches_unbumped`, then the phone generation is bumped when a
+    /// phone was locked to its network ([`Store::phone_generation`]).
     pub fn record_phone_fetches(&self, rows: &[NewFetch]) -> Result<usize> {
         let r = self.record_phone_fetches_unbumped(rows);
-        if r.is_ok() {
-            if rows.iter().any(|f| f.lock.is_some()) { self.bump_phone_generation(); }
+        if r.is_ok() && rows.iter().any(|f| f.lock.is_some()) {
+            self.bump_phone_generation();
         }
         r
     }

@@ -894,7 +894,10 @@ async fn cached_lookups_follow_every_change(b: Backend) {
         String::from_utf8(body).unwrap()
     };
     let body = get(&own);
-    assert!(body.contains(SECRET) && body.contains("feature.a=\"1\""), "{body}");
+    assert!(
+        body.contains(SECRET) && body.contains("feature.a=\"1\""),
+        "{body}"
+    );
 
     // Cached: no statement at all for a fetch (the fetch log is written in batches).
     let store = app.store();
@@ -913,8 +916,10 @@ async fn cached_lookups_follow_every_change(b: Backend) {
         .call(
             Method::PUT,
             "/api/v1/phones/0004f20000a1",
-            Some(json!({"vendor": "polycom", "model": "vvx400", "profile": "office",
-                "settings": {"vendor": {"feature.b": "2"}}})),
+            Some(
+                json!({"vendor": "polycom", "model": "vvx400", "profile": "office",
+                "settings": {"vendor": {"feature.b": "2"}}}),
+            ),
         )
         .await;
     assert_eq!(s, 200, "{v}");
@@ -922,7 +927,10 @@ async fn cached_lookups_follow_every_change(b: Backend) {
     // A line changed, then removed.
     add_line(&api, "0004f20000a1", 1, "3101", "changed-pw-31").await;
     let body = get(&own);
-    assert!(body.contains("changed-pw-31") && !body.contains(SECRET), "{body}");
+    assert!(
+        body.contains("changed-pw-31") && !body.contains(SECRET),
+        "{body}"
+    );
     let (s, v) = api
         .call(Method::DELETE, "/api/v1/phones/0004f20000a1/lines/1", None)
         .await;
@@ -948,7 +956,10 @@ async fn cached_lookups_follow_every_change(b: Backend) {
         )
         .await;
     assert_eq!(s, 201, "{v}");
-    assert!(get(&master).contains(&fw), "the firmware's URL names its file");
+    assert!(
+        get(&master).contains(&fw),
+        "the firmware's URL names its file"
+    );
     let (s, v) = api
         .call(
             Method::PUT,
@@ -957,7 +968,10 @@ async fn cached_lookups_follow_every_change(b: Backend) {
         )
         .await;
     assert_eq!(s, 200, "{v}");
-    assert!(!get(&master).contains(&fw), "another model: not its firmware");
+    assert!(
+        !get(&master).contains(&fw),
+        "another model: not its firmware"
+    );
     let (s, v) = api
         .call(
             Method::PUT,
