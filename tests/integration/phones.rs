@@ -2217,6 +2217,18 @@ async fn model_firmware_goes_into_phone_files(b: Backend) {
     let v2 = frame_value(&text2, "VERSION").unwrap();
     assert_ne!(v1, v2);
     assert_eq!(v2, "1601270800", "a day after T0");
+    // The model's firmware cannot be deleted from the store; the file it replaced can.
+    let (s, v) = api
+        .call(Method::DELETE, &format!("/api/v1/files/{fw2}"), None)
+        .await;
+    assert_eq!(s, 409, "{v}");
+    assert!(v.to_string().contains("gigaset n510"), "{v}");
+    let (s, got) = curl(&[&frame_value(&text2, "S_FIRMWARE_URL").unwrap()]);
+    assert_eq!((s, got), (200, b"GIGASET-N510-IMAGE-2".to_vec()));
+    let (s, v) = api
+        .call(Method::DELETE, &format!("/api/v1/files/{fw}"), None)
+        .await;
+    assert!((200..300).contains(&s), "{s} {v}");
 
     // A Polycom model: the master names the firmware URL.
     let pfw = upload_firmware(&api, "sip.ld", "6.4.0.1", "POLYCOM-UC-IMAGE").await;
