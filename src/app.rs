@@ -127,12 +127,17 @@ pub fn start(
         None => None,
     };
     let stun_addr = stun_socket.as_ref().and_then(|s| s.local_addr().ok());
+    let phone_cas: Vec<&std::path::Path> = config
+        .phones
+        .client_ca
+        .iter()
+        .map(|p| p.as_path())
+        .collect();
+    let client_cas =
+        crate::http::tls::ClientCas::load(config.cwmp.tls_client_ca.as_deref(), &phone_cas)?
+            .map(Arc::new);
     let cwmp_tls = match (&config.cwmp.tls_cert, &config.cwmp.tls_key) {
-        (Some(c), Some(k)) => Some(crate::http::tls::server_config(
-            c,
-            k,
-            config.cwmp.tls_client_ca.as_deref(),
-        )?),
+        (Some(c), Some(k)) => Some(crate::http::tls::server_config(c, k, client_cas.clone())?),
         _ => None,
     };
     let api_tls = match (&config.api.tls_cert, &config.api.tls_key) {
@@ -217,6 +222,7 @@ pub fn start(
                     cwmp_listener,
                     api_listener,
                     cwmp_tls,
+                    client_cas,
                     api_tls,
                 )?;
                 let handles: Vec<_> = servers.iter().map(|s| s.handle()).collect();

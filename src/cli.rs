@@ -707,6 +707,9 @@ fn phone(cli: &Cli, cmd: &PhoneCmd) -> anyhow::Result<()> {
             if let Some(d) = &u.digest_url {
                 println!("# with its HTTP Digest credentials instead of the token: {d}");
             }
+            if let Some(c) = &u.cert_url {
+                println!("# with its factory client certificate instead of the token: {c}");
+            }
         }
         PhoneCmd::Activate { mac } => {
             let c =

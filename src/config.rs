@@ -352,6 +352,9 @@ pub struct PhonesConfig {
     pub fetch_log_buffer: usize,
     pub fetch_log_flush_ms: u64,
     pub gigaset_provider_id: Option<String>,
+    /// PEM CA bundles whose certificates identify phones on `/prov/cert/` (HTTPS on the
+    /// CWMP listener), by the MAC their subject names.
+    pub client_ca: Vec<PathBuf>,
 }
 
 impl Default for PhonesConfig {
@@ -370,6 +373,7 @@ impl Default for PhonesConfig {
             fetch_log_buffer: 10_000,
             fetch_log_flush_ms: 1000,
             gigaset_provider_id: None,
+            client_ca: Vec::new(),
         }
     }
 }
@@ -574,6 +578,7 @@ pub const KEYS: &[KeyDoc] = &[
     k!("phones", "activation_window_secs", Some("900"), None, false, "After its first use, how long an activation code keeps working for the address that used it\n(the phone fetching its remaining files); afterwards it is refused like a wrong code."),
     k!("phones", "fetch_log_buffer", Some("10000"), None, false, "Fetches held in memory until the fetch log is written; when the database falls this far behind,\nfurther entries are dropped (counted in ferroacs_phone_fetch_log_dropped_total) and files are still served."),
     k!("phones", "fetch_log_flush_ms", Some("1000"), None, false, "How often waiting fetches are written to the fetch log (sooner when 500 are waiting; all of them\nat a clean shutdown, and before the API or console shows a phone)."),
+    k!("phones", "client_ca", Some("[]"), Some("[\"/etc/ferroacs/polycom-ca.pem\", \"/etc/ferroacs/yealink-ca.pem\"]"), false, "PEM CA bundles of phones' factory certificates (needs cwmp.tls_cert): a phone presenting a certificate signed\nby one of them fetches /prov/cert/<file> as the phone whose MAC its subject names. Trusted for phones only:\nnever as a CPE's certificate (cwmp.tls_client_ca), and CPE certificates never open phone files."),
     k!("phones", "gigaset_provider_id", None, Some("\"ferroacs\""), false, "Provider id of Gigaset activation codes (<provider id>#<code>[#<Digest password>], at most 32 characters):\n1 to 12 letters and digits; unset = Gigaset codes are not issued or accepted (the 12-digit codes still work)."),
     k!("tftp", "listen", None, Some("\"0.0.0.0:69\""), false, "UDP address of the TFTP server for phones (RFC 1350 with blksize/tsize/timeout options); unset = off."),
     k!("tftp", "allow_networks", Some("\"127.0.0.0/8, ::1/128, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7\""), None, false, "Source networks the TFTP server answers (TFTP has no authentication: files are found by MAC)."),
@@ -863,6 +868,15 @@ impl Config {
         }
         if let Some(p) = &self.cwmp.tls_client_ca {
             check_readable("cwmp.tls_client_ca", p)?;
+        }
+        if !self.phones.client_ca.is_empty() && self.cwmp.tls_cert.is_none() {
+            return Err(invalid(
+                "phones.client_ca",
+                "phone client certificates need TLS: set cwmp.tls_cert and cwmp.tls_key too",
+            ));
+        }
+        for p in &self.phones.client_ca {
+            check_readable("phones.client_ca", p)?;
         }
         if self.cwmp.realm.is_empty() || self.cwmp.realm.contains('"') {
             return Err(invalid(

@@ -60,6 +60,8 @@ pub struct CpeAuthenticator {
     pub(crate) mode: CpeAuth,
     pub(crate) realm: String,
     pub(crate) allow_basic: bool,
+    /// `cwmp.tls_client_ca` is set: a CPE must present a certificate of that CA.
+    pub(crate) require_client_cert: bool,
     pub(crate) issuer: NonceIssuer,
     pub(crate) counts: Mutex<NonceCounts>,
     pub(crate) limiter: Mutex<FailureLimiter>,

@@ -16,6 +16,14 @@
 //!    by every line change) and its profile's revision; Grandstream files are encrypted when
 //!    a password applies. The cache is memory only: files with passwords are never stored.
 //!
+//! The phone found by its token and the revisions keying its files are kept in memory too
+//! ([`PhoneService`]): a cached fetch reads nothing from the database. A cached read is
+//! used while the store's phone generation is unchanged (every write of this process to
+//! phones, lines, profiles, model firmware or network locks bumps it, after committing)
+//! and for at most a second, the bound for changes other nodes sharing the database make.
+//! A phone not yet locked to its network (`phones.lock_to_first_network`) is always read
+//! again, so its locking first fetch is told apart exactly.
+//!
 //! Failed fetches count against the source (step 1); passwords never reach a log: the
 //! fetch log holds the file name, source, User-Agent and status only.
 
@@ -167,6 +175,11 @@ pub struct FetchView {
     pub status: i32,
     /// The firmware version the phone reported with this fetch.
     pub firmware: Option<String>,
+    /// The phone it concerned (null: the request named no phone ferroacs knows).
+    pub mac: Option<String>,
+    /// Bytes delivered (the file's size; for a TFTP transfer the bytes the phone
+    /// acknowledged); null when nothing was served.
+    pub bytes: Option<i64>,
 }
 
 impl From<&FetchRow> for FetchView {
@@ -179,6 +192,8 @@ impl From<&FetchRow> for FetchView {
             user_agent: r.user_agent.clone(),
             status: r.status,
             firmware: r.firmware.clone(),
+            mac: r.mac.clone(),
+            bytes: r.bytes,
         }
     }
 }
@@ -455,6 +470,20 @@ pub async fn fetches(store: &Store, mac: Mac, limit: i64) -> Result<Vec<FetchVie
     Ok(rows.iter().map(FetchView::from).collect())
 }
 
+/// The fetch log of one source address, newest first: every phone's fetches from it and
+/// those that named no phone (unknown names, firmware over TFTP without a token).
+pub async fn fetches_from(store: &Store, source: &str, limit: i64) -> Result<Vec<FetchView>> {
+    let ip: IpAddr = source
+        .trim()
+        .parse()
+        .map_err(|_| Error::invalid("source", format!("{source:?} is not an IP address")))?;
+    let src = ip.to_string();
+    let rows = store
+        .run(move |s| s.phone_fetches_from(&src, limit))
+        .await?;
+    Ok(rows.iter().map(FetchView::from).collect())
+}
+
 /// The base URL phones reach the CWMP listener at: `phones.public_url`, else
 /// `files.public_url`, else the listener's own address.
 pub fn public_base(cfg: &Config, svc: &PhoneService) -> String {
@@ -492,6 +521,9 @@ pub struct PhoneUrls {
     pub tftp: Option<String>,
     /// The URL without a secret, for phones set up with their HTTP Digest credentials.
     pub digest_url: Option<String>,
+    /// The URL without a secret for phones presenting their factory client certificate
+    /// (when `phones.client_ca` is set).
+    pub cert_url: Option<String>,
 }
 
 pub async fn urls(store: &Store, cfg: &Config, svc: &PhoneService, mac: Mac) -> Result<PhoneUrls> {
@@ -543,6 +575,8 @@ pub async fn urls(store: &Store, cfg: &Config, svc: &PhoneService, mac: Mac) -> 
             .digest_user
             .is_some()
             .then(|| format!("{}{PREFIX}/{DIGEST_SEGMENT}", public_base(cfg, svc))),
+        cert_url: (!cfg.phones.client_ca.is_empty())
+            .then(|| format!("{}{PREFIX}/{CERT_SEGMENT}", public_base(cfg, svc))),
     })
 }
 
@@ -980,6 +1014,11 @@ struct Failures {
 /// Digest nonces and the fetch log waiting to be written.
 pub struct PhoneService {
     cache: DashMap<(String, String), (CacheKey, Arc<Rendered>)>,
+    /// Phones by their token, as last read (see [`Looked`]).
+    by_token: DashMap<String, Looked<PhoneRow>>,
+    /// The revisions keying a phone's files (work epoch; profile and model firmware), by
+    /// (MAC, profile), as last read.
+    epochs: DashMap<EpochKey, Looked<(i64, i64)>>,
     /// Fetches waiting for the background writer.
     pub fetch_log: Arc<FetchLog>,
     failures: Mutex<Failures>,
@@ -1020,6 +1059,28 @@ struct CacheKey {
     base_url: String,
 }
 
+/// A database read kept in memory: used while this process made no change to what phones
+/// are served ([`Store::phone_generation`] unchanged since it was read) and for at most
+/// [`LOOKUP_TTL`] (changes other nodes sharing the database make are seen within it).
+struct Looked<T> {
+    value: T,
+    generation: u64,
+    at: std::time::Instant,
+}
+
+impl<T> Looked<T> {
+    fn current(&self, store: &Store) -> bool {
+        self.generation == store.phone_generation() && self.at.elapsed() < LOOKUP_TTL
+    }
+}
+
+/// (MAC, profile): what [`Store::phone_epochs`] is asked.
+type EpochKey = (String, Option<String>);
+
+/// How long a cached look-up stands for the database at most: the bound on how late a
+/// change made on another node is served here (changes made here are served at once).
+const LOOKUP_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Fetches held for the fetch log when the config does not say.
 const DEFAULT_FETCH_LOG_BUFFER: usize = 10_000;
 
@@ -1032,6 +1093,8 @@ impl PhoneService {
     pub fn new(cwmp_addr: Option<std::net::SocketAddr>, nonce_secret: [u8; 32]) -> PhoneService {
         PhoneService {
             cache: DashMap::new(),
+            by_token: DashMap::new(),
+            epochs: DashMap::new(),
             fetch_log: Arc::new(FetchLog::new(DEFAULT_FETCH_LOG_BUFFER)),
             failures: Mutex::new(Failures::default()),
             cwmp_addr,
@@ -1082,11 +1145,85 @@ impl PhoneService {
     /// Forget what is cached for a phone (it was changed or deleted).
     pub fn invalidate(&self, mac: &str) {
         self.cache.retain(|(m, _), _| m != mac);
+        self.by_token.retain(|_, l| l.value.mac != mac);
+        self.epochs.retain(|(m, _), _| m != mac);
     }
 
     /// Forget every cached file (after a bulk change).
     pub fn invalidate_all(&self) {
         self.cache.clear();
+        self.by_token.clear();
+        self.epochs.clear();
+    }
+
+    /// The phone whose token this is: from memory while current ([`Looked`]), else from
+    /// the database. With `locking` (`phones.lock_to_first_network`) a phone not locked yet
+    /// is always read again, so its first fetch, which locks it, is told apart exactly.
+    async fn phone_by_token(
+        &self,
+        store: &Store,
+        token: &str,
+        locking: bool,
+    ) -> Result<Option<PhoneRow>> {
+        if let Some(l) = self.by_token.get(token) {
+            if l.current(store) && !(locking && l.value.lock_network.is_none()) {
+                return Ok(Some(l.value.clone()));
+            }
+        }
+        // The generation first: a change committed after it makes this read stale.
+        let generation = store.phone_generation();
+        let t = token.to_string();
+        let row = store.run(move |s| s.phone_by_token(&t)).await?;
+        match &row {
+            Some(r) => {
+                if self.by_token.len() >= CACHE_MAX {
+                    self.by_token.clear();
+                }
+                self.by_token.insert(
+                    token.to_string(),
+                    Looked {
+                        value: r.clone(),
+                        generation,
+                        at: std::time::Instant::now(),
+                    },
+                );
+            }
+            None => {
+                self.by_token.remove(token);
+            }
+        }
+        Ok(row)
+    }
+
+    /// The revisions keying a phone's files ([`Store::phone_epochs`]), from memory while
+    /// current ([`Looked`]).
+    async fn phone_epochs(
+        &self,
+        store: &Store,
+        mac: &str,
+        profile: Option<&str>,
+    ) -> Result<(i64, i64)> {
+        let key = (mac.to_string(), profile.map(str::to_string));
+        if let Some(l) = self.epochs.get(&key) {
+            if l.current(store) {
+                return Ok(l.value);
+            }
+        }
+        let generation = store.phone_generation();
+        let (m, p) = key.clone();
+        let value = store.run(move |s| s.phone_epochs(&m, p.as_deref())).await?;
+        if self.epochs.len() >= CACHE_MAX {
+            self.epochs.clear();
+        }
+        self.epochs.insert(
+            key,
+            Looked {
+                value,
+                generation,
+                at: std::time::Instant::now(),
+            },
+        );
+        Ok(value)
     }
 
     /// Cached files (for metrics and tests).
@@ -1109,7 +1246,24 @@ pub enum Access {
     },
     /// TFTP from an allowed network (no secret: files are found by MAC).
     Network,
+    /// `/prov/cert/…`: the phone's TLS client certificate, verified by the TLS layer
+    /// against `phones.client_ca` (never `cwmp.tls_client_ca`).
+    Certificate(CertIdentity),
 }
+
+/// What the connection's client certificate says about the phone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertIdentity {
+    /// No certificate of `phones.client_ca` (none, a CPE's, or plain HTTP).
+    Missing,
+    /// A phone certificate that names no single MAC (the reason, for the log).
+    NoMac(String),
+    /// The MAC the phone certificate names.
+    Mac(Mac),
+}
+
+/// The path segment after `/prov/` that asks for the phone's client certificate.
+pub const CERT_SEGMENT: &str = "cert";
 
 /// A file request, whatever the transport.
 #[derive(Debug, Clone)]
@@ -1143,6 +1297,8 @@ pub enum Fetched {
     Unauthorized {
         stale: bool,
     },
+    /// `/prov/cert/` without a phone certificate that names a MAC: 403.
+    CertificateRequired,
 }
 
 impl Fetched {
@@ -1151,7 +1307,7 @@ impl Fetched {
             Fetched::File(_) | Fetched::Upload(_) => 200,
             Fetched::BadName(_) => 400,
             Fetched::NotFound => 404,
-            Fetched::Forbidden => 403,
+            Fetched::Forbidden | Fetched::CertificateRequired => 403,
             Fetched::TooManyFailures => 429,
             Fetched::Unauthorized { .. } => 401,
         }
@@ -1251,6 +1407,11 @@ pub async fn fetch(
         served,
         at: req.now,
         lock,
+        bytes: match &result {
+            Fetched::File(f) => i64::try_from(f.bytes.len()).ok(),
+            Fetched::Upload(d) => i64::try_from(d.len()).ok(),
+            _ => None,
+        },
     };
     if fetch.lock.is_some() {
         store.run(move |s| s.record_phone_fetch(&fetch)).await?;
@@ -1305,6 +1466,30 @@ async fn find_phone(
     };
     let site = match &req.access {
         Access::Network => true,
+        Access::Certificate(id) => {
+            let mac = match id {
+                CertIdentity::Mac(m) => *m,
+                CertIdentity::Missing => return Ok(Found::Refused(Fetched::CertificateRequired)),
+                CertIdentity::NoMac(why) => {
+                    tracing::warn!(source = %req.source, reason = %why, "phone certificate refused");
+                    return Ok(Found::Refused(Fetched::CertificateRequired));
+                }
+            };
+            if let Some(phone) = by_mac(mac).await? {
+                return Ok(own(phone));
+            }
+            // An unknown phone: the file must be its own before it may register.
+            if let Some(other) = named.filter(|n| *n != mac) {
+                tracing::warn!(
+                    phone = %mac.lower(),
+                    presented_mac = %other,
+                    source = %req.source,
+                    "another MAC presented this phone's credentials: refused (a phone is bound to its MAC)"
+                );
+                return Ok(Found::Refused(Fetched::NotFound));
+            }
+            return register(store, cfg, svc, req, file, mac).await;
+        }
         Access::Digest { auth, method, uri } => {
             return digest_phone(store, svc, req.now, auth.as_deref(), method, uri)
                 .await
@@ -1314,8 +1499,10 @@ async fn find_phone(
                 });
         }
         Access::Token(t) => {
-            let t2 = t.clone();
-            if let Some(phone) = store.run(move |s| s.phone_by_token(&t2)).await? {
+            if let Some(phone) = svc
+                .phone_by_token(store, t, cfg.phones.lock_to_first_network)
+                .await?
+            {
                 return Ok(own(phone));
             }
             if is_activation_code(t) {
@@ -1344,6 +1531,23 @@ async fn find_phone(
     if let Some(p) = by_mac(mac).await? {
         return Ok(Found::Phone(Box::new(p)));
     }
+    register(store, cfg, svc, req, file, mac).await
+}
+
+/// A phone ferroacs does not know: registered when `phones.unknown_phones = "accept"` (the
+/// vendor from the file name, else the User-Agent), else refused.
+async fn register(
+    store: &Store,
+    cfg: &Config,
+    svc: &PhoneService,
+    req: &FetchRequest,
+    file: &FileRequest,
+    mac: Mac,
+) -> Result<Found> {
+    let by_mac = |mac: Mac| async move {
+        let m = mac.lower();
+        store.run(move |s| s.get_phone(&m)).await
+    };
     if cfg.phones.unknown_phones == UnknownDevices::Reject {
         return Ok(Found::Refused(Fetched::NotFound));
     }
@@ -1675,9 +1879,8 @@ async fn serve(
             false,
         ));
     }
-    let (m, prof) = (phone.mac.clone(), phone.profile.clone());
-    let (epoch, profile_rev) = store
-        .run(move |s| s.phone_epochs(&m, prof.as_deref()))
+    let (epoch, profile_rev) = svc
+        .phone_epochs(store, &phone.mac, phone.profile.as_deref())
         .await?;
     let key = CacheKey {
         phone_revision: phone.revision,
@@ -1879,8 +2082,9 @@ pub struct Uploaded {
     pub stale: bool,
 }
 
-/// Accept a file a phone uploads (Polycom overrides and logs), under its own token or its
-/// own HTTP Digest credentials (`/prov/auth/`), for its own MAC only. `body` is `None`
+/// Accept a file a phone uploads (Polycom overrides and logs), under its own token, its
+/// own HTTP Digest credentials (`/prov/auth/`) or its client certificate (`/prov/cert/`;
+/// 403 without one), for its own MAC only. `body` is `None`
 /// when it was larger than `phones.max_upload_bytes`. Statuses: 201 stored, 400 bad
 /// name, 401 Digest credentials missing (a challenge, not a failure) or wrong, 404 refused
 /// (unknown token, another phone's MAC), 405 not an upload, 413 too large, 429 too many
@@ -1923,6 +2127,11 @@ pub async fn upload(
                         Found::Refused(_) | Found::NoPhone => Err(401),
                     }
                 }
+                Access::Certificate(CertIdentity::Mac(cm)) => {
+                    let m = cm.lower();
+                    store.run(move |s| s.get_phone(&m)).await?.ok_or(404)
+                }
+                Access::Certificate(_) => Err(403),
                 Access::Network => Err(404),
             };
             match phone {
@@ -1955,7 +2164,7 @@ pub async fn upload(
         // A client's first request carries no credentials: nothing to count or log.
         return Ok(Uploaded { status, stale });
     }
-    if matches!(status, 400 | 401 | 404) {
+    if matches!(status, 400 | 401 | 403 | 404) {
         svc.fail(req.source, req.now);
         tracing::warn!(
             source = %req.source,
@@ -1976,6 +2185,9 @@ pub async fn upload(
         served: false,
         at: req.now,
         lock: None,
+        bytes: (status == 201)
+            .then(|| body.and_then(|b| i64::try_from(b.len()).ok()))
+            .flatten(),
     });
     Ok(Uploaded { status, stale })
 }
@@ -1987,6 +2199,37 @@ pub struct TftpFirmware {
     pub file: crate::store::files::FileRow,
     /// The model it is the firmware of (`vendor/model`), or `allow-list`.
     pub reason: String,
+    /// The phone whose token the name came through (its MAC), if any.
+    pub phone: Option<String>,
+}
+
+/// Record a firmware transfer over TFTP in the fetch log like any fetch: the phone when
+/// the name came through its token (a served transfer then counts as its last fetch),
+/// else only the source address; `status` 200 (complete), 408 (the phone stopped
+/// answering), 400 (it ended the transfer) or 500 (the store could not read the file);
+/// `bytes` the phone acknowledged.
+pub fn record_tftp_firmware(
+    svc: &PhoneService,
+    fw: &TftpFirmware,
+    file: &str,
+    source: IpAddr,
+    status: u16,
+    bytes: u64,
+    at: i64,
+) {
+    svc.fetch_log.push(NewFetch {
+        mac: fw.phone.clone(),
+        file: loggable(file, 128),
+        source: source.to_string(),
+        protocol: "tftp",
+        user_agent: String::new(),
+        status: i32::from(status),
+        firmware: None,
+        served: status == 200,
+        at,
+        lock: None,
+        bytes: i64::try_from(bytes).ok(),
+    });
 }
 
 /// Whether `name`, asked for over TFTP, is a firmware file TFTP serves: a file of the store
@@ -2017,7 +2260,7 @@ pub async fn tftp_firmware(
     let token = match access {
         Access::Token(t) => Some(t.clone()),
         Access::Network => None,
-        Access::Digest { .. } => return Ok(None),
+        Access::Digest { .. } | Access::Certificate(_) => return Ok(None),
     };
     let n = name.to_string();
     store
@@ -2025,11 +2268,12 @@ pub async fn tftp_firmware(
             // Through a token, only the firmware of that phone's model.
             let only = match token {
                 Some(t) => match s.phone_by_token(&t)? {
-                    Some(p) => Some((p.vendor, p.model)),
+                    Some(p) => Some((p.vendor, p.model, p.mac)),
                     None => return Ok(None),
                 },
                 None => None,
             };
+            let phone = only.as_ref().map(|(_, _, mac)| mac.clone());
             let files = s.files_named(&n)?;
             if files.is_empty() {
                 return Ok(None);
@@ -2037,7 +2281,7 @@ pub async fn tftp_firmware(
             for m in s.list_model_firmware()? {
                 if only
                     .as_ref()
-                    .is_some_and(|(v, model)| *v != m.vendor || *model != m.model)
+                    .is_some_and(|(v, model, _)| *v != m.vendor || *model != m.model)
                 {
                     continue;
                 }
@@ -2045,12 +2289,14 @@ pub async fn tftp_firmware(
                     return Ok(Some(TftpFirmware {
                         file: f.clone(),
                         reason: format!("{}/{}", m.vendor, m.model),
+                        phone,
                     }));
                 }
             }
             Ok(allowed.then(|| TftpFirmware {
                 file: files[0].clone(),
                 reason: "allow-list".into(),
+                phone,
             }))
         })
         .await

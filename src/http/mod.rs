@@ -28,6 +28,7 @@ pub fn build_servers(
     cwmp_listener: TcpListener,
     api_listener: TcpListener,
     cwmp_tls: Option<rustls::ServerConfig>,
+    client_cas: Option<Arc<tls::ClientCas>>,
     api_tls: Option<rustls::ServerConfig>,
 ) -> anyhow::Result<Vec<actix_web::dev::Server>> {
     let data = web::Data::from(state.clone());
@@ -55,7 +56,7 @@ pub fn build_servers(
         let st = state.clone();
         move |conn, ext| {
             limits::on_connect(&cwmp_limits, conn, ext);
-            cwmp::on_connect(&st, conn, ext)
+            cwmp::on_connect(&st, client_cas.as_deref(), conn, ext)
         }
     })
     .keep_alive(Duration::from_secs(

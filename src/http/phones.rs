@@ -1,17 +1,19 @@
 //! The provisioning server for phones, on the CWMP listener under `/prov/`:
 //! `GET`/`HEAD /prov/{token}/{file}` serves a phone's file (the token is the phone's own
 //! secret, a one-time activation code, or the site token of `phones.site_token`; the
-//! literal `auth` asks for the phone's HTTP Digest credentials instead), `PUT /prov/{token}/{file}`
-//! (or `/prov/auth/{file}` with Digest) takes the override and log files Polycom phones
-//! upload (size-capped, stored with the phone, only for the phone's own MAC). What
-//! is served and refused is decided in `domain::phones`; this module moves bytes.
+//! literal `auth` asks for the phone's HTTP Digest credentials instead, and `cert` for the
+//! phone's TLS client certificate, classified per connection in `http::cwmp::on_connect`),
+//! `PUT /prov/{token}/{file}` (or `/prov/auth/{file}`, `/prov/cert/{file}`) takes the
+//! override and log files Polycom phones upload (size-capped, stored with the phone, only
+//! for the phone's own MAC). What is served and refused is decided in `domain::phones`;
+//! this module moves bytes.
 //! Responses carry `Cache-Control: no-store`: files with passwords must not sit in proxies.
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 
-use crate::domain::phones::{self, Access, FetchRequest, Fetched};
+use crate::domain::phones::{self, Access, CertIdentity, FetchRequest, Fetched};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -19,6 +21,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/prov/{token}/{file}", web::head().to(get))
         .route("/prov/{token}/{file}", web::put().to(put));
 }
+
+/// The answer on `/prov/cert/` without a phone certificate that names a MAC.
+const CERT_REQUIRED: &str =
+    "this URL needs the phone's client certificate (HTTPS, signed by a CA of \
+     phones.client_ca, naming the phone's MAC)";
 
 fn plain(status: StatusCode, msg: &str) -> HttpResponse {
     HttpResponse::build(status)
@@ -53,6 +60,14 @@ fn request(state: &AppState, req: &HttpRequest, token: &str, file: &str) -> Fetc
             method: req.method().as_str().to_string(),
             uri: req.uri().to_string(),
         }
+    } else if token == phones::CERT_SEGMENT {
+        use crate::http::tls::ClientCert;
+        let id = match req.conn_data::<ClientCert>() {
+            Some(ClientCert::Phone(Ok(mac))) => CertIdentity::Mac(*mac),
+            Some(ClientCert::Phone(Err(e))) => CertIdentity::NoMac(e.to_string()),
+            _ => CertIdentity::Missing,
+        };
+        Access::Certificate(id)
     } else {
         Access::Token(token.to_string())
     };
@@ -114,6 +129,7 @@ async fn get(
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .content_type("text/plain; charset=utf-8")
             .body("this URL needs the phone's HTTP Digest credentials\n"),
+        Fetched::CertificateRequired => plain(StatusCode::FORBIDDEN, CERT_REQUIRED),
         Fetched::TooManyFailures => HttpResponse::TooManyRequests()
             .insert_header((header::RETRY_AFTER, "60"))
             .content_type("text/plain; charset=utf-8")
@@ -177,6 +193,7 @@ async fn put(
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .content_type("text/plain; charset=utf-8")
             .body("this URL needs the phone's HTTP Digest credentials\n"),
+        403 => plain(StatusCode::FORBIDDEN, CERT_REQUIRED),
         405 => plain(
             StatusCode::METHOD_NOT_ALLOWED,
             "phones upload only their override and log files",

@@ -16,6 +16,7 @@
 //!
 //! [`files::parse`] maps a requested file name to what it is; [`render`] produces it.
 
+pub mod cert;
 pub mod cisco;
 pub mod files;
 pub mod gigaset;

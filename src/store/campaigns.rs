@@ -773,7 +773,7 @@ impl Store {
     /// phone's new settings (its revision bumped, so its next fetch gets files naming the
     /// firmware) in one transaction — only if its settings did not change meanwhile, else
     /// the member stays pending for the next tick. Returns the started device ids.
-    pub fn start_phone_members(
+    fn start_phone_members_unbumped(
         &self,
         campaign: i64,
         batch: &[(String, String, String)],
@@ -1166,5 +1166,22 @@ impl Store {
                 .first(c)
                 .optional()?)
         })
+    }
+}
+
+impl Store {
+    /// `start_phone_members_unbumped`, then the phone generation is bumped
+    /// ([`Store::phone_generation`]): what phones are served may have changed.
+    pub fn start_phone_members(
+        &self,
+        campaign: i64,
+        batch: &[(String, String, String)],
+        now: i64,
+    ) -> Result<Vec<String>> {
+        let r = self.start_phone_members_unbumped(campaign, batch, now);
+        if r.is_ok() {
+            self.bump_phone_generation();
+        }
+        r
     }
 }

@@ -389,7 +389,7 @@ impl Store {
     }
 
     /// Delete a device and everything attached to it. Returns whether it existed.
-    pub fn delete_device(&self, id: &str) -> Result<bool> {
+    fn delete_device_unbumped(&self, id: &str) -> Result<bool> {
         use devices::dsl as d;
         with_conn!(self, |c| {
             Ok(diesel::delete(d::devices.filter(d::id.eq(id))).execute(c)? == 1)
@@ -801,3 +801,15 @@ macro_rules! session_statements {
 
 session_statements!(diesel::sqlite::Sqlite);
 session_statements!(diesel::pg::Pg);
+
+impl Store {
+    /// `delete_device_unbumped`, then the phone generation is bumped
+    /// ([`Store::phone_generation`]): what phones are served may have changed.
+    pub fn delete_device(&self, id: &str) -> Result<bool> {
+        let r = self.delete_device_unbumped(id);
+        if r.is_ok() {
+            self.bump_phone_generation();
+        }
+        r
+    }
+}

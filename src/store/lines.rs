@@ -80,7 +80,7 @@ pub struct LineUpdate {
 impl Store {
     /// Create or replace the lines, each in its device's slot, and mark the devices as having
     /// new work; all or nothing. A replaced line gets the next revision and is pushed again.
-    pub fn upsert_lines(&self, lines: &[NewLine], now: i64) -> Result<Vec<LineRow>> {
+    fn upsert_lines_unbumped(&self, lines: &[NewLine], now: i64) -> Result<Vec<LineRow>> {
         // Passwords are sealed at rest.
         let keyring = self.keyring();
         let lines = lines
@@ -179,16 +179,28 @@ impl Store {
         })
     }
 
-    /// Forget a line. Returns whether it existed. The device keeps its configuration.
-    pub fn delete_line(&self, device_id: &str, line: i32) -> Result<bool> {
+    /// Forget a line (and mark the device as having new work). Returns whether it existed.
+    /// The device keeps its configuration.
+    fn delete_line_unbumped(&self, device_id: &str, line: i32) -> Result<bool> {
         with_conn!(self, |c| {
-            Ok(diesel::delete(
-                l::voip_lines
-                    .filter(l::device_id.eq(device_id))
-                    .filter(l::line.eq(line)),
-            )
-            .execute(c)?
-                == 1)
+            c.write_txn(|c| {
+                let gone = diesel::delete(
+                    l::voip_lines
+                        .filter(l::device_id.eq(device_id))
+                        .filter(l::line.eq(line)),
+                )
+                .execute(c)?
+                    == 1;
+                // A phone's files are keyed by its device's work epoch: a removed account
+                // is a change like a replaced one. (A gateway keeps its configuration:
+                // nothing to push.)
+                if gone && device_id.starts_with("phone:") {
+                    diesel::update(devices::table.filter(devices::id.eq(device_id)))
+                        .set(devices::work_epoch.eq(devices::work_epoch + 1))
+                        .execute(c)?;
+                }
+                Ok(gone)
+            })
         })
     }
 
@@ -224,5 +236,29 @@ impl Store {
             }
             Ok(out)
         })
+    }
+}
+
+impl Store {
+    /// `upsert_lines_unbumped`, then the phone generation is bumped
+    /// ([`Store::phone_generation`]): what phones are served may have changed.
+    pub fn upsert_lines(&self, lines: &[NewLine], now: i64) -> Result<Vec<LineRow>> {
+        let r = self.upsert_lines_unbumped(lines, now);
+        if r.is_ok() {
+            self.bump_phone_generation();
+        }
+        r
+    }
+}
+
+impl Store {
+    /// `delete_line_unbumped`, then the phone generation is bumped
+    /// ([`Store::phone_generation`]): what phones are served may have changed.
+    pub fn delete_line(&self, device_id: &str, line: i32) -> Result<bool> {
+        let r = self.delete_line_unbumped(device_id, line);
+        if r.is_ok() {
+            self.bump_phone_generation();
+        }
+        r
     }
 }

@@ -67,6 +67,10 @@ pub struct Store {
     keyring: Arc<std::sync::RwLock<Arc<crate::secrets::Keyring>>>,
     /// The queue of [`Store::run_short`] (SQLite only).
     combiner: Option<Arc<combine::Combiner>>,
+    /// Bumped after every write of this process that can change what a phone is served
+    /// (its row, its lines, its profile, its model's firmware, its network lock): caches
+    /// of those reads compare it ([`Store::phone_generation`]).
+    phone_generation: Arc<AtomicU64>,
 }
 
 /// Counts the statements every pooled connection executes (for `/metrics` and for tests
@@ -254,9 +258,24 @@ impl Store {
             statements,
             keyring: Default::default(),
             combiner,
+            phone_generation: Arc::new(AtomicU64::new(0)),
         };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// The generation of what phones are served from: it changes (after the write
+    /// committed) with every write of this process to phones, their lines, profiles, model
+    /// firmware or network locks. Read it before reading those, and a cached read is
+    /// current while it is unchanged. Writes by other processes sharing the database are
+    /// not counted: caches bound their age for those.
+    pub fn phone_generation(&self) -> u64 {
+        self.phone_generation.load(Ordering::Acquire)
+    }
+
+    /// Count a write that can change what a phone is served (after it committed).
+    pub(crate) fn bump_phone_generation(&self) {
+        self.phone_generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Use `keyring` to seal and open secrets at rest (every clone of this store sees it).

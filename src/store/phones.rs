@@ -63,6 +63,7 @@ diesel::table! {
         status -> Integer,
         at -> BigInt,
         firmware -> Nullable<Text>,
+        bytes -> Nullable<BigInt>,
     }
 }
 
@@ -187,6 +188,8 @@ pub struct FetchRow {
     pub status: i32,
     pub at: i64,
     pub firmware: Option<String>,
+    /// Bytes delivered (null when nothing was served).
+    pub bytes: Option<i64>,
 }
 
 /// A phone to create, or the new values of one (`None` = leave alone on update).
@@ -234,6 +237,8 @@ pub struct NewFetch {
     pub at: i64,
     /// A served fetch that locks the phone to this network (when none is set yet).
     pub lock: Option<String>,
+    /// Bytes delivered (the file's size; for a TFTP transfer the bytes acknowledged).
+    pub bytes: Option<i64>,
 }
 
 #[derive(Insertable)]
@@ -247,6 +252,7 @@ struct FetchInsert<'a> {
     status: i32,
     at: i64,
     firmware: Option<&'a str>,
+    bytes: Option<i64>,
 }
 
 impl<'a> From<&'a NewFetch> for FetchInsert<'a> {
@@ -260,11 +266,12 @@ impl<'a> From<&'a NewFetch> for FetchInsert<'a> {
             status: f.status,
             at: f.at,
             firmware: f.firmware.as_deref(),
+            bytes: f.bytes,
         }
     }
 }
 
-/// Rows per INSERT statement when recording fetches (8 parameters each, far below
+/// Rows per INSERT statement when recording fetches (9 parameters each, far below
 /// SQLite's limit of bound parameters).
 const FETCH_INSERT_CHUNK: usize = 500;
 
@@ -280,6 +287,10 @@ pub fn device_id(mac: &str) -> String {
 }
 
 const FETCH_LOG_KEEP: i64 = 200;
+
+/// Fetches that named no known phone (unknown names, firmware over TFTP without a token)
+/// kept, newest first.
+const FETCH_LOG_KEEP_UNMATCHED: i64 = 10_000;
 
 impl Store {
     fn open_phone(&self, mut r: PhoneRow) -> Result<PhoneRow> {
@@ -298,7 +309,12 @@ impl Store {
 
     /// Create a phone (and its device row), or update it when `update` and it exists.
     /// Returns the row and whether it was created.
-    pub fn upsert_phone(&self, p: &NewPhone, update: bool, now: i64) -> Result<(PhoneRow, bool)> {
+    fn upsert_phone_unbumped(
+        &self,
+        p: &NewPhone,
+        update: bool,
+        now: i64,
+    ) -> Result<(PhoneRow, bool)> {
         let k = self.keyring();
         let sealed_token = k.seal(purpose::PHONE_TOKEN, &p.token)?;
         let hash = token_hash(&p.token);
@@ -614,7 +630,7 @@ impl Store {
     }
 
     /// Delete a phone with its device row (lines, tags, uploads, fetch log go with it).
-    pub fn delete_phone(&self, mac: &str) -> Result<bool> {
+    fn delete_phone_unbumped(&self, mac: &str) -> Result<bool> {
         let dev = device_id(mac);
         with_conn!(self, |c| {
             c.write_txn(|c| {
@@ -630,7 +646,7 @@ impl Store {
     }
 
     /// Set a model's firmware; true when the model had none.
-    pub fn put_model_firmware(&self, r: &ModelFirmwareRow) -> Result<bool> {
+    fn put_model_firmware_unbumped(&self, r: &ModelFirmwareRow) -> Result<bool> {
         use phone_model_firmware::dsl as mf;
         with_conn!(self, |c| {
             c.write_txn(|c| {
@@ -705,7 +721,7 @@ impl Store {
         })
     }
 
-    pub fn delete_model_firmware(&self, vendor: &str, model: &str) -> Result<bool> {
+    fn delete_model_firmware_unbumped(&self, vendor: &str, model: &str) -> Result<bool> {
         use phone_model_firmware::dsl as mf;
         with_conn!(self, |c| {
             Ok(diesel::delete(
@@ -813,7 +829,7 @@ impl Store {
     /// log; each phone's last-seen fields (and firmware) come from its newest served fetch
     /// of the batch, its lock network from the first that carries one (only when none is
     /// set yet); each phone's log keeps its newest entries only. Returns the rows written.
-    pub fn record_phone_fetches(&self, rows: &[NewFetch]) -> Result<usize> {
+    fn record_phone_fetches_unbumped(&self, rows: &[NewFetch]) -> Result<usize> {
         if rows.is_empty() {
             return Ok(0);
         }
@@ -873,8 +889,37 @@ impl Store {
                         .execute(c)?;
                     }
                 }
+                if rows.iter().any(|f| f.mac.is_none()) {
+                    let cutoff = phone_fetches::table
+                        .filter(phone_fetches::mac.is_null())
+                        .order(phone_fetches::id.desc())
+                        .offset(FETCH_LOG_KEEP_UNMATCHED)
+                        .select(phone_fetches::id)
+                        .first::<i64>(c)
+                        .optional()?;
+                    if let Some(cut) = cutoff {
+                        diesel::delete(
+                            phone_fetches::table
+                                .filter(phone_fetches::mac.is_null())
+                                .filter(phone_fetches::id.le(cut)),
+                        )
+                        .execute(c)?;
+                    }
+                }
                 Ok(written)
             })
+        })
+    }
+
+    /// Fetches from one source address (any phone or none), newest first.
+    pub fn phone_fetches_from(&self, source: &str, limit: i64) -> Result<Vec<FetchRow>> {
+        with_conn!(self, |c| {
+            Ok(phone_fetches::table
+                .filter(phone_fetches::source.eq(source))
+                .order(phone_fetches::id.desc())
+                .limit(limit)
+                .select(FetchRow::as_select())
+                .load(c)?)
         })
     }
 
@@ -946,7 +991,7 @@ impl Store {
     }
 
     /// Create or replace a profile; returns it and whether it was created.
-    pub fn put_phone_profile(
+    fn put_phone_profile_unbumped(
         &self,
         name: &str,
         settings: &str,
@@ -1012,7 +1057,7 @@ impl Store {
     }
 
     /// Delete a profile; refused while phones use it.
-    pub fn delete_phone_profile(&self, name: &str) -> Result<bool> {
+    fn delete_phone_profile_unbumped(&self, name: &str) -> Result<bool> {
         with_conn!(self, |c| {
             c.write_txn(|c| {
                 let used: i64 = phones::table
@@ -1029,5 +1074,94 @@ impl Store {
                     == 1)
             })
         })
+    }
+}
+
+impl Store {
+    /// `upsert_phone_unbumped`, then the phone generation is bumped
+    /// ([`Store::phone_generation`]): what phones are served may have changed.
+    pub fn upsert_phone(&self, p: &NewPhone, update: bool, now: i64) -> Result<(PhoneRow, bool)> {
+        let r = self.upsert_phone_unbumped(p, update, now);
+        if r.is_ok() {
+            self.bump_phone_generation();
+        }
+        r
+    }
+}
+
+impl Store {
+    /// `delete_phone_unbumped`, then the phone generation is bumped
+    /// ([`Store::phone_generation`]): what phones are served may have changed.
+    pub fn delete_phone(&self, mac: &str) -> Result<bool> {
+        let r = self.delete_phone_unbumped(mac);
+        if r.is_ok() {
+            self.bump_phone_generation();
+        }
+        r
+    }
+}
+
+impl Store {
+    /// `put_model_firmware_unbumped`, then the phone generation is bumped
+    /// ([`Store::phone_generation`]): what phones are served may have changed.
+    pub fn put_model_firmware(&self, r: &ModelFirmwareRow) -> Result<bool> {
+        let r = self.put_model_firmware_unbumped(r);
+        if r.is_ok() {
+            self.bump_phone_generation();
+        }
+        r
+    }
+}
+
+impl Store {
+    /// `delete_model_firmware_unbumped`, then the phone generation is bumped
+    /// ([`Store::phone_generation`]): what phones are served may have changed.
+    pub fn delete_model_firmware(&self, vendor: &str, model: &str) -> Result<bool> {
+        let r = self.delete_model_firmware_unbumped(vendor, model);
+        if r.is_ok() {
+            self.bump_phone_generation();
+        }
+        r
+    }
+}
+
+impl Store {
+    /// `put_phone_profile_unbumped`, then the phone generation is bumped
+    /// ([`Store::phone_generation`]): what phones are served may have changed.
+    pub fn put_phone_profile(
+        &self,
+        name: &str,
+        settings: &str,
+        now: i64,
+    ) -> Result<(ProfileRow, bool)> {
+        let r = self.put_phone_profile_unbumped(name, settings, now);
+        if r.is_ok() {
+            self.bump_phone_generation();
+        }
+        r
+    }
+}
+
+impl Store {
+    /// `delete_phone_profile_unbumped`, then the phone generation is bumped
+    /// ([`Store::phone_generation`]): what phones are served may have changed.
+    pub fn delete_phone_profile(&self, name: &str) -> Result<bool> {
+        let r = self.delete_phone_profile_unbumped(name);
+        if r.is_ok() {
+            self.bump_phone_generation();
+        }
+        r
+    }
+}
+
+impl Store {
+    /// `record_phone_fetches_unbumped`, then the phone generation is bumped when a
+    /// phone was locked to its network ([`Store::phone_generation`]).
+    pub fn record_phone_fetches(&self, rows: &[NewFetch]) -> Result<usize> {
+        let r = self.record_phone_fetches_unbumped(rows);
+        if r.is_ok() && rows.iter().any(|f| f.lock.is_some()) {
+            self.bump_phone_generation();
+        }
+        r
     }
 }

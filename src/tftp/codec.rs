@@ -3,8 +3,6 @@
 //! No I/O and no clock: the server feeds datagrams and timeouts in and sends what comes
 //! out, so every rule here is tested without a socket.
 
-use std::sync::Arc;
-
 pub const RRQ: u16 = 1;
 pub const WRQ: u16 = 2;
 pub const DATA: u16 = 3;
@@ -283,6 +281,9 @@ pub fn negotiate(req: &Request, size: u64, max_blksize: u16) -> Negotiated {
 pub enum Step {
     /// Send this datagram (and wait for the answer).
     Send(Vec<u8>),
+    /// Read `len` bytes of the file from `offset` (fewer only at its end) and hand them to
+    /// [`Sender::fill`], which gives the DATA datagram to send.
+    Read { offset: u64, len: usize },
     /// Nothing to send (a duplicate or stray packet): keep waiting.
     Wait,
     /// The last block was acknowledged.
@@ -292,10 +293,13 @@ pub enum Step {
     Abort(Option<Vec<u8>>),
 }
 
-/// The sending side of a read transfer: the file, the block size, and where we are.
+/// The sending side of a read transfer: the file's size, the block size, and where we are.
+/// It holds no file: it asks for each block ([`Step::Read`]) when the previous one is
+/// acknowledged, so the server can read the file block by block, and keeps only the last
+/// datagram (for retransmission).
 #[derive(Debug, Clone)]
 pub struct Sender {
-    file: Arc<[u8]>,
+    size: u64,
     blksize: usize,
     /// Blocks sent so far counting from 1 (not wrapped); 0 while an OACK awaits ACK 0.
     block: u64,
@@ -304,11 +308,11 @@ pub struct Sender {
 }
 
 impl Sender {
-    /// A transfer of `file` with the negotiated options; [`Sender::start`] gives the first
-    /// datagram.
-    pub fn new(file: Arc<[u8]>, n: &Negotiated) -> Sender {
+    /// A transfer of a file of `size` bytes with the negotiated options; [`Sender::start`]
+    /// gives the first step.
+    pub fn new(size: u64, n: &Negotiated) -> Sender {
         Sender {
-            file,
+            size,
             blksize: usize::from(n.blksize.max(MIN_BLKSIZE)),
             block: 0,
             last: Vec::new(),
@@ -316,29 +320,39 @@ impl Sender {
         }
     }
 
-    /// The OACK (answered by ACK 0), or block 1.
-    pub fn start(&mut self) -> Vec<u8> {
-        self.last = match self.oack.take() {
+    /// The OACK (answered by ACK 0), or the read of block 1.
+    pub fn start(&mut self) -> Step {
+        match self.oack.take() {
             // Block stays 0: ACK 0 asks for block 1.
-            Some(o) => o,
+            Some(o) => {
+                self.last = o.clone();
+                Step::Send(o)
+            }
             None => {
                 self.block = 1;
-                self.block_packet(1)
+                self.read(1)
             }
-        };
-        self.last.clone()
+        }
     }
 
     fn blocks(&self) -> u64 {
-        self.file.len() as u64 / self.blksize as u64 + 1
+        self.size / self.blksize as u64 + 1
     }
 
-    fn block_packet(&self, n: u64) -> Vec<u8> {
-        let start = usize::try_from((n - 1) * self.blksize as u64).unwrap_or(usize::MAX);
-        let start = start.min(self.file.len());
-        let end = (start + self.blksize).min(self.file.len());
+    /// Where block `n` (from 1) lies in the file.
+    fn read(&self, n: u64) -> Step {
+        let offset = ((n - 1) * self.blksize as u64).min(self.size);
+        let len = (self.size - offset).min(self.blksize as u64) as usize;
+        Step::Read { offset, len }
+    }
+
+    /// The DATA datagram of the block last asked for, with its `payload` (what
+    /// [`Step::Read`] asked for); kept for retransmission.
+    pub fn fill(&mut self, payload: &[u8]) -> Vec<u8> {
+        let payload = &payload[..payload.len().min(self.blksize)];
         // Block numbers wrap to 0 after 65535 (what tftp-hpa and most clients expect).
-        data((n % 65536) as u16, &self.file[start..end])
+        self.last = data((self.block % 65536) as u16, payload);
+        self.last.clone()
     }
 
     /// The datagram to send again after a timeout.
@@ -359,8 +373,7 @@ impl Sender {
                     return Step::Done;
                 }
                 self.block += 1;
-                self.last = self.block_packet(self.block);
-                Step::Send(self.last.clone())
+                self.read(self.block)
             }
             Ok(Packet::Error { .. }) => Step::Abort(None),
             Ok(_) | Err(_) => Step::Abort(Some(error(code::ILLEGAL_OPERATION, "expected an ACK"))),
@@ -371,6 +384,24 @@ impl Sender {
     pub fn acked(&self) -> u64 {
         self.block.saturating_sub(1)
     }
+
+    /// Bytes of the file the client has acknowledged so far (all of them once
+    /// [`Step::Done`] came).
+    pub fn acked_bytes(&self, done: bool) -> u64 {
+        if done {
+            self.size
+        } else {
+            (self.acked() * self.blksize as u64).min(self.size)
+        }
+    }
+}
+
+/// Answer a [`Step::Read`] from a file held in memory.
+pub fn slice(file: &[u8], offset: u64, len: usize) -> &[u8] {
+    let start = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(file.len());
+    &file[start..(start + len).min(file.len())]
 }
 
 #[cfg(test)]
@@ -378,10 +409,21 @@ impl Sender {
 mod tests {
     use super::*;
 
+    /// Resolve a step's reads from `file`.
+    fn step(s: &mut Sender, file: &[u8], st: Step) -> Step {
+        match st {
+            Step::Read { offset, len } => Step::Send(s.fill(slice(file, offset, len))),
+            other => other,
+        }
+    }
+
     fn run(file: &[u8], n: &Negotiated) -> Vec<u8> {
-        let mut s = Sender::new(Arc::from(file), n);
+        let mut s = Sender::new(file.len() as u64, n);
         let mut got = Vec::new();
-        let mut pkt = s.start();
+        let first = s.start();
+        let Step::Send(mut pkt) = step(&mut s, file, first) else {
+            panic!()
+        };
         loop {
             let (ackno, done_now) = match decode(&pkt).unwrap() {
                 Packet::Oack(_) => (0, false),
@@ -391,10 +433,12 @@ mod tests {
                 }
                 p => panic!("{p:?}"),
             };
-            match s.on_packet(&ack(ackno)) {
+            let next = s.on_packet(&ack(ackno));
+            match step(&mut s, file, next) {
                 Step::Send(p) => pkt = p,
                 Step::Done => {
                     assert!(done_now);
+                    assert_eq!(s.acked_bytes(true), file.len() as u64);
                     return got;
                 }
                 other => panic!("{other:?}"),
@@ -535,10 +579,26 @@ mod tests {
             timeout: None,
             oack: None,
         };
-        let mut s = Sender::new(Arc::from(vec![1u8; 2000]), &n);
-        let first = s.start();
+        let file = vec![1u8; 2000];
+        let mut s = Sender::new(2000, &n);
+        assert_eq!(
+            s.start(),
+            Step::Read {
+                offset: 0,
+                len: 512
+            }
+        );
+        let first = s.fill(slice(&file, 0, 512));
         assert_eq!(&first[..4], &[0, 3, 0, 1]);
-        assert!(matches!(s.on_packet(&ack(1)), Step::Send(_)));
+        assert_eq!(
+            s.on_packet(&ack(1)),
+            Step::Read {
+                offset: 512,
+                len: 512
+            }
+        );
+        s.fill(slice(&file, 512, 512));
+        assert_eq!(s.acked_bytes(false), 512);
         // A delayed duplicate ACK 1 does not trigger a second block 2.
         assert_eq!(s.on_packet(&ack(1)), Step::Wait);
         assert_eq!(&s.retransmit()[..4], &[0, 3, 0, 2]);

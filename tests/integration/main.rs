@@ -24,6 +24,7 @@ mod gateway;
 mod loadgen_run;
 mod nat;
 mod phones;
+mod phones_cert;
 mod schedules;
 mod sealed_jobs;
 mod secrets;

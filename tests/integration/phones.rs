@@ -25,6 +25,8 @@ battery!(
     site_url_registers_or_rejects_unknown_phones,
     tftp_serves_cisco_phones,
     tftp_serves_model_firmware_and_nothing_else_of_the_store,
+    tftp_firmware_transfers_are_in_the_fetch_log,
+    cached_lookups_follow_every_change,
     https_serves_yealink_files,
     resync_sends_check_sync_notify,
     phone_csv_import_and_profiles,
@@ -650,6 +652,353 @@ async fn tftp_serves_model_firmware_and_nothing_else_of_the_store(b: Backend) {
     let out = dir.path().join("gone");
     let o = tftp_get(port, "sip88xx.14-2-1.loads", &out);
     assert!(tftp_text(&o).contains("Error code 1"), "{}", tftp_text(&o));
+}
+
+/// A client that stops: sends a read request for `name`, acknowledges `acks` blocks
+/// (after each, `between` runs), then answers nothing more (or, with `cancel`, sends an
+/// ERROR). Returns the payload bytes it received, and its socket (kept open by the caller
+/// so the server sees silence, not an unreachable port).
+fn tftp_partial(
+    port: u16,
+    name: &str,
+    acks: u16,
+    cancel: bool,
+    mut between: impl FnMut(u16),
+) -> (usize, std::net::UdpSocket) {
+    use ferroacs::tftp::codec;
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    sock.send_to(&codec::rrq(name, "octet", &[]), ("127.0.0.1", port))
+        .unwrap();
+    let mut buf = vec![0u8; 2048];
+    let mut got = 0;
+    let mut acked = 0;
+    loop {
+        let (n, from) = sock.recv_from(&mut buf).unwrap();
+        match codec::decode(&buf[..n]).unwrap() {
+            codec::Packet::Data { block, data } => {
+                if block != acked + 1 {
+                    continue; // a retransmission
+                }
+                got += data.len();
+                if acked == acks {
+                    if cancel {
+                        sock.send_to(&codec::error(0, "cancelled"), from).unwrap();
+                    }
+                    return (got, sock);
+                }
+                between(block);
+                sock.send_to(&codec::ack(block), from).unwrap();
+                acked = block;
+            }
+            codec::Packet::Error { .. } => return (got, sock),
+            p => panic!("{p:?}"),
+        }
+    }
+}
+
+/// GET `path` until `done` holds for the answer (at most 3 s), and return it.
+async fn settled(api: &Api, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..30 {
+        let v = api.get(path).await;
+        if done(&v) {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    api.get(path).await
+}
+
+/// Firmware transfers over TFTP are in the phone fetch log like HTTP fetches: through a
+/// phone's token under that phone, else under the source address (`GET
+/// /api/v1/phone_fetches?source=`), with the status and the bytes the phone acknowledged;
+/// a phone that stops answering is 408, one that cancels 400, and a store file that
+/// shrinks during the transfer (it is read block by block, not whole) 500.
+async fn tftp_firmware_transfers_are_in_the_fetch_log(b: Backend) {
+    if !need("tftp") || !need("curl") {
+        return;
+    }
+    let app = TestApp::spawn(b, |c| {
+        c.tftp.listen = Some("127.0.0.1:0".into());
+        c.tftp.timeout_secs = 1;
+        c.tftp.retries = 1;
+    })
+    .await;
+    let port = app.running.as_ref().unwrap().tftp_addr.unwrap().port();
+    let api = Api::new(&app, "operator").await;
+    let image: Vec<u8> = (0..300_001u32).map(|i| (i * 7 % 251) as u8).collect();
+    let fw = upload_bytes(&api, "sip88xx.14-2-1.loads", "14.2.1", image.clone()).await;
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            "/api/v1/phone_models/cisco/cp-8841/firmware",
+            Some(json!({"file_id": fw})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    add_phone(&api, "00562b000091", "cisco", "cp-8841", json!({})).await;
+    add_line(&api, "00562b000091", 1, "4091", SECRET).await;
+    let token = url_of(&api, "00562b000091")
+        .await
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+
+    // By name alone (tftp-hpa): logged under the source address, no phone.
+    let out = dir.path().join("fw.loads");
+    let o = tftp_get(port, "sip88xx.14-2-1.loads", &out);
+    assert!(o.status.success(), "{}", tftp_text(&o));
+    assert_eq!(std::fs::read(&out).unwrap(), image);
+    // The server records a transfer when the last ACK arrives, just after the client ends.
+    let log = settled(&api, "/api/v1/phone_fetches?source=127.0.0.1", |l| {
+        l["items"][0]["file"] == "sip88xx.14-2-1.loads"
+    })
+    .await;
+    let first = &log["items"][0];
+    assert_eq!(first["file"], "sip88xx.14-2-1.loads", "{log}");
+    assert_eq!(first["protocol"], "tftp");
+    assert_eq!(first["status"], 200);
+    assert_eq!(first["bytes"], 300_001);
+    assert!(first["mac"].is_null(), "{log}");
+
+    // Through the phone's token (curl, blksize 1428): logged under the phone, as its last
+    // file; its configuration file over TFTP carries its size too.
+    let (_, got) = curl(&[
+        "--tftp-blksize",
+        "1428",
+        &format!("tftp://127.0.0.1:{port}/{token}/sip88xx.14-2-1.loads"),
+    ]);
+    assert_eq!(got, image);
+    let cnf = dir.path().join("sep.xml");
+    assert!(tftp_get(port, "SEP00562B000091.cnf.xml", &cnf)
+        .status
+        .success());
+    let cnf_len = std::fs::read(&cnf).unwrap().len();
+    let f = settled(&api, "/api/v1/phones/00562b000091/fetches", |f| {
+        f["items"].as_array().is_some_and(|i| i.len() >= 2)
+    })
+    .await;
+    let items = f["items"].as_array().unwrap();
+    assert_eq!(items[0]["file"], "SEP00562B000091.cnf.xml", "{f}");
+    assert_eq!(items[0]["bytes"], cnf_len);
+    assert_eq!(items[1]["file"], "sip88xx.14-2-1.loads", "{f}");
+    assert_eq!(items[1]["status"], 200);
+    assert_eq!(items[1]["bytes"], 300_001);
+    assert_eq!(items[1]["mac"], "00562b000091");
+
+    // A phone that stops after one block: 408 with the 512 bytes it acknowledged. One that
+    // cancels after two: 400 with 1024.
+    let (got, _silent) = tftp_partial(port, "sip88xx.14-2-1.loads", 1, false, |_| {});
+    assert_eq!(got, 1024, "two blocks received, one acknowledged");
+    let (got, _) = tftp_partial(port, "sip88xx.14-2-1.loads", 2, true, |_| {});
+    assert_eq!(got, 1536);
+    // Until the server gives up on the first (timeout 1 s, 1 retry).
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    let log = api
+        .get("/api/v1/phone_fetches?source=127.0.0.1&limit=10")
+        .await;
+    let entries: Vec<(i64, i64)> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["file"] == "sip88xx.14-2-1.loads")
+        .map(|i| (i["status"].as_i64().unwrap(), i["bytes"].as_i64().unwrap()))
+        .collect();
+    assert!(entries.contains(&(408, 512)), "{log}");
+    assert!(entries.contains(&(400, 1024)), "{log}");
+
+    // The store file shrinks after the first block: the next block cannot be read, the
+    // phone gets an error instead of a wrong image, and the log says 500.
+    let path = app.files_dir.path().join(&fw);
+    let (got, _) = tftp_partial(port, "sip88xx.14-2-1.loads", 1, false, |_| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(600)
+            .unwrap();
+    });
+    assert_eq!(got, 512, "an error instead of block 2");
+    let log = settled(
+        &api,
+        "/api/v1/phone_fetches?source=127.0.0.1&limit=3",
+        |l| l["items"][0]["status"] == 500,
+    )
+    .await;
+    assert_eq!(log["items"][0]["status"], 500, "{log}");
+    assert_eq!(log["items"][0]["bytes"], 512, "{log}");
+
+    // The API: a source is required and must be an address; unauthenticated is 401.
+    let (s, v) = api.call(Method::GET, "/api/v1/phone_fetches", None).await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = api
+        .call(Method::GET, "/api/v1/phone_fetches?source=../etc", None)
+        .await;
+    assert_eq!(s, 400, "{v}");
+    let viewer = Api::new(&app, "viewer").await;
+    assert!(
+        viewer.get("/api/v1/phone_fetches?source=127.0.0.1").await["items"]
+            .as_array()
+            .is_some()
+    );
+    let anon = reqwest::get(format!(
+        "{}/api/v1/phone_fetches?source=127.0.0.1",
+        api.base
+    ))
+    .await
+    .unwrap();
+    assert_eq!(anon.status(), 401);
+}
+
+/// A cached fetch asks the database nothing (the phone by its token and the revisions
+/// keying its files are kept in memory), and every change is served at the next fetch:
+/// the phone's settings, a line changed or removed, its profile, its model's firmware,
+/// its model, its deletion; the network lock still holds on cached look-ups.
+async fn cached_lookups_follow_every_change(b: Backend) {
+    if !need("curl") {
+        return;
+    }
+    let app = TestApp::spawn(b, |c| {
+        c.scheduler.enabled = false;
+        c.phones.fetch_log_flush_ms = 600_000;
+        c.phones.lock_to_first_network = true;
+    })
+    .await;
+    let api = Api::new(&app, "operator").await;
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            "/api/v1/phone_profiles/office",
+            Some(json!({"vendor": {"feature.a": "1"}})),
+        )
+        .await;
+    assert!(s == 200 || s == 201, "{v}");
+    add_phone(
+        &api,
+        "0004f20000a1",
+        "polycom",
+        "vvx400",
+        json!({"profile": "office"}),
+    )
+    .await;
+    add_line(&api, "0004f20000a1", 1, "3101", SECRET).await;
+    let url = url_of(&api, "0004f20000a1").await;
+    let own = format!("{url}/0004F20000A1-ferroacs.cfg");
+    let master = format!("{url}/0004F20000A1.cfg");
+    let get = |u: &str| {
+        let (s, body) = curl(&[u]);
+        assert_eq!(s, 200, "{u}");
+        String::from_utf8(body).unwrap()
+    };
+    let body = get(&own);
+    assert!(
+        body.contains(SECRET) && body.contains("feature.a=\"1\""),
+        "{body}"
+    );
+
+    // Cached: no statement at all for a fetch (the fetch log is written in batches).
+    let store = app.store();
+    let mut quietest = u64::MAX;
+    for _ in 0..3 {
+        let before = store.statements_executed();
+        for _ in 0..5 {
+            get(&own);
+        }
+        quietest = quietest.min(store.statements_executed() - before);
+    }
+    assert_eq!(quietest, 0, "statements for 5 cached fetches");
+
+    // The phone's own settings.
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            "/api/v1/phones/0004f20000a1",
+            Some(
+                json!({"vendor": "polycom", "model": "vvx400", "profile": "office",
+                "settings": {"vendor": {"feature.b": "2"}}}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(get(&own).contains("feature.b=\"2\""));
+    // A line changed, then removed.
+    add_line(&api, "0004f20000a1", 1, "3101", "changed-pw-31").await;
+    let body = get(&own);
+    assert!(
+        body.contains("changed-pw-31") && !body.contains(SECRET),
+        "{body}"
+    );
+    let (s, v) = api
+        .call(Method::DELETE, "/api/v1/phones/0004f20000a1/lines/1", None)
+        .await;
+    assert_eq!(s, 204, "{v}");
+    assert!(!get(&own).contains("changed-pw-31"));
+    // The profile.
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            "/api/v1/phone_profiles/office",
+            Some(json!({"vendor": {"feature.a": "3"}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(get(&own).contains("feature.a=\"3\""));
+    // The model's firmware, the phone's model, the firmware removed.
+    let fw = upload_firmware(&api, "vvx-6.4.0.ld", "6.4.0", "IMAGE").await;
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            "/api/v1/phone_models/polycom/vvx400/firmware",
+            Some(json!({"file_id": fw})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert!(
+        get(&master).contains(&fw),
+        "the firmware's URL names its file"
+    );
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            "/api/v1/phones/0004f20000a1",
+            Some(json!({"vendor": "polycom", "model": "vvx500", "profile": "office"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(
+        !get(&master).contains(&fw),
+        "another model: not its firmware"
+    );
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            "/api/v1/phones/0004f20000a1",
+            Some(json!({"vendor": "polycom", "model": "vvx400", "profile": "office"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(get(&master).contains(&fw));
+    let (s, _) = api
+        .call(
+            Method::DELETE,
+            "/api/v1/phone_models/polycom/vvx400/firmware",
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    assert!(!get(&master).contains(&fw));
+    // The network lock holds on a cached look-up: another network gets 403.
+    let (s, _) = curl(&["--interface", "127.0.1.9", &own]);
+    assert_eq!(s, 403);
+    // Deleted: its token opens nothing at once.
+    let (s, _) = api
+        .call(Method::DELETE, "/api/v1/phones/0004f20000a1", None)
+        .await;
+    assert_eq!(s, 204);
+    assert_eq!(curl(&[&own]).0, 404);
 }
 
 async fn https_serves_yealink_files(b: Backend) {
@@ -1868,6 +2217,18 @@ async fn model_firmware_goes_into_phone_files(b: Backend) {
     let v2 = frame_value(&text2, "VERSION").unwrap();
     assert_ne!(v1, v2);
     assert_eq!(v2, "1601270800", "a day after T0");
+    // The model's firmware cannot be deleted from the store; the file it replaced can.
+    let (s, v) = api
+        .call(Method::DELETE, &format!("/api/v1/files/{fw2}"), None)
+        .await;
+    assert_eq!(s, 409, "{v}");
+    assert!(v.to_string().contains("gigaset n510"), "{v}");
+    let (s, got) = curl(&[&frame_value(&text2, "S_FIRMWARE_URL").unwrap()]);
+    assert_eq!((s, got), (200, b"GIGASET-N510-IMAGE-2".to_vec()));
+    let (s, v) = api
+        .call(Method::DELETE, &format!("/api/v1/files/{fw}"), None)
+        .await;
+    assert!((200..300).contains(&s), "{s} {v}");
 
     // A Polycom model: the master names the firmware URL.
     let pfw = upload_firmware(&api, "sip.ld", "6.4.0.1", "POLYCOM-UC-IMAGE").await;

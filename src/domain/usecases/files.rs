@@ -100,6 +100,18 @@ pub async fn delete(ctx: &Ctx<'_>, actor: &Actor, id: &str) -> Result<()> {
     let detail = format!("{} ({} bytes)", row.name, row.size);
     ctx.store
         .run(move |s| {
+            // A model's firmware: its phones' files name it, and would send them to a 404.
+            if let Some(m) = s
+                .list_model_firmware()?
+                .into_iter()
+                .find(|m| m.file_id == i)
+            {
+                return Err(Error::Conflict(format!(
+                    "file {i} is the firmware of the phone model {} {}: give that model another \
+                     firmware or clear it (/api/v1/phone_models/{}/{}/firmware) first",
+                    m.vendor, m.model, m.vendor, m.model
+                )));
+            }
             s.delete_file(&i)?;
             audit_with(
                 s,

@@ -214,6 +214,8 @@ api_routes! {
         query [], body Some("LineAccount"), response "Line";
     delete "/phones/{mac}/lines/{n}" Operator phones::delete_line,
         "Remove the account of line n of the phone", query [], body None, response "Empty";
+    get "/phone_fetches" Viewer phones::fetches_from,
+        "The fetch log of one source address, newest first: its phones' fetches and those that named no known phone (unknown files, TFTP firmware without a token); source= an IP address", query ["source", "limit"], body None, response "PhoneFetchPage";
     get "/phone_profiles" Viewer phones::list_profiles,
         "Phone profiles (settings shared by a group of phones)", query [], body None, response "PhoneProfilePage";
     put "/phone_profiles/{name}" Operator phones::put_profile,

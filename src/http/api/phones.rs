@@ -95,6 +95,25 @@ pub async fn fetches(
     Ok(HttpResponse::Ok().json(json!({ "items": items, "next_cursor": null })))
 }
 
+#[derive(Deserialize)]
+pub struct SourceQuery {
+    source: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn fetches_from(state: web::Data<AppState>, q: web::Query<SourceQuery>) -> ApiResult {
+    let Some(source) = q.source.as_deref() else {
+        return Err(crate::error::Error::invalid(
+            "source",
+            "give the source address: /api/v1/phone_fetches?source=192.0.2.7",
+        )
+        .into());
+    };
+    phones::settle_fetch_log(&state.store, &state.services.phones).await?;
+    let items = phones::fetches_from(&state.store, source, page_limit(q.limit)).await?;
+    Ok(HttpResponse::Ok().json(json!({ "items": items, "next_cursor": null })))
+}
+
 pub async fn url(state: web::Data<AppState>, m: web::Path<String>) -> ApiResult {
     let urls = phones::urls(
         &state.store,
@@ -299,14 +318,15 @@ pub(super) fn schemas(put: &mut impl FnMut(&str, Value)) {
     put(
         "PhoneFetch",
         obj(
-            json!({"at": i(), "file": s(), "source": s(), "protocol": s(), "user_agent": s(), "status": i(), "firmware": ns()}),
+            json!({"at": i(), "file": s(), "source": s(), "protocol": s(), "user_agent": s(), "status": i(), "firmware": ns(),
+                "mac": ns(), "bytes": {"type": "integer", "nullable": true}}),
         ),
     );
     put(
         "PhoneUrls",
         obj(
             json!({"mac": s(), "vendor": s(), "url": s(), "first_file": s(),
-            "dhcp": {"type": "array", "items": s()}, "tftp": ns(), "digest_url": ns()}),
+            "dhcp": {"type": "array", "items": s()}, "tftp": ns(), "digest_url": ns(), "cert_url": ns()}),
         ),
     );
     put(

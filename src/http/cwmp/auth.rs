@@ -95,6 +95,7 @@ impl CpeAuthenticator {
             mode: config.cwmp.auth,
             realm: config.cwmp.realm.clone(),
             allow_basic: config.cwmp.allow_basic,
+            require_client_cert: config.cwmp.tls_client_ca.is_some(),
             issuer: NonceIssuer::new(secret, config.cwmp.nonce_ttl_secs * 1000),
             counts: Mutex::new(NonceCounts::default()),
             limiter: Mutex::new(FailureLimiter::new(FailureLimiterConfig {
@@ -232,16 +233,36 @@ impl CpeAuthenticator {
         }
     }
 
-    /// Check the request's credentials. `Err` is the response to send (a 401 challenge, or
-    /// 503 when the database cannot be asked).
+    /// Check the request's credentials. `Err` is the response to send (a 401 challenge, a
+    /// 403 when `cwmp.tls_client_ca` is set and the connection has no CPE certificate, or
+    /// 503 when the database cannot be asked). `cpe_cert`: the connection presented a
+    /// certificate that verifies against `cwmp.tls_client_ca` (a phone's certificate, of
+    /// `phones.client_ca`, is no CPE's).
     pub async fn authenticate(
         &self,
         state: &AppState,
         req: &HttpRequest,
         tls: bool,
-        client_cert: bool,
+        cpe_cert: bool,
     ) -> std::result::Result<Principal, HttpResponse> {
-        if self.mode == CpeAuth::None || client_cert {
+        if cpe_cert {
+            return Ok(Principal::Unauthenticated);
+        }
+        if self.require_client_cert {
+            // Only reachable when phones.client_ca made certificates optional in the
+            // handshake: a CPE still needs one of cwmp.tls_client_ca.
+            let ip = req
+                .peer_addr()
+                .map(|a| a.ip())
+                .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%ip, "CPE refused: no client certificate of cwmp.tls_client_ca");
+            return Err(HttpResponse::Forbidden()
+                .insert_header((header::CONNECTION, "close"))
+                .content_type("text/plain; charset=utf-8")
+                .body("this endpoint needs a client certificate signed by a CA of cwmp.tls_client_ca\n"));
+        }
+        if self.mode == CpeAuth::None {
             return Ok(Principal::Unauthenticated);
         }
         let now = state.now();

@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::cwmp::{self, Outgoing};
 use crate::domain::driver::{Answer, LiveRef, OpenError, Refused};
 use crate::error::Error;
+use crate::http::tls::ClientCert;
 use crate::state::AppState;
 
 /// Name of the session cookie.
@@ -32,8 +33,15 @@ pub const COOKIE: &str = "ferroacs_session";
 pub struct ConnInfo {
     pub id: u64,
     pub tls: bool,
-    pub client_cert: bool,
+    pub client_cert: ClientCert,
     _guard: Arc<ConnGuard>,
+}
+
+impl ConnInfo {
+    /// The connection presented a CPE certificate (of `cwmp.tls_client_ca`).
+    pub fn cpe_cert(&self) -> bool {
+        self.client_cert == ClientCert::Cpe
+    }
 }
 
 /// Dropped with the connection: saves the connection's unfinished session, if any.
@@ -60,21 +68,35 @@ impl Drop for ConnGuard {
     }
 }
 
-/// Attach connection data (id, TLS, client certificate) to every new connection.
-pub fn on_connect(state: &Arc<AppState>, conn: &dyn Any, ext: &mut Extensions) {
+/// Attach connection data (id, TLS, client certificate) to every new connection. The
+/// certificate is classified by the CA its chain verifies against (`client_cas`), once per
+/// connection.
+pub fn on_connect(
+    state: &Arc<AppState>,
+    client_cas: Option<&crate::http::tls::ClientCas>,
+    conn: &dyn Any,
+    ext: &mut Extensions,
+) {
+    use crate::http::tls::ClientCa;
     let id = state.cwmp.next_conn.fetch_add(1, Ordering::Relaxed);
     let mut tls = false;
-    let mut client_cert = false;
+    let mut client_cert = ClientCert::None;
     if let Some(s) = conn
         .downcast_ref::<actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>>()
     {
         tls = true;
-        client_cert = s
-            .get_ref()
-            .1
-            .peer_certificates()
-            .is_some_and(|c| !c.is_empty());
+        if let (Some(cas), Some(chain)) = (client_cas, s.get_ref().1.peer_certificates()) {
+            client_cert = match cas.classify(chain) {
+                Some(ClientCa::Cpe) => ClientCert::Cpe,
+                Some(ClientCa::Phone) => {
+                    ClientCert::Phone(crate::phones::cert::mac_of_certificate(chain[0].as_ref()))
+                }
+                None => ClientCert::None,
+            };
+        }
     }
+    // Also on its own, for the phones' `/prov/cert/` (which does not reach into this module).
+    ext.insert(client_cert.clone());
     ext.insert(ConnInfo {
         id,
         tls,
@@ -249,7 +271,7 @@ pub async fn endpoint(
                     &state,
                     &req,
                     tls,
-                    conn.as_ref().is_some_and(|c| c.client_cert),
+                    conn.as_ref().is_some_and(|c| c.cpe_cert()),
                 )
                 .await
             {
@@ -343,7 +365,7 @@ async fn new_session(
         None => match state
             .cwmp
             .auth
-            .authenticate(state, req, tls, conn.is_some_and(|c| c.client_cert))
+            .authenticate(state, req, tls, conn.is_some_and(|c| c.cpe_cert()))
             .await
         {
             Ok(p) => p,

@@ -1,0 +1,2 @@
+DROP INDEX phone_fetches_source;
+ALTER TABLE phone_fetches DROP COLUMN bytes;
