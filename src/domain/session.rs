@@ -1273,7 +1273,27 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
         .is_some();
     let write_search = (sig != s.search_sig || learnt_info).then(|| {
         let replace = s.events.iter().any(|e| e == "0 BOOTSTRAP");
-        (search, sig, replace)
+        if replace || sig != s.search_sig {
+            return (search, sig, replace);
+        }
+        // The Inform's values are stored as they are (same signature): only the values
+        // learnt of DeviceInfo that the Inform does not carry are written, not every row.
+        let prefix = format!("{}.DeviceInfo.", s.root);
+        let learnt: std::collections::BTreeSet<&str> = s
+            .learnt
+            .with_prefix(&prefix)
+            .map(|(n, _)| crate::domain::devices::relative_name(n))
+            .collect();
+        let informed: std::collections::BTreeSet<&str> = s
+            .inform_values
+            .iter()
+            .map(|(n, _)| crate::domain::devices::relative_name(n))
+            .collect();
+        let only_learnt = search
+            .into_iter()
+            .filter(|(n, _)| learnt.contains(n.as_str()) && !informed.contains(n.as_str()))
+            .collect();
+        (only_learnt, sig, false)
     });
     let identity = identity_from(&s.root, &s.learnt);
     if let Err(e) = crate::domain::tr111::after_session(env, s, &s.learnt).await {
