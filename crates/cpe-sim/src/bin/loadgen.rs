@@ -89,8 +89,8 @@ enum Command {
     },
     /// Sessions with pending tasks: each device gets its tasks (`--mix`: by default a
     /// GetParameterValues of 20 parameters and a SetParameterValues of 5; `spv1`: one
-    /// SetParameterValues of one parameter) queued directly in the database, then one
-    /// session.
+    /// SetParameterValues of one parameter, after one quiet session per device that is not
+    /// measured) queued directly in the database, then one session.
     Tasks {
         #[command(flatten)]
         target: Target,
@@ -634,7 +634,28 @@ async fn run(cmd: Command) -> anyhow::Result<Value> {
                 ..FleetSpec::new(&prefix, devices, params)
             };
             let fleet = loadgen::fleet(&spec);
-            let (fleet, _) = bootstrap(fleet, &target.url, concurrency).await?;
+            let (mut fleet, _) = bootstrap(fleet, &target.url, concurrency).await?;
+            if mix == loadgen::TaskMix::Spv1 {
+                // One quiet session per device first (not measured): the device confirms
+                // the credentials issued at first contact, so the measured session differs
+                // from a periodic one only by its task.
+                let mut l = load(
+                    &target.url,
+                    Arrival::Closed(concurrency),
+                    3600.0,
+                    Expect::Quiet,
+                );
+                l.once = true;
+                let (f, p) = loadgen::run_load(fleet, &l).await;
+                if p.rec.failed() > 0 {
+                    anyhow::bail!(
+                        "{} quiet sessions before the tasks failed: {:?}",
+                        p.rec.failed(),
+                        p.rec.examples
+                    );
+                }
+                fleet = f;
+            }
             let queued = queue_tasks(&database, &fleet, mix).await?;
             eprintln!("queued {queued} tasks");
             let meter = Meter::start(&target).await;
