@@ -607,7 +607,7 @@ async fn flush_done(
     let learnt = learnt_so_far(s);
     let removed = s.subtrees_removed.clone();
     let device = s.device_id.clone();
-    let started = env
+    let flushed = env
         .store
         .run(move |st| {
             let tree = match learnt {
@@ -633,7 +633,15 @@ async fn flush_done(
                 start.as_ref().map(|(id, u)| (*id, u)),
             )
         })
-        .await?;
+        .await;
+    let started = match flushed {
+        Ok(started) => started,
+        Err(e) => {
+            // Still carried out: the session's closing transaction tries again.
+            s.tasks_done = done;
+            return Err(e);
+        }
+    };
     if let Some(sv) = env.services {
         for d in &done {
             sv.task_watch.notify(d.id);
