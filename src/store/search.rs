@@ -236,8 +236,20 @@ impl SqlBuilder {
             Field::Column(Column::Number(col)) => {
                 let n = value.trim().parse::<i64>().unwrap_or(i64::MIN);
                 let op = if op == Op::Like { Op::Eq } else { op };
-                self.sql.push_str(&format!("devices.{col} {} ", op.sql()));
-                self.bind(Bind::Int(n));
+                if *col == "last_inform" {
+                    // Written on the sort index's expression, the only index of the column
+                    // (one index less rewritten at every Inform); never-informed devices
+                    // (NULL) match no comparison, as with the plain column.
+                    self.sql.push_str(&format!(
+                        "(devices.last_inform IS NOT NULL AND COALESCE(devices.last_inform, -1) {} ",
+                        op.sql()
+                    ));
+                    self.bind(Bind::Int(n));
+                    self.sql.push(')');
+                } else {
+                    self.sql.push_str(&format!("devices.{col} {} ", op.sql()));
+                    self.bind(Bind::Int(n));
+                }
             }
             Field::Tag | Field::Param(_) => {
                 let (neg, op) = match op {

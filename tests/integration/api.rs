@@ -126,6 +126,7 @@ battery!(
     search_provisioning_bulk_and_audit,
     crash_mid_session_completes_exactly_once,
     searches_on_common_and_rare_values_agree,
+    last_inform_filters_and_identity_changes,
 );
 
 async fn every_endpoint_needs_a_token_and_the_right_role(b: Backend) {
@@ -1205,4 +1206,114 @@ async fn cli_task_create_runs_on_the_device() {
     .join()
     .unwrap();
     assert!(!ok && err.contains("GetParameterValues"), "{err}");
+}
+
+/// Filters on `last_inform` (written on the sort index's expression) never match a device
+/// that has not informed; a periodic Inform reporting another software version updates the
+/// identity, the search and the per-version counters (an Inform with an unchanged identity
+/// takes a shorter statement that leaves those columns alone).
+async fn last_inform_filters_and_identity_changes(b: Backend) {
+    let app = TestApp::spawn(b, fast_config).await;
+    let op = Api::new(&app, "operator").await;
+    let viewer = Api::new(&app, "viewer").await;
+    let waiting = ferroacs::cwmp::device_id("02AC50", "SimGW", "LIWAIT01");
+    let (s, d) = op
+        .call(
+            Method::PUT,
+            &format!("/api/v1/devices/{waiting}"),
+            Some(json!({"oui": "02AC50", "product_class": "SimGW", "serial_number": "LIWAIT01"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{d}");
+    let mut dev =
+        Device::synthetic(Root::Igd, "LIDEV001", 20).with_acs_credentials("cpe", "cpe-secret");
+    let report = dev.run_session(&app.cwmp_url(), &[]).await.unwrap();
+    assert!(report.ended_cleanly(), "{report:?}");
+    let id = ferroacs::cwmp::device_id(
+        &dev.identity.oui,
+        &dev.identity.product_class,
+        &dev.identity.serial_number,
+    );
+    let one = viewer.get(&format!("/api/v1/devices/{id}")).await;
+    let seen = one["last_inform"]
+        .as_i64()
+        .expect("an informed device has last_inform");
+    let ids = |v: Value| -> Vec<String> {
+        let mut out: Vec<String> = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_string())
+            .collect();
+        out.sort();
+        out
+    };
+    let q = |s: String| format!("/api/v1/devices?q={}", urlencode(&s));
+    for (cond, hit) in [
+        (format!("last_inform >= {seen}"), true),
+        (format!("last_inform = {seen}"), true),
+        (format!("last_inform < {}", seen + 1), true),
+        (format!("last_inform < {seen}"), false),
+        (format!("last_inform > {seen}"), false),
+        ("last_inform != 0".to_string(), true),
+        ("last_inform < 99999999999999".to_string(), true),
+    ] {
+        let got = ids(viewer.get(&q(cond.clone())).await);
+        let want = if hit { vec![id.clone()] } else { vec![] };
+        assert_eq!(
+            got, want,
+            "{cond}: the never-informed {waiting} must not match"
+        );
+    }
+    let store = app.store();
+    let counts = tokio::task::spawn_blocking(move || store.device_counts(seen + 1).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        (counts.total, counts.overdue, counts.never_informed),
+        (2, 1, 1)
+    );
+
+    // A firmware change reported by a periodic Inform reaches the identity and the counters.
+    let sw = dev.path("DeviceInfo.SoftwareVersion");
+    let before = dev.get(&sw).unwrap().to_string();
+    dev.set_value(&sw, "LI-9.9.9");
+    let report = dev
+        .run_session(&app.cwmp_url(), &[("2 PERIODIC", "")])
+        .await
+        .unwrap();
+    assert!(report.ended_cleanly(), "{report:?}");
+    let one = viewer.get(&format!("/api/v1/devices/{id}")).await;
+    assert_eq!(one["software_version"], "LI-9.9.9", "{one}");
+    assert!(one["last_inform"].as_i64().unwrap() >= seen);
+    assert_eq!(
+        ids(viewer
+            .get(&q("software_version = \"LI-9.9.9\"".into()))
+            .await),
+        vec![id.clone()]
+    );
+    assert!(ids(viewer
+        .get(&q(format!("software_version = \"{before}\"")))
+        .await)
+    .is_empty());
+    let store = app.store();
+    let versions = tokio::task::spawn_blocking(move || store.versions_by_product_class().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        versions.iter().any(|v| v.1 == "LI-9.9.9" && v.2 == 1),
+        "{versions:?}"
+    );
+    assert!(!versions.iter().any(|v| v.1 == before), "{versions:?}");
+
+    // And an unchanged identity keeps it: a second periodic session changes nothing of it.
+    let report = dev
+        .run_session(&app.cwmp_url(), &[("2 PERIODIC", "")])
+        .await
+        .unwrap();
+    assert!(report.ended_cleanly(), "{report:?}");
+    let again = viewer.get(&format!("/api/v1/devices/{id}")).await;
+    assert_eq!(again["software_version"], "LI-9.9.9");
+    assert_eq!(again["manufacturer"], one["manufacturer"]);
+    assert_eq!(again["model_name"], one["model_name"]);
 }
