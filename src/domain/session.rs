@@ -28,7 +28,7 @@ use crate::store::search::SearchWrite;
 use crate::store::sessions::NewSessionLog;
 use crate::store::tasks::{TaskRow, TaskUpdate};
 
-pub use crate::domain::session_state::{CpeLogin, DeviceSession, Env, Origin, Planned};
+pub use crate::domain::session_state::{CpeLogin, DeviceSession, DoneTask, Env, Origin, Planned};
 
 /// Result of [`begin`].
 pub enum Begin {
@@ -208,6 +208,8 @@ pub async fn begin(
         batch_values: Vec::new(),
         opened_with_default: default_credentials,
         cwmp_version: cwmp_version.to_string(),
+        tasks_done: Vec::new(),
+        task_rows: Vec::new(),
     };
     // How to reach the device (ConnReqJabberID, UDPConnectionRequestAddress, NATDetected) is
     // reported with VALUE CHANGE and is no forced Inform parameter: it goes to the stored
@@ -394,7 +396,12 @@ async fn load_tasks(env: &Env<'_>, s: &mut DeviceSession, inform: Option<&Inform
             }
             plan::Triage::Send => {}
         }
-        if tree.is_none() && matches!(spec, TaskSpec::SetParameterValues { .. }) {
+        // The stored tree gives the types of values set without one.
+        let untyped = match &spec {
+            TaskSpec::SetParameterValues { values } => values.iter().any(|v| v.xsd_type.is_none()),
+            _ => false,
+        };
+        if tree.is_none() && untyped {
             let id = s.device_id.clone();
             let blob = env.store.run(move |st| st.load_params(&id)).await?;
             tree = Some(
@@ -451,11 +458,15 @@ async fn load_tasks(env: &Env<'_>, s: &mut DeviceSession, inform: Option<&Inform
                     env.config.cwmp.gpv_batch_size,
                     |last| Origin::TaskBatch { id, last },
                 ));
+                s.task_rows.push(row);
             }
-            Ok(request) => s.queue.push_back(Planned {
-                origin: Origin::Task { id: row.id },
-                request,
-            }),
+            Ok(request) => {
+                s.queue.push_back(Planned {
+                    origin: Origin::Task { id: row.id },
+                    request,
+                });
+                s.task_rows.push(row);
+            }
             Err(e) => {
                 finish_task(
                     env,
@@ -547,53 +558,104 @@ fn refresh(object: &str) -> Planned {
     }
 }
 
-/// Finish a task `done` after writing what the session learnt so far into the stored tree, in
-/// one store call: once the task reads `done`, the values it read or set are readable through
-/// the API. What was learnt stays in the session and is merged again at its end.
-async fn finish_task_readable(
-    env: &Env<'_>,
-    s: &DeviceSession,
-    row: &TaskRow,
-    result: serde_json::Value,
-) -> Result<()> {
-    let mut learnt = match &s.learnt_blob {
-        Some(b) => ParamTree::decode(b).unwrap_or_default(),
-        None => ParamTree::new(),
-    };
-    learnt.overlay(&s.learnt);
-    if learnt.is_empty() && s.subtrees_removed.is_empty() {
-        return finish_task(env, row, TaskStatus::Done, Some(result), None, None).await;
-    }
-    let removed = s.subtrees_removed.clone();
-    let now = env.now;
-    let update = TaskUpdate {
+/// The task is done: it becomes `done` in the transaction that stores what the session
+/// learnt (before the next request to the device, or at the end of the session), so once
+/// it reads `done` the values it read or set are readable through the API.
+fn finish_task_readable(s: &mut DeviceSession, row: &TaskRow, result: serde_json::Value) {
+    s.tasks_done.push(DoneTask {
+        id: row.id,
+        result: result.to_string(),
+    });
+}
+
+/// The transition of a task the device carried out.
+fn done_update(result: &str, now: i64) -> TaskUpdate {
+    TaskUpdate {
         status: Some(TaskStatus::Done),
         result: Some(Some(result.to_string())),
         finished_at: Some(Some(now)),
         updated_at: Some(now),
         ..TaskUpdate::default()
-    };
-    let (id, device) = (row.id, row.device_id.clone());
-    env.store
-        .run(move |st| {
-            let mut tree = match st.load_params(&device)? {
-                Some(b) => ParamTree::decode(&b).unwrap_or_default(),
-                None => ParamTree::new(),
-            };
-            for r in &removed {
-                tree.remove_subtree(r);
-            }
-            tree.overlay(&learnt);
-            let count = i32::try_from(tree.len()).unwrap_or(i32::MAX);
-            st.save_params(&device, &tree.encode(true), count, now)?;
-            st.transition_task(id, &[TaskStatus::Pending, TaskStatus::Running], &update)?;
-            Ok(())
-        })
-        .await?;
-    if let Some(sv) = env.services {
-        sv.task_watch.notify(id);
     }
-    Ok(())
+}
+
+/// What the session learnt so far (the saved part and the rest), if anything.
+fn learnt_so_far(s: &DeviceSession) -> Option<ParamTree> {
+    let mut learnt = match &s.learnt_blob {
+        Some(b) => ParamTree::decode(b).unwrap_or_default(),
+        None => ParamTree::new(),
+    };
+    learnt.overlay(&s.learnt);
+    (!learnt.is_empty() || !s.subtrees_removed.is_empty()).then_some(learnt)
+}
+
+/// Make the tasks of [`DeviceSession::tasks_done`] `done` with what the session learnt
+/// stored, and move `start` (the next task to send) in the same transaction. The row
+/// `start` moved, if it did. What was learnt stays in the session and is merged again at
+/// its end.
+async fn flush_done(
+    env: &Env<'_>,
+    s: &mut DeviceSession,
+    start: Option<(i64, TaskUpdate)>,
+) -> Result<Option<TaskRow>> {
+    let now = env.now;
+    let done = std::mem::take(&mut s.tasks_done);
+    let transitions: Vec<(i64, TaskUpdate)> = done
+        .iter()
+        .map(|d| (d.id, done_update(&d.result, now)))
+        .collect();
+    let learnt = learnt_so_far(s);
+    let removed = s.subtrees_removed.clone();
+    let device = s.device_id.clone();
+    let flushed = env
+        .store
+        .run(move |st| {
+            let tree = match learnt {
+                Some(learnt) => {
+                    let mut tree = match st.load_params(&device)? {
+                        Some(b) => ParamTree::decode(&b).unwrap_or_default(),
+                        None => ParamTree::new(),
+                    };
+                    for r in &removed {
+                        tree.remove_subtree(r);
+                    }
+                    tree.overlay(&learnt);
+                    let count = i32::try_from(tree.len()).unwrap_or(i32::MAX);
+                    Some((tree.encode(true), count))
+                }
+                None => None,
+            };
+            st.transition_tasks_with_tree(
+                &device,
+                tree.as_ref().map(|(b, n)| (b.as_slice(), *n)),
+                now,
+                &transitions,
+                start.as_ref().map(|(id, u)| (*id, u)),
+            )
+        })
+        .await;
+    let started = match flushed {
+        Ok(started) => started,
+        Err(e) => {
+            // Still carried out: the session's closing transaction tries again.
+            s.tasks_done = done;
+            return Err(e);
+        }
+    };
+    if let Some(sv) = env.services {
+        for d in &done {
+            sv.task_watch.notify(d.id);
+        }
+    }
+    Ok(started)
+}
+
+/// The task row this session read last, or the stored one.
+async fn task_row(env: &Env<'_>, s: &DeviceSession, id: i64) -> Result<Option<TaskRow>> {
+    if let Some(row) = s.task_rows.iter().find(|r| r.id == id) {
+        return Ok(Some(row.clone()));
+    }
+    env.store.run(move |st| st.get_task(id)).await
 }
 
 async fn finish_task(
@@ -774,12 +836,24 @@ async fn next_queued(env: &Env<'_>, s: &mut DeviceSession) -> Result<Option<AcsR
                 updated_at: Some(now),
                 ..TaskUpdate::default()
             };
-            let started = env
-                .store
-                .run_short(move |st| {
-                    st.transition_task(id, &[TaskStatus::Pending, TaskStatus::Running], &update)
-                })
-                .await?;
+            let started = if s.tasks_done.is_empty() {
+                env.store
+                    .run_short(move |st| {
+                        st.transition_task(id, &[TaskStatus::Pending, TaskStatus::Running], &update)
+                    })
+                    .await?
+            } else {
+                // The tasks the device carried out become done first, in the same
+                // transaction: at most the task in flight has an unknown outcome.
+                flush_done(env, s, Some((id, update))).await?
+            };
+            match &started {
+                Some(row) => match s.task_rows.iter_mut().find(|r| r.id == id) {
+                    Some(cached) => *cached = row.clone(),
+                    None => s.task_rows.push(row.clone()),
+                },
+                None => s.task_rows.retain(|r| r.id != id),
+            }
             if started.is_none() {
                 // Cancelled (or finished) meanwhile: drop its other batches too.
                 s.queue.retain(
@@ -788,6 +862,10 @@ async fn next_queued(env: &Env<'_>, s: &mut DeviceSession) -> Result<Option<AcsR
                 s.batch_values.clear();
                 continue;
             }
+        }
+        if !s.tasks_done.is_empty() {
+            // Before any other request: it may change what the device holds.
+            flush_done(env, s, None).await?;
         }
         s.rpcs.push(format!(">{}", p.request.name()));
         let req = p.request.clone();
@@ -872,7 +950,7 @@ pub async fn on_result(
                 }
                 Origin::Task { id } => {
                     let id = *id;
-                    let row = env.store.run(move |st| st.get_task(id)).await?;
+                    let row = task_row(env, s, id).await?;
                     if let Some(row) = row {
                         let spec: Option<TaskSpec> = serde_json::from_str(&row.args).ok();
                         let completion = spec
@@ -891,7 +969,7 @@ pub async fn on_result(
                         }
                         match completion {
                             Completion::Done(result) => {
-                                finish_task_readable(env, s, &row, result).await?;
+                                finish_task_readable(s, &row, result);
                             }
                             Completion::Awaiting(what) => {
                                 // Give up if the device never reports back.
@@ -943,9 +1021,9 @@ pub async fn on_result(
                     if *last {
                         let values = std::mem::take(&mut s.batch_values);
                         let id = *id;
-                        if let Some(row) = env.store.run(move |st| st.get_task(id)).await? {
+                        if let Some(row) = task_row(env, s, id).await? {
                             let result = serde_json::json!({ "values": values });
-                            finish_task_readable(env, s, &row, result).await?;
+                            finish_task_readable(s, &row, result);
                         }
                     }
                 }
@@ -967,7 +1045,7 @@ pub async fn on_result(
                         |q| !matches!(q.origin, Origin::TaskBatch { id: other, .. } if other == id),
                     );
                     s.batch_values.clear();
-                    let row = env.store.run(move |st| st.get_task(id)).await?;
+                    let row = task_row(env, s, id).await?;
                     if let Some(row) = row {
                         let after = plan::after_fault(&fault, row.attempts, now);
                         if let plan::AfterFault::Retry {
@@ -1203,7 +1281,27 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
         .is_some();
     let write_search = (sig != s.search_sig || learnt_info).then(|| {
         let replace = s.events.iter().any(|e| e == "0 BOOTSTRAP");
-        (search, sig, replace)
+        if replace || sig != s.search_sig {
+            return (search, sig, replace);
+        }
+        // The Inform's values are stored as they are (same signature): only the values
+        // learnt of DeviceInfo that the Inform does not carry are written, not every row.
+        let prefix = format!("{}.DeviceInfo.", s.root);
+        let learnt: std::collections::BTreeSet<&str> = s
+            .learnt
+            .with_prefix(&prefix)
+            .map(|(n, _)| crate::domain::devices::relative_name(n))
+            .collect();
+        let informed: std::collections::BTreeSet<&str> = s
+            .inform_values
+            .iter()
+            .map(|(n, _)| crate::domain::devices::relative_name(n))
+            .collect();
+        let only_learnt = search
+            .into_iter()
+            .filter(|(n, _)| learnt.contains(n.as_str()) && !informed.contains(n.as_str()))
+            .collect();
+        (only_learnt, sig, false)
     });
     let identity = identity_from(&s.root, &s.learnt);
     if let Err(e) = crate::domain::tr111::after_session(env, s, &s.learnt).await {
@@ -1220,7 +1318,13 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
         s.work_epoch,
     );
     let (id, owner) = (s.device_id.clone(), s.owner.clone());
-    if changed || discovered || write_search.is_some() {
+    // Tasks the device carried out become done with the tree that makes them readable.
+    let done = std::mem::take(&mut s.tasks_done);
+    let tasks: Vec<(i64, TaskUpdate)> = done
+        .iter()
+        .map(|d| (d.id, done_update(&d.result, now)))
+        .collect();
+    if changed || discovered || write_search.is_some() || !tasks.is_empty() {
         // The tree, the identity, the searchable values and the lock: one transaction.
         env.store
             .run(move |st| {
@@ -1262,9 +1366,15 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
                             sig: *sig,
                             replace: *replace,
                         }),
+                    tasks: &tasks,
                 })
             })
             .await?;
+        if let Some(sv) = env.services {
+            for d in &done {
+                sv.task_watch.notify(d.id);
+            }
+        }
     } else {
         // A quiet session: only the lock, on the shared short path.
         env.store

@@ -17,6 +17,7 @@ use crate::domain::params::ParamTree;
 use crate::domain::presets::{DeviceState, PresetSpec};
 use crate::domain::services::Services;
 use crate::domain::voip::Account;
+use crate::store::tasks::TaskRow;
 use crate::store::Store;
 
 /// Why a request was planned.
@@ -125,6 +126,23 @@ pub struct DeviceSession {
     /// The CWMP version of the session (`cwmp-1-0`, `cwmp-1-4`, ...).
     #[serde(default)]
     pub cwmp_version: String,
+    /// Tasks the device carried out whose results are readable only once what the session
+    /// learnt is stored: they become `done` in the same transaction as the stored tree,
+    /// before the next request goes to the device or at the end of the session.
+    #[serde(default)]
+    pub tasks_done: Vec<DoneTask>,
+    /// The task rows this session read, as of their last transition (no read again when
+    /// the device answers); not saved with the session (read again after a resume).
+    #[serde(skip)]
+    pub task_rows: Vec<TaskRow>,
+}
+
+/// A task the device carried out, waiting for the transaction that makes it `done`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DoneTask {
+    pub id: i64,
+    /// The task's result (JSON text).
+    pub result: String,
 }
 
 /// How the CPE that opened a session logged in.

@@ -7,6 +7,7 @@ use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use super::devices::{IdentityUpdate, ReleaseLock};
 use super::schema::device_params::dsl as p;
 use super::search::SearchWrite;
+use super::tasks::TaskUpdate;
 use super::{Store, WriteTxn};
 use crate::error::Result;
 use crate::{with_backend, with_conn};
@@ -29,6 +30,9 @@ pub struct SessionClose<'a> {
     pub identity: &'a IdentityUpdate,
     /// Searchable values to write (as [`Store::write_search_values`] does).
     pub search: Option<SearchWrite<'a>>,
+    /// Task transitions made with the tree (tasks whose results the tree makes readable),
+    /// each from `Pending` or `Running`, before the lock is released.
+    pub tasks: &'a [(i64, TaskUpdate)],
 }
 
 impl Store {
@@ -83,6 +87,7 @@ impl Store {
                     if let Some(s) = &search {
                         s.write_sqlite(c, w.device_id)?;
                     }
+                    super::tasks::transition_all_sqlite(c, w.tasks)?;
                     release.execute(c)?;
                     Ok(())
                 })
@@ -93,6 +98,7 @@ impl Store {
                     if let Some(s) = &search {
                         s.write_pg(c, w.device_id)?;
                     }
+                    super::tasks::transition_all_pg(c, w.tasks)?;
                     release.execute(c)?;
                     Ok(())
                 })
@@ -139,6 +145,32 @@ impl SessionClose<'_> {
         Ok(())
     }
 }
+
+/// Insert or replace a device's tree on a connection the caller holds (the fixed statement
+/// of [`Store::close_session`]).
+macro_rules! save_tree_on {
+    ($name:ident, $conn:ty) => {
+        pub(super) fn $name(
+            c: &mut $conn,
+            device_id: &str,
+            data: &[u8],
+            count: i32,
+            now: i64,
+        ) -> Result<()> {
+            SaveTree {
+                device_id,
+                data,
+                count,
+                now,
+            }
+            .execute(c)?;
+            Ok(())
+        }
+    };
+}
+
+save_tree_on!(save_tree_sqlite, diesel::SqliteConnection);
+save_tree_on!(save_tree_pg, diesel::PgConnection);
 
 /// Insert or replace a device's tree.
 struct SaveTree<'a> {

@@ -16,7 +16,7 @@ use super::schema::devices;
 use super::schema::tasks::{self, dsl as t};
 use super::{Store, WriteTxn};
 use crate::error::Result;
-use crate::with_conn;
+use crate::{with_backend, with_conn};
 
 /// Where a task is in its life. Stored and shown as the lower-case name (`"pending"`, ...);
 /// `domain::tasks` re-exports it.
@@ -360,6 +360,47 @@ impl Store {
         })
     }
 
+    /// In one transaction: store the device's tree (when given), move the tasks in
+    /// `transitions` (each from `Pending` or `Running`; a task no longer in either is left
+    /// alone), then move `start` the same way. The row `start` moved, if it did: `None`
+    /// means it was cancelled or finished meanwhile.
+    pub fn transition_tasks_with_tree(
+        &self,
+        device_id: &str,
+        tree: Option<(&[u8], i32)>,
+        now: i64,
+        transitions: &[(i64, TaskUpdate)],
+        start: Option<(i64, &TaskUpdate)>,
+    ) -> Result<Option<TaskRow>> {
+        with_backend!(
+            self,
+            sqlite | c | {
+                c.write_txn(|c| {
+                    if let Some((data, count)) = tree {
+                        super::params::save_tree_sqlite(c, device_id, data, count, now)?;
+                    }
+                    transition_all_sqlite(c, transitions)?;
+                    match start {
+                        Some((id, u)) => transition_sqlite(c, id, u),
+                        None => Ok(None),
+                    }
+                })
+            },
+            postgres | c | {
+                c.write_txn(|c| {
+                    if let Some((data, count)) = tree {
+                        super::params::save_tree_pg(c, device_id, data, count, now)?;
+                    }
+                    transition_all_pg(c, transitions)?;
+                    match start {
+                        Some((id, u)) => transition_pg(c, id, u),
+                        None => Ok(None),
+                    }
+                })
+            }
+        )
+    }
+
     /// Tasks newest first, filtered by device and status, before the id `cursor`.
     pub fn find_tasks(
         &self,
@@ -571,3 +612,46 @@ macro_rules! task_statements {
 
 task_statements!(diesel::sqlite::Sqlite);
 task_statements!(diesel::pg::Pg);
+
+/// One transition from `Pending` or `Running` (the fixed statement of
+/// [`Store::transition_task`]) on a connection the caller holds, e.g. inside its transaction.
+macro_rules! transition_on {
+    ($name:ident, $all:ident, $conn:ty) => {
+        pub(super) fn $name(
+            c: &mut $conn,
+            id: i64,
+            update: &TaskUpdate,
+        ) -> Result<Option<TaskRow>> {
+            let q = TransitionTask {
+                id,
+                from: [
+                    TaskStatus::Pending,
+                    TaskStatus::Running,
+                    TaskStatus::Running,
+                ],
+                update,
+            };
+            let Some(row) = q.get_result::<TaskRecord>(c).optional()? else {
+                return Ok(None);
+            };
+            Ok(Some(TaskRow::try_from(row).map_err(|e| {
+                diesel::result::Error::DeserializationError(Box::new(e))
+            })?))
+        }
+
+        /// [`transition_on`] for every `(id, update)`.
+        pub(super) fn $all(c: &mut $conn, transitions: &[(i64, TaskUpdate)]) -> Result<()> {
+            for (id, u) in transitions {
+                $name(c, *id, u)?;
+            }
+            Ok(())
+        }
+    };
+}
+
+transition_on!(
+    transition_sqlite,
+    transition_all_sqlite,
+    diesel::SqliteConnection
+);
+transition_on!(transition_pg, transition_all_pg, diesel::PgConnection);

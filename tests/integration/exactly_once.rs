@@ -239,9 +239,86 @@ async fn a_request_whose_envelope_was_lost_is_sent_again_at_once(b: Backend) {
     assert_eq!(v["fault"]["code"], 8801, "{v}");
 }
 
+/// Two SetParameterValues in one session; the CPE executes the second and loses its link
+/// before answering. The first is done (its value readable) before the second goes out, the
+/// second is confirmed by the ParameterKey of the next Inform, and nothing runs twice.
+async fn a_task_carried_out_is_done_before_the_next_one_is_sent(b: Backend) {
+    let app = TestApp::spawn(b, |_| {}).await;
+    let api = Api::new(&app, "operator").await;
+    let (mut dev, _cr, id) = online_device(&app, "ONCE0005").await;
+    // The first contact's bootstrap settings are a SetParameterValues too.
+    let before = executed(&dev, "SetParameterValues");
+    let code = "Device.DeviceInfo.ProvisioningCode";
+    let interval = "Device.ManagementServer.PeriodicInformInterval";
+    let first = queue(
+        &api,
+        &id,
+        json!({"rpc": "SetParameterValues", "values": [{"name": code, "value": "site-7"}]}),
+    )
+    .await;
+    let second = queue(
+        &api,
+        &id,
+        json!({"rpc": "SetParameterValues", "values": [{"name": interval, "value": "4321"}]}),
+    )
+    .await;
+    // Both answered: both done.
+    let r = dev
+        .run_session(&app.cwmp_url(), &[("6 CONNECTION REQUEST", "")])
+        .await;
+    assert!(r.is_ok(), "{r:?}");
+    let done = task(&api, first).await;
+    assert_eq!(done["status"], "done", "{done}");
+    let p = api
+        .get(&format!("/api/v1/devices/{id}/parameters?prefix={code}"))
+        .await;
+    assert_eq!(p["items"][0]["value"], "site-7", "{p}");
+    assert_eq!(task(&api, second).await["status"], "done");
+    assert_eq!(executed(&dev, "SetParameterValues"), before + 2);
+
+    // Again, the second answer lost this time.
+    let first = queue(
+        &api,
+        &id,
+        json!({"rpc": "SetParameterValues", "values": [{"name": code, "value": "site-8"}]}),
+    )
+    .await;
+    let second = queue(
+        &api,
+        &id,
+        json!({"rpc": "SetParameterValues", "values": [{"name": interval, "value": "4322"}]}),
+    )
+    .await;
+    dev.faults.close_instead_of_answering = Some("SetParameterValues".into());
+    dev.faults.close_after_answering = 1;
+    let r = dev
+        .run_session(&app.cwmp_url(), &[("6 CONNECTION REQUEST", "")])
+        .await;
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(executed(&dev, "SetParameterValues"), before + 4);
+    // The first is done and readable while the second's outcome is unknown.
+    let done = task(&api, first).await;
+    assert_eq!(done["status"], "done", "{done}");
+    let p = api
+        .get(&format!("/api/v1/devices/{id}/parameters?prefix={code}"))
+        .await;
+    assert_eq!(p["items"][0]["value"], "site-8", "{p}");
+    assert_eq!(task(&api, second).await["status"], "running");
+    // The next Inform carries the second's ParameterKey: done, nothing sent again.
+    let rep = dev
+        .run_session(&app.cwmp_url(), &[("2 PERIODIC", "")])
+        .await
+        .unwrap();
+    assert!(rep.ended_cleanly(), "{rep:?}");
+    assert!(rep.acs_rpcs().is_empty(), "{:?}", rep.acs_rpcs());
+    assert_eq!(executed(&dev, "SetParameterValues"), before + 4);
+    assert_eq!(task(&api, second).await["status"], "done");
+}
+
 battery!(
     a_request_whose_envelope_was_lost_is_sent_again_at_once,
     an_interrupted_download_runs_once,
     a_download_that_never_reached_the_device_is_sent_again,
     an_interrupted_reboot_runs_once,
+    a_task_carried_out_is_done_before_the_next_one_is_sent,
 );

@@ -71,7 +71,7 @@ async fn loadgen_sessions_all_end_with_204(b: Backend) {
     assert_eq!(p.rec.latencies_us.len() as u64, p.rec.ok);
 
     // Sessions with work: GetParameterValues of 20, SetParameterValues of 5, in that order.
-    let tasks = loadgen::task_mix(&fleet).unwrap();
+    let tasks = loadgen::task_mix(&fleet, loadgen::TaskMix::Gpv20Spv5).unwrap();
     let store = app.store();
     let queued = tokio::task::spawn_blocking(move || store.insert_tasks(&tasks).unwrap().len())
         .await
@@ -81,13 +81,10 @@ async fn loadgen_sessions_all_end_with_204(b: Backend) {
         &url,
         Arrival::Closed(4),
         60.0,
-        Expect::Rpcs(vec![
-            "GetParameterValues".into(),
-            "SetParameterValues".into(),
-        ]),
+        Expect::Rpcs(loadgen::TaskMix::Gpv20Spv5.rpcs()),
     );
     l.once = true;
-    let (mut fleet, p) = loadgen::run_load(fleet, &l).await;
+    let (fleet, p) = loadgen::run_load(fleet, &l).await;
     assert_eq!(p.rec.failed(), 0, "{:?}", p.rec.examples);
     assert_eq!(p.rec.ok, n as u64);
     for d in &fleet {
@@ -97,15 +94,54 @@ async fn loadgen_sessions_all_end_with_204(b: Backend) {
         assert_eq!(set, 5, "the device holds the 5 values set");
     }
 
+    // Sessions with one SetParameterValues of one parameter: the value is set on the device
+    // and readable through the API once the task reads done.
+    let tasks = loadgen::task_mix(&fleet, loadgen::TaskMix::Spv1).unwrap();
+    assert_eq!(tasks.len(), n, "one task per device");
+    let store = app.store();
+    let queued = tokio::task::spawn_blocking(move || store.insert_tasks(&tasks).unwrap())
+        .await
+        .unwrap();
+    let mut l = load(
+        &url,
+        Arrival::Closed(4),
+        60.0,
+        Expect::Rpcs(loadgen::TaskMix::Spv1.rpcs()),
+    );
+    l.once = true;
+    let (mut fleet, p) = loadgen::run_load(fleet, &l).await;
+    assert_eq!(p.rec.failed(), 0, "{:?}", p.rec.examples);
+    assert_eq!(p.rec.ok, n as u64);
+    for d in &fleet {
+        assert!(
+            d.model.values().any(|p| p.value == "bench-one"),
+            "the device holds the value set"
+        );
+    }
+    let api = crate::api::Api::new(&app, "operator").await;
+    for task in &queued {
+        let t = api.get(&format!("/api/v1/tasks/{}", task.id)).await;
+        assert_eq!(t["status"], "done", "{t}");
+        let args: serde_json::Value = serde_json::from_str(&task.args).unwrap();
+        let name = args["values"][0]["name"].as_str().unwrap();
+        let p = api
+            .get(&format!(
+                "/api/v1/devices/{}/parameters?prefix={name}",
+                task.device_id
+            ))
+            .await;
+        assert_eq!(p["items"][0]["value"], "bench-one", "{name} reads {p}");
+    }
+
     // The server's own account of it.
     let page = metrics(&app).await;
     let completed = loadgen::prom_value(&page, "ferroacs_cwmp_sessions_total").unwrap();
     assert!(
-        completed >= (n as u64 * 2 + periodic) as f64,
+        completed >= (n as u64 * 3 + periodic) as f64,
         "{completed} sessions counted\n{page}"
     );
     assert!(
-        page.contains("ferroacs_tasks{status=\"done\"} 24"),
+        page.contains("ferroacs_tasks{status=\"done\"} 36"),
         "{page}"
     );
     assert!(page.contains("ferroacs_connection_requests_total{outcome=\"ok\"} 0"));

@@ -410,30 +410,71 @@ pub fn device_id(d: &Device) -> String {
     )
 }
 
-/// The task mix of a session with work: for every device, a GetParameterValues of 20
-/// parameters and a SetParameterValues of 5 writable strings, as rows to queue.
-pub fn task_mix(fleet: &[Device]) -> Result<Vec<ferroacs::store::tasks::NewTask>, String> {
+/// The tasks queued for every device of a session with work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskMix {
+    /// A GetParameterValues of 20 parameters, then a SetParameterValues of 5 writable
+    /// strings (values `bench-0` … `bench-4`).
+    Gpv20Spv5,
+    /// One SetParameterValues of one writable string (value `bench-one`).
+    Spv1,
+}
+
+impl TaskMix {
+    /// The ACS requests a session of this mix carries, in order.
+    pub fn rpcs(self) -> Vec<String> {
+        match self {
+            TaskMix::Gpv20Spv5 => vec!["GetParameterValues".into(), "SetParameterValues".into()],
+            TaskMix::Spv1 => vec!["SetParameterValues".into()],
+        }
+    }
+
+    /// What the benchmark report calls it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            TaskMix::Gpv20Spv5 => "session with GPV of 20 + SPV of 5",
+            TaskMix::Spv1 => "session with one SPV of one parameter",
+        }
+    }
+}
+
+/// The task mix of a session with work, as rows to queue for every device of `fleet`.
+pub fn task_mix(
+    fleet: &[Device],
+    mix: TaskMix,
+) -> Result<Vec<ferroacs::store::tasks::NewTask>, String> {
     use ferroacs::domain::tasks::{SetValue, TaskSpec};
     let now = ferroacs::store::now_ms();
     let mut new = Vec::with_capacity(fleet.len() * 2);
+    let (n_get, n_set) = match mix {
+        TaskMix::Gpv20Spv5 => (20, 5),
+        TaskMix::Spv1 => (0, 1),
+    };
     for d in fleet {
         let leaves: Vec<(&String, &crate::cpe::Param)> =
             d.model.iter().filter(|(_, p)| !p.is_object).collect();
-        let gpv: Vec<String> = leaves.iter().take(20).map(|(n, _)| (*n).clone()).collect();
+        let gpv: Vec<String> = leaves
+            .iter()
+            .take(n_get)
+            .map(|(n, _)| (*n).clone())
+            .collect();
         let spv: Vec<SetValue> = leaves
             .iter()
             .filter(|(n, p)| {
                 p.writable && p.xsd_type == "xsd:string" && !n.contains("ManagementServer")
             })
-            .take(5)
+            .take(n_set)
             .enumerate()
             .map(|(i, (n, _))| SetValue {
                 name: (*n).clone(),
-                value: format!("bench-{i}"),
+                value: match mix {
+                    TaskMix::Gpv20Spv5 => format!("bench-{i}"),
+                    TaskMix::Spv1 => "bench-one".into(),
+                },
                 xsd_type: Some("xsd:string".into()),
             })
             .collect();
-        if gpv.len() < 20 || spv.len() < 5 {
+        if gpv.len() < n_get || spv.len() < n_set {
             return Err(format!(
                 "device model too small for the task mix ({} leaves, {} writable strings): \
                  use more parameters",
@@ -442,10 +483,12 @@ pub fn task_mix(fleet: &[Device]) -> Result<Vec<ferroacs::store::tasks::NewTask>
             ));
         }
         let id = device_id(d);
-        for spec in [
-            TaskSpec::GetParameterValues { names: gpv },
-            TaskSpec::SetParameterValues { values: spv },
-        ] {
+        let mut specs = Vec::with_capacity(2);
+        if !gpv.is_empty() {
+            specs.push(TaskSpec::GetParameterValues { names: gpv });
+        }
+        specs.push(TaskSpec::SetParameterValues { values: spv });
+        for spec in specs {
             let args = serde_json::to_string(&spec).map_err(|e| e.to_string())?;
             new.push(ferroacs::store::tasks::NewTask {
                 device_id: id.clone(),

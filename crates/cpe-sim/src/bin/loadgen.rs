@@ -87,14 +87,19 @@ enum Command {
         #[arg(long)]
         no_bootstrap: bool,
     },
-    /// Sessions with pending tasks: each device gets a GetParameterValues of 20 parameters
-    /// and a SetParameterValues of 5 (queued directly in the database), then one session.
+    /// Sessions with pending tasks: each device gets its tasks (`--mix`: by default a
+    /// GetParameterValues of 20 parameters and a SetParameterValues of 5; `spv1`: one
+    /// SetParameterValues of one parameter, after one quiet session per device that is not
+    /// measured) queued directly in the database, then one session.
     Tasks {
         #[command(flatten)]
         target: Target,
         /// The server's database URL (tasks are queued there).
         #[arg(long)]
         database: String,
+        /// The tasks of every device: `gpv20-spv5` or `spv1`.
+        #[arg(long, default_value = "gpv20-spv5", value_parser = parse_mix)]
+        mix: loadgen::TaskMix,
         #[arg(long, default_value_t = 1000)]
         devices: usize,
         #[arg(long, default_value_t = 60)]
@@ -618,6 +623,7 @@ async fn run(cmd: Command) -> anyhow::Result<Value> {
         Command::Tasks {
             target,
             database,
+            mix,
             devices,
             params,
             concurrency,
@@ -628,18 +634,36 @@ async fn run(cmd: Command) -> anyhow::Result<Value> {
                 ..FleetSpec::new(&prefix, devices, params)
             };
             let fleet = loadgen::fleet(&spec);
-            let (fleet, _) = bootstrap(fleet, &target.url, concurrency).await?;
-            let queued = queue_tasks(&database, &fleet).await?;
+            let (mut fleet, _) = bootstrap(fleet, &target.url, concurrency).await?;
+            if mix == loadgen::TaskMix::Spv1 {
+                // One quiet session per device first (not measured): the device confirms
+                // the credentials issued at first contact, so the measured session differs
+                // from a periodic one only by its task.
+                let mut l = load(
+                    &target.url,
+                    Arrival::Closed(concurrency),
+                    3600.0,
+                    Expect::Quiet,
+                );
+                l.once = true;
+                let (f, p) = loadgen::run_load(fleet, &l).await;
+                if p.rec.failed() > 0 {
+                    anyhow::bail!(
+                        "{} quiet sessions before the tasks failed: {:?}",
+                        p.rec.failed(),
+                        p.rec.examples
+                    );
+                }
+                fleet = f;
+            }
+            let queued = queue_tasks(&database, &fleet, mix).await?;
             eprintln!("queued {queued} tasks");
             let meter = Meter::start(&target).await;
             let mut l = load(
                 &target.url,
                 Arrival::Closed(concurrency),
                 3600.0,
-                Expect::Rpcs(vec![
-                    "GetParameterValues".into(),
-                    "SetParameterValues".into(),
-                ]),
+                Expect::Rpcs(mix.rpcs()),
             );
             l.once = true;
             let (_, p) = loadgen::run_load(fleet, &l).await;
@@ -650,6 +674,7 @@ async fn run(cmd: Command) -> anyhow::Result<Value> {
                 &arrival_name(Arrival::Closed(concurrency)),
                 &p,
             );
+            v["workload"] = json!(mix.describe());
             meter.finish(p.sessions(), &mut v).await;
             summary(&v);
             Ok(json!({ "command": "tasks", "target": target.label, "phases": [v] }))
@@ -796,6 +821,16 @@ async fn run(cmd: Command) -> anyhow::Result<Value> {
     }
 }
 
+fn parse_mix(s: &str) -> Result<loadgen::TaskMix, String> {
+    match s {
+        "gpv20-spv5" => Ok(loadgen::TaskMix::Gpv20Spv5),
+        "spv1" => Ok(loadgen::TaskMix::Spv1),
+        other => Err(format!(
+            "unknown task mix {other:?}: use gpv20-spv5 or spv1"
+        )),
+    }
+}
+
 fn open_store(url: &str) -> anyhow::Result<ferroacs::store::Store> {
     let cfg = ferroacs::config::DatabaseConfig {
         url: url.to_string(),
@@ -806,8 +841,12 @@ fn open_store(url: &str) -> anyhow::Result<ferroacs::store::Store> {
 }
 
 /// Queues the task mix for every device of `fleet` in the server's database.
-async fn queue_tasks(database: &str, fleet: &[cpe::Device]) -> anyhow::Result<usize> {
-    let new = loadgen::task_mix(fleet).map_err(|e| anyhow::anyhow!(e))?;
+async fn queue_tasks(
+    database: &str,
+    fleet: &[cpe::Device],
+    mix: loadgen::TaskMix,
+) -> anyhow::Result<usize> {
+    let new = loadgen::task_mix(fleet, mix).map_err(|e| anyhow::anyhow!(e))?;
     let database = database.to_string();
     let n = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
         let store = open_store(&database)?;
@@ -1004,9 +1043,19 @@ fn report(dir: &std::path::Path, notes: Option<&std::path::Path>) -> anyhow::Res
 
     // Tasks and discovery.
     md.push_str("## Sessions with work\n\n");
-    md.push_str("| target | workload | count | failed | per second | p50 ms | p99 ms | max ms | server CPU µs each | ⇒ per server core per second | DB µs each | PostgreSQL CPU µs each | ratio to raw CPU (per session) |\n");
-    md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| target | workload | count | failed | per second | p50 ms | p99 ms | max ms | server CPU µs each | ⇒ per server core per second | DB µs each | PostgreSQL CPU µs each | ratio to raw CPU (per session) | ratio to a periodic session's CPU |\n");
+    md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (file, ph, what) in [
+        (
+            "sqlite-spv1",
+            "tasks",
+            "session with one SPV of one parameter",
+        ),
+        (
+            "postgres-spv1",
+            "tasks",
+            "session with one SPV of one parameter",
+        ),
         ("sqlite-tasks", "tasks", "session with GPV of 20 + SPV of 5"),
         (
             "postgres-tasks",
@@ -1026,8 +1075,12 @@ fn report(dir: &std::path::Path, notes: Option<&std::path::Path>) -> anyhow::Res
     ] {
         let Some(p) = phase(file, ph) else { continue };
         let cpu = p["server_cpu_us_per_session"].as_f64();
+        // The same backend's periodic session (closed loop) of this run.
+        let backend = file.split('-').next().unwrap_or("");
+        let periodic = phase(&format!("{backend}-periodic"), "periodic")
+            .and_then(|p| p["server_cpu_us_per_session"].as_f64());
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             text(p["target"].as_str()),
             what,
             p["sessions_ok"],
@@ -1042,6 +1095,10 @@ fn report(dir: &std::path::Path, notes: Option<&std::path::Path>) -> anyhow::Res
             fmt_opt(p["postgres_cpu_us_per_session"].as_f64(), 1),
             match (cpu, raw_cpu) {
                 (Some(c), Some(r)) if r > 0.0 => format!("{:.1}×", c / r),
+                _ => "–".into(),
+            },
+            match (cpu, periodic) {
+                (Some(c), Some(r)) if r > 0.0 && ph == "tasks" => format!("{:.1}×", c / r),
                 _ => "–".into(),
             },
         ));

@@ -302,6 +302,8 @@ pub struct FaultInjection {
     /// after accepting a request. The session fails; what the device does after a session
     /// (reboot, due transfers) still happens. Cleared when used.
     pub close_instead_of_answering: Option<String>,
+    /// Answer this many requests named by `close_instead_of_answering` normally first.
+    pub close_after_answering: usize,
     /// Sleep before sending POST number N. Cleared when used.
     pub pause_before_message: Option<(usize, Duration)>,
     /// Authenticate with a wrong password.

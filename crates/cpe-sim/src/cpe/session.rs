@@ -242,7 +242,11 @@ impl Device {
             };
             if let Outgoing::Reply { name, .. } = &out {
                 let method = name.strip_suffix("Response").unwrap_or(name);
-                if self.faults.close_instead_of_answering.as_deref() == Some(method) {
+                if self.faults.close_instead_of_answering.as_deref() == Some(method)
+                    && self.faults.close_after_answering > 0
+                {
+                    self.faults.close_after_answering -= 1;
+                } else if self.faults.close_instead_of_answering.as_deref() == Some(method) {
                     self.faults.close_instead_of_answering = None;
                     ctx.client.close();
                     return self.fail(ctx, SimError::InjectedDrop(n)).await;
