@@ -1178,10 +1178,6 @@ impl Store {
         batch: &[(String, String, String)],
         now: i64,
     ) -> Result<Vec<String>> {
-        let r = self.start_phone_members_unbumped(campaign, batch, now);
-        if r.is_ok() {
-            self.bump_phone_generation();
-        }
-        r
+        self.bumped(self.start_phone_members_unbumped(campaign, batch, now))
     }
 }

@@ -806,10 +806,6 @@ impl Store {
     /// `delete_device_unbumped`, then the phone generation is bumped
     /// ([`Store::phone_generation`]): what phones are served may have changed.
     pub fn delete_device(&self, id: &str) -> Result<bool> {
-        let r = self.delete_device_unbumped(id);
-        if r.is_ok() {
-            self.bump_phone_generation();
-        }
-        r
+        self.bumped(self.delete_device_unbumped(id))
     }
 }

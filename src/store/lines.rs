@@ -243,11 +243,7 @@ impl Store {
     /// `upsert_lines_unbumped`, then the phone generation is bumped
     /// ([`Store::phone_generation`]): what phones are served may have changed.
     pub fn upsert_lines(&self, lines: &[NewLine], now: i64) -> Result<Vec<LineRow>> {
-        let r = self.upsert_lines_unbumped(lines, now);
-        if r.is_ok() {
-            self.bump_phone_generation();
-        }
-        r
+        self.bumped(self.upsert_lines_unbumped(lines, now))
     }
 }
 
@@ -255,10 +251,6 @@ impl Store {
     /// `delete_line_unbumped`, then the phone generation is bumped
     /// ([`Store::phone_generation`]): what phones are served may have changed.
     pub fn delete_line(&self, device_id: &str, line: i32) -> Result<bool> {
-        let r = self.delete_line_unbumped(device_id, line);
-        if r.is_ok() {
-            self.bump_phone_generation();
-        }
-        r
+        self.bumped(self.delete_line_unbumped(device_id, line))
     }
 }

@@ -278,6 +278,14 @@ impl Store {
         self.phone_generation.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// `r`, counted as a write that can change what a phone is served when it succeeded.
+    pub(crate) fn bumped<T>(&self, r: Result<T>) -> Result<T> {
+        if r.is_ok() {
+            self.bump_phone_generation();
+        }
+        r
+    }
+
     /// Use `keyring` to seal and open secrets at rest (every clone of this store sees it).
     pub fn set_keyring(&self, keyring: crate::secrets::Keyring) {
         let mut k = match self.keyring.write() {

@@ -1077,80 +1077,36 @@ impl Store {
     }
 }
 
+/// The writers that change what phones are served: each bumps the phone generation
+/// ([`Store::phone_generation`]) once it succeeded, so cached look-ups are read again.
 impl Store {
-    /// `upsert_phone_unbumped`, then the phone generation is bumped
-    /// ([`Store::phone_generation`]): what phones are served may have changed.
     pub fn upsert_phone(&self, p: &NewPhone, update: bool, now: i64) -> Result<(PhoneRow, bool)> {
-        let r = self.upsert_phone_unbumped(p, update, now);
-        if r.is_ok() {
-            self.bump_phone_generation();
-        }
-        r
+        self.bumped(self.upsert_phone_unbumped(p, update, now))
     }
-}
 
-impl Store {
-    /// `delete_phone_unbumped`, then the phone generation is bumped
-    /// ([`Store::phone_generation`]): what phones are served may have changed.
     pub fn delete_phone(&self, mac: &str) -> Result<bool> {
-        let r = self.delete_phone_unbumped(mac);
-        if r.is_ok() {
-            self.bump_phone_generation();
-        }
-        r
+        self.bumped(self.delete_phone_unbumped(mac))
     }
-}
 
-impl Store {
-    /// `put_model_firmware_unbumped`, then the phone generation is bumped
-    /// ([`Store::phone_generation`]): what phones are served may have changed.
     pub fn put_model_firmware(&self, r: &ModelFirmwareRow) -> Result<bool> {
-        let r = self.put_model_firmware_unbumped(r);
-        if r.is_ok() {
-            self.bump_phone_generation();
-        }
-        r
+        self.bumped(self.put_model_firmware_unbumped(r))
     }
-}
 
-impl Store {
-    /// `delete_model_firmware_unbumped`, then the phone generation is bumped
-    /// ([`Store::phone_generation`]): what phones are served may have changed.
     pub fn delete_model_firmware(&self, vendor: &str, model: &str) -> Result<bool> {
-        let r = self.delete_model_firmware_unbumped(vendor, model);
-        if r.is_ok() {
-            self.bump_phone_generation();
-        }
-        r
+        self.bumped(self.delete_model_firmware_unbumped(vendor, model))
     }
-}
 
-impl Store {
-    /// `put_phone_profile_unbumped`, then the phone generation is bumped
-    /// ([`Store::phone_generation`]): what phones are served may have changed.
     pub fn put_phone_profile(
         &self,
         name: &str,
         settings: &str,
         now: i64,
     ) -> Result<(ProfileRow, bool)> {
-        let r = self.put_phone_profile_unbumped(name, settings, now);
-        if r.is_ok() {
-            self.bump_phone_generation();
-        }
-        r
+        self.bumped(self.put_phone_profile_unbumped(name, settings, now))
     }
-}
 
-impl Store {
-    /// `delete_phone_profile_unbumped`, then the phone generation is bumped
-    /// ([`Store::phone_generation`]): what phones are served may have changed.
     pub fn delete_phone_profile(&self, name: &str) -> Result<bool> {
-        let r = self.delete_phone_profile_unbumped(name);
-        if r.is_ok() {
-            self.bump_phone_generation();
-        }
-        r
+        self.bumped(self.delete_phone_profile_unbumped(name))
     }
 }
 

@@ -40,7 +40,7 @@ battery!(
     model_firmware_goes_into_phone_files,
 );
 
-fn need(tool: &str) -> bool {
+pub(crate) fn need(tool: &str) -> bool {
     let ok = Command::new(tool)
         .arg(if tool == "tftp" { "-V" } else { "--version" })
         .output()
@@ -55,8 +55,8 @@ fn need(tool: &str) -> bool {
     ok
 }
 
-/// curl: (HTTP status, body).
-fn curl(args: &[&str]) -> (u16, Vec<u8>) {
+/// curl: (HTTP status, body); status 0 when no HTTP answer came (e.g. TLS refused).
+pub(crate) fn curl(args: &[&str]) -> (u16, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("body");
     let o = Command::new("curl")

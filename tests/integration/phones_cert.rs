@@ -4,7 +4,6 @@
 //! certificates (`phones.client_ca`) side by side, and neither passes as the other.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa, KeyPair,
@@ -16,6 +15,7 @@ use serde_json::{json, Value};
 use crate::api::Api;
 use crate::battery;
 use crate::cpe::{Device, Root};
+use crate::phones::{curl, need};
 use crate::support::{Backend, TestApp};
 
 battery!(
@@ -26,36 +26,6 @@ battery!(
 const SECRET: &str = "pw-cert-phone-Q81-secret";
 const OTHER_SECRET: &str = "pw-other-phone-Z44";
 const DIGEST_PW: &str = "Dg-cert-7781-zq";
-
-fn need_curl() -> bool {
-    let ok = Command::new("curl").arg("--version").output().is_ok();
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "curl is missing (scripts/test installs it)"
-        );
-        eprintln!("curl not installed: skipped");
-    }
-    ok
-}
-
-/// curl: (HTTP status, body); status 0 when no HTTP answer came (e.g. TLS refused).
-fn curl(args: &[&str]) -> (u16, Vec<u8>) {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("body");
-    let o = Command::new("curl")
-        .args(["-s", "-o"])
-        .arg(&out)
-        .args(["-w", "%{http_code}"])
-        .args(args)
-        .output()
-        .unwrap();
-    let code = String::from_utf8_lossy(&o.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    (code, std::fs::read(&out).unwrap_or_default())
-}
 
 fn ca(dir: &Path, name: &str) -> CertifiedIssuer<'static, KeyPair> {
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -172,7 +142,7 @@ fn inform_file(dir: &Path, serial: &str) -> String {
 /// refused there; the CWMP endpoint takes only CPE certificates; without a certificate the
 /// token and Digest URLs still work; failures count towards the rate limit.
 async fn phone_certificates_open_their_own_files_only(b: Backend) {
-    if !need_curl() {
+    if !need("curl") {
         return;
     }
     let pki = Pki::new();
@@ -383,7 +353,7 @@ async fn phone_certificates_open_their_own_files_only(b: Backend) {
 /// an unknown phone registers itself with `phones.unknown_phones = "accept"` (its own
 /// file only), and a phone certificate is no CPE login: the CWMP endpoint asks for Digest.
 async fn phone_certificates_register_unknown_phones_and_are_no_cpe_login(b: Backend) {
-    if !need_curl() {
+    if !need("curl") {
         return;
     }
     let pki = Pki::new();
