@@ -569,21 +569,11 @@ async fn tftp_serves_model_firmware_and_nothing_else_of_the_store(b: Backend) {
     .await;
     let port = app.running.as_ref().unwrap().tftp_addr.unwrap().port();
     let api = Api::new(&app, "operator").await;
-    // 300 kB of every byte value: many blocks, and a last short one.
-    let image: Vec<u8> = (0..300_001u32).map(|i| (i * 7 % 251) as u8).collect();
-    let fw = upload_bytes(&api, "sip88xx.14-2-1.loads", "14.2.1", image.clone()).await;
+    let (fw, image) = cisco_8841_firmware(&api).await;
     let dsp: Vec<u8> = b"DSP-IMAGE".repeat(1000);
     upload_bytes(&api, "dsp88xx.14-2-1.sbn", "", dsp.clone()).await;
     let secret = b"a device's configuration backup with secrets".to_vec();
     let backup = upload_bytes(&api, "backup.cfg", "", secret.clone()).await;
-    let (s, v) = api
-        .call(
-            Method::PUT,
-            "/api/v1/phone_models/cisco/cp-8841/firmware",
-            Some(json!({"file_id": fw})),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
     add_phone(&api, "00562b000051", "cisco", "cp-8841", json!({})).await;
     add_line(&api, "00562b000051", 1, "4051", SECRET).await;
     add_phone(&api, "0004f2000052", "polycom", "vvx400", json!({})).await;
@@ -727,16 +717,7 @@ async fn tftp_firmware_transfers_are_in_the_fetch_log(b: Backend) {
     .await;
     let port = app.running.as_ref().unwrap().tftp_addr.unwrap().port();
     let api = Api::new(&app, "operator").await;
-    let image: Vec<u8> = (0..300_001u32).map(|i| (i * 7 % 251) as u8).collect();
-    let fw = upload_bytes(&api, "sip88xx.14-2-1.loads", "14.2.1", image.clone()).await;
-    let (s, v) = api
-        .call(
-            Method::PUT,
-            "/api/v1/phone_models/cisco/cp-8841/firmware",
-            Some(json!({"file_id": fw})),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
+    let (fw, image) = cisco_8841_firmware(&api).await;
     add_phone(&api, "00562b000091", "cisco", "cp-8841", json!({})).await;
     add_line(&api, "00562b000091", 1, "4091", SECRET).await;
     let token = url_of(&api, "00562b000091")
@@ -2308,4 +2289,20 @@ fn ferroacs_cli(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> (bool, St
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A Cisco CP-8841 load in the file store, set as the model's firmware: (file id, bytes).
+/// 300 kB of every byte value: many TFTP blocks, and a last short one.
+async fn cisco_8841_firmware(api: &Api) -> (String, Vec<u8>) {
+    let image: Vec<u8> = (0..300_001u32).map(|i| (i * 7 % 251) as u8).collect();
+    let fw = upload_bytes(api, "sip88xx.14-2-1.loads", "14.2.1", image.clone()).await;
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            "/api/v1/phone_models/cisco/cp-8841/firmware",
+            Some(json!({"file_id": fw})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    (fw, image)
 }
