@@ -88,20 +88,7 @@ async fn sessions(url: &str, devs: &mut [&mut Device], events: &[(&str, &str)]) 
 /// Upload a firmware image that makes the simulator report `reports` after rebooting.
 pub(crate) async fn upload_image(api: &Api, name: &str, version: &str, reports: &str) -> String {
     let body = format!("SoftwareVersion={reports}\n{}", "x".repeat(2000));
-    let res = api
-        .http
-        .post(format!(
-            "{}/api/v1/files?name={name}&file_type=1%20Firmware%20Upgrade%20Image&version={version}",
-            api.base
-        ))
-        .bearer_auth(&api.token)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let v: Value = res.json().await.unwrap();
-    v["id"].as_str().unwrap().to_string()
+    crate::phones::upload_bytes(api, name, version, body.into_bytes()).await
 }
 
 pub(crate) fn images(files: &[String]) -> Value {

@@ -531,7 +531,8 @@ async fn tftp_serves_cisco_phones(b: Backend) {
     );
 }
 
-async fn upload_bytes(api: &Api, name: &str, version: &str, body: Vec<u8>) -> String {
+/// A firmware image in the file store: its id.
+pub(crate) async fn upload_bytes(api: &Api, name: &str, version: &str, body: Vec<u8>) -> String {
     let res = api
         .http
         .post(format!(
@@ -2074,20 +2075,7 @@ async fn gigaset_activation_codes_and_mac_binding(b: Backend) {
 }
 
 async fn upload_firmware(api: &Api, name: &str, version: &str, body: &str) -> String {
-    let res = api
-        .http
-        .post(format!(
-            "{}/api/v1/files?name={name}&file_type=1%20Firmware%20Upgrade%20Image&version={version}",
-            api.base
-        ))
-        .bearer_auth(&api.token)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let v: Value = res.json().await.unwrap();
-    v["id"].as_str().unwrap().to_string()
+    upload_bytes(api, name, version, body.as_bytes().to_vec()).await
 }
 
 /// The value of `<NAME class="…" value="…"/>` in a ProviderFrame, unescaped.
