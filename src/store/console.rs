@@ -174,16 +174,17 @@ impl Store {
     }
 
     /// Device counts: the total from the maintained per-version counters, the others from
-    /// capped index walks (`devices_sort_last_inform` and the partial indexes
-    /// `devices_never_informed`, `devices_undiscovered`).
+    /// capped index walks (`device_last_inform_sort` and the partial indexes
+    /// `device_last_inform_never`, `devices_undiscovered`).
     pub fn device_counts(&self, seen_since: i64) -> Result<DeviceCounts> {
         let total_sql =
             "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM device_version_counts";
         // `seen_since` is an integer: formatting it into the statement is safe.
         let overdue_sql = capped_count_sql(&format!(
-            "devices WHERE COALESCE(last_inform, -1) < {seen_since} AND last_inform IS NOT NULL"
+            "device_last_inform WHERE COALESCE(last_inform, -1) < {seen_since} \
+             AND last_inform IS NOT NULL"
         ));
-        let never_sql = capped_count_sql("devices WHERE last_inform IS NULL");
+        let never_sql = capped_count_sql("device_last_inform WHERE last_inform IS NULL");
         let undiscovered_sql = capped_count_sql("devices WHERE discovered_at IS NULL");
         let _ = (devices::table, device_version_counts::table);
         with_conn!(self, |c| {

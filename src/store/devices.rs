@@ -598,11 +598,13 @@ struct RecordInform<'a> {
 }
 
 /// The common case of [`RecordInform`]: not a BOOTSTRAP, and the identity the Inform
-/// reports is the stored one. It writes no indexed column but `last_inform`, so SQLite
-/// rewrites only that column's index entries (every index naming a column of an UPDATE's
-/// SET list is rewritten, changed or not: ≈ 11 → ≈ 6 WAL pages per session). No row: the
-/// identity changed, the lock is held, or the credentials do not open the device — the
-/// caller then runs [`RecordInform`], which tells these apart.
+/// reports is the stored one. It writes no indexed column of `devices`: SQLite rewrites no
+/// index entry of the row (every index naming a column of an UPDATE's SET list is
+/// rewritten, changed or not: ≈ 11 → ≈ 4 WAL pages per session), and PostgreSQL updates the
+/// row in place (HOT), adding no entry to its indexes. The only index entry an Inform
+/// writes is in `device_last_inform`'s sort index, through the trigger that copies
+/// `last_inform` there. No row: the identity changed, the lock is held, or the credentials
+/// do not open the device — the caller then runs [`RecordInform`], which tells these apart.
 #[derive(Clone, Copy)]
 struct TouchInform<'a>(RecordInform<'a>);
 
@@ -645,7 +647,8 @@ impl<Conn> RunQueryDsl<Conn> for RecordInform<'_> {}
 impl<Conn> RunQueryDsl<Conn> for TouchInform<'_> {}
 impl<Conn> RunQueryDsl<Conn> for ReleaseLock<'_> {}
 
-/// The columns both forms of recording an Inform write: none is indexed but `last_inform`.
+/// The columns both forms of recording an Inform write: none is indexed (`last_inform`'s
+/// order lives in `device_last_inform`, kept by a trigger).
 fn push_inform_columns<'b, DB>(
     r: &'b RecordInform<'_>,
     out: &mut diesel::query_builder::AstPass<'_, 'b, DB>,

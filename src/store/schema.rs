@@ -46,6 +46,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// A copy of `devices.last_inform` kept by triggers: the last-inform order and filters
+    /// read it, so no index of `devices` names a column every Inform changes.
+    device_last_inform (device_id) {
+        device_id -> Text,
+        last_inform -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
     device_connreq (device_id) {
         device_id -> Text,
         at -> BigInt,
@@ -391,9 +400,11 @@ diesel::joinable!(faults -> devices (device_id));
 diesel::joinable!(session_log -> devices (device_id));
 diesel::joinable!(device_search -> devices (device_id));
 diesel::joinable!(device_connreq -> devices (device_id));
+diesel::joinable!(device_last_inform -> devices (device_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     devices,
+    device_last_inform,
     device_tags,
     device_params,
     tasks,

@@ -113,8 +113,12 @@ fn probes(f: &Filter, out: &mut Vec<Probe>) {
         Filter::And(v) | Filter::Or(v) => v.iter().for_each(|x| probes(x, out)),
         Filter::Not(x) => probes(x, out),
         Filter::Cond { field, op, value } => {
-            if matches!(field, Field::Tag | Field::Param(_)) {
-                let op = if *op == Op::Ne { Op::Eq } else { *op };
+            if matches!(field, Field::Tag | Field::Param(_)) || is_last_inform(field) {
+                let op = match *op {
+                    Op::Ne if !is_last_inform(field) => Op::Eq,
+                    Op::Like if is_last_inform(field) => Op::Eq,
+                    op => op,
+                };
                 let p = Probe {
                     field: field.clone(),
                     op,
@@ -128,6 +132,17 @@ fn probes(f: &Filter, out: &mut Vec<Probe>) {
     }
 }
 
+/// Whether `field` is `last_inform`, whose conditions read the narrow `device_last_inform`
+/// (and, like tag and parameter conditions, are written by how many devices they match).
+fn is_last_inform(field: &Field) -> bool {
+    *field == Field::Column(Column::Number("last_inform"))
+}
+
+/// A `last_inform` comparison's value (not a number: matches nothing).
+fn number(value: &str) -> i64 {
+    value.trim().parse::<i64>().unwrap_or(i64::MIN)
+}
+
 /// `SELECT n`: how many rows match `p`, counting at most `cap`.
 fn probe_sql(p: &Probe, cap: i64, postgres: bool) -> SqlBuilder {
     let mut b = SqlBuilder::new(
@@ -139,12 +154,21 @@ fn probe_sql(p: &Probe, cap: i64, postgres: bool) -> SqlBuilder {
             b.sql.push_str("device_search WHERE name = ");
             b.bind(Bind::Text(name.clone()));
             b.sql.push_str(&format!(" AND value {} ", p.op.sql()));
+            b.value(p.op, &p.value);
         }
-        _ => b
-            .sql
-            .push_str(&format!("device_tags WHERE tag {} ", p.op.sql())),
+        f if is_last_inform(f) => {
+            b.sql.push_str(&format!(
+                "device_last_inform WHERE last_inform IS NOT NULL AND COALESCE(last_inform, -1) {} ",
+                p.op.sql()
+            ));
+            b.bind(Bind::Int(number(&p.value)));
+        }
+        _ => {
+            b.sql
+                .push_str(&format!("device_tags WHERE tag {} ", p.op.sql()));
+            b.value(p.op, &p.value);
+        }
     }
-    b.value(p.op, &p.value);
     b.sql.push_str(" LIMIT ");
     b.bind(Bind::Int(cap));
     b.sql.push_str(") AS p");
@@ -234,14 +258,23 @@ impl SqlBuilder {
                 self.value(op, value);
             }
             Field::Column(Column::Number(col)) => {
-                let n = value.trim().parse::<i64>().unwrap_or(i64::MIN);
+                let n = number(value);
                 let op = if op == Op::Like { Op::Eq } else { op };
                 if *col == "last_inform" {
-                    // Written on the sort index's expression, the only index of the column
-                    // (one index less rewritten at every Inform); never-informed devices
-                    // (NULL) match no comparison, as with the plain column.
+                    // Read from the narrow copy and written on its sort index's expression,
+                    // the column's only index (none of `devices` names it: every Inform
+                    // changes it); never-informed devices (NULL) match no comparison, as
+                    // with the plain column. Rare matches are collected first, dense ones
+                    // checked per device (see [`DENSE`]).
+                    let dense = self.is_dense(field, op, value);
+                    self.sql.push_str(if dense {
+                        "EXISTS (SELECT 1 FROM device_last_inform AS li WHERE \
+                         li.device_id = devices.id AND "
+                    } else {
+                        "devices.id IN (SELECT li.device_id FROM device_last_inform AS li WHERE "
+                    });
                     self.sql.push_str(&format!(
-                        "(devices.last_inform IS NOT NULL AND COALESCE(devices.last_inform, -1) {} ",
+                        "li.last_inform IS NOT NULL AND COALESCE(li.last_inform, -1) {} ",
                         op.sql()
                     ));
                     self.bind(Bind::Int(n));
@@ -301,7 +334,8 @@ fn build_unordered(f: &Filter, limit: i64, postgres: bool, dense: Vec<Probe>) ->
 }
 
 /// The order of a device page: by id, or by a column with the id breaking ties. Each column
-/// order has an index on (expression, id), so a page walks the index from the cursor.
+/// order has an index on (expression, id), so a page walks the index from the cursor; the
+/// last-inform order's is on the narrow `device_last_inform`, joined to the device rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Sort {
     #[default]
@@ -314,7 +348,8 @@ pub enum Sort {
 }
 
 impl Sort {
-    /// The sort expression over the table named `t`.
+    /// The sort expression over the table named `t` (`device_last_inform` for the last-inform
+    /// order, `devices` for the others).
     fn expr(self, t: &str) -> Option<String> {
         Some(match self {
             Sort::Id => return None,
@@ -323,6 +358,26 @@ impl Sort {
             Sort::ProductClass => format!("{t}.product_class"),
             Sort::Serial => format!("{t}.serial_number"),
         })
+    }
+
+    /// What a page in this order selects from, the table alias its expression and id are
+    /// read from, and how a row of that table is found by device id (for the cursor).
+    fn source(self) -> (&'static str, &'static str, &'static str, &'static str) {
+        match self {
+            Sort::LastInform => (
+                "SELECT devices.id AS id FROM devices JOIN device_last_inform AS s \
+                 ON s.device_id = devices.id WHERE ",
+                "s",
+                "device_id",
+                "device_last_inform",
+            ),
+            _ => (
+                "SELECT devices.id AS id FROM devices WHERE ",
+                "devices",
+                "id",
+                "devices",
+            ),
+        }
     }
 }
 
@@ -348,7 +403,8 @@ fn build_sorted(
     descending: bool,
     dense: Vec<Probe>,
 ) -> SqlBuilder {
-    let mut b = SqlBuilder::new(postgres, "SELECT devices.id AS id FROM devices WHERE ");
+    let (select, t, id_col, table) = sort.source();
+    let mut b = SqlBuilder::new(postgres, select);
     b.dense = dense;
     b.filter(f);
     let (cmp, dir) = if descending {
@@ -356,20 +412,22 @@ fn build_sorted(
     } else {
         (">", "")
     };
-    match (sort.expr("devices"), sort.expr("cur")) {
+    match (sort.expr(t), sort.expr("cur")) {
         (Some(e), Some(at_cursor)) => {
+            let id = format!("{t}.{id_col}");
             if let Some(c) = cursor {
-                let value = format!("(SELECT {at_cursor} FROM devices AS cur WHERE cur.id = ");
+                let value =
+                    format!("(SELECT {at_cursor} FROM {table} AS cur WHERE cur.{id_col} = ");
                 b.sql.push_str(&format!(" AND ({e} {cmp} {value}"));
                 b.bind(Bind::Text(c.to_string()));
                 b.sql.push_str(&format!(") OR ({e} = {value}"));
                 b.bind(Bind::Text(c.to_string()));
-                b.sql.push_str(&format!(") AND devices.id {cmp} "));
+                b.sql.push_str(&format!(") AND {id} {cmp} "));
                 b.bind(Bind::Text(c.to_string()));
                 b.sql.push_str("))");
             }
             b.sql
-                .push_str(&format!(" ORDER BY {e}{dir}, devices.id{dir} LIMIT "));
+                .push_str(&format!(" ORDER BY {e}{dir}, {id}{dir} LIMIT "));
         }
         _ => {
             if let Some(c) = cursor {
@@ -569,6 +627,11 @@ impl Store {
                     value: value.clone(),
                 })
             }
+            Filter::Cond { field, op, value } if is_last_inform(field) => Some(Probe {
+                field: field.clone(),
+                op: if *op == Op::Like { Op::Eq } else { *op },
+                value: value.clone(),
+            }),
             _ => None,
         };
         macro_rules! count {
@@ -704,11 +767,12 @@ mod tests {
         );
         assert_eq!(
             b.sql,
-            "SELECT devices.id AS id FROM devices WHERE 1=1 AND (COALESCE(devices.last_inform, -1) < \
-             (SELECT COALESCE(cur.last_inform, -1) FROM devices AS cur WHERE cur.id = $1) OR \
-             (COALESCE(devices.last_inform, -1) = (SELECT COALESCE(cur.last_inform, -1) FROM devices \
-             AS cur WHERE cur.id = $2) AND devices.id < $3)) ORDER BY COALESCE(devices.last_inform, \
-             -1) DESC, devices.id DESC LIMIT $4"
+            "SELECT devices.id AS id FROM devices JOIN device_last_inform AS s ON s.device_id = \
+             devices.id WHERE 1=1 AND (COALESCE(s.last_inform, -1) < (SELECT COALESCE(cur.last_inform, \
+             -1) FROM device_last_inform AS cur WHERE cur.device_id = $1) OR (COALESCE(s.last_inform, \
+             -1) = (SELECT COALESCE(cur.last_inform, -1) FROM device_last_inform AS cur WHERE \
+             cur.device_id = $2) AND s.device_id < $3)) ORDER BY COALESCE(s.last_inform, -1) DESC, \
+             s.device_id DESC LIMIT $4"
         );
         assert_eq!(b.binds.len(), 4);
         let b = build_sorted(
@@ -818,6 +882,42 @@ mod tests {
         );
         let b = build_unordered(&f, 10, true, Vec::new());
         assert!(b.sql.ends_with(") LIMIT $5"), "{}", b.sql);
+    }
+
+    #[test]
+    fn last_inform_conditions_read_the_narrow_copy_by_density() {
+        let f = Filter::And(vec![
+            Filter::Cond {
+                field: Field::Column(Column::Number("last_inform")),
+                op: Op::Lt,
+                value: "1000".into(),
+            },
+            Filter::Cond {
+                field: Field::Column(Column::Number("last_inform")),
+                op: Op::Ne,
+                value: "7".into(),
+            },
+        ]);
+        let mut all = Vec::new();
+        probes(&f, &mut all);
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[1].op, Op::Ne, "not negated: NULL matches neither form");
+        let b = probe_sql(&all[0], DENSE, true);
+        assert_eq!(
+            b.sql,
+            "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM (SELECT 1 FROM device_last_inform WHERE \
+             last_inform IS NOT NULL AND COALESCE(last_inform, -1) < $1 LIMIT $2) AS p"
+        );
+        let b = build_sorted(&f, None, 50, false, Sort::Id, false, all[1..].to_vec());
+        assert_eq!(
+            b.sql,
+            "SELECT devices.id AS id FROM devices WHERE (devices.id IN (SELECT li.device_id FROM \
+             device_last_inform AS li WHERE li.last_inform IS NOT NULL AND \
+             COALESCE(li.last_inform, -1) < ?) AND EXISTS (SELECT 1 FROM device_last_inform AS \
+             li WHERE li.device_id = devices.id AND li.last_inform IS NOT NULL AND \
+             COALESCE(li.last_inform, -1) <> ?)) ORDER BY devices.id LIMIT ?"
+        );
+        assert!(matches!(b.binds[0], Bind::Int(1000)) && matches!(b.binds[1], Bind::Int(7)));
     }
 
     #[test]

@@ -1316,4 +1316,55 @@ async fn last_inform_filters_and_identity_changes(b: Backend) {
     assert_eq!(again["software_version"], "LI-9.9.9");
     assert_eq!(again["manufacturer"], one["manufacturer"]);
     assert_eq!(again["model_name"], one["model_name"]);
+
+    // The last-inform order follows the latest Inform (read from the narrow copy the
+    // triggers keep), pages continue after the cursor, and a deleted device leaves it.
+    let last = again["last_inform"].as_i64().unwrap();
+    let got = ids(viewer.get(&q(format!("last_inform >= {last}"))).await);
+    assert_eq!(got, vec![id.clone()]);
+    let third = ferroacs::cwmp::device_id("02AC50", "SimGW", "LIWAIT03");
+    let (s, d) = op
+        .call(
+            Method::PUT,
+            &format!("/api/v1/devices/{third}"),
+            Some(json!({"oui": "02AC50", "product_class": "SimGW", "serial_number": "LIWAIT03"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{d}");
+    let store = app.store();
+    let (filter, sort) = (
+        ferroacs::store::search::Filter::All,
+        ferroacs::store::search::Sort::LastInform,
+    );
+    let (newest, oldest, after) = tokio::task::spawn_blocking(move || {
+        let newest = store
+            .search_device_ids_sorted(&filter, None, 10, sort, true)
+            .unwrap();
+        let oldest = store
+            .search_device_ids_sorted(&filter, None, 10, sort, false)
+            .unwrap();
+        let after = store
+            .search_device_ids_sorted(&filter, Some(&oldest[0]), 10, sort, false)
+            .unwrap();
+        (newest, oldest, after)
+    })
+    .await
+    .unwrap();
+    let mut never = [waiting.clone(), third.clone()];
+    never.sort();
+    assert_eq!(newest, vec![id.clone(), never[1].clone(), never[0].clone()]);
+    assert_eq!(oldest, vec![never[0].clone(), never[1].clone(), id.clone()]);
+    assert_eq!(after, vec![never[1].clone(), id.clone()]);
+    let (s, d) = op
+        .call(Method::DELETE, &format!("/api/v1/devices/{third}"), None)
+        .await;
+    assert!(s == 204 || s == 200, "{s} {d}");
+    let store = app.store();
+    let counts = tokio::task::spawn_blocking(move || store.device_counts(0).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        (counts.total, counts.overdue, counts.never_informed),
+        (2, 0, 1)
+    );
 }

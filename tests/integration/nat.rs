@@ -347,10 +347,12 @@ async fn start_in(ns: &Netns, b: Backend, clock: &TestClock) -> TestApp {
     }
 }
 
-/// Wait until ferroacs recorded `want` as the device's binding.
+/// Wait until ferroacs recorded `want` as the device's binding and the session that reported
+/// it released the device. The CPE has its last answer before the server releases the session
+/// lock; a connection request before that is deferred ("the device is in a session now").
 async fn wait_binding(app: &TestApp, id: &str, want: SocketAddr) {
     let state = app.state();
-    let what = format!("binding {want} recorded");
+    let what = format!("binding {want} recorded, no session in progress");
     crate::support::wait_until(Duration::from_secs(10), &what, || async {
         let r = state
             .services
@@ -358,10 +360,18 @@ async fn wait_binding(app: &TestApp, id: &str, want: SocketAddr) {
             .reachability(&state.store, id, (state.clock)())
             .await
             .unwrap();
-        if r.stun.as_ref().and_then(|s| s.binding.clone()) == Some(want.to_string()) {
+        let dev_id = id.to_string();
+        let dev = state
+            .store
+            .run(move |s| s.get_device(&dev_id))
+            .await
+            .unwrap()
+            .expect("the device exists");
+        let bound = r.stun.as_ref().and_then(|s| s.binding.clone()) == Some(want.to_string());
+        if bound && dev.session_owner.is_none() {
             Ok(())
         } else {
-            Err(r)
+            Err((r, dev.session_owner))
         }
     })
     .await;
