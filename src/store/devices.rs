@@ -601,9 +601,9 @@ struct RecordInform<'a> {
 /// reports is the stored one. It writes no indexed column of `devices`: SQLite rewrites no
 /// index entry of the row (every index naming a column of an UPDATE's SET list is
 /// rewritten, changed or not: ≈ 11 → ≈ 4 WAL pages per session), and PostgreSQL updates the
-/// row in place (HOT), adding no entry to its indexes. The only index entry an Inform
-/// writes is in `device_last_inform`'s sort index, through the trigger that copies
-/// `last_inform` there. No row: the identity changed, the lock is held, or the credentials
+/// row in place (HOT), adding no entry to its indexes. The only index entries an Inform
+/// writes are `device_last_inform`'s, where the same statement copies `last_inform`
+/// ([`push_copy_prefix`]). No row: the identity changed, the lock is held, or the credentials
 /// do not open the device — the caller then runs [`RecordInform`], which tells these apart.
 #[derive(Clone, Copy)]
 struct TouchInform<'a>(RecordInform<'a>);
@@ -648,7 +648,7 @@ impl<Conn> RunQueryDsl<Conn> for TouchInform<'_> {}
 impl<Conn> RunQueryDsl<Conn> for ReleaseLock<'_> {}
 
 /// The columns both forms of recording an Inform write: none is indexed (`last_inform`'s
-/// order lives in `device_last_inform`, kept by a trigger).
+/// order lives in `device_last_inform`, see [`push_copy_prefix`]).
 fn push_inform_columns<'b, DB>(
     r: &'b RecordInform<'_>,
     out: &mut diesel::query_builder::AstPass<'_, 'b, DB>,
@@ -728,8 +728,37 @@ where
     Ok(())
 }
 
+/// How the Inform's statements keep `device_last_inform` (the narrow copy of `last_inform`
+/// that the last-inform order and filters read). PostgreSQL: in the statement itself, the
+/// device row's UPDATE in a `WITH` whose second part updates the copy (a row trigger did the
+/// same for ≈ 18 µs more of PostgreSQL's time per Inform). SQLite, which has no data-modifying
+/// `WITH`: the `device_last_inform_update` trigger, compiled into the statement.
+fn push_copy_prefix<DB: diesel::backend::Backend>(
+    pg: bool,
+    out: &mut diesel::query_builder::AstPass<'_, '_, DB>,
+) {
+    if pg {
+        out.push_sql("WITH d AS (");
+    }
+}
+
+/// The end of what [`push_copy_prefix`] began.
+fn push_copy_suffix<DB: diesel::backend::Backend>(
+    pg: bool,
+    out: &mut diesel::query_builder::AstPass<'_, '_, DB>,
+) {
+    if pg {
+        out.push_sql(
+            "), copied AS (UPDATE device_last_inform SET last_inform = d.last_inform FROM d \
+             WHERE device_last_inform.device_id = d.id) SELECT ",
+        );
+        out.push_sql(DEVICE_COLUMNS);
+        out.push_sql(" FROM d");
+    }
+}
+
 macro_rules! session_statements {
-    ($db:ty) => {
+    ($db:ty, $pg:expr) => {
         impl diesel::query_builder::QueryFragment<$db> for RecordInform<'_> {
             fn walk_ast<'b>(
                 &'b self,
@@ -737,6 +766,7 @@ macro_rules! session_statements {
             ) -> QueryResult<()> {
                 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
                 let u = self.u;
+                push_copy_prefix($pg, &mut out);
                 out.push_sql("UPDATE devices SET manufacturer = ");
                 out.push_bind_param::<Text, _>(&u.manufacturer)?;
                 out.push_sql(", model_name = COALESCE(");
@@ -754,7 +784,9 @@ macro_rules! session_statements {
                 out.push_bind_param::<Bool, _>(&u.bootstrap)?;
                 out.push_sql(" THEN NULL ELSE discovered_at END, ");
                 push_inform_columns(self, &mut out)?;
-                push_lock_condition(self, &mut out)
+                push_lock_condition(self, &mut out)?;
+                push_copy_suffix($pg, &mut out);
+                Ok(())
             }
         }
 
@@ -766,6 +798,7 @@ macro_rules! session_statements {
                 use diesel::sql_types::{Nullable, Text};
                 let r = &self.0;
                 let u = r.u;
+                push_copy_prefix($pg, &mut out);
                 out.push_sql("UPDATE devices SET ");
                 push_inform_columns(r, &mut out)?;
                 out.push_sql(" AND manufacturer = ");
@@ -777,7 +810,9 @@ macro_rules! session_statements {
                 out.push_sql(", software_version) AND hardware_version = COALESCE(");
                 out.push_bind_param::<Nullable<Text>, _>(&u.hardware_version)?;
                 out.push_sql(", hardware_version)");
-                push_lock_condition(r, &mut out)
+                push_lock_condition(r, &mut out)?;
+                push_copy_suffix($pg, &mut out);
+                Ok(())
             }
         }
 
@@ -802,8 +837,8 @@ macro_rules! session_statements {
     };
 }
 
-session_statements!(diesel::sqlite::Sqlite);
-session_statements!(diesel::pg::Pg);
+session_statements!(diesel::sqlite::Sqlite, false);
+session_statements!(diesel::pg::Pg, true);
 
 impl Store {
     /// `delete_device_unbumped`, then the phone generation is bumped

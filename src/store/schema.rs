@@ -46,8 +46,9 @@ diesel::table! {
 }
 
 diesel::table! {
-    /// A copy of `devices.last_inform` kept by triggers: the last-inform order and filters
-    /// read it, so no index of `devices` names a column every Inform changes.
+    /// A copy of `devices.last_inform` (kept by triggers, and on PostgreSQL by the Inform's
+    /// statements): the last-inform order and filters read it, so no index of `devices`
+    /// names a column every Inform changes.
     device_last_inform (device_id) {
         device_id -> Text,
         last_inform -> Nullable<BigInt>,

@@ -1,9 +1,9 @@
 -- The last-inform order and filters (console sort, `last_inform < …`, the overview's overdue
 -- and never-informed counts) read a narrow copy of devices.last_inform, kept by triggers in
 -- the same statement as the device row. No index of `devices` then names a column that
--- every Inform changes: on PostgreSQL the device row is updated in place without touching
--- its indexes; SQLite rewrites this table's row and its sort index entry instead of the
--- device row's index entries, about the same.
+-- every Inform changes (on PostgreSQL the device row is then updated in place without
+-- touching its indexes); SQLite rewrites this small row and its sort index entry instead of
+-- the device row's index entries.
 CREATE TABLE device_last_inform (
     device_id TEXT PRIMARY KEY NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
     last_inform BIGINT
