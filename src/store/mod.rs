@@ -67,6 +67,12 @@ pub struct Store {
     keyring: Arc<std::sync::RwLock<Arc<crate::secrets::Keyring>>>,
     /// The queue of [`Store::run_short`] (SQLite only).
     combiner: Option<Arc<combine::Combiner>>,
+    /// One permit per pooled connection: [`Store::run`] waits for one before it hands the
+    /// work to a blocking thread, so at most as many blocking threads as there are
+    /// connections wait on the pool (see [`Store::run`]).
+    gate: Arc<tokio::sync::Semaphore>,
+    /// How long [`Store::run`] waits for a permit: the pool's connection timeout.
+    gate_timeout: Duration,
     /// Bumped after every write of this process that can change what a phone is served
     /// (its row, its lines, its profile, its model's firmware, its network lock): caches
     /// of those reads compare it ([`Store::phone_generation`]).
@@ -258,6 +264,8 @@ impl Store {
             statements,
             keyring: Default::default(),
             combiner,
+            gate: Arc::new(tokio::sync::Semaphore::new(cfg.pool_size.max(1) as usize)),
+            gate_timeout: timeout,
             phone_generation: Arc::new(AtomicU64::new(0)),
         };
         store.migrate()?;
@@ -365,16 +373,33 @@ impl Store {
         })
     }
 
-    /// Run blocking store work on tokio's blocking pool.
+    /// Run blocking store work on tokio's blocking pool, once a connection is free.
     pub async fn run<T, F>(&self, f: F) -> Result<T>
     where
         F: FnOnce(&Store) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || f(&store))
+        // Wait here, on the async side, while every connection is busy: a blocking thread
+        // started now would only sleep on the pool and be woken again, two context
+        // switches per statement under load.
+        let permit = tokio::time::timeout(self.gate_timeout, self.gate.clone().acquire_owned())
             .await
-            .map_err(|e| Error::internal_from("database task panicked", e))?
+            .ok()
+            .and_then(|p| p.ok())
+            .ok_or_else(|| {
+                Error::unavailable(
+                    "no database connection could be opened: every connection stayed busy \
+                     (raise database.pool_size, or look for slow statements)",
+                    None,
+                )
+            })?;
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            f(&store)
+        })
+        .await
+        .map_err(|e| Error::internal_from("database task panicked", e))?
     }
 
     /// Like [`Store::run`], for short work on the request path (one or two statements, no

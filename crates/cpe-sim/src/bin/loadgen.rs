@@ -535,7 +535,11 @@ fn arrival_name(a: Arrival) -> String {
     }
 }
 
-/// First contact of every device (bootstrap + discovery), `concurrency` at a time.
+/// First contact of every device (bootstrap + discovery), `concurrency` at a time, then one
+/// quiet session per device (not measured either): a device given credentials of its own at
+/// first contact confirms them with its first login, a one-time exchange (a transaction and
+/// an update of the device's credentials) that would otherwise land in the measured phase.
+/// The phase returned is the first contacts'.
 async fn bootstrap(
     devices: Vec<cpe::Device>,
     url: &str,
@@ -552,6 +556,16 @@ async fn bootstrap(
              with cwmp.default_password set to the devices' password?",
             p.rec.failed(),
             p.rec.examples
+        );
+    }
+    let mut quiet = load(url, Arrival::Closed(concurrency), 3600.0, Expect::Quiet);
+    quiet.once = true;
+    let (devices, q) = loadgen::run_load(devices, &quiet).await;
+    if q.rec.failed() > 0 {
+        anyhow::bail!(
+            "{} of {n} sessions after first contact failed: {:?}",
+            q.rec.failed(),
+            q.rec.examples
         );
     }
     Ok((devices, p))
@@ -634,28 +648,9 @@ async fn run(cmd: Command) -> anyhow::Result<Value> {
                 ..FleetSpec::new(&prefix, devices, params)
             };
             let fleet = loadgen::fleet(&spec);
-            let (mut fleet, _) = bootstrap(fleet, &target.url, concurrency).await?;
-            if mix == loadgen::TaskMix::Spv1 {
-                // One quiet session per device first (not measured): the device confirms
-                // the credentials issued at first contact, so the measured session differs
-                // from a periodic one only by its task.
-                let mut l = load(
-                    &target.url,
-                    Arrival::Closed(concurrency),
-                    3600.0,
-                    Expect::Quiet,
-                );
-                l.once = true;
-                let (f, p) = loadgen::run_load(fleet, &l).await;
-                if p.rec.failed() > 0 {
-                    anyhow::bail!(
-                        "{} quiet sessions before the tasks failed: {:?}",
-                        p.rec.failed(),
-                        p.rec.examples
-                    );
-                }
-                fleet = f;
-            }
+            // The devices confirmed their credentials in `bootstrap`: the measured session
+            // differs from a periodic one only by its task.
+            let (fleet, _) = bootstrap(fleet, &target.url, concurrency).await?;
             let queued = queue_tasks(&database, &fleet, mix).await?;
             eprintln!("queued {queued} tasks");
             let meter = Meter::start(&target).await;
