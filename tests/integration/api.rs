@@ -53,6 +53,20 @@ impl Api {
         )
     }
 
+    /// Create a device before its first contact (`PUT /api/v1/devices/{id}`, 201); its id.
+    pub async fn provision(&self, oui: &str, product_class: &str, serial: &str) -> String {
+        let id = ferroacs::cwmp::device_id(oui, product_class, serial);
+        let (s, v) = self
+            .call(
+                Method::PUT,
+                &format!("/api/v1/devices/{id}"),
+                Some(json!({"oui": oui, "product_class": product_class, "serial_number": serial})),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        id
+    }
+
     pub async fn get(&self, path: &str) -> Value {
         let (s, v) = self.call(Method::GET, path, None).await;
         assert_eq!(s, 200, "GET {path}: {v}");
@@ -1216,15 +1230,7 @@ async fn last_inform_filters_and_identity_changes(b: Backend) {
     let app = TestApp::spawn(b, fast_config).await;
     let op = Api::new(&app, "operator").await;
     let viewer = Api::new(&app, "viewer").await;
-    let waiting = ferroacs::cwmp::device_id("02AC50", "SimGW", "LIWAIT01");
-    let (s, d) = op
-        .call(
-            Method::PUT,
-            &format!("/api/v1/devices/{waiting}"),
-            Some(json!({"oui": "02AC50", "product_class": "SimGW", "serial_number": "LIWAIT01"})),
-        )
-        .await;
-    assert_eq!(s, 201, "{d}");
+    let waiting = op.provision("02AC50", "SimGW", "LIWAIT01").await;
     let mut dev =
         Device::synthetic(Root::Igd, "LIDEV001", 20).with_acs_credentials("cpe", "cpe-secret");
     let report = dev.run_session(&app.cwmp_url(), &[]).await.unwrap();
@@ -1322,15 +1328,7 @@ async fn last_inform_filters_and_identity_changes(b: Backend) {
     let last = again["last_inform"].as_i64().unwrap();
     let got = ids(viewer.get(&q(format!("last_inform >= {last}"))).await);
     assert_eq!(got, vec![id.clone()]);
-    let third = ferroacs::cwmp::device_id("02AC50", "SimGW", "LIWAIT03");
-    let (s, d) = op
-        .call(
-            Method::PUT,
-            &format!("/api/v1/devices/{third}"),
-            Some(json!({"oui": "02AC50", "product_class": "SimGW", "serial_number": "LIWAIT03"})),
-        )
-        .await;
-    assert_eq!(s, 201, "{d}");
+    let third = op.provision("02AC50", "SimGW", "LIWAIT03").await;
     let store = app.store();
     let (filter, sort) = (
         ferroacs::store::search::Filter::All,

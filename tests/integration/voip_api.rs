@@ -263,16 +263,7 @@ async fn line_via_api_reaches_the_device_at_once(b: Backend) {
 }
 
 async fn provision(api: &Api, serial: &str) -> String {
-    let id = ferroacs::cwmp::device_id("00AA11", "ATA2", serial);
-    let (s, v) = api
-        .call(
-            Method::PUT,
-            &format!("/api/v1/devices/{id}"),
-            Some(json!({"oui": "00AA11", "product_class": "ATA2", "serial_number": serial})),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    id
+    api.provision("00AA11", "ATA2", serial).await
 }
 
 async fn csv_import_via_api_reports_bad_rows(b: Backend) {
