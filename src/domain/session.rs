@@ -27,6 +27,7 @@ use crate::store::params::SessionClose;
 use crate::store::search::SearchWrite;
 use crate::store::sessions::NewSessionLog;
 use crate::store::tasks::{TaskRow, TaskUpdate};
+use crate::store::Store;
 
 pub use crate::domain::session_state::{CpeLogin, DeviceSession, DoneTask, Env, Origin, Planned};
 
@@ -589,6 +590,30 @@ fn learnt_so_far(s: &DeviceSession) -> Option<ParamTree> {
     (!learnt.is_empty() || !s.subtrees_removed.is_empty()).then_some(learnt)
 }
 
+/// The device's stored tree with `removed` subtrees dropped and `learnt` laid over it.
+fn stored_with(
+    st: &Store,
+    device_id: &str,
+    removed: &[String],
+    learnt: &ParamTree,
+) -> Result<ParamTree> {
+    let mut tree = match st.load_params(device_id)? {
+        Some(b) => ParamTree::decode(&b).unwrap_or_default(),
+        None => ParamTree::new(),
+    };
+    for r in removed {
+        tree.remove_subtree(r);
+    }
+    tree.overlay(learnt);
+    Ok(tree)
+}
+
+/// A tree as stored: its encoding and its parameter count.
+fn encoded(tree: ParamTree) -> (Vec<u8>, i32) {
+    let count = i32::try_from(tree.len()).unwrap_or(i32::MAX);
+    (tree.encode(true), count)
+}
+
 /// Make the tasks of [`DeviceSession::tasks_done`] `done` with what the session learnt
 /// stored, and move `start` (the next task to send) in the same transaction. The row
 /// `start` moved, if it did. What was learnt stays in the session and is merged again at
@@ -611,18 +636,7 @@ async fn flush_done(
         .store
         .run(move |st| {
             let tree = match learnt {
-                Some(learnt) => {
-                    let mut tree = match st.load_params(&device)? {
-                        Some(b) => ParamTree::decode(&b).unwrap_or_default(),
-                        None => ParamTree::new(),
-                    };
-                    for r in &removed {
-                        tree.remove_subtree(r);
-                    }
-                    tree.overlay(&learnt);
-                    let count = i32::try_from(tree.len()).unwrap_or(i32::MAX);
-                    Some((tree.encode(true), count))
-                }
+                Some(learnt) => Some(encoded(stored_with(st, &device, &removed, &learnt)?)),
                 None => None,
             };
             st.transition_tasks_with_tree(
@@ -1333,22 +1347,11 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
                     // session learnt, built from the responses as they came.
                     Some(learnt)
                 } else if changed {
-                    let mut tree = match st.load_params(&id)? {
-                        Some(b) => ParamTree::decode(&b).unwrap_or_default(),
-                        None => ParamTree::new(),
-                    };
-                    for r in &removed {
-                        tree.remove_subtree(r);
-                    }
-                    tree.overlay(&learnt);
-                    Some(tree)
+                    Some(stored_with(st, &id, &removed, &learnt)?)
                 } else {
                     None
                 };
-                let params = tree.map(|t| {
-                    let count = i32::try_from(t.len()).unwrap_or(i32::MAX);
-                    (t.encode(true), count)
-                });
+                let params = tree.map(encoded);
                 st.close_session(&SessionClose {
                     device_id: &id,
                     owner: &owner,

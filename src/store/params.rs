@@ -87,7 +87,7 @@ impl Store {
                     if let Some(s) = &search {
                         s.write_sqlite(c, w.device_id)?;
                     }
-                    super::tasks::transition_all_sqlite(c, w.tasks)?;
+                    super::tasks::transition_all(c, w.tasks)?;
                     release.execute(c)?;
                     Ok(())
                 })
@@ -98,7 +98,7 @@ impl Store {
                     if let Some(s) = &search {
                         s.write_pg(c, w.device_id)?;
                     }
-                    super::tasks::transition_all_pg(c, w.tasks)?;
+                    super::tasks::transition_all(c, w.tasks)?;
                     release.execute(c)?;
                     Ok(())
                 })
@@ -125,13 +125,7 @@ impl SessionClose<'_> {
         for<'b> SetLearnt<'b>: QueryFragment<C::Backend>,
     {
         if let Some((data, count)) = self.params {
-            SaveTree {
-                device_id: self.device_id,
-                data,
-                count,
-                now: self.now,
-            }
-            .execute(c)?;
+            save_tree(c, self.device_id, data, count, self.now)?;
         }
         let id = self.identity;
         if self.discovered || !id.is_empty() {
@@ -148,32 +142,29 @@ impl SessionClose<'_> {
 
 /// Insert or replace a device's tree on a connection the caller holds (the fixed statement
 /// of [`Store::close_session`]).
-macro_rules! save_tree_on {
-    ($name:ident, $conn:ty) => {
-        pub(super) fn $name(
-            c: &mut $conn,
-            device_id: &str,
-            data: &[u8],
-            count: i32,
-            now: i64,
-        ) -> Result<()> {
-            SaveTree {
-                device_id,
-                data,
-                count,
-                now,
-            }
-            .execute(c)?;
-            Ok(())
-        }
-    };
+pub(super) fn save_tree<C>(
+    c: &mut C,
+    device_id: &str,
+    data: &[u8],
+    count: i32,
+    now: i64,
+) -> Result<()>
+where
+    C: Connection,
+    for<'b> SaveTree<'b>: QueryFragment<C::Backend>,
+{
+    SaveTree {
+        device_id,
+        data,
+        count,
+        now,
+    }
+    .execute(c)?;
+    Ok(())
 }
 
-save_tree_on!(save_tree_sqlite, diesel::SqliteConnection);
-save_tree_on!(save_tree_pg, diesel::PgConnection);
-
 /// Insert or replace a device's tree.
-struct SaveTree<'a> {
+pub(super) struct SaveTree<'a> {
     device_id: &'a str,
     data: &'a [u8],
     count: i32,
@@ -189,7 +180,7 @@ struct SetLearnt<'a> {
 }
 
 /// Static identities of the statements above, for the prepared-statement caches.
-struct SaveTreeId;
+pub(super) struct SaveTreeId;
 struct SetLearntId;
 
 impl QueryId for SaveTree<'_> {

@@ -292,6 +292,27 @@ const FETCH_LOG_KEEP: i64 = 200;
 /// kept, newest first.
 const FETCH_LOG_KEEP_UNMATCHED: i64 = 10_000;
 
+/// Delete the fetch-log entries matching `$cond` but the newest `$keep`.
+macro_rules! keep_newest {
+    ($c:expr, $cond:expr, $keep:expr) => {
+        let cutoff = phone_fetches::table
+            .filter($cond)
+            .order(phone_fetches::id.desc())
+            .offset($keep)
+            .select(phone_fetches::id)
+            .first::<i64>($c)
+            .optional()?;
+        if let Some(cut) = cutoff {
+            diesel::delete(
+                phone_fetches::table
+                    .filter($cond)
+                    .filter(phone_fetches::id.le(cut)),
+            )
+            .execute($c)?;
+        }
+    };
+}
+
 impl Store {
     fn open_phone(&self, mut r: PhoneRow) -> Result<PhoneRow> {
         let k = self.keyring();
@@ -873,38 +894,10 @@ impl Store {
                             .execute(c)?;
                     }
                     // Keep the newest entries of this phone.
-                    let cutoff = phone_fetches::table
-                        .filter(phone_fetches::mac.eq(*mac))
-                        .order(phone_fetches::id.desc())
-                        .offset(FETCH_LOG_KEEP)
-                        .select(phone_fetches::id)
-                        .first::<i64>(c)
-                        .optional()?;
-                    if let Some(cut) = cutoff {
-                        diesel::delete(
-                            phone_fetches::table
-                                .filter(phone_fetches::mac.eq(*mac))
-                                .filter(phone_fetches::id.le(cut)),
-                        )
-                        .execute(c)?;
-                    }
+                    keep_newest!(c, phone_fetches::mac.eq(*mac), FETCH_LOG_KEEP);
                 }
                 if rows.iter().any(|f| f.mac.is_none()) {
-                    let cutoff = phone_fetches::table
-                        .filter(phone_fetches::mac.is_null())
-                        .order(phone_fetches::id.desc())
-                        .offset(FETCH_LOG_KEEP_UNMATCHED)
-                        .select(phone_fetches::id)
-                        .first::<i64>(c)
-                        .optional()?;
-                    if let Some(cut) = cutoff {
-                        diesel::delete(
-                            phone_fetches::table
-                                .filter(phone_fetches::mac.is_null())
-                                .filter(phone_fetches::id.le(cut)),
-                        )
-                        .execute(c)?;
-                    }
+                    keep_newest!(c, phone_fetches::mac.is_null(), FETCH_LOG_KEEP_UNMATCHED);
                 }
                 Ok(written)
             })

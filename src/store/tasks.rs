@@ -16,7 +16,7 @@ use super::schema::devices;
 use super::schema::tasks::{self, dsl as t};
 use super::{Store, WriteTxn};
 use crate::error::Result;
-use crate::{with_backend, with_conn};
+use crate::with_conn;
 
 /// Where a task is in its life. Stored and shown as the lower-case name (`"pending"`, ...);
 /// `domain::tasks` re-exports it.
@@ -340,14 +340,7 @@ impl Store {
     ) -> Result<Option<TaskRow>> {
         if let Some(from) = padded_states(from) {
             let q = TransitionTask { id, from, update };
-            return with_conn!(self, |c| {
-                let Some(row) = q.get_result::<TaskRecord>(c).optional()? else {
-                    return Ok(None);
-                };
-                Ok(Some(TaskRow::try_from(row).map_err(|e| {
-                    diesel::result::Error::DeserializationError(Box::new(e))
-                })?))
-            });
+            return with_conn!(self, |c| { run_transition(c, q) });
         }
         with_conn!(self, |c| {
             Ok(
@@ -372,33 +365,18 @@ impl Store {
         transitions: &[(i64, TaskUpdate)],
         start: Option<(i64, &TaskUpdate)>,
     ) -> Result<Option<TaskRow>> {
-        with_backend!(
-            self,
-            sqlite | c | {
-                c.write_txn(|c| {
-                    if let Some((data, count)) = tree {
-                        super::params::save_tree_sqlite(c, device_id, data, count, now)?;
-                    }
-                    transition_all_sqlite(c, transitions)?;
-                    match start {
-                        Some((id, u)) => transition_sqlite(c, id, u),
-                        None => Ok(None),
-                    }
-                })
-            },
-            postgres | c | {
-                c.write_txn(|c| {
-                    if let Some((data, count)) = tree {
-                        super::params::save_tree_pg(c, device_id, data, count, now)?;
-                    }
-                    transition_all_pg(c, transitions)?;
-                    match start {
-                        Some((id, u)) => transition_pg(c, id, u),
-                        None => Ok(None),
-                    }
-                })
-            }
-        )
+        with_conn!(self, |c| {
+            c.write_txn(|c| {
+                if let Some((data, count)) = tree {
+                    super::params::save_tree(c, device_id, data, count, now)?;
+                }
+                transition_all(c, transitions)?;
+                match start {
+                    Some((id, u)) => transition_on(c, id, u),
+                    None => Ok(None),
+                }
+            })
+        })
     }
 
     /// Tasks newest first, filtered by device and status, before the id `cursor`.
@@ -495,14 +473,14 @@ struct DeviceTasksIn<'a> {
 
 /// [`Store::transition_task`]: each column of the update is written when given (`CASE WHEN
 /// given THEN value ELSE column END`), so the SQL is the same for every update.
-struct TransitionTask<'a> {
+pub(super) struct TransitionTask<'a> {
     id: i64,
     from: [TaskStatus; 3],
     update: &'a TaskUpdate,
 }
 
 struct DeviceTasksInId;
-struct TransitionTaskId;
+pub(super) struct TransitionTaskId;
 
 impl diesel::query_builder::QueryId for DeviceTasksIn<'_> {
     type QueryId = DeviceTasksInId;
@@ -613,45 +591,50 @@ macro_rules! task_statements {
 task_statements!(diesel::sqlite::Sqlite);
 task_statements!(diesel::pg::Pg);
 
-/// One transition from `Pending` or `Running` (the fixed statement of
-/// [`Store::transition_task`]) on a connection the caller holds, e.g. inside its transaction.
-macro_rules! transition_on {
-    ($name:ident, $all:ident, $conn:ty) => {
-        pub(super) fn $name(
-            c: &mut $conn,
-            id: i64,
-            update: &TaskUpdate,
-        ) -> Result<Option<TaskRow>> {
-            let q = TransitionTask {
-                id,
-                from: [
-                    TaskStatus::Pending,
-                    TaskStatus::Running,
-                    TaskStatus::Running,
-                ],
-                update,
-            };
-            let Some(row) = q.get_result::<TaskRecord>(c).optional()? else {
-                return Ok(None);
-            };
-            Ok(Some(TaskRow::try_from(row).map_err(|e| {
-                diesel::result::Error::DeserializationError(Box::new(e))
-            })?))
-        }
-
-        /// [`transition_on`] for every `(id, update)`.
-        pub(super) fn $all(c: &mut $conn, transitions: &[(i64, TaskUpdate)]) -> Result<()> {
-            for (id, u) in transitions {
-                $name(c, *id, u)?;
-            }
-            Ok(())
-        }
+/// Run a transition on a connection the caller holds: the moved row, `None` when the task
+/// was in none of the `from` states.
+fn run_transition<C>(c: &mut C, q: TransitionTask<'_>) -> Result<Option<TaskRow>>
+where
+    C: diesel::connection::LoadConnection,
+    for<'b> TransitionTask<'b>: diesel::query_builder::QueryFragment<C::Backend>,
+    TaskRecord: QueryableByName<C::Backend>,
+    C::Backend: 'static,
+{
+    let Some(row) = q.get_result::<TaskRecord>(c).optional()? else {
+        return Ok(None);
     };
+    Ok(Some(TaskRow::try_from(row).map_err(|e| {
+        diesel::result::Error::DeserializationError(Box::new(e))
+    })?))
 }
 
-transition_on!(
-    transition_sqlite,
-    transition_all_sqlite,
-    diesel::SqliteConnection
-);
-transition_on!(transition_pg, transition_all_pg, diesel::PgConnection);
+/// One transition from `Pending` or `Running` on a connection the caller holds, e.g. inside
+/// its transaction.
+pub(super) fn transition_on<C>(c: &mut C, id: i64, update: &TaskUpdate) -> Result<Option<TaskRow>>
+where
+    C: diesel::connection::LoadConnection,
+    for<'b> TransitionTask<'b>: diesel::query_builder::QueryFragment<C::Backend>,
+    TaskRecord: QueryableByName<C::Backend>,
+    C::Backend: 'static,
+{
+    let from = [
+        TaskStatus::Pending,
+        TaskStatus::Running,
+        TaskStatus::Running,
+    ];
+    run_transition(c, TransitionTask { id, from, update })
+}
+
+/// [`transition_on`] for every `(id, update)`.
+pub(super) fn transition_all<C>(c: &mut C, transitions: &[(i64, TaskUpdate)]) -> Result<()>
+where
+    C: diesel::connection::LoadConnection,
+    for<'b> TransitionTask<'b>: diesel::query_builder::QueryFragment<C::Backend>,
+    TaskRecord: QueryableByName<C::Backend>,
+    C::Backend: 'static,
+{
+    for (id, u) in transitions {
+        transition_on(c, *id, u)?;
+    }
+    Ok(())
+}
