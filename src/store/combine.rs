@@ -148,7 +148,14 @@ mod tests {
         for (i, h) in handles.into_iter().enumerate() {
             assert_eq!(h.await.expect("task").expect("job"), i as u64 * 2);
         }
-        let q = store.combiner.as_ref().expect("SQLite combines").lock();
+        // The last caller may hear its answer before the drainer finds the queue empty and
+        // gives its place back: wait for that, boundedly.
+        let combiner = store.combiner.as_ref().expect("SQLite combines");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while combiner.lock().draining && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let q = combiner.lock();
         assert!(q.jobs.is_empty());
         assert!(!q.draining, "the drainer ended");
     }
