@@ -64,16 +64,16 @@ pub fn decide(
     inform: &Inform,
     previous: Option<&IssuedRow>,
 ) -> Decision {
+    after_previous(decide_fresh(cfg, login, inform), previous)
+}
+
+/// The rule for a device nothing was issued to yet.
+fn decide_fresh(cfg: &Config, login: &CpeLogin, inform: &Inform) -> Decision {
     let CpeLogin::Shared { username } = login else {
         return Decision::Nothing;
     };
     if !cfg.cwmp.issue_credentials || cfg.cwmp.auth == CpeAuth::None {
         return Decision::Nothing;
-    }
-    match previous {
-        Some(p) if p.state == GAVE_UP => return Decision::Nothing,
-        Some(p) if p.state == ISSUED && p.attempts >= MAX_ATTEMPTS => return Decision::GiveUp,
-        _ => {}
     }
     let names = own_usernames(inform);
     let shared_name = cfg.cwmp.default_username.as_deref() == Some(username.as_str());
@@ -84,6 +84,27 @@ pub fn decide(
             username: Some(names[0].clone()),
         }
     }
+}
+
+/// What was issued before makes of a fresh decision: nothing once given up, giving up
+/// after too many ignored issues.
+fn after_previous(fresh: Decision, previous: Option<&IssuedRow>) -> Decision {
+    if fresh == Decision::Nothing {
+        return fresh;
+    }
+    match previous {
+        Some(p) if p.state == GAVE_UP => Decision::Nothing,
+        Some(p) if p.state == ISSUED && p.attempts >= MAX_ATTEMPTS => Decision::GiveUp,
+        _ => fresh,
+    }
+}
+
+/// What [`on_login`] recorded.
+enum Recorded {
+    Nothing,
+    GaveUp,
+    /// Issued; the attempts so far.
+    Issued(i32),
 }
 
 fn random_password() -> String {
@@ -111,35 +132,47 @@ pub async fn on_login(
             if !env.config.cwmp.issue_credentials {
                 return Ok(Vec::new());
             }
-            let id = device_id.to_string();
-            let previous = env.store.run(move |s| s.issued_credentials(&id)).await?;
-            match decide(env.config, login, inform, previous.as_ref()) {
-                Decision::Nothing => Ok(Vec::new()),
-                Decision::GiveUp => {
-                    let reason = format!(
-                        "ignored: the device kept logging in with the shared credentials after {MAX_ATTEMPTS} issues"
-                    );
+            // What would be issued were nothing issued before; what was issued before can
+            // only turn that into nothing or giving up. Decided and recorded with one
+            // hand-off to the database.
+            let fresh = decide_fresh(env.config, login, inform);
+            let Decision::Issue { username: new_name } = fresh.clone() else {
+                return Ok(Vec::new());
+            };
+            let password = random_password();
+            let user = new_name.clone().unwrap_or_else(|| username.clone());
+            let ha1 = crate::auth::digest::ha1(&user, &env.config.cwmp.realm, &password);
+            let sealed = env.store.keyring().seal(purpose::ISSUED_HA1, &ha1)?;
+            let (id, now, u) = (device_id.to_string(), env.now, user.clone());
+            let recorded = env
+                .store
+                .run(move |s| {
+                    let previous = s.issued_credentials(&id)?;
+                    match after_previous(fresh, previous.as_ref()) {
+                        Decision::Nothing => Ok(Recorded::Nothing),
+                        Decision::GiveUp => {
+                            let reason = format!(
+                                "ignored: the device kept logging in with the shared credentials after {MAX_ATTEMPTS} issues"
+                            );
+                            s.give_up_issuing(&id, &reason)?;
+                            Ok(Recorded::GaveUp)
+                        }
+                        Decision::Issue { .. } => {
+                            Ok(Recorded::Issued(s.record_issued(&id, &u, &sealed, now)?))
+                        }
+                    }
+                })
+                .await?;
+            match recorded {
+                Recorded::Nothing => Ok(Vec::new()),
+                Recorded::GaveUp => {
                     tracing::warn!(
                         device = %device_id,
                         "the device does not adopt the CWMP password issued to it; it keeps the shared credentials (reset its credentials to try again)"
                     );
-                    let id = device_id.to_string();
-                    env.store
-                        .run(move |s| s.give_up_issuing(&id, &reason))
-                        .await?;
                     Ok(Vec::new())
                 }
-                Decision::Issue { username: new_name } => {
-                    let password = random_password();
-                    let user = new_name.clone().unwrap_or_else(|| username.clone());
-                    let ha1 = crate::auth::digest::ha1(&user, &env.config.cwmp.realm, &password);
-                    let sealed = env.store.keyring().seal(purpose::ISSUED_HA1, &ha1)?;
-                    let (id, now) = (device_id.to_string(), env.now);
-                    let u = user.clone();
-                    let attempt = env
-                        .store
-                        .run(move |s| s.record_issued(&id, &u, &sealed, now))
-                        .await?;
+                Recorded::Issued(attempt) => {
                     tracing::info!(device = %device_id, username = %user, attempt, "issuing the device its own CWMP credentials");
                     let ms = format!("{root}.ManagementServer.");
                     let mut params = Vec::new();

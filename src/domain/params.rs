@@ -384,7 +384,13 @@ thread_local! {
     static DEFLATE: RefCell<Option<flate2::Compress>> = const { RefCell::new(None) };
 }
 
-/// Raw deflate (level 6) of `raw`, appended to `out`. False if the compressor failed (then
+/// The deflate level of stored trees. Level 1 takes ≈ 22 µs for the 9.4 KB of a
+/// 300-parameter tree where level 6 took ≈ 140 µs, for a blob ≈ 12 % larger (≈ 2.0 KB against
+/// ≈ 1.8 KB): a first contact and every session that changes the tree pay the compression,
+/// and the storage budget per device has room.
+const DEFLATE_LEVEL: u32 = 1;
+
+/// Raw deflate ([`DEFLATE_LEVEL`]) of `raw`, appended to `out`. False if the compressor failed (then
 /// `out` holds a partial stream and the caller stores the tree uncompressed).
 fn deflate(raw: &[u8], out: &mut Vec<u8>) -> bool {
     DEFLATE.with(|cell| {
@@ -393,13 +399,13 @@ fn deflate(raw: &[u8], out: &mut Vec<u8>) -> bool {
         let c = match slot.as_deref_mut() {
             Some(state) => {
                 let c = state.get_or_insert_with(|| {
-                    flate2::Compress::new(flate2::Compression::new(6), false)
+                    flate2::Compress::new(flate2::Compression::new(DEFLATE_LEVEL), false)
                 });
                 c.reset();
                 c
             }
             None => {
-                fresh = flate2::Compress::new(flate2::Compression::new(6), false);
+                fresh = flate2::Compress::new(flate2::Compression::new(DEFLATE_LEVEL), false);
                 &mut fresh
             }
         };

@@ -102,33 +102,13 @@ impl Store {
         sealed_ha1: &str,
         now: i64,
     ) -> Result<i32> {
-        use issued_credentials::dsl as i;
-        with_conn!(self, |c| {
-            Ok(diesel::insert_into(i::issued_credentials)
-                .values((
-                    i::device_id.eq(device_id),
-                    i::username.eq(username),
-                    i::ha1.eq(Some(sealed_ha1)),
-                    i::state.eq(ISSUED),
-                    i::attempts.eq(1),
-                    i::reason.eq(""),
-                    i::issued_at.eq(now),
-                    i::confirmed_at.eq(None::<i64>),
-                ))
-                .on_conflict(i::device_id)
-                .do_update()
-                .set((
-                    i::username.eq(username),
-                    i::ha1.eq(Some(sealed_ha1)),
-                    i::state.eq(ISSUED),
-                    i::attempts.eq(i::attempts + 1),
-                    i::reason.eq(""),
-                    i::issued_at.eq(now),
-                    i::confirmed_at.eq(None::<i64>),
-                ))
-                .returning(i::attempts)
-                .get_result::<i32>(c)?)
-        })
+        let statement = RecordIssued {
+            device_id,
+            username,
+            sealed_ha1,
+            now,
+        };
+        with_conn!(self, |c| { Ok(statement.get_result::<i32>(c)?) })
     }
 
     /// The device logged in with its issued credentials: they become its own (`sealed_ha1`,
@@ -222,3 +202,59 @@ impl Store {
         })
     }
 }
+
+/// Insert or replace the credentials issued to a device, returning the attempts so far: fixed
+/// SQL, prepared once per connection (diesel's insert builder is never cached).
+struct RecordIssued<'a> {
+    device_id: &'a str,
+    username: &'a str,
+    sealed_ha1: &'a str,
+    now: i64,
+}
+
+struct RecordIssuedId;
+
+impl diesel::query_builder::QueryId for RecordIssued<'_> {
+    type QueryId = RecordIssuedId;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for RecordIssued<'_> {
+    type SqlType = diesel::sql_types::Integer;
+}
+
+impl<Conn> RunQueryDsl<Conn> for RecordIssued<'_> {}
+
+macro_rules! credential_statements {
+    ($db:ty) => {
+        impl diesel::query_builder::QueryFragment<$db> for RecordIssued<'_> {
+            fn walk_ast<'b>(
+                &'b self,
+                mut out: diesel::query_builder::AstPass<'_, 'b, $db>,
+            ) -> QueryResult<()> {
+                use diesel::sql_types::{BigInt, Text};
+                out.push_sql(
+                    "INSERT INTO issued_credentials (device_id, username, ha1, state, attempts, \
+                     reason, issued_at, confirmed_at) VALUES (",
+                );
+                out.push_bind_param::<Text, _>(self.device_id)?;
+                out.push_sql(", ");
+                out.push_bind_param::<Text, _>(self.username)?;
+                out.push_sql(", ");
+                out.push_bind_param::<Text, _>(self.sealed_ha1)?;
+                out.push_sql(", 'issued', 1, '', ");
+                out.push_bind_param::<BigInt, _>(&self.now)?;
+                out.push_sql(
+                    ", NULL) ON CONFLICT (device_id) DO UPDATE SET username = excluded.username, \
+                     ha1 = excluded.ha1, state = 'issued', \
+                     attempts = issued_credentials.attempts + 1, reason = '', \
+                     issued_at = excluded.issued_at, confirmed_at = NULL RETURNING attempts",
+                );
+                Ok(())
+            }
+        }
+    };
+}
+
+credential_statements!(diesel::sqlite::Sqlite);
+credential_statements!(diesel::pg::Pg);

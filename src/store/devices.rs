@@ -496,14 +496,13 @@ impl Store {
         username: &str,
         password: &str,
     ) -> Result<()> {
-        use devices::dsl as d;
+        let statement = SetCrCredentials {
+            id: device_id,
+            username,
+            password,
+        };
         with_conn!(self, |c| {
-            diesel::update(d::devices.filter(d::id.eq(device_id)))
-                .set((
-                    d::cr_username.eq(Some(username)),
-                    d::cr_password.eq(Some(password)),
-                ))
-                .execute(c)?;
+            statement.execute(c)?;
             Ok(())
         })
     }
@@ -615,7 +614,16 @@ pub(super) struct ReleaseLock<'a> {
     pub(super) work_seen: Option<i64>,
 }
 
+/// Store the connection-request credentials a device accepted (fixed SQL, as above: at the
+/// first contact of every device).
+struct SetCrCredentials<'a> {
+    id: &'a str,
+    username: &'a str,
+    password: &'a str,
+}
+
 /// Static identities of the statements above, for the prepared-statement caches.
+struct SetCrCredentialsId;
 struct RecordInformId;
 struct TouchInformId;
 pub(super) struct ReleaseLockId;
@@ -646,6 +654,12 @@ impl diesel::query_builder::Query for TouchInform<'_> {
 impl<Conn> RunQueryDsl<Conn> for RecordInform<'_> {}
 impl<Conn> RunQueryDsl<Conn> for TouchInform<'_> {}
 impl<Conn> RunQueryDsl<Conn> for ReleaseLock<'_> {}
+impl<Conn> RunQueryDsl<Conn> for SetCrCredentials<'_> {}
+
+impl diesel::query_builder::QueryId for SetCrCredentials<'_> {
+    type QueryId = SetCrCredentialsId;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
 
 /// The columns both forms of recording an Inform write: none is indexed (`last_inform`'s
 /// order lives in `device_last_inform`, see [`push_copy_prefix`]).
@@ -831,6 +845,22 @@ macro_rules! session_statements {
                 out.push_bind_param::<Text, _>(self.id)?;
                 out.push_sql(" AND session_owner = ");
                 out.push_bind_param::<Text, _>(self.owner)?;
+                Ok(())
+            }
+        }
+
+        impl diesel::query_builder::QueryFragment<$db> for SetCrCredentials<'_> {
+            fn walk_ast<'b>(
+                &'b self,
+                mut out: diesel::query_builder::AstPass<'_, 'b, $db>,
+            ) -> QueryResult<()> {
+                use diesel::sql_types::Text;
+                out.push_sql("UPDATE devices SET cr_username = ");
+                out.push_bind_param::<Text, _>(self.username)?;
+                out.push_sql(", cr_password = ");
+                out.push_bind_param::<Text, _>(self.password)?;
+                out.push_sql(" WHERE id = ");
+                out.push_bind_param::<Text, _>(self.id)?;
                 Ok(())
             }
         }
