@@ -384,11 +384,10 @@ thread_local! {
     static DEFLATE: RefCell<Option<flate2::Compress>> = const { RefCell::new(None) };
 }
 
-/// The deflate level of stored trees. Level 1 takes ≈ 22 µs for the 9.4 KB of a
-/// 300-parameter tree where level 6 took ≈ 140 µs, for a blob ≈ 12 % larger (≈ 2.0 KB against
-/// ≈ 1.8 KB): a first contact and every session that changes the tree pay the compression,
-/// and the storage budget per device has room.
-const DEFLATE_LEVEL: u32 = 1;
+/// The deflate level of stored trees. Level 1 compresses the 9.4 KB of a 300-parameter tree
+/// several times faster but into a blob ≈ 9 % larger, and the A/B of the whole discovery could
+/// not tell the two apart (deflate is ≈ 3 % of a first contact's CPU): level 6 is kept.
+const DEFLATE_LEVEL: u32 = 6;
 
 /// Raw deflate ([`DEFLATE_LEVEL`]) of `raw`, appended to `out`. False if the compressor failed (then
 /// `out` holds a partial stream and the caller stores the tree uncompressed).

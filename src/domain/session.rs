@@ -341,7 +341,9 @@ async fn load_tasks(env: &Env<'_>, s: &mut DeviceSession, inform: Option<&Inform
     let param_key = inform
         .and_then(|i| i.parameter(&format!("{}.ManagementServer.ParameterKey", s.root)))
         .map(str::to_string);
-    let mut tree: Option<ParamTree> = None;
+    // The stored tree, when a task needs it (types of untyped values): kept in the session,
+    // where convergence and the session's end use it instead of reading it again.
+    let mut tree: Option<ParamTree> = s.known.take();
     let keyring = env.store.keyring();
     for row in rows {
         // Secrets in the arguments are sealed at rest; the device gets the real values.
@@ -481,6 +483,7 @@ async fn load_tasks(env: &Env<'_>, s: &mut DeviceSession, inform: Option<&Inform
             }
         }
     }
+    s.known = tree;
     Ok(())
 }
 
@@ -597,15 +600,20 @@ fn stored_with(
     removed: &[String],
     learnt: &ParamTree,
 ) -> Result<ParamTree> {
-    let mut tree = match st.load_params(device_id)? {
+    let stored = match st.load_params(device_id)? {
         Some(b) => ParamTree::decode(&b).unwrap_or_default(),
         None => ParamTree::new(),
     };
+    Ok(merged(stored, removed, learnt))
+}
+
+/// `stored` without the subtrees `removed`, with `learnt` over it.
+fn merged(mut tree: ParamTree, removed: &[String], learnt: &ParamTree) -> ParamTree {
     for r in removed {
         tree.remove_subtree(r);
     }
     tree.overlay(learnt);
-    Ok(tree)
+    tree
 }
 
 /// A tree as stored: its encoding and its parameter count.
@@ -1338,6 +1346,10 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
         .iter()
         .map(|d| (d.id, done_update(&d.result, now)))
         .collect();
+    // The stored tree as this session read it, if it did: nothing but this session writes
+    // the device's tree while it holds the lock, and what it wrote meanwhile (`flush_done`)
+    // is in `learnt` too, so it need not be read again.
+    let known = s.known.take();
     if changed || discovered || write_search.is_some() || !tasks.is_empty() {
         // The tree, the identity, the searchable values and the lock: one transaction.
         env.store
@@ -1347,7 +1359,10 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
                     // session learnt, built from the responses as they came.
                     Some(learnt)
                 } else if changed {
-                    Some(stored_with(st, &id, &removed, &learnt)?)
+                    Some(match known {
+                        Some(stored) => merged(stored, &removed, &learnt),
+                        None => stored_with(st, &id, &removed, &learnt)?,
+                    })
                 } else {
                     None
                 };
