@@ -20,7 +20,9 @@
 //! 5. An operator's reset (`usecases::devices::reset_credentials`) forgets both, so a
 //!    factory-reset device is admitted with the shared credentials again.
 //!
-//! [`decide`] is the pure rule; the rest moves values between it and the store.
+//! The rule is pure, in two halves: `decide_fresh` (what a device that logged in with the
+//! shared credentials gets) and `after_previous` (what was issued to it before makes of
+//! that); the rest moves values between them and the store.
 
 use crate::config::{Config, CpeAuth};
 use crate::cwmp::{self, Inform, ParameterValue};
@@ -57,8 +59,10 @@ fn own_usernames(inform: &Inform) -> [String; 3] {
 }
 
 /// The rule (see the module documentation). `previous`: what was issued to the device
-/// before, if anything.
-pub fn decide(
+/// before, if anything. [`on_login`] applies its two halves on either side of the database
+/// read: `decide_fresh` before, `after_previous` with the row.
+#[cfg(test)]
+fn decide(
     cfg: &Config,
     login: &CpeLogin,
     inform: &Inform,
@@ -129,9 +133,6 @@ pub async fn on_login(
             Ok(Vec::new())
         }
         CpeLogin::Shared { username } => {
-            if !env.config.cwmp.issue_credentials {
-                return Ok(Vec::new());
-            }
             // What would be issued were nothing issued before; what was issued before can
             // only turn that into nothing or giving up. Decided and recorded with one
             // hand-off to the database.

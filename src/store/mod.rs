@@ -538,9 +538,7 @@ pub fn sqlite_qpsg(store: &Store) -> Result<Option<bool>> {
     }
     match store.pools() {
         Pools::Sqlite(p) => {
-            let mut c = p
-                .get()
-                .map_err(|e| Error::unavailable(e.to_string(), None))?;
+            let mut c = p.get()?;
             let found: Found = diesel::sql_query(
                 "SELECT count(*) AS n FROM pragma_compile_options \
                  WHERE compile_options = 'ENABLE_QPSG'",
@@ -572,7 +570,7 @@ mod sqlite_build_tests {
     /// cached `.first()` query is prepared again at each run (measured: ≈ 2.5 % of a
     /// first contact's CPU, more of a session with tasks).
     #[test]
-    fn the_bundled_sqlite_keeps_cached_queries_prepared() {
+    fn the_bundled_sqlite_is_built_with_the_planner_stability_guarantee() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let cfg = crate::config::DatabaseConfig {
             url: format!("sqlite://{}", dir.path().join("acs.db").display()),
