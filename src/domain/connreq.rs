@@ -511,10 +511,11 @@ impl ConnReqService {
         let mut jabber_id = None;
         if udp_on || xmpp_on {
             let id = dev.id.clone();
-            let blob = store.run(move |s| s.load_params(&id)).await?;
-            let mut tree = blob
-                .and_then(|b| crate::domain::params::ParamTree::decode(&b).ok())
-                .unwrap_or_default();
+            let parts = store.run(move |s| s.load_params(&id)).await?;
+            let mut tree = crate::domain::params::ParamTree::stored(
+                parts.base.as_deref(),
+                parts.delta.as_deref(),
+            );
             if let Some(t) = dev
                 .inform_params
                 .as_deref()

@@ -16,6 +16,32 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
+/// The most entries a stored delta holds (see [`delta_after`]).
+pub const MAX_DELTA_ENTRIES: usize = 64;
+/// The most bytes a stored delta takes: it lives in the device row, which every Inform
+/// rewrites, and stays well inside one database page (and, on PostgreSQL, inline).
+pub const MAX_DELTA_BYTES: usize = 1024;
+
+/// The delta to store after a session that learnt `learnt`, over a stored tree whose delta
+/// was `previous`: the two together, uncompressed, when they stay small (at most
+/// [`MAX_DELTA_ENTRIES`] entries and [`MAX_DELTA_BYTES`] bytes). `None`: write the whole
+/// tree instead (which clears the delta), as when `previous` is unreadable.
+pub fn delta_after(previous: Option<&[u8]>, learnt: &ParamTree) -> Option<Vec<u8>> {
+    if learnt.len() > MAX_DELTA_ENTRIES {
+        return None;
+    }
+    let mut delta = match previous {
+        Some(p) => ParamTree::decode(p).ok()?,
+        None => ParamTree::new(),
+    };
+    delta.overlay(learnt);
+    if delta.len() > MAX_DELTA_ENTRIES {
+        return None;
+    }
+    let encoded = delta.encode(false);
+    (encoded.len() <= MAX_DELTA_BYTES).then_some(encoded)
+}
+
 /// Whether a parameter holds a secret; the rule belongs to the data model.
 pub use crate::datamodel::is_secret;
 
@@ -221,6 +247,19 @@ impl ParamTree {
                 }
             }
         }
+    }
+
+    /// A stored tree: the whole tree `base` with the `delta` learnt since laid over it (see
+    /// `store::params`). An unreadable part counts as empty: the tree is read again from
+    /// the device at its next discovery.
+    pub fn stored(base: Option<&[u8]>, delta: Option<&[u8]>) -> ParamTree {
+        let mut tree = base
+            .and_then(|b| ParamTree::decode(b).ok())
+            .unwrap_or_default();
+        if let Some(d) = delta.and_then(|d| ParamTree::decode(d).ok()) {
+            tree.overlay(&d);
+        }
+        tree
     }
 
     /// Encode (uncompressed when `compress` is false, e.g. for the handful of Inform values).
@@ -751,6 +790,52 @@ mod tests {
             assert_eq!(enc[1], 1, "compressed");
             assert_eq!(ParamTree::decode(&enc).unwrap(), t);
         }
+    }
+
+    #[test]
+    fn a_small_delta_is_laid_over_the_whole_tree_and_a_large_one_refused() {
+        let whole = sample(20);
+        let base = whole.encode(true);
+        let name = "InternetGatewayDevice.LANDevice.1.Hosts.Host.3.IPAddress";
+        let mut learnt = ParamTree::new();
+        learnt.set_value(name, "10.0.0.3", "xsd:string", 1_800_000_000_000);
+        let first = delta_after(None, &learnt).expect("one value is a delta");
+        assert!(first.len() <= MAX_DELTA_BYTES);
+        // A second session's delta includes the first's.
+        let mut more = ParamTree::new();
+        more.set_value(
+            "InternetGatewayDevice.DeviceInfo.X",
+            "x",
+            "",
+            1_800_000_000_001,
+        );
+        let second = delta_after(Some(&first), &more).expect("two values");
+        let tree = ParamTree::stored(Some(&base), Some(&second));
+        assert_eq!(
+            tree.get(name).and_then(|e| e.value.as_deref()),
+            Some("10.0.0.3")
+        );
+        assert_eq!(
+            tree.get("InternetGatewayDevice.DeviceInfo.X")
+                .and_then(|e| e.value.as_deref()),
+            Some("x")
+        );
+        assert_eq!(tree.len(), whole.len() + 1);
+        // What the whole tree knows besides stays (writability of the overlaid value).
+        assert_eq!(
+            tree.get(name).and_then(|e| e.writable),
+            whole.get(name).and_then(|e| e.writable)
+        );
+        // Too many entries, too many bytes, or an unreadable previous delta: the whole tree.
+        assert_eq!(delta_after(None, &sample(MAX_DELTA_ENTRIES + 1)), None);
+        let mut wide = ParamTree::new();
+        wide.set_value(name, &"v".repeat(MAX_DELTA_BYTES), "xsd:string", 1);
+        assert_eq!(delta_after(None, &wide), None);
+        assert_eq!(delta_after(Some(b"\x09junk"), &learnt), None);
+        // An unreadable part reads as empty, never as an error.
+        assert_eq!(ParamTree::stored(Some(b"junk"), Some(&first)).len(), 1);
+        assert_eq!(ParamTree::stored(Some(&base), Some(b"junk")), whole);
+        assert!(ParamTree::stored(None, None).is_empty());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::domain::tasks::{self, Completion, TaskSpec, TaskStatus};
 use crate::error::{Error, Result};
 use crate::store::devices::{BeginSession, DeviceRow, IdentityUpdate, InformUpdate};
 use crate::store::faults::NewFault;
-use crate::store::params::SessionClose;
+use crate::store::params::{SessionClose, TreeWrite};
 use crate::store::search::SearchWrite;
 use crate::store::sessions::NewSessionLog;
 use crate::store::tasks::{TaskRow, TaskUpdate};
@@ -194,6 +194,7 @@ pub async fn begin(
         current: None,
         learnt: ParamTree::new(),
         learnt_blob: None,
+        params_delta: device.params_delta.clone(),
         subtrees_removed: Vec::new(),
         discovered: false,
         created,
@@ -406,11 +407,11 @@ async fn load_tasks(env: &Env<'_>, s: &mut DeviceSession, inform: Option<&Inform
         };
         if tree.is_none() && untyped {
             let id = s.device_id.clone();
-            let blob = env.store.run(move |st| st.load_params(&id)).await?;
-            tree = Some(
-                blob.and_then(|b| ParamTree::decode(&b).ok())
-                    .unwrap_or_default(),
-            );
+            let parts = env.store.run(move |st| st.load_params(&id)).await?;
+            tree = Some(ParamTree::stored(
+                parts.base.as_deref(),
+                parts.delta.as_deref(),
+            ));
         }
         let file = match &spec {
             TaskSpec::Download {
@@ -600,11 +601,56 @@ fn stored_with(
     removed: &[String],
     learnt: &ParamTree,
 ) -> Result<ParamTree> {
-    let stored = match st.load_params(device_id)? {
-        Some(b) => ParamTree::decode(&b).unwrap_or_default(),
-        None => ParamTree::new(),
-    };
+    let parts = st.load_params(device_id)?;
+    let stored = ParamTree::stored(parts.base.as_deref(), parts.delta.as_deref());
     Ok(merged(stored, removed, learnt))
+}
+
+/// How a session writes what it learnt: as a delta over the stored tree when it stays small
+/// and nothing was removed (no read of the tree), else the whole tree, from `known` when the
+/// session read it. The delta the device then has.
+fn tree_write(
+    st: &Store,
+    device_id: &str,
+    known: Option<ParamTree>,
+    previous_delta: Option<&[u8]>,
+    removed: &[String],
+    learnt: &ParamTree,
+) -> Result<TreeWriteOwned> {
+    if removed.is_empty() {
+        if let Some(delta) = crate::domain::params::delta_after(previous_delta, learnt) {
+            return Ok(TreeWriteOwned::Delta(delta));
+        }
+    }
+    let tree = match known {
+        Some(stored) => merged(stored, removed, learnt),
+        None => stored_with(st, device_id, removed, learnt)?,
+    };
+    let (blob, count) = encoded(tree);
+    Ok(TreeWriteOwned::Whole(blob, count))
+}
+
+/// An owned [`TreeWrite`].
+enum TreeWriteOwned {
+    Whole(Vec<u8>, i32),
+    Delta(Vec<u8>),
+}
+
+impl TreeWriteOwned {
+    fn as_write(&self) -> TreeWrite<'_> {
+        match self {
+            TreeWriteOwned::Whole(b, n) => TreeWrite::Whole(b, *n),
+            TreeWriteOwned::Delta(d) => TreeWrite::Delta(d),
+        }
+    }
+
+    /// The device's delta once this is written.
+    fn delta_after(&self) -> Option<Vec<u8>> {
+        match self {
+            TreeWriteOwned::Whole(..) => None,
+            TreeWriteOwned::Delta(d) => Some(d.clone()),
+        }
+    }
 }
 
 /// `stored` without the subtrees `removed`, with `learnt` over it.
@@ -640,24 +686,38 @@ async fn flush_done(
     let learnt = learnt_so_far(s);
     let removed = s.subtrees_removed.clone();
     let device = s.device_id.clone();
+    let previous_delta = s.params_delta.clone();
     let flushed = env
         .store
         .run(move |st| {
             let tree = match learnt {
-                Some(learnt) => Some(encoded(stored_with(st, &device, &removed, &learnt)?)),
+                Some(learnt) => Some(tree_write(
+                    st,
+                    &device,
+                    None,
+                    previous_delta.as_deref(),
+                    &removed,
+                    &learnt,
+                )?),
                 None => None,
             };
-            st.transition_tasks_with_tree(
+            let started = st.transition_tasks_with_tree(
                 &device,
-                tree.as_ref().map(|(b, n)| (b.as_slice(), *n)),
+                tree.as_ref().map(TreeWriteOwned::as_write),
                 now,
                 &transitions,
                 start.as_ref().map(|(id, u)| (*id, u)),
-            )
+            )?;
+            Ok((started, tree.map(|t| t.delta_after())))
         })
         .await;
     let started = match flushed {
-        Ok(started) => started,
+        Ok((started, delta)) => {
+            if let Some(delta) = delta {
+                s.params_delta = delta;
+            }
+            started
+        }
         Err(e) => {
             // Still carried out: the session's closing transaction tries again.
             s.tasks_done = done;
@@ -1350,6 +1410,7 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
     // the device's tree while it holds the lock, and what it wrote meanwhile (`flush_done`)
     // is in `learnt` too, so it need not be read again.
     let known = s.known.take();
+    let previous_delta = s.params_delta.take();
     if changed || discovered || write_search.is_some() || !tasks.is_empty() {
         // The tree, the identity, the searchable values and the lock: one transaction.
         env.store
@@ -1357,24 +1418,26 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
                 let tree = if discovered {
                     // A completed discovery replaces what was known: the tree is what the
                     // session learnt, built from the responses as they came.
-                    Some(learnt)
+                    let (blob, count) = encoded(learnt);
+                    Some(TreeWriteOwned::Whole(blob, count))
                 } else if changed {
-                    Some(match known {
-                        Some(stored) => merged(stored, &removed, &learnt),
-                        None => stored_with(st, &id, &removed, &learnt)?,
-                    })
+                    Some(tree_write(
+                        st,
+                        &id,
+                        known,
+                        previous_delta.as_deref(),
+                        &removed,
+                        &learnt,
+                    )?)
                 } else {
                     None
                 };
-                let params = tree.map(encoded);
                 st.close_session(&SessionClose {
                     device_id: &id,
                     owner: &owner,
                     work_seen,
                     now,
-                    params: params
-                        .as_ref()
-                        .map(|(blob, count)| (blob.as_slice(), *count)),
+                    params: tree.as_ref().map(TreeWriteOwned::as_write),
                     discovered,
                     identity: &identity,
                     search: write_search

@@ -100,6 +100,10 @@ pub struct DeviceSession {
     /// copy: a JSON array of numbers would take about three times the room).
     #[serde(default, with = "blob_base64")]
     pub learnt_blob: Option<Vec<u8>>,
+    /// The device's stored delta (see `store::params`) as of the session's last write of
+    /// the tree: the end lays what was learnt over it.
+    #[serde(default, with = "blob_base64")]
+    pub params_delta: Option<Vec<u8>>,
     pub subtrees_removed: Vec<String>,
     pub discovered: bool,
     pub created: bool,

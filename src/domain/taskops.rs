@@ -61,11 +61,8 @@ pub async fn check_template(store: &Store, task: &TaskSpec) -> Result<()> {
 /// The device's known parameters: the stored tree with the newer Inform values on top.
 pub async fn current_tree(store: &Store, device: &DeviceRow) -> Result<ParamTree> {
     let id = device.id.clone();
-    let blob = store.run(move |s| s.load_params(&id)).await?;
-    let mut tree = match blob {
-        Some(b) => ParamTree::decode(&b).unwrap_or_default(),
-        None => ParamTree::new(),
-    };
+    let parts = store.run(move |s| s.load_params(&id)).await?;
+    let mut tree = ParamTree::stored(parts.base.as_deref(), parts.delta.as_deref());
     if let Some(inf) = &device.inform_params {
         if let Ok(t) = ParamTree::decode(inf) {
             tree.overlay(&t);
@@ -359,6 +356,7 @@ mod tests {
             updated_at: 0,
             search_sig: 0,
             preset_events: String::new(),
+            params_delta: None,
         }
     }
 

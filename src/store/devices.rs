@@ -51,6 +51,9 @@ pub struct DeviceRow {
     /// Events at which the presets matching the device apply (`boot,periodic`, ...), as
     /// found at the device's last preset evaluation.
     pub preset_events: String,
+    /// What sessions learnt since the whole tree was last written (`device_params`),
+    /// encoded like the tree; readers lay it over the tree.
+    pub params_delta: Option<Vec<u8>>,
 }
 
 impl DeviceRow {
@@ -204,6 +207,17 @@ impl Store {
                             device_params::table.filter(device_params::device_id.eq(&u.id)),
                         )
                         .execute(c)?;
+                        diesel::update(devices::table.find(&u.id))
+                            .set(devices::params_delta.eq(None::<Vec<u8>>))
+                            .execute(c)?;
+                        let row = DeviceRow {
+                            params_delta: None,
+                            ..row
+                        };
+                        return Ok(BeginSession::Started {
+                            device: Box::new(row),
+                            created: false,
+                        });
                     }
                     return Ok(BeginSession::Started {
                         device: Box::new(row),
@@ -580,7 +594,7 @@ const DEVICE_COLUMNS: &str = "id, oui, product_class, serial_number, manufacture
      last_bootstrap, last_source_ip, last_retry_count, connection_request_url, cr_username, \
      cr_password, cwmp_username, cwmp_ha1, inform_params, discovered_at, work_epoch, \
      work_seen_epoch, session_owner, session_expires, provisioned, created_at, updated_at, \
-     search_sig, preset_events";
+     search_sig, preset_events, params_delta";
 
 /// Record an Inform and take the session lock when it is free (or ours, or a stale owner's
 /// we may replace). Optional Inform fields leave the stored value alone when absent.

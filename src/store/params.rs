@@ -1,11 +1,15 @@
 //! The stored parameter tree of each device: one opaque, compactly encoded blob per device
-//! (the encoding belongs to `domain::params`), read and written whole.
+//! (the encoding belongs to `domain::params`), read and written whole, and a small delta in
+//! the device row (`devices.params_delta`, the same encoding): what sessions learnt since
+//! the whole tree was last written. A session that learnt a few values writes only the
+//! delta, in the row its end updates anyway; writing the whole tree clears it.
 
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 
 use super::devices::{IdentityUpdate, ReleaseLock};
 use super::schema::device_params::dsl as p;
+use super::schema::{device_params, devices};
 use super::search::SearchWrite;
 use super::tasks::TaskUpdate;
 use super::{Store, WriteTxn};
@@ -21,8 +25,8 @@ pub struct SessionClose<'a> {
     /// The work epoch the session drained, if it did.
     pub work_seen: Option<i64>,
     pub now: i64,
-    /// The device's new encoded tree and its number of entries.
-    pub params: Option<(&'a [u8], i32)>,
+    /// The device's tree, whole or as a new delta.
+    pub params: Option<TreeWrite<'a>>,
     /// A discovery completed: recorded as of `now`.
     pub discovered: bool,
     /// Identity columns learnt: `None` leaves a column as it is; the manufacturer only fills
@@ -35,15 +39,37 @@ pub struct SessionClose<'a> {
     pub tasks: &'a [(i64, TaskUpdate)],
 }
 
+/// A device's stored tree as kept: the whole tree and the delta laid over it
+/// (`domain::params::stored_tree` decodes the two). Both are `None` for an unknown device.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TreeParts {
+    pub base: Option<Vec<u8>>,
+    pub delta: Option<Vec<u8>>,
+}
+
+/// How a device's tree is written.
+#[derive(Debug, Clone, Copy)]
+pub enum TreeWrite<'a> {
+    /// The whole encoded tree and its number of entries; the delta is cleared.
+    Whole(&'a [u8], i32),
+    /// A new delta over the stored whole tree (replacing the previous delta, which it
+    /// includes); the whole tree is not touched.
+    Delta(&'a [u8]),
+}
+
 impl Store {
-    /// The encoded tree, if any was stored.
-    pub fn load_params(&self, device_id: &str) -> Result<Option<Vec<u8>>> {
+    /// The stored tree of a device, whole and delta (one read).
+    pub fn load_params(&self, device_id: &str) -> Result<TreeParts> {
         with_conn!(self, |c| {
-            Ok(p::device_params
-                .filter(p::device_id.eq(device_id))
-                .select(p::data)
-                .first::<Vec<u8>>(c)
-                .optional()?)
+            let row = devices::table
+                .left_join(device_params::table)
+                .filter(devices::id.eq(device_id))
+                .select((device_params::data.nullable(), devices::params_delta))
+                .first::<(Option<Vec<u8>>, Option<Vec<u8>>)>(c)
+                .optional()?;
+            Ok(row
+                .map(|(base, delta)| TreeParts { base, delta })
+                .unwrap_or_default())
         })
     }
 
@@ -122,10 +148,11 @@ impl SessionClose<'_> {
     where
         C: Connection,
         for<'b> SaveTree<'b>: QueryFragment<C::Backend>,
+        for<'b> SetDelta<'b>: QueryFragment<C::Backend>,
         for<'b> SetLearnt<'b>: QueryFragment<C::Backend>,
     {
-        if let Some((data, count)) = self.params {
-            save_tree(c, self.device_id, data, count, self.now)?;
+        if let Some(w) = self.params {
+            write_tree(c, self.device_id, w, self.now)?;
         }
         let id = self.identity;
         if self.discovered || !id.is_empty() {
@@ -140,26 +167,28 @@ impl SessionClose<'_> {
     }
 }
 
-/// Insert or replace a device's tree on a connection the caller holds (the fixed statement
-/// of [`Store::close_session`]).
-pub(super) fn save_tree<C>(
-    c: &mut C,
-    device_id: &str,
-    data: &[u8],
-    count: i32,
-    now: i64,
-) -> Result<()>
+/// Write a device's tree, whole (clearing the delta) or as a delta, on a connection the
+/// caller holds (the fixed statements of [`Store::close_session`]).
+pub(super) fn write_tree<C>(c: &mut C, device_id: &str, w: TreeWrite<'_>, now: i64) -> Result<()>
 where
     C: Connection,
     for<'b> SaveTree<'b>: QueryFragment<C::Backend>,
+    for<'b> SetDelta<'b>: QueryFragment<C::Backend>,
 {
-    SaveTree {
-        device_id,
-        data,
-        count,
-        now,
-    }
-    .execute(c)?;
+    let delta = match w {
+        TreeWrite::Whole(data, count) => {
+            SaveTree {
+                device_id,
+                data,
+                count,
+                now,
+            }
+            .execute(c)?;
+            None
+        }
+        TreeWrite::Delta(d) => Some(d),
+    };
+    SetDelta { device_id, delta }.execute(c)?;
     Ok(())
 }
 
@@ -169,6 +198,12 @@ pub(super) struct SaveTree<'a> {
     data: &'a [u8],
     count: i32,
     now: i64,
+}
+
+/// Replace (or clear) a device's delta.
+pub(super) struct SetDelta<'a> {
+    device_id: &'a str,
+    delta: Option<&'a [u8]>,
 }
 
 /// Record a completed discovery and the identity columns learnt: `None` leaves a column as
@@ -181,10 +216,16 @@ struct SetLearnt<'a> {
 
 /// Static identities of the statements above, for the prepared-statement caches.
 pub(super) struct SaveTreeId;
+pub(super) struct SetDeltaId;
 struct SetLearntId;
 
 impl QueryId for SaveTree<'_> {
     type QueryId = SaveTreeId;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl QueryId for SetDelta<'_> {
+    type QueryId = SetDeltaId;
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
@@ -194,6 +235,7 @@ impl QueryId for SetLearnt<'_> {
 }
 
 impl<Conn> RunQueryDsl<Conn> for SaveTree<'_> {}
+impl<Conn> RunQueryDsl<Conn> for SetDelta<'_> {}
 impl<Conn> RunQueryDsl<Conn> for SetLearnt<'_> {}
 
 macro_rules! close_statements {
@@ -215,6 +257,17 @@ macro_rules! close_statements {
                     ") ON CONFLICT (device_id) DO UPDATE SET data = excluded.data, \
                      param_count = excluded.param_count, updated_at = excluded.updated_at",
                 );
+                Ok(())
+            }
+        }
+
+        impl QueryFragment<$db> for SetDelta<'_> {
+            fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, $db>) -> QueryResult<()> {
+                use diesel::sql_types::{Binary, Nullable, Text};
+                out.push_sql("UPDATE devices SET params_delta = ");
+                out.push_bind_param::<Nullable<Binary>, _>(&self.delta)?;
+                out.push_sql(" WHERE id = ");
+                out.push_bind_param::<Text, _>(self.device_id)?;
                 Ok(())
             }
         }

@@ -34,6 +34,7 @@ diesel::table! {
         updated_at -> BigInt,
         search_sig -> BigInt,
         preset_events -> Text,
+        params_delta -> Nullable<Binary>,
     }
 }
 

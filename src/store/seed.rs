@@ -31,7 +31,8 @@ impl Store {
         let row = self.get_device(template)?.ok_or_else(|| {
             Error::invalid("template", format!("device {template} does not exist"))
         })?;
-        let params = self.load_params(template)?;
+        // The whole tree is copied; the delta over it comes with the row.
+        let params = self.load_params(template)?.base;
         let count: i32 = with_conn!(self, |c| {
             Ok::<_, Error>(
                 device_params::table

@@ -360,15 +360,15 @@ impl Store {
     pub fn transition_tasks_with_tree(
         &self,
         device_id: &str,
-        tree: Option<(&[u8], i32)>,
+        tree: Option<super::params::TreeWrite<'_>>,
         now: i64,
         transitions: &[(i64, TaskUpdate)],
         start: Option<(i64, &TaskUpdate)>,
     ) -> Result<Option<TaskRow>> {
         with_conn!(self, |c| {
             c.write_txn(|c| {
-                if let Some((data, count)) = tree {
-                    super::params::save_tree(c, device_id, data, count, now)?;
+                if let Some(w) = tree {
+                    super::params::write_tree(c, device_id, w, now)?;
                 }
                 transition_all(c, transitions)?;
                 match start {

@@ -157,7 +157,7 @@ async fn saving_every_exchange_costs_a_few_statements_and_a_compact_copy(b: Back
     let exchanges = spread_session_measured(&[&a, &other], &mut dev, &[]).await;
     let id = dev.identity.device_id();
     let store = a.store();
-    let tree = tokio::task::spawn_blocking(move || store.load_params(&id).unwrap().unwrap())
+    let tree = tokio::task::spawn_blocking(move || store.load_params(&id).unwrap().base.unwrap())
         .await
         .unwrap();
     for e in &exchanges {

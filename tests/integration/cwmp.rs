@@ -47,19 +47,21 @@ async fn bootstrap_discovers_the_whole_tree_then_periodic_is_quiet(b: Backend) {
         move || {
             (
                 store.get_device(&id).unwrap().unwrap(),
-                store.load_params(&id).unwrap().unwrap(),
+                store.load_params(&id).unwrap(),
             )
         }
     })
     .await
     .unwrap();
+    assert!(blob.base.is_some(), "the whole tree is stored");
     assert_eq!(row.root_model, "InternetGatewayDevice:1");
     assert!(row.discovered_at.is_some());
     assert!(
         row.cr_username.is_some(),
         "connection-request credentials given at bootstrap"
     );
-    let tree = ferroacs::domain::params::ParamTree::decode(&blob).unwrap();
+    let tree =
+        ferroacs::domain::params::ParamTree::stored(blob.base.as_deref(), blob.delta.as_deref());
     let values = tree.iter().filter(|(_, e)| e.value.is_some()).count();
     assert!(values >= n_params, "stored {values} values of {n_params}");
     // The device now holds the CR credentials ferroacs chose.
@@ -135,6 +137,7 @@ battery!(
     bootstrap_forgets_the_tree_but_keeps_configuration_and_tasks,
     tls_client_certificates_replace_http_authentication,
     a_periodic_session_costs_two_statements_whatever_the_tree_size,
+    values_a_session_learns_go_to_a_small_delta_until_they_are_many,
 );
 
 fn inform_files() -> Vec<PathBuf> {
@@ -224,7 +227,10 @@ async fn cookieless_and_reconnecting_cpes_complete_their_sessions(b: Backend) {
     let tree = tokio::task::spawn_blocking(move || store.load_params(&id).unwrap())
         .await
         .unwrap();
-    assert!(tree.is_some(), "discovery finished across reconnections");
+    assert!(
+        tree.base.is_some(),
+        "discovery finished across reconnections"
+    );
 }
 
 async fn dropped_connection_resumes_with_the_cookie(b: Backend) {
@@ -252,7 +258,9 @@ async fn dropped_connection_resumes_with_the_cookie(b: Backend) {
         row.discovered_at.is_some(),
         "the resumed session finished discovery"
     );
-    let tree = ferroacs::domain::params::ParamTree::decode(&tree.unwrap()).unwrap();
+    assert!(tree.base.is_some(), "the whole tree is stored");
+    let tree =
+        ferroacs::domain::params::ParamTree::stored(tree.base.as_deref(), tree.delta.as_deref());
     assert!(tree.len() > 900, "{} parameters", tree.len());
     assert!(row.session_owner.is_none(), "lock released");
 }
@@ -749,8 +757,14 @@ async fn bootstrap_forgets_the_tree_but_keeps_configuration_and_tasks(b: Backend
     );
     let (tree, tags, task) = tokio::task::spawn_blocking(move || {
         (
-            ferroacs::domain::params::ParamTree::decode(&store.load_params(&id).unwrap().unwrap())
-                .unwrap(),
+            {
+                let parts = store.load_params(&id).unwrap();
+                assert!(parts.base.is_some(), "the whole tree is stored");
+                ferroacs::domain::params::ParamTree::stored(
+                    parts.base.as_deref(),
+                    parts.delta.as_deref(),
+                )
+            },
             store.tags_of(std::slice::from_ref(&id)).unwrap(),
             store.get_task(task).unwrap().unwrap(),
         )
@@ -883,4 +897,163 @@ async fn a_periodic_session_costs_two_statements_whatever_the_tree_size(b: Backe
             "{quietest} statements for 10 periodic sessions of {size}-parameter devices"
         );
     }
+}
+
+/// What the store holds of a device's tree: the whole tree and the delta over it.
+async fn tree_parts(app: &TestApp, id: &str) -> ferroacs::store::params::TreeParts {
+    let (store, id) = (app.store(), id.to_string());
+    tokio::task::spawn_blocking(move || store.load_params(&id).unwrap())
+        .await
+        .unwrap()
+}
+
+/// Queue one task for a device, as the admin API does.
+async fn queue_task(app: &TestApp, id: &str, spec: ferroacs::domain::tasks::TaskSpec) {
+    let (store, id) = (app.store(), id.to_string());
+    tokio::task::spawn_blocking(move || {
+        store
+            .insert_tasks(&[ferroacs::store::tasks::NewTask {
+                device_id: id,
+                rpc: spec.rpc().to_string(),
+                args: serde_json::to_string(&spec).unwrap(),
+                status: ferroacs::domain::tasks::TaskStatus::Pending,
+                command_key: ferroacs::domain::tasks::new_key(),
+                expires_at: None,
+                created_by: "test".into(),
+                created_at: 1,
+                updated_at: 1,
+            }])
+            .unwrap()
+    })
+    .await
+    .unwrap();
+}
+
+async fn values_a_session_learns_go_to_a_small_delta_until_they_are_many(b: Backend) {
+    use ferroacs::domain::params::ParamTree;
+    use ferroacs::domain::tasks::{SetValue, TaskSpec};
+    let app = TestApp::spawn(b, |_| {}).await;
+    let mut dev =
+        Device::synthetic(Root::Igd, "DELTA", 120).with_acs_credentials("cpe", "cpe-secret");
+    assert!(dev
+        .run_session(&app.cwmp_url(), &[])
+        .await
+        .unwrap()
+        .ended_cleanly());
+    let id = dev.identity.device_id();
+    let discovered = tree_parts(&app, &id).await;
+    assert!(discovered.base.is_some(), "discovery stores the whole tree");
+    assert_eq!(discovered.delta, None, "and no delta");
+
+    // One value set: the session stores it as a delta; the whole tree is left as it was.
+    let code = "InternetGatewayDevice.DeviceInfo.ProvisioningCode";
+    let set = |value: &str| TaskSpec::SetParameterValues {
+        values: vec![SetValue {
+            name: code.into(),
+            value: value.into(),
+            xsd_type: Some("xsd:string".into()),
+        }],
+    };
+    queue_task(&app, &id, set("from-the-delta")).await;
+    let r = dev
+        .run_session(&app.cwmp_url(), &[("2 PERIODIC", "")])
+        .await
+        .unwrap();
+    assert!(
+        r.ended_cleanly() && r.acs_rpcs() == ["SetParameterValues"],
+        "{r:?}"
+    );
+    assert_eq!(dev.model[code].value, "from-the-delta");
+    let after_set = tree_parts(&app, &id).await;
+    assert_eq!(
+        after_set.base, discovered.base,
+        "the whole tree is not rewritten"
+    );
+    let delta = ParamTree::decode(after_set.delta.as_deref().expect("a delta")).unwrap();
+    assert_eq!(
+        delta.get(code).and_then(|e| e.value.as_deref()),
+        Some("from-the-delta")
+    );
+    assert!(delta.len() < 5, "{} entries in the delta", delta.len());
+    let tree = ParamTree::stored(after_set.base.as_deref(), after_set.delta.as_deref());
+    assert_eq!(
+        tree.get(code).and_then(|e| e.value.as_deref()),
+        Some("from-the-delta")
+    );
+    assert_eq!(
+        tree.len(),
+        ParamTree::decode(discovered.base.as_deref().unwrap())
+            .unwrap()
+            .len()
+    );
+
+    // Many values read at once: the whole tree is written with them, the delta cleared, and
+    // the value the delta held is in the whole tree.
+    let names: Vec<String> = dev
+        .model
+        .iter()
+        .filter(|(_, p)| !p.is_object)
+        .map(|(n, _)| n.clone())
+        .collect();
+    assert!(names.len() > ferroacs::domain::params::MAX_DELTA_ENTRIES);
+    dev.model.get_mut(code).unwrap().value = "changed-on-the-device".into();
+    queue_task(&app, &id, TaskSpec::GetParameterValues { names }).await;
+    let r = dev
+        .run_session(&app.cwmp_url(), &[("2 PERIODIC", "")])
+        .await
+        .unwrap();
+    assert!(
+        r.ended_cleanly() && r.acs_rpcs() == ["GetParameterValues"],
+        "{r:?}"
+    );
+    let after_get = tree_parts(&app, &id).await;
+    assert_eq!(
+        after_get.delta, None,
+        "the delta is folded into the whole tree"
+    );
+    assert_ne!(after_get.base, discovered.base);
+    let whole = ParamTree::decode(after_get.base.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        whole.get(code).and_then(|e| e.value.as_deref()),
+        Some("changed-on-the-device")
+    );
+
+    // A delta again, then a factory reset: BOOTSTRAP forgets the delta with the tree.
+    queue_task(&app, &id, set("before-the-reset")).await;
+    assert!(dev
+        .run_session(&app.cwmp_url(), &[("2 PERIODIC", "")])
+        .await
+        .unwrap()
+        .ended_cleanly());
+    assert!(tree_parts(&app, &id).await.delta.is_some());
+    let factory = ParamTree::decode(discovered.base.as_deref().unwrap())
+        .unwrap()
+        .get(code)
+        .and_then(|e| e.value.clone())
+        .expect("a factory value");
+    queue_task(&app, &id, TaskSpec::FactoryReset {}).await;
+    let r = dev
+        .run_session(&app.cwmp_url(), &[("2 PERIODIC", "")])
+        .await
+        .unwrap();
+    assert!(
+        r.ended_cleanly() && r.acs_rpcs() == ["FactoryReset"],
+        "{r:?}"
+    );
+    let r = dev.run_session(&app.cwmp_url(), &[]).await.unwrap();
+    assert!(r.ended_cleanly(), "{r:?}");
+    assert!(
+        r.events.iter().any(|e| e.code == "0 BOOTSTRAP"),
+        "{:?}",
+        r.events
+    );
+    let reset = tree_parts(&app, &id).await;
+    assert_eq!(reset.delta, None);
+    let tree = ParamTree::stored(reset.base.as_deref(), reset.delta.as_deref());
+    assert_eq!(
+        tree.get(code).and_then(|e| e.value.as_deref()),
+        Some(factory.as_str()),
+        "what the delta held is forgotten"
+    );
+    assert!(tree.len() > 100, "{} entries rediscovered", tree.len());
 }

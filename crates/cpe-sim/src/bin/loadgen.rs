@@ -872,7 +872,7 @@ async fn seed(
     tokio::task::spawn_blocking(move || -> anyhow::Result<Value> {
         let store = open_store(&database)?;
         let err = |e: ferroacs::error::Error| anyhow::anyhow!("{e}");
-        let blob = store.load_params(&template).map_err(err)?.ok_or_else(|| {
+        let blob = store.load_params(&template).map_err(err)?.base.ok_or_else(|| {
             anyhow::anyhow!(
                 "device {template} has no stored parameters: run `loadgen discovery` first"
             )
