@@ -42,10 +42,6 @@ pub struct DeviceFacts {
 pub fn opening(cfg: &CwmpConfig, events: &[EventStruct], device: DeviceFacts, now: i64) -> Opening {
     let has = |code: &str| events.iter().any(|e| e.event_code == code);
     let bootstrap = has("0 BOOTSTRAP") || device.created;
-    // Events that may complete running tasks (M Reboot, a factory reset, a reboot).
-    let reconcile_events = events.iter().any(|e| {
-        e.event_code.starts_with("M ") || e.event_code == "0 BOOTSTRAP" || e.event_code == "1 BOOT"
-    });
     let stale = match device.discovered_at {
         None => true,
         Some(at) => {
@@ -55,8 +51,20 @@ pub fn opening(cfg: &CwmpConfig, events: &[EventStruct], device: DeviceFacts, no
     Opening {
         bootstrap,
         discover: bootstrap || stale,
-        load_tasks: device.has_new_work || reconcile_events,
+        load_tasks: loads_tasks(events, device.has_new_work),
     }
+}
+
+/// Whether a session reads the device's tasks: work was added since the last session that
+/// drained it, or the events may complete running tasks (M Reboot, a factory reset, a
+/// reboot).
+pub fn loads_tasks(events: &[EventStruct], has_new_work: bool) -> bool {
+    has_new_work
+        || events.iter().any(|e| {
+            e.event_code.starts_with("M ")
+                || e.event_code == "0 BOOTSTRAP"
+                || e.event_code == "1 BOOT"
+        })
 }
 
 /// Whether a bootstrapping device gets settings at all (periodic inform, connection-request

@@ -126,12 +126,13 @@ pub async fn begin(
         }
     };
     let mut reset_done = false;
-    let (device, created) = loop {
+    let reconcile = plan::loads_tasks(&inform.events, false);
+    let (device, created, tasks) = loop {
         let (owner2, takeover2, update2) = (owner.clone(), takeover.clone(), update.clone());
         let begun = env
             .store
             .run_short(move |s| {
-                s.begin_session(
+                let begun = s.begin_session(
                     &update2,
                     &owner2,
                     now,
@@ -139,17 +140,28 @@ pub async fn begin(
                     allow_create,
                     takeover2.as_deref(),
                     default_credentials,
-                )
+                )?;
+                // The tasks the session will read, in the same hand-off (the lock is ours).
+                let tasks = match &begun {
+                    BeginSession::Started { device, .. } if reconcile || device.has_new_work() => {
+                        Some(s.device_tasks_in(
+                            &update2.id,
+                            &[TaskStatus::Pending, TaskStatus::Running],
+                        )?)
+                    }
+                    _ => None,
+                };
+                Ok((begun, tasks))
             })
             .await
             .inspect_err(|_| not_started(&device_id))?;
         match begun {
-            BeginSession::Started { device, created } => break (device, created),
-            BeginSession::Busy { owner, .. } => {
+            (BeginSession::Started { device, created }, tasks) => break (device, created, tasks),
+            (BeginSession::Busy { owner, .. }, _) => {
                 not_started(&device_id);
                 return Ok(Begin::Busy { owner });
             }
-            BeginSession::OwnCredentialsRequired
+            (BeginSession::OwnCredentialsRequired, _)
                 if !reset_done
                     && bootstrap
                     && crate::domain::credentials::factory_reset_ordered(env, &device_id)
@@ -158,7 +170,7 @@ pub async fn begin(
             {
                 reset_done = true;
             }
-            BeginSession::OwnCredentialsRequired => {
+            (BeginSession::OwnCredentialsRequired, _) => {
                 not_started(&device_id);
                 return Ok(Begin::WrongCredentials(format!(
                     "device {device_id} has its own CWMP credentials (issued at first contact or \
@@ -166,7 +178,7 @@ pub async fn begin(
                      factory-reset, reset its credentials (ferroacs device reset-credentials)"
                 )));
             }
-            BeginSession::Unknown => {
+            (BeginSession::Unknown, _) => {
                 not_started(&device_id);
                 return Ok(Begin::Rejected(format!(
                     "device {device_id} is not provisioned and unknown devices are rejected (cwmp.unknown_devices)"
@@ -228,7 +240,7 @@ pub async fn begin(
             }
         }
     }
-    plan(env, &mut s, &device, inform, &login).await?;
+    plan(env, &mut s, &device, inform, &login, tasks).await?;
     crate::domain::tr111::after_inform(&mut s);
     Ok(Begin::Started(Box::new(s)))
 }
@@ -250,6 +262,7 @@ async fn plan(
     device: &DeviceRow,
     inform: &Inform,
     login: &CpeLogin,
+    tasks: Option<Vec<TaskRow>>,
 ) -> Result<()> {
     let cfg = &env.config.cwmp;
     let decided = plan::opening(
@@ -292,7 +305,7 @@ async fn plan(
 
     // Tasks: when something new was queued, or events may complete running tasks.
     if decided.load_tasks {
-        load_tasks(env, s, Some(inform)).await?;
+        load_tasks(env, s, Some(inform), tasks).await?;
     }
 
     // VoIP lines and presets: planned once the queue runs dry (after discovery).
@@ -308,7 +321,7 @@ async fn reload_tasks(env: &Env<'_>, s: &mut DeviceSession) -> Result<()> {
     if let Some(e) = epoch {
         s.work_epoch = e;
     }
-    load_tasks(env, s, None).await
+    load_tasks(env, s, None, None).await
 }
 
 /// Whether the device's work epoch moved since the session last read it (it then takes the
@@ -326,17 +339,27 @@ async fn work_added(env: &Env<'_>, s: &mut DeviceSession) -> Result<bool> {
 
 /// Load the device's pending and running tasks: finish those the Inform's events complete,
 /// recover interrupted ones, and queue the pending ones. Without an Inform (tasks added
-/// during the session) only pending tasks are read.
-async fn load_tasks(env: &Env<'_>, s: &mut DeviceSession, inform: Option<&Inform>) -> Result<()> {
+/// during the session) only pending tasks are read. `read`: the rows, when the Inform's
+/// hand-off read them already.
+async fn load_tasks(
+    env: &Env<'_>,
+    s: &mut DeviceSession,
+    inform: Option<&Inform>,
+    read: Option<Vec<TaskRow>>,
+) -> Result<()> {
     let id = s.device_id.clone();
     let states: &'static [TaskStatus] = match inform {
         Some(_) => &[TaskStatus::Pending, TaskStatus::Running],
         None => &[TaskStatus::Pending],
     };
-    let rows = env
-        .store
-        .run_short(move |st| st.device_tasks_in(&id, states))
-        .await?;
+    let rows = match read {
+        Some(rows) => rows,
+        None => {
+            env.store
+                .run_short(move |st| st.device_tasks_in(&id, states))
+                .await?
+        }
+    };
     s.tasks_checked = true;
     let now = env.now;
     let param_key = inform
@@ -898,7 +921,7 @@ pub async fn next_request(env: &Env<'_>, s: &mut DeviceSession) -> Result<Option
             if env.config.cwmp.save_every_exchange && work_added(env, s).await? {
                 // The session may have moved between nodes, and a ring reaches only the
                 // node that opened it: the database says whether work was added.
-                load_tasks(env, s, None).await?;
+                load_tasks(env, s, None, None).await?;
                 continue;
             }
             return Ok(None);
