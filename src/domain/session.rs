@@ -660,9 +660,14 @@ enum TreeWriteOwned {
 }
 
 impl TreeWriteOwned {
-    fn as_write(&self) -> TreeWrite<'_> {
+    /// The write, over a device whose delta was `previous`.
+    fn as_write(&self, previous: Option<&[u8]>) -> TreeWrite<'_> {
         match self {
-            TreeWriteOwned::Whole(b, n) => TreeWrite::Whole(b, *n),
+            TreeWriteOwned::Whole(b, n) => TreeWrite::Whole {
+                data: b,
+                count: *n,
+                had_delta: previous.is_some(),
+            },
             TreeWriteOwned::Delta(d) => TreeWrite::Delta(d),
         }
     }
@@ -726,7 +731,7 @@ async fn flush_done(
             };
             let started = st.transition_tasks_with_tree(
                 &device,
-                tree.as_ref().map(TreeWriteOwned::as_write),
+                tree.as_ref().map(|t| t.as_write(previous_delta.as_deref())),
                 now,
                 &transitions,
                 start.as_ref().map(|(id, u)| (*id, u)),
@@ -1460,7 +1465,7 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
                     owner: &owner,
                     work_seen,
                     now,
-                    params: tree.as_ref().map(TreeWriteOwned::as_write),
+                    params: tree.as_ref().map(|t| t.as_write(previous_delta.as_deref())),
                     discovered,
                     identity: &identity,
                     search: write_search

@@ -50,8 +50,13 @@ pub struct TreeParts {
 /// How a device's tree is written.
 #[derive(Debug, Clone, Copy)]
 pub enum TreeWrite<'a> {
-    /// The whole encoded tree and its number of entries; the delta is cleared.
-    Whole(&'a [u8], i32),
+    /// The whole encoded tree and its number of entries; the delta is cleared when
+    /// `had_delta` says the device has one (a session knows: it read the row at its Inform).
+    Whole {
+        data: &'a [u8],
+        count: i32,
+        had_delta: bool,
+    },
     /// A new delta over the stored whole tree (replacing the previous delta, which it
     /// includes); the whole tree is not touched.
     Delta(&'a [u8]),
@@ -175,8 +180,12 @@ where
     for<'b> SaveTree<'b>: QueryFragment<C::Backend>,
     for<'b> SetDelta<'b>: QueryFragment<C::Backend>,
 {
-    let delta = match w {
-        TreeWrite::Whole(data, count) => {
+    match w {
+        TreeWrite::Whole {
+            data,
+            count,
+            had_delta,
+        } => {
             SaveTree {
                 device_id,
                 data,
@@ -184,11 +193,22 @@ where
                 now,
             }
             .execute(c)?;
-            None
+            if had_delta {
+                SetDelta {
+                    device_id,
+                    delta: None,
+                }
+                .execute(c)?;
+            }
         }
-        TreeWrite::Delta(d) => Some(d),
-    };
-    SetDelta { device_id, delta }.execute(c)?;
+        TreeWrite::Delta(d) => {
+            SetDelta {
+                device_id,
+                delta: Some(d),
+            }
+            .execute(c)?;
+        }
+    }
     Ok(())
 }
 
