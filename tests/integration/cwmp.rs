@@ -689,13 +689,7 @@ async fn cwmp_over_tls_accepts_basic_and_marks_the_cookie_secure(b: Backend) {
 
 async fn bootstrap_forgets_the_tree_but_keeps_configuration_and_tasks(b: Backend) {
     let app = TestApp::spawn(b, |_| {}).await;
-    let mut dev =
-        Device::synthetic(Root::Igd, "RESET", 40).with_acs_credentials("cpe", "cpe-secret");
-    assert!(dev
-        .run_session(&app.cwmp_url(), &[])
-        .await
-        .unwrap()
-        .ended_cleanly());
+    let mut dev = first_contact(&app, "RESET", 40).await;
     let id = dev.identity.device_id();
     let store = app.store();
     // Operator configuration: tags, and a task deferred to later.
@@ -899,6 +893,15 @@ async fn a_periodic_session_costs_two_statements_whatever_the_tree_size(b: Backe
     }
 }
 
+/// A TR-098 device of `params` parameters after its first session (bootstrap, discovery).
+async fn first_contact(app: &TestApp, serial: &str, params: usize) -> Device {
+    let mut dev =
+        Device::synthetic(Root::Igd, serial, params).with_acs_credentials("cpe", "cpe-secret");
+    let r = dev.run_session(&app.cwmp_url(), &[]).await.unwrap();
+    assert!(r.ended_cleanly(), "{r:?}");
+    dev
+}
+
 /// What the store holds of a device's tree: the whole tree and the delta over it.
 async fn tree_parts(app: &TestApp, id: &str) -> ferroacs::store::params::TreeParts {
     let (store, id) = (app.store(), id.to_string());
@@ -933,13 +936,7 @@ async fn values_a_session_learns_go_to_a_small_delta_until_they_are_many(b: Back
     use ferroacs::domain::params::ParamTree;
     use ferroacs::domain::tasks::{SetValue, TaskSpec};
     let app = TestApp::spawn(b, |_| {}).await;
-    let mut dev =
-        Device::synthetic(Root::Igd, "DELTA", 120).with_acs_credentials("cpe", "cpe-secret");
-    assert!(dev
-        .run_session(&app.cwmp_url(), &[])
-        .await
-        .unwrap()
-        .ended_cleanly());
+    let mut dev = first_contact(&app, "DELTA", 120).await;
     let id = dev.identity.device_id();
     let discovered = tree_parts(&app, &id).await;
     assert!(discovered.base.is_some(), "discovery stores the whole tree");
