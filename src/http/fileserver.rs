@@ -18,11 +18,22 @@ use crate::domain::tasks;
 use crate::state::AppState;
 use crate::store::files::FileRow;
 
+/// The routes share the CWMP listener, whose endpoint is the default service: each sits in a
+/// scope with a static prefix, so a CPE's POST is turned away by a prefix comparison, not by
+/// matching every dynamic pattern's regex in turn. A request a scope takes but none of its
+/// routes accepts (another method, more segments) still reaches the default service.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/files/{id}", web::get().to(download))
-        .route("/files/{id}", web::head().to(download))
-        .route("/uploads/{device}", web::put().to(upload))
-        .route("/uploads/{device}", web::post().to(upload));
+    // `route` puts the method on the resource: another method falls through, as before.
+    cfg.service(
+        web::scope("/files")
+            .route("/{id}", web::get().to(download))
+            .route("/{id}", web::head().to(download)),
+    )
+    .service(
+        web::scope("/uploads")
+            .route("/{device}", web::put().to(upload))
+            .route("/{device}", web::post().to(upload)),
+    );
 }
 
 #[derive(Deserialize)]

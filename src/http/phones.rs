@@ -16,10 +16,14 @@ use futures_util::StreamExt;
 use crate::domain::phones::{self, Access, CertIdentity, FetchRequest, Fetched};
 use crate::state::AppState;
 
+/// In a scope with a static prefix, like the file server's routes (see `fileserver`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/prov/{token}/{file}", web::get().to(get))
-        .route("/prov/{token}/{file}", web::head().to(get))
-        .route("/prov/{token}/{file}", web::put().to(put));
+    cfg.service(
+        web::scope("/prov")
+            .route("/{token}/{file}", web::get().to(get))
+            .route("/{token}/{file}", web::head().to(get))
+            .route("/{token}/{file}", web::put().to(put)),
+    );
 }
 
 /// The answer on `/prov/cert/` without a phone certificate that names a MAC.

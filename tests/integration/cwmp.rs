@@ -138,6 +138,7 @@ battery!(
     tls_client_certificates_replace_http_authentication,
     a_periodic_session_costs_two_statements_whatever_the_tree_size,
     values_a_session_learns_go_to_a_small_delta_until_they_are_many,
+    the_endpoint_answers_every_path_the_file_and_phone_routes_do_not_take,
 );
 
 fn inform_files() -> Vec<PathBuf> {
@@ -1053,4 +1054,53 @@ async fn values_a_session_learns_go_to_a_small_delta_until_they_are_many(b: Back
         "what the delta held is forgotten"
     );
     assert!(tree.len() > 100, "{} entries rediscovered", tree.len());
+}
+
+async fn the_endpoint_answers_every_path_the_file_and_phone_routes_do_not_take(b: Backend) {
+    let app = TestApp::spawn(b, |_| {}).await;
+    let mut dev =
+        Device::synthetic(Root::Igd, "PATHS", 5).with_acs_credentials("cpe", "cpe-secret");
+    let ev = dev.inform_events(&[]);
+    let inform = dev.inform_envelope(&ev, "1");
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", app.cwmp_addr());
+    // A CPE may be configured with any path: an Inform without credentials is challenged
+    // there, including under the file server's and the phones' prefixes when no route of
+    // theirs takes the request (another method, another number of segments).
+    for path in [
+        "/",
+        "/acs",
+        "/cwmp/x",
+        "/files",
+        "/files/",
+        "/files/7",
+        "/files/7/more",
+        "/prov",
+        "/prov/tok",
+        "/prov/tok/f.cfg",
+        "/uploads",
+    ] {
+        let r = http
+            .post(format!("{base}{path}"))
+            .header("content-type", "text/xml")
+            .body(inform.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "POST {path}");
+        assert!(
+            r.headers().get("www-authenticate").is_some(),
+            "POST {path}: a Digest challenge"
+        );
+    }
+    // The routes themselves still take theirs: an unsigned download link and a phone
+    // fetch with a token that names nothing are refused by them, not challenged.
+    for path in ["/files/7", "/prov/no-such-token/f.cfg"] {
+        let r = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert!(
+            r.headers().get("www-authenticate").is_none() && r.status().is_client_error(),
+            "GET {path}: {}",
+            r.status()
+        );
+    }
 }
