@@ -217,6 +217,8 @@ pub fn start(
             let sys = actix_web::rt::System::new();
             let err_tx = tx.clone();
             let result = sys.block_on(async move {
+                // STUN is known before the first session can ask for it.
+                let stun = stun_socket.and_then(|sock| crate::stun::start(st.clone(), sock));
                 let servers = crate::http::build_servers(
                     st.clone(),
                     cwmp_listener,
@@ -251,8 +253,8 @@ pub fn start(
                 if let Some(sock) = tftp_socket {
                     actix_web::rt::spawn(crate::tftp::serve(st.clone(), sock));
                 }
-                if let Some(sock) = stun_socket {
-                    actix_web::rt::spawn(crate::stun::serve(st.clone(), sock));
+                if let Some(stun) = stun {
+                    actix_web::rt::spawn(stun);
                 }
                 if let Some(x) = xmpp {
                     actix_web::rt::spawn(x.run());

@@ -28,19 +28,22 @@ pub fn bind(listen: &str) -> anyhow::Result<std::net::UdpSocket> {
 /// Binding writes in flight at once; above this, writes of unchanged bindings are skipped.
 const MAX_WRITES: usize = 64;
 
-/// Serve until the runtime stops. Registers the socket as the sender of UDP connection
-/// requests.
-pub async fn serve(state: Arc<AppState>, sock: std::net::UdpSocket) {
+/// Register the socket at once, as the STUN address devices are given and as the sender of
+/// UDP connection requests, then return the loop that serves it until the runtime stops.
+/// Called before the HTTP servers start: a device bootstrapping in the first moments gets
+/// its STUN settings like any other. Must run inside the runtime that will serve it.
+pub fn start(
+    state: Arc<AppState>,
+    sock: std::net::UdpSocket,
+) -> Option<impl std::future::Future<Output = ()>> {
     let sock = match UdpSocket::from_std(sock) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             tracing::error!(error = %e, "STUN server cannot start");
-            return;
+            return None;
         }
     };
-    let Ok(local) = sock.local_addr() else {
-        return;
-    };
+    let local = sock.local_addr().ok()?;
     let sv = &state.services;
     let clock = state.clock.clone();
     sv.connreq.set_udp(Arc::new(
@@ -54,6 +57,11 @@ pub async fn serve(state: Arc<AppState>, sock: std::net::UdpSocket) {
     ));
     sv.stun.set_addr(local);
     tracing::info!(stun = %local, "STUN server listening");
+    Some(serve(state, sock, local))
+}
+
+async fn serve(state: Arc<AppState>, sock: Arc<UdpSocket>, local: std::net::SocketAddr) {
+    let sv = &state.services;
     let writes = Arc::new(tokio::sync::Semaphore::new(MAX_WRITES));
     let mut buf = vec![0u8; ferroacs_stun::MAX_MESSAGE + 1];
     loop {

@@ -125,6 +125,9 @@ async fn post_task(api: &Api, id: &str) -> Value {
 async fn a_tr111_device_is_configured_reached_over_udp_and_followed(b: Backend) {
     let (app, clock) = stun_app(b).await;
     let server = stun_addr(&app);
+    // Known from the moment the server runs, before any session: a device bootstrapping in
+    // the first moments gets its STUN settings too.
+    assert_eq!(app.state().services.stun.addr(), Some(server));
     let api = Api::new(&app, "operator").await;
     let mut dev = Device::synthetic(Root::Device2, "STUN0001", 120)
         .with_acs_credentials("cpe", "cpe-secret")
