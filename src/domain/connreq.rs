@@ -511,11 +511,9 @@ impl ConnReqService {
         let mut jabber_id = None;
         if udp_on || xmpp_on {
             let id = dev.id.clone();
-            let parts = store.run(move |s| s.load_params(&id)).await?;
-            let mut tree = crate::domain::params::ParamTree::stored(
-                parts.base.as_deref(),
-                parts.delta.as_deref(),
-            );
+            let mut tree = store
+                .run(move |s| crate::domain::params::read_tree(s, &id))
+                .await?;
             if let Some(t) = dev
                 .inform_params
                 .as_deref()

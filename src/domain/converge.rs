@@ -235,11 +235,11 @@ fn line_work(r: &LineRow, read_status: bool) -> Option<LineWork> {
 async fn view(env: &Env<'_>, s: &mut DeviceSession, c: &Converge) -> Result<ParamTree> {
     if s.known.is_none() {
         let id = s.device_id.clone();
-        let parts = env.store.run(move |st| st.load_params(&id)).await?;
-        s.known = Some(ParamTree::stored(
-            parts.base.as_deref(),
-            parts.delta.as_deref(),
-        ));
+        s.known = Some(
+            env.store
+                .run(move |st| crate::domain::params::read_tree(st, &id))
+                .await?,
+        );
     }
     let mut t = if s.discovered {
         ParamTree::new()

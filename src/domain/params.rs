@@ -42,6 +42,16 @@ pub fn delta_after(previous: Option<&[u8]>, learnt: &ParamTree) -> Option<Vec<u8
     (encoded.len() <= MAX_DELTA_BYTES).then_some(encoded)
 }
 
+/// A device's stored tree, its delta laid over the whole tree (see `store::params`), read
+/// and decoded on the caller's (blocking) thread.
+pub fn read_tree(st: &crate::store::Store, device_id: &str) -> Result<ParamTree> {
+    let parts = st.load_params(device_id)?;
+    Ok(ParamTree::stored(
+        parts.base.as_deref(),
+        parts.delta.as_deref(),
+    ))
+}
+
 /// Whether a parameter holds a secret; the rule belongs to the data model.
 pub use crate::datamodel::is_secret;
 

@@ -127,7 +127,7 @@ pub async fn begin(
     };
     let mut reset_done = false;
     let reconcile = plan::loads_tasks(&inform.events, false);
-    let (device, created, tasks) = loop {
+    let (mut device, created, tasks) = loop {
         let (owner2, takeover2, update2) = (owner.clone(), takeover.clone(), update.clone());
         let begun = env
             .store
@@ -206,7 +206,7 @@ pub async fn begin(
         current: None,
         learnt: ParamTree::new(),
         learnt_blob: None,
-        params_delta: device.params_delta.clone(),
+        params_delta: device.params_delta.take(),
         subtrees_removed: Vec::new(),
         discovered: false,
         created,
@@ -430,11 +430,11 @@ async fn load_tasks(
         };
         if tree.is_none() && untyped {
             let id = s.device_id.clone();
-            let parts = env.store.run(move |st| st.load_params(&id)).await?;
-            tree = Some(ParamTree::stored(
-                parts.base.as_deref(),
-                parts.delta.as_deref(),
-            ));
+            tree = Some(
+                env.store
+                    .run(move |st| crate::domain::params::read_tree(st, &id))
+                    .await?,
+            );
         }
         let file = match &spec {
             TaskSpec::Download {
@@ -624,9 +624,11 @@ fn stored_with(
     removed: &[String],
     learnt: &ParamTree,
 ) -> Result<ParamTree> {
-    let parts = st.load_params(device_id)?;
-    let stored = ParamTree::stored(parts.base.as_deref(), parts.delta.as_deref());
-    Ok(merged(stored, removed, learnt))
+    Ok(merged(
+        crate::domain::params::read_tree(st, device_id)?,
+        removed,
+        learnt,
+    ))
 }
 
 /// How a session writes what it learnt: as a delta over the stored tree when it stays small
@@ -673,10 +675,10 @@ impl TreeWriteOwned {
     }
 
     /// The device's delta once this is written.
-    fn delta_after(&self) -> Option<Vec<u8>> {
+    fn into_delta(self) -> Option<Vec<u8>> {
         match self {
             TreeWriteOwned::Whole(..) => None,
-            TreeWriteOwned::Delta(d) => Some(d.clone()),
+            TreeWriteOwned::Delta(d) => Some(d),
         }
     }
 }
@@ -736,7 +738,7 @@ async fn flush_done(
                 &transitions,
                 start.as_ref().map(|(id, u)| (*id, u)),
             )?;
-            Ok((started, tree.map(|t| t.delta_after())))
+            Ok((started, tree.map(TreeWriteOwned::into_delta)))
         })
         .await;
     let started = match flushed {

@@ -61,8 +61,9 @@ pub async fn check_template(store: &Store, task: &TaskSpec) -> Result<()> {
 /// The device's known parameters: the stored tree with the newer Inform values on top.
 pub async fn current_tree(store: &Store, device: &DeviceRow) -> Result<ParamTree> {
     let id = device.id.clone();
-    let parts = store.run(move |s| s.load_params(&id)).await?;
-    let mut tree = ParamTree::stored(parts.base.as_deref(), parts.delta.as_deref());
+    let mut tree = store
+        .run(move |s| crate::domain::params::read_tree(s, &id))
+        .await?;
     if let Some(inf) = &device.inform_params {
         if let Ok(t) = ParamTree::decode(inf) {
             tree.overlay(&t);

@@ -200,9 +200,10 @@ impl Store {
             // previous session ending right now): then try again.
             for _ in 0..3 {
                 let updated = record.get_result::<DeviceRow>(c).optional()?;
-                if let Some(row) = updated {
+                if let Some(mut row) = updated {
                     if u.bootstrap {
-                        // BOOTSTRAP: what we knew of the tree is stale; operator config and tasks stay.
+                        // BOOTSTRAP: what we knew of the tree (whole and delta) is stale;
+                        // operator config and tasks stay.
                         diesel::delete(
                             device_params::table.filter(device_params::device_id.eq(&u.id)),
                         )
@@ -210,14 +211,7 @@ impl Store {
                         diesel::update(devices::table.find(&u.id))
                             .set(devices::params_delta.eq(None::<Vec<u8>>))
                             .execute(c)?;
-                        let row = DeviceRow {
-                            params_delta: None,
-                            ..row
-                        };
-                        return Ok(BeginSession::Started {
-                            device: Box::new(row),
-                            created: false,
-                        });
+                        row.params_delta = None;
                     }
                     return Ok(BeginSession::Started {
                         device: Box::new(row),

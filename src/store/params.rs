@@ -40,7 +40,7 @@ pub struct SessionClose<'a> {
 }
 
 /// A device's stored tree as kept: the whole tree and the delta laid over it
-/// (`domain::params::stored_tree` decodes the two). Both are `None` for an unknown device.
+/// (`domain::params::read_tree` lays one over the other). Both are `None` for an unknown device.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TreeParts {
     pub base: Option<Vec<u8>>,
