@@ -75,12 +75,79 @@ fn planned(step: Step, request: AcsRequest) -> Planned {
     }
 }
 
-/// Decide whether lines or presets need looking at, and load them if so.
+/// What a session needs read for convergence, decided from the device row alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wants {
+    pub lines: bool,
+    pub presets: bool,
+}
+
+/// Whether lines or presets need looking at this session: new work (the work epoch moved),
+/// a new device, a bootstrap or boot, or an event at which one of its presets applies.
+pub fn wants(
+    device: &DeviceRow,
+    created: bool,
+    inform_events: &[crate::cwmp::EventStruct],
+) -> Wants {
+    let events = inform_events
+        .iter()
+        .filter_map(|e| presets::event_of(&e.event_code));
+    let mut bootish = created;
+    let mut preset_event = false;
+    let device_events = presets::split_events(&device.preset_events);
+    for e in events {
+        bootish |= e == "bootstrap" || e == "boot";
+        preset_event |= device_events.iter().any(|d| d == e);
+    }
+    let new_work = device.has_new_work();
+    Wants {
+        lines: new_work || bootish,
+        presets: new_work || bootish || preset_event,
+    }
+}
+
+/// The rows convergence plans from.
+#[derive(Debug, Default)]
+pub struct Read {
+    lines: Vec<LineRow>,
+    presets: Vec<crate::store::presets::PresetRow>,
+    state: Option<crate::store::presets::PresetState>,
+}
+
+/// Read what `wants` names (on the caller's blocking thread): e.g. in the Inform's own
+/// hand-off to the store.
+pub fn read(st: &crate::store::Store, device_id: &str, wants: Wants) -> Result<Read> {
+    let lines = if wants.lines {
+        st.device_lines(device_id)?
+    } else {
+        Vec::new()
+    };
+    let (presets, state) = if wants.presets {
+        let p = st.list_presets()?;
+        let state = if p.is_empty() {
+            None
+        } else {
+            st.preset_state(device_id)?
+        };
+        (p, state)
+    } else {
+        (Vec::new(), None)
+    };
+    Ok(Read {
+        lines,
+        presets,
+        state,
+    })
+}
+
+/// Decide whether lines or presets need looking at, and load them if so (`read`: what the
+/// Inform's hand-off read already, see [`wants`]).
 pub async fn prepare(
     env: &Env<'_>,
     s: &mut DeviceSession,
     device: &DeviceRow,
     inform: &crate::cwmp::Inform,
+    read: Option<Read>,
 ) -> Result<()> {
     let events: Vec<String> = inform
         .events
@@ -90,35 +157,22 @@ pub async fn prepare(
         .collect();
     let new_work = device.has_new_work();
     let bootish = s.created || events.iter().any(|e| e == "bootstrap" || e == "boot");
-    let want_lines = new_work || bootish;
-    let device_events = presets::split_events(&device.preset_events);
-    let want_presets = new_work || bootish || events.iter().any(|e| device_events.contains(e));
-    if !want_lines && !want_presets {
+    let wanted = wants(device, s.created, &inform.events);
+    let want_presets = wanted.presets;
+    if !wanted.lines && !wanted.presets {
         return Ok(());
     }
-    let id = s.device_id.clone();
-    let (rows, preset_rows, state) = env
-        .store
-        .run(move |st| {
-            let rows = if want_lines {
-                st.device_lines(&id)?
-            } else {
-                Vec::new()
-            };
-            let (presets, state) = if want_presets {
-                let p = st.list_presets()?;
-                let state = if p.is_empty() {
-                    None
-                } else {
-                    st.preset_state(&id)?
-                };
-                (p, state)
-            } else {
-                (Vec::new(), None)
-            };
-            Ok((rows, presets, state))
-        })
-        .await?;
+    let Read {
+        lines: rows,
+        presets: preset_rows,
+        state,
+    } = match read {
+        Some(r) => r,
+        None => {
+            let id = s.device_id.clone();
+            env.store.run(move |st| self::read(st, &id, wanted)).await?
+        }
+    };
     let lines: Vec<LineWork> = rows
         .iter()
         .filter_map(|r| line_work(r, bootish || new_work))

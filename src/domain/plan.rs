@@ -40,13 +40,25 @@ pub struct DeviceFacts {
 
 /// Decide what the session starts with.
 pub fn opening(cfg: &CwmpConfig, events: &[EventStruct], device: DeviceFacts, now: i64) -> Opening {
+    opening_after(cfg.discovery_refresh_secs, events, device, now)
+}
+
+/// [`opening`] with only the setting it reads (`cwmp.discovery_refresh_secs`), for the
+/// store's side of the Inform's hand-off.
+pub fn opening_after(
+    discovery_refresh_secs: u64,
+    events: &[EventStruct],
+    device: DeviceFacts,
+    now: i64,
+) -> Opening {
     let has = |code: &str| events.iter().any(|e| e.event_code == code);
     let bootstrap = has("0 BOOTSTRAP") || device.created;
+    let refresh_ms = i64::try_from(discovery_refresh_secs)
+        .unwrap_or(i64::MAX / 1000)
+        .saturating_mul(1000);
     let stale = match device.discovered_at {
         None => true,
-        Some(at) => {
-            cfg.discovery_refresh_secs > 0 && now - at > cfg.discovery_refresh_secs as i64 * 1000
-        }
+        Some(at) => discovery_refresh_secs > 0 && now - at > refresh_ms,
     };
     Opening {
         bootstrap,
@@ -339,6 +351,39 @@ pub fn triage(
         return Triage::Later;
     }
     Triage::Send
+}
+
+/// Whether the session's first task (`row`, the oldest of the device's open tasks, read
+/// with the Inform) moves to `running` in the Inform's own hand-off to the store, before it
+/// is sent: one commit and one hand-off fewer for a session with work. Only when
+/// - nothing is asked before it (no bootstrap settings, no discovery: `opening`);
+/// - it is pending, due and not expired ([`triage`] sends it);
+/// - a task found `running` but never sent is simply sent again by a later session, so a
+///   session cut before it goes out loses and repeats nothing: reads, and
+///   SetParameterValues / SetParameterAttributes, whose repetition changes nothing
+///   ([`triage`] of a running task). Not transfers (asked about first), nor what a later
+///   event confirms (ScheduleInform, Reboot), nor object changes.
+pub fn starts_with_inform(
+    opening: &Opening,
+    row: &TaskRow,
+    spec: &TaskSpec,
+    events: &[EventStruct],
+    now: i64,
+) -> bool {
+    let harmless = matches!(
+        spec,
+        TaskSpec::GetParameterValues { .. }
+            | TaskSpec::SetParameterValues { .. }
+            | TaskSpec::GetParameterNames { .. }
+            | TaskSpec::GetParameterAttributes { .. }
+            | TaskSpec::SetParameterAttributes { .. }
+            | TaskSpec::GetRpcMethods {}
+    );
+    !opening.bootstrap
+        && !opening.discover
+        && harmless
+        && row.status == tasks::TaskStatus::Pending
+        && triage(row, spec, events, None, now) == Triage::Send
 }
 
 /// A read of `names` cut into GetParameterValues of at most `batch` names each (0 counts
@@ -801,5 +846,66 @@ mod tests {
         assert_eq!(work_drained(false, false, true, 4), None);
         assert_eq!(work_drained(true, true, true, 4), None);
         assert_eq!(work_drained(true, false, false, 4), None);
+    }
+
+    #[test]
+    fn only_a_first_task_whose_resend_is_harmless_starts_with_the_inform() {
+        let quiet = Opening {
+            bootstrap: false,
+            discover: false,
+            load_tasks: true,
+        };
+        let pending = row(tasks::TaskStatus::Pending);
+        let periodic = [ev("2 PERIODIC", "")];
+        assert!(starts_with_inform(&quiet, &pending, &spv(), &periodic, 1));
+        let gpv: TaskSpec = serde_json::from_value(serde_json::json!({
+            "rpc": "GetParameterValues", "names": ["Device.X"]
+        }))
+        .expect("a GetParameterValues spec");
+        assert!(starts_with_inform(&quiet, &pending, &gpv, &periodic, 1));
+        // Something is asked before it.
+        for opening in [
+            Opening {
+                discover: true,
+                ..quiet
+            },
+            Opening {
+                bootstrap: true,
+                ..quiet
+            },
+        ] {
+            assert!(!starts_with_inform(
+                &opening,
+                &pending,
+                &spv(),
+                &periodic,
+                1
+            ));
+        }
+        // Not due, expired, or already running (an interrupted task is triaged first).
+        let later = TaskRow {
+            not_before: 5,
+            ..pending.clone()
+        };
+        let expired = TaskRow {
+            expires_at: Some(0),
+            ..pending.clone()
+        };
+        let running = row(tasks::TaskStatus::Running);
+        for r in [&later, &expired, &running] {
+            assert!(!starts_with_inform(&quiet, r, &spv(), &periodic, 1));
+        }
+        // Confirmed by a later event, or a transfer: a running one is not simply resent.
+        let schedule = TaskSpec::ScheduleInform { delay_seconds: 5 };
+        for spec in [TaskSpec::Reboot {}, TaskSpec::FactoryReset {}, schedule] {
+            assert!(!starts_with_inform(&quiet, &pending, &spec, &periodic, 1));
+        }
+        // What makes it safe: a session cut before it went out leaves it running, and the
+        // next session sends it again (the device never reported its ParameterKey).
+        assert_eq!(
+            triage(&running, &spv(), &periodic, Some("older-key"), 1),
+            Triage::Send
+        );
+        assert_eq!(triage(&running, &gpv, &periodic, None, 1), Triage::Send);
     }
 }

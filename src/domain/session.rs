@@ -17,6 +17,7 @@ use crate::cwmp::{
     self, AcsRequest, AcsResponse, CpeRequest, CpeResponse, CwmpFault, GetParameterValues, Inform,
     ParameterValue,
 };
+use crate::domain::converge;
 use crate::domain::params::ParamTree;
 use crate::domain::plan;
 use crate::domain::tasks::{self, Completion, TaskSpec, TaskStatus};
@@ -126,9 +127,10 @@ pub async fn begin(
         }
     };
     let mut reset_done = false;
-    let reconcile = plan::loads_tasks(&inform.events, false);
-    let (mut device, created, tasks) = loop {
+    let refresh_secs = env.config.cwmp.discovery_refresh_secs;
+    let (mut device, created, reads) = loop {
         let (owner2, takeover2, update2) = (owner.clone(), takeover.clone(), update.clone());
+        let events = inform.events.clone();
         let begun = env
             .store
             .run_short(move |s| {
@@ -141,22 +143,18 @@ pub async fn begin(
                     takeover2.as_deref(),
                     default_credentials,
                 )?;
-                // The tasks the session will read, in the same hand-off (the lock is ours).
-                let tasks = match &begun {
-                    BeginSession::Started { device, .. } if reconcile || device.has_new_work() => {
-                        Some(s.device_tasks_in(
-                            &update2.id,
-                            &[TaskStatus::Pending, TaskStatus::Running],
-                        )?)
+                let reads = match &begun {
+                    BeginSession::Started { device, created } => {
+                        read_with_inform(s, device, *created, &events, refresh_secs, now)?
                     }
-                    _ => None,
+                    _ => InformReads::default(),
                 };
-                Ok((begun, tasks))
+                Ok((begun, reads))
             })
             .await
             .inspect_err(|_| not_started(&device_id))?;
         match begun {
-            (BeginSession::Started { device, created }, tasks) => break (device, created, tasks),
+            (BeginSession::Started { device, created }, reads) => break (device, created, reads),
             (BeginSession::Busy { owner, .. }, _) => {
                 not_started(&device_id);
                 return Ok(Begin::Busy { owner });
@@ -224,6 +222,7 @@ pub async fn begin(
         cwmp_version: cwmp_version.to_string(),
         tasks_done: Vec::new(),
         task_rows: Vec::new(),
+        started: None,
     };
     // How to reach the device (ConnReqJabberID, UDPConnectionRequestAddress, NATDetected) is
     // reported with VALUE CHANGE and is no forced Inform parameter: it goes to the stored
@@ -240,9 +239,79 @@ pub async fn begin(
             }
         }
     }
-    plan(env, &mut s, &device, inform, &login, tasks).await?;
+    plan(env, &mut s, &device, inform, &login, reads).await?;
     crate::domain::tr111::after_inform(&mut s);
     Ok(Begin::Started(Box::new(s)))
+}
+
+/// What the Inform's hand-off to the store read besides the device row.
+#[derive(Default)]
+struct InformReads {
+    tasks: Option<InformTasks>,
+    converge: Option<converge::Read>,
+}
+
+/// In the Inform's hand-off, once the session holds the device's lock (`device`, the row
+/// the Inform updated): read the tasks the session will look at, start the first one when
+/// it may be (`plan::starts_with_inform`), and read what convergence plans from.
+fn read_with_inform(
+    st: &Store,
+    device: &DeviceRow,
+    created: bool,
+    events: &[cwmp::EventStruct],
+    discovery_refresh_secs: u64,
+    now: i64,
+) -> Result<InformReads> {
+    let tasks = if plan::loads_tasks(events, device.has_new_work()) {
+        let rows = st.device_tasks_in(&device.id, &[TaskStatus::Pending, TaskStatus::Running])?;
+        let opening =
+            plan::opening_after(discovery_refresh_secs, events, facts(device, created), now);
+        let first = rows.first().and_then(|row| {
+            let spec = tasks::open_args(&st.keyring(), &row.args)
+                .and_then(|a| Ok(serde_json::from_str::<TaskSpec>(&a)?))
+                .ok()?;
+            plan::starts_with_inform(&opening, row, &spec, events, now).then_some(row.id)
+        });
+        let started = match first {
+            Some(id) => st.transition_task(id, &[TaskStatus::Pending], &running_update(now))?,
+            None => None,
+        };
+        Some(InformTasks { rows, started })
+    } else {
+        None
+    };
+    let wants = converge::wants(device, created, events);
+    let converge = (wants.lines || wants.presets)
+        .then(|| converge::read(st, &device.id, wants))
+        .transpose()?;
+    Ok(InformReads { tasks, converge })
+}
+
+/// The tasks read in the Inform's hand-off: the device's open tasks as they were read, and
+/// the first of them as moved to `running` there, when it was.
+struct InformTasks {
+    rows: Vec<TaskRow>,
+    started: Option<TaskRow>,
+}
+
+/// What the device row says for `plan::opening`.
+fn facts(device: &DeviceRow, created: bool) -> plan::DeviceFacts {
+    plan::DeviceFacts {
+        created,
+        discovered_at: device.discovered_at,
+        has_new_work: device.has_new_work(),
+    }
+}
+
+/// A task's move to `running`, made just before its request goes out.
+fn running_update(now: i64) -> TaskUpdate {
+    TaskUpdate {
+        status: Some(TaskStatus::Running),
+        started_at: Some(Some(now)),
+        result: Some(None),
+        updated_at: Some(now),
+        ..TaskUpdate::default()
+    }
 }
 
 fn lock_ttl_ms(cfg: &Config) -> i64 {
@@ -262,19 +331,10 @@ async fn plan(
     device: &DeviceRow,
     inform: &Inform,
     login: &CpeLogin,
-    tasks: Option<Vec<TaskRow>>,
+    reads: InformReads,
 ) -> Result<()> {
     let cfg = &env.config.cwmp;
-    let decided = plan::opening(
-        cfg,
-        &inform.events,
-        plan::DeviceFacts {
-            created: s.created,
-            discovered_at: device.discovered_at,
-            has_new_work: device.has_new_work(),
-        },
-        env.now,
-    );
+    let decided = plan::opening(cfg, &inform.events, facts(device, s.created), env.now);
     // Trust on first use: credentials of its own for a device that used the shared ones,
     // sent with the bootstrap settings (never as a task).
     let acs_credentials =
@@ -305,11 +365,11 @@ async fn plan(
 
     // Tasks: when something new was queued, or events may complete running tasks.
     if decided.load_tasks {
-        load_tasks(env, s, Some(inform), tasks).await?;
+        load_tasks(env, s, Some(inform), reads.tasks).await?;
     }
 
     // VoIP lines and presets: planned once the queue runs dry (after discovery).
-    crate::domain::converge::prepare(env, s, device, inform).await?;
+    converge::prepare(env, s, device, inform, reads.converge).await?;
     Ok(())
 }
 
@@ -340,25 +400,26 @@ async fn work_added(env: &Env<'_>, s: &mut DeviceSession) -> Result<bool> {
 /// Load the device's pending and running tasks: finish those the Inform's events complete,
 /// recover interrupted ones, and queue the pending ones. Without an Inform (tasks added
 /// during the session) only pending tasks are read. `read`: the rows, when the Inform's
-/// hand-off read them already.
+/// hand-off read them already (and maybe started the first).
 async fn load_tasks(
     env: &Env<'_>,
     s: &mut DeviceSession,
     inform: Option<&Inform>,
-    read: Option<Vec<TaskRow>>,
+    read: Option<InformTasks>,
 ) -> Result<()> {
     let id = s.device_id.clone();
     let states: &'static [TaskStatus] = match inform {
         Some(_) => &[TaskStatus::Pending, TaskStatus::Running],
         None => &[TaskStatus::Pending],
     };
-    let rows = match read {
-        Some(rows) => rows,
-        None => {
+    let (rows, mut started) = match read {
+        Some(read) => (read.rows, read.started),
+        None => (
             env.store
                 .run_short(move |st| st.device_tasks_in(&id, states))
-                .await?
-        }
+                .await?,
+            None,
+        ),
     };
     s.tasks_checked = true;
     let now = env.now;
@@ -485,14 +546,14 @@ async fn load_tasks(
                     env.config.cwmp.gpv_batch_size,
                     |last| Origin::TaskBatch { id, last },
                 ));
-                s.task_rows.push(row);
+                keep_row(s, &mut started, row);
             }
             Ok(request) => {
                 s.queue.push_back(Planned {
                     origin: Origin::Task { id: row.id },
                     request,
                 });
-                s.task_rows.push(row);
+                keep_row(s, &mut started, row);
             }
             Err(e) => {
                 finish_task(
@@ -509,6 +570,19 @@ async fn load_tasks(
     }
     s.known = tree;
     Ok(())
+}
+
+/// Keep the row of a queued task: as moved to `running` with the Inform, when it was (the
+/// session then does not move it again when it goes out).
+fn keep_row(s: &mut DeviceSession, started: &mut Option<TaskRow>, row: TaskRow) {
+    let row = match started.take_if(|r| r.id == row.id) {
+        Some(running) => {
+            s.started = Some(running.id);
+            running
+        }
+        None => row,
+    };
+    s.task_rows.push(row);
 }
 
 /// A running task whose outcome the device reports later (`what`): keep it running, awaiting
@@ -939,15 +1013,15 @@ pub async fn next_request(env: &Env<'_>, s: &mut DeviceSession) -> Result<Option
 
 async fn next_queued(env: &Env<'_>, s: &mut DeviceSession) -> Result<Option<AcsRequest>> {
     while let Some(p) = s.queue.pop_front() {
-        if let Origin::Task { id } | Origin::TaskBatch { id, .. } = p.origin {
-            let now = env.now;
-            let update = TaskUpdate {
-                status: Some(TaskStatus::Running),
-                started_at: Some(Some(now)),
-                result: Some(None),
-                updated_at: Some(now),
-                ..TaskUpdate::default()
-            };
+        let task = match p.origin {
+            Origin::Task { id } | Origin::TaskBatch { id, .. } => Some(id),
+            _ => None,
+        };
+        if task.is_some() && task == s.started {
+            // Moved to `running` in the Inform's hand-off (`plan::starts_with_inform`).
+            s.started = None;
+        } else if let Some(id) = task {
+            let update = running_update(env.now);
             let started = if s.tasks_done.is_empty() {
                 env.store
                     .run_short(move |st| {
@@ -1442,45 +1516,56 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
     let known = s.known.take();
     let previous_delta = s.params_delta.take();
     if changed || discovered || write_search.is_some() || !tasks.is_empty() {
+        // A few values learnt go to the delta, computed here: then the transaction is a
+        // few short statements, and takes the shared short path.
+        let delta = (changed && !discovered && removed.is_empty())
+            .then(|| crate::domain::params::delta_after(previous_delta.as_deref(), &learnt))
+            .flatten();
+        let short = !discovered && (!changed || delta.is_some());
         // The tree, the identity, the searchable values and the lock: one transaction.
-        env.store
-            .run(move |st| {
-                let tree = if discovered {
-                    // A completed discovery replaces what was known: the tree is what the
-                    // session learnt, built from the responses as they came.
-                    let (blob, count) = encoded(learnt);
-                    Some(TreeWriteOwned::Whole(blob, count))
-                } else if changed {
-                    Some(tree_write(
-                        st,
-                        &id,
-                        known,
-                        previous_delta.as_deref(),
-                        &removed,
-                        &learnt,
-                    )?)
-                } else {
-                    None
-                };
-                st.close_session(&SessionClose {
-                    device_id: &id,
-                    owner: &owner,
-                    work_seen,
-                    now,
-                    params: tree.as_ref().map(|t| t.as_write(previous_delta.as_deref())),
-                    discovered,
-                    identity: &identity,
-                    search: write_search
-                        .as_ref()
-                        .map(|(values, sig, replace)| SearchWrite {
-                            values,
-                            sig: *sig,
-                            replace: *replace,
-                        }),
-                    tasks: &tasks,
-                })
+        let close = move |st: &Store| {
+            let tree = if discovered {
+                // A completed discovery replaces what was known: the tree is what the
+                // session learnt, built from the responses as they came.
+                let (blob, count) = encoded(learnt);
+                Some(TreeWriteOwned::Whole(blob, count))
+            } else if let Some(delta) = delta {
+                Some(TreeWriteOwned::Delta(delta))
+            } else if changed {
+                Some(tree_write(
+                    st,
+                    &id,
+                    known,
+                    previous_delta.as_deref(),
+                    &removed,
+                    &learnt,
+                )?)
+            } else {
+                None
+            };
+            st.close_session(&SessionClose {
+                device_id: &id,
+                owner: &owner,
+                work_seen,
+                now,
+                params: tree.as_ref().map(|t| t.as_write(previous_delta.as_deref())),
+                discovered,
+                identity: &identity,
+                search: write_search
+                    .as_ref()
+                    .map(|(values, sig, replace)| SearchWrite {
+                        values,
+                        sig: *sig,
+                        replace: *replace,
+                    }),
+                tasks: &tasks,
             })
-            .await?;
+        };
+        if short {
+            env.store.run_short(close).await?;
+        } else {
+            env.store.run(close).await?;
+        }
         if let Some(sv) = env.services {
             for d in &done {
                 sv.task_watch.notify(d.id);

@@ -139,6 +139,10 @@ pub struct DeviceSession {
     /// the device answers); not saved with the session (read again after a resume).
     #[serde(skip)]
     pub task_rows: Vec<TaskRow>,
+    /// A task moved to `running` with the Inform and not sent yet: it is not moved again
+    /// when it goes out (`plan::starts_with_inform`).
+    #[serde(default)]
+    pub started: Option<i64>,
 }
 
 /// A task the device carried out, waiting for the transaction that makes it `done`.

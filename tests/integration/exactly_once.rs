@@ -315,8 +315,79 @@ async fn a_task_carried_out_is_done_before_the_next_one_is_sent(b: Backend) {
     assert_eq!(task(&api, second).await["status"], "done");
 }
 
+/// The first task of a session may move to `running` with the Inform, before it is sent,
+/// when sending it again is harmless (a SetParameterValues, a read). A session cut right
+/// after the InformResponse leaves it running, unsent: the next session sends it, once,
+/// and it ends done. A Reboot first in line waits, pending, for its own request.
+async fn a_task_started_with_the_inform_and_never_sent_is_sent_by_the_next_session(b: Backend) {
+    let app = TestApp::spawn(b, |_| {}).await;
+    let api = Api::new(&app, "operator").await;
+    let (mut dev, _cr, id) = online_device(&app, "ONCE0006").await;
+    let before = executed(&dev, "SetParameterValues");
+    let code = "Device.DeviceInfo.ProvisioningCode";
+    let inform_then_cut = |dev: &mut Device, msg: &str| {
+        let ev = dev.inform_events(&[("2 PERIODIC", "")]);
+        let inform = dev.inform_envelope(&ev, msg);
+        let client = dev.http_client(&app.cwmp_url());
+        async move {
+            let mut c = client.unwrap();
+            let r = c.post_soap(&inform).await.unwrap();
+            assert_eq!(r.status, 200, "{}", r.body_text());
+            assert!(
+                r.body_text().contains("InformResponse"),
+                "{}",
+                r.body_text()
+            );
+            // The connection closes here: the device never asks for what comes next.
+        }
+    };
+
+    // A Reboot first: not started with the Inform, nor the task behind it.
+    let reboot = queue(&api, &id, json!({"rpc": "Reboot"})).await;
+    let set = queue(
+        &api,
+        &id,
+        json!({"rpc": "SetParameterValues", "values": [{"name": code, "value": "site-9"}]}),
+    )
+    .await;
+    inform_then_cut(&mut dev, "a1").await;
+    for t in [reboot, set] {
+        let v = task(&api, t).await;
+        assert_eq!(v["status"], "pending", "{v}");
+    }
+    let (s, _) = api
+        .call(Method::DELETE, &format!("/api/v1/tasks/{reboot}"), None)
+        .await;
+    assert!((200..300).contains(&s), "cancel the Reboot: {s}");
+
+    // The SetParameterValues is first now: running once the Inform is answered.
+    inform_then_cut(&mut dev, "a2").await;
+    let v = task(&api, set).await;
+    assert_eq!(v["status"], "running", "{v}");
+    assert!(!v["started_at"].is_null(), "{v}");
+    assert_eq!(executed(&dev, "SetParameterValues"), before);
+
+    // The next session sends it; it runs once and ends done.
+    let rep = dev
+        .run_session(&app.cwmp_url(), &[("2 PERIODIC", "")])
+        .await
+        .unwrap();
+    assert!(rep.ended_cleanly(), "{rep:?}");
+    assert_eq!(rep.acs_rpcs(), ["SetParameterValues"]);
+    assert_eq!(executed(&dev, "SetParameterValues"), before + 1);
+    assert_eq!(dev.model[code].value, "site-9");
+    assert_eq!(task(&api, set).await["status"], "done");
+    let rep = dev
+        .run_session(&app.cwmp_url(), &[("2 PERIODIC", "")])
+        .await
+        .unwrap();
+    assert!(rep.acs_rpcs().is_empty(), "{:?}", rep.acs_rpcs());
+    assert_eq!(executed(&dev, "SetParameterValues"), before + 1);
+}
+
 battery!(
     a_request_whose_envelope_was_lost_is_sent_again_at_once,
+    a_task_started_with_the_inform_and_never_sent_is_sent_by_the_next_session,
     an_interrupted_download_runs_once,
     a_download_that_never_reached_the_device_is_sent_again,
     an_interrupted_reboot_runs_once,
