@@ -359,10 +359,11 @@ pub fn triage(
 /// - nothing is asked before it (no bootstrap settings, no discovery: `opening`);
 /// - it is pending, due and not expired ([`triage`] sends it);
 /// - a task found `running` but never sent is simply sent again by a later session, so a
-///   session cut before it goes out loses and repeats nothing: reads, and
-///   SetParameterValues / SetParameterAttributes, whose repetition changes nothing
-///   ([`triage`] of a running task). Not transfers (asked about first), nor what a later
-///   event confirms (ScheduleInform, Reboot), nor object changes.
+///   session cut before it goes out loses and repeats nothing: reads,
+///   SetParameterValues / SetParameterAttributes, whose repetition changes nothing, and
+///   the transfer-queue questions and CancelTransfer ([`triage`] of a running task). Not
+///   transfers (asked about first), nor what a later event confirms (ScheduleInform,
+///   Reboot, FactoryReset), nor object changes.
 pub fn starts_with_inform(
     opening: &Opening,
     row: &TaskRow,
@@ -370,15 +371,16 @@ pub fn starts_with_inform(
     events: &[EventStruct],
     now: i64,
 ) -> bool {
-    let harmless = matches!(
-        spec,
-        TaskSpec::GetParameterValues { .. }
-            | TaskSpec::SetParameterValues { .. }
-            | TaskSpec::GetParameterNames { .. }
-            | TaskSpec::GetParameterAttributes { .. }
-            | TaskSpec::SetParameterAttributes { .. }
-            | TaskSpec::GetRpcMethods {}
-    );
+    // Idempotent, and nothing the device reports later is awaited for it (a transfer is
+    // asked about first, a ScheduleInform waits for its event).
+    let harmless = spec.idempotent()
+        && !matches!(
+            spec,
+            TaskSpec::Download { .. }
+                | TaskSpec::ScheduleDownload { .. }
+                | TaskSpec::Upload { .. }
+                | TaskSpec::ScheduleInform { .. }
+        );
     !opening.bootstrap
         && !opening.discover
         && harmless
@@ -900,12 +902,27 @@ mod tests {
         for spec in [TaskSpec::Reboot {}, TaskSpec::FactoryReset {}, schedule] {
             assert!(!starts_with_inform(&quiet, &pending, &spec, &periodic, 1));
         }
+        let download: TaskSpec = serde_json::from_value(serde_json::json!({
+            "rpc": "Download", "url": "http://files.example/fw.bin",
+            "file_type": "1 Firmware Upgrade Image"
+        }))
+        .expect("a Download spec");
+        assert!(!starts_with_inform(
+            &quiet, &pending, &download, &periodic, 1
+        ));
         // What makes it safe: a session cut before it went out leaves it running, and the
         // next session sends it again (the device never reported its ParameterKey).
         assert_eq!(
             triage(&running, &spv(), &periodic, Some("older-key"), 1),
             Triage::Send
         );
-        assert_eq!(triage(&running, &gpv, &periodic, None, 1), Triage::Send);
+        for spec in [
+            gpv,
+            TaskSpec::GetRpcMethods {},
+            TaskSpec::GetAllQueuedTransfers {},
+        ] {
+            assert!(starts_with_inform(&quiet, &pending, &spec, &periodic, 1));
+            assert_eq!(triage(&running, &spec, &periodic, None, 1), Triage::Send);
+        }
     }
 }

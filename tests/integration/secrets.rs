@@ -272,6 +272,9 @@ async fn a_session_cookie_alone_opens_nothing(b: Backend) {
         .find(|c| c.starts_with("ferroacs_session="))
         .map(|c| c.split(';').next().unwrap().to_string())
         .expect("session cookie");
+    // The task as the Inform left it (pending, or started with the Inform: not sent).
+    let before_attack = api.get(&format!("/api/v1/tasks/{task_id}")).await;
+    assert!(before_attack["result"].is_null(), "{before_attack}");
 
     // The attack: the cookie from another address and connection, no credentials.
     let (status, text) = raw_post(
@@ -300,7 +303,7 @@ async fn a_session_cookie_alone_opens_nothing(b: Backend) {
     }
     let _ = &mut other;
     let t = api.get(&format!("/api/v1/tasks/{task_id}")).await;
-    assert_eq!(t["status"], "pending", "{t}");
+    assert_eq!(t, before_attack, "the attack changed nothing of the task");
 
     // The victim, on its own connection, still gets its task and completes it.
     let spv = own.post_empty().await.unwrap();
