@@ -103,34 +103,42 @@ impl Store {
     /// Everything the end of a session writes, in one transaction: the tree, the discovery
     /// time, the identity columns, the searchable values, and the lock released last. The
     /// statements have fixed text, prepared once per connection.
-    pub fn close_session(&self, w: &SessionClose<'_>) -> Result<()> {
+    pub fn close_session<'a>(&self, w: &SessionClose<'a>) -> Result<()> {
         let search = w.search;
         let release = ReleaseLock {
             id: w.device_id,
             owner: w.owner,
             work_seen: w.work_seen,
         };
+        // The device row is updated once, last: its delta, the searchable values'
+        // signature and the lock release in one statement.
+        let close = |delta: Option<Option<&'a [u8]>>| CloseDevice {
+            release: &release,
+            set_delta: delta.is_some(),
+            delta: delta.flatten(),
+            search_sig: search.as_ref().map(|s| s.sig),
+        };
         with_backend!(
             self,
             sqlite | c | {
                 c.write_txn(|c| {
-                    w.write_device(c)?;
+                    let delta = w.write_device(c)?;
                     if let Some(s) = &search {
-                        s.write_sqlite(c, w.device_id)?;
+                        s.write_values_sqlite(c, w.device_id)?;
                     }
                     super::tasks::transition_all(c, w.tasks)?;
-                    release.execute(c)?;
+                    close(delta).execute(c)?;
                     Ok(())
                 })
             },
             postgres | c | {
                 c.write_txn(|c| {
-                    w.write_device(c)?;
+                    let delta = w.write_device(c)?;
                     if let Some(s) = &search {
-                        s.write_pg(c, w.device_id)?;
+                        s.write_values_pg(c, w.device_id)?;
                     }
                     super::tasks::transition_all(c, w.tasks)?;
-                    release.execute(c)?;
+                    close(delta).execute(c)?;
                     Ok(())
                 })
             }
@@ -147,18 +155,20 @@ impl Store {
     }
 }
 
-impl SessionClose<'_> {
-    /// The tree, then the discovery time and identity columns.
-    fn write_device<C>(&self, c: &mut C) -> Result<()>
+impl<'a> SessionClose<'a> {
+    /// The whole tree when it is written, then the discovery time and identity columns.
+    /// Returns what the device's delta becomes (`None`: unchanged), for the statement that
+    /// closes the session.
+    fn write_device<C>(&self, c: &mut C) -> Result<Option<Option<&'a [u8]>>>
     where
         C: Connection,
         for<'b> SaveTree<'b>: QueryFragment<C::Backend>,
-        for<'b> SetDelta<'b>: QueryFragment<C::Backend>,
         for<'b> SetLearnt<'b>: QueryFragment<C::Backend>,
     {
-        if let Some(w) = self.params {
-            write_tree(c, self.device_id, w, self.now)?;
-        }
+        let delta = match self.params {
+            Some(w) => write_tree_table(c, self.device_id, w, self.now)?,
+            None => None,
+        };
         let id = self.identity;
         if self.discovered || !id.is_empty() {
             SetLearnt {
@@ -168,7 +178,7 @@ impl SessionClose<'_> {
             }
             .execute(c)?;
         }
-        Ok(())
+        Ok(delta)
     }
 }
 
@@ -179,6 +189,25 @@ where
     C: Connection,
     for<'b> SaveTree<'b>: QueryFragment<C::Backend>,
     for<'b> SetDelta<'b>: QueryFragment<C::Backend>,
+{
+    if let Some(delta) = write_tree_table(c, device_id, w, now)? {
+        SetDelta { device_id, delta }.execute(c)?;
+    }
+    Ok(())
+}
+
+/// The part of [`write_tree`] outside the device row: a whole tree is stored. Returns what
+/// the device's delta becomes (`None`: unchanged; `Some(None)`: cleared), for the caller to
+/// write.
+fn write_tree_table<'a, C>(
+    c: &mut C,
+    device_id: &str,
+    w: TreeWrite<'a>,
+    now: i64,
+) -> Result<Option<Option<&'a [u8]>>>
+where
+    C: Connection,
+    for<'b> SaveTree<'b>: QueryFragment<C::Backend>,
 {
     match w {
         TreeWrite::Whole {
@@ -193,24 +222,32 @@ where
                 now,
             }
             .execute(c)?;
-            if had_delta {
-                SetDelta {
-                    device_id,
-                    delta: None,
-                }
-                .execute(c)?;
-            }
+            Ok(had_delta.then_some(None))
         }
-        TreeWrite::Delta(d) => {
-            SetDelta {
-                device_id,
-                delta: Some(d),
-            }
-            .execute(c)?;
-        }
+        TreeWrite::Delta(d) => Ok(Some(Some(d))),
     }
-    Ok(())
 }
+
+/// The last statement of a session's closing transaction, on the device row: its delta
+/// (when it changes), the signature of the searchable values written (when they were), and
+/// the release of the lock with the drained work epoch ([`ReleaseLock`]'s, only while the
+/// lock is the session's).
+pub(super) struct CloseDevice<'a, 'r> {
+    release: &'r ReleaseLock<'a>,
+    /// Whether the delta changes (to `delta`).
+    set_delta: bool,
+    delta: Option<&'a [u8]>,
+    search_sig: Option<i64>,
+}
+
+pub(super) struct CloseDeviceId;
+
+impl QueryId for CloseDevice<'_, '_> {
+    type QueryId = CloseDeviceId;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<Conn> RunQueryDsl<Conn> for CloseDevice<'_, '_> {}
 
 /// Insert or replace a device's tree.
 pub(super) struct SaveTree<'a> {
@@ -315,6 +352,44 @@ macro_rules! close_statements {
         }
     };
 }
+
+macro_rules! close_device_statement {
+    ($db:ty) => {
+        impl QueryFragment<$db> for CloseDevice<'_, '_> {
+            fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, $db>) -> QueryResult<()> {
+                use diesel::sql_types::{BigInt, Binary, Bool, Nullable, Text};
+                let r = self.release;
+                // SET reads the row as it was: every `session_owner` below is the old one.
+                out.push_sql("UPDATE devices SET params_delta = CASE WHEN ");
+                out.push_bind_param::<Bool, _>(&self.set_delta)?;
+                out.push_sql(" THEN ");
+                out.push_bind_param::<Nullable<Binary>, _>(&self.delta)?;
+                out.push_sql(" ELSE params_delta END, search_sig = COALESCE(");
+                out.push_bind_param::<Nullable<BigInt>, _>(&self.search_sig)?;
+                out.push_sql(", search_sig), work_seen_epoch = CASE WHEN session_owner = ");
+                out.push_bind_param::<Text, _>(r.owner)?;
+                out.push_sql(" THEN COALESCE(");
+                out.push_bind_param::<Nullable<BigInt>, _>(&r.work_seen)?;
+                out.push_sql(
+                    ", work_seen_epoch) ELSE work_seen_epoch END, \
+                     session_expires = CASE WHEN session_owner = ",
+                );
+                out.push_bind_param::<Text, _>(r.owner)?;
+                out.push_sql(
+                    " THEN NULL ELSE session_expires END, \
+                     session_owner = CASE WHEN session_owner = ",
+                );
+                out.push_bind_param::<Text, _>(r.owner)?;
+                out.push_sql(" THEN NULL ELSE session_owner END WHERE id = ");
+                out.push_bind_param::<Text, _>(r.id)?;
+                Ok(())
+            }
+        }
+    };
+}
+
+close_device_statement!(diesel::sqlite::Sqlite);
+close_device_statement!(diesel::pg::Pg);
 
 close_statements!(diesel::sqlite::Sqlite);
 close_statements!(diesel::pg::Pg);

@@ -980,6 +980,22 @@ pub struct SearchWrite<'a> {
 
 impl SearchWrite<'_> {
     pub(super) fn write_sqlite(&self, c: &mut SqliteConnection, device_id: &str) -> Result<()> {
+        self.write_values_sqlite(c, device_id)?;
+        SetSearchSig {
+            device_id,
+            sig: self.sig,
+        }
+        .execute(c)?;
+        Ok(())
+    }
+
+    /// The values only: the caller records the signature (e.g. in the statement that closes
+    /// a session).
+    pub(super) fn write_values_sqlite(
+        &self,
+        c: &mut SqliteConnection,
+        device_id: &str,
+    ) -> Result<()> {
         use device_search::dsl as s;
         if self.replace {
             diesel::delete(s::device_search.filter(s::device_id.eq(device_id))).execute(c)?;
@@ -994,6 +1010,11 @@ impl SearchWrite<'_> {
             }
             .execute(c)?;
         }
+        Ok(())
+    }
+
+    pub(super) fn write_pg(&self, c: &mut PgConnection, device_id: &str) -> Result<()> {
+        self.write_values_pg(c, device_id)?;
         SetSearchSig {
             device_id,
             sig: self.sig,
@@ -1002,7 +1023,8 @@ impl SearchWrite<'_> {
         Ok(())
     }
 
-    pub(super) fn write_pg(&self, c: &mut PgConnection, device_id: &str) -> Result<()> {
+    /// The values only, as [`SearchWrite::write_values_sqlite`].
+    pub(super) fn write_values_pg(&self, c: &mut PgConnection, device_id: &str) -> Result<()> {
         use device_search::dsl as s;
         if self.replace {
             diesel::delete(s::device_search.filter(s::device_id.eq(device_id))).execute(c)?;
@@ -1017,11 +1039,6 @@ impl SearchWrite<'_> {
             }
             .execute(c)?;
         }
-        SetSearchSig {
-            device_id,
-            sig: self.sig,
-        }
-        .execute(c)?;
         Ok(())
     }
 }

@@ -8,7 +8,8 @@ use crate::support::{Backend, TestApp, TestDb};
 battery!(
     healthz_and_restart_keep_data,
     migrations_run_up_and_down,
-    a_restarted_node_releases_its_own_locks_only
+    a_restarted_node_releases_its_own_locks_only,
+    a_session_close_writes_the_device_row_and_releases_only_its_own_lock
 );
 
 async fn healthz_and_restart_keep_data(b: Backend) {
@@ -597,6 +598,120 @@ async fn a_restarted_node_releases_its_own_locks_only(b: Backend) {
         assert!(
             owner("B").is_some() && owner("C").is_some(),
             "other nodes' locks stay"
+        );
+    })
+    .await
+    .unwrap();
+}
+
+/// The statement that closes a session writes the device row once: the delta, the
+/// searchable values' signature, and the lock release with the drained work epoch. A
+/// session whose lock was taken over meanwhile still stores what it learnt, and leaves the
+/// new owner's lock and the work epoch alone.
+async fn a_session_close_writes_the_device_row_and_releases_only_its_own_lock(b: Backend) {
+    use ferroacs::store::devices::{BeginSession, IdentityUpdate, InformUpdate};
+    use ferroacs::store::params::{SessionClose, TreeWrite};
+    use ferroacs::store::search::SearchWrite;
+    tokio::task::spawn_blocking(move || {
+        let db = TestDb::new(b);
+        let mut cfg = ferroacs::config::Config::default();
+        cfg.database.url = db.url.clone();
+        let store = ferroacs::store::Store::open(&cfg.database).unwrap();
+        let id = "000000-X-CLOSE";
+        let u = InformUpdate {
+            id: id.into(),
+            oui: "000000".into(),
+            product_class: "X".into(),
+            serial_number: "CLOSE".into(),
+            ..Default::default()
+        };
+        let far = i64::MAX / 4;
+        let begin = |owner: &str, takeover: Option<&str>, now: i64| match store
+            .begin_session(&u, owner, now, far, true, takeover, false)
+            .unwrap()
+        {
+            BeginSession::Started { device, .. } => device,
+            other => panic!("{owner} did not start: {other:?}"),
+        };
+        let identity = IdentityUpdate::default();
+        let values = vec![(
+            "DeviceInfo.ProvisioningCode".to_string(),
+            "site-1".to_string(),
+        )];
+        let close = |owner: &'static str, work_seen: Option<i64>, params, search| SessionClose {
+            device_id: id,
+            owner,
+            work_seen,
+            now: 5,
+            params,
+            discovered: false,
+            identity: &identity,
+            search,
+            tasks: &[],
+        };
+        let row = || store.get_device(id).unwrap().unwrap();
+
+        let first = begin("node-a/s1", None, 1);
+        let seen_before = first.work_seen_epoch;
+        // Another node takes the device over, then the first session closes late.
+        begin("node-b/s2", Some("node-a/s1"), 2);
+        let search = SearchWrite {
+            values: &values,
+            sig: 77,
+            replace: false,
+        };
+        store
+            .close_session(&close(
+                "node-a/s1",
+                Some(first.work_epoch + 1),
+                Some(TreeWrite::Delta(b"delta-1")),
+                Some(search),
+            ))
+            .unwrap();
+        let d = row();
+        assert_eq!(
+            d.session_owner.as_deref(),
+            Some("node-b/s2"),
+            "the new lock stays"
+        );
+        assert_eq!(d.session_expires, Some(far));
+        assert_eq!(d.work_seen_epoch, seen_before, "no work marked seen");
+        assert_eq!(d.params_delta.as_deref(), Some(&b"delta-1"[..]));
+        assert_eq!(d.search_sig, 77);
+        assert_eq!(store.search_values_of(id).unwrap(), values);
+
+        // The owner's close: nothing learnt, the lock released, the drained epoch recorded;
+        // the delta and the signature stay.
+        store
+            .close_session(&close("node-b/s2", Some(d.work_epoch), None, None))
+            .unwrap();
+        let d = row();
+        assert_eq!(d.session_owner, None);
+        assert_eq!(d.session_expires, None);
+        assert_eq!(d.work_seen_epoch, d.work_epoch);
+        assert_eq!(d.params_delta.as_deref(), Some(&b"delta-1"[..]));
+        assert_eq!(d.search_sig, 77);
+
+        // A whole tree written clears the delta.
+        begin("node-c/s3", None, 3);
+        store
+            .close_session(&close(
+                "node-c/s3",
+                None,
+                Some(TreeWrite::Whole {
+                    data: b"whole",
+                    count: 1,
+                    had_delta: true,
+                }),
+                None,
+            ))
+            .unwrap();
+        let d = row();
+        assert_eq!(d.params_delta, None);
+        assert_eq!(d.session_owner, None);
+        assert_eq!(
+            store.load_params(id).unwrap().base.as_deref(),
+            Some(&b"whole"[..])
         );
     })
     .await
