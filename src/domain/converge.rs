@@ -1,10 +1,10 @@
 //! Converging a device in its session: VoIP lines to push and presets to apply.
 //!
-//! [`prepare`] runs when the session is planned and decides, from the device row alone,
-//! whether there is anything to look at: new work (the work epoch moved: a line or preset
-//! changed), a bootstrap or boot, or an event at which a preset matching the device applies
-//! (remembered in `devices.preset_events`). A periodic session with none of these costs no
-//! query here.
+//! [`wants`] decides, from the device row and the Inform alone, whether there is anything to
+//! look at: new work (the work epoch moved: a line or preset changed), a bootstrap or boot,
+//! or an event at which a preset matching the device applies (remembered in
+//! `devices.preset_events`); [`read`] reads it in the Inform's hand-off to the store, and
+//! [`prepare`] plans from it. A periodic session with none of these costs no query here.
 //!
 //! The actual planning happens in rounds, whenever the session's request queue runs dry
 //! (so after discovery and tasks): [`plan_round`] looks at what is known of the device (the
@@ -106,9 +106,10 @@ pub fn wants(
     }
 }
 
-/// The rows convergence plans from.
-#[derive(Debug, Default)]
+/// The rows convergence plans from, and what was wanted of them.
+#[derive(Debug)]
 pub struct Read {
+    wants: Wants,
     lines: Vec<LineRow>,
     presets: Vec<crate::store::presets::PresetRow>,
     state: Option<crate::store::presets::PresetState>,
@@ -134,14 +135,15 @@ pub fn read(st: &crate::store::Store, device_id: &str, wants: Wants) -> Result<R
         (Vec::new(), None)
     };
     Ok(Read {
+        wants,
         lines,
         presets,
         state,
     })
 }
 
-/// Decide whether lines or presets need looking at, and load them if so (`read`: what the
-/// Inform's hand-off read already, see [`wants`]).
+/// Plan convergence from what the Inform's hand-off read ([`wants`], [`read`]): `None` when
+/// the device row called for nothing.
 pub async fn prepare(
     env: &Env<'_>,
     s: &mut DeviceSession,
@@ -149,36 +151,28 @@ pub async fn prepare(
     inform: &crate::cwmp::Inform,
     read: Option<Read>,
 ) -> Result<()> {
+    let Some(Read {
+        wants,
+        lines: rows,
+        presets: preset_rows,
+        state,
+    }) = read
+    else {
+        return Ok(());
+    };
     let events: Vec<String> = inform
         .events
         .iter()
         .filter_map(|e| presets::event_of(&e.event_code))
         .map(str::to_string)
         .collect();
-    let new_work = device.has_new_work();
-    let bootish = s.created || events.iter().any(|e| e == "bootstrap" || e == "boot");
-    let wanted = wants(device, s.created, &inform.events);
-    let want_presets = wanted.presets;
-    if !wanted.lines && !wanted.presets {
-        return Ok(());
-    }
-    let Read {
-        lines: rows,
-        presets: preset_rows,
-        state,
-    } = match read {
-        Some(r) => r,
-        None => {
-            let id = s.device_id.clone();
-            env.store.run(move |st| self::read(st, &id, wanted)).await?
-        }
-    };
+    // Line status is read back on new work, a new device, a boot: when lines are wanted.
     let lines: Vec<LineWork> = rows
         .iter()
-        .filter_map(|r| line_work(r, bootish || new_work))
+        .filter_map(|r| line_work(r, wants.lines))
         .collect();
     let keyring = env.store.keyring();
-    let presets = (want_presets && (!preset_rows.is_empty() || !device.preset_events.is_empty()))
+    let presets = (wants.presets && (!preset_rows.is_empty() || !device.preset_events.is_empty()))
         .then(|| PresetWork {
             presets: preset_rows
                 .iter()

@@ -721,6 +721,17 @@ fn tree_write(
             return Ok(TreeWriteOwned::Delta(delta));
         }
     }
+    whole_tree_write(st, device_id, known, removed, learnt)
+}
+
+/// The whole tree with what the session learnt (the write when no delta will do).
+fn whole_tree_write(
+    st: &Store,
+    device_id: &str,
+    known: Option<ParamTree>,
+    removed: &[String],
+    learnt: &ParamTree,
+) -> Result<TreeWriteOwned> {
     let tree = match known {
         Some(stored) => merged(stored, removed, learnt),
         None => stored_with(st, device_id, removed, learnt)?,
@@ -1516,8 +1527,9 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
     let known = s.known.take();
     let previous_delta = s.params_delta.take();
     if changed || discovered || write_search.is_some() || !tasks.is_empty() {
-        // A few values learnt go to the delta, computed here: then the transaction is a
-        // few short statements, and takes the shared short path.
+        // A few values learnt go to the delta, computed here (once: without it the whole
+        // tree is written): then the transaction is a few short statements, and takes the
+        // shared short path.
         let delta = (changed && !discovered && removed.is_empty())
             .then(|| crate::domain::params::delta_after(previous_delta.as_deref(), &learnt))
             .flatten();
@@ -1532,14 +1544,7 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
             } else if let Some(delta) = delta {
                 Some(TreeWriteOwned::Delta(delta))
             } else if changed {
-                Some(tree_write(
-                    st,
-                    &id,
-                    known,
-                    previous_delta.as_deref(),
-                    &removed,
-                    &learnt,
-                )?)
+                Some(whole_tree_write(st, &id, known, &removed, &learnt)?)
             } else {
                 None
             };
