@@ -30,6 +30,7 @@ use crate::domain::session_state::{CpeLogin, Env};
 use crate::error::{Error, Result};
 use crate::secrets::purpose;
 use crate::store::credentials::{IssuedRow, UsernameOwner, CONFIRMED, GAVE_UP, ISSUED};
+use crate::store::Store;
 
 /// Issues of credentials a device may ignore before ferroacs stops issuing them.
 pub const MAX_ATTEMPTS: i32 = 3;
@@ -59,8 +60,8 @@ fn own_usernames(inform: &Inform) -> [String; 3] {
 }
 
 /// The rule (see the module documentation). `previous`: what was issued to the device
-/// before, if anything. [`on_login`] applies its two halves on either side of the database
-/// read: `decide_fresh` before, `after_previous` with the row.
+/// before, if anything. A session applies its two halves on either side of the database
+/// read: `decide_fresh` before ([`prepare`]), `after_previous` with the row ([`record`]).
 #[cfg(test)]
 fn decide(
     cfg: &Config,
@@ -103,12 +104,49 @@ fn after_previous(fresh: Decision, previous: Option<&IssuedRow>) -> Decision {
     }
 }
 
-/// What [`on_login`] recorded.
-enum Recorded {
+/// What [`record`] did in the Inform's hand-off.
+#[derive(Debug)]
+pub enum Recorded {
     Nothing,
     GaveUp,
     /// Issued; the attempts so far.
     Issued(i32),
+    /// The issued credentials became the device's own.
+    Confirmed,
+}
+
+/// The credentials' part of a session's start, prepared on the request's thread (the
+/// rule's first half, the new password and its sealed HA1) so that what runs in the
+/// Inform's hand-off to the database needs no configuration, randomness or hashing.
+#[derive(Debug, Clone)]
+pub enum AtInform {
+    Nothing,
+    /// The device logged in with the shared credentials and gets its own, unless what was
+    /// issued to it before says otherwise.
+    Issue(Issue),
+    /// The device logged in with credentials issued to it: they become its own.
+    Confirm,
+}
+
+/// New credentials for a device, ready to record and send.
+#[derive(Clone)]
+pub struct Issue {
+    fresh: Decision,
+    /// The username the credentials open.
+    user: String,
+    /// The username to set on the device, when it is not the one it logged in with.
+    new_name: Option<String>,
+    password: String,
+    sealed_ha1: String,
+}
+
+impl std::fmt::Debug for Issue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issue")
+            .field("user", &self.user)
+            .field("new_name", &self.new_name)
+            .finish_non_exhaustive()
+    }
 }
 
 fn random_password() -> String {
@@ -117,101 +155,114 @@ fn random_password() -> String {
     hex::encode(b)
 }
 
-/// At the start of a session: confirm credentials the device used for the first time, or
-/// decide whether to issue new ones. Returns the parameters to add to the session's
-/// bootstrap SetParameterValues (empty: none).
-pub async fn on_login(
-    env: &Env<'_>,
-    device_id: &str,
-    root: &str,
-    inform: &Inform,
-    login: &CpeLogin,
-) -> Result<Vec<ParameterValue>> {
+/// Before the Inform's hand-off: what a session opened with `login` does about the
+/// device's credentials.
+pub fn prepare(env: &Env<'_>, login: &CpeLogin, inform: &Inform) -> Result<AtInform> {
     match login {
-        CpeLogin::Issued => {
-            confirm(env, device_id).await?;
-            Ok(Vec::new())
-        }
+        CpeLogin::Issued => Ok(AtInform::Confirm),
         CpeLogin::Shared { username } => {
             // What would be issued were nothing issued before; what was issued before can
-            // only turn that into nothing or giving up. Decided and recorded with one
-            // hand-off to the database.
+            // only turn that into nothing or giving up (`record`).
             let fresh = decide_fresh(env.config, login, inform);
             let Decision::Issue { username: new_name } = fresh.clone() else {
-                return Ok(Vec::new());
+                return Ok(AtInform::Nothing);
             };
             let password = random_password();
             let user = new_name.clone().unwrap_or_else(|| username.clone());
             let ha1 = crate::auth::digest::ha1(&user, &env.config.cwmp.realm, &password);
-            let sealed = env.store.keyring().seal(purpose::ISSUED_HA1, &ha1)?;
-            let (id, now, u) = (device_id.to_string(), env.now, user.clone());
-            let recorded = env
-                .store
-                .run(move |s| {
-                    let previous = s.issued_credentials(&id)?;
-                    match after_previous(fresh, previous.as_ref()) {
-                        Decision::Nothing => Ok(Recorded::Nothing),
-                        Decision::GiveUp => {
-                            let reason = format!(
-                                "ignored: the device kept logging in with the shared credentials after {MAX_ATTEMPTS} issues"
-                            );
-                            s.give_up_issuing(&id, &reason)?;
-                            Ok(Recorded::GaveUp)
-                        }
-                        Decision::Issue { .. } => {
-                            Ok(Recorded::Issued(s.record_issued(&id, &u, &sealed, now)?))
-                        }
-                    }
-                })
-                .await?;
-            match recorded {
-                Recorded::Nothing => Ok(Vec::new()),
-                Recorded::GaveUp => {
-                    tracing::warn!(
-                        device = %device_id,
-                        "the device does not adopt the CWMP password issued to it; it keeps the shared credentials (reset its credentials to try again)"
-                    );
-                    Ok(Vec::new())
-                }
-                Recorded::Issued(attempt) => {
-                    tracing::info!(device = %device_id, username = %user, attempt, "issuing the device its own CWMP credentials");
-                    let ms = format!("{root}.ManagementServer.");
-                    let mut params = Vec::new();
-                    if let Some(n) = new_name {
-                        params.push(ParameterValue::string(format!("{ms}Username"), n));
-                    }
-                    params.push(ParameterValue::string(format!("{ms}Password"), password));
-                    Ok(params)
-                }
-            }
+            let sealed_ha1 = env.store.keyring().seal(purpose::ISSUED_HA1, &ha1)?;
+            Ok(AtInform::Issue(Issue {
+                fresh,
+                user,
+                new_name,
+                password,
+                sealed_ha1,
+            }))
         }
-        CpeLogin::Own | CpeLogin::NotRequired => Ok(Vec::new()),
+        CpeLogin::Own | CpeLogin::NotRequired => Ok(AtInform::Nothing),
     }
 }
 
-/// The device logged in with the credentials issued to it: they become its own.
-async fn confirm(env: &Env<'_>, device_id: &str) -> Result<()> {
-    let id = device_id.to_string();
-    let Some(row) = env.store.run(move |s| s.issued_credentials(&id)).await? else {
-        return Ok(());
-    };
-    let Some(sealed) = row.ha1.filter(|_| row.state == ISSUED) else {
-        return Ok(());
-    };
-    let k = env.store.keyring();
-    let ha1 = k.seal(purpose::DEVICE_HA1, &k.open(purpose::ISSUED_HA1, &sealed)?)?;
-    let (id, now) = (device_id.to_string(), env.now);
-    let confirmed = env
-        .store
-        .run(move |s| s.confirm_issued(&id, &ha1, now))
-        .await?;
-    if confirmed {
-        tracing::info!(
-            device = %device_id,
-            "the device logged in with the CWMP credentials issued to it; the shared credentials no longer open it"
-        );
+/// In the Inform's hand-off, once the session holds the device's lock: record what
+/// `what` says with what was issued to the device before (the rule's second half).
+pub fn record(st: &Store, device_id: &str, what: &AtInform, now: i64) -> Result<Recorded> {
+    match what {
+        AtInform::Nothing => Ok(Recorded::Nothing),
+        AtInform::Issue(issue) => {
+            let previous = st.issued_credentials(device_id)?;
+            match after_previous(issue.fresh.clone(), previous.as_ref()) {
+                Decision::Nothing => Ok(Recorded::Nothing),
+                Decision::GiveUp => {
+                    let reason = format!(
+                        "ignored: the device kept logging in with the shared credentials after {MAX_ATTEMPTS} issues"
+                    );
+                    st.give_up_issuing(device_id, &reason)?;
+                    Ok(Recorded::GaveUp)
+                }
+                Decision::Issue { .. } => Ok(Recorded::Issued(st.record_issued(
+                    device_id,
+                    &issue.user,
+                    &issue.sealed_ha1,
+                    now,
+                )?)),
+            }
+        }
+        AtInform::Confirm => {
+            let Some(row) = st.issued_credentials(device_id)? else {
+                return Ok(Recorded::Nothing);
+            };
+            let Some(sealed) = row.ha1.filter(|_| row.state == ISSUED) else {
+                return Ok(Recorded::Nothing);
+            };
+            let k = st.keyring();
+            let ha1 = k.seal(purpose::DEVICE_HA1, &k.open(purpose::ISSUED_HA1, &sealed)?)?;
+            Ok(if st.confirm_issued(device_id, &ha1, now)? {
+                Recorded::Confirmed
+            } else {
+                Recorded::Nothing
+            })
+        }
     }
-    Ok(())
+}
+
+/// After the hand-off: the parameters to add to the session's bootstrap
+/// SetParameterValues (empty: none), and the log lines of what was recorded.
+pub fn settings(
+    device_id: &str,
+    root: &str,
+    what: AtInform,
+    recorded: Recorded,
+) -> Vec<ParameterValue> {
+    match (what, recorded) {
+        (AtInform::Issue(issue), Recorded::Issued(attempt)) => {
+            tracing::info!(device = %device_id, username = %issue.user, attempt, "issuing the device its own CWMP credentials");
+            let ms = format!("{root}.ManagementServer.");
+            let mut params = Vec::new();
+            if let Some(n) = issue.new_name {
+                params.push(ParameterValue::string(format!("{ms}Username"), n));
+            }
+            params.push(ParameterValue::string(
+                format!("{ms}Password"),
+                issue.password,
+            ));
+            params
+        }
+        (_, Recorded::GaveUp) => {
+            tracing::warn!(
+                device = %device_id,
+                "the device does not adopt the CWMP password issued to it; it keeps the shared credentials (reset its credentials to try again)"
+            );
+            Vec::new()
+        }
+        (_, Recorded::Confirmed) => {
+            tracing::info!(
+                device = %device_id,
+                "the device logged in with the CWMP credentials issued to it; the shared credentials no longer open it"
+            );
+            Vec::new()
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// A device back from a factory reset that ferroacs ordered (a FactoryReset task sent and
@@ -273,7 +324,7 @@ pub async fn username_owner(
     username: &str,
 ) -> Result<Option<(String, String, bool)>> {
     let user = username.to_string();
-    let owner = store.run(move |s| s.username_owner(&user)).await?;
+    let owner = store.run_short(move |s| s.username_owner(&user)).await?;
     Ok(match owner {
         None => None,
         Some(UsernameOwner::Own {

@@ -116,6 +116,11 @@ impl ParamTree {
         self.map.get(name)
     }
 
+    /// The entry of `name` with its stored name.
+    pub fn get_key_value(&self, name: &str) -> Option<(&String, &ParamEntry)> {
+        self.map.get_key_value(name)
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&String, &ParamEntry)> {
         self.map.iter()
     }

@@ -18,6 +18,7 @@ use crate::cwmp::{
     ParameterValue,
 };
 use crate::domain::converge;
+use crate::domain::credentials::Recorded;
 use crate::domain::params::ParamTree;
 use crate::domain::plan;
 use crate::domain::tasks::{self, Completion, TaskSpec, TaskStatus};
@@ -30,7 +31,9 @@ use crate::store::sessions::NewSessionLog;
 use crate::store::tasks::{TaskRow, TaskUpdate};
 use crate::store::Store;
 
-pub use crate::domain::session_state::{CpeLogin, DeviceSession, DoneTask, Env, Origin, Planned};
+pub use crate::domain::session_state::{
+    CpeLogin, DeviceSession, DoneTask, Env, Identity, Origin, Planned,
+};
 
 /// Result of [`begin`].
 pub enum Begin {
@@ -128,9 +131,14 @@ pub async fn begin(
     };
     let mut reset_done = false;
     let refresh_secs = env.config.cwmp.discovery_refresh_secs;
-    let (mut device, created, reads) = loop {
+    // Trust on first use: recorded in the Inform's hand-off, sent with the bootstrap
+    // settings (never as a task).
+    let credentials = crate::domain::credentials::prepare(env, &login, inform)
+        .inspect_err(|_| not_started(&device_id))?;
+    let (mut device, created, reads, recorded) = loop {
         let (owner2, takeover2, update2) = (owner.clone(), takeover.clone(), update.clone());
         let events = inform.events.clone();
+        let credentials2 = credentials.clone();
         let begun = env
             .store
             .run_short(move |s| {
@@ -143,23 +151,26 @@ pub async fn begin(
                     takeover2.as_deref(),
                     default_credentials,
                 )?;
-                let reads = match &begun {
-                    BeginSession::Started { device, created } => {
-                        read_with_inform(s, device, *created, &events, refresh_secs, now)?
-                    }
-                    _ => InformReads::default(),
+                let (reads, recorded) = match &begun {
+                    BeginSession::Started { device, created } => (
+                        read_with_inform(s, device, *created, &events, refresh_secs, now)?,
+                        crate::domain::credentials::record(s, &device.id, &credentials2, now)?,
+                    ),
+                    _ => (InformReads::default(), Recorded::Nothing),
                 };
-                Ok((begun, reads))
+                Ok((begun, reads, recorded))
             })
             .await
             .inspect_err(|_| not_started(&device_id))?;
         match begun {
-            (BeginSession::Started { device, created }, reads) => break (device, created, reads),
-            (BeginSession::Busy { owner, .. }, _) => {
+            (BeginSession::Started { device, created }, reads, recorded) => {
+                break (device, created, reads, recorded)
+            }
+            (BeginSession::Busy { owner, .. }, ..) => {
                 not_started(&device_id);
                 return Ok(Begin::Busy { owner });
             }
-            (BeginSession::OwnCredentialsRequired, _)
+            (BeginSession::OwnCredentialsRequired, ..)
                 if !reset_done
                     && bootstrap
                     && crate::domain::credentials::factory_reset_ordered(env, &device_id)
@@ -168,7 +179,7 @@ pub async fn begin(
             {
                 reset_done = true;
             }
-            (BeginSession::OwnCredentialsRequired, _) => {
+            (BeginSession::OwnCredentialsRequired, ..) => {
                 not_started(&device_id);
                 return Ok(Begin::WrongCredentials(format!(
                     "device {device_id} has its own CWMP credentials (issued at first contact or \
@@ -176,7 +187,7 @@ pub async fn begin(
                      factory-reset, reset its credentials (ferroacs device reset-credentials)"
                 )));
             }
-            (BeginSession::Unknown, _) => {
+            (BeginSession::Unknown, ..) => {
                 not_started(&device_id);
                 return Ok(Begin::Rejected(format!(
                     "device {device_id} is not provisioned and unknown devices are rejected (cwmp.unknown_devices)"
@@ -223,6 +234,12 @@ pub async fn begin(
         tasks_done: Vec::new(),
         task_rows: Vec::new(),
         started: None,
+        identity: Some(Identity {
+            manufacturer: device.manufacturer.clone(),
+            model_name: device.model_name.clone(),
+            software_version: device.software_version.clone(),
+            hardware_version: device.hardware_version.clone(),
+        }),
     };
     // How to reach the device (ConnReqJabberID, UDPConnectionRequestAddress, NATDetected) is
     // reported with VALUE CHANGE and is no forced Inform parameter: it goes to the stored
@@ -239,7 +256,9 @@ pub async fn begin(
             }
         }
     }
-    plan(env, &mut s, &device, inform, &login, reads).await?;
+    let acs_credentials =
+        crate::domain::credentials::settings(&s.device_id, &s.root, credentials, recorded);
+    plan(env, &mut s, &device, inform, acs_credentials, reads).await?;
     crate::domain::tr111::after_inform(&mut s);
     Ok(Begin::Started(Box::new(s)))
 }
@@ -330,15 +349,11 @@ async fn plan(
     s: &mut DeviceSession,
     device: &DeviceRow,
     inform: &Inform,
-    login: &CpeLogin,
+    acs_credentials: Vec<cwmp::ParameterValue>,
     reads: InformReads,
 ) -> Result<()> {
     let cfg = &env.config.cwmp;
     let decided = plan::opening(cfg, &inform.events, facts(device, s.created), env.now);
-    // Trust on first use: credentials of its own for a device that used the shared ones,
-    // sent with the bootstrap settings (never as a task).
-    let acs_credentials =
-        crate::domain::credentials::on_login(env, &s.device_id, &s.root, inform, login).await?;
 
     // Bootstrap settings.
     let settings = decided.bootstrap && plan::wants_bootstrap_settings(cfg);
@@ -377,7 +392,7 @@ async fn plan(
 /// pending tasks (those it had at the Inform are finished or running by now).
 async fn reload_tasks(env: &Env<'_>, s: &mut DeviceSession) -> Result<()> {
     let id = s.device_id.clone();
-    let epoch = env.store.run(move |st| st.work_epoch(&id)).await?;
+    let epoch = env.store.run_short(move |st| st.work_epoch(&id)).await?;
     if let Some(e) = epoch {
         s.work_epoch = e;
     }
@@ -388,7 +403,7 @@ async fn reload_tasks(env: &Env<'_>, s: &mut DeviceSession) -> Result<()> {
 /// new epoch).
 async fn work_added(env: &Env<'_>, s: &mut DeviceSession) -> Result<bool> {
     let id = s.device_id.clone();
-    match env.store.run(move |st| st.work_epoch(&id)).await? {
+    match env.store.run_short(move |st| st.work_epoch(&id)).await? {
         Some(e) if e != s.work_epoch => {
             s.work_epoch = e;
             Ok(true)
@@ -603,7 +618,7 @@ async fn await_confirmation(
     };
     let id = row.id;
     env.store
-        .run(move |st| st.transition_task(id, &[TaskStatus::Running], &update))
+        .run_short(move |st| st.transition_task(id, &[TaskStatus::Running], &update))
         .await?;
     Ok(())
 }
@@ -619,7 +634,7 @@ async fn on_transfer_answer(
     id: i64,
     held: Option<Vec<String>>,
 ) -> Result<()> {
-    let Some(row) = env.store.run(move |st| st.get_task(id)).await? else {
+    let Some(row) = env.store.run_short(move |st| st.get_task(id)).await? else {
         return Ok(());
     };
     if !plan::holds_transfer(held.as_deref(), &row.command_key) {
@@ -852,7 +867,7 @@ async fn task_row(env: &Env<'_>, s: &DeviceSession, id: i64) -> Result<Option<Ta
     if let Some(row) = s.task_rows.iter().find(|r| r.id == id) {
         return Ok(Some(row.clone()));
     }
-    env.store.run(move |st| st.get_task(id)).await
+    env.store.run_short(move |st| st.get_task(id)).await
 }
 
 async fn finish_task(
@@ -1104,7 +1119,7 @@ pub async fn on_result(
                         .seal(crate::secrets::purpose::CR_PASSWORD, p)?;
                     let (id, u) = (s.device_id.clone(), u.clone());
                     env.store
-                        .run(move |st| st.set_cr_credentials(&id, &u, &sealed))
+                        .run_short(move |st| st.set_cr_credentials(&id, &u, &sealed))
                         .await?;
                 }
                 Origin::DiscoverNames => {
@@ -1355,7 +1370,7 @@ async fn record_fault(
         detail: Some(tasks::fault_detail(fault).to_string()),
         created_at: env.now,
     };
-    env.store.run(move |st| st.insert_fault(&f)).await
+    env.store.run_short(move |st| st.insert_fault(&f)).await
 }
 
 /// The value to keep of a parameter: secrets are kept empty, as devices read them back.
@@ -1500,7 +1515,7 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
             .collect();
         (only_learnt, sig, false)
     });
-    let identity = identity_from(&s.root, &s.learnt);
+    let identity = identity_changes(identity_from(&s.root, &s.learnt), s.identity.as_ref());
     if let Err(e) = crate::domain::tr111::after_session(env, s, &s.learnt).await {
         // The association is recorded again at the device's next report; the session ends.
         tracing::warn!(device = %s.device_id, "device-gateway association not recorded: {e}");
@@ -1614,6 +1629,23 @@ pub fn identity_from(root: &str, learnt: &ParamTree) -> IdentityUpdate {
     }
 }
 
+/// What of `learnt` changes the identity columns as they are (`stored`; `None`: unknown,
+/// everything learnt). The manufacturer only ever fills an empty column.
+pub fn identity_changes(learnt: IdentityUpdate, stored: Option<&Identity>) -> IdentityUpdate {
+    let Some(stored) = stored else {
+        return learnt;
+    };
+    let changed = |v: Option<String>, old: &str| v.filter(|v| v != old);
+    IdentityUpdate {
+        manufacturer: learnt
+            .manufacturer
+            .filter(|_| stored.manufacturer.is_empty()),
+        model_name: changed(learnt.model_name, &stored.model_name),
+        software_version: changed(learnt.software_version, &stored.software_version),
+        hardware_version: changed(learnt.hardware_version, &stored.hardware_version),
+    }
+}
+
 /// Prepare for saving mid-session (connection dropped): keep learnt values in encoded form.
 pub fn freeze(s: &mut DeviceSession) {
     // Nothing learnt since the last save: the encoded tree is still current.
@@ -1633,4 +1665,45 @@ fn random_token(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     rand::fill(&mut b[..]);
     hex::encode(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn learnt(m: &str, model: &str, sw: &str, hw: &str) -> IdentityUpdate {
+        let some = |v: &str| (!v.is_empty()).then(|| v.to_string());
+        IdentityUpdate {
+            manufacturer: some(m),
+            model_name: some(model),
+            software_version: some(sw),
+            hardware_version: some(hw),
+        }
+    }
+
+    #[test]
+    fn only_identity_columns_that_change_are_written() {
+        let stored = Identity {
+            manufacturer: "Huawei".into(),
+            model_name: String::new(),
+            software_version: "V1".into(),
+            hardware_version: "HW1".into(),
+        };
+        // The Inform named the software and hardware versions, not the model: only the
+        // model is written; the manufacturer never replaces a non-empty one.
+        let got = identity_changes(learnt("Huawei Tech", "BM632w", "V1", "HW1"), Some(&stored));
+        assert_eq!(got, learnt("", "BM632w", "", ""));
+        // A new firmware version is written.
+        let got = identity_changes(learnt("", "", "V2", ""), Some(&stored));
+        assert_eq!(got, learnt("", "", "V2", ""));
+        // Everything as stored: nothing to write.
+        assert!(identity_changes(learnt("Huawei", "", "V1", "HW1"), Some(&stored)).is_empty());
+        // An empty manufacturer is filled.
+        let blank = Identity::default();
+        let got = identity_changes(learnt("Huawei", "", "", ""), Some(&blank));
+        assert_eq!(got, learnt("Huawei", "", "", ""));
+        // A session saved before the stored identity was kept: everything learnt.
+        let all = learnt("Huawei", "BM632w", "V1", "HW1");
+        assert_eq!(identity_changes(all.clone(), None), all);
+    }
 }

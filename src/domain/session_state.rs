@@ -143,6 +143,19 @@ pub struct DeviceSession {
     /// when it goes out (`plan::starts_with_inform`).
     #[serde(default)]
     pub started: Option<i64>,
+    /// The device row's identity columns as the Inform left them: the end writes only
+    /// those that what the session learnt changes (`None`: unknown, every learnt one).
+    #[serde(default)]
+    pub identity: Option<Identity>,
+}
+
+/// A device row's identity columns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub manufacturer: String,
+    pub model_name: String,
+    pub software_version: String,
+    pub hardware_version: String,
 }
 
 /// A task the device carried out, waiting for the transaction that makes it `done`.

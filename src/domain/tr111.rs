@@ -421,20 +421,28 @@ pub struct Reports {
 /// The table counts as read when the session read its NumberOfEntries (discovery or
 /// [`table_reread`] read it together with the rows), or when the Inform carried every row.
 pub fn session_reports(root: &str, inform: &[(String, String)], learnt: &ParamTree) -> Reports {
-    let mut values: BTreeMap<String, String> = inform.iter().cloned().collect();
-    for (name, e) in learnt.iter() {
+    // Only the association's values are looked at: a discovery's whole tree is not copied.
+    let table = table_path(root);
+    let count = number_of_entries(root);
+    let gateway = format!("{root}.GatewayInfo.");
+    let inform_only: BTreeMap<String, String> = inform
+        .iter()
+        .filter(|(n, _)| n.starts_with(&table) || *n == count || n.starts_with(&gateway))
+        .cloned()
+        .collect();
+    let mut values = inform_only.clone();
+    let learnt_values = learnt
+        .with_prefix(&table)
+        .chain(learnt.get_key_value(&count))
+        .chain(learnt.with_prefix(&gateway));
+    for (name, e) in learnt_values {
         if let Some(v) = &e.value {
             values.insert(name.clone(), v.clone());
         }
     }
-    let read = learnt
-        .get(&number_of_entries(root))
-        .is_some_and(|e| e.value.is_some());
-    let inform_only: BTreeMap<String, String> = inform.iter().cloned().collect();
-    let table =
-        (read || table_whole(root, &inform_only)).then(|| manageable_devices(root, &values));
+    let read = learnt.get(&count).is_some_and(|e| e.value.is_some());
     Reports {
-        table,
+        table: (read || table_whole(root, &inform_only)).then(|| manageable_devices(root, &values)),
         claim: gateway_claim(root, &values),
     }
 }

@@ -117,6 +117,7 @@ impl Store {
             set_delta: delta.is_some(),
             delta: delta.flatten(),
             search_sig: search.as_ref().map(|s| s.sig),
+            discovered_at: w.discovered.then_some(w.now),
         };
         with_backend!(
             self,
@@ -156,25 +157,50 @@ impl Store {
 }
 
 impl<'a> SessionClose<'a> {
-    /// The whole tree when it is written, then the discovery time and identity columns.
-    /// Returns what the device's delta becomes (`None`: unchanged), for the statement that
-    /// closes the session.
+    /// The whole tree when it is written, then the identity columns that changed. Returns
+    /// what the device's delta becomes (`None`: unchanged), for the statement that closes
+    /// the session.
     fn write_device<C>(&self, c: &mut C) -> Result<Option<Option<&'a [u8]>>>
     where
         C: Connection,
         for<'b> SaveTree<'b>: QueryFragment<C::Backend>,
-        for<'b> SetLearnt<'b>: QueryFragment<C::Backend>,
+        for<'b> SetIdentity<'b, 0>: QueryFragment<C::Backend>,
+        for<'b> SetIdentity<'b, 1>: QueryFragment<C::Backend>,
+        for<'b> SetIdentity<'b, 2>: QueryFragment<C::Backend>,
+        for<'b> SetIdentity<'b, 3>: QueryFragment<C::Backend>,
     {
         let delta = match self.params {
             Some(w) => write_tree_table(c, self.device_id, w, self.now)?,
             None => None,
         };
-        let id = self.identity;
-        if self.discovered || !id.is_empty() {
-            SetLearnt {
-                device_id: self.device_id,
-                discovered_at: self.discovered.then_some(self.now),
-                identity: id,
+        // One statement per column that changes: every column an UPDATE names has its
+        // index entries rewritten, same value or not.
+        let (id, u) = (self.device_id, self.identity);
+        if let Some(v) = &u.manufacturer {
+            SetIdentity::<0> {
+                device_id: id,
+                value: v,
+            }
+            .execute(c)?;
+        }
+        if let Some(v) = &u.model_name {
+            SetIdentity::<1> {
+                device_id: id,
+                value: v,
+            }
+            .execute(c)?;
+        }
+        if let Some(v) = &u.software_version {
+            SetIdentity::<2> {
+                device_id: id,
+                value: v,
+            }
+            .execute(c)?;
+        }
+        if let Some(v) = &u.hardware_version {
+            SetIdentity::<3> {
+                device_id: id,
+                value: v,
             }
             .execute(c)?;
         }
@@ -229,15 +255,16 @@ where
 }
 
 /// The last statement of a session's closing transaction, on the device row: its delta
-/// (when it changes), the signature of the searchable values written (when they were), and
-/// the release of the lock with the drained work epoch ([`ReleaseLock`]'s, only while the
-/// lock is the session's).
+/// (when it changes), the signature of the searchable values written (when they were), the
+/// discovery time (when one completed), and the release of the lock with the drained work
+/// epoch ([`ReleaseLock`]'s, only while the lock is the session's).
 pub(super) struct CloseDevice<'a, 'r> {
     release: &'r ReleaseLock<'a>,
     /// Whether the delta changes (to `delta`).
     set_delta: bool,
     delta: Option<&'a [u8]>,
     search_sig: Option<i64>,
+    discovered_at: Option<i64>,
 }
 
 pub(super) struct CloseDeviceId;
@@ -263,18 +290,25 @@ pub(super) struct SetDelta<'a> {
     delta: Option<&'a [u8]>,
 }
 
-/// Record a completed discovery and the identity columns learnt: `None` leaves a column as
-/// it is, and the manufacturer only fills an empty one (the Inform's DeviceId names it).
-struct SetLearnt<'a> {
+/// Record one identity column learnt (`IDENTITY_COLUMNS[COL]`); the manufacturer only
+/// fills an empty one (the Inform's DeviceId names it).
+pub(super) struct SetIdentity<'a, const COL: usize> {
     device_id: &'a str,
-    discovered_at: Option<i64>,
-    identity: &'a IdentityUpdate,
+    value: &'a str,
 }
+
+/// The identity columns, in the order of [`SetIdentity`]'s `COL`.
+const IDENTITY_COLUMNS: [&str; 4] = [
+    "manufacturer",
+    "model_name",
+    "software_version",
+    "hardware_version",
+];
 
 /// Static identities of the statements above, for the prepared-statement caches.
 pub(super) struct SaveTreeId;
 pub(super) struct SetDeltaId;
-struct SetLearntId;
+pub(super) struct SetIdentityId<const COL: usize>;
 
 impl QueryId for SaveTree<'_> {
     type QueryId = SaveTreeId;
@@ -286,14 +320,14 @@ impl QueryId for SetDelta<'_> {
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl QueryId for SetLearnt<'_> {
-    type QueryId = SetLearntId;
+impl<const COL: usize> QueryId for SetIdentity<'_, COL> {
+    type QueryId = SetIdentityId<COL>;
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
 impl<Conn> RunQueryDsl<Conn> for SaveTree<'_> {}
 impl<Conn> RunQueryDsl<Conn> for SetDelta<'_> {}
-impl<Conn> RunQueryDsl<Conn> for SetLearnt<'_> {}
+impl<Conn, const COL: usize> RunQueryDsl<Conn> for SetIdentity<'_, COL> {}
 
 macro_rules! close_statements {
     ($db:ty) => {
@@ -329,23 +363,21 @@ macro_rules! close_statements {
             }
         }
 
-        impl QueryFragment<$db> for SetLearnt<'_> {
+        impl<const COL: usize> QueryFragment<$db> for SetIdentity<'_, COL> {
             fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, $db>) -> QueryResult<()> {
-                use diesel::sql_types::{BigInt, Nullable, Text};
-                let u = self.identity;
-                out.push_sql("UPDATE devices SET discovered_at = COALESCE(");
-                out.push_bind_param::<Nullable<BigInt>, _>(&self.discovered_at)?;
-                out.push_sql(", discovered_at), model_name = COALESCE(");
-                out.push_bind_param::<Nullable<Text>, _>(&u.model_name)?;
-                out.push_sql(", model_name), software_version = COALESCE(");
-                out.push_bind_param::<Nullable<Text>, _>(&u.software_version)?;
-                out.push_sql(", software_version), hardware_version = COALESCE(");
-                out.push_bind_param::<Nullable<Text>, _>(&u.hardware_version)?;
-                out.push_sql(
-                    ", hardware_version), manufacturer = CASE WHEN manufacturer = '' THEN COALESCE(",
-                );
-                out.push_bind_param::<Nullable<Text>, _>(&u.manufacturer)?;
-                out.push_sql(", manufacturer) ELSE manufacturer END WHERE id = ");
+                use diesel::sql_types::Text;
+                let col = IDENTITY_COLUMNS[COL];
+                out.push_sql("UPDATE devices SET ");
+                out.push_sql(col);
+                if col == "manufacturer" {
+                    out.push_sql(" = CASE WHEN manufacturer = '' THEN ");
+                    out.push_bind_param::<Text, _>(self.value)?;
+                    out.push_sql(" ELSE manufacturer END");
+                } else {
+                    out.push_sql(" = ");
+                    out.push_bind_param::<Text, _>(self.value)?;
+                }
+                out.push_sql(" WHERE id = ");
                 out.push_bind_param::<Text, _>(self.device_id)?;
                 Ok(())
             }
@@ -366,7 +398,9 @@ macro_rules! close_device_statement {
                 out.push_bind_param::<Nullable<Binary>, _>(&self.delta)?;
                 out.push_sql(" ELSE params_delta END, search_sig = COALESCE(");
                 out.push_bind_param::<Nullable<BigInt>, _>(&self.search_sig)?;
-                out.push_sql(", search_sig), work_seen_epoch = CASE WHEN session_owner = ");
+                out.push_sql(", search_sig), discovered_at = COALESCE(");
+                out.push_bind_param::<Nullable<BigInt>, _>(&self.discovered_at)?;
+                out.push_sql(", discovered_at), work_seen_epoch = CASE WHEN session_owner = ");
                 out.push_bind_param::<Text, _>(r.owner)?;
                 out.push_sql(" THEN COALESCE(");
                 out.push_bind_param::<Nullable<BigInt>, _>(&r.work_seen)?;
