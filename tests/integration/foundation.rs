@@ -9,7 +9,8 @@ battery!(
     healthz_and_restart_keep_data,
     migrations_run_up_and_down,
     a_restarted_node_releases_its_own_locks_only,
-    a_session_close_writes_the_device_row_and_releases_only_its_own_lock
+    a_session_close_writes_the_device_row_and_releases_only_its_own_lock,
+    a_discovery_close_records_its_time_and_only_the_identity_that_changed
 );
 
 async fn healthz_and_restart_keep_data(b: Backend) {
@@ -712,6 +713,109 @@ async fn a_session_close_writes_the_device_row_and_releases_only_its_own_lock(b:
         assert_eq!(
             store.load_params(id).unwrap().base.as_deref(),
             Some(&b"whole"[..])
+        );
+    })
+    .await
+    .unwrap();
+}
+
+fn open_store(b: Backend) -> (TestDb, ferroacs::store::Store) {
+    let db = TestDb::new(b);
+    let mut cfg = ferroacs::config::Config::default();
+    cfg.database.url = db.url.clone();
+    let store = ferroacs::store::Store::open(&cfg.database).unwrap();
+    (db, store)
+}
+
+fn inform_of(serial: &str) -> ferroacs::store::devices::InformUpdate {
+    ferroacs::store::devices::InformUpdate {
+        id: format!("000000-X-{serial}"),
+        oui: "000000".into(),
+        product_class: "X".into(),
+        serial_number: serial.into(),
+        manufacturer: "Maker".into(),
+        software_version: Some("1.0".into()),
+        hardware_version: Some("HW1".into()),
+        ..Default::default()
+    }
+}
+
+/// A completed discovery's close records when it completed, and writes the identity
+/// columns it is given (only those that changed: `session::identity_changes`), leaving the
+/// others as the Inform left them.
+async fn a_discovery_close_records_its_time_and_only_the_identity_that_changed(b: Backend) {
+    use ferroacs::store::devices::{BeginSession, IdentityUpdate};
+    use ferroacs::store::params::{SessionClose, TreeWrite};
+    tokio::task::spawn_blocking(move || {
+        let (_db, store) = open_store(b);
+        let u = inform_of("DISC");
+        let id = u.id.clone();
+        let device = match store
+            .begin_session(&u, "node-a/s1", 1, i64::MAX / 4, true, None, false)
+            .unwrap()
+        {
+            BeginSession::Started { device, created } => {
+                assert!(created);
+                device
+            }
+            other => panic!("not started: {other:?}"),
+        };
+        assert_eq!(device.discovered_at, None);
+        assert_eq!(device.model_name, "", "the Inform named no model");
+        let identity = IdentityUpdate {
+            model_name: Some("BM632w".into()),
+            ..Default::default()
+        };
+        store
+            .close_session(&SessionClose {
+                device_id: &id,
+                owner: "node-a/s1",
+                work_seen: None,
+                now: 42,
+                params: Some(TreeWrite::Whole {
+                    data: b"tree",
+                    count: 1,
+                    had_delta: false,
+                }),
+                discovered: true,
+                identity: &identity,
+                search: None,
+                tasks: &[],
+            })
+            .unwrap();
+        let d = store.get_device(&id).unwrap().unwrap();
+        assert_eq!(d.discovered_at, Some(42));
+        assert_eq!(d.model_name, "BM632w");
+        assert_eq!(
+            (
+                d.manufacturer.as_str(),
+                d.software_version.as_str(),
+                d.hardware_version.as_str()
+            ),
+            ("Maker", "1.0", "HW1"),
+            "the other identity columns stay"
+        );
+        assert_eq!(d.session_owner, None, "lock released");
+        // A later close that completes no discovery leaves the time alone.
+        store
+            .begin_session(&u, "node-a/s2", 50, i64::MAX / 4, true, None, false)
+            .unwrap();
+        store
+            .close_session(&SessionClose {
+                device_id: &id,
+                owner: "node-a/s2",
+                work_seen: None,
+                now: 60,
+                params: Some(TreeWrite::Delta(b"d")),
+                discovered: false,
+                identity: &IdentityUpdate::default(),
+                search: None,
+                tasks: &[],
+            })
+            .unwrap();
+        assert_eq!(
+            store.get_device(&id).unwrap().unwrap().discovered_at,
+            Some(42)
         );
     })
     .await
