@@ -188,11 +188,14 @@ async fn a_request_whose_envelope_was_lost_is_sent_again_at_once(b: Backend) {
     let t = queue(&api, &id, json!({"rpc": "Reboot"})).await;
     // POST 2 is the empty POST after the InformResponse; its answer (the Reboot) is lost.
     dev.faults.drop_after_message = Some(2);
+    let closed = app.closed_connections();
     let r = dev
         .run_session(&app.cwmp_url(), &[("6 CONNECTION REQUEST", "")])
         .await;
     assert!(r.is_err(), "{r:?}");
     assert_eq!(executed(&dev, "Reboot"), 0);
+    // The server has seen the connection close before the CPE comes back.
+    app.wait_closed_connections(closed).await;
     let rep = dev
         .resume_session(crate::cpe::ResumeMode::EmptyPost)
         .await
