@@ -131,7 +131,6 @@ pub enum AtInform {
 /// New credentials for a device, ready to record and send.
 #[derive(Clone)]
 pub struct Issue {
-    fresh: Decision,
     /// The username the credentials open.
     user: String,
     /// The username to set on the device, when it is not the one it logged in with.
@@ -172,7 +171,6 @@ pub fn prepare(env: &Env<'_>, login: &CpeLogin, inform: &Inform) -> Result<AtInf
             let ha1 = crate::auth::digest::ha1(&user, &env.config.cwmp.realm, &password);
             let sealed_ha1 = env.store.keyring().seal(purpose::ISSUED_HA1, &ha1)?;
             Ok(AtInform::Issue(Issue {
-                fresh,
                 user,
                 new_name,
                 password,
@@ -190,7 +188,10 @@ pub fn record(st: &Store, device_id: &str, what: &AtInform, now: i64) -> Result<
         AtInform::Nothing => Ok(Recorded::Nothing),
         AtInform::Issue(issue) => {
             let previous = st.issued_credentials(device_id)?;
-            match after_previous(issue.fresh.clone(), previous.as_ref()) {
+            let fresh = Decision::Issue {
+                username: issue.new_name.clone(),
+            };
+            match after_previous(fresh, previous.as_ref()) {
                 Decision::Nothing => Ok(Recorded::Nothing),
                 Decision::GiveUp => {
                     let reason = format!(

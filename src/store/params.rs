@@ -176,36 +176,24 @@ impl<'a> SessionClose<'a> {
         // One statement per column that changes: every column an UPDATE names has its
         // index entries rewritten, same value or not.
         let (id, u) = (self.device_id, self.identity);
-        if let Some(v) = &u.manufacturer {
-            SetIdentity::<0> {
-                device_id: id,
-                value: v,
-            }
-            .execute(c)?;
-        }
-        if let Some(v) = &u.model_name {
-            SetIdentity::<1> {
-                device_id: id,
-                value: v,
-            }
-            .execute(c)?;
-        }
-        if let Some(v) = &u.software_version {
-            SetIdentity::<2> {
-                device_id: id,
-                value: v,
-            }
-            .execute(c)?;
-        }
-        if let Some(v) = &u.hardware_version {
-            SetIdentity::<3> {
-                device_id: id,
-                value: v,
-            }
-            .execute(c)?;
-        }
+        set_identity::<0, C>(c, id, u.manufacturer.as_deref())?;
+        set_identity::<1, C>(c, id, u.model_name.as_deref())?;
+        set_identity::<2, C>(c, id, u.software_version.as_deref())?;
+        set_identity::<3, C>(c, id, u.hardware_version.as_deref())?;
         Ok(delta)
     }
+}
+
+/// Write identity column `COL` when a value was learnt for it.
+fn set_identity<const COL: usize, C>(c: &mut C, device_id: &str, value: Option<&str>) -> Result<()>
+where
+    C: Connection,
+    for<'b> SetIdentity<'b, COL>: QueryFragment<C::Backend>,
+{
+    if let Some(value) = value {
+        SetIdentity::<COL> { device_id, value }.execute(c)?;
+    }
+    Ok(())
 }
 
 /// Write a device's tree, whole (clearing the delta) or as a delta, on a connection the
