@@ -171,7 +171,7 @@ async fn raw_ceiling_serves_the_session_pattern() {
     std::thread::spawn(move || {
         let sys = actix_web::rt::System::new();
         sys.block_on(async move {
-            let srv = loadgen::raw_server(l).unwrap();
+            let srv = loadgen::raw_server(l, 300).unwrap();
             tx.send(srv.handle()).unwrap();
             let _ = srv.await;
         });
@@ -190,6 +190,34 @@ async fn raw_ceiling_serves_the_session_pattern() {
     let (_, p) = loadgen::run_load(fleet, &l).await;
     assert_eq!(p.rec.failed(), 0, "{:?}", p.rec.examples);
     assert!(p.rec.ok >= 4);
+
+    // A first contact gets the exchange ferroacs has with a new device of 300 parameters
+    // (objects and leaves): the bootstrap settings, the names of the whole tree, the
+    // leaves' values in batches of 128, and the device answers every request.
+    let mut fleet = loadgen::fleet(&FleetSpec::new("RAWD", 2, 300));
+    let leaves = fleet[0].model.values().filter(|p| !p.is_object).count();
+    let mut want = vec!["SetParameterValues", "GetParameterNames"];
+    want.extend(std::iter::repeat_n(
+        "GetParameterValues",
+        leaves.div_ceil(128),
+    ));
+    assert!(want.len() >= 4, "{leaves} leaves");
+    for d in fleet.iter_mut() {
+        let report = d
+            .run_session(&format!("http://{addr}/"), &[])
+            .await
+            .unwrap();
+        assert_eq!(report.final_status, 204);
+        assert_eq!(report.acs_rpcs(), want);
+        assert!(
+            report.faults_sent.is_empty(),
+            "the device refused a canned request: {:?}",
+            report.faults_sent
+        );
+        assert!(report.notes.is_empty(), "{:?}", report.notes);
+        let set: Vec<&str> = report.params_set.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(set.contains(&"InternetGatewayDevice.ManagementServer.PeriodicInformInterval"));
+    }
     handle.stop(false).await;
 }
 

@@ -15,7 +15,8 @@
 //! * [`cr_fanout`]: connection requests from ferroacs's sender to one listener serving many
 //!   devices.
 //! * [`raw_server`]: the raw ceiling, a trivial actix-web endpoint answering the same
-//!   exchange (401 challenge, InformResponse, 204) without any CWMP or database work.
+//!   exchanges (401 challenge, InformResponse, 204; a first contact's canned requests)
+//!   without any CWMP or database work.
 //! * [`ProcCpu`], [`rss_bytes`]: CPU time and memory of a process, from /proc.
 #![allow(dead_code)]
 
@@ -807,9 +808,141 @@ const RAW_CHALLENGE: &str = "Digest realm=\"ferroacs\", qop=\"auth\", \
      nonce=\"000001940a3b1c2d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6071\", \
      opaque=\"5ccc069c403ebaf9f0171e9517f40e41\", algorithm=MD5";
 
+/// The cookie of the raw ceiling's periodic sessions (one for all: nothing is kept).
+const RAW_PERIODIC_COOKIE: &str =
+    "ferroacs_session=0123456789abcdef0123456789abcdef; HttpOnly; Path=/";
+
+/// The raw ceiling's answers to a first contact, built once: the same exchange ferroacs has
+/// with a new device (bootstrap SetParameterValues, GetParameterNames of the whole tree,
+/// GetParameterValues of its leaves in batches of ferroacs's default size), so a discovery
+/// against it costs the HTTP work of the eight exchanges and nothing else.
+struct RawDiscovery {
+    /// The bootstrap SetParameterValues, then GetParameterNames, then the batches.
+    requests: Vec<String>,
+    /// Session number → how many of `requests` went out.
+    sessions: Mutex<std::collections::HashMap<u64, usize>>,
+    next: AtomicU64,
+}
+
+/// ferroacs's default `cwmp.gpv_batch_size`.
+const RAW_GPV_BATCH: usize = 128;
+
+fn raw_envelope(id: usize, body: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <soap-env:Envelope xmlns:soap-env=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+         xmlns:soap-enc=\"http://schemas.xmlsoap.org/soap/encoding/\" \
+         xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\" \
+         xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" \
+         xmlns:cwmp=\"urn:dslforum-org:cwmp-1-0\">\
+         <soap-env:Header><cwmp:ID soap-env:mustUnderstand=\"1\">acs-{id}</cwmp:ID></soap-env:Header>\
+         <soap-env:Body>{body}</soap-env:Body></soap-env:Envelope>"
+    )
+}
+
+impl RawDiscovery {
+    /// The requests for the synthetic TR-098 tree of `params` parameters that [`fleet`]
+    /// builds.
+    fn new(params: usize) -> RawDiscovery {
+        let device = Device::synthetic(Root::Igd, "RAW00000000", params);
+        let root = Root::Igd.prefix();
+        let ms = format!("{root}ManagementServer.");
+        let settings = [
+            ("PeriodicInformEnable", "xsd:boolean", "true"),
+            ("PeriodicInformInterval", "xsd:unsignedInt", "86400"),
+            (
+                "ConnectionRequestUsername",
+                "xsd:string",
+                "cr-0f3a9c2b7d41e5a8",
+            ),
+            (
+                "ConnectionRequestPassword",
+                "xsd:string",
+                "Zq8vN1xK4mT7pR2sW9yB3cF6",
+            ),
+            ("Username", "xsd:string", "02AC50-SimGW-RAW00000000"),
+            ("Password", "xsd:string", "Hx5Lr8Qp2Vw7Ks4Nz9Tb6Jd3"),
+        ];
+        let mut spv = format!(
+            "<cwmp:SetParameterValues><ParameterList soap-enc:arrayType=\"cwmp:ParameterValueStruct[{}]\">",
+            settings.len()
+        );
+        for (name, ty, value) in settings {
+            spv.push_str(&format!(
+                "<ParameterValueStruct><Name>{ms}{name}</Name>\
+                 <Value xsi:type=\"{ty}\">{value}</Value></ParameterValueStruct>"
+            ));
+        }
+        spv.push_str("</ParameterList><ParameterKey></ParameterKey></cwmp:SetParameterValues>");
+        let gpn = format!(
+            "<cwmp:GetParameterNames><ParameterPath>{root}</ParameterPath>\
+             <NextLevel>false</NextLevel></cwmp:GetParameterNames>"
+        );
+        let leaves: Vec<&String> = device
+            .model
+            .iter()
+            .filter(|(_, p)| !p.is_object)
+            .map(|(name, _)| name)
+            .collect();
+        let mut requests = vec![raw_envelope(1, &spv), raw_envelope(2, &gpn)];
+        for batch in leaves.chunks(RAW_GPV_BATCH) {
+            let mut gpv = format!(
+                "<cwmp:GetParameterValues><ParameterNames soap-enc:arrayType=\"xsd:string[{}]\">",
+                batch.len()
+            );
+            for name in batch {
+                gpv.push_str(&format!("<string>{name}</string>"));
+            }
+            gpv.push_str("</ParameterNames></cwmp:GetParameterValues>");
+            requests.push(raw_envelope(requests.len() + 1, &gpv));
+        }
+        RawDiscovery {
+            requests,
+            sessions: Mutex::new(std::collections::HashMap::new()),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    /// A new first-contact session: its number.
+    fn open(&self) -> u64 {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut s) = self.sessions.lock() {
+            s.insert(n, 0);
+        }
+        n
+    }
+
+    /// The next request of session `n`, or `None` when it is over (or unknown).
+    fn next_request(&self, n: u64) -> Option<&str> {
+        let mut sessions = self.sessions.lock().ok()?;
+        let sent = sessions.get_mut(&n)?;
+        match self.requests.get(*sent) {
+            Some(r) => {
+                *sent += 1;
+                Some(r)
+            }
+            None => {
+                sessions.remove(&n);
+                None
+            }
+        }
+    }
+}
+
+/// The raw ceiling's first-contact session named by the request's cookie.
+fn raw_session(req: &actix_web::HttpRequest) -> Option<u64> {
+    req.headers()
+        .get_all(actix_web::http::header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix("raw_discovery="))
+        .and_then(|n| n.parse().ok())
+}
+
 async fn raw_endpoint(
     req: actix_web::HttpRequest,
     body: actix_web::web::Bytes,
+    discovery: actix_web::web::Data<RawDiscovery>,
 ) -> actix_web::HttpResponse {
     use actix_web::http::header;
     use actix_web::HttpResponse;
@@ -819,27 +952,56 @@ async fn raw_endpoint(
             .content_type("text/plain; charset=utf-8")
             .body("authentication required\n");
     }
+    let xml = |body: String| {
+        HttpResponse::Ok()
+            .content_type("text/xml; charset=\"utf-8\"")
+            .body(body)
+    };
+    // A first contact: the CPE's answers are not read, each one gets the next request.
+    if let Some(n) = raw_session(&req) {
+        return match discovery.next_request(n) {
+            Some(r) => xml(r.to_owned()),
+            None => HttpResponse::NoContent()
+                .insert_header((header::CONTENT_LENGTH, "0"))
+                .finish(),
+        };
+    }
     if body.is_empty() {
         return HttpResponse::NoContent()
             .insert_header((header::CONTENT_LENGTH, "0"))
             .finish();
     }
+    let cookie = if is_first_contact(&body) {
+        format!("raw_discovery={}; HttpOnly; Path=/", discovery.open())
+    } else {
+        RAW_PERIODIC_COOKIE.to_owned()
+    };
     HttpResponse::Ok()
         .content_type("text/xml; charset=\"utf-8\"")
-        .insert_header((
-            header::SET_COOKIE,
-            "ferroacs_session=0123456789abcdef0123456789abcdef; HttpOnly; Path=/",
-        ))
+        .insert_header((header::SET_COOKIE, cookie))
         .body(RAW_INFORM_RESPONSE)
+}
+
+/// Whether an Inform carries the `0 BOOTSTRAP` event (a first contact).
+fn is_first_contact(body: &[u8]) -> bool {
+    memchr::memmem::find(body, b"0 BOOTSTRAP").is_some()
 }
 
 /// The raw ceiling: an actix-web server (same HTTP stack and settings as ferroacs's CWMP
 /// listener) that answers a request without credentials with a Digest challenge, a POST
 /// with a body with a fixed InformResponse and an empty POST with 204. No XML parsing,
-/// no credential check, no database.
-pub fn raw_server(listener: std::net::TcpListener) -> std::io::Result<actix_web::dev::Server> {
-    let srv = actix_web::HttpServer::new(|| {
-        actix_web::App::new().default_service(actix_web::web::to(raw_endpoint))
+/// no credential check, no database. An Inform with `0 BOOTSTRAP` starts the exchange of a
+/// first contact with a tree of `discovery_params` parameters instead: canned requests in
+/// the order ferroacs sends them, whatever the CPE answers.
+pub fn raw_server(
+    listener: std::net::TcpListener,
+    discovery_params: usize,
+) -> std::io::Result<actix_web::dev::Server> {
+    let discovery = actix_web::web::Data::new(RawDiscovery::new(discovery_params));
+    let srv = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(discovery.clone())
+            .default_service(actix_web::web::to(raw_endpoint))
     })
     .keep_alive(Duration::from_secs(30))
     .client_request_timeout(Duration::from_secs(30))

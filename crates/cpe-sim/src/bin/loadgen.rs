@@ -226,10 +226,15 @@ enum Command {
         #[arg(long)]
         outage_file: Option<PathBuf>,
     },
-    /// The raw ceiling: a trivial actix-web endpoint answering the same exchange.
+    /// The raw ceiling: a trivial actix-web endpoint answering the same exchanges (periodic
+    /// sessions, and first contacts with canned discovery requests).
     RawServer {
         #[arg(long, default_value = "127.0.0.1:7548")]
         listen: String,
+        /// Parameters of the devices whose first contact it answers (as `discovery
+        /// --params`).
+        #[arg(long, default_value_t = 300)]
+        params: usize,
     },
     /// Renders BENCHMARKS.md from the JSON results in a directory.
     Report {
@@ -256,8 +261,8 @@ fn main() -> ExitCode {
         // Before the runtime starts, so its threads inherit the mask.
         loadgen::pin_thread(*cpu);
     }
-    if let Command::RawServer { listen } = &cli.command {
-        return match raw_server(listen) {
+    if let Command::RawServer { listen, params } = &cli.command {
+        return match raw_server(listen, *params) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("loadgen raw-server: {e}");
@@ -369,14 +374,14 @@ async fn chaos(cmd: Command) -> anyhow::Result<(Value, bool)> {
     Ok((serde_json::to_value(&r)?, clean))
 }
 
-fn raw_server(listen: &str) -> anyhow::Result<()> {
+fn raw_server(listen: &str, params: usize) -> anyhow::Result<()> {
     let l = std::net::TcpListener::bind(listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     l.set_nonblocking(true)?;
     eprintln!("raw ceiling endpoint on http://{}/", l.local_addr()?);
     let sys = actix_web::rt::System::new();
     sys.block_on(async move {
-        let srv = loadgen::raw_server(l)?;
+        let srv = loadgen::raw_server(l, params)?;
         srv.await
     })?;
     Ok(())
@@ -986,7 +991,11 @@ fn report(dir: &std::path::Path, notes: Option<&std::path::Path>) -> anyhow::Res
          backends are pinned to the server's core, so the two share one core.\n\
          - Raw ceiling: `loadgen raw-server`, an actix-web server with the same HTTP settings \
          answering the same requests (same sizes, same connection pattern) with canned \
-         answers and no CWMP, authentication or database work, pinned the same way.\n\
+         answers and no CWMP, authentication or database work, pinned the same way. It also \
+         answers a first contact with the requests ferroacs sends a new device (bootstrap \
+         SetParameterValues, GetParameterNames, GetParameterValues in batches of 128), \
+         without reading the answers: the discovery rows compare with that exchange, the \
+         rows of sessions with tasks with its periodic session.\n\
          - Latency: from the session's start (closed loop) or its scheduled arrival (open \
          loop) to the 204, so queueing is counted.\n\
          - The machine is shared and noisy: compare figures of one run (ratios), not across runs.\n\n",
@@ -1038,9 +1047,16 @@ fn report(dir: &std::path::Path, notes: Option<&std::path::Path>) -> anyhow::Res
 
     // Tasks and discovery.
     md.push_str("## Sessions with work\n\n");
-    md.push_str("| target | workload | count | failed | per second | p50 ms | p99 ms | max ms | server CPU µs each | ⇒ per server core per second | DB µs each | PostgreSQL CPU µs each | ratio to raw CPU (per session) | ratio to a periodic session's CPU |\n");
+    md.push_str("| target | workload | count | failed | per second | p50 ms | p99 ms | max ms | server CPU µs each | ⇒ per server core per second | DB µs each | PostgreSQL CPU µs each | ratio to raw CPU (same exchange; periodic session for tasks) | ratio to a periodic session's CPU |\n");
     md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    let raw_discovery =
+        phase("raw-discovery", "discovery").and_then(|p| p["server_cpu_us_per_session"].as_f64());
     for (file, ph, what) in [
+        (
+            "raw-discovery",
+            "discovery",
+            "first contact, discovery of 300 parameters",
+        ),
         (
             "sqlite-spv1",
             "tasks",
@@ -1088,7 +1104,14 @@ fn report(dir: &std::path::Path, notes: Option<&std::path::Path>) -> anyhow::Res
             fmt_opt(cpu.map(|c| 1e6 / c.max(0.001)), 0),
             fmt_opt(p["server_db_us_per_session"].as_f64(), 1),
             fmt_opt(p["postgres_cpu_us_per_session"].as_f64(), 1),
-            match (cpu, raw_cpu) {
+            match (
+                cpu,
+                if ph == "discovery" {
+                    raw_discovery
+                } else {
+                    raw_cpu
+                }
+            ) {
                 (Some(c), Some(r)) if r > 0.0 => format!("{:.1}×", c / r),
                 _ => "–".into(),
             },
