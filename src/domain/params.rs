@@ -191,6 +191,17 @@ impl ParamTree {
         });
     }
 
+    /// [`set_info`](Self::set_info) taking the name (one look-up, no copy).
+    pub fn set_info_owned(&mut self, name: String, writable: bool, at: i64) {
+        let object = name.ends_with('.');
+        let e = self.map.entry(name).or_default();
+        e.writable = Some(writable);
+        e.object = object;
+        if e.updated_at == 0 {
+            e.updated_at = at;
+        }
+    }
+
     /// Record attributes (GetParameterAttributes / a successful SetParameterAttributes).
     pub fn set_attributes(
         &mut self,
@@ -559,6 +570,36 @@ impl<'a> Reader<'a> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_taken_or_copied_make_the_same_tree() {
+        let names = [
+            ("IGD.", false),
+            ("IGD.A", true),
+            ("IGD.B.", true),
+            ("IGD.C", false),
+        ];
+        let mut copied = ParamTree::new();
+        let mut taken = ParamTree::new();
+        for t in [&mut copied, &mut taken] {
+            // A value learnt before (an Inform's) keeps its value and time.
+            t.set_value("IGD.A", "1", "xsd:unsignedInt", 5);
+        }
+        for (n, w) in names {
+            copied.set_info(n, w, 9);
+            taken.set_info_owned(n.to_string(), w, 9);
+        }
+        assert_eq!(copied, taken);
+        assert_eq!(
+            taken
+                .get("IGD.A")
+                .map(|e| (e.value.as_deref(), e.updated_at)),
+            Some((Some("1"), 5))
+        );
+        assert!(taken
+            .get("IGD.B.")
+            .is_some_and(|e| e.object && e.writable == Some(true)));
+    }
 
     #[test]
     fn secrets_by_model_or_name() {

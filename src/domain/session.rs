@@ -1099,12 +1099,14 @@ pub async fn on_result(
     let now = env.now;
     match (&current.origin, outcome) {
         (origin, Ok(mut resp)) => {
-            if matches!(
-                origin,
-                Origin::DiscoverValues { .. } | Origin::DiscoverAllValues
-            ) {
+            let mut discovered_leaves = None;
+            match origin {
                 // Nothing reads the response after this: its strings move into the tree.
-                learn_values(s, &mut resp, now);
+                Origin::DiscoverValues { .. } | Origin::DiscoverAllValues => {
+                    learn_values(s, &mut resp, now);
+                }
+                Origin::DiscoverNames => discovered_leaves = learn_names(s, &mut resp, now),
+                _ => {}
             }
             learn(s, &current.request, &resp, now);
             match origin {
@@ -1123,12 +1125,7 @@ pub async fn on_result(
                         .await?;
                 }
                 Origin::DiscoverNames => {
-                    if let CpeResponse::GetParameterNames { parameter_list } = &resp {
-                        let leaves: Vec<String> = parameter_list
-                            .iter()
-                            .filter(|p| !p.name.ends_with('.'))
-                            .map(|p| p.name.clone())
-                            .collect();
+                    if let Some(leaves) = discovered_leaves {
                         let batches =
                             plan::batches(&leaves, env.config.cwmp.gpv_batch_size, |last| {
                                 Origin::DiscoverValues { last }
@@ -1394,6 +1391,24 @@ fn learn_values(s: &mut DeviceSession, resp: &mut CpeResponse, now: i64) {
             }
         }
     }
+}
+
+/// The whole tree's names, from a discovery's GetParameterNamesResponse, moved into
+/// `learnt` (nothing reads the response after this); the leaves, whose values are read
+/// next. `None` for another response.
+fn learn_names(s: &mut DeviceSession, resp: &mut CpeResponse, now: i64) -> Option<Vec<String>> {
+    let CpeResponse::GetParameterNames { parameter_list } = resp else {
+        return None;
+    };
+    let leaves = parameter_list
+        .iter()
+        .filter(|p| !p.name.ends_with('.'))
+        .map(|p| p.name.clone())
+        .collect();
+    for p in parameter_list.drain(..) {
+        s.learnt.set_info_owned(p.name, p.writable, now);
+    }
+    Some(leaves)
 }
 
 /// Put what a response tells about the device's parameters into `learnt`.

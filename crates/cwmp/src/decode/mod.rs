@@ -7,7 +7,10 @@
 //!
 //! The reader is a single streaming pass over quick-xml events (no document
 //! tree), so a whole-tree GetParameterValuesResponse of tens of thousands of
-//! parameters costs one allocation per string it keeps.
+//! parameters costs one allocation per string it keeps. The long lists of
+//! parameters, in the form nearly every CPE writes them, are read straight
+//! from the message without the event reader (`lists`), four times faster;
+//! anything else in them goes to the event reader.
 //!
 //! What is accepted, because real CPEs send it:
 //! * any prefixes: `Envelope`, `Header`, `Body` are matched by SOAP namespace
@@ -41,12 +44,14 @@ use std::borrow::Cow;
 
 use encoding_rs::Encoding;
 use quick_xml::events::{BytesRef, BytesStart, Event};
-use quick_xml::name::{QName, ResolveResult};
+use quick_xml::name::{NamespaceResolver, QName, ResolveResult};
 use quick_xml::NsReader;
 
 use super::encode::{SOAP_ENC_URI, SOAP_ENV_URI, XSD_URI, XSI_URI};
 use super::fault::{CwmpFault, SpvFault};
 use super::types::*;
+
+mod lists;
 
 /// Deepest element nesting accepted (CWMP needs about 8).
 pub const MAX_DEPTH: usize = 64;
@@ -238,6 +243,10 @@ struct Cursor<'i> {
     depth: usize,
     elements: usize,
     first_cwmp_uri: Option<String>,
+    /// Bytes read past the reader by [`lists`] (its positions leave them out).
+    skipped: u64,
+    /// Whether [`lists`] may read lists.
+    fast_lists: bool,
 }
 
 /// Whether XML 1.0 allows `c` in a document.
@@ -315,6 +324,50 @@ fn truncate(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
+/// Whether an attribute named `key` is `xsi:type` (an undeclared prefix is
+/// taken for `xsi`).
+fn is_xsi_type(resolver: &NamespaceResolver, key: QName<'_>) -> bool {
+    let (resolved, local) = resolver.resolve_attribute(key);
+    if local.as_ref() != "type" {
+        return false;
+    }
+    match resolved {
+        ResolveResult::Bound(ns) => ns.as_ref() == XSI_URI,
+        ResolveResult::Unknown(_) => true,
+        ResolveResult::Unbound => false,
+    }
+}
+
+/// The type an `xsi:type` value names, normalised (`xsd:<type>` for the XML
+/// Schema namespace under any prefix or none); `None` when empty.
+fn normalize_xsi_type(resolver: &NamespaceResolver, value: &str) -> Option<Cow<'static, str>> {
+    let value = value.trim();
+    if value.is_empty() {
+        return None;
+    }
+    let qname = QName(value);
+    let (type_local, prefix) = qname.decompose();
+    let type_local = type_local.as_ref();
+    Some(match resolver.resolve_prefix(prefix, true) {
+        ResolveResult::Bound(ns) => {
+            let ns = ns.as_ref();
+            // 2001 plus the 1999 / 2000/10 drafts some old stacks still bind.
+            if ns == XSD_URI || (ns.starts_with("http://www.w3.org/") && ns.ends_with("/XMLSchema"))
+            {
+                xsd_type(type_local)
+            } else if ns == SOAP_ENC_URI {
+                Cow::Owned(format!("soap-enc:{type_local}"))
+            } else if CwmpNs::looks_like_cwmp(ns) {
+                Cow::Owned(format!("cwmp:{type_local}"))
+            } else {
+                Cow::Owned(value.to_owned())
+            }
+        }
+        ResolveResult::Unbound => xsd_type(type_local),
+        ResolveResult::Unknown(_) => Cow::Owned(value.to_owned()),
+    })
+}
+
 impl<'i> Cursor<'i> {
     fn new(xml: &'i str) -> Cursor<'i> {
         let mut reader = NsReader::from_str(xml);
@@ -329,6 +382,8 @@ impl<'i> Cursor<'i> {
             depth: 0,
             elements: 0,
             first_cwmp_uri: None,
+            skipped: 0,
+            fast_lists: true,
         }
     }
 
@@ -337,7 +392,7 @@ impl<'i> Cursor<'i> {
             Ok(Event::DocType(_)) => Err(DecodeError::DoctypeForbidden),
             Ok(event) => Ok(event),
             Err(e) => Err(DecodeError::Malformed {
-                position: self.reader.error_position(),
+                position: self.reader.error_position() + self.skipped,
                 message: e.to_string(),
             }),
         }
@@ -345,9 +400,36 @@ impl<'i> Cursor<'i> {
 
     fn unexpected_eof(&self) -> DecodeError {
         DecodeError::Malformed {
-            position: self.reader.buffer_position(),
+            position: self.reader.buffer_position() + self.skipped,
             message: "unexpected end of document".to_owned(),
         }
+    }
+
+    /// Where the reader is in the message: what it has not read yet starts
+    /// there.
+    fn offset(&self) -> Option<usize> {
+        let rest: &[u8] = self.reader.get_ref();
+        let at = (rest.as_ptr() as usize).checked_sub(self.xml.as_ptr() as usize)?;
+        (at.checked_add(rest.len())? == self.xml.len()).then_some(at)
+    }
+
+    /// Moves the reader `bytes` further, over `elements` elements read without
+    /// it, whose starts and ends balance (so its stack of open elements and
+    /// its namespace scopes stay right). `false`, with nothing moved, when
+    /// that would pass [`MAX_ELEMENTS`].
+    fn advance(&mut self, bytes: usize, elements: usize) -> bool {
+        let total = self.elements.saturating_add(elements);
+        if total > MAX_ELEMENTS {
+            return false;
+        }
+        let rest: &mut &[u8] = self.reader.get_mut();
+        let Some(after) = rest.get(bytes..) else {
+            return false;
+        };
+        *rest = after;
+        self.elements = total;
+        self.skipped += bytes as u64;
+        true
     }
 
     fn count_element(&mut self) -> Result<()> {
@@ -416,48 +498,13 @@ impl<'i> Cursor<'i> {
     fn xsi_type(&self, e: &BytesStart<'_>) -> Option<Cow<'static, str>> {
         let resolver = self.reader.resolver();
         for attr in e.attributes().with_checks(false).flatten() {
-            let (resolved, local) = resolver.resolve_attribute(attr.key);
-            if local.as_ref() != "type" {
-                continue;
-            }
-            let is_xsi = match resolved {
-                ResolveResult::Bound(ns) => ns.as_ref() == XSI_URI,
-                ResolveResult::Unknown(_) => true,
-                ResolveResult::Unbound => false,
-            };
-            if !is_xsi {
+            if !is_xsi_type(resolver, attr.key) {
                 continue;
             }
             let value = attr
                 .normalized_value(quick_xml::XmlVersion::Implicit1_0)
                 .unwrap_or(Cow::Borrowed(""));
-            let value = value.trim();
-            if value.is_empty() {
-                return None;
-            }
-            let qname = QName(value);
-            let (type_local, prefix) = qname.decompose();
-            let type_local = type_local.as_ref();
-            let normalized = match resolver.resolve_prefix(prefix, true) {
-                ResolveResult::Bound(ns) => {
-                    let ns = ns.as_ref();
-                    // 2001 plus the 1999 / 2000/10 drafts some old stacks still bind.
-                    if ns == XSD_URI
-                        || (ns.starts_with("http://www.w3.org/") && ns.ends_with("/XMLSchema"))
-                    {
-                        xsd_type(type_local)
-                    } else if ns == SOAP_ENC_URI {
-                        Cow::Owned(format!("soap-enc:{type_local}"))
-                    } else if CwmpNs::looks_like_cwmp(ns) {
-                        Cow::Owned(format!("cwmp:{type_local}"))
-                    } else {
-                        Cow::Owned(value.to_owned())
-                    }
-                }
-                ResolveResult::Unbound => xsd_type(type_local),
-                ResolveResult::Unknown(_) => Cow::Owned(value.to_owned()),
-            };
-            return Some(normalized);
+            return normalize_xsi_type(resolver, &value);
         }
         None
     }
@@ -486,6 +533,15 @@ impl<'i> Cursor<'i> {
                 _ => {}
             }
         }
+    }
+
+    /// Reads up to and including the end tag of `el` (skipping any children
+    /// left).
+    fn finish(&mut self, el: &Elem) -> Result<()> {
+        while let Some(child) = self.next_child(el)? {
+            self.skip(&child)?;
+        }
+        Ok(())
     }
 
     /// Skips the content of `el` up to and including its end tag.
@@ -679,6 +735,7 @@ fn parse_header(c: &mut Cursor<'_>, el: &Elem) -> Result<Header> {
 /// for an empty message.
 fn parse_envelope<B>(
     xml: &str,
+    fast_lists: bool,
     mut body: impl FnMut(&mut Cursor<'_>, &Elem) -> Result<B>,
 ) -> Result<Option<RawEnvelope<B>>> {
     let xml = xml.strip_prefix('\u{FEFF}').unwrap_or(xml);
@@ -686,6 +743,7 @@ fn parse_envelope<B>(
         return Ok(None);
     }
     let mut c = Cursor::new(xml);
+    c.fast_lists = fast_lists;
     let mut declared_cwmp_uri: Option<String> = None;
     let root = loop {
         match c.read()? {
@@ -766,18 +824,32 @@ fn declared_cwmp_namespace(e: &BytesStart<'_>) -> Option<String> {
 /// whitespace only, XML without a root element, or an Envelope whose Body has
 /// no child.
 pub fn parse_incoming(xml: &str) -> Result<Option<Envelope>> {
-    Ok(parse_envelope(xml, incoming_body)?.map(|raw| Envelope {
-        ns: raw.ns,
-        header: raw.header,
-        body: raw.body,
-    }))
+    parse_incoming_with(xml, true)
+}
+
+/// [`parse_incoming`] with every list read by the event reader (`lists`
+/// never used): what the fast list reader must agree with, for tests and
+/// differential fuzzing.
+#[doc(hidden)]
+pub fn parse_incoming_with_event_reader_only(xml: &str) -> Result<Option<Envelope>> {
+    parse_incoming_with(xml, false)
+}
+
+fn parse_incoming_with(xml: &str, fast_lists: bool) -> Result<Option<Envelope>> {
+    Ok(
+        parse_envelope(xml, fast_lists, incoming_body)?.map(|raw| Envelope {
+            ns: raw.ns,
+            header: raw.header,
+            body: raw.body,
+        }),
+    )
 }
 
 /// Parses what the ACS sends (the inverse of
 /// [`encode`](super::encode::encode)); `Ok(None)` as for [`parse_incoming`].
 pub fn parse_outgoing(xml: &str) -> Result<Option<OutgoingEnvelope>> {
     Ok(
-        parse_envelope(xml, outgoing_body)?.map(|raw| OutgoingEnvelope {
+        parse_envelope(xml, true, outgoing_body)?.map(|raw| OutgoingEnvelope {
             ns: raw.ns,
             header: raw.header,
             body: raw.body,
@@ -886,6 +958,9 @@ fn parse_fault_struct(c: &mut Cursor<'_>, el: &Elem) -> Result<FaultStruct> {
 // ---------------------------------------------------------------------------
 
 fn parse_parameter_values(c: &mut Cursor<'_>, el: &Elem) -> Result<Vec<ParameterValue>> {
+    if let Some(list) = lists::values(c, el) {
+        return c.finish(el).map(|()| list);
+    }
     c.array(el, |c, item| {
         let mut name = String::new();
         let mut value = String::new();
@@ -1192,6 +1267,9 @@ fn parse_cpe_response(c: &mut Cursor<'_>, el: &Elem) -> Result<Option<CpeRespons
         },
         "GetParameterNamesResponse" => CpeResponse::GetParameterNames {
             parameter_list: parse_list_field(c, el, "ParameterList", |c, f| {
+                if let Some(list) = lists::infos(c, f) {
+                    return c.finish(f).map(|()| list);
+                }
                 c.array(f, |c, item| {
                     let mut info = ParameterInfo {
                         name: String::new(),
