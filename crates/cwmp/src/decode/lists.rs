@@ -128,31 +128,47 @@ impl<'i> Scan<'i> {
     }
 }
 
-/// Where a list can be read here: right after the start tag of `list` (not
-/// empty), deep enough under [`MAX_DEPTH`] for the items, and after the
-/// message's CWMP namespace was seen (an item element is never the first to
-/// carry it).
-fn start(c: &Cursor<'_>, list: &Elem) -> Option<usize> {
+/// The items of `list`, each read by `item` from its start tag to its end
+/// tag, and the bytes they take up to the list's end tag: `None` when the
+/// list cannot be read here or `item` refuses one. The list can be read
+/// right after its start tag (not empty), deep enough under [`MAX_DEPTH`] for
+/// the items, and after the message's CWMP namespace was seen (an item element
+/// is never the first to carry it).
+fn scan<'i, T>(
+    c: &Cursor<'i>,
+    list: &Elem,
+    mut item: impl FnMut(&mut Scan<'i>) -> Option<T>,
+) -> Option<(Vec<T>, usize)> {
     if !c.fast_lists || list.empty || c.depth + 2 > MAX_DEPTH || c.first_cwmp_uri.is_none() {
         return None;
     }
-    c.offset()
-}
-
-/// The `ParameterValueStruct` items of `list`, or `None` (nothing read).
-pub(super) fn values(c: &mut Cursor<'_>, list: &Elem) -> Option<Vec<ParameterValue>> {
-    let from = start(c, list)?;
-    let resolver = c.reader.resolver();
-    // Whether `xsi:type` names that attribute in this scope (nothing inside
-    // the list declares a prefix), and the types met so far, normalised.
-    let mut xsi = None;
-    let mut types: Vec<(&str, Option<Cow<'static, str>>)> = Vec::new();
+    let from = c.offset()?;
     let mut sc = Scan {
         s: c.xml,
         pos: from,
     };
     let mut out = Vec::new();
     while !sc.at_end() {
+        out.push(item(&mut sc)?);
+    }
+    Some((out, sc.pos - from))
+}
+
+/// Moves the event reader past what [`scan`] read: the items, or `None`
+/// (nothing moved) when they would pass the element limit.
+fn take<T>(c: &mut Cursor<'_>, (items, bytes): (Vec<T>, usize)) -> Option<Vec<T>> {
+    c.advance(bytes, items.len().saturating_mul(ELEMENTS_PER_ITEM))
+        .then_some(items)
+}
+
+/// The `ParameterValueStruct` items of `list`, or `None` (nothing read).
+pub(super) fn values(c: &mut Cursor<'_>, list: &Elem) -> Option<Vec<ParameterValue>> {
+    let resolver = c.reader.resolver();
+    // Whether `xsi:type` names that attribute in this scope (nothing inside
+    // the list declares a prefix), and the types met so far, normalised.
+    let mut xsi = None;
+    let mut types: Vec<(&str, Option<Cow<'static, str>>)> = Vec::new();
+    let read = scan(c, list, |sc| {
         sc.lit("<ParameterValueStruct>")?;
         sc.ws();
         let name = sc.field("Name")?;
@@ -173,25 +189,18 @@ pub(super) fn values(c: &mut Cursor<'_>, list: &Elem) -> Option<Vec<ParameterVal
             }
             _ => None,
         };
-        out.push(ParameterValue {
+        Some(ParameterValue {
             name: name.trim().to_owned(),
             value: value.to_owned(),
             xsd_type: xsd_type.map_or_else(|| DEFAULT_XSD_TYPE.to_owned(), Cow::into_owned),
-        });
-    }
-    c.advance(sc.pos - from, out.len().saturating_mul(ELEMENTS_PER_ITEM))
-        .then_some(out)
+        })
+    })?;
+    take(c, read)
 }
 
 /// The `ParameterInfoStruct` items of `list`, or `None` (nothing read).
 pub(super) fn infos(c: &mut Cursor<'_>, list: &Elem) -> Option<Vec<ParameterInfo>> {
-    let from = start(c, list)?;
-    let mut sc = Scan {
-        s: c.xml,
-        pos: from,
-    };
-    let mut out = Vec::new();
-    while !sc.at_end() {
+    let read = scan(c, list, |sc| {
         sc.lit("<ParameterInfoStruct>")?;
         sc.ws();
         let name = sc.field("Name")?;
@@ -208,13 +217,12 @@ pub(super) fn infos(c: &mut Cursor<'_>, list: &Elem) -> Option<Vec<ParameterInfo
                 // The event reader reports it.
                 return None;
             };
-        out.push(ParameterInfo {
+        Some(ParameterInfo {
             name: name.trim().to_owned(),
             writable,
-        });
-    }
-    c.advance(sc.pos - from, out.len().saturating_mul(ELEMENTS_PER_ITEM))
-        .then_some(out)
+        })
+    })?;
+    take(c, read)
 }
 
 #[cfg(test)]
