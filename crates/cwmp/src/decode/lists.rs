@@ -457,7 +457,7 @@ mod tests {
     }
 
     #[test]
-    fn malformed_lists_and_limits_fail_as_before() {
+    fn malformed_lists_fail_as_before() {
         let usual =
             "<ParameterValueStruct><Name>IGD.A</Name><Value>v</Value></ParameterValueStruct>";
         let cases = [
@@ -491,6 +491,42 @@ mod tests {
         let err = agreed(&after).unwrap_err();
         assert!(
             matches!(err, crate::decode::DecodeError::Malformed { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_element_limit_counts_the_items_read_directly() {
+        let xml =
+            gpv("<ParameterValueStruct><Name>IGD.A</Name><Value>v</Value></ParameterValueStruct>");
+        let at_list = |elements: usize| {
+            let mut c = Cursor::new(&xml);
+            loop {
+                if let Ok(Event::Start(e)) = c.read() {
+                    c.enter().unwrap();
+                    let el = c.elem(&e, false);
+                    if el.local == "ParameterList" {
+                        c.elements = elements;
+                        return (c, el);
+                    }
+                }
+            }
+        };
+        // Room for the item's three elements: read, and counted.
+        let (mut c, el) = at_list(crate::decode::MAX_ELEMENTS - 3);
+        assert_eq!(values(&mut c, &el).map(|v| v.len()), Some(1));
+        assert_eq!(c.elements, crate::decode::MAX_ELEMENTS);
+        // No room: nothing read or moved, and the event reader refuses the message.
+        let (mut c, el) = at_list(crate::decode::MAX_ELEMENTS - 2);
+        let before = c.offset();
+        assert!(values(&mut c, &el).is_none());
+        assert_eq!(
+            (c.offset(), c.elements),
+            (before, crate::decode::MAX_ELEMENTS - 2)
+        );
+        let err = crate::decode::parse_parameter_values(&mut c, &el).unwrap_err();
+        assert!(
+            matches!(err, crate::decode::DecodeError::TooManyElements(_)),
             "{err}"
         );
     }
