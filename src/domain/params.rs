@@ -183,11 +183,7 @@ impl ParamTree {
     /// Record that a parameter or object exists (GetParameterNames).
     pub fn set_info(&mut self, name: &str, writable: bool, at: i64) {
         self.update(name, |e| {
-            e.writable = Some(writable);
-            e.object = name.ends_with('.');
-            if e.updated_at == 0 {
-                e.updated_at = at;
-            }
+            set_info_fields(e, name.ends_with('.'), writable, at)
         });
     }
 
@@ -195,11 +191,7 @@ impl ParamTree {
     pub fn set_info_owned(&mut self, name: String, writable: bool, at: i64) {
         let object = name.ends_with('.');
         let e = self.map.entry(name).or_default();
-        e.writable = Some(writable);
-        e.object = object;
-        if e.updated_at == 0 {
-            e.updated_at = at;
-        }
+        set_info_fields(e, object, writable, at);
     }
 
     /// Record attributes (GetParameterAttributes / a successful SetParameterAttributes).
@@ -485,6 +477,16 @@ fn deflate(raw: &[u8], out: &mut Vec<u8>) -> bool {
             }
         }
     })
+}
+
+/// What [`ParamTree::set_info`] sets: the node exists, is an object or not, and is
+/// writable or not.
+fn set_info_fields(e: &mut ParamEntry, object: bool, writable: bool, at: i64) {
+    e.writable = Some(writable);
+    e.object = object;
+    if e.updated_at == 0 {
+        e.updated_at = at;
+    }
 }
 
 /// What [`ParamTree::set_value`] sets besides the value.

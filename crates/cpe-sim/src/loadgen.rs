@@ -812,10 +812,11 @@ const RAW_CHALLENGE: &str = "Digest realm=\"ferroacs\", qop=\"auth\", \
 const RAW_PERIODIC_COOKIE: &str =
     "ferroacs_session=0123456789abcdef0123456789abcdef; HttpOnly; Path=/";
 
-/// The raw ceiling's answers to a first contact, built once: the same exchange ferroacs has
-/// with a new device (bootstrap SetParameterValues, GetParameterNames of the whole tree,
-/// GetParameterValues of its leaves in batches of ferroacs's default size), so a discovery
-/// against it costs the HTTP work of the eight exchanges and nothing else.
+/// The raw ceiling's answers to a first contact, built once with ferroacs's encoder: the
+/// same exchange ferroacs has with a new device (bootstrap SetParameterValues,
+/// GetParameterNames of the whole tree, GetParameterValues of its leaves in batches of
+/// ferroacs's default size), so a discovery against it costs the HTTP work of those
+/// exchanges and nothing else.
 struct RawDiscovery {
     /// The bootstrap SetParameterValues, then GetParameterNames, then the batches.
     requests: Vec<String>,
@@ -824,78 +825,50 @@ struct RawDiscovery {
     next: AtomicU64,
 }
 
-/// ferroacs's default `cwmp.gpv_batch_size`.
-const RAW_GPV_BATCH: usize = 128;
-
-fn raw_envelope(id: usize, body: &str) -> String {
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
-         <soap-env:Envelope xmlns:soap-env=\"http://schemas.xmlsoap.org/soap/envelope/\" \
-         xmlns:soap-enc=\"http://schemas.xmlsoap.org/soap/encoding/\" \
-         xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\" \
-         xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" \
-         xmlns:cwmp=\"urn:dslforum-org:cwmp-1-0\">\
-         <soap-env:Header><cwmp:ID soap-env:mustUnderstand=\"1\">acs-{id}</cwmp:ID></soap-env:Header>\
-         <soap-env:Body>{body}</soap-env:Body></soap-env:Envelope>"
-    )
-}
-
 impl RawDiscovery {
     /// The requests for the synthetic TR-098 tree of `params` parameters that [`fleet`]
     /// builds.
     fn new(params: usize) -> RawDiscovery {
+        use ferroacs::cwmp::{
+            encode_request, AcsRequest, CwmpNs, GetParameterNames, GetParameterValues, Header,
+            ParameterValue, SetParameterValues,
+        };
         let device = Device::synthetic(Root::Igd, "RAW00000000", params);
         let root = Root::Igd.prefix();
-        let ms = format!("{root}ManagementServer.");
-        let settings = [
-            ("PeriodicInformEnable", "xsd:boolean", "true"),
-            ("PeriodicInformInterval", "xsd:unsignedInt", "86400"),
-            (
-                "ConnectionRequestUsername",
-                "xsd:string",
-                "cr-0f3a9c2b7d41e5a8",
-            ),
-            (
-                "ConnectionRequestPassword",
-                "xsd:string",
-                "Zq8vN1xK4mT7pR2sW9yB3cF6",
-            ),
-            ("Username", "xsd:string", "02AC50-SimGW-RAW00000000"),
-            ("Password", "xsd:string", "Hx5Lr8Qp2Vw7Ks4Nz9Tb6Jd3"),
-        ];
-        let mut spv = format!(
-            "<cwmp:SetParameterValues><ParameterList soap-enc:arrayType=\"cwmp:ParameterValueStruct[{}]\">",
-            settings.len()
-        );
-        for (name, ty, value) in settings {
-            spv.push_str(&format!(
-                "<ParameterValueStruct><Name>{ms}{name}</Name>\
-                 <Value xsi:type=\"{ty}\">{value}</Value></ParameterValueStruct>"
-            ));
-        }
-        spv.push_str("</ParameterList><ParameterKey></ParameterKey></cwmp:SetParameterValues>");
-        let gpn = format!(
-            "<cwmp:GetParameterNames><ParameterPath>{root}</ParameterPath>\
-             <NextLevel>false</NextLevel></cwmp:GetParameterNames>"
-        );
-        let leaves: Vec<&String> = device
+        let ms = |name: &str| format!("{root}ManagementServer.{name}");
+        let bootstrap = AcsRequest::SetParameterValues(SetParameterValues {
+            parameter_list: vec![
+                ParameterValue::new(ms("PeriodicInformEnable"), "true", "xsd:boolean"),
+                ParameterValue::new(ms("PeriodicInformInterval"), "86400", "xsd:unsignedInt"),
+                ParameterValue::string(ms("ConnectionRequestUsername"), "cr-0f3a9c2b7d41e5a8"),
+                ParameterValue::string(ms("ConnectionRequestPassword"), "Zq8vN1xK4mT7pR2sW9yB3cF6"),
+                ParameterValue::string(ms("Username"), "02AC50-SimGW-RAW00000000"),
+                ParameterValue::string(ms("Password"), "Hx5Lr8Qp2Vw7Ks4Nz9Tb6Jd3"),
+            ],
+            parameter_key: String::new(),
+        });
+        let names = AcsRequest::GetParameterNames(GetParameterNames {
+            parameter_path: root.to_string(),
+            next_level: false,
+        });
+        let leaves: Vec<String> = device
             .model
             .iter()
             .filter(|(_, p)| !p.is_object)
-            .map(|(name, _)| name)
+            .map(|(name, _)| name.clone())
             .collect();
-        let mut requests = vec![raw_envelope(1, &spv), raw_envelope(2, &gpn)];
-        for batch in leaves.chunks(RAW_GPV_BATCH) {
-            let mut gpv = format!(
-                "<cwmp:GetParameterValues><ParameterNames soap-enc:arrayType=\"xsd:string[{}]\">",
-                batch.len()
-            );
-            for name in batch {
-                gpv.push_str(&format!("<string>{name}</string>"));
-            }
-            gpv.push_str("</ParameterNames></cwmp:GetParameterValues>");
-            requests.push(raw_envelope(requests.len() + 1, &gpv));
-        }
+        let batch = ferroacs::config::CwmpConfig::default().gpv_batch_size;
+        let values = leaves.chunks(batch).map(|names| {
+            AcsRequest::GetParameterValues(GetParameterValues {
+                parameter_names: names.to_vec(),
+            })
+        });
+        let requests = [bootstrap, names]
+            .into_iter()
+            .chain(values)
+            .enumerate()
+            .map(|(i, r)| encode_request(CwmpNs::V1_0, &Header::with_id(format!("acs-{i}")), &r))
+            .collect();
         RawDiscovery {
             requests,
             sessions: Mutex::new(std::collections::HashMap::new()),

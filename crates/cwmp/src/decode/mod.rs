@@ -535,15 +535,6 @@ impl<'i> Cursor<'i> {
         }
     }
 
-    /// Reads up to and including the end tag of `el` (skipping any children
-    /// left).
-    fn finish(&mut self, el: &Elem) -> Result<()> {
-        while let Some(child) = self.next_child(el)? {
-            self.skip(&child)?;
-        }
-        Ok(())
-    }
-
     /// Skips the content of `el` up to and including its end tag.
     fn skip(&mut self, el: &Elem) -> Result<()> {
         if el.empty {
@@ -959,7 +950,7 @@ fn parse_fault_struct(c: &mut Cursor<'_>, el: &Elem) -> Result<FaultStruct> {
 
 fn parse_parameter_values(c: &mut Cursor<'_>, el: &Elem) -> Result<Vec<ParameterValue>> {
     if let Some(list) = lists::values(c, el) {
-        return c.finish(el).map(|()| list);
+        return c.skip(el).map(|()| list);
     }
     c.array(el, |c, item| {
         let mut name = String::new();
@@ -1268,7 +1259,7 @@ fn parse_cpe_response(c: &mut Cursor<'_>, el: &Elem) -> Result<Option<CpeRespons
         "GetParameterNamesResponse" => CpeResponse::GetParameterNames {
             parameter_list: parse_list_field(c, el, "ParameterList", |c, f| {
                 if let Some(list) = lists::infos(c, f) {
-                    return c.finish(f).map(|()| list);
+                    return c.skip(f).map(|()| list);
                 }
                 c.array(f, |c, item| {
                     let mut info = ParameterInfo {
