@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod campaigns;
+mod checkpoint;
 mod combine;
 pub mod console;
 pub mod credentials;
@@ -77,6 +78,9 @@ pub struct Store {
     /// (its row, its lines, its profile, its model's firmware, its network lock): caches
     /// of those reads compare it ([`Store::phone_generation`]).
     phone_generation: Arc<AtomicU64>,
+    /// The SQLite log's checkpoint thread, which ends with the last clone (see
+    /// `store::checkpoint`).
+    _checkpointer: Option<Arc<checkpoint::Checkpointer>>,
 }
 
 /// Counts the statements every pooled connection executes (for `/metrics` and for tests
@@ -215,7 +219,11 @@ impl Store {
                     .test_on_check_out(false)
                     .connection_customizer(Box::new(SqlitePragmas {
                         busy_timeout_ms: cfg.busy_timeout_ms,
-                        wal_autocheckpoint: cfg.sqlite_wal_autocheckpoint,
+                        // The checkpoint thread copies the log back at the configured size;
+                        // a commit does it itself only far above that.
+                        wal_autocheckpoint: cfg
+                            .sqlite_wal_autocheckpoint
+                            .saturating_mul(checkpoint::BACKSTOP_FACTOR),
                         statements: statements.clone(),
                     }))
                     .error_handler(Box::new(diesel::r2d2::NopErrorHandler))
@@ -267,10 +275,22 @@ impl Store {
             gate: Arc::new(tokio::sync::Semaphore::new(cfg.pool_size.max(1) as usize)),
             gate_timeout: timeout,
             phone_generation: Arc::new(AtomicU64::new(0)),
+            _checkpointer: None,
         };
         store.migrate()?;
         sqlite_options_checked(&store);
-        Ok(store)
+        let checkpointer = match &url {
+            DatabaseUrl::Sqlite(path) => Some(Arc::new(checkpoint::start(
+                path,
+                cfg.sqlite_wal_autocheckpoint,
+                cfg.busy_timeout_ms,
+            ))),
+            DatabaseUrl::Postgres(_) => None,
+        };
+        Ok(Store {
+            _checkpointer: checkpointer,
+            ..store
+        })
     }
 
     /// The generation of what phones are served from: it changes (after the write

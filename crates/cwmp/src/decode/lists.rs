@@ -56,7 +56,12 @@ impl<'i> Scan<'i> {
         let rest = self.rest();
         let end = rest.find('<')?;
         let t = rest.get(..end)?;
-        if t.bytes().any(|b| b == b'&' || b == b'\r') || !is_clean(t) {
+        // One pass for the usual text (printable, no reference, no carriage return, no
+        // byte that may start U+FFFE/U+FFFF); anything else gets the exact checks.
+        let plain = t
+            .bytes()
+            .all(|b| (b >= 0x20 && b != b'&' && b != 0xEF) || b == b'\t' || b == b'\n');
+        if !plain && (t.bytes().any(|b| b == b'&' || b == b'\r') || !is_clean(t)) {
             return None;
         }
         self.pos += end;
