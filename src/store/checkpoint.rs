@@ -7,20 +7,19 @@
 //! every request that waited behind it grows with it.
 //!
 //! Here a thread of its own (`ferroacs-wal-ckpt`, on its own connection, at a lower CPU
-//! priority than the request threads) watches how many frames the log holds that are not
-//! in the database yet, and runs a `PASSIVE` checkpoint once they reach
-//! `database.sqlite_wal_autocheckpoint`: it never waits for a lock, and writers go on
-//! appending while it copies. The sessions' connections keep SQLite's rule as a backstop at
-//! [`BACKSTOP_FACTOR`] times the limit, for a server so busy that the thread falls behind.
+//! priority than the request threads) runs a `PASSIVE` checkpoint, which never waits for a
+//! lock and lets writers go on appending, about every `database.sqlite_wal_autocheckpoint`
+//! pages: each checkpoint reports how far the log has grown, and the thread sets the time
+//! to the next one from that rate ([`next_interval`], between [`MIN_INTERVAL`] and
+//! [`MAX_INTERVAL`]). The sessions' connections keep SQLite's rule as a backstop at
+//! [`BACKSTOP_FACTOR`] times the limit, for a burst that comes faster than the thread looks
+//! and for a server so busy that the thread falls behind.
 //!
-//! How many frames are pending is read from the WAL-index header in the `-shm` file, whose
-//! layout SQLite documents (<https://sqlite.org/walformat.html>, "the WAL-index header" and
-//! "checkpoint information"): `mxFrame` at byte 16, `nBackfill` at byte 96, in the
-//! machine's byte order. When that file cannot be read or has another layout, the thread
-//! checkpoints on a timer instead.
+//! Only SQLite's own API touches the database's files. Opening any of them another way and
+//! closing that descriptor would release every POSIX lock this process holds on the file,
+//! SQLite's included (a property of `fcntl` locks), and another process could then take the
+//! shared memory for unused and truncate it under this one.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -32,14 +31,14 @@ use diesel::SqliteConnection;
 /// The sessions' own checkpoint rule fires at this many times the background thread's.
 pub(super) const BACKSTOP_FACTOR: u32 = 4;
 
-/// How often the thread looks at the log.
-const POLL: Duration = Duration::from_millis(50);
+/// The shortest time between two checkpoints of the thread.
+pub(super) const MIN_INTERVAL: Duration = Duration::from_millis(50);
 
-/// Without a readable WAL-index header: checkpoint this often.
-const BLIND_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest: a burst of writes is noticed within this.
+pub(super) const MAX_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The WAL-index format this reads (`iVersion` of its header).
-const WAL_INDEX_VERSION: u32 = 3_007_000;
+/// How often the thread looks whether its store is gone.
+const TICK: Duration = Duration::from_millis(50);
 
 /// Kept by every clone of the store; the thread ends once the last one is dropped.
 pub(super) struct Checkpointer {
@@ -52,34 +51,14 @@ impl std::fmt::Debug for Checkpointer {
     }
 }
 
-/// Frames of the log not yet copied into the database, from the WAL-index header in the
-/// `-shm` file next to `db`; `None` when it is missing or not the documented layout.
-pub(super) fn pending_frames(db: &Path) -> Option<u32> {
-    let mut shm = PathBuf::from(db);
-    shm.as_mut_os_string().push("-shm");
-    let mut buf = [0u8; 100];
-    std::fs::File::open(shm).ok()?.read_exact(&mut buf).ok()?;
-    let u32_at = |at: usize| -> Option<u32> {
-        Some(u32::from_ne_bytes(buf.get(at..at + 4)?.try_into().ok()?))
-    };
-    let version = u32_at(0)?;
-    let is_init = *buf.get(12)?;
-    if version != WAL_INDEX_VERSION || is_init != 1 {
-        return None;
-    }
-    let max_frame = u32_at(16)?;
-    let backfilled = u32_at(96)?;
-    Some(max_frame.saturating_sub(backfilled))
-}
-
-/// Start the thread for the database at `db`, checkpointing at `threshold` frames.
-pub(super) fn start(db: &Path, threshold: u32, busy_timeout_ms: u64) -> Checkpointer {
+/// Start the thread for the database at `db`, checkpointing about every `threshold` pages.
+pub(super) fn start(db: &str, threshold: u32, busy_timeout_ms: u64) -> Checkpointer {
     let alive = Arc::new(());
     let watch = Arc::downgrade(&alive);
-    let db = db.to_path_buf();
+    let db = db.to_string();
     let spawned = std::thread::Builder::new()
         .name("ferroacs-wal-ckpt".into())
-        .spawn(move || run(db, threshold.max(1), busy_timeout_ms, watch));
+        .spawn(move || run(&db, threshold.max(1), busy_timeout_ms, watch));
     if let Err(e) = spawned {
         tracing::warn!(
             error = %e,
@@ -90,29 +69,58 @@ pub(super) fn start(db: &Path, threshold: u32, busy_timeout_ms: u64) -> Checkpoi
     Checkpointer { _alive: alive }
 }
 
-fn run(db: PathBuf, threshold: u32, busy_timeout_ms: u64, alive: Weak<()>) {
+/// The time to the next checkpoint: the time the log takes to grow by `threshold` pages at
+/// the rate just seen (`grown` pages in `elapsed`), within [`MIN_INTERVAL`, `MAX_INTERVAL`].
+pub(super) fn next_interval(grown: u32, elapsed: Duration, threshold: u32) -> Duration {
+    if grown == 0 {
+        return MAX_INTERVAL;
+    }
+    let per_page = elapsed.as_secs_f64() / f64::from(grown);
+    let t = Duration::from_secs_f64((per_page * f64::from(threshold)).min(3600.0));
+    t.clamp(MIN_INTERVAL, MAX_INTERVAL)
+}
+
+/// Pages appended since the last checkpoint, from the log's size then (`before`, and
+/// whether that checkpoint copied all of it) and now. After a complete checkpoint the next
+/// writer starts the log again from its beginning.
+fn grown(before: Option<(u32, bool)>, log: u32) -> u32 {
+    match before {
+        None => log,
+        Some((prev, complete)) if complete && log < prev => log,
+        Some((prev, _)) => log.saturating_sub(prev),
+    }
+}
+
+fn run(db: &str, threshold: u32, busy_timeout_ms: u64, alive: Weak<()>) {
     lower_priority();
     let mut conn: Option<SqliteConnection> = None;
-    let mut last = Instant::now();
+    let mut interval = MAX_INTERVAL;
+    let mut last: Option<(u32, bool)> = None;
+    let mut last_at = Instant::now();
     let mut warned = false;
-    while alive.strong_count() > 0 {
-        std::thread::sleep(POLL);
-        let due = match pending_frames(&db) {
-            Some(n) => n >= threshold,
-            None => last.elapsed() >= BLIND_INTERVAL,
-        };
-        if !due {
-            continue;
+    loop {
+        let due = Instant::now() + interval;
+        while Instant::now() < due {
+            if alive.strong_count() == 0 {
+                return;
+            }
+            std::thread::sleep(TICK.min(due.saturating_duration_since(Instant::now())));
         }
-        last = Instant::now();
-        match checkpoint(&db, &mut conn, busy_timeout_ms) {
+        match checkpoint(db, &mut conn, busy_timeout_ms) {
             Ok((log, done)) => {
                 warned = false;
-                tracing::debug!(log, done, "WAL checkpoint");
+                let now = Instant::now();
+                let log = u32::try_from(log).unwrap_or(0);
+                let done = u32::try_from(done).unwrap_or(0);
+                interval = next_interval(grown(last, log), now - last_at, threshold);
+                tracing::trace!(log, done, ?interval, "WAL checkpoint");
+                last = Some((log, done >= log));
+                last_at = now;
             }
             Err(e) => {
                 // A broken connection is opened again at the next attempt.
                 conn = None;
+                interval = MAX_INTERVAL;
                 if !warned {
                     warned = true;
                     tracing::warn!(
@@ -136,14 +144,14 @@ struct Outcome {
 }
 
 /// One `PASSIVE` checkpoint: copies what no reader still needs, waits for nobody. Returns
-/// the frames in the log and those now in the database.
+/// the pages in the log and those of them now in the database (-1 and -1 outside WAL mode).
 fn checkpoint(
-    db: &Path,
+    db: &str,
     conn: &mut Option<SqliteConnection>,
     busy_timeout_ms: u64,
 ) -> std::result::Result<(i32, i32), Box<dyn std::error::Error>> {
     if conn.is_none() {
-        let mut c = SqliteConnection::establish(&db.to_string_lossy())?;
+        let mut c = SqliteConnection::establish(db)?;
         c.batch_execute(&format!(
             "PRAGMA busy_timeout = {busy_timeout_ms}; PRAGMA wal_autocheckpoint = 0;"
         ))?;
@@ -171,6 +179,7 @@ fn lower_priority() {
 mod tests {
     use super::*;
     use crate::store::Store;
+    use std::path::Path;
 
     fn open(dir: &Path, threshold: u32) -> Store {
         let cfg = crate::config::DatabaseConfig {
@@ -181,106 +190,70 @@ mod tests {
         Store::open(&cfg).expect("store")
     }
 
-    /// One transaction that appends `frames` pages or more to the log (rows of 4,000
-    /// bytes, a page each), on a connection of its own that checkpoints nothing this size.
-    fn append(db: &Path, frames: u32) -> SqliteConnection {
-        let mut c = SqliteConnection::establish(&db.to_string_lossy()).expect("connection");
-        c.batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS ckpt_test (b BLOB); \
-             INSERT INTO ckpt_test SELECT randomblob(4000) FROM \
-             (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {frames}) \
-             SELECT i FROM n);"
-        ))
-        .expect("append");
-        c
+    #[test]
+    fn the_interval_follows_the_write_rate() {
+        let s = Duration::from_secs(1);
+        // 2,000 pages a second, a checkpoint every 2,000 pages: once a second.
+        assert_eq!(next_interval(2_000, s, 2_000), Duration::from_secs(1));
+        assert_eq!(
+            next_interval(8_000, s, 2_000),
+            Duration::from_millis(250),
+            "four times the rate, a quarter of the time"
+        );
+        assert_eq!(next_interval(1_000_000, s, 2_000), MIN_INTERVAL);
+        assert_eq!(next_interval(3, s, 2_000), MAX_INTERVAL, "a trickle");
+        assert_eq!(next_interval(0, s, 2_000), MAX_INTERVAL, "nothing written");
+        assert_eq!(next_interval(10, Duration::ZERO, 2_000), MIN_INTERVAL);
     }
 
-    fn wait_for(what: &str, mut cond: impl FnMut() -> Option<u32>, ok: impl Fn(u32) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut seen = None;
-        while Instant::now() < deadline {
-            seen = cond();
-            if seen.is_some_and(&ok) {
-                return;
-            }
+    #[test]
+    fn growth_counts_from_where_the_log_starts_again() {
+        assert_eq!(grown(None, 70), 70);
+        assert_eq!(grown(Some((100, false)), 130), 30, "the same log, grown");
+        assert_eq!(
+            grown(Some((100, true)), 40),
+            40,
+            "restarted after a full copy"
+        );
+        assert_eq!(grown(Some((100, true)), 130), 30);
+        assert_eq!(grown(Some((100, false)), 90), 0, "never negative");
+    }
+
+    #[test]
+    fn the_thread_copies_the_log_back_without_any_commit() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open(dir.path(), 2_000);
+        let db = dir.path().join("t.db");
+        let size = || std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+        let before = size();
+        // One commit of 60 pages or more, on a connection of its own whose own rule
+        // (SQLite's default, 1,000 pages) does not fire; no commit follows, so only the
+        // thread can bring those pages into the database file.
+        let mut c = SqliteConnection::establish(&db.to_string_lossy()).expect("connection");
+        c.batch_execute(
+            "CREATE TABLE ckpt_test (b BLOB); \
+             INSERT INTO ckpt_test SELECT randomblob(4000) FROM \
+             (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 60) \
+             SELECT i FROM n);",
+        )
+        .expect("append");
+        let deadline = Instant::now() + MAX_INTERVAL * 10;
+        while size() < before + 60 * 4096 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("{what}: last seen {seen:?}");
-    }
-
-    #[test]
-    fn the_header_counts_the_frames_a_checkpoint_would_copy() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        // Far above what the test writes: neither the thread nor a commit checkpoints.
-        let _store = open(dir.path(), 1_000_000);
-        let db = dir.path().join("t.db");
-        let before = pending_frames(&db).expect("a WAL-index header");
-        let mut c = append(&db, 40);
-        let after = pending_frames(&db).expect("a WAL-index header");
-        assert!(after >= before + 40, "{before} -> {after}");
-        // What SQLite itself reports for the same log: every pending frame copied.
-        let o: Outcome = diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)")
-            .get_result(&mut c)
-            .expect("checkpoint");
-        assert_eq!(o.log, o.checkpointed);
-        assert_eq!(
-            o.log as u32, after,
-            "the header's mxFrame is SQLite's log size"
+        assert!(
+            size() >= before + 60 * 4096,
+            "the database file grew from {before} to {} bytes only",
+            size()
         );
-        assert_eq!(pending_frames(&db), Some(0));
-    }
-
-    #[test]
-    fn the_thread_checkpoints_what_no_commit_would() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let threshold = 30;
-        let store = open(dir.path(), threshold);
-        let db = dir.path().join("t.db");
-        // One commit takes the log over the thread's threshold, below the sessions'
-        // backstop; no commit follows, so only the thread can copy it back.
-        let _c = append(&db, 2 * threshold);
-        let pending = pending_frames(&db).expect("a WAL-index header");
-        assert!(pending >= 2 * threshold && pending < BACKSTOP_FACTOR * threshold);
-        wait_for(
-            "the background checkpoint",
-            || pending_frames(&db),
-            |n| n == 0,
-        );
+        let n: i64 =
+            diesel::dsl::sql::<diesel::sql_types::BigInt>("SELECT count(*) FROM ckpt_test")
+                .get_result(&mut c)
+                .expect("count");
+        assert_eq!(n, 60);
         assert_eq!(
-            store
-                .setting("schema_probe")
-                .expect("the database still reads"),
+            store.setting("absent").expect("the store still reads"),
             None
-        );
-    }
-
-    #[test]
-    fn a_log_under_the_threshold_stays_in_the_log() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let _store = open(dir.path(), 10_000);
-        let db = dir.path().join("t.db");
-        let _c = append(&db, 40);
-        let pending = pending_frames(&db).expect("a WAL-index header");
-        assert!(pending >= 40);
-        // Asserting that nothing happens: give the thread several of its polls to do it.
-        std::thread::sleep(POLL * 4);
-        assert_eq!(
-            pending_frames(&db),
-            Some(pending),
-            "nothing checkpointed early"
-        );
-    }
-
-    #[test]
-    fn no_header_means_no_count() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let db = dir.path().join("none.db");
-        assert_eq!(pending_frames(&db), None);
-        std::fs::write(dir.path().join("none.db-shm"), [0u8; 200]).expect("write");
-        assert_eq!(
-            pending_frames(&db),
-            None,
-            "an uninitialised header is not read"
         );
     }
 }

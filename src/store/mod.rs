@@ -281,7 +281,7 @@ impl Store {
         sqlite_options_checked(&store);
         let checkpointer = match &url {
             DatabaseUrl::Sqlite(path) => Some(Arc::new(checkpoint::start(
-                path,
+                &path.to_string_lossy(),
                 cfg.sqlite_wal_autocheckpoint,
                 cfg.busy_timeout_ms,
             ))),

@@ -562,6 +562,99 @@ async fn cli_prints_the_session_log() {
     );
 }
 
+/// The server and command-line processes share an SQLite database. SQLite marks its use of
+/// the shared memory with a read lock on one byte of the `-shm` file (the "dead man's
+/// switch"); a process that finds nobody holding it truncates the memory under the others
+/// (a SIGBUS there). POSIX drops every lock a process holds on a file when any descriptor
+/// of that file is closed, so nothing but SQLite may open the database's files, the
+/// checkpoint thread included: after it has run, another process still finds the lock held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_shared_memory_stays_locked_while_the_log_is_checkpointed() {
+    let app = TestApp::spawn(Backend::Sqlite, |_| {}).await;
+    let mut dev = crate::cpe::Device::synthetic(crate::cpe::Root::Igd, "SHARED", 20)
+        .with_acs_credentials("cpe", "cpe-secret");
+    let dir = app.db.dir().unwrap();
+    let url = app.db.url.clone();
+    let path = std::path::PathBuf::from(url.trim_start_matches("sqlite://"));
+    let written = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let before = written(&path);
+    let r = dev
+        .run_session(&app.cwmp_url(), &[("0 BOOTSTRAP", "")])
+        .await
+        .unwrap();
+    assert!(r.ended_cleanly(), "{r:?}");
+    // In WAL mode only a checkpoint writes the database file, and no commit runs one at
+    // this size: the thread has run once the file has been written.
+    let p = path.clone();
+    crate::support::wait_until(
+        std::time::Duration::from_secs(10),
+        "the checkpoint thread copies the log back",
+        || {
+            let now = written(&p);
+            async move { (now > before).then_some(()).ok_or(now) }
+        },
+    )
+    .await;
+    let probe = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "foundation::shm_lock_probe"])
+        .env("FERROACS_SHM_PROBE", format!("{}-shm", path.display()))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&probe.stdout).into_owned();
+    assert!(
+        probe.status.success() && said.contains("1 passed"),
+        "{said}{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    // And a command-line process may come and go while the server serves.
+    for i in 0..5 {
+        let (ok, _, err) = run_in(
+            &dir,
+            &["migrate"],
+            &[
+                ("FERROACS_DATABASE_URL", &url),
+                ("FERROACS_SECRETS_KEY", &app.db.key),
+                ("FERROACS_LOG_LEVEL", "error"),
+            ],
+        );
+        assert!(ok, "ferroacs migrate, round {i}: {err}");
+        let r = dev
+            .run_session(&app.cwmp_url(), &[("2 PERIODIC", "")])
+            .await
+            .unwrap();
+        assert!(r.ended_cleanly(), "round {i}: {r:?}");
+    }
+}
+
+/// Run in a child process by `sqlite_shared_memory_stays_locked_while_the_log_is_checkpointed`:
+/// does another process hold the read lock on the dead man's switch of the `-shm` file
+/// named by `FERROACS_SHM_PROBE` (byte 128: SQLite's `UNIX_SHM_DMS`)?
+#[test]
+#[ignore = "a helper the test above runs in a child process"]
+fn shm_lock_probe() {
+    use std::os::fd::AsRawFd;
+    let path = std::env::var("FERROACS_SHM_PROBE").expect("FERROACS_SHM_PROBE names a -shm file");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .expect("open the -shm file");
+    // SAFETY: a zeroed `flock` is a valid value; `fcntl(F_GETLK)` only fills it in.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as _;
+    lock.l_whence = libc::SEEK_SET as _;
+    lock.l_start = 128;
+    lock.l_len = 1;
+    // SAFETY: a valid descriptor and a pointer to a live `flock`.
+    let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut lock) };
+    assert_eq!(rc, 0, "fcntl: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        i32::from(lock.l_type),
+        libc::F_RDLCK,
+        "nobody holds the shared memory's dead man's switch"
+    );
+}
+
 async fn a_restarted_node_releases_its_own_locks_only(b: Backend) {
     tokio::task::spawn_blocking(move || {
         let db = TestDb::new(b);

@@ -67,27 +67,35 @@ pub async fn read_raw(
     limit: usize,
     timeout: Option<std::time::Duration>,
 ) -> Result<Vec<u8>, HttpResponse> {
-    if let Some(len) = req
+    let announced = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-    {
-        if len > limit as u64 {
-            return Err(too_large(limit));
-        }
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|len| len > limit as u64) {
+        return Err(too_large(limit));
     }
+    // Room for the announced body up front (a GetParameterNamesResponse is tens of KB),
+    // but never more than PRESIZE_MAX on a sender's word alone.
+    let presize = announced.map_or(0, |len| len.min(PRESIZE_MAX as u64) as usize);
     let Some(timeout) = timeout else {
-        return collect(payload, limit).await;
+        return collect(payload, limit, presize).await;
     };
-    match tokio::time::timeout(timeout, collect(payload, limit)).await {
+    match tokio::time::timeout(timeout, collect(payload, limit, presize)).await {
         Ok(r) => r,
         Err(_) => Err(crate::http::limits::body_timeout_response()),
     }
 }
 
-async fn collect(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, HttpResponse> {
-    let mut out = Vec::new();
+/// The most [`read_raw`] reserves before the body's bytes arrive.
+const PRESIZE_MAX: usize = 256 * 1024;
+
+async fn collect(
+    mut payload: web::Payload,
+    limit: usize,
+    presize: usize,
+) -> Result<Vec<u8>, HttpResponse> {
+    let mut out = Vec::with_capacity(presize);
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| crate::http::limits::payload_error_response(&e))?;
         if out.len() + chunk.len() > limit {
