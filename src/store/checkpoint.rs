@@ -6,39 +6,42 @@
 //! session waits for thousands of page copies and two `fsync`s, and the 99th percentile of
 //! every request that waited behind it grows with it.
 //!
-//! Here a thread of its own (`ferroacs-wal-ckpt`, on its own connection, at a lower CPU
-//! priority than the request threads) runs a `PASSIVE` checkpoint, which never waits for a
-//! lock and lets writers go on appending, about every `database.sqlite_wal_autocheckpoint`
-//! pages: each checkpoint reports how far the log has grown, and the thread sets the time
-//! to the next one from that rate ([`next_interval`], between [`MIN_INTERVAL`] and
-//! [`MAX_INTERVAL`]). The sessions' connections keep SQLite's rule as a backstop at
-//! [`BACKSTOP_FACTOR`] times the limit, for a burst that comes faster than the thread looks
-//! and for a server so busy that the thread falls behind.
+//! Here a thread of its own (`ferroacs-wal-ckpt`, at a lower CPU priority than the request
+//! threads) looks every 50 ms at how many pages the log holds beyond the last checkpoint,
+//! and runs a `PASSIVE` checkpoint, which never waits for a lock and lets writers go on
+//! appending, once they reach `database.sqlite_wal_autocheckpoint`. It reads that count in
+//! the WAL-index header (`mxFrame` at byte 16, `nBackfill` at byte 96, in the machine's byte
+//! order: <https://sqlite.org/walformat.html>) through the shared memory its own connection
+//! has mapped, as SQLite's own readers do. The sessions' connections keep SQLite's rule as
+//! a backstop at [`BACKSTOP_FACTOR`] times the limit, for a server so busy that the thread
+//! falls behind. Where the header cannot be read, the thread checkpoints every
+//! [`BLIND_INTERVAL`] instead.
 //!
-//! Only SQLite's own API touches the database's files. Opening any of them another way and
-//! closing that descriptor would release every POSIX lock this process holds on the file,
-//! SQLite's included (a property of `fcntl` locks), and another process could then take the
-//! shared memory for unused and truncate it under this one.
+//! Only SQLite opens the database's files. Opening one of them another way and closing
+//! that descriptor would release every POSIX lock this process holds on the file, SQLite's
+//! included (a property of `fcntl` locks), and another process could then take the shared
+//! memory for unused and truncate it under this one.
 
+use std::ffi::{c_int, c_void, CStr, CString};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use diesel::connection::SimpleConnection;
-use diesel::prelude::*;
-use diesel::sql_types::Integer;
-use diesel::SqliteConnection;
+use libsqlite3_sys as ffi;
 
 /// The sessions' own checkpoint rule fires at this many times the background thread's.
 pub(super) const BACKSTOP_FACTOR: u32 = 4;
 
-/// The shortest time between two checkpoints of the thread.
-pub(super) const MIN_INTERVAL: Duration = Duration::from_millis(50);
+/// How often the thread looks at the log.
+pub(super) const POLL: Duration = Duration::from_millis(50);
 
-/// The longest: a burst of writes is noticed within this.
-pub(super) const MAX_INTERVAL: Duration = Duration::from_secs(1);
+/// Without a readable WAL-index header: a checkpoint this often.
+pub(super) const BLIND_INTERVAL: Duration = Duration::from_secs(1);
 
-/// How often the thread looks whether its store is gone.
-const TICK: Duration = Duration::from_millis(50);
+/// The WAL-index format this reads (`iVersion` of its header).
+const WAL_INDEX_VERSION: u32 = 3_007_000;
+
+/// The size of a WAL-index region (SQLite's `WALINDEX_PGSZ`).
+const WAL_INDEX_REGION: c_int = 32_768;
 
 /// Kept by every clone of the store; the thread ends once the last one is dropped.
 pub(super) struct Checkpointer {
@@ -51,7 +54,7 @@ impl std::fmt::Debug for Checkpointer {
     }
 }
 
-/// Start the thread for the database at `db`, checkpointing about every `threshold` pages.
+/// Start the thread for the database at `db`, checkpointing at `threshold` pages.
 pub(super) fn start(db: &str, threshold: u32, busy_timeout_ms: u64) -> Checkpointer {
     let alive = Arc::new(());
     let watch = Arc::downgrade(&alive);
@@ -69,99 +72,202 @@ pub(super) fn start(db: &str, threshold: u32, busy_timeout_ms: u64) -> Checkpoin
     Checkpointer { _alive: alive }
 }
 
-/// The time to the next checkpoint: the time the log takes to grow by `threshold` pages at
-/// the rate just seen (`grown` pages in `elapsed`), within [`MIN_INTERVAL`, `MAX_INTERVAL`].
-pub(super) fn next_interval(grown: u32, elapsed: Duration, threshold: u32) -> Duration {
-    if grown == 0 {
-        return MAX_INTERVAL;
-    }
-    let per_page = elapsed.as_secs_f64() / f64::from(grown);
-    let t = Duration::from_secs_f64((per_page * f64::from(threshold)).min(3600.0));
-    t.clamp(MIN_INTERVAL, MAX_INTERVAL)
-}
-
-/// Pages appended since the last checkpoint, from the log's size then (`before`, and
-/// whether that checkpoint copied all of it) and now. After a complete checkpoint the next
-/// writer starts the log again from its beginning.
-fn grown(before: Option<(u32, bool)>, log: u32) -> u32 {
-    match before {
-        None => log,
-        Some((prev, complete)) if complete && log < prev => log,
-        Some((prev, _)) => log.saturating_sub(prev),
+/// Whether to checkpoint now: `pending` pages in the log beyond the last checkpoint (when
+/// the header could be read), `since` the last checkpoint.
+pub(super) fn due(pending: Option<u32>, since: Duration, threshold: u32) -> bool {
+    match pending {
+        Some(n) => n >= threshold,
+        None => since >= BLIND_INTERVAL,
     }
 }
 
 fn run(db: &str, threshold: u32, busy_timeout_ms: u64, alive: Weak<()>) {
     lower_priority();
-    let mut conn: Option<SqliteConnection> = None;
-    let mut interval = MAX_INTERVAL;
-    let mut last: Option<(u32, bool)> = None;
-    let mut last_at = Instant::now();
+    let mut conn: Option<RawConn> = None;
+    let mut last = Instant::now();
     let mut warned = false;
-    loop {
-        let due = Instant::now() + interval;
-        while Instant::now() < due {
-            if alive.strong_count() == 0 {
-                return;
-            }
-            std::thread::sleep(TICK.min(due.saturating_duration_since(Instant::now())));
-        }
-        match checkpoint(db, &mut conn, busy_timeout_ms) {
-            Ok((log, done)) => {
-                warned = false;
-                let now = Instant::now();
-                let log = u32::try_from(log).unwrap_or(0);
-                let done = u32::try_from(done).unwrap_or(0);
-                interval = next_interval(grown(last, log), now - last_at, threshold);
-                tracing::trace!(log, done, ?interval, "WAL checkpoint");
-                last = Some((log, done >= log));
-                last_at = now;
-            }
-            Err(e) => {
-                // A broken connection is opened again at the next attempt.
-                conn = None;
-                interval = MAX_INTERVAL;
-                if !warned {
-                    warned = true;
-                    tracing::warn!(
-                        error = %e,
-                        "SQLite checkpoint failed; will retry (commits checkpoint the log \
-                         themselves once it is {BACKSTOP_FACTOR} times \
-                         database.sqlite_wal_autocheckpoint)"
-                    );
+    while alive.strong_count() > 0 {
+        std::thread::sleep(POLL);
+        if conn.is_none() {
+            match RawConn::open(db, busy_timeout_ms) {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    warn_once(&mut warned, &e);
+                    continue;
                 }
             }
         }
+        let Some(c) = conn.as_ref() else {
+            continue;
+        };
+        if !due(c.pending_frames(), last.elapsed(), threshold) {
+            continue;
+        }
+        last = Instant::now();
+        match c.checkpoint() {
+            Ok((log, done)) => {
+                warned = false;
+                tracing::trace!(log, done, "WAL checkpoint");
+            }
+            Err(e) => {
+                // Opened again at the next attempt.
+                conn = None;
+                warn_once(&mut warned, &e);
+            }
+        }
     }
 }
 
-#[derive(QueryableByName)]
-struct Outcome {
-    #[diesel(sql_type = Integer)]
-    log: i32,
-    #[diesel(sql_type = Integer)]
-    checkpointed: i32,
+fn warn_once(warned: &mut bool, e: &str) {
+    if !*warned {
+        *warned = true;
+        tracing::warn!(
+            error = %e,
+            "SQLite checkpoint failed; will retry (commits checkpoint the log themselves \
+             once it is {BACKSTOP_FACTOR} times database.sqlite_wal_autocheckpoint)"
+        );
+    }
 }
 
-/// One `PASSIVE` checkpoint: copies what no reader still needs, waits for nobody. Returns
-/// the pages in the log and those of them now in the database (-1 and -1 outside WAL mode).
-fn checkpoint(
-    db: &str,
-    conn: &mut Option<SqliteConnection>,
-    busy_timeout_ms: u64,
-) -> std::result::Result<(i32, i32), Box<dyn std::error::Error>> {
-    if conn.is_none() {
-        let mut c = SqliteConnection::establish(db)?;
-        c.batch_execute(&format!(
-            "PRAGMA busy_timeout = {busy_timeout_ms}; PRAGMA wal_autocheckpoint = 0;"
+/// The thread's own connection, opened through SQLite's C API: the WAL-index header is
+/// reached through the file object SQLite keeps for it, which diesel does not expose.
+struct RawConn(*mut ffi::sqlite3);
+
+// SAFETY: the connection is used by the one thread that owns it, never shared; SQLite's
+// default (serialized) threading mode allows moving it between threads.
+unsafe impl Send for RawConn {}
+
+impl RawConn {
+    fn open(path: &str, busy_timeout_ms: u64) -> Result<RawConn, String> {
+        let name = CString::new(path).map_err(|_| "database path holds a NUL byte".to_string())?;
+        let mut db = std::ptr::null_mut();
+        // SAFETY: a NUL-terminated path and a place for the handle; no VFS name.
+        let rc = unsafe {
+            ffi::sqlite3_open_v2(
+                name.as_ptr(),
+                &mut db,
+                ffi::SQLITE_OPEN_READWRITE,
+                std::ptr::null(),
+            )
+        };
+        // A handle is returned even on failure (to read the message) and must be closed.
+        let conn = RawConn(db);
+        if rc != ffi::SQLITE_OK {
+            return Err(conn.message(rc));
+        }
+        // A read maps the WAL-index, whose header is read below.
+        conn.exec(&format!(
+            "PRAGMA busy_timeout = {busy_timeout_ms}; PRAGMA wal_autocheckpoint = 0; \
+             SELECT count(*) FROM sqlite_schema;"
         ))?;
-        *conn = Some(c);
+        Ok(conn)
     }
-    let Some(c) = conn.as_mut() else {
-        return Err("no connection".into());
-    };
-    let o: Outcome = diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result(c)?;
-    Ok((o.log, o.checkpointed))
+
+    fn message(&self, rc: c_int) -> String {
+        if self.0.is_null() {
+            return format!("SQLite error {rc}");
+        }
+        // SAFETY: a live handle; SQLite returns a NUL-terminated message it owns.
+        unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(self.0)) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    fn exec(&self, sql: &str) -> Result<(), String> {
+        let sql = CString::new(sql).map_err(|_| "statement holds a NUL byte".to_string())?;
+        // SAFETY: a live handle and NUL-terminated SQL; no callback, no error string.
+        let rc = unsafe {
+            ffi::sqlite3_exec(
+                self.0,
+                sql.as_ptr(),
+                None,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        if rc == ffi::SQLITE_OK {
+            Ok(())
+        } else {
+            Err(self.message(rc))
+        }
+    }
+
+    /// Pages of the log not yet copied into the database, from the WAL-index header;
+    /// `None` when it is not mapped or not the documented layout.
+    fn pending_frames(&self) -> Option<u32> {
+        let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
+        // SAFETY: a live handle; SQLITE_FCNTL_FILE_POINTER writes the main database's
+        // file object (owned by SQLite, alive as long as the connection) into `file`.
+        let rc = unsafe {
+            ffi::sqlite3_file_control(
+                self.0,
+                c"main".as_ptr(),
+                ffi::SQLITE_FCNTL_FILE_POINTER,
+                (&mut file as *mut *mut ffi::sqlite3_file).cast::<c_void>(),
+            )
+        };
+        if rc != ffi::SQLITE_OK || file.is_null() {
+            return None;
+        }
+        // SAFETY: `file` is SQLite's live file object; its methods table is static.
+        let methods = unsafe { (*file).pMethods };
+        if methods.is_null() {
+            return None;
+        }
+        // SAFETY: as above; version 2 and later tables have the shared-memory methods.
+        let map = unsafe { ((*methods).iVersion >= 2).then_some((*methods).xShmMap) }??;
+        let mut region: *mut c_void = std::ptr::null_mut();
+        // SAFETY: region 0 of the WAL-index, without extending it: SQLite hands back the
+        // mapping this connection already has (or none), which stays mapped until the
+        // connection closes.
+        let rc = unsafe { map(file, 0, WAL_INDEX_REGION, 0, &mut region) };
+        if rc != ffi::SQLITE_OK || region.is_null() {
+            return None;
+        }
+        let header = region.cast::<u32>().cast_const();
+        // SAFETY: the region is WAL_INDEX_REGION bytes, aligned for u32, and shared with
+        // other connections that write it: read with volatile loads; a value torn by a
+        // concurrent write only delays or advances one checkpoint.
+        let (version, max_frame, backfilled) = unsafe {
+            (
+                std::ptr::read_volatile(header),
+                std::ptr::read_volatile(header.add(4)),
+                std::ptr::read_volatile(header.add(24)),
+            )
+        };
+        (version == WAL_INDEX_VERSION).then(|| max_frame.saturating_sub(backfilled))
+    }
+
+    /// One `PASSIVE` checkpoint: copies what no reader still needs, waits for nobody.
+    /// Returns the pages in the log and those of them now in the database.
+    fn checkpoint(&self) -> Result<(c_int, c_int), String> {
+        let (mut log, mut done) = (0, 0);
+        // SAFETY: a live handle, the main database, places for the two counts.
+        let rc = unsafe {
+            ffi::sqlite3_wal_checkpoint_v2(
+                self.0,
+                c"main".as_ptr(),
+                ffi::SQLITE_CHECKPOINT_PASSIVE,
+                &mut log,
+                &mut done,
+            )
+        };
+        if rc == ffi::SQLITE_OK {
+            Ok((log, done))
+        } else {
+            Err(self.message(rc))
+        }
+    }
+}
+
+impl Drop for RawConn {
+    fn drop(&mut self) {
+        // SAFETY: the handle is ours and used by nothing else after this; closing a null
+        // handle is a no-op.
+        unsafe {
+            ffi::sqlite3_close(self.0);
+        }
+    }
 }
 
 /// The copying is not urgent: let the request threads have the CPU first. On Linux the
@@ -179,6 +285,8 @@ fn lower_priority() {
 mod tests {
     use super::*;
     use crate::store::Store;
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
     use std::path::Path;
 
     fn open(dir: &Path, threshold: u32) -> Store {
@@ -190,70 +298,117 @@ mod tests {
         Store::open(&cfg).expect("store")
     }
 
-    #[test]
-    fn the_interval_follows_the_write_rate() {
-        let s = Duration::from_secs(1);
-        // 2,000 pages a second, a checkpoint every 2,000 pages: once a second.
-        assert_eq!(next_interval(2_000, s, 2_000), Duration::from_secs(1));
-        assert_eq!(
-            next_interval(8_000, s, 2_000),
-            Duration::from_millis(250),
-            "four times the rate, a quarter of the time"
-        );
-        assert_eq!(next_interval(1_000_000, s, 2_000), MIN_INTERVAL);
-        assert_eq!(next_interval(3, s, 2_000), MAX_INTERVAL, "a trickle");
-        assert_eq!(next_interval(0, s, 2_000), MAX_INTERVAL, "nothing written");
-        assert_eq!(next_interval(10, Duration::ZERO, 2_000), MIN_INTERVAL);
-    }
-
-    #[test]
-    fn growth_counts_from_where_the_log_starts_again() {
-        assert_eq!(grown(None, 70), 70);
-        assert_eq!(grown(Some((100, false)), 130), 30, "the same log, grown");
-        assert_eq!(
-            grown(Some((100, true)), 40),
-            40,
-            "restarted after a full copy"
-        );
-        assert_eq!(grown(Some((100, true)), 130), 30);
-        assert_eq!(grown(Some((100, false)), 90), 0, "never negative");
-    }
-
-    #[test]
-    fn the_thread_copies_the_log_back_without_any_commit() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = open(dir.path(), 2_000);
-        let db = dir.path().join("t.db");
-        let size = || std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
-        let before = size();
-        // One commit of 60 pages or more, on a connection of its own whose own rule
-        // (SQLite's default, 1,000 pages) does not fire; no commit follows, so only the
-        // thread can bring those pages into the database file.
+    /// One commit that appends `pages` pages or more to the log (rows of 4,000 bytes, a
+    /// page each), on a connection of its own whose own rule (SQLite's default, 1,000
+    /// pages) does not fire at these sizes.
+    fn append(db: &Path, pages: u32) -> SqliteConnection {
         let mut c = SqliteConnection::establish(&db.to_string_lossy()).expect("connection");
-        c.batch_execute(
-            "CREATE TABLE ckpt_test (b BLOB); \
+        c.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS ckpt_test (b BLOB); \
              INSERT INTO ckpt_test SELECT randomblob(4000) FROM \
-             (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 60) \
-             SELECT i FROM n);",
-        )
+             (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {pages}) \
+             SELECT i FROM n);"
+        ))
         .expect("append");
-        let deadline = Instant::now() + MAX_INTERVAL * 10;
-        while size() < before + 60 * 4096 && Instant::now() < deadline {
+        c
+    }
+
+    fn wait_for(what: &str, mut cond: impl FnMut() -> Option<u32>, ok: impl Fn(u32) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = None;
+        while Instant::now() < deadline {
+            seen = cond();
+            if seen.is_some_and(&ok) {
+                return;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+        panic!("{what}: last seen {seen:?}");
+    }
+
+    #[test]
+    fn the_rule() {
+        assert!(due(Some(2_000), Duration::ZERO, 2_000));
         assert!(
-            size() >= before + 60 * 4096,
-            "the database file grew from {before} to {} bytes only",
-            size()
+            !due(Some(1_999), Duration::from_secs(60), 2_000),
+            "pages, not time"
         );
-        let n: i64 =
-            diesel::dsl::sql::<diesel::sql_types::BigInt>("SELECT count(*) FROM ckpt_test")
-                .get_result(&mut c)
-                .expect("count");
-        assert_eq!(n, 60);
+        assert!(!due(None, Duration::from_millis(900), 2_000));
+        assert!(due(None, BLIND_INTERVAL, 2_000), "blind: by time");
+    }
+
+    #[test]
+    fn the_header_counts_the_pages_a_checkpoint_copies() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Far above what the test writes: neither the thread nor a commit checkpoints.
+        let _store = open(dir.path(), 1_000_000);
+        let db = dir.path().join("t.db");
+        let probe = RawConn::open(&db.to_string_lossy(), 1_000).expect("raw connection");
+        let before = probe.pending_frames().expect("a WAL-index header");
+        let mut c = append(&db, 40);
+        let after = probe.pending_frames().expect("a WAL-index header");
+        assert!(after >= before + 40, "{before} -> {after}");
+        // What SQLite itself reports for the same log.
+        #[derive(QueryableByName)]
+        struct Outcome {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            log: i32,
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            checkpointed: i32,
+        }
+        let o: Outcome = diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)")
+            .get_result(&mut c)
+            .expect("checkpoint");
+        assert_eq!(o.log, o.checkpointed, "all of it copied");
         assert_eq!(
-            store.setting("absent").expect("the store still reads"),
-            None
+            o.log as u32, after,
+            "the header's count is SQLite's log size"
         );
+        assert_eq!(probe.pending_frames(), Some(0));
+    }
+
+    #[test]
+    fn the_thread_checkpoints_what_no_commit_would() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let threshold = 30;
+        let _store = open(dir.path(), threshold);
+        let db = dir.path().join("t.db");
+        let probe = RawConn::open(&db.to_string_lossy(), 1_000).expect("raw connection");
+        // One commit takes the log over the thread's threshold and below the sessions'
+        // backstop; no commit follows, so only the thread can copy it back.
+        let _c = append(&db, 2 * threshold);
+        wait_for(
+            "the background checkpoint",
+            || probe.pending_frames(),
+            |n| n == 0,
+        );
+    }
+
+    #[test]
+    fn a_log_under_the_threshold_stays_in_the_log() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let _store = open(dir.path(), 10_000);
+        let db = dir.path().join("t.db");
+        let probe = RawConn::open(&db.to_string_lossy(), 1_000).expect("raw connection");
+        let _c = append(&db, 40);
+        let pending = probe.pending_frames().expect("a WAL-index header");
+        assert!(pending >= 40);
+        // Asserting that nothing happens: give the thread several of its looks to do it.
+        std::thread::sleep(POLL * 4);
+        assert_eq!(
+            probe.pending_frames(),
+            Some(pending),
+            "nothing copied early"
+        );
+    }
+
+    #[test]
+    fn a_database_that_cannot_be_opened_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let missing = dir.path().join("no-such-dir").join("t.db");
+        let e = RawConn::open(&missing.to_string_lossy(), 1_000)
+            .err()
+            .expect("no database there");
+        assert!(e.contains("unable to open"), "{e}");
     }
 }

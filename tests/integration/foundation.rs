@@ -570,21 +570,32 @@ async fn cli_prints_the_session_log() {
 /// checkpoint thread included: after it has run, another process still finds the lock held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_shared_memory_stays_locked_while_the_log_is_checkpointed() {
-    let app = TestApp::spawn(Backend::Sqlite, |_| {}).await;
+    // The thread checkpoints every 10 pages; commits themselves only at 40.
+    let app = TestApp::spawn(Backend::Sqlite, |c| {
+        c.database.sqlite_wal_autocheckpoint = 10
+    })
+    .await;
     let mut dev = crate::cpe::Device::synthetic(crate::cpe::Root::Igd, "SHARED", 20)
         .with_acs_credentials("cpe", "cpe-secret");
     let dir = app.db.dir().unwrap();
     let url = app.db.url.clone();
     let path = std::path::PathBuf::from(url.trim_start_matches("sqlite://"));
     let written = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let before = written(&path);
     let r = dev
         .run_session(&app.cwmp_url(), &[("0 BOOTSTRAP", "")])
         .await
         .unwrap();
     assert!(r.ended_cleanly(), "{r:?}");
-    // In WAL mode only a checkpoint writes the database file, and no commit runs one at
-    // this size: the thread has run once the file has been written.
+    // A few pages more, below what makes a commit checkpoint: in WAL mode only a
+    // checkpoint writes the database file, so once it has been written the thread ran.
+    let before = written(&path);
+    for _ in 0..2 {
+        let r = dev
+            .run_session(&app.cwmp_url(), &[("2 PERIODIC", "")])
+            .await
+            .unwrap();
+        assert!(r.ended_cleanly(), "{r:?}");
+    }
     let p = path.clone();
     crate::support::wait_until(
         std::time::Duration::from_secs(10),

@@ -1179,9 +1179,11 @@ fn report(dir: &std::path::Path, notes: Option<&std::path::Path>) -> anyhow::Res
     md.push_str("<!-- campaign-bench -->\n<!-- /campaign-bench -->\n\n");
 
     if let Ok(t) = std::fs::read_to_string(dir.join("microbench.txt")) {
+        // Marked, so that the figures of this run take the place of the previous ones.
+        md.push_str("<!-- codec-micro -->\n");
         md.push_str("## Codec micro-benchmarks (criterion, `cargo bench --bench codec`)\n\n```\n");
         md.push_str(t.trim());
-        md.push_str("\n```\n\n");
+        md.push_str("\n```\n<!-- /codec-micro -->\n\n");
     } else {
         // Not run (BENCH_MICRO=skip): the previous file's figures stay, marked as such.
         md.push_str("<!-- codec-micro -->\n<!-- /codec-micro -->\n\n");
@@ -1234,12 +1236,14 @@ fn marked_blocks(text: &str) -> Vec<(String, String)> {
 
 /// `md` with the marked blocks of `previous` in their slots (an empty block of the same
 /// name in `md`), or appended at the end when `md` has no slot for them: a regenerated
-/// BENCHMARKS.md never drops a section another script or a person wrote.
+/// BENCHMARKS.md never drops a section another script or a person wrote. A block `md`
+/// fills itself (figures of this run) replaces the previous one.
 fn keep_sections(md: &str, previous: &str) -> String {
     let mut md = md.to_string();
     for (name, block) in marked_blocks(previous) {
         let slot = marked_blocks(&md).into_iter().find(|(n, _)| *n == name);
         match slot {
+            Some((_, filled)) if filled.lines().count() > 2 => {}
             Some((_, empty)) => md = md.replacen(&empty, &block, 1),
             None => {
                 if !md.ends_with("\n\n") {
@@ -1306,5 +1310,18 @@ mod tests {
         );
         // Nothing to keep: unchanged.
         assert_eq!(keep_sections(new, ""), new);
+    }
+
+    #[test]
+    fn a_section_of_this_run_replaces_the_kept_one() {
+        let previous = "# B\n\n<!-- codec-micro -->\nold figures\n<!-- /codec-micro -->\n";
+        let ran = "# B\n\n<!-- codec-micro -->\nnew figures\n<!-- /codec-micro -->\n";
+        assert_eq!(keep_sections(ran, previous), ran, "no second, older copy");
+        let skipped = "# B\n\n<!-- codec-micro -->\n<!-- /codec-micro -->\n";
+        assert_eq!(
+            keep_sections(skipped, previous),
+            previous,
+            "skipped: the old ones stay"
+        );
     }
 }
