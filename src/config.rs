@@ -80,9 +80,8 @@ pub struct DatabaseConfig {
     pub pool_size: u32,
     pub busy_timeout_ms: u64,
     pub connect_timeout_ms: u64,
-    /// SQLite: about how many WAL pages the checkpoint thread lets the log grow by before it
-    /// copies them back (commits do it themselves, `PRAGMA wal_autocheckpoint`, at four times
-    /// as many).
+    /// SQLite: WAL pages after which the checkpoint thread copies them back (commits do it
+    /// themselves, `PRAGMA wal_autocheckpoint`, at four times as many).
     pub sqlite_wal_autocheckpoint: u32,
 }
 
@@ -511,7 +510,7 @@ pub const KEYS: &[KeyDoc] = &[
     k!("database", "pool_size", Some("8"), None, false, "Maximum open database connections."),
     k!("database", "busy_timeout_ms", Some("5000"), None, false, "SQLite: how long a writer waits for the lock before failing."),
     k!("database", "connect_timeout_ms", Some("5000"), None, false, "How long to wait for a database connection before giving up."),
-    k!("database", "sqlite_wal_autocheckpoint", Some("2000"), None, false, "SQLite: about how many WAL pages (4 KB each) a background thread lets the log grow by before it copies them back\ninto the database file (it looks at least once a second; a commit does it itself at four times as many).\nLarger: fewer, larger checkpoints (a page written by many sessions is copied once) for a WAL file up to that size\nand as much to replay after a crash; SQLite's own default is 1000."),
+    k!("database", "sqlite_wal_autocheckpoint", Some("2000"), None, false, "SQLite: WAL pages (4 KB each) after which a background thread copies them back into the database file\n(it looks every 50 ms; a commit does it itself only at four times as many, when that thread falls behind).\nLarger: fewer, larger checkpoints (a page written by many sessions is copied once) for a WAL file up to that size\nand as much to replay after a crash; SQLite's own default is 1000."),
     k!("cwmp", "listen", Some("\"0.0.0.0:7547\""), None, false, "Address of the CPE-facing CWMP endpoint."),
     k!("cwmp", "tls_cert", None, Some("\"/etc/ferroacs/cwmp.crt\""), false, "PEM certificate chain; with tls_key the CWMP endpoint speaks HTTPS."),
     k!("cwmp", "tls_key", None, Some("\"/etc/ferroacs/cwmp.key\""), false, "PEM private key for tls_cert."),
