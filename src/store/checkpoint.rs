@@ -287,15 +287,21 @@ mod tests {
     use crate::store::Store;
     use diesel::connection::SimpleConnection;
     use diesel::prelude::*;
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
-    fn open(dir: &Path, threshold: u32) -> Store {
+    /// A store checkpointing at `threshold` in a fresh directory, its database's path, and
+    /// a connection of the thread's kind to read its log with.
+    fn setup(threshold: u32) -> (tempfile::TempDir, Store, PathBuf, RawConn) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("t.db");
         let cfg = crate::config::DatabaseConfig {
-            url: format!("sqlite://{}", dir.join("t.db").display()),
+            url: format!("sqlite://{}", db.display()),
             sqlite_wal_autocheckpoint: threshold,
             ..Default::default()
         };
-        Store::open(&cfg).expect("store")
+        let store = Store::open(&cfg).expect("store");
+        let probe = RawConn::open(&db.to_string_lossy(), 1_000).expect("raw connection");
+        (dir, store, db, probe)
     }
 
     /// One commit that appends `pages` pages or more to the log (rows of 4,000 bytes, a
@@ -339,11 +345,8 @@ mod tests {
 
     #[test]
     fn the_header_counts_the_pages_a_checkpoint_copies() {
-        let dir = tempfile::tempdir().expect("temp dir");
         // Far above what the test writes: neither the thread nor a commit checkpoints.
-        let _store = open(dir.path(), 1_000_000);
-        let db = dir.path().join("t.db");
-        let probe = RawConn::open(&db.to_string_lossy(), 1_000).expect("raw connection");
+        let (_dir, _store, db, probe) = setup(1_000_000);
         let before = probe.pending_frames().expect("a WAL-index header");
         let mut c = append(&db, 40);
         let after = probe.pending_frames().expect("a WAL-index header");
@@ -369,11 +372,8 @@ mod tests {
 
     #[test]
     fn the_thread_checkpoints_what_no_commit_would() {
-        let dir = tempfile::tempdir().expect("temp dir");
         let threshold = 30;
-        let _store = open(dir.path(), threshold);
-        let db = dir.path().join("t.db");
-        let probe = RawConn::open(&db.to_string_lossy(), 1_000).expect("raw connection");
+        let (_dir, _store, db, probe) = setup(threshold);
         // One commit takes the log over the thread's threshold and below the sessions'
         // backstop; no commit follows, so only the thread can copy it back.
         let _c = append(&db, 2 * threshold);
@@ -386,10 +386,7 @@ mod tests {
 
     #[test]
     fn a_log_under_the_threshold_stays_in_the_log() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let _store = open(dir.path(), 10_000);
-        let db = dir.path().join("t.db");
-        let probe = RawConn::open(&db.to_string_lossy(), 1_000).expect("raw connection");
+        let (_dir, _store, db, probe) = setup(10_000);
         let _c = append(&db, 40);
         let pending = probe.pending_frames().expect("a WAL-index header");
         assert!(pending >= 40);
