@@ -29,6 +29,10 @@ use crate::store::Store;
 /// the same device (it is more likely a clone than the CPE starting over).
 const TAKEOVER_IDLE_MS: i64 = 5_000;
 
+/// Session-log rows written in one batch once this many wait (otherwise every second): a
+/// short transaction, run with the sessions' own statements, that delays them little.
+const LOG_BATCH: usize = 64;
+
 /// A live session: the protocol state and the business state.
 pub struct Live {
     pub id: String,
@@ -184,7 +188,7 @@ impl Driver {
     fn log(&self, row: NewSessionLog) {
         if let Ok(mut b) = self.log_buf.lock() {
             b.push(row);
-            if b.len() >= 500 {
+            if b.len() >= LOG_BATCH {
                 self.log_notify.notify_one();
             }
         }
@@ -804,7 +808,14 @@ impl Driver {
                 continue;
             }
             let n = batch.len();
-            if let Err(e) = self.store.run(move |s| s.insert_session_logs(&batch)).await {
+            // With the sessions' own short statements: on SQLite a writer beside them
+            // makes their commits wait for the write lock, and SQLite's busy handler
+            // sleeps 1, 2, 5, 10 ms… between attempts (the latency's tail).
+            if let Err(e) = self
+                .store
+                .run_short(move |s| s.insert_session_logs(&batch))
+                .await
+            {
                 tracing::warn!(error = %e, rows = n, "session log rows lost");
             }
         }
