@@ -105,10 +105,12 @@ fn run(db: &str, threshold: u32, busy_timeout_ms: u64, alive: Weak<()>) {
         }
         last = Instant::now();
         match c.checkpoint() {
-            Ok((log, done)) => {
+            Ok(Some((log, done))) => {
                 warned = false;
                 tracing::trace!(log, done, "WAL checkpoint");
             }
+            // Another connection is checkpointing (a commit's backstop, another process).
+            Ok(None) => {}
             Err(e) => {
                 // Opened again at the next attempt.
                 conn = None;
@@ -239,8 +241,9 @@ impl RawConn {
     }
 
     /// One `PASSIVE` checkpoint: copies what no reader still needs, waits for nobody.
-    /// Returns the pages in the log and those of them now in the database.
-    fn checkpoint(&self) -> Result<(c_int, c_int), String> {
+    /// Returns the pages in the log and those of them now in the database, or `None` when
+    /// another connection is checkpointing.
+    fn checkpoint(&self) -> Result<Option<(c_int, c_int)>, String> {
         let (mut log, mut done) = (0, 0);
         // SAFETY: a live handle, the main database, places for the two counts.
         let rc = unsafe {
@@ -252,10 +255,10 @@ impl RawConn {
                 &mut done,
             )
         };
-        if rc == ffi::SQLITE_OK {
-            Ok((log, done))
-        } else {
-            Err(self.message(rc))
+        match rc {
+            ffi::SQLITE_OK => Ok(Some((log, done))),
+            ffi::SQLITE_BUSY => Ok(None),
+            _ => Err(self.message(rc)),
         }
     }
 }
