@@ -43,20 +43,13 @@ const WAL_INDEX_VERSION: u32 = 3_007_000;
 /// The size of a WAL-index region (SQLite's `WALINDEX_PGSZ`).
 const WAL_INDEX_REGION: c_int = 32_768;
 
-/// Kept by every clone of the store; the thread ends once the last one is dropped.
-pub(super) struct Checkpointer {
-    _alive: Arc<()>,
-}
-
-impl std::fmt::Debug for Checkpointer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Checkpointer")
-    }
-}
+/// Kept by every clone of the store (in an `Arc`); the thread ends once the last one is
+/// dropped.
+pub(super) struct Checkpointer;
 
 /// Start the thread for the database at `db`, checkpointing at `threshold` pages.
-pub(super) fn start(db: &str, threshold: u32, busy_timeout_ms: u64) -> Checkpointer {
-    let alive = Arc::new(());
+pub(super) fn start(db: &str, threshold: u32, busy_timeout_ms: u64) -> Arc<Checkpointer> {
+    let alive = Arc::new(Checkpointer);
     let watch = Arc::downgrade(&alive);
     let db = db.to_string();
     let spawned = std::thread::Builder::new()
@@ -69,7 +62,7 @@ pub(super) fn start(db: &str, threshold: u32, busy_timeout_ms: u64) -> Checkpoin
              themselves, at {BACKSTOP_FACTOR} times database.sqlite_wal_autocheckpoint"
         );
     }
-    Checkpointer { _alive: alive }
+    alive
 }
 
 /// Whether to checkpoint now: `pending` pages in the log beyond the last checkpoint (when
@@ -81,7 +74,7 @@ pub(super) fn due(pending: Option<u32>, since: Duration, threshold: u32) -> bool
     }
 }
 
-fn run(db: &str, threshold: u32, busy_timeout_ms: u64, alive: Weak<()>) {
+fn run(db: &str, threshold: u32, busy_timeout_ms: u64, alive: Weak<Checkpointer>) {
     lower_priority();
     let mut conn: Option<RawConn> = None;
     let mut last = Instant::now();
@@ -159,8 +152,7 @@ impl RawConn {
         }
         // A read maps the WAL-index, whose header is read below.
         conn.exec(&format!(
-            "PRAGMA busy_timeout = {busy_timeout_ms}; PRAGMA wal_autocheckpoint = 0; \
-             SELECT count(*) FROM sqlite_schema;"
+            "PRAGMA busy_timeout = {busy_timeout_ms}; SELECT count(*) FROM sqlite_schema;"
         ))?;
         Ok(conn)
     }

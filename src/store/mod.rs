@@ -267,7 +267,7 @@ impl Store {
             Pools::Sqlite(_) => Some(Arc::new(combine::Combiner::default())),
             Pools::Postgres(_) => None,
         };
-        let store = Store {
+        let mut store = Store {
             pools,
             statements,
             keyring: Default::default(),
@@ -279,18 +279,14 @@ impl Store {
         };
         store.migrate()?;
         sqlite_options_checked(&store);
-        let checkpointer = match &url {
-            DatabaseUrl::Sqlite(path) => Some(Arc::new(checkpoint::start(
+        if let DatabaseUrl::Sqlite(path) = &url {
+            store._checkpointer = Some(checkpoint::start(
                 &path.to_string_lossy(),
                 cfg.sqlite_wal_autocheckpoint,
                 cfg.busy_timeout_ms,
-            ))),
-            DatabaseUrl::Postgres(_) => None,
-        };
-        Ok(Store {
-            _checkpointer: checkpointer,
-            ..store
-        })
+            ));
+        }
+        Ok(store)
     }
 
     /// The generation of what phones are served from: it changes (after the write
