@@ -399,7 +399,7 @@ impl Authorization {
 pub fn parse_authorization(value: &str) -> Result<Authorization, AuthError> {
     let creds = header::parse_credentials(value)?;
     if creds.is_scheme("Digest") {
-        parse_digest(&creds).map(Authorization::Digest)
+        parse_digest(creds).map(Authorization::Digest)
     } else if creds.is_scheme("Basic") {
         parse_basic(&creds)
     } else {
@@ -407,7 +407,7 @@ pub fn parse_authorization(value: &str) -> Result<Authorization, AuthError> {
     }
 }
 
-fn parse_digest(creds: &header::Challenge) -> Result<DigestResponse, AuthError> {
+fn parse_digest(creds: header::Challenge) -> Result<DigestResponse, AuthError> {
     if creds.token68.is_some() {
         return Err(AuthError::Malformed(
             "Digest credentials must be name=value parameters".into(),
@@ -416,13 +416,20 @@ fn parse_digest(creds: &header::Challenge) -> Result<DigestResponse, AuthError> 
     if let Some(dup) = creds.duplicate_param() {
         return Err(AuthError::DuplicateParameter(dup.to_string()));
     }
-    let required = |name: &'static str| {
-        creds
-            .param(name)
-            .map(str::to_string)
-            .ok_or(AuthError::MissingParameter(name))
+    // Its error, if any, comes after those of missing parameters (as the fields below).
+    let algorithm = match creds.param("algorithm") {
+        Some(a) => DigestAlgorithm::parse(a),
+        None => Ok(DigestAlgorithm::Md5),
     };
-    let optional = |name: &str| creds.param(name).map(str::to_string);
+    // Every name occurs once (checked above): the values move out, none is copied.
+    let mut params = creds.params;
+    let mut optional = |name: &str| {
+        params
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| std::mem::take(v))
+    };
+    let mut required = |name: &'static str| optional(name).ok_or(AuthError::MissingParameter(name));
     Ok(DigestResponse {
         username: required("username")?,
         realm: required("realm")?,
@@ -432,10 +439,7 @@ fn parse_digest(creds: &header::Challenge) -> Result<DigestResponse, AuthError> 
         qop: optional("qop"),
         nc: optional("nc"),
         cnonce: optional("cnonce"),
-        algorithm: match creds.param("algorithm") {
-            Some(a) => DigestAlgorithm::parse(a)?,
-            None => DigestAlgorithm::Md5,
-        },
+        algorithm: algorithm?,
         opaque: optional("opaque"),
     })
 }

@@ -161,6 +161,8 @@ impl Parser<'_> {
             challenge.token68 = Some(t68);
             return Ok(challenge);
         }
+        // Digest credentials carry up to ten parameters: one allocation, not four.
+        challenge.params.reserve(10);
         self.params(&mut challenge.params)?;
         Ok(challenge)
     }

@@ -586,31 +586,44 @@ fn simplify_and(parts: Vec<Filter>) -> Filter {
 }
 
 /// The searchable values of a session: every Inform parameter plus learnt `DeviceInfo.*`
-/// values, by relative name, sorted, and the signature of the Inform's values. Write them
-/// when the signature differs from the stored one or when `DeviceInfo.*` was learnt.
+/// values, by relative name, sorted. Written when [`inform_signature`] differs from the
+/// stored one or when `DeviceInfo.*` was learnt.
 pub fn searchable_values(
     root: &str,
     inform: &[(String, String)],
     learnt: &ParamTree,
-) -> (Vec<(String, String)>, i64) {
+) -> Vec<(String, String)> {
     let mut map = std::collections::BTreeMap::new();
-    let mut informed = std::collections::BTreeMap::new();
     let device_info = format!("{root}.DeviceInfo.");
     for (name, e) in learnt.with_prefix(&device_info) {
         if let Some(v) = &e.value {
-            map.insert(relative_name(name).to_string(), v.clone());
+            map.insert(relative_name(name), v.as_str());
         }
     }
     for (name, v) in inform {
-        map.insert(relative_name(name).to_string(), v.clone());
-        informed.insert(relative_name(name), v.as_str());
+        map.insert(relative_name(name), v.as_str());
     }
-    let values: Vec<(String, String)> = map
-        .into_iter()
+    map.into_iter()
         .filter(|(n, v)| n.len() <= 256 && v.len() <= MAX_SEARCH_VALUE)
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The signature of an Inform's values (by relative name, sorted; a name sent twice counts
+/// with its last value), which every session compares with the stored one: nothing is
+/// copied for it.
+pub fn inform_signature(inform: &[(String, String)]) -> i64 {
+    let mut informed: Vec<(&str, &str)> = inform
+        .iter()
+        .map(|(n, v)| (relative_name(n), v.as_str()))
         .collect();
+    // Stable: of equal names, the one sent last ends its run and is the one kept.
+    informed.sort_by(|a, b| a.0.cmp(b.0));
     let mut h = Sha256::new();
-    for (n, v) in &informed {
+    for (i, (n, v)) in informed.iter().enumerate() {
+        if informed.get(i + 1).is_some_and(|next| next.0 == *n) {
+            continue;
+        }
         h.update(n.as_bytes());
         h.update([0]);
         h.update(v.as_bytes());
@@ -621,7 +634,11 @@ pub fn searchable_values(
     b.copy_from_slice(&d[..8]);
     let sig = i64::from_be_bytes(b);
     // 0 is the column default ("nothing written yet").
-    (values, if sig == 0 { 1 } else { sig })
+    if sig == 0 {
+        1
+    } else {
+        sig
+    }
 }
 
 #[cfg(test)]
@@ -725,7 +742,7 @@ mod tests {
         let mut learnt = ParamTree::new();
         learnt.set_value("Device.DeviceInfo.ModelName", "M", "xsd:string", 1);
         learnt.set_value("Device.WiFi.SSID.1.SSID", "x", "xsd:string", 1);
-        let (v, sig) = searchable_values("Device", &inform, &learnt);
+        let v = searchable_values("Device", &inform, &learnt);
         assert_eq!(
             v,
             vec![
@@ -733,15 +750,72 @@ mod tests {
                 ("DeviceInfo.SoftwareVersion".to_string(), "1.2".to_string())
             ]
         );
+        assert_eq!(
+            searchable_values("Device", &inform, &ParamTree::new()).len(),
+            1
+        );
         // The signature covers the Inform's values only.
-        let (v2, sig2) = searchable_values("Device", &inform, &ParamTree::new());
-        assert_eq!(sig, sig2);
-        assert_eq!(v2.len(), 1);
         let other = vec![(
             "Device.DeviceInfo.SoftwareVersion".to_string(),
             "1.3".to_string(),
         )];
-        assert_ne!(sig, searchable_values("Device", &other, &learnt).1);
+        assert_ne!(inform_signature(&inform), inform_signature(&other));
+        assert_ne!(inform_signature(&inform), 0);
+    }
+
+    #[test]
+    fn the_inform_signature_is_the_one_stored_before() {
+        // The signature as it was computed through a sorted map: stored signatures stay
+        // valid, so no device rewrites its searchable values after an upgrade.
+        fn through_a_map(inform: &[(String, String)]) -> i64 {
+            let mut informed = std::collections::BTreeMap::new();
+            for (name, v) in inform {
+                informed.insert(relative_name(name), v.as_str());
+            }
+            let mut h = Sha256::new();
+            for (n, v) in &informed {
+                h.update(n.as_bytes());
+                h.update([0]);
+                h.update(v.as_bytes());
+                h.update([1]);
+            }
+            let d = h.finalize();
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&d[..8]);
+            match i64::from_be_bytes(b) {
+                0 => 1,
+                s => s,
+            }
+        }
+        let pair = |n: &str, v: &str| (n.to_string(), v.to_string());
+        let cases = [
+            vec![],
+            vec![pair("Device.DeviceInfo.SoftwareVersion", "1.2")],
+            vec![
+                pair("InternetGatewayDevice.ManagementServer.ParameterKey", "k"),
+                pair("InternetGatewayDevice.DeviceInfo.HardwareVersion", "h"),
+                pair("InternetGatewayDevice.DeviceSummary", "IGD:1.1"),
+            ],
+            // A name sent twice (and under both roots): the last value counts.
+            vec![
+                pair("Device.DeviceInfo.SoftwareVersion", "1"),
+                pair("Device.DeviceInfo.HardwareVersion", "h"),
+                pair("Device.DeviceInfo.SoftwareVersion", "2"),
+                pair("InternetGatewayDevice.DeviceInfo.SoftwareVersion", "3"),
+                pair("Device.DeviceInfo.HardwareVersion", "h2"),
+            ],
+        ];
+        for inform in &cases {
+            assert_eq!(
+                inform_signature(inform),
+                through_a_map(inform),
+                "{inform:?}"
+            );
+        }
+        assert_ne!(
+            inform_signature(&cases[3]),
+            inform_signature(&cases[3][..3])
+        );
     }
 
     #[test]

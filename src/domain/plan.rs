@@ -390,16 +390,16 @@ pub fn starts_with_inform(
 
 /// A read of `names` cut into GetParameterValues of at most `batch` names each (0 counts
 /// as 1), each with the origin `origin(last)` gives it.
-pub fn batches(names: &[String], batch: usize, origin: impl Fn(bool) -> Origin) -> Vec<Planned> {
-    let chunks: Vec<&[String]> = names.chunks(batch.max(1)).collect();
-    let n = chunks.len();
-    chunks
-        .into_iter()
-        .enumerate()
-        .map(|(i, c)| Planned {
+pub fn batches(names: Vec<String>, batch: usize, origin: impl Fn(bool) -> Origin) -> Vec<Planned> {
+    let batch = batch.max(1);
+    let n = names.len().div_ceil(batch);
+    let mut names = names.into_iter();
+    // The names move into the requests: a discovery's leaves are not copied again.
+    (0..n)
+        .map(|i| Planned {
             origin: origin(i + 1 == n),
             request: AcsRequest::GetParameterValues(GetParameterValues {
-                parameter_names: c.to_vec(),
+                parameter_names: names.by_ref().take(batch).collect(),
             }),
         })
         .collect()
@@ -804,7 +804,7 @@ mod tests {
     #[test]
     fn reads_are_cut_into_batches_and_only_the_last_is_marked() {
         let names: Vec<String> = (0..5).map(|i| format!("Device.P{i}")).collect();
-        let b = batches(&names, 2, |last| Origin::DiscoverValues { last });
+        let b = batches(names.clone(), 2, |last| Origin::DiscoverValues { last });
         let sizes: Vec<usize> = b
             .iter()
             .map(|p| match &p.request {
@@ -819,8 +819,8 @@ mod tests {
             .collect();
         assert_eq!(lasts, [false, false, true]);
         // A batch size of 0 is taken as 1; nothing to read, no request.
-        assert_eq!(batches(&names, 0, |_| Origin::Refresh).len(), 5);
-        assert!(batches(&[], 3, |_| Origin::Refresh).is_empty());
+        assert_eq!(batches(names.clone(), 0, |_| Origin::Refresh).len(), 5);
+        assert!(batches(Vec::new(), 3, |_| Origin::Refresh).is_empty());
     }
 
     #[test]

@@ -117,6 +117,8 @@ pub async fn begin(
         boot: inform.has_event("1 BOOT"),
         bootstrap,
     };
+    // Shared with the store's thread, not copied for it (a retry hands it over again).
+    let update = std::sync::Arc::new(update);
     let lock_until = now + lock_ttl_ms(env.config);
     let allow_create = env.config.cwmp.unknown_devices == UnknownDevices::Accept;
     // Before the device's work is read: a task added from here on is either read below or
@@ -557,7 +559,7 @@ async fn load_tasks(
                 // Large reads go in batches; the task completes with the last one.
                 let id = row.id;
                 s.queue.extend(plan::batches(
-                    &g.parameter_names,
+                    g.parameter_names,
                     env.config.cwmp.gpv_batch_size,
                     |last| Origin::TaskBatch { id, last },
                 ));
@@ -1127,7 +1129,7 @@ pub async fn on_result(
                 Origin::DiscoverNames => {
                     if let Some(leaves) = discovered_leaves {
                         let batches =
-                            plan::batches(&leaves, env.config.cwmp.gpv_batch_size, |last| {
+                            plan::batches(leaves, env.config.cwmp.gpv_batch_size, |last| {
                                 Origin::DiscoverValues { last }
                             });
                         let n = batches.len();
@@ -1499,14 +1501,15 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
     }
     let changed = !s.learnt.is_empty() || !s.subtrees_removed.is_empty();
     // Searchable values are written only when they differ from the last ones written.
-    let (search, sig) =
-        crate::domain::devices::searchable_values(&s.root, &s.inform_values, &s.learnt);
+    let sig = crate::domain::devices::inform_signature(&s.inform_values);
     let learnt_info = s
         .learnt
         .with_prefix(&format!("{}.DeviceInfo.", s.root))
         .next()
         .is_some();
     let write_search = (sig != s.search_sig || learnt_info).then(|| {
+        let search =
+            crate::domain::devices::searchable_values(&s.root, &s.inform_values, &s.learnt);
         let replace = s.events.iter().any(|e| e == "0 BOOTSTRAP");
         if replace || sig != s.search_sig {
             return (search, sig, replace);

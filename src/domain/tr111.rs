@@ -453,11 +453,16 @@ pub fn session_reports(root: &str, inform: &[(String, String)], learnt: &ParamTr
 pub fn table_reread(root: &str, inform: &[(String, String)], discovering: bool) -> Option<Planned> {
     let count = number_of_entries(root);
     let table = table_path(root);
-    let mentioned = inform
-        .iter()
-        .any(|(n, _)| *n == count || n.starts_with(&table));
+    if discovering
+        || !inform
+            .iter()
+            .any(|(n, _)| *n == count || n.starts_with(&table))
+    {
+        return None;
+    }
+    // Only an Inform that mentions the table is copied into a map (every session asks).
     let values: BTreeMap<String, String> = inform.iter().cloned().collect();
-    if discovering || !mentioned || table_whole(root, &values) {
+    if table_whole(root, &values) {
         return None;
     }
     Some(Planned {

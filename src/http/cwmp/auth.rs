@@ -5,11 +5,12 @@
 //! unauthenticated request.
 
 use std::net::IpAddr;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use actix_web::http::{header, StatusCode};
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use dashmap::DashMap;
 
 use crate::auth::{
@@ -23,6 +24,20 @@ use crate::state::AppState;
 use crate::state::CachedCreds;
 pub use crate::state::CpeAuthenticator;
 use crate::store::Store;
+
+/// The request's `Authorization` header, parsed once per request: the failed-login limiter
+/// and the check both read it. `None`: no header, or one that is not text (both get the
+/// challenge).
+fn authorization(req: &HttpRequest) -> Option<Rc<std::result::Result<Authorization, AuthError>>> {
+    type Parsed = Rc<std::result::Result<Authorization, AuthError>>;
+    if let Some(p) = req.extensions().get::<Parsed>() {
+        return Some(p.clone());
+    }
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let parsed: Parsed = Rc::new(digest::parse_authorization(value));
+    req.extensions_mut().insert(parsed.clone());
+    Some(parsed)
+}
 
 /// Who the CPE proved to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,17 +137,16 @@ impl CpeAuthenticator {
     /// (of its username from this address, see `auth::ratelimit`). Requests without
     /// credentials are never refused here: they get the challenge.
     pub fn blocked(&self, req: &HttpRequest, ip: IpAddr, now: i64) -> Option<u64> {
-        let username = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| digest::parse_authorization(v).ok())
-            .map(|a| a.username().to_string());
+        let parsed = authorization(req);
+        let username = match parsed.as_deref() {
+            Some(Ok(a)) => Some(a.username()),
+            _ => None,
+        };
         let gate = self
             .limiter
             .lock()
             .ok()?
-            .gate(ip, username.as_deref(), now.max(0) as u64);
+            .gate(ip, username, now.max(0) as u64);
         match gate {
             Gate::Open => None,
             Gate::Refused(secs) => {
@@ -270,14 +284,10 @@ impl CpeAuthenticator {
             .peer_addr()
             .map(|a| a.ip())
             .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        let Some(value) = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-        else {
+        let Some(parsed) = authorization(req) else {
             return Err(self.challenge(now, false, tls, false));
         };
-        let parsed = match digest::parse_authorization(value) {
+        let parsed = match parsed.as_ref() {
             Ok(a) => a,
             Err(e) => {
                 return Err(self.failure(
