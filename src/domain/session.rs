@@ -1082,9 +1082,8 @@ async fn next_queued(env: &Env<'_>, s: &mut DeviceSession) -> Result<Option<AcsR
             flush_done(env, s, None).await?;
         }
         s.rpcs.push(format!(">{}", p.request.name()));
-        let req = p.request.clone();
-        s.current = Some(p);
-        return Ok(Some(req));
+        s.current = Some(p.origin);
+        return Ok(Some(p.request));
     }
     Ok(None)
 }
@@ -1093,11 +1092,13 @@ async fn next_queued(env: &Env<'_>, s: &mut DeviceSession) -> Result<Option<AcsR
 pub async fn on_result(
     env: &Env<'_>,
     s: &mut DeviceSession,
+    request: AcsRequest,
     outcome: std::result::Result<CpeResponse, CwmpFault>,
 ) -> Result<()> {
-    let Some(current) = s.current.take() else {
+    let Some(origin) = s.current.take() else {
         return Ok(());
     };
+    let current = Planned { origin, request };
     let now = env.now;
     match (&current.origin, outcome) {
         (origin, Ok(mut resp)) => {

@@ -73,6 +73,27 @@ pub struct Planned {
     pub request: AcsRequest,
 }
 
+/// `DeviceSession::current` as saved: its origin, or the whole planned request that copies
+/// saved before kept there (the request is the engine's copy's twin and is dropped).
+fn current_origin<'de, D>(d: D) -> std::result::Result<Option<Origin>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Saved {
+        Planned {
+            origin: Origin,
+            #[allow(dead_code)]
+            request: serde::de::IgnoredAny,
+        },
+        Origin(Origin),
+    }
+    Ok(Option::<Saved>::deserialize(d)?.map(|c| match c {
+        Saved::Planned { origin, .. } | Saved::Origin(origin) => origin,
+    }))
+}
+
 /// One session of one device, from Inform to the end.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeviceSession {
@@ -92,7 +113,11 @@ pub struct DeviceSession {
     /// Task ids still pending after this session (deferred by backoff or not reached).
     pub tasks_left: bool,
     pub queue: VecDeque<Planned>,
-    pub current: Option<Planned>,
+    /// Why the request awaiting its answer was sent. The request itself is the protocol
+    /// engine's (`cwmp::Session` keeps it and hands it back with the answer): a discovery's
+    /// lists of names, or a task's values, are not held twice.
+    #[serde(default, deserialize_with = "current_origin")]
+    pub current: Option<Origin>,
     /// Parameters learnt this session, merged into the stored tree at the end.
     #[serde(skip)]
     pub learnt: ParamTree,
@@ -312,6 +337,46 @@ mod blob_base64 {
                 .decode(t.trim_end_matches('='))
                 .map(Some)
                 .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Saved {
+        #[serde(default, deserialize_with = "current_origin")]
+        current: Option<Origin>,
+    }
+
+    #[test]
+    fn a_saved_current_request_reads_as_its_origin_in_either_form() {
+        let origin = Origin::Task { id: 7 };
+        let planned = Planned {
+            origin: origin.clone(),
+            request: AcsRequest::GetParameterValues(crate::cwmp::GetParameterValues {
+                parameter_names: vec!["Device.DeviceInfo.".into()],
+            }),
+        };
+        for json in [
+            serde_json::json!({ "current": planned }),
+            serde_json::json!({ "current": origin }),
+        ] {
+            let saved: Saved = serde_json::from_value(json).unwrap();
+            assert_eq!(saved.current, Some(origin.clone()));
+        }
+        let unit = serde_json::json!({ "current": Origin::DiscoverNames });
+        let saved: Saved = serde_json::from_value(unit).unwrap();
+        assert_eq!(saved.current, Some(Origin::DiscoverNames));
+        for json in [
+            serde_json::json!({ "current": null }),
+            serde_json::json!({}),
+        ] {
+            let saved: Saved = serde_json::from_value(json).unwrap();
+            assert_eq!(saved.current, None);
         }
     }
 }

@@ -937,7 +937,7 @@ async fn drive(e: &Env<'_>, l: &mut Live, step: Step) -> Result<Outgoing> {
             if !id_matched {
                 tracing::debug!(device = %l.dev.device_id, rpc = request.name(), "response did not echo the request's cwmp:ID");
             }
-            dsession::on_result(e, &mut l.dev, outcome).await?;
+            dsession::on_result(e, &mut l.dev, request, outcome).await?;
             next(e, l).await
         }
         Step::Resend(out) => {
