@@ -32,10 +32,10 @@ use libsqlite3_sys as ffi;
 pub(super) const BACKSTOP_FACTOR: u32 = 4;
 
 /// How often the thread looks at the log.
-pub(super) const POLL: Duration = Duration::from_millis(50);
+const POLL: Duration = Duration::from_millis(50);
 
 /// Without a readable WAL-index header: a checkpoint this often.
-pub(super) const BLIND_INTERVAL: Duration = Duration::from_secs(1);
+const BLIND_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The WAL-index format this reads (`iVersion` of its header).
 const WAL_INDEX_VERSION: u32 = 3_007_000;
@@ -67,7 +67,7 @@ pub(super) fn start(db: &str, threshold: u32, busy_timeout_ms: u64) -> Arc<Check
 
 /// Whether to checkpoint now: `pending` pages in the log beyond the last checkpoint (when
 /// the header could be read), `since` the last checkpoint.
-pub(super) fn due(pending: Option<u32>, since: Duration, threshold: u32) -> bool {
+fn due(pending: Option<u32>, since: Duration, threshold: u32) -> bool {
     match pending {
         Some(n) => n >= threshold,
         None => since >= BLIND_INTERVAL,
@@ -372,6 +372,15 @@ mod tests {
         // One commit takes the log over the thread's threshold and below the sessions'
         // backstop; no commit follows, so only the thread can copy it back.
         let _c = append(&db, 2 * threshold);
+        // The log file keeps its size after a checkpoint (it is reused, not truncated), so
+        // this holds whether or not the thread has copied it yet: there was work to do.
+        let mut wal = db.clone().into_os_string();
+        wal.push("-wal");
+        let wal_bytes = std::fs::metadata(&wal).expect("the log file").len();
+        assert!(
+            wal_bytes >= u64::from(2 * threshold) * (24 + 4096),
+            "{wal_bytes} bytes of log"
+        );
         wait_for(
             "the background checkpoint",
             || probe.pending_frames(),
