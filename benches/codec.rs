@@ -62,16 +62,16 @@ fn discovery_xml(params: usize, batch: usize) -> (String, Vec<String>) {
     (gpn, gpvs)
 }
 
-/// The discovery path at the server: parse the responses, learn them into a tree (values
-/// moved out of the parsed responses), encode the tree for storage.
+/// The discovery path at the server: parse the responses, learn them into a tree (names and
+/// values moved out of the parsed responses), encode the tree for storage.
 fn discover(gpn: &str, gpvs: &[String]) -> Vec<u8> {
     let mut tree = ParamTree::new();
     let at = 1_700_000_000_000;
     if let Some(IncomingBody::Response(CpeResponse::GetParameterNames { parameter_list })) =
         parse_incoming(gpn).unwrap().map(|e| e.body)
     {
-        for p in &parameter_list {
-            tree.set_info(&p.name, p.writable, at);
+        for p in parameter_list {
+            tree.set_info_owned(p.name, p.writable, at);
         }
     }
     for gpv in gpvs {
