@@ -245,7 +245,7 @@ pub async fn prepare(
         inform_values: inform
             .parameter_list
             .iter()
-            .map(|p| (p.name.clone(), p.value.clone(), p.xsd_type.clone()))
+            .map(|p| (p.name.clone(), p.value.clone(), p.xsd_type.to_string()))
             .collect(),
         known_tree: device.discovered_at.is_some(),
     });
@@ -578,7 +578,7 @@ async fn preset_round(
             for v in plan.values {
                 desired.entry(v.name.clone()).or_insert(presets::Desired {
                     value: v.value,
-                    xsd_type: Some(v.xsd_type),
+                    xsd_type: Some(v.xsd_type.into_owned()),
                     preset: p.name.clone(),
                     revision: p.revision,
                     priority: p.priority,

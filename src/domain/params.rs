@@ -768,7 +768,11 @@ mod tests {
                     } else {
                         &r[c_t]
                     };
-                    values.push(ParameterValue::new(name.clone(), r[c_v].clone(), t));
+                    values.push(ParameterValue::new(
+                        name.clone(),
+                        r[c_v].clone(),
+                        t.to_owned(),
+                    ));
                 }
             }
             assert!(

@@ -481,7 +481,7 @@ impl TaskSpec {
                                 .xsd_type
                                 .clone()
                                 .or_else(|| types(&v.name))
-                                .unwrap_or_else(|| "xsd:string".to_string()),
+                                .map_or_else(|| "xsd:string".into(), Into::into),
                         })
                         .collect(),
                     parameter_key: key.to_string(),

@@ -892,7 +892,7 @@ fn type_and_check(plan: &mut LinePlan, root: &str, root_model: RootModel, tree: 
     let reg = Registry::builtin().ok();
     let mut invalid = Vec::new();
     plan.values.retain_mut(|v| {
-        v.xsd_type = type_for(&v.name, root, root_model, tree);
+        v.xsd_type = type_for(&v.name, root, root_model, tree).into();
         let std = standard_path(&v.name, root);
         // Only a positive report counts here: a value the device refuses is recorded then.
         let reported = datamodel::Reported {
@@ -1022,7 +1022,7 @@ mod tests {
             plan.values
                 .iter()
                 .find(|v| v.name == format!("{P}{n}"))
-                .map(|v| (v.value.as_str(), v.xsd_type.as_str()))
+                .map(|v| (v.value.as_str(), &*v.xsd_type))
         };
         assert_eq!(
             get("Line.3.SIP.AuthUserName"),
@@ -1105,7 +1105,7 @@ mod tests {
         );
         assert_eq!(
             get("SIP.Client.1.Enable").unwrap(),
-            ("true".to_string(), "xsd:boolean".to_string())
+            ("true".to_string(), "xsd:boolean".into())
         );
         assert_eq!(plan.status_path.unwrap(), format!("{b}SIP.Client.1.Status"));
     }

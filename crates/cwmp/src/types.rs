@@ -6,6 +6,8 @@
 //! the peer wrote them; nothing in this module converts them. Field names follow
 //! the XSD element names in snake case.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use super::fault::CwmpFault;
@@ -190,8 +192,9 @@ pub struct ParameterValue {
     pub value: String,
     /// The `xsi:type` with its prefix normalised: XML Schema types come out as
     /// `xsd:<type>` whatever prefix the peer bound, SOAP-encoding types as
-    /// `soap-enc:<type>`. [`DEFAULT_XSD_TYPE`] when the peer sent none.
-    pub xsd_type: String,
+    /// `soap-enc:<type>`. [`DEFAULT_XSD_TYPE`] when the peer sent none. The types
+    /// CWMP defines are shared, not copied per value.
+    pub xsd_type: Cow<'static, str>,
 }
 
 impl ParameterValue {
@@ -199,7 +202,7 @@ impl ParameterValue {
     pub fn new(
         name: impl Into<String>,
         value: impl Into<String>,
-        xsd_type: impl Into<String>,
+        xsd_type: impl Into<Cow<'static, str>>,
     ) -> ParameterValue {
         ParameterValue {
             name: name.into(),

@@ -197,7 +197,7 @@ pub(super) fn values(c: &mut Cursor<'_>, list: &Elem) -> Option<Vec<ParameterVal
         Some(ParameterValue {
             name: name.trim().to_owned(),
             value: value.to_owned(),
-            xsd_type: xsd_type.map_or_else(|| DEFAULT_XSD_TYPE.to_owned(), Cow::into_owned),
+            xsd_type: xsd_type.unwrap_or(Cow::Borrowed(DEFAULT_XSD_TYPE)),
         })
     })?;
     take(c, read)
@@ -321,7 +321,7 @@ mod tests {
         let v = values_of(&direct);
         let got: Vec<(&str, &str, &str)> = v
             .iter()
-            .map(|p| (p.name.as_str(), p.value.as_str(), p.xsd_type.as_str()))
+            .map(|p| (p.name.as_str(), p.value.as_str(), &*p.xsd_type))
             .collect();
         assert_eq!(
             got,

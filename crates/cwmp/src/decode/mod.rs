@@ -169,11 +169,15 @@ fn is_utf16(enc: &'static Encoding) -> bool {
 /// byte sequences in a declared encoding become U+FFFD. An undeclared body
 /// that is not valid UTF-8 is read as windows-1252 (ISO-8859-1 superset),
 /// which is what such CPEs send in practice.
-pub fn decode_body(raw: &[u8], content_type: Option<&str>) -> Result<String> {
+///
+/// The text borrows `raw` when it is already what the parser reads (UTF-8 that
+/// needs no decoding, the usual case): a message is not copied before it is
+/// parsed.
+pub fn decode_body<'a>(raw: &'a [u8], content_type: Option<&str>) -> Result<Cow<'a, str>> {
     if let Some((enc, bom_len)) = Encoding::for_bom(raw) {
         let body = raw.get(bom_len..).unwrap_or_default();
         let (text, _) = enc.decode_without_bom_handling(body);
-        return Ok(text.into_owned());
+        return Ok(text);
     }
     let label = content_type
         .and_then(charset_param)
@@ -189,13 +193,13 @@ pub fn decode_body(raw: &[u8], content_type: Option<&str>) -> Result<String> {
     match declared {
         Some(enc) if !(is_utf16(enc) && ascii_compatible) => {
             let (text, _) = enc.decode_without_bom_handling(raw);
-            Ok(text.into_owned())
+            Ok(text)
         }
         _ => match std::str::from_utf8(raw) {
-            Ok(text) => Ok(text.to_owned()),
+            Ok(text) => Ok(Cow::Borrowed(text)),
             Err(_) => {
                 let (text, _) = encoding_rs::WINDOWS_1252.decode_without_bom_handling(raw);
-                Ok(text.into_owned())
+                Ok(text)
             }
         },
     }
@@ -969,7 +973,7 @@ fn parse_parameter_values(c: &mut Cursor<'_>, el: &Elem) -> Result<Vec<Parameter
         Ok(ParameterValue {
             name,
             value,
-            xsd_type: xsd_type.map_or_else(|| DEFAULT_XSD_TYPE.to_owned(), Cow::into_owned),
+            xsd_type: xsd_type.unwrap_or(Cow::Borrowed(DEFAULT_XSD_TYPE)),
         })
     })
 }
@@ -2099,7 +2103,7 @@ mod tests {
         );
         let types: Vec<(String, String, String)> = gpv_values(&xml)
             .into_iter()
-            .map(|p| (p.name, p.value, p.xsd_type))
+            .map(|p| (p.name, p.value, p.xsd_type.into_owned()))
             .collect();
         let expected = [
             ("A", "-5", "xsd:int"),
