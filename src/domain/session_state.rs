@@ -346,10 +346,19 @@ mod blob_base64 {
 mod tests {
     use super::*;
 
-    #[derive(Deserialize)]
-    struct Saved {
-        #[serde(default, deserialize_with = "current_origin")]
-        current: Option<Origin>,
+    /// A session as a node saves it, with `current` as given (absent when `None`).
+    fn saved(current: Option<serde_json::Value>) -> DeviceSession {
+        let mut json = serde_json::json!({
+            "device_id": "00D09E-Box-1", "owner": "node:7547/s1", "started_at": 1,
+            "lock_until": 2, "source_ip": "192.0.2.1", "root": "Device",
+            "events": ["2 PERIODIC"], "rpcs": [], "faults": [], "work_epoch": 0,
+            "tasks_checked": false, "tasks_left": false, "queue": [],
+            "subtrees_removed": [], "discovered": false, "created": false,
+        });
+        if let Some(c) = current {
+            json["current"] = c;
+        }
+        serde_json::from_value(json).unwrap()
     }
 
     #[test]
@@ -361,22 +370,19 @@ mod tests {
                 parameter_names: vec!["Device.DeviceInfo.".into()],
             }),
         };
-        for json in [
-            serde_json::json!({ "current": planned }),
-            serde_json::json!({ "current": origin }),
-        ] {
-            let saved: Saved = serde_json::from_value(json).unwrap();
-            assert_eq!(saved.current, Some(origin.clone()));
+        // Saved by an older node (the whole planned request), and as saved now.
+        for json in [serde_json::json!(planned), serde_json::json!(origin)] {
+            assert_eq!(saved(Some(json)).current, Some(origin.clone()));
         }
-        let unit = serde_json::json!({ "current": Origin::DiscoverNames });
-        let saved: Saved = serde_json::from_value(unit).unwrap();
-        assert_eq!(saved.current, Some(Origin::DiscoverNames));
-        for json in [
-            serde_json::json!({ "current": null }),
-            serde_json::json!({}),
-        ] {
-            let saved: Saved = serde_json::from_value(json).unwrap();
-            assert_eq!(saved.current, None);
-        }
+        let unit = serde_json::json!(Origin::DiscoverNames);
+        assert_eq!(saved(Some(unit)).current, Some(Origin::DiscoverNames));
+        assert_eq!(saved(Some(serde_json::Value::Null)).current, None);
+        assert_eq!(saved(None).current, None);
+        // What a node saves now reads back the same.
+        let mut s = saved(None);
+        s.current = Some(origin.clone());
+        let again: DeviceSession =
+            serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
+        assert_eq!(again.current, Some(origin));
     }
 }
