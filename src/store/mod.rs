@@ -619,6 +619,149 @@ mod migration_tests {
         v
     }
 
+    /// The small key-ordered tables move to WITHOUT ROWID with what they hold: a database
+    /// of the version before keeps its searchable values, issued credentials and counters,
+    /// the triggers keep counting, and searches by value still use their index.
+    #[test]
+    fn sqlite_tables_move_to_without_rowid_with_their_rows() {
+        use diesel::connection::SimpleConnection;
+        use diesel::prelude::*;
+        use diesel::sql_types::{BigInt, Text};
+        use diesel_migrations::MigrationHarness;
+
+        #[derive(QueryableByName)]
+        struct N {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        #[derive(QueryableByName)]
+        struct S {
+            #[diesel(sql_type = Text)]
+            s: String,
+        }
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("old.db");
+        let mut c = diesel::SqliteConnection::establish(&path.display().to_string())
+            .expect("open the database");
+        c.batch_execute("PRAGMA foreign_keys = ON")
+            .expect("foreign keys");
+        let last = "2026-12-10-000000";
+        loop {
+            let pending = c
+                .pending_migrations(super::SQLITE_MIGRATIONS)
+                .expect("pending migrations");
+            let next = pending
+                .first()
+                .expect("the migration under test is pending");
+            if next.name().version().to_string() == last.replace('-', "") {
+                break;
+            }
+            c.run_next_migration(super::SQLITE_MIGRATIONS)
+                .expect("earlier migration");
+        }
+        c.batch_execute(
+            "INSERT INTO devices (id, oui, product_class, serial_number, software_version, \
+                 created_at, updated_at) VALUES ('A-B-1', 'A', 'B', '1', 'v1', 0, 0), \
+                 ('A-B-2', 'A', 'B', '2', 'v1', 0, 0);
+             INSERT INTO device_search (device_id, name, value) VALUES \
+                 ('A-B-1', 'DeviceInfo.ModelName', 'BM632w'), ('A-B-2', 'DeviceInfo.ModelName', 'X');
+             INSERT INTO issued_credentials (device_id, username, ha1, state, attempts, reason, \
+                 issued_at) VALUES ('A-B-1', 'cpe-1', 'sealed', 'issued', 1, '', 5);
+             INSERT INTO session_log (device_id, started_at, ended_at, source_ip, events, rpcs, \
+                 faults, outcome) VALUES ('A-B-1', 120000, 120001, '', '', '', '[]', 'completed');
+             INSERT INTO faults (device_id, code, message, created_at) \
+                 VALUES ('A-B-1', 9002, 'internal error', 120000), ('A-B-1', 9002, 'again', 120500);",
+        )
+        .expect("rows of the version before");
+        c.run_next_migration(super::SQLITE_MIGRATIONS)
+            .expect("the migration runs on a database with rows");
+
+        let count = |c: &mut diesel::SqliteConnection, sql: &str| -> i64 {
+            diesel::sql_query(sql)
+                .get_result::<N>(c)
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .n
+        };
+        for table in [
+            "device_search",
+            "issued_credentials",
+            "device_version_counts",
+            "session_minutes",
+            "fault_minutes",
+        ] {
+            let sql: S = diesel::sql_query(format!(
+                "SELECT sql AS s FROM sqlite_master WHERE type = 'table' AND name = '{table}'"
+            ))
+            .get_result(&mut c)
+            .unwrap_or_else(|e| panic!("{table}: {e}"));
+            assert!(sql.s.ends_with("WITHOUT ROWID"), "{table}: {}", sql.s);
+        }
+        assert_eq!(
+            count(
+                &mut c,
+                "SELECT COUNT(*) AS n FROM device_search WHERE name = 'DeviceInfo.ModelName' \
+                 AND value = 'BM632w' AND device_id = 'A-B-1'"
+            ),
+            1
+        );
+        assert_eq!(count(&mut c, "SELECT COUNT(*) AS n FROM device_search"), 2);
+        assert_eq!(
+            count(
+                &mut c,
+                "SELECT COUNT(*) AS n FROM issued_credentials WHERE username = 'cpe-1' \
+                 AND ha1 = 'sealed' AND issued_at = 5"
+            ),
+            1
+        );
+        #[derive(QueryableByName)]
+        struct Plan {
+            #[diesel(sql_type = Text)]
+            detail: String,
+        }
+        let plan: Vec<Plan> = diesel::sql_query(
+            "EXPLAIN QUERY PLAN SELECT device_id FROM device_search \
+             WHERE name = 'DeviceInfo.ModelName' AND value = 'BM632w'",
+        )
+        .load(&mut c)
+        .expect("query plan");
+        assert!(
+            plan.iter()
+                .any(|p| p.detail.contains("COVERING INDEX device_search_value")),
+            "a search by value reads the value index alone: {:?}",
+            plan.iter().map(|p| &p.detail).collect::<Vec<_>>()
+        );
+        let n = |c: &mut diesel::SqliteConnection| {
+            (
+                count(
+                    c,
+                    "SELECT COALESCE(SUM(n), 0) AS n FROM device_version_counts",
+                ),
+                count(c, "SELECT COALESCE(SUM(n), 0) AS n FROM session_minutes"),
+                count(c, "SELECT COALESCE(SUM(n), 0) AS n FROM fault_minutes"),
+            )
+        };
+        assert_eq!(n(&mut c), (2, 1, 2), "counters carried over");
+        c.batch_execute(
+            "INSERT INTO devices (id, oui, product_class, serial_number, software_version, \
+                 created_at, updated_at) VALUES ('A-B-3', 'A', 'B', '3', 'v2', 0, 0);
+             INSERT INTO session_log (device_id, started_at, ended_at, source_ip, events, rpcs, \
+                 faults, outcome) VALUES ('A-B-3', 180000, 180001, '', '', '', '[]', 'completed');
+             DELETE FROM devices WHERE id = 'A-B-2';
+             DELETE FROM faults WHERE message = 'again';",
+        )
+        .expect("writes after the migration");
+        assert_eq!(n(&mut c), (2, 2, 1), "the triggers count on");
+        assert_eq!(
+            count(&mut c, "SELECT COUNT(*) AS n FROM device_search"),
+            1,
+            "the searchable values of a deleted device go with it"
+        );
+        c.revert_last_migration(super::SQLITE_MIGRATIONS)
+            .expect("the migration reverts");
+        assert_eq!(count(&mut c, "SELECT COUNT(*) AS n FROM device_search"), 1);
+        assert_eq!(n(&mut c), (2, 2, 1));
+    }
+
     /// diesel keys applied migrations by the version before the first `_`: two migrations
     /// with one version would let the second be taken as applied and silently skipped.
     #[test]
