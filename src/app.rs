@@ -179,6 +179,7 @@ pub fn start(
     };
     let mut own = vec![cwmp_listener.local_addr()?, api_listener.local_addr()?];
     own.extend(stun_addr);
+    own.extend(tftp_addr);
     let services = Arc::new(
         crate::domain::services::Services::new(&config, &store, &own)
             .map_err(|e| anyhow::anyhow!("{e}"))?,

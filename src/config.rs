@@ -109,10 +109,18 @@ impl Default for DatabaseConfig {
     }
 }
 
-/// A secret string: serialized as-is (so config files round-trip) but never shown by `Debug`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A secret string: never shown, neither by `Debug` nor when serialized (the configuration
+/// is serialized only to show it: `GET /api/v1/settings`, `ferroacs config show`), so a
+/// secret key added later is masked without a list to keep in step.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(pub String);
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str("********")
+    }
+}
 
 impl Secret {
     pub fn expose(&self) -> &str {
@@ -547,7 +555,7 @@ pub const KEYS: &[KeyDoc] = &[
     k!("api", "connection_request_min_interval_ms", Some("2000"), None, false, "Minimum time between two connection requests to the same device."),
     k!("api", "connection_request_allow_basic", Some("false"), None, false, "Answer a device's Basic challenge (the password then travels in clear over http); Digest is always used when offered."),
     k!("api", "connection_request_allow_networks", Some("\"\""), None, false, "Networks connection requests (HTTP and UDP) may go to although connection_request_deny_networks\nrefuses them, e.g. \"10.255.0.1/32\"; comma-separated addresses or CIDR networks. The most\nspecific network of both lists decides (allow wins a tie); an address on neither is allowed.\nferroacs's own listeners are refused whatever these lists say."),
-    k!("api", "connection_request_deny_networks", Some("\"0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16, 224.0.0.0/4, 240.0.0.0/4, ::/128, ::1/128, fe80::/10, ff00::/8, fd00:ec2::254/128\""), None, false, "Networks connection requests never go to, checked on every address a device's URL resolves to\n(IPv4-mapped IPv6 and numeric forms such as 2130706433 included): by default unspecified,\nloopback, link-local (cloud metadata), multicast, reserved/broadcast. Private ranges stay allowed."),
+    k!("api", "connection_request_deny_networks", Some("\"0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16, 224.0.0.0/4, 240.0.0.0/4, 100.100.100.200/32, ::/128, ::1/128, fe80::/10, ff00::/8, fd00:ec2::254/128\""), None, false, "Networks connection requests never go to, checked on every address a device's URL resolves to\n(IPv4-mapped, NAT64, IPv4-compatible and 6to4 IPv6 forms and numeric forms such as 2130706433 included):\nby default unspecified, loopback, link-local (cloud metadata), multicast, reserved/broadcast and the\nother clouds' metadata addresses. Private ranges stay allowed."),
     k!("api", "connection_request_transports", Some("\"xmpp, udp, http\""), None, false, "Order in which connection-request transports are tried for a device that reports what each\nneeds: xmpp (TR-069 Annex K: ConnReqJabberID, with [xmpp] configured), udp (TR-111: a STUN binding or UDPConnectionRequestAddress), http (ConnectionRequestURL;\nlast whenever the device reports NATDetected). The next is tried when one fails or is not\nconfirmed by the device's Inform within connection_request_confirm_timeout_ms."),
     k!("api", "connection_request_confirm_timeout_ms", Some("10000"), None, false, "How long the Inform with \"6 CONNECTION REQUEST\" may take before a request counts as unconfirmed\nand the next transport is tried."),
     k!("api", "task_transfer_timeout_secs", Some("3600"), None, false, "How long a Download, Upload or Reboot task waits for the device to report completion before it expires."),
@@ -977,19 +985,11 @@ impl Config {
             .unwrap_or_else(|_| ([127, 0, 0, 1], 7557).into())
     }
 
-    /// The configuration as TOML with every secret replaced by `"********"`.
+    /// The configuration as TOML with every secret replaced by `"********"` (every
+    /// [`Secret`] serializes so) and the database URL's password masked.
     pub fn redacted_toml(&self) -> String {
         let mut c = self.clone();
         c.database.url = DatabaseUrl::redact(&c.database.url);
-        if c.cwmp.default_password.is_some() {
-            c.cwmp.default_password = Some(Secret("********".into()));
-        }
-        if c.secrets.key.is_some() {
-            c.secrets.key = Some(Secret("********".into()));
-        }
-        if c.secrets.previous_keys.is_some() {
-            c.secrets.previous_keys = Some(Secret("********".into()));
-        }
         toml::to_string_pretty(&c).unwrap_or_default()
     }
 }
@@ -1358,6 +1358,18 @@ mod tests {
         .unwrap();
         let out = c.redacted_toml();
         assert!(!out.contains("hunter2") && !out.contains("sesame"), "{out}");
+        // Every secret key of the configuration, whichever section it is in.
+        let all = load(
+            "[cwmp]\ndefault_password = \"pw-cwmp\"\n[secrets]\nkey = \"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\"\nprevious_keys = \"ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100\"\n[xmpp]\njid = \"acs@example.net\"\npassword = \"pw-xmpp\"\n[phones]\nsite_token = \"pw-site-token-0123456789\"\nfile_password = \"pw-file\"\n",
+            &[],
+        )
+        .unwrap();
+        let shown = all.redacted_toml();
+        for secret in ["pw-", "00112233", "ffeeddcc"] {
+            assert!(!shown.contains(secret), "{secret} shown: {shown}");
+            assert!(!format!("{all:?}").contains(secret), "{secret} in Debug");
+        }
+        assert_eq!(shown.matches("\"********\"").count(), 6, "{shown}");
         assert!(
             !out.contains("00112233") && !format!("{c:?}").contains("00112233"),
             "{out}"

@@ -11,7 +11,8 @@
 //!    on equal prefix lengths the allow list wins, and an address on neither list is
 //!    allowed. Private ranges are allowed by default: CPE address space is often private.
 //!
-//! IPv4-mapped (`::ffff:127.0.0.1`) and NAT64 (`64:ff9b::7f00:1`) addresses are checked as
+//! IPv4-mapped (`::ffff:127.0.0.1`), NAT64 (`64:ff9b::7f00:1`), IPv4-compatible (`::7f00:1`) and
+//! 6to4 (`2002:7f00:1::`) addresses are checked as
 //! the IPv4 address they carry too. Host names in the loose forms `inet_aton` accepts
 //! (`2130706433`, `0x7f.1`, `017700000001`) are read as the address they denote, never
 //! handed to a resolver.
@@ -19,10 +20,11 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// Networks refused by default: loopback, unspecified, link-local (cloud metadata
-/// services live there), multicast, reserved and broadcast, and the IPv6 metadata address
-/// of one large cloud.
+/// services live there), multicast, reserved and broadcast, and the metadata addresses
+/// clouds put elsewhere (one large cloud's IPv6 one; Alibaba Cloud's in the shared
+/// address space, 100.100.100.200, whose /10 carrier-grade NAT CPEs do live in).
 pub const DEFAULT_DENY: &str = "0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16, 224.0.0.0/4, 240.0.0.0/4, \
-     ::/128, ::1/128, fe80::/10, ff00::/8, fd00:ec2::254/128";
+     100.100.100.200/32, ::/128, ::1/128, fe80::/10, ff00::/8, fd00:ec2::254/128";
 
 /// One network: an address and a prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,17 +181,21 @@ impl TargetPolicy {
     }
 }
 
-/// The IPv4 address an IPv4-mapped or NAT64 (RFC 6052 well-known prefix) IPv6 address
-/// carries.
+/// The IPv4 address an IPv6 address carries: IPv4-mapped (`::ffff:a.b.c.d`), NAT64 (RFC
+/// 6052 well-known prefix `64:ff9b::/96`), IPv4-compatible (`::a.b.c.d`, deprecated but
+/// still routed by some stacks) and 6to4 (`2002:AABB:CCDD::/48`, RFC 3056).
 fn embedded_v4(ip: IpAddr) -> Option<Ipv4Addr> {
     let IpAddr::V6(v6) = ip else { return None };
     if let Some(v4) = v6.to_ipv4_mapped() {
         return Some(v4);
     }
     let s = v6.segments();
-    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        let [.., a, b, c, d] = v6.octets();
-        return Some(Ipv4Addr::new(a, b, c, d));
+    let o = v6.octets();
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || (s[..6] == [0; 6] && (s[6] != 0 || s[7] > 1)) {
+        return Some(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+    }
+    if s[0] == 0x2002 {
+        return Some(Ipv4Addr::new(o[2], o[3], o[4], o[5]));
     }
     None
 }
@@ -308,6 +314,11 @@ mod tests {
             "[::ffff:169.254.169.254]:80",
             "[64:ff9b::7f00:1]:80",
             "[fd00:ec2::254]:80",
+            "100.100.100.200:80",
+            "[::7f00:1]:80",
+            "[::a9fe:a9fe]:80",
+            "[2002:7f00:1::1]:80",
+            "[2002:a9fe:a9fe::]:80",
         ] {
             assert!(p.check(sa(bad)).is_err(), "{bad} must be refused");
         }
@@ -319,6 +330,9 @@ mod tests {
             "198.51.100.7:7547",
             "[2001:db8::1]:7547",
             "[fd12:3456::1]:7547",
+            "100.100.100.199:7547",
+            "[::c633:6407]:7547",
+            "[2002:c633:6407::1]:7547",
         ] {
             assert!(p.check(sa(good)).is_ok(), "{good} must be allowed");
         }

@@ -1244,6 +1244,88 @@ async fn console_and_api_leave_the_same_audit_entries(backend: Backend) {
     assert_eq!(compared, 7);
 }
 
+/// A device's uploads are an operator's to read: configuration backups hold the device's
+/// Wi-Fi, PPP and SIP passwords. A viewer sees that they exist (name, type, time), through
+/// the API and the console alike, never what they hold or how two of them differ.
+async fn device_uploads_are_an_operators_to_read(backend: Backend) {
+    let app = TestApp::spawn(backend, console_config).await;
+    add_user(&app, "vera", "viewer").await;
+    add_user(&app, "otto", "operator").await;
+    let (mut dev, mut cr, id) = online_device(&app, "BKP1").await;
+    let operator = crate::api::Api::new(&app, "operator").await;
+    let viewer = crate::api::Api::new(&app, "viewer").await;
+    let secret = "wpa-passphrase-Zq81x";
+    for ssid in ["home", "home-5g"] {
+        dev.behavior.upload_content = format!("ssid={ssid}\nwpa_key={secret}\n").into_bytes();
+        let t = crate::api::run_task(
+            &operator,
+            &app,
+            &mut dev,
+            &mut cr,
+            &id,
+            serde_json::json!({"rpc": "Upload", "file_type": "1 Vendor Configuration File"}),
+            1,
+        )
+        .await;
+        assert_eq!(t["status"], "done", "{t}");
+    }
+    let (s, list) = viewer
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/devices/{id}/backups"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "a viewer lists the backups: {list}");
+    assert!(!list.to_string().contains(secret), "{list}");
+    let items = list["items"].as_array().expect("backups");
+    assert_eq!(items.len(), 2, "{list}");
+    let (newest, older) = (
+        items[0]["id"].as_str().unwrap().to_string(),
+        items[1]["id"].as_str().unwrap().to_string(),
+    );
+    for path in [
+        format!("/api/v1/files/{newest}/content"),
+        format!("/api/v1/devices/{id}/backups/diff?from={older}&to={newest}"),
+    ] {
+        let (s, body) = viewer.call(reqwest::Method::GET, &path, None).await;
+        assert_eq!(s, 403, "a viewer's {path}: {body}");
+        assert!(!body.to_string().contains(secret), "{path}: {body}");
+        let (s, body) = operator.call(reqwest::Method::GET, &path, None).await;
+        assert_eq!(s, 200, "an operator's {path}: {body}");
+        assert!(body.to_string().contains("home-5g"), "{path}: {body}");
+    }
+
+    // The console: the viewer's device page names the files without a link to them, and
+    // the link an operator has is refused to the viewer.
+    let (_, otto) = Raw::login(&app, "otto", PASSWORD).await;
+    let (s, page) = otto.get(&format!("/devices/{id}")).await;
+    assert_eq!(s, 200);
+    let at = page
+        .find("/uploads/")
+        .expect("an operator's link to the upload");
+    let start = page[..at].rfind("href=\"").expect("the link") + 6;
+    let end = start + page[start..].find('"').expect("the link's end");
+    let link = page[start..end].replace("&amp;", "&");
+    let (s, body) = otto.get(&link).await;
+    assert_eq!(s, 200, "{link}");
+    assert!(body.contains(secret), "the operator downloads the backup");
+    let (_, vera) = Raw::login(&app, "vera", PASSWORD).await;
+    let (s, page) = vera.get(&format!("/devices/{id}")).await;
+    assert_eq!(s, 200);
+    assert!(
+        page.contains("id=\"uploads\""),
+        "the viewer sees the section"
+    );
+    assert!(
+        !page.contains("/uploads/"),
+        "the viewer has no link to an upload"
+    );
+    let (s, body) = vera.get(&link).await;
+    assert_eq!(s, 403, "{link}");
+    assert!(!body.contains(secret));
+}
+
 battery!(
     login_search_open_and_edit,
     bulk_reboot_shows_progress,
@@ -1253,4 +1335,5 @@ battery!(
     tags_searches_device_edits_presets_faults_users,
     new_actions_check_role_and_csrf,
     every_page_is_labelled_and_keyboard_usable,
+    device_uploads_are_an_operators_to_read,
 );

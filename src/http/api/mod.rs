@@ -249,8 +249,8 @@ api_routes! {
         "Stored files", query ["device_id", "limit", "cursor"], body None, response "FilePage";
     get "/files/{id}" Viewer files::get,
         "One stored file's metadata", query [], body None, response "File";
-    get "/files/{id}/content" Viewer files::content,
-        "A stored file's contents (Range and If-None-Match supported)", query [], body None, response "Binary";
+    get "/files/{id}/content" Operator files::content,
+        "A stored file's contents (Range and If-None-Match supported); an operator's, since devices' uploads (configuration backups) hold their passwords", query [], body None, response "Binary";
     delete "/files/{id}" Operator files::delete,
         "Delete a stored file", query [], body None, response "Empty";
     get "/campaigns" Viewer campaigns::list,
@@ -303,8 +303,8 @@ api_routes! {
         "Delete a scheduled job (tasks it queued stay)", query [], body None, response "Empty";
     get "/devices/{id}/backups" Viewer schedules::backups,
         "The device's configuration backups (files it uploaded), newest first", query ["limit"], body None, response "FilePage";
-    get "/devices/{id}/backups/diff" Viewer schedules::diff,
-        "A unified diff between two text configuration backups of the device", query ["from", "to"], body None, response "BackupDiff";
+    get "/devices/{id}/backups/diff" Operator schedules::diff,
+        "A unified diff between two text configuration backups of the device (an operator's: backups hold the device's passwords)", query ["from", "to"], body None, response "BackupDiff";
     post "/devices/{id}/backups/{file_id}/restore" Operator schedules::restore,
         "Restore a backup: queue a Download of it (3 Vendor Configuration File) to the device",
         query ["connection_request"], body None, response "Task";

@@ -1200,9 +1200,10 @@ fn line_error(message: String) -> Result<HttpResponse, ConsoleError> {
     )
 }
 
-/// A file the device uploaded (a configuration backup, a log), as an attachment.
+/// A file the device uploaded (a configuration backup, a log), as an attachment. An
+/// operator's: configuration backups hold the device's passwords (Wi-Fi, PPP, SIP).
 async fn download_upload(
-    _ctx: Ctx<Viewer>,
+    _ctx: Ctx<Operator>,
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
