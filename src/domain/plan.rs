@@ -36,6 +36,9 @@ pub struct DeviceFacts {
     pub discovered_at: Option<i64>,
     /// Work was queued (tasks, lines, presets) since the last session that drained it.
     pub has_new_work: bool,
+    /// Discoveries that gave up since the tree was last read whole (read only when a
+    /// discovery is due otherwise: [`discovery_may_wait`]).
+    pub gave_up: Option<GaveUp>,
 }
 
 /// Decide what the session starts with.
@@ -51,20 +54,47 @@ pub fn opening_after(
     device: DeviceFacts,
     now: i64,
 ) -> Opening {
-    let has = |code: &str| events.iter().any(|e| e.event_code == code);
-    let bootstrap = has("0 BOOTSTRAP") || device.created;
+    let bootstrap = bootstraps(events, device.created);
+    // A discovery that gave up is not tried again at every Inform: it waits, longer each
+    // time; a BOOTSTRAP (a factory reset, a new device) always reads the tree.
+    let waits = device
+        .gave_up
+        .is_some_and(|g| now < g.last_at.saturating_add(discovery_retry_ms(g.times)));
+    Opening {
+        bootstrap,
+        discover: bootstrap || (stale(discovery_refresh_secs, device.discovered_at, now) && !waits),
+        load_tasks: loads_tasks(events, device.has_new_work),
+    }
+}
+
+/// Whether the session bootstraps the device: a `0 BOOTSTRAP` event, or its row was just
+/// created.
+fn bootstraps(events: &[EventStruct], created: bool) -> bool {
+    created || events.iter().any(|e| e.event_code == "0 BOOTSTRAP")
+}
+
+/// Whether the tree read at `discovered_at` (never: `None`) is to be read again.
+fn stale(discovery_refresh_secs: u64, discovered_at: Option<i64>, now: i64) -> bool {
     let refresh_ms = i64::try_from(discovery_refresh_secs)
         .unwrap_or(i64::MAX / 1000)
         .saturating_mul(1000);
-    let stale = match device.discovered_at {
+    match discovered_at {
         None => true,
         Some(at) => discovery_refresh_secs > 0 && now - at > refresh_ms,
-    };
-    Opening {
-        bootstrap,
-        discover: bootstrap || stale,
-        load_tasks: loads_tasks(events, device.has_new_work),
     }
+}
+
+/// Whether a discovery is due that discoveries which gave up may hold back (the tree is
+/// stale and the device does not bootstrap): only then are those looked up
+/// (`DeviceFacts::gave_up`).
+pub fn discovery_may_wait(
+    discovery_refresh_secs: u64,
+    events: &[EventStruct],
+    created: bool,
+    discovered_at: Option<i64>,
+    now: i64,
+) -> bool {
+    !bootstraps(events, created) && stale(discovery_refresh_secs, discovered_at, now)
 }
 
 /// Whether a session reads the device's tasks: work was added since the last session that
@@ -405,6 +435,125 @@ pub fn batches(names: Vec<String>, batch: usize, origin: impl Fn(bool) -> Origin
         .collect()
 }
 
+/// Faults of a discovery GetParameterValues that may blame some of the names it asks for
+/// rather than the request: 9005 (invalid parameter name), 9003 (invalid arguments), 9002
+/// (internal error: CPEs answer it when reading one broken parameter fails), 9001 (request
+/// denied: a parameter the CPE does not disclose) and 9004 (resources exceeded: the batch is
+/// too large for the CPE). Asked again in halves, the names that still fault alone are
+/// isolated; any other fault (9000 method not supported, vendor codes) would answer every
+/// read alike.
+pub fn blames_names(code: u32) -> bool {
+    matches!(code, 9001..=9005)
+}
+
+/// The ACS's own faults for an answer that was lost or mixed up (the CPE answered another
+/// request, e.g. a message sent again after a reconnection, or sent empty POSTs instead):
+/// they say nothing of the names, the same request is asked again.
+pub fn answer_lost(code: u32) -> bool {
+    code == CwmpFault::UNEXPECTED_RESPONSE || code == CwmpFault::NO_RESPONSE
+}
+
+/// The extra GetParameterValues a discovery of `leaves` read in batches of `batch` may spend
+/// on faulted batches (a split costs two requests, a batch asked again whole one).
+///
+/// Isolating one unreadable name in a batch of b names takes two requests at each of the
+/// ⌈log2 b⌉ halvings (128 names: 14), and a name alone that still faults is dropped at no
+/// further cost; the bound allows that much for every batch (a 300-leaf tree in batches of
+/// 128: 3 × 14 = 42), so a tree with a few broken parameters spread over its batches is
+/// read whole, while a device that faults everything costs at most about 2·⌈log2 b⌉ + 1
+/// times a normal discovery's requests (all of them small) before discovery gives up.
+pub fn discovery_split_budget(leaves: usize, batch: usize) -> u32 {
+    let batch = batch.max(1).min(leaves.max(1));
+    let batches = leaves.div_ceil(batch);
+    let levels = batch.next_power_of_two().trailing_zeros() as usize;
+    u32::try_from(batches.saturating_mul(2 * levels)).unwrap_or(u32::MAX)
+}
+
+/// What to do with a discovery batch of `names` the device answered with a fault of `code`,
+/// with `budget` extra requests left ([`discovery_split_budget`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiscoveryFault {
+    /// Ask again for the same names (the answer was lost); costs one of the budget.
+    Retry(Vec<String>),
+    /// Ask again for each half (in this order); costs two of the budget.
+    Split(Vec<String>, Vec<String>),
+    /// The one name cannot be read: drop it from the tree and carry on.
+    Drop(String),
+    /// Stop discovering: the fault does not blame a name, or the budget is spent.
+    GiveUp,
+}
+
+/// Decide after a faulted discovery batch: a fault that may blame the names
+/// ([`blames_names`]) splits the batch in halves down to single names, and a single name
+/// that still faults is dropped (GenieACS, on 9005, drops the named paths and carries on);
+/// a lost answer ([`answer_lost`]) asks for the same names again.
+pub fn after_discovery_fault(code: u32, mut names: Vec<String>, budget: u32) -> DiscoveryFault {
+    if names.is_empty() {
+        return DiscoveryFault::GiveUp;
+    }
+    if answer_lost(code) {
+        return if budget >= 1 {
+            DiscoveryFault::Retry(names)
+        } else {
+            DiscoveryFault::GiveUp
+        };
+    }
+    if !blames_names(code) {
+        return DiscoveryFault::GiveUp;
+    }
+    if names.len() == 1 {
+        return names
+            .pop()
+            .map_or(DiscoveryFault::GiveUp, DiscoveryFault::Drop);
+    }
+    if budget < 2 {
+        return DiscoveryFault::GiveUp;
+    }
+    let second = names.split_off(names.len() / 2);
+    DiscoveryFault::Split(names, second)
+}
+
+/// How a device's earlier discoveries that gave up are known: the newest one's time and
+/// how many there were since the tree was last read whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GaveUp {
+    pub last_at: i64,
+    pub times: u32,
+}
+
+/// The start of the fault message a discovery that gave up records.
+pub const DISCOVERY_INCOMPLETE: &str = "discovery incomplete";
+
+/// The discoveries that gave up, from the device's recent faults (message, time), newest
+/// first, recorded since its tree was last read whole.
+pub fn discoveries_given_up<'a>(
+    faults: impl IntoIterator<Item = (&'a str, i64)>,
+) -> Option<GaveUp> {
+    faults
+        .into_iter()
+        .filter(|(message, _)| message.starts_with(DISCOVERY_INCOMPLETE))
+        .fold(None, |acc: Option<GaveUp>, (_, at)| {
+            Some(match acc {
+                None => GaveUp {
+                    last_at: at,
+                    times: 1,
+                },
+                Some(g) => GaveUp {
+                    last_at: g.last_at.max(at),
+                    times: g.times.saturating_add(1),
+                },
+            })
+        })
+}
+
+/// How long after a discovery that gave up (the `times`-th in a row) the next one waits: 15
+/// minutes, doubling each time, at most a day. Reading the whole tree is the costliest thing
+/// a session does; without this a device that faults it would be read again at every Inform.
+pub fn discovery_retry_ms(times: u32) -> i64 {
+    let exp = times.clamp(1, 8) - 1;
+    (900_000i64 << exp).min(86_400_000)
+}
+
 /// What a fault of the device means for the task whose RPC it answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterFault {
@@ -460,6 +609,7 @@ mod tests {
             created: false,
             discovered_at: Some(discovered_at),
             has_new_work: false,
+            gave_up: None,
         }
     }
 
@@ -821,6 +971,141 @@ mod tests {
         // A batch size of 0 is taken as 1; nothing to read, no request.
         assert_eq!(batches(names.clone(), 0, |_| Origin::Refresh).len(), 5);
         assert!(batches(Vec::new(), 3, |_| Origin::Refresh).is_empty());
+    }
+
+    fn names(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("Device.P{i}")).collect()
+    }
+
+    #[test]
+    fn a_faulted_discovery_batch_is_halved_down_to_the_name_that_is_dropped() {
+        // Halves, the first first; an odd batch gives the second half the extra name.
+        assert_eq!(
+            after_discovery_fault(9005, names(5), 10),
+            DiscoveryFault::Split(names(5)[..2].to_vec(), names(5)[2..].to_vec())
+        );
+        for code in [9001, 9002, 9003, 9004, 9005] {
+            assert!(matches!(
+                after_discovery_fault(code, names(2), 2),
+                DiscoveryFault::Split(..)
+            ));
+        }
+        // A name alone that still faults is dropped, even with no budget left.
+        assert_eq!(
+            after_discovery_fault(9005, names(1), 0),
+            DiscoveryFault::Drop("Device.P0".into())
+        );
+        // No budget for another split, a fault that blames no name, nothing asked: give up.
+        assert_eq!(
+            after_discovery_fault(9005, names(4), 1),
+            DiscoveryFault::GiveUp
+        );
+        assert_eq!(
+            after_discovery_fault(9000, names(4), 10),
+            DiscoveryFault::GiveUp
+        );
+        assert_eq!(
+            after_discovery_fault(9000, names(1), 10),
+            DiscoveryFault::GiveUp
+        );
+        assert_eq!(
+            after_discovery_fault(9850, names(4), 10),
+            DiscoveryFault::GiveUp
+        );
+        // An answer lost (a reconnection, a CPE that answered something else): the same
+        // names again, while the budget lasts.
+        for code in [CwmpFault::UNEXPECTED_RESPONSE, CwmpFault::NO_RESPONSE] {
+            assert_eq!(
+                after_discovery_fault(code, names(4), 1),
+                DiscoveryFault::Retry(names(4))
+            );
+            assert_eq!(
+                after_discovery_fault(code, names(4), 0),
+                DiscoveryFault::GiveUp
+            );
+        }
+        assert_eq!(
+            after_discovery_fault(9005, Vec::new(), 10),
+            DiscoveryFault::GiveUp
+        );
+    }
+
+    #[test]
+    fn isolating_one_bad_name_per_batch_fits_the_split_budget() {
+        // 300 leaves in batches of 128: 3 batches, 7 halvings of 2 requests each.
+        assert_eq!(discovery_split_budget(300, 128), 42);
+        // Follow the rule on a batch of 128 with one bad name: it is found within 14.
+        let bad = "Device.P77".to_string();
+        let (mut queue, mut spent, mut dropped) = (vec![names(128)], 0, Vec::new());
+        while let Some(batch) = queue.pop() {
+            if !batch.contains(&bad) {
+                continue;
+            }
+            match after_discovery_fault(9005, batch, 14 - spent) {
+                DiscoveryFault::Split(a, b) => {
+                    spent += 2;
+                    queue.push(b);
+                    queue.push(a);
+                }
+                DiscoveryFault::Drop(n) => dropped.push(n),
+                other => panic!("{other:?} after {spent}"),
+            }
+        }
+        assert_eq!((spent, dropped), (14, vec![bad]));
+        // Small trees and batches: no split needed for batches of one name.
+        assert_eq!(discovery_split_budget(10, 1), 0);
+        assert_eq!(discovery_split_budget(3, 128), 4);
+        assert_eq!(discovery_split_budget(0, 128), 0);
+    }
+
+    #[test]
+    fn a_discovery_that_gave_up_waits_longer_each_time_except_at_bootstrap() {
+        let given_up = discoveries_given_up([
+            ("discovery incomplete: 9002 Internal error", 5_000),
+            ("session: 9001 Request denied", 6_000),
+            ("discovery incomplete: 9002 Internal error", 1_000),
+        ]);
+        assert_eq!(
+            given_up,
+            Some(GaveUp {
+                last_at: 5_000,
+                times: 2
+            })
+        );
+        assert_eq!(discoveries_given_up([("discovery: 9005", 1)]), None);
+        let retry: Vec<i64> = (1..=10).map(discovery_retry_ms).collect();
+        assert_eq!(retry[0], 900_000);
+        assert_eq!(retry[1], 1_800_000);
+        assert_eq!(retry[6], 57_600_000);
+        assert_eq!(retry[7..], [86_400_000; 3]);
+        assert_eq!(discovery_retry_ms(0), 900_000);
+
+        let never = DeviceFacts {
+            created: false,
+            discovered_at: None,
+            has_new_work: false,
+            gave_up: Some(GaveUp {
+                last_at: 10_000,
+                times: 2,
+            }),
+        };
+        let periodic = [ev("2 PERIODIC", "")];
+        assert!(discovery_may_wait(3600, &periodic, false, None, 10_000));
+        assert!(!opening(&cfg(), &periodic, never, 10_000).discover);
+        assert!(!opening(&cfg(), &periodic, never, 10_000 + 1_799_999).discover);
+        assert!(opening(&cfg(), &periodic, never, 10_000 + 1_800_000).discover);
+        // A BOOTSTRAP reads the tree whatever happened before.
+        let bootstrap = [ev("0 BOOTSTRAP", "")];
+        assert!(!discovery_may_wait(3600, &bootstrap, false, None, 10_000));
+        assert!(opening(&cfg(), &bootstrap, never, 10_000).discover);
+        // A tree read recently needs no look-up.
+        assert!(!discovery_may_wait(
+            3600,
+            &periodic,
+            false,
+            Some(9_000),
+            10_000
+        ));
     }
 
     #[test]

@@ -220,6 +220,8 @@ pub async fn begin(
         params_delta: device.params_delta.take(),
         subtrees_removed: Vec::new(),
         discovered: false,
+        discovery_splits_left: 0,
+        discovery_dropped: Vec::new(),
         created,
         converge: None,
         known: None,
@@ -270,6 +272,8 @@ pub async fn begin(
 struct InformReads {
     tasks: Option<InformTasks>,
     converge: Option<converge::Read>,
+    /// Discoveries that gave up, when a discovery is due otherwise.
+    gave_up: Option<plan::GaveUp>,
 }
 
 /// In the Inform's hand-off, once the session holds the device's lock (`device`, the row
@@ -283,10 +287,15 @@ fn read_with_inform(
     discovery_refresh_secs: u64,
     now: i64,
 ) -> Result<InformReads> {
+    let gave_up = discoveries_given_up(st, device, created, events, discovery_refresh_secs, now)?;
     let tasks = if plan::loads_tasks(events, device.has_new_work()) {
         let rows = st.device_tasks_in(&device.id, &[TaskStatus::Pending, TaskStatus::Running])?;
-        let opening =
-            plan::opening_after(discovery_refresh_secs, events, facts(device, created), now);
+        let opening = plan::opening_after(
+            discovery_refresh_secs,
+            events,
+            facts(device, created, gave_up),
+            now,
+        );
         let first = rows.first().and_then(|row| {
             let spec = tasks::open_args(&st.keyring(), &row.args)
                 .and_then(|a| Ok(serde_json::from_str::<TaskSpec>(&a)?))
@@ -305,7 +314,44 @@ fn read_with_inform(
     let converge = (wants.lines || wants.presets)
         .then(|| converge::read(st, &device.id, wants))
         .transpose()?;
-    Ok(InformReads { tasks, converge })
+    Ok(InformReads {
+        tasks,
+        converge,
+        gave_up,
+    })
+}
+
+/// The device's discoveries that gave up since its tree was last read whole, looked up only
+/// when a discovery is due otherwise (`plan::discovery_may_wait`), among its 32 newest
+/// faults since then (a discovery records at most two: a refused GetParameterNames, and
+/// why it gave up; other faults in between may hide older ones, which only shortens the
+/// wait).
+fn discoveries_given_up(
+    st: &Store,
+    device: &DeviceRow,
+    created: bool,
+    events: &[cwmp::EventStruct],
+    discovery_refresh_secs: u64,
+    now: i64,
+) -> Result<Option<plan::GaveUp>> {
+    if !plan::discovery_may_wait(
+        discovery_refresh_secs,
+        events,
+        created,
+        device.discovered_at,
+        now,
+    ) {
+        return Ok(None);
+    }
+    let filter = crate::store::faults::FaultFilter {
+        device_id: Some(device.id.clone()),
+        since: device.discovered_at,
+        ..Default::default()
+    };
+    let rows = st.find_faults(&filter, None, 32)?;
+    Ok(plan::discoveries_given_up(
+        rows.iter().map(|f| (f.message.as_str(), f.created_at)),
+    ))
 }
 
 /// The tasks read in the Inform's hand-off: the device's open tasks as they were read, and
@@ -316,11 +362,12 @@ struct InformTasks {
 }
 
 /// What the device row says for `plan::opening`.
-fn facts(device: &DeviceRow, created: bool) -> plan::DeviceFacts {
+fn facts(device: &DeviceRow, created: bool, gave_up: Option<plan::GaveUp>) -> plan::DeviceFacts {
     plan::DeviceFacts {
         created,
         discovered_at: device.discovered_at,
         has_new_work: device.has_new_work(),
+        gave_up,
     }
 }
 
@@ -355,7 +402,8 @@ async fn plan(
     reads: InformReads,
 ) -> Result<()> {
     let cfg = &env.config.cwmp;
-    let decided = plan::opening(cfg, &inform.events, facts(device, s.created), env.now);
+    let facts = facts(device, s.created, reads.gave_up);
+    let decided = plan::opening(cfg, &inform.events, facts, env.now);
 
     // Bootstrap settings.
     let settings = decided.bootstrap && plan::wants_bootstrap_settings(cfg);
@@ -1100,6 +1148,17 @@ pub async fn on_result(
     };
     let current = Planned { origin, request };
     let now = env.now;
+    // Discovery reads that fault are answered here: nothing else is blamed for them.
+    let outcome = match outcome {
+        Err(fault) if matches!(current.origin, Origin::DiscoverValues { .. }) => {
+            return discovery_batch_fault(env, s, current.request, fault).await;
+        }
+        Err(fault) if current.origin == Origin::DiscoverAllValues => {
+            let why = "the device read neither the names nor the values of the whole tree";
+            return give_up_discovery(env, s, &fault, why).await;
+        }
+        outcome => outcome,
+    };
     match (&current.origin, outcome) {
         (origin, Ok(mut resp)) => {
             let mut discovered_leaves = None;
@@ -1129,10 +1188,11 @@ pub async fn on_result(
                 }
                 Origin::DiscoverNames => {
                     if let Some(leaves) = discovered_leaves {
+                        let batch = env.config.cwmp.gpv_batch_size;
+                        s.discovery_splits_left = plan::discovery_split_budget(leaves.len(), batch);
+                        s.discovery_dropped.clear();
                         let batches =
-                            plan::batches(leaves, env.config.cwmp.gpv_batch_size, |last| {
-                                Origin::DiscoverValues { last }
-                            });
+                            plan::batches(leaves, batch, |last| Origin::DiscoverValues { last });
                         let n = batches.len();
                         // Discovery goes before anything else still queued.
                         for p in batches.into_iter().rev() {
@@ -1143,11 +1203,8 @@ pub async fn on_result(
                         }
                     }
                 }
-                Origin::DiscoverValues { last: true } | Origin::DiscoverAllValues => {
-                    s.discovered = true;
-                    crate::domain::tr111::after_discovery(env, s).await?;
-                    crate::domain::tr111::notifications_after_discovery(s);
-                }
+                Origin::DiscoverValues { .. } => discovery_progress(env, s).await?,
+                Origin::DiscoverAllValues => discovery_completed(env, s).await?,
                 Origin::GatewayTable => {
                     // The rows read replace the stored ones: removed rows disappear.
                     s.subtrees_removed
@@ -1356,6 +1413,179 @@ pub async fn on_result(
     Ok(())
 }
 
+/// A discovery batch the device answered with a fault: halved and asked again while the
+/// fault may blame its names, down to single names that are dropped when they still fault,
+/// or asked again whole when its answer was lost (`plan::after_discovery_fault`); the
+/// discovery gives up when the fault blames no name or its extra requests are spent. A
+/// retry is not logged: what it ends in is, once.
+async fn discovery_batch_fault(
+    env: &Env<'_>,
+    s: &mut DeviceSession,
+    request: AcsRequest,
+    fault: CwmpFault,
+) -> Result<()> {
+    let names = match request {
+        AcsRequest::GetParameterValues(g) => g.parameter_names,
+        _ => Vec::new(),
+    };
+    match plan::after_discovery_fault(fault.code, names, s.discovery_splits_left) {
+        plan::DiscoveryFault::Retry(names) => {
+            s.discovery_splits_left = s.discovery_splits_left.saturating_sub(1);
+            s.queue.push_front(Planned {
+                origin: Origin::DiscoverValues { last: false },
+                request: AcsRequest::GetParameterValues(GetParameterValues {
+                    parameter_names: names,
+                }),
+            });
+        }
+        plan::DiscoveryFault::Split(first, second) => {
+            s.discovery_splits_left = s.discovery_splits_left.saturating_sub(2);
+            // Before the batches still queued (discovery goes before anything else).
+            for names in [second, first] {
+                s.queue.push_front(Planned {
+                    origin: Origin::DiscoverValues { last: false },
+                    request: AcsRequest::GetParameterValues(GetParameterValues {
+                        parameter_names: names,
+                    }),
+                });
+            }
+        }
+        plan::DiscoveryFault::Drop(name) => {
+            s.faults.push(format!(
+                "GetParameterValues {} {name}: {}",
+                fault.code, fault.string
+            ));
+            forget_leaf(&mut s.learnt, &name);
+            s.discovery_dropped.push((name, fault.code));
+        }
+        plan::DiscoveryFault::GiveUp => {
+            let why = if plan::blames_names(fault.code) || plan::answer_lost(fault.code) {
+                "the device faulted more reads than a few unreadable parameters explain"
+            } else {
+                "the device refused to read the tree's values"
+            };
+            return give_up_discovery(env, s, &fault, why).await;
+        }
+    }
+    discovery_progress(env, s).await
+}
+
+/// A discovery batch was answered (or its faulted names dropped): the discovery completes
+/// once no batch is left.
+async fn discovery_progress(env: &Env<'_>, s: &mut DeviceSession) -> Result<()> {
+    let left = s
+        .queue
+        .iter()
+        .any(|q| matches!(q.origin, Origin::DiscoverValues { .. }));
+    if left {
+        return Ok(());
+    }
+    discovery_completed(env, s).await
+}
+
+/// The whole tree was read (but for the names dropped): it replaces the stored one at the
+/// end of the session, which records the discovery's time.
+async fn discovery_completed(env: &Env<'_>, s: &mut DeviceSession) -> Result<()> {
+    s.discovered = true;
+    if let Some(&(_, code)) = s.discovery_dropped.first() {
+        let message = format!("discovery: {}", dropped_summary(&s.discovery_dropped));
+        let detail = serde_json::json!({ "dropped": dropped_detail(&s.discovery_dropped) });
+        record_discovery_fault(env, s, code, message, detail).await?;
+    }
+    crate::domain::tr111::after_discovery(env, s).await?;
+    crate::domain::tr111::notifications_after_discovery(s);
+    Ok(())
+}
+
+/// Stop the discovery, not completed: its batches still queued are dropped, what it read is
+/// kept, and one fault says why; the next discovery waits (`plan::discovery_retry_ms`)
+/// instead of starting again at the next Inform.
+async fn give_up_discovery(
+    env: &Env<'_>,
+    s: &mut DeviceSession,
+    fault: &CwmpFault,
+    why: &str,
+) -> Result<()> {
+    s.queue
+        .retain(|q| !matches!(q.origin, Origin::DiscoverValues { .. }));
+    let mut message = format!(
+        "{}: {why} (last fault {} {})",
+        plan::DISCOVERY_INCOMPLETE,
+        fault.code,
+        fault.string
+    );
+    s.faults.push(message.clone());
+    if !s.discovery_dropped.is_empty() {
+        message.push_str("; ");
+        message.push_str(&dropped_summary(&s.discovery_dropped));
+    }
+    let mut detail = tasks::fault_detail(fault);
+    detail["dropped"] = dropped_detail(&s.discovery_dropped);
+    record_discovery_fault(env, s, fault.code, message, detail).await
+}
+
+/// How many names a discovery dropped, and the first few.
+fn dropped_summary(dropped: &[(String, u32)]) -> String {
+    const SHOWN: usize = 10;
+    let names: Vec<&str> = dropped
+        .iter()
+        .take(SHOWN)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let more = dropped.len().saturating_sub(SHOWN);
+    let plural = if dropped.len() == 1 { "" } else { "s" };
+    let mut out = format!(
+        "{} unreadable parameter{plural} dropped: {}",
+        dropped.len(),
+        names.join(", ")
+    );
+    if more > 0 {
+        out.push_str(&format!(" and {more} more"));
+    }
+    out
+}
+
+/// The names a discovery dropped with their fault codes (at most 1000), for a fault's detail.
+fn dropped_detail(dropped: &[(String, u32)]) -> serde_json::Value {
+    dropped
+        .iter()
+        .take(1000)
+        .map(|(name, code)| serde_json::json!({ "parameter": name, "code": code }))
+        .collect()
+}
+
+async fn record_discovery_fault(
+    env: &Env<'_>,
+    s: &DeviceSession,
+    code: u32,
+    message: String,
+    detail: serde_json::Value,
+) -> Result<()> {
+    let f = NewFault {
+        device_id: s.device_id.clone(),
+        task_id: None,
+        code: i32::try_from(code).unwrap_or(i32::MAX),
+        message,
+        detail: Some(detail.to_string()),
+        created_at: env.now,
+    };
+    env.store.run_short(move |st| st.insert_fault(&f)).await
+}
+
+/// Forget the leaf `name` (a discovery dropped it), not the parameters whose names merely
+/// start with it.
+fn forget_leaf(tree: &mut ParamTree, name: &str) {
+    let keep: Vec<(String, crate::domain::params::ParamEntry)> = tree
+        .with_prefix(name)
+        .filter(|(k, _)| k.as_str() != name)
+        .map(|(k, e)| (k.clone(), e.clone()))
+        .collect();
+    tree.remove_subtree(name);
+    for (k, e) in keep {
+        tree.insert(k, e);
+    }
+}
+
 async fn record_fault(
     env: &Env<'_>,
     s: &DeviceSession,
@@ -1499,6 +1729,10 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
         let mut t = ParamTree::decode(&blob).unwrap_or_default();
         t.overlay(&s.learnt);
         s.learnt = t;
+        // Names a discovery dropped after the session was saved are in the saved part.
+        for (name, _) in &s.discovery_dropped {
+            forget_leaf(&mut s.learnt, name);
+        }
     }
     let changed = !s.learnt.is_empty() || !s.subtrees_removed.is_empty();
     // Searchable values are written only when they differ from the last ones written.

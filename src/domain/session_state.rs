@@ -36,7 +36,9 @@ pub enum Origin {
     DiscoverNames,
     /// Discovery fallback: the values of the whole tree in one request.
     DiscoverAllValues,
-    /// Discovery step 2: values of a batch of names.
+    /// Discovery step 2: values of a batch of names. `last`: the last batch as first cut;
+    /// discovery completes once no batch is left (a faulted batch is asked again in halves,
+    /// `plan::after_discovery_fault`), not when this one is answered.
     DiscoverValues { last: bool },
     /// Refresh of an object just created.
     Refresh,
@@ -131,6 +133,14 @@ pub struct DeviceSession {
     pub params_delta: Option<Vec<u8>>,
     pub subtrees_removed: Vec<String>,
     pub discovered: bool,
+    /// Extra GetParameterValues the discovery may still spend on halving faulted batches
+    /// (`plan::discovery_split_budget`).
+    #[serde(default)]
+    pub discovery_splits_left: u32,
+    /// Names the discovery dropped because reading them alone still faulted (name, fault
+    /// code): not in the tree it stores, and reported in one fault when it ends.
+    #[serde(default)]
+    pub discovery_dropped: Vec<(String, u32)>,
     pub created: bool,
     /// Lines and presets still to plan this session.
     #[serde(default)]

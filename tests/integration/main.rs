@@ -17,6 +17,7 @@ mod console_phones;
 mod credentials;
 mod cwmp;
 mod deploy;
+mod discovery_faults;
 mod exactly_once;
 
 mod foundation;

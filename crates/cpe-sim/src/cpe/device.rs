@@ -313,6 +313,10 @@ pub struct FaultInjection {
     pub ignore_acs_credential_changes: bool,
     /// Answer these ACS methods with a CWMP fault of the given code instead of executing them.
     pub rpc_faults: Vec<(String, u32)>,
+    /// Answer any GetParameterValues that names one of these parameters (or an object
+    /// above it) with a CWMP fault of the given code, as CPEs whose read of one broken
+    /// parameter fails the whole request (9005, 9002).
+    pub gpv_fault_on: Vec<(String, u32)>,
 }
 
 /// What the device remembers between sessions.

@@ -291,6 +291,14 @@ fn name_list(body: &Elem, report: &mut SessionReport) -> Result<Vec<String>, Cwm
 
 fn gpv(dev: &Device, body: &Elem, env: &mut Envelope, report: &mut SessionReport) -> RpcResult {
     let names = name_list(body, report)?;
+    let broken = dev.faults.gpv_fault_on.iter().find(|(bad, _)| {
+        names
+            .iter()
+            .any(|n| n == bad || (n.ends_with('.') && bad.starts_with(n.as_str())) || n.is_empty())
+    });
+    if let Some((bad, code)) = broken {
+        return Err(CwmpFault::with_message(*code, format!("Cannot read {bad}")));
+    }
     let list = expand(dev, &names)?;
     let raw = dev.behavior.raw_types;
     env.buf.reserve(list.len() * 150);
