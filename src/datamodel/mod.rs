@@ -99,16 +99,12 @@ pub use validate::{
 };
 
 /// Whether a parameter holds a secret (a password or key): the data model marks it hidden,
-/// or (vendor parameters the models do not know) its name ends in `Password`. Its value is
-/// never kept in the stored tree nor shown; devices read such values back as empty anyway.
+/// or (vendor parameters the models do not know) its name says so ([`secret_by_name`]). Its
+/// value is never kept in the stored tree nor shown; devices read such values back as empty
+/// anyway.
 pub fn is_secret(name: &str) -> bool {
     let leaf = name.rsplit('.').next().unwrap_or(name);
-    const PASSWORD: &str = "password";
-    let tail = leaf
-        .len()
-        .checked_sub(PASSWORD.len())
-        .and_then(|i| leaf.get(i..));
-    if tail.is_some_and(|t| t.eq_ignore_ascii_case(PASSWORD)) {
+    if secret_by_name(leaf) {
         return true;
     }
     let Ok(reg) = Registry::builtin() else {
@@ -137,6 +133,43 @@ pub fn is_secret(name: &str) -> bool {
         .iter()
         .find_map(|r| reg.lookup(*r, name))
         .is_some_and(|d| d.is_hidden())
+}
+
+/// Whether a leaf name says it holds a secret, as vendors spell them: it ends (case aside,
+/// after a key number and a band such as `1`, `2G` or `5G`) in `Password`, `Passwd`,
+/// `Passphrase`, `Secret`, `WEPKey`, `PreSharedKey`, `PSK` or `PSKey`
+/// (`X_TP_WEPKey1`, `KeyPassphrase5G`, `UAMSecret`, `X_ZTE-COM_WPAPSK`). Names that merely
+/// mention one (`PasswordRequired`, `WEPKeyIndex`, `SecretType`) are not secrets.
+fn secret_by_name(leaf: &str) -> bool {
+    // Bytes, case folded as compared: this runs for every value a session learns.
+    let ends = |t: &[u8], end: &str| {
+        t.len() >= end.len() && t[t.len() - end.len()..].eq_ignore_ascii_case(end.as_bytes())
+    };
+    let mut t = leaf.as_bytes();
+    while let [rest @ .., b'0'..=b'9'] = t {
+        t = rest;
+    }
+    for band in ["2g", "5g", "6g", "24g"] {
+        if ends(t, band) {
+            t = &t[..t.len() - band.len()];
+            break;
+        }
+    }
+    while let [rest @ .., b'0'..=b'9' | b'_' | b'-'] = t {
+        t = rest;
+    }
+    [
+        "password",
+        "passwd",
+        "passphrase",
+        "secret",
+        "wepkey",
+        "presharedkey",
+        "psk",
+        "pskey",
+    ]
+    .iter()
+    .any(|end| ends(t, end))
 }
 
 /// Version of the file format described above.

@@ -618,6 +618,30 @@ mod tests {
         assert!(!is_secret(
             "Device.Services.VoiceService.1.SIP.Client.1.AuthUserName"
         ));
+        // Vendor spellings, from real devices' parameter dumps.
+        for secret in [
+            "InternetGatewayDevice.LANDevice.1.WLANConfiguration.1.X_TP_WEPKey1",
+            "InternetGatewayDevice.X_HW_WLAN.KeyPassphrase2G",
+            "InternetGatewayDevice.X_HW_WLAN.KeyPassphrase5G",
+            "InternetGatewayDevice.X_Hotspot.UAMSecret",
+            "InternetGatewayDevice.X_VPN.VPNClient.1.Pskey",
+            "InternetGatewayDevice.LANDevice.1.WLANConfiguration.1.X_ZTE-COM_WPAPSK",
+            "Device.X_ACME_Admin.AdminPasswd",
+            "Device.X_ACME_RADIUS.SharedSecret_1",
+        ] {
+            assert!(is_secret(secret), "{secret}");
+        }
+        for plain in [
+            "InternetGatewayDevice.LANDevice.1.WLANConfiguration.1.WEPKeyIndex",
+            "InternetGatewayDevice.X_ACME.PasswordRequired",
+            "Device.X_ACME.SecretType",
+            "Device.ManagementServer.ParameterKey",
+            "InternetGatewayDevice.LANDevice.1.WLANConfiguration.1.BeaconType",
+            "Device.WiFi.AccessPoint.1.Security.ModeEnabled",
+            "Device.X_ACME.PSKFailures",
+        ] {
+            assert!(!is_secret(plain), "{plain}");
+        }
     }
 
     fn sample(n: usize) -> ParamTree {
