@@ -749,6 +749,16 @@ pub fn for_each_secret(
                 let secret = (secret_pair && k == "value") || k == "password" || k == "username";
                 match x {
                     Value::String(text) if secret => f(text)?,
+                    // A campaign's webhook URL carries the receiver's secret (credentials in
+                    // it are refused: the secret goes in its path or query).
+                    Value::Object(hook) if k == "webhook" => {
+                        for (hk, hx) in hook.iter_mut() {
+                            match hx {
+                                Value::String(url) if hk == "url" => f(url)?,
+                                other => for_each_secret(other, f)?,
+                            }
+                        }
+                    }
                     other => for_each_secret(other, f)?,
                 }
             }

@@ -1080,6 +1080,25 @@ async fn campaign_state_changes_reach_the_webhook(b: Backend) {
         .await;
     assert_eq!(s, 201, "{c}");
     let id = c["id"].as_i64().unwrap();
+    // The URL's secret is sealed where it is stored, and shown to nobody: not to a viewer,
+    // not back to the operator, not in the audit log.
+    assert!(!c.to_string().contains("s3cret-token"), "{c}");
+    let viewer = Api::new(&app, "viewer").await;
+    let shown = viewer.get(&format!("/api/v1/campaigns/{id}")).await;
+    assert!(!shown.to_string().contains("s3cret-token"), "{shown}");
+    assert_eq!(shown["spec"]["webhook"]["url"], "***", "{shown}");
+    let stored = {
+        let store = app.store();
+        tokio::task::spawn_blocking(move || store.get_campaign(id).unwrap().unwrap().spec)
+            .await
+            .unwrap()
+    };
+    assert!(
+        !stored.contains("s3cret-token"),
+        "stored in clear: {stored}"
+    );
+    let audit = Api::new(&app, "admin").await.get("/api/v1/audit").await;
+    assert!(!audit.to_string().contains("s3cret-token"), "{audit}");
     let (s, c) = api
         .call(
             Method::POST,
