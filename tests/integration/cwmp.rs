@@ -139,6 +139,8 @@ battery!(
     a_periodic_session_costs_two_statements_whatever_the_tree_size,
     values_a_session_learns_go_to_a_small_delta_until_they_are_many,
     the_endpoint_answers_every_path_the_file_and_phone_routes_do_not_take,
+    an_inform_with_the_cookie_of_an_unfinished_session_is_authenticated_once,
+    a_stray_empty_post_outside_a_session_gets_204_without_a_challenge,
 );
 
 fn inform_files() -> Vec<PathBuf> {
@@ -1108,4 +1110,226 @@ async fn the_endpoint_answers_every_path_the_file_and_phone_routes_do_not_take(b
             r.status()
         );
     }
+}
+
+/// A CPE whose connection dropped after the InformResponse informs again on a new
+/// connection, sending the cookie of the session still open (saved) and fresh Digest
+/// credentials (the next nc on the nonce it has): one check of those credentials, not two
+/// (the second would see the same nc as a replay).
+async fn an_inform_with_the_cookie_of_an_unfinished_session_is_authenticated_once(b: Backend) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let app = TestApp::spawn(b, |_| {}).await;
+    let mut dev =
+        Device::synthetic(Root::Igd, "REINFORM", 10).with_acs_credentials("cpe", "cpe-secret");
+    // Known and settled: its periodic session is Inform, empty POST, 204.
+    let r = dev.run_session(&app.cwmp_url(), &[]).await.unwrap();
+    assert!(r.ended_cleanly(), "{r:?}");
+    let failures = || app.state().cwmp.auth.failures.load(Relaxed);
+    let failed_before = failures();
+    let id = dev.identity.device_id();
+    let owner = |app: &TestApp| {
+        let store = app.store();
+        let id = id.clone();
+        async move {
+            tokio::task::spawn_blocking(move || store.get_device(&id).unwrap().unwrap())
+                .await
+                .unwrap()
+                .session_owner
+        }
+    };
+
+    let ev = dev.inform_events(&[("2 PERIODIC", "")]);
+    let inform = dev.inform_envelope(&ev, "1");
+    let mut c = dev.http_client(&app.cwmp_url()).unwrap();
+    let r = c.post_soap(&inform).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert!(
+        r.body_text().contains("InformResponse"),
+        "{}",
+        r.body_text()
+    );
+    assert_eq!(c.challenges, 1);
+    let old_cookie = c.jar.header_for("/").expect("session cookie");
+    assert!(old_cookie.contains("ferroacs_session="), "{old_cookie}");
+    // The connection drops before the CPE's empty POST: the session is saved, unfinished.
+    let closed = app.closed_connections();
+    c.close();
+    app.wait_closed_connections(closed).await;
+    assert!(owner(&app).await.is_some(), "the session is still open");
+
+    // The CPE starts over: a new connection, the old cookie, the next nc on its nonce.
+    let inform = dev.inform_envelope(&ev, "2");
+    let r = c.post_soap(&inform).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert!(
+        r.body_text().contains("InformResponse"),
+        "{}",
+        r.body_text()
+    );
+    assert_eq!(
+        c.challenges, 1,
+        "the fresh credentials were accepted at once"
+    );
+    assert_eq!(c.connections_opened, 2);
+    assert_eq!(failures(), failed_before, "no failed login counted");
+    let new_cookie = c.jar.header_for("/").expect("session cookie");
+    assert_ne!(new_cookie, old_cookie, "a new session");
+    // The new session goes on to its end.
+    let end = c.post_empty().await.unwrap();
+    assert_eq!(end.status, 204, "{}", end.body_text());
+    assert!(owner(&app).await.is_none(), "lock released");
+    assert_eq!(failures(), failed_before);
+}
+
+/// Send `req` on `s` and read the answer: the head, then `Content-Length` bytes of body
+/// (none for a 204, which has no length).
+async fn raw_exchange(s: &mut tokio::net::TcpStream, req: &[u8]) -> crate::security::RawResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(req).await.unwrap();
+    let read = async {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        let end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "connection closed before a response");
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let mut r = crate::security::parse_response(&buf[..end]);
+        r.body = buf[end..].to_vec();
+        let len = match r.status {
+            204 => 0,
+            _ => r
+                .header("content-length")
+                .and_then(|v| v.parse::<usize>().ok())
+                .expect("a Content-Length"),
+        };
+        while r.body.len() < len {
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "connection closed within the body");
+            r.body.extend_from_slice(&chunk[..n]);
+        }
+        r
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), read)
+        .await
+        .expect("an answer")
+}
+
+/// An empty POST without a session is a CPE with nothing to say: 204 at once, without
+/// credentials, and nothing stored, opened or set. A body that is not empty still needs
+/// credentials.
+async fn a_stray_empty_post_outside_a_session_gets_204_without_a_challenge(b: Backend) {
+    use crate::cpe::http::{digest_ha1, digest_response, pick_challenge, Challenge};
+    use std::sync::atomic::Ordering::Relaxed;
+    let app = TestApp::spawn(b, |_| {}).await;
+    let addr = app.cwmp_addr();
+    let failures = || app.state().cwmp.auth.failures.load(Relaxed);
+    let nothing_set = |r: &crate::security::RawResponse| {
+        assert!(r.header("set-cookie").is_none(), "{:?}", r.headers);
+        assert!(r.header("www-authenticate").is_none(), "{:?}", r.headers);
+    };
+
+    // A fresh connection: Content-Length 0, then an empty chunked body, without credentials.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let r = raw_exchange(
+        &mut s,
+        format!("POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{:?}", r.headers);
+    nothing_set(&r);
+    let r = raw_exchange(
+        &mut s,
+        format!(
+            "POST /acs HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{:?}", r.headers);
+    nothing_set(&r);
+    // Anything in the body, even white space, still needs credentials.
+    let r = raw_exchange(
+        &mut s,
+        format!("POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 2\r\n\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert!(r.header("set-cookie").is_none());
+    drop(s);
+    let store = app.store();
+    assert_eq!(
+        tokio::task::spawn_blocking(move || store.count_devices().unwrap())
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(app.state().driver.live_count(), 0);
+    assert_eq!(failures(), 0);
+
+    // Right after a session's final 204, on the same connection.
+    let mut dev =
+        Device::synthetic(Root::Igd, "STRAY", 10).with_acs_credentials("cpe", "cpe-secret");
+    let r = dev.run_session(&app.cwmp_url(), &[]).await.unwrap();
+    assert!(r.ended_cleanly(), "{r:?}");
+    let ev = dev.inform_events(&[("2 PERIODIC", "")]);
+    let inform = dev.inform_envelope(&ev, "1");
+    let post = |extra: &str, body: &str| {
+        format!(
+            "POST / HTTP/1.1\r\nHost: {addr}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    };
+    let soap = "Content-Type: text/xml; charset=\"utf-8\"\r\nSOAPAction:\r\n";
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let r = raw_exchange(&mut s, &post(soap, &inform)).await;
+    assert_eq!(r.status, 401);
+    let challenge = pick_challenge(&crate::cpe::HttpResponse {
+        status: r.status,
+        headers: r.headers.clone(),
+        ..Default::default()
+    });
+    let Some(Challenge::Digest(ch)) = challenge else {
+        panic!("a Digest challenge: {:?}", r.headers)
+    };
+    // The device's own credentials, issued at its first session.
+    let own = dev.http_client(&app.cwmp_url()).unwrap();
+    let (user, pass) = (own.username.clone(), own.password.clone());
+    let cnonce = "0123456789abcdef";
+    let ha1 = digest_ha1(&user, &ch.realm, &pass, &ch.algorithm, &ch.nonce, cnonce);
+    let response = digest_response(&ha1, &ch.nonce, Some(("00000001", cnonce)), "POST", "/");
+    let mut authorization = format!(
+        "Authorization: Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"/\", algorithm={}, response=\"{response}\", qop=auth, nc=00000001, cnonce=\"{cnonce}\"",
+        ch.realm, ch.nonce, ch.algorithm
+    );
+    if let Some(o) = &ch.opaque {
+        authorization.push_str(&format!(", opaque=\"{o}\""));
+    }
+    authorization.push_str("\r\n");
+    let r = raw_exchange(&mut s, &post(&format!("{soap}{authorization}"), &inform)).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let cookie = r
+        .header("set-cookie")
+        .expect("session cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let cookie = format!("Cookie: {cookie}\r\n");
+    // The CPE has nothing to say and the ACS nothing to ask: the session ends.
+    let r = raw_exchange(&mut s, &post(&cookie, "")).await;
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    let failed_before = failures();
+    // A trailing empty POST, with the old cookie and without it, without credentials.
+    for extra in [cookie.as_str(), ""] {
+        let r = raw_exchange(&mut s, &post(extra, "")).await;
+        assert_eq!(r.status, 204, "{extra:?}: {:?}", r.headers);
+        nothing_set(&r);
+    }
+    assert_eq!(app.state().driver.live_count(), 0);
+    assert_eq!(failures(), failed_before);
 }

@@ -244,7 +244,7 @@ pub async fn endpoint(
         if let Some(live) = driver.live(sid) {
             let client = client_ip(&req, &state.config).to_string();
             if live.lock().await.dev.source_ip == client {
-                return continue_session(&state, &req, payload, live, conn_id).await;
+                return continue_session(&state, &req, payload, live, conn_id, None).await;
             }
             tracing::debug!(session = %sid, %client, "request from another client on a connection carrying a session; not continuing it");
             bound = None;
@@ -295,12 +295,14 @@ pub async fn endpoint(
                 );
             }
             if let Some(live) = live {
-                return continue_session(&state, &req, payload, live, conn_id).await;
+                return continue_session(&state, &req, payload, live, conn_id, Some(principal))
+                    .await;
             }
             // Not here: saved by a connection that closed (on any node).
             match driver.resume_saved(&sid, conn_id).await {
                 Ok(Some(live)) => {
-                    return continue_session(&state, &req, payload, live, conn_id).await
+                    return continue_session(&state, &req, payload, live, conn_id, Some(principal))
+                        .await
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -359,6 +361,11 @@ async fn new_session(
         Body::Decoded(raw) if raw.len() > limit => return body::too_large(limit),
         Body::Decoded(raw) => (raw, None),
     };
+    // An empty POST outside any session (a CPE with nothing to say, e.g. after its session
+    // ended): nothing to authenticate, open or store. 204 at once, without a cookie.
+    if raw.is_empty() {
+        return no_content();
+    }
     let tls = conn.is_some_and(|c| c.tls);
     let principal = match authenticated {
         Some(p) => p,
@@ -391,7 +398,7 @@ async fn new_session(
         }
     };
     let Some(envelope) = msg else {
-        // An empty POST outside any session (e.g. after the session ended).
+        // Nothing in it once decoded (white space, an empty SOAP Body): nothing to say either.
         return no_content();
     };
     let opening = match state.driver.open(envelope) {
@@ -513,12 +520,16 @@ fn protocol_error(state: &AppState, ns: cwmp::CwmpNs, e: &cwmp::ProtocolError) -
     }
 }
 
+/// `authenticated`: the credentials this request carried, already checked (a session named
+/// by its cookie on another connection); `None` when the request continues its connection's
+/// session without credentials.
 async fn continue_session(
     state: &Arc<AppState>,
     req: &HttpRequest,
     payload: web::Payload,
     live: LiveRef,
     conn_id: Option<u64>,
+    authenticated: Option<auth::Principal>,
 ) -> HttpResponse {
     let driver = &state.driver;
     let mut l = live.lock().await;
@@ -571,8 +582,10 @@ async fn continue_session(
                 driver.connection_closed(sid, c).await;
             }
         }
+        // Credentials this request carried were checked once already: a second check of
+        // the same Digest response would see its nonce count again, as a replay.
         let conn = req.conn_data::<ConnInfo>().cloned();
-        return new_session(state, req, Body::Decoded(raw), conn.as_ref(), None).await;
+        return new_session(state, req, Body::Decoded(raw), conn.as_ref(), authenticated).await;
     }
     trace(state, l.engine.ns(), "in", &raw);
     let answer = driver
