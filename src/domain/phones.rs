@@ -2089,13 +2089,19 @@ pub struct Uploaded {
 /// name, 401 Digest credentials missing (a challenge, not a failure) or wrong, 404 refused
 /// (unknown token, another phone's MAC), 405 not an upload, 413 too large, 429 too many
 /// failures. Credentials are checked before the size, so a stranger learns nothing.
-pub async fn upload(
+pub async fn upload<F, Fut>(
     store: &Store,
     cfg: &Config,
     svc: &PhoneService,
     req: &FetchRequest,
-    body: Option<&[u8]>,
-) -> Result<Uploaded> {
+    read_body: F,
+) -> Result<Uploaded>
+where
+    F: FnOnce(usize) -> Fut,
+    Fut: std::future::Future<Output = UploadBody>,
+{
+    let mut read_body = Some(read_body);
+    let mut stored_bytes = None;
     let max = cfg.phones.max_failed_fetches;
     if max > 0 && svc.blocked(req.source, req.now, max) {
         return Ok(Uploaded {
@@ -2136,14 +2142,30 @@ pub async fn upload(
             };
             match phone {
                 Ok(p) if p.mac == m.lower() => {
-                    if let Some(body) = body.filter(|b| b.len() <= cfg.phones.max_upload_bytes) {
-                        let (mm, data, now) = (p.mac.clone(), body.to_vec(), req.now);
-                        store
-                            .run(move |s| s.put_phone_upload(&mm, &name, &data, now))
-                            .await?;
-                        (201, Some(p.mac))
-                    } else {
-                        (413, Some(p.mac))
+                    // The body is read only now, for a phone whose credentials opened it:
+                    // nobody else makes the ACS buffer an upload.
+                    let max = cfg.phones.max_upload_bytes;
+                    let body = match read_body.take() {
+                        Some(read) => read(max).await,
+                        None => UploadBody::Broken,
+                    };
+                    match body {
+                        UploadBody::Whole(data) if data.len() <= max => {
+                            let (mm, now) = (p.mac.clone(), req.now);
+                            stored_bytes = i64::try_from(data.len()).ok();
+                            store
+                                .run(move |s| s.put_phone_upload(&mm, &name, &data, now))
+                                .await?;
+                            (201, Some(p.mac))
+                        }
+                        UploadBody::Whole(_) | UploadBody::TooLarge => (413, Some(p.mac)),
+                        // The phone stopped sending: nothing stored, nothing to count.
+                        UploadBody::Broken => {
+                            return Ok(Uploaded {
+                                status: 408,
+                                stale: false,
+                            })
+                        }
                     }
                 }
                 Ok(p) => {
@@ -2185,11 +2207,20 @@ pub async fn upload(
         served: false,
         at: req.now,
         lock: None,
-        bytes: (status == 201)
-            .then(|| body.and_then(|b| i64::try_from(b.len()).ok()))
-            .flatten(),
+        bytes: stored_bytes.filter(|_| status == 201),
     });
     Ok(Uploaded { status, stale })
+}
+
+/// An upload's body as the listener read it, once the phone was authorized
+/// ([`upload`]).
+#[derive(Debug)]
+pub enum UploadBody {
+    Whole(Vec<u8>),
+    /// Larger than `phones.max_upload_bytes` (declared or sent): not kept.
+    TooLarge,
+    /// The connection failed before the body ended.
+    Broken,
 }
 
 /// A firmware file TFTP may serve: its store row (the bytes are at

@@ -148,35 +148,36 @@ async fn put(
     mut payload: web::Payload,
 ) -> HttpResponse {
     let (token, file) = path.into_inner();
-    let max = state.config.phones.max_upload_bytes;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let r = request(&state, &req, &token, &file);
-    let mut body = Vec::new();
-    let mut too_big = declared.is_some_and(|n| n > max as u64);
-    if !too_big {
+    // Read only once the phone is known (its token, Digest credentials or certificate):
+    // too large, nothing is stored and the domain records the refusal.
+    let read = |max: usize| async move {
+        if declared.is_some_and(|n| n > max as u64) {
+            return phones::UploadBody::TooLarge;
+        }
+        let mut body = Vec::new();
         while let Some(chunk) = payload.next().await {
             let Ok(chunk) = chunk else {
-                return plain(StatusCode::BAD_REQUEST, "the upload was interrupted");
+                return phones::UploadBody::Broken;
             };
             if body.len() + chunk.len() > max {
-                too_big = true;
-                break;
+                return phones::UploadBody::TooLarge;
             }
             body.extend_from_slice(&chunk);
         }
-    }
-    // Too large: nothing is stored; the domain records the refusal.
-    let body = (!too_big).then_some(&body[..]);
+        phones::UploadBody::Whole(body)
+    };
     let up = match phones::upload(
         &state.store,
         &state.config,
         &state.services.phones,
         &r,
-        body,
+        read,
     )
     .await
     {
@@ -202,9 +203,13 @@ async fn put(
             StatusCode::METHOD_NOT_ALLOWED,
             "phones upload only their override and log files",
         ),
+        408 => plain(StatusCode::REQUEST_TIMEOUT, "the upload was interrupted"),
         413 => plain(
             StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("larger than phones.max_upload_bytes ({max})"),
+            &format!(
+                "larger than phones.max_upload_bytes ({})",
+                state.config.phones.max_upload_bytes
+            ),
         ),
         429 => plain(StatusCode::TOO_MANY_REQUESTS, "too many failed requests"),
         _ => plain(StatusCode::NOT_FOUND, "no such phone"),

@@ -38,7 +38,53 @@ battery!(
     gigaset_bases_and_n870_over_http,
     gigaset_activation_codes_and_mac_binding,
     model_firmware_goes_into_phone_files,
+    uploads_are_read_only_for_a_known_phone,
 );
+
+/// An upload's body is read only once the phone is known: to an unknown token, or without
+/// credentials, the answer comes at once, while the body has barely started (nobody else
+/// makes the ACS buffer a megabyte per connection).
+async fn uploads_are_read_only_for_a_known_phone(b: Backend) {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn(b, |_| {}).await;
+    let api = Api::new(&app, "operator").await;
+    add_phone(&api, "0004f2000071", "polycom", "vvx400", json!({})).await;
+    let own = url_of(&api, "0004f2000071").await;
+    let token_path = own
+        .split("/prov/")
+        .nth(1)
+        .expect("the phone's URL")
+        .trim_end_matches('/')
+        .to_string();
+    for (target, expected) in [
+        (
+            "/prov/not-a-token-0123456789abcdef/0004f2000071-app.log".to_string(),
+            404,
+        ),
+        ("/prov/auth/0004f2000071-app.log".to_string(), 401),
+        // The phone's own token: the body is read, and it never ends.
+        (format!("/prov/{token_path}/0004f2000071-app.log"), 0),
+    ] {
+        let mut s = tokio::net::TcpStream::connect(app.cwmp_addr())
+            .await
+            .unwrap();
+        let head = format!(
+            "PUT {target} HTTP/1.1\r\nHost: acs\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789abcdef\r\n"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(3),
+            crate::security::read_response(&mut s, true),
+        )
+        .await;
+        match (expected, answer) {
+            (0, Err(_)) => {} // still reading the known phone's upload
+            (0, Ok(r)) => panic!("{target}: answered {} before the body ended", r.status),
+            (want, Ok(r)) => assert_eq!(r.status, want, "{target}"),
+            (want, Err(_)) => panic!("{target}: no answer while the body trickles (wanted {want})"),
+        }
+    }
+}
 
 pub(crate) fn need(tool: &str) -> bool {
     let ok = Command::new(tool)
