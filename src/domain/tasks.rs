@@ -425,6 +425,9 @@ impl TaskSpec {
                         "give either file_id (a stored file) or url",
                     ));
                 }
+                if let Some(u) = url {
+                    check_transfer_url(u)?;
+                }
                 if file_type.is_empty() || file_type.len() > 64 {
                     return Err(Error::invalid(
                         "file_type",
@@ -443,6 +446,7 @@ impl TaskSpec {
                     "e.g. \"1 Vendor Configuration File\"",
                 ));
             }
+            TaskSpec::Upload { url: Some(u), .. } => check_transfer_url(u)?,
             TaskSpec::CancelTransfer { command_key } if command_key.len() > 32 => {
                 return Err(Error::invalid("command_key", "at most 32 characters"));
             }
@@ -674,6 +678,39 @@ impl TaskSpec {
             | CpeResponse::CancelTransfer => Completion::Done(json!({})),
         }
     }
+}
+
+/// A URL an operator gives a Download or Upload: HTTP, HTTPS or FTP, as CPEs fetch them; at
+/// most 256 characters, the schema's limit; no credentials in it (they would be shown with
+/// the task to every role: `username` and `password` are sealed, and masked when shown).
+fn check_transfer_url(url: &str) -> Result<()> {
+    let lower = url.to_ascii_lowercase();
+    let Some(rest) = ["http://", "https://", "ftp://"]
+        .iter()
+        .find_map(|p| lower.strip_prefix(p))
+    else {
+        return Err(Error::invalid(
+            "url",
+            "an http://, https:// or ftp:// URL the device can fetch",
+        ));
+    };
+    if url.len() > 256 {
+        return Err(Error::invalid(
+            "url",
+            "at most 256 characters (the CWMP schema's limit)",
+        ));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return Err(Error::invalid(
+            "url",
+            "no credentials in the URL: give them as username and password",
+        ));
+    }
+    if authority.is_empty() {
+        return Err(Error::invalid("url", "the URL has no host"));
+    }
+    Ok(())
 }
 
 fn resolve_url(
@@ -967,6 +1004,36 @@ pub fn redacted_args(stored: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transfer_urls_are_checked_and_carry_no_credentials() {
+        let download = |url: &str| {
+            serde_json::from_value::<TaskSpec>(serde_json::json!({
+                "rpc": "Download", "url": url, "file_type": "1 Firmware Upgrade Image"
+            }))
+            .unwrap()
+            .check()
+        };
+        assert!(download("http://fw.example.net/a.bin").is_ok());
+        assert!(download("FTP://fw.example.net/a.bin").is_ok());
+        for bad in [
+            "http://user:pw@fw.example.net/a.bin",
+            "https://token@fw.example.net/a.bin",
+            "file:///etc/shadow",
+            "fw.example.net/a.bin",
+            "http:///a.bin",
+        ] {
+            let e = download(bad).unwrap_err().to_string();
+            assert!(e.contains("url"), "{bad}: {e}");
+        }
+        let long = format!("http://fw.example.net/{}", "a".repeat(240));
+        assert!(download(&long).is_err());
+        let upload = serde_json::from_value::<TaskSpec>(serde_json::json!({
+            "rpc": "Upload", "url": "http://u:p@up.example.net/", "file_type": "1 Vendor Configuration File"
+        }))
+        .unwrap();
+        assert!(upload.check().is_err());
+    }
 
     #[test]
     fn status_and_rpc_enums_keep_the_stored_names() {
