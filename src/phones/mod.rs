@@ -323,9 +323,33 @@ impl Settings {
                 }
             }
             check_value(v).map_err(|m| (format!("vendor.{k}"), m))?;
+            if vendor_key_holds_password(k) {
+                return Err((
+                    format!("vendor.{k}"),
+                    "a password among the vendor keys would be stored and shown in clear: SIP \
+                     passwords go with the lines (write-only), the file password is the phone's \
+                     own field"
+                        .into(),
+                ));
+            }
         }
         Ok(())
     }
+}
+
+/// Whether a vendor key names a password, as vendors spell them: the last segment says so
+/// (`account.1.password`, `reg.1.auth.password`, `device.auth.localAdminPassword`,
+/// Snom's `user_pass1` and `http_pass`), or it is one of Grandstream's password P-values
+/// (the admin's P2, the end user's P196, the SIP accounts' P34, P406, P506 and P606).
+fn vendor_key_holds_password(key: &str) -> bool {
+    const GRANDSTREAM: &[&str] = &["P2", "P34", "P196", "P406", "P506", "P606"];
+    if GRANDSTREAM.contains(&key) {
+        return true;
+    }
+    let leaf = key.rsplit('.').next().unwrap_or(key);
+    let lower = leaf.to_ascii_lowercase();
+    let base = lower.trim_end_matches(|c: char| c.is_ascii_digit());
+    crate::datamodel::is_secret(leaf) || base.ends_with("_pass") || base == "pass"
 }
 
 /// A value written into a file: printable, one line, bounded.
@@ -803,12 +827,38 @@ mod tests {
         assert_eq!(f, "vendor.P30");
         assert!(m.contains("control character"), "{m}");
         let mut s = Settings::default();
-        s.vendor.insert("account.1.password".into(), "x".into());
+        s.vendor.insert("account.1.label".into(), "x".into());
         assert_eq!(
             s.validate(Some(Vendor::Grandstream)).unwrap_err().0,
-            "vendor.account.1.password"
+            "vendor.account.1.label"
         );
         assert!(s.validate(Some(Vendor::Yealink)).is_ok());
+        // Passwords never go among the vendor keys (stored and shown in clear).
+        for (vendor, key) in [
+            (Vendor::Yealink, "account.1.password"),
+            (Vendor::Polycom, "reg.1.auth.password"),
+            (Vendor::Polycom, "device.auth.localAdminPassword"),
+            (Vendor::Snom, "user_pass1"),
+            (Vendor::Snom, "http_pass"),
+            (Vendor::Grandstream, "P34"),
+            (Vendor::Grandstream, "P2"),
+        ] {
+            let mut s = Settings::default();
+            s.vendor.insert(key.into(), "secret".into());
+            let (field, message) = s.validate(Some(vendor)).unwrap_err();
+            assert_eq!(field, format!("vendor.{key}"));
+            assert!(message.contains("password"), "{message}");
+        }
+        for (vendor, key) in [
+            (Vendor::Grandstream, "P30"),
+            (Vendor::Grandstream, "P3"),
+            (Vendor::Snom, "user_pname1"),
+            (Vendor::Yealink, "account.1.password_required"),
+        ] {
+            let mut s = Settings::default();
+            s.vendor.insert(key.into(), "x".into());
+            assert!(s.validate(Some(vendor)).is_ok(), "{key}");
+        }
         let s = Settings {
             time_zone: Some("Mars/Olympus".into()),
             ..Settings::default()
