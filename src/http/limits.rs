@@ -175,6 +175,8 @@ pub async fn middleware(
                 idle: slot.limits.body_timeout,
                 sleep: Box::pin(tokio::time::sleep(slot.limits.body_timeout)),
                 limits: slot.limits.clone(),
+                started: None,
+                received: 0,
             };
             let boxed: actix_http::BoxedPayloadStream = Box::pin(timed);
             req.set_payload(Payload::from(boxed));
@@ -236,12 +238,41 @@ fn has_body(req: &ServiceRequest) -> bool {
         .is_some_and(|v| v.trim() != "0")
 }
 
-/// A request body that fails when no byte arrives for `idle`.
+/// Below this average a body is being trickled, not sent: every real client's link is
+/// faster by orders of magnitude (8 kbit/s).
+const MIN_BODY_BYTES_PER_SEC: u64 = 1024;
+
+/// A request body that fails when no byte arrives for `idle`, or when, once `idle` (at least
+/// ten seconds) has passed, it has arrived at less than [`MIN_BODY_BYTES_PER_SEC`] on
+/// average: a byte now and then must not hold a connection and its buffer for hours.
 struct TimedPayload {
     shared: Rc<Shared>,
     idle: Duration,
     sleep: Pin<Box<tokio::time::Sleep>>,
     limits: Arc<ConnLimits>,
+    /// When the handler first asked for the body (it may wait before it reads).
+    started: Option<tokio::time::Instant>,
+    received: u64,
+}
+
+impl TimedPayload {
+    fn too_slow(&self) -> bool {
+        let Some(started) = self.started else {
+            return false;
+        };
+        let elapsed = started.elapsed();
+        elapsed > self.idle.max(Duration::from_secs(10))
+            && self.received < MIN_BODY_BYTES_PER_SEC.saturating_mul(elapsed.as_secs())
+    }
+
+    fn timed_out(&self, why: &'static str) -> Poll<Option<Result<Bytes, PayloadError>>> {
+        // Not `ended`: the unread rest keeps the connection from being reused.
+        self.limits.body_timeouts.fetch_add(1, Ordering::Relaxed);
+        Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            why,
+        )))))
+    }
 }
 
 impl Stream for TimedPayload {
@@ -251,12 +282,19 @@ impl Stream for TimedPayload {
         if self.shared.ended.get() {
             return Poll::Ready(None);
         }
+        if self.started.is_none() {
+            self.started = Some(tokio::time::Instant::now());
+        }
         let polled = match self.shared.inner.borrow_mut().as_mut() {
             Some(inner) => Pin::new(inner).poll_next(cx),
             None => Poll::Ready(None),
         };
         match polled {
             Poll::Ready(Some(Ok(b))) => {
+                self.received = self.received.saturating_add(b.len() as u64);
+                if self.too_slow() {
+                    return self.timed_out("the request body arrives too slowly");
+                }
                 let deadline = tokio::time::Instant::now() + self.idle;
                 self.sleep.as_mut().reset(deadline);
                 Poll::Ready(Some(Ok(b)))
@@ -267,12 +305,7 @@ impl Stream for TimedPayload {
             }
             Poll::Pending => {
                 if self.sleep.as_mut().poll(cx).is_ready() {
-                    // Not `ended`: the unread rest keeps the connection from being reused.
-                    self.limits.body_timeouts.fetch_add(1, Ordering::Relaxed);
-                    Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "the request body stopped arriving",
-                    )))))
+                    self.timed_out("the request body stopped arriving")
                 } else {
                     Poll::Pending
                 }

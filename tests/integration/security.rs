@@ -212,6 +212,7 @@ battery!(
     unmatched_paths_are_denied_not_waved_through,
     compression_bombs_are_never_inflated_past_the_limit,
     stalled_bodies_are_closed_and_others_still_get_through,
+    trickled_bodies_get_408,
     head_tells_the_real_length_and_upload_links_work_once,
     a_valid_cpe_logs_in_from_an_address_blocked_by_an_attacker,
     queries_nested_without_end_are_refused_and_the_server_stays_up,
@@ -506,6 +507,61 @@ async fn compression_bombs_are_never_inflated_past_the_limit(b: Backend) {
 }
 
 /// A TCP connection from `src` (any 127/8 address is local on Linux).
+/// A body trickled a byte at a time (each byte within the idle timeout) gets 408 and its
+/// connection closed once it is clearly not being sent, instead of holding a connection and
+/// its buffer until the whole declared length has dripped in.
+async fn trickled_bodies_get_408(b: Backend) {
+    let app = TestApp::spawn(b, |c| {
+        c.api.body_timeout_secs = 6;
+        c.cwmp.body_timeout_secs = 6;
+    })
+    .await;
+    let admin = Api::new(&app, "admin").await;
+    let head = format!(
+        "POST /api/v1/tokens HTTP/1.1\r\nHost: acs\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n{{",
+        admin.token
+    );
+    let mut s = tokio::net::TcpStream::connect(app.api_addr())
+        .await
+        .unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = None;
+    // A byte every two seconds: never idle for the 6 s allowed, 0.5 byte/s on average.
+    while started.elapsed() < Duration::from_secs(40) {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if s.write_all(b" ").await.is_err() {
+            break;
+        }
+        let mut b = [0u8; 1];
+        match s.try_read(&mut b) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            _ => {
+                answer = Some(outcome(s).await);
+                break;
+            }
+        }
+    }
+    let answer = match answer {
+        Some(a) => a,
+        None => panic!(
+            "still reading a trickled body after {:?}",
+            started.elapsed()
+        ),
+    };
+    assert!(
+        matches!(answer, Some(408) | None),
+        "a trickled body: {answer:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "answered only after {:?}",
+        started.elapsed()
+    );
+    // The listeners still serve.
+    healthy(&app, "AFTERTRICKLE").await;
+}
+
 async fn connect_from(src: &str, to: SocketAddr) -> tokio::net::TcpStream {
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.bind(format!("{src}:0").parse().unwrap()).unwrap();
