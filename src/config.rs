@@ -142,6 +142,40 @@ pub enum UnknownDevices {
     Reject,
 }
 
+/// How ferroacs writes the xsd:boolean values it generates itself (bootstrap
+/// PeriodicInformEnable, STUNEnable, ...): some CPEs accept only `1`/`0` (TP-Link TD-W9970
+/// answers 9007 to `false`; GenieACS's `cwmp.booleanLiteral`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BooleanLiteral {
+    /// `true` / `false`.
+    Word,
+    /// `1` / `0`.
+    Digit,
+}
+
+impl BooleanLiteral {
+    /// `on` written in this form.
+    pub fn literal(self, on: bool) -> &'static str {
+        match (self, on) {
+            (BooleanLiteral::Word, true) => "true",
+            (BooleanLiteral::Word, false) => "false",
+            (BooleanLiteral::Digit, true) => "1",
+            (BooleanLiteral::Digit, false) => "0",
+        }
+    }
+
+    /// The form to write a parameter in: digits when this form is digits or when the
+    /// device reports the parameter's value (`reported`) as a digit, whose form it then
+    /// surely accepts.
+    pub fn or_as_reported(self, reported: Option<&str>) -> BooleanLiteral {
+        match reported.map(str::trim) {
+            Some("0" | "1") => BooleanLiteral::Digit,
+            _ => self,
+        }
+    }
+}
+
 /// Which HTTP authentication the CWMP endpoint demands from CPEs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -174,6 +208,7 @@ pub struct CwmpConfig {
     pub periodic_inform_interval_secs: u32,
     pub set_connection_request_credentials: bool,
     pub issue_credentials: bool,
+    pub boolean_literal: BooleanLiteral,
     pub discovery_refresh_secs: u64,
     pub gpv_batch_size: usize,
     pub session_log_retention_days: u32,
@@ -207,6 +242,7 @@ impl Default for CwmpConfig {
             periodic_inform_interval_secs: 3600,
             set_connection_request_credentials: true,
             issue_credentials: true,
+            boolean_literal: BooleanLiteral::Word,
             discovery_refresh_secs: 7 * 86_400,
             gpv_batch_size: 128,
             session_log_retention_days: 30,
@@ -538,6 +574,7 @@ pub const KEYS: &[KeyDoc] = &[
     k!("cwmp", "periodic_inform_interval_secs", Some("3600"), None, false, "Set on every device at BOOTSTRAP (PeriodicInformEnable/Interval); 0 leaves the device's setting alone."),
     k!("cwmp", "set_connection_request_credentials", Some("true"), None, false, "At BOOTSTRAP give each device its own random ConnectionRequestUsername/Password."),
     k!("cwmp", "issue_credentials", Some("true"), None, false, "Trust on first use: a device that logs in with the shared default credentials is given its own random\nManagementServer.Password (and Username when it used a shared one) in its bootstrap settings; once\nit has logged in with them the shared ones no longer open it. false = the shared ones always do."),
+    k!("cwmp", "boolean_literal", Some("\"word\""), None, false, "How ferroacs writes the xsd:boolean values it generates itself (bootstrap PeriodicInformEnable, STUNEnable):\n\"word\" (true/false) or \"digit\" (1/0, for CPEs that refuse the words with fault 9007). A device refusing a\nword there gets it again as a digit; VoIP line settings follow the form the device reports; values given\nin tasks are sent as given."),
     k!("cwmp", "discovery_refresh_secs", Some("604800"), None, false, "Re-read a device's whole parameter tree when the last read is older than this; 0 = only on first contact and BOOTSTRAP."),
     k!("cwmp", "gpv_batch_size", Some("128"), None, false, "Parameter names per GetParameterValues request during discovery (128 rows of a typical\ndevice, 150-200 bytes each, answer in about 20-26 KB, under the 32 KiB many CPEs are built for)."),
     k!("cwmp", "session_log_retention_days", Some("30"), None, false, "How long the per-device session log is kept."),

@@ -14,7 +14,8 @@
 //!    (a CPE that ignores or refuses the change keeps working).
 //! 3. The first login with the issued pair *confirms* it: it becomes the device's own
 //!    credentials, and from then on the shared ones no longer open that device id.
-//! 4. A device that refuses the parameters (a CWMP fault) is not asked again; one that
+//! 4. A device that refuses the parameters (a fault naming them, or one naming nothing that
+//!    comes back when the write is sent again; not a transient one) is not asked again; one that
 //!    keeps logging in with the shared credentials is given up on after [`MAX_ATTEMPTS`]
 //!    issues. Both are recorded (`issued_credentials.state = gave_up`, with the reason).
 //! 5. An operator's reset (`usecases::devices::reset_credentials`) forgets both, so a
@@ -302,16 +303,22 @@ pub async fn factory_reset_ordered(env: &Env<'_>, device_id: &str) -> Result<boo
     Ok(reset)
 }
 
-/// The device answered the request carrying its issued credentials with a fault: it is not
-/// asked again (until an operator resets its credentials).
-pub async fn refused(env: &Env<'_>, device_id: &str, code: u32) -> Result<()> {
+/// The device refused its issued credentials (`plan::after_bootstrap_fault`: a fault naming
+/// them, or a permanent fault naming nothing that came back to the write sent again): it is
+/// not asked again (until an operator resets its credentials). The reason keeps the fault's
+/// code and the per-parameter codes.
+pub async fn refused(env: &Env<'_>, device_id: &str, fault: &cwmp::CwmpFault) -> Result<()> {
+    let code = fault.code;
     tracing::warn!(
         device = %device_id,
         code,
         "the device refused the CWMP credentials issued to it; it keeps the shared credentials"
     );
     let id = device_id.to_string();
-    let reason = format!("refused: the device answered with fault {code}");
+    let mut reason = format!("refused: the device answered with fault {code}");
+    for f in &fault.set_parameter_values_faults {
+        reason.push_str(&format!("; {}: {}", f.parameter_name, f.code));
+    }
     env.store
         .run(move |s| s.give_up_issuing(&id, &reason))
         .await

@@ -6,7 +6,7 @@
 //! session records. `domain::session` reads the values from the store, calls these, and
 //! writes what they decide; nothing here does I/O or reads a clock.
 
-use crate::config::CwmpConfig;
+use crate::config::{BooleanLiteral, CwmpConfig};
 use crate::cwmp::{
     AcsRequest, CwmpFault, EventStruct, GetParameterNames, GetParameterValues, ParameterValue,
     SetParameterValues,
@@ -116,21 +116,23 @@ pub fn wants_bootstrap_settings(cfg: &CwmpConfig) -> bool {
 }
 
 /// The bootstrap SetParameterValues: periodic inform on with the configured interval (when
-/// it is not 0), the connection-request credentials `cr` (user, password) when given, and
-/// the CWMP credentials issued to the device (`domain::credentials`, trust on first use)
-/// when there are any.
+/// it is not 0; PeriodicInformEnable written in the form `booleans`,
+/// `cwmp.boolean_literal`), the connection-request credentials `cr` (user, password) when
+/// given, and the CWMP credentials issued to the device (`domain::credentials`, trust on
+/// first use) when there are any.
 pub fn bootstrap_settings(
     root: &str,
     periodic_interval_secs: u32,
     cr: Option<(String, String)>,
     acs_credentials: Vec<ParameterValue>,
+    booleans: BooleanLiteral,
 ) -> Planned {
     let mut list = Vec::new();
     let ms = format!("{root}.ManagementServer.");
     if periodic_interval_secs > 0 {
         list.push(ParameterValue::new(
             format!("{ms}PeriodicInformEnable"),
-            "true",
+            booleans.literal(true),
             "xsd:boolean",
         ));
         list.push(ParameterValue::new(
@@ -167,23 +169,173 @@ pub fn bootstrap_settings(
     }
 }
 
-/// The bootstrap settings `set` without the CWMP credentials issued in it, for a device
-/// that refused them with a fault (SetParameterValues is all or nothing): it keeps the
-/// shared credentials and still gets its other settings. `None` when nothing else is left.
-pub fn without_issued_credentials(
+/// What follows a fault of the bootstrap SetParameterValues ([`after_bootstrap_fault`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BootstrapFault {
+    /// Sent at once instead: the write without the parameters the fault names (the same
+    /// write when it names none of them). Its origin carries the connection-request
+    /// credentials only while both are in it (they are stored once the device accepts them).
+    pub resend: Option<Planned>,
+    /// Sent after it: the named booleans ferroacs wrote as words (`true`), as digits (`1`).
+    pub digits: Option<Planned>,
+    /// The device refused the CWMP credentials issued to it: they are not issued again.
+    pub refused: bool,
+}
+
+/// Decide after `fault` answered the bootstrap SetParameterValues `set` (planned with
+/// `origin`); `resent`: this session sent it again already.
+///
+/// SetParameterValues is all or nothing, so one parameter the device refuses (a
+/// SetParameterValuesFault naming it, e.g. 9007 on PeriodicInformEnable) would cost it all
+/// the others, its connection-request credentials among them. The write goes again once in
+/// the same session without the named parameters (a named Username or Password takes its
+/// pair along), and named booleans that went out as words go again on their own as digits.
+/// A fault naming no parameter it carries (9002 internal error, a lost answer, a bare 9003)
+/// sends the same write again, once.
+///
+/// The issued CWMP credentials count as refused only when the fault names them, or when a
+/// permanent fault naming nothing comes back to the write sent again. A transient fault is
+/// no refusal: the credentials stay issued and go again at the next session
+/// (`domain::credentials` gives up after its bounded attempts).
+pub fn after_bootstrap_fault(
     root: &str,
+    origin: &Origin,
     set: &SetParameterValues,
-) -> Option<SetParameterValues> {
+    fault: &CwmpFault,
+    resent: bool,
+) -> BootstrapFault {
+    let Origin::Bootstrap {
+        cr_username,
+        cr_password,
+        acs_credentials,
+    } = origin
+    else {
+        return BootstrapFault::default();
+    };
     let ms = format!("{root}.ManagementServer.");
-    let (user, pass) = (format!("{ms}Username"), format!("{ms}Password"));
+    let pairs = [
+        [format!("{ms}Username"), format!("{ms}Password")],
+        [
+            format!("{ms}ConnectionRequestUsername"),
+            format!("{ms}ConnectionRequestPassword"),
+        ],
+    ];
+    let sent = |name: &str| set.parameter_list.iter().any(|p| p.name == name);
+    let named: Vec<&str> = fault
+        .set_parameter_values_faults
+        .iter()
+        .map(|f| f.parameter_name.as_str())
+        .filter(|n| sent(n))
+        .collect();
+    let names_pair = |pair: &[String; 2]| named.iter().any(|n| pair.iter().any(|p| p == n));
+    let refused = *acs_credentials
+        && (names_pair(&pairs[0]) || (resent && named.is_empty() && fault.is_permanent()));
+    if resent {
+        return BootstrapFault {
+            refused,
+            ..BootstrapFault::default()
+        };
+    }
+    if named.is_empty() {
+        return BootstrapFault {
+            resend: Some(Planned {
+                origin: origin.clone(),
+                request: AcsRequest::SetParameterValues(set.clone()),
+            }),
+            ..BootstrapFault::default()
+        };
+    }
+    let dropped = |name: &str| {
+        named.contains(&name)
+            || pairs
+                .iter()
+                .any(|pair| names_pair(pair) && pair.iter().any(|p| p == name))
+    };
     let rest: Vec<ParameterValue> = set
         .parameter_list
         .iter()
-        .filter(|p| p.name != user && p.name != pass)
+        .filter(|p| !dropped(&p.name))
         .cloned()
         .collect();
-    (!rest.is_empty()).then(|| SetParameterValues {
-        parameter_list: rest,
+    let kept = |pair: &[String; 2]| pair.iter().all(|n| rest.iter().any(|p| p.name == *n));
+    let cr_kept = kept(&pairs[1]);
+    let resend = (!rest.is_empty()).then(|| Planned {
+        origin: Origin::Bootstrap {
+            cr_username: cr_username.clone().filter(|_| cr_kept),
+            cr_password: cr_password.clone().filter(|_| cr_kept),
+            acs_credentials: *acs_credentials
+                && rest.iter().any(|p| pairs[0].iter().any(|n| *n == p.name)),
+        },
+        request: AcsRequest::SetParameterValues(SetParameterValues {
+            parameter_list: rest,
+            parameter_key: set.parameter_key.clone(),
+        }),
+    });
+    let digits: Vec<ParameterValue> = set
+        .parameter_list
+        .iter()
+        .filter_map(|p| as_digit_if_refused(p, fault))
+        .collect();
+    BootstrapFault {
+        resend,
+        digits: (!digits.is_empty()).then(|| Planned {
+            origin: Origin::Bootstrap {
+                cr_username: None,
+                cr_password: None,
+                acs_credentials: false,
+            },
+            request: AcsRequest::SetParameterValues(SetParameterValues {
+                parameter_list: digits,
+                parameter_key: set.parameter_key.clone(),
+            }),
+        }),
+        refused,
+    }
+}
+
+/// `p` (an xsd:boolean ferroacs wrote as a word) again as a digit, when `fault` names it
+/// with 9007 (invalid value) or 9003 (invalid arguments), as CPEs that take only 1/0 answer.
+fn as_digit_if_refused(p: &ParameterValue, fault: &CwmpFault) -> Option<ParameterValue> {
+    let on = match p.value.trim() {
+        v if v.eq_ignore_ascii_case("true") => true,
+        v if v.eq_ignore_ascii_case("false") => false,
+        _ => return None,
+    };
+    let refused = fault
+        .set_parameter_values_faults
+        .iter()
+        .any(|f| f.parameter_name == p.name && matches!(f.code, 9003 | 9007));
+    (refused && p.xsd_type == "xsd:boolean").then(|| {
+        ParameterValue::new(
+            p.name.clone(),
+            BooleanLiteral::Digit.literal(on),
+            p.xsd_type.clone(),
+        )
+    })
+}
+
+/// A SetParameterValues ferroacs generated (`set`) again with the booleans it wrote as
+/// words and `fault` refuses (see [`after_bootstrap_fault`]) as digits; `None` when the
+/// fault names no such boolean, so asking again changes nothing (and a write sent again
+/// carries no words left to refuse: at most one resend).
+pub fn with_digit_booleans(
+    set: &SetParameterValues,
+    fault: &CwmpFault,
+) -> Option<SetParameterValues> {
+    let mut changed = false;
+    let parameter_list = set
+        .parameter_list
+        .iter()
+        .map(|p| match as_digit_if_refused(p, fault) {
+            Some(digit) => {
+                changed = true;
+                digit
+            }
+            None => p.clone(),
+        })
+        .collect();
+    changed.then(|| SetParameterValues {
+        parameter_list,
         parameter_key: set.parameter_key.clone(),
     })
 }
@@ -715,6 +867,7 @@ mod tests {
             300,
             Some(("cr-u".into(), "secret".into())),
             Vec::new(),
+            BooleanLiteral::Word,
         );
         let AcsRequest::SetParameterValues(set) = &p.request else {
             panic!("a SetParameterValues: {:?}", p.request.name());
@@ -729,6 +882,7 @@ mod tests {
                 "InternetGatewayDevice.ManagementServer.ConnectionRequestPassword",
             ]
         );
+        assert_eq!(set.parameter_list[0].value, "true");
         assert_eq!(set.parameter_list[1].value, "300");
         assert!(matches!(
             &p.origin,
@@ -736,7 +890,7 @@ mod tests {
                 if u == "cr-u" && pw == "secret"
         ));
         // Without an interval nor credentials there is nothing to set.
-        let none = bootstrap_settings("Device", 0, None, Vec::new());
+        let none = bootstrap_settings("Device", 0, None, Vec::new(), BooleanLiteral::Word);
         let AcsRequest::SetParameterValues(set) = &none.request else {
             panic!("a SetParameterValues");
         };
@@ -749,12 +903,80 @@ mod tests {
     }
 
     #[test]
-    fn issued_credentials_go_with_the_bootstrap_settings_and_can_be_taken_out_again() {
+    fn booleans_go_out_as_configured_or_as_the_device_reports_them() {
+        let p = bootstrap_settings("Device", 60, None, Vec::new(), BooleanLiteral::Digit);
+        let AcsRequest::SetParameterValues(set) = &p.request else {
+            panic!("a SetParameterValues");
+        };
+        assert_eq!(
+            (
+                set.parameter_list[0].value.as_str(),
+                &*set.parameter_list[0].xsd_type
+            ),
+            ("1", "xsd:boolean")
+        );
+        assert_eq!(BooleanLiteral::Digit.literal(false), "0");
+        assert_eq!(BooleanLiteral::Word.literal(false), "false");
+        let word = BooleanLiteral::Word;
+        assert_eq!(word.or_as_reported(Some(" 0")), BooleanLiteral::Digit);
+        assert_eq!(word.or_as_reported(Some("true")), word);
+        assert_eq!(word.or_as_reported(None), word);
+        assert_eq!(
+            BooleanLiteral::Digit.or_as_reported(Some("false")),
+            BooleanLiteral::Digit
+        );
+    }
+
+    const MS: &str = "Device.ManagementServer.";
+
+    /// The bootstrap write of a device logging in with the shared credentials: periodic
+    /// inform, connection-request credentials, issued credentials.
+    fn full_bootstrap() -> (Planned, SetParameterValues) {
         let issued = vec![
-            ParameterValue::string("Device.ManagementServer.Username", "00D09E-IGD-S1"),
-            ParameterValue::string("Device.ManagementServer.Password", "p"),
+            ParameterValue::string(format!("{MS}Username"), "00D09E-IGD-S1"),
+            ParameterValue::string(format!("{MS}Password"), "p"),
         ];
-        let p = bootstrap_settings("Device", 300, None, issued);
+        let p = bootstrap_settings(
+            "Device",
+            300,
+            Some(("cr-u".into(), "cr-p".into())),
+            issued,
+            BooleanLiteral::Word,
+        );
+        let AcsRequest::SetParameterValues(set) = p.request.clone() else {
+            panic!("a SetParameterValues");
+        };
+        (p, set)
+    }
+
+    fn spv_fault(code: u32, named: &[(&str, u32)]) -> CwmpFault {
+        CwmpFault {
+            code,
+            string: String::new(),
+            set_parameter_values_faults: named
+                .iter()
+                .map(|(leaf, code)| crate::cwmp::SpvFault {
+                    parameter_name: format!("{MS}{leaf}"),
+                    code: *code,
+                    string: String::new(),
+                })
+                .collect(),
+        }
+    }
+
+    fn leaves(p: &Planned) -> Vec<(String, String)> {
+        let AcsRequest::SetParameterValues(set) = &p.request else {
+            panic!("a SetParameterValues");
+        };
+        set.parameter_list
+            .iter()
+            .map(|v| (v.name.trim_start_matches(MS).to_string(), v.value.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_fault_naming_periodic_inform_sends_the_rest_and_the_boolean_as_a_digit() {
+        let (p, set) = full_bootstrap();
         assert!(matches!(
             p.origin,
             Origin::Bootstrap {
@@ -762,38 +984,178 @@ mod tests {
                 ..
             }
         ));
-        let AcsRequest::SetParameterValues(set) = &p.request else {
-            panic!("a SetParameterValues");
-        };
-        assert_eq!(set.parameter_list.len(), 4);
-        // Refused: the periodic-inform settings are sent without the credentials.
-        let rest = without_issued_credentials("Device", set).expect("settings left");
-        let names: Vec<&str> = rest
-            .parameter_list
-            .iter()
-            .map(|v| v.name.as_str())
-            .collect();
+        let fault = spv_fault(9003, &[("PeriodicInformEnable", 9007)]);
+        let after = after_bootstrap_fault("Device", &p.origin, &set, &fault, false);
+        assert!(!after.refused);
+        let resend = after.resend.expect("the rest goes again");
+        let names: Vec<String> = leaves(&resend).into_iter().map(|(n, _)| n).collect();
         assert_eq!(
             names,
             [
-                "Device.ManagementServer.PeriodicInformEnable",
-                "Device.ManagementServer.PeriodicInformInterval",
+                "PeriodicInformInterval",
+                "ConnectionRequestUsername",
+                "ConnectionRequestPassword",
+                "Username",
+                "Password"
             ]
         );
-        // Credentials alone (a device that is not bootstrapping): nothing left to send.
+        // Still stored once accepted, and still carrying the issued credentials.
+        assert!(matches!(
+            &resend.origin,
+            Origin::Bootstrap { cr_username: Some(u), cr_password: Some(pw), acs_credentials: true }
+                if u == "cr-u" && pw == "cr-p"
+        ));
+        let digits = after.digits.expect("the boolean as a digit");
+        assert_eq!(
+            leaves(&digits),
+            [("PeriodicInformEnable".to_string(), "1".to_string())]
+        );
+        assert_eq!(
+            digits.origin,
+            Origin::Bootstrap {
+                cr_username: None,
+                cr_password: None,
+                acs_credentials: false
+            }
+        );
+        // Named as not writable: not a question of its form, no digit.
+        let fault = spv_fault(9003, &[("PeriodicInformEnable", 9008)]);
+        let after = after_bootstrap_fault("Device", &p.origin, &set, &fault, false);
+        assert!(after.resend.is_some() && after.digits.is_none() && !after.refused);
+    }
+
+    #[test]
+    fn only_a_fault_naming_the_issued_credentials_refuses_them() {
+        let (p, set) = full_bootstrap();
+        // The Password named: both issued parameters leave, the rest goes again.
+        let fault = spv_fault(9003, &[("Password", 9008)]);
+        let after = after_bootstrap_fault("Device", &p.origin, &set, &fault, false);
+        assert!(after.refused);
+        let resend = after.resend.expect("the rest goes again");
+        let names: Vec<String> = leaves(&resend).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                "PeriodicInformEnable",
+                "PeriodicInformInterval",
+                "ConnectionRequestUsername",
+                "ConnectionRequestPassword"
+            ]
+        );
+        assert!(matches!(
+            resend.origin,
+            Origin::Bootstrap {
+                cr_username: Some(_),
+                acs_credentials: false,
+                ..
+            }
+        ));
+        // The connection-request username named: its password leaves with it, and nothing
+        // is stored for them.
+        let fault = spv_fault(9003, &[("ConnectionRequestUsername", 9007)]);
+        let after = after_bootstrap_fault("Device", &p.origin, &set, &fault, false);
+        assert!(!after.refused);
+        let resend = after.resend.expect("the rest goes again");
+        assert!(!leaves(&resend)
+            .iter()
+            .any(|(n, _)| n.starts_with("ConnectionRequest")));
+        assert!(matches!(
+            resend.origin,
+            Origin::Bootstrap {
+                cr_username: None,
+                cr_password: None,
+                acs_credentials: true
+            }
+        ));
+        // Credentials alone (a device that is not bootstrapping), refused: nothing left.
         let only = bootstrap_settings(
             "Device",
             0,
             None,
-            vec![ParameterValue::string(
-                "Device.ManagementServer.Password",
-                "p",
-            )],
+            vec![ParameterValue::string(format!("{MS}Password"), "p")],
+            BooleanLiteral::Word,
         );
         let AcsRequest::SetParameterValues(set) = &only.request else {
             panic!("a SetParameterValues");
         };
-        assert_eq!(without_issued_credentials("Device", set), None);
+        let after = after_bootstrap_fault("Device", &only.origin, set, &fault_on_password(), false);
+        assert_eq!(
+            after,
+            BootstrapFault {
+                resend: None,
+                digits: None,
+                refused: true
+            }
+        );
+    }
+
+    fn fault_on_password() -> CwmpFault {
+        spv_fault(9003, &[("Password", 9007)])
+    }
+
+    #[test]
+    fn a_fault_naming_nothing_sends_the_same_write_once_and_refuses_only_a_permanent_repeat() {
+        let (p, set) = full_bootstrap();
+        for code in [9002, 9003, 9001, CwmpFault::NO_RESPONSE] {
+            let fault = CwmpFault::from_code(code);
+            let after = after_bootstrap_fault("Device", &p.origin, &set, &fault, false);
+            assert!(!after.refused, "{code}");
+            assert_eq!(after.digits, None, "{code}");
+            assert_eq!(after.resend.as_ref(), Some(&p), "{code}");
+            // Sent again already: only a permanent fault is a refusal; nothing goes again.
+            let again = after_bootstrap_fault("Device", &p.origin, &set, &fault, true);
+            assert_eq!(again.resend, None, "{code}");
+            assert_eq!(again.refused, code == 9003, "{code}");
+        }
+        // A fault naming a parameter the write did not carry names nothing.
+        let fault = spv_fault(9003, &[("URL", 9007)]);
+        let after = after_bootstrap_fault("Device", &p.origin, &set, &fault, false);
+        assert_eq!(after.resend.as_ref(), Some(&p));
+        // Sent again already, naming the credentials: refused; naming another one: not.
+        let after = after_bootstrap_fault("Device", &p.origin, &set, &fault_on_password(), true);
+        assert!(after.refused && after.resend.is_none() && after.digits.is_none());
+        let fault = spv_fault(9003, &[("PeriodicInformEnable", 9007)]);
+        let after = after_bootstrap_fault("Device", &p.origin, &set, &fault, true);
+        assert_eq!(after, BootstrapFault::default());
+        // Nothing issued in it: never a refusal.
+        let (mut plain, _) = full_bootstrap();
+        plain.origin = Origin::Bootstrap {
+            cr_username: None,
+            cr_password: None,
+            acs_credentials: false,
+        };
+        let after = after_bootstrap_fault(
+            "Device",
+            &plain.origin,
+            &set,
+            &CwmpFault::from_code(9003),
+            true,
+        );
+        assert!(!after.refused);
+    }
+
+    #[test]
+    fn only_booleans_refused_as_words_go_again_as_digits() {
+        let set = SetParameterValues {
+            parameter_list: vec![
+                ParameterValue::new(format!("{MS}STUNEnable"), "true", "xsd:boolean"),
+                ParameterValue::new(format!("{MS}STUNServerPort"), "3478", "xsd:unsignedInt"),
+            ],
+            parameter_key: String::new(),
+        };
+        let fault = spv_fault(9003, &[("STUNEnable", 9007), ("STUNServerPort", 9007)]);
+        let again = with_digit_booleans(&set, &fault).expect("sent again");
+        let values: Vec<&str> = again
+            .parameter_list
+            .iter()
+            .map(|p| p.value.as_str())
+            .collect();
+        assert_eq!(values, ["1", "3478"]);
+        // Already digits, or another fault code: nothing to change, nothing sent again.
+        assert_eq!(with_digit_booleans(&again, &fault), None);
+        let fault = spv_fault(9003, &[("STUNEnable", 9008)]);
+        assert_eq!(with_digit_booleans(&set, &fault), None);
+        assert_eq!(with_digit_booleans(&set, &CwmpFault::from_code(9002)), None);
     }
 
     fn download() -> TaskSpec {

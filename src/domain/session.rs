@@ -35,6 +35,9 @@ pub use crate::domain::session_state::{
     CpeLogin, DeviceSession, DoneTask, Env, Identity, Origin, Planned,
 };
 
+/// How the session's log starts a fault of its bootstrap settings.
+const BOOTSTRAP_FAULT: &str = "bootstrap settings: ";
+
 /// Result of [`begin`].
 pub enum Begin {
     Started(Box<DeviceSession>),
@@ -222,6 +225,7 @@ pub async fn begin(
         discovered: false,
         discovery_splits_left: 0,
         discovery_dropped: Vec::new(),
+        bootstrap_resent: false,
         created,
         converge: None,
         known: None,
@@ -420,6 +424,7 @@ async fn plan(
             interval,
             cr,
             acs_credentials,
+            cfg.boolean_literal,
         ));
     }
 
@@ -1300,8 +1305,12 @@ pub async fn on_result(
             }
         }
         (origin, Err(fault)) => {
+            // A fault of the bootstrap settings is marked as such in the session's log.
+            let bootstrap = matches!(origin, Origin::Bootstrap { .. });
+            let resent = bootstrap && s.bootstrap_resent;
             s.faults.push(format!(
-                "{} {}: {}",
+                "{}{} {}: {}",
+                if bootstrap { BOOTSTRAP_FAULT } else { "" },
                 current.request.name(),
                 fault.code,
                 fault.string
@@ -1355,28 +1364,45 @@ pub async fn on_result(
                     crate::domain::converge::on_fault(env, s, step, &current.request, &fault)
                         .await?;
                 }
-                Origin::Bootstrap {
-                    cr_username,
-                    cr_password,
-                    acs_credentials: true,
-                } => {
-                    // The device refused its issued credentials (SetParameterValues is all
-                    // or nothing): it keeps the shared ones, and gets the other bootstrap
-                    // settings without them.
-                    crate::domain::credentials::refused(env, &s.device_id, fault.code).await?;
-                    record_fault(env, s, &fault, "issued credentials").await?;
+                Origin::Bootstrap { .. } => {
+                    // SetParameterValues is all or nothing: what the device did not refuse
+                    // goes again without what it did (`plan::after_bootstrap_fault`), so its
+                    // connection-request credentials are still set, and stored once accepted.
+                    let after = match &current.request {
+                        AcsRequest::SetParameterValues(set) => {
+                            plan::after_bootstrap_fault(&s.root, origin, set, &fault, resent)
+                        }
+                        _ => plan::BootstrapFault::default(),
+                    };
+                    if after.refused {
+                        crate::domain::credentials::refused(env, &s.device_id, &fault).await?;
+                    }
+                    let what = if after.refused {
+                        "issued credentials"
+                    } else {
+                        "bootstrap settings"
+                    };
+                    record_fault(env, s, &fault, what).await?;
+                    // The rest first, then the booleans refused as words, as digits.
+                    s.bootstrap_resent |= after.digits.is_some() || after.resend.is_some();
+                    if let Some(digits) = after.digits {
+                        s.queue.push_front(digits);
+                    }
+                    if let Some(resend) = after.resend {
+                        s.queue.push_front(resend);
+                    }
+                }
+                Origin::StunSettings { .. } => {
+                    // Booleans refused as words go again as digits, once (none are left).
                     if let AcsRequest::SetParameterValues(set) = &current.request {
-                        if let Some(rest) = plan::without_issued_credentials(&s.root, set) {
+                        if let Some(again) = plan::with_digit_booleans(set, &fault) {
                             s.queue.push_front(Planned {
-                                origin: Origin::Bootstrap {
-                                    cr_username: cr_username.clone(),
-                                    cr_password: cr_password.clone(),
-                                    acs_credentials: false,
-                                },
-                                request: AcsRequest::SetParameterValues(rest),
+                                origin: origin.clone(),
+                                request: AcsRequest::SetParameterValues(again),
                             });
                         }
                     }
+                    record_fault(env, s, &fault, "session").await?;
                 }
                 Origin::ConfirmTransfer { id } => {
                     on_transfer_answer(env, s, *id, None).await?;

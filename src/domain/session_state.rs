@@ -141,6 +141,9 @@ pub struct DeviceSession {
     /// code): not in the tree it stores, and reported in one fault when it ends.
     #[serde(default)]
     pub discovery_dropped: Vec<(String, u32)>,
+    /// The bootstrap settings were sent again after a fault (at most once a session).
+    #[serde(default)]
+    pub bootstrap_resent: bool,
     pub created: bool,
     /// Lines and presets still to plan this session.
     #[serde(default)]

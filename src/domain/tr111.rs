@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::config::BooleanLiteral;
 use crate::cwmp::{
     AcsRequest, GetParameterValues, ParameterValue, SetParameterAttribute, SetParameterAttributes,
     SetParameterValues,
@@ -42,6 +43,7 @@ pub struct StunOffer {
 /// reported the parameter, not read-only) get it; a device that already has credentials
 /// from ferroacs gets it again only at BOOTSTRAP (a factory reset forgot them). Each other
 /// STUN parameter is set only when the device has it; USERNAME and PASSWORD only together.
+/// STUNEnable is written in the form `booleans` (`cwmp.boolean_literal`).
 pub fn stun_settings(
     root: &str,
     settable: impl Fn(&str) -> bool,
@@ -49,6 +51,7 @@ pub fn stun_settings(
     has_credentials: bool,
     offer: &StunOffer,
     credentials: (String, String),
+    booleans: BooleanLiteral,
 ) -> Option<Planned> {
     let ms = format!("{root}.ManagementServer.");
     let name = |leaf: &str| format!("{ms}{leaf}");
@@ -57,7 +60,7 @@ pub fn stun_settings(
     }
     let mut list = vec![ParameterValue::new(
         name("STUNEnable"),
-        "true",
+        booleans.literal(true),
         "xsd:boolean",
     )];
     if !offer.server_address.is_empty() && settable(&name("STUNServerAddress")) {
@@ -198,9 +201,16 @@ async fn stun_after_discovery(env: &Env<'_>, s: &mut DeviceSession) -> Result<()
             .get(n)
             .is_some_and(|e| !e.object && e.writable != Some(false))
     };
-    if !settable(&format!("{}.ManagementServer.STUNEnable", s.root)) {
+    let enable = format!("{}.ManagementServer.STUNEnable", s.root);
+    if !settable(&enable) {
         return Ok(());
     }
+    // As configured, or as the device reports STUNEnable (1/0: it surely takes that form).
+    let booleans = env
+        .config
+        .cwmp
+        .boolean_literal
+        .or_as_reported(s.learnt.get(&enable).and_then(|e| e.value.as_deref()));
     let id = s.device_id.clone();
     let has = env.store.run(move |st| st.stun_of(&id)).await?.is_some();
     let bootstrap = s.created || s.events.iter().any(|e| e == "0 BOOTSTRAP");
@@ -223,6 +233,7 @@ async fn stun_after_discovery(env: &Env<'_>, s: &mut DeviceSession) -> Result<()
         has,
         &offer,
         (s.device_id.clone(), hex::encode(pw)),
+        booleans,
     );
     if let Some(p) = planned {
         s.queue.push_back(p);
@@ -720,6 +731,7 @@ mod tests {
             false,
             &offer(),
             ("dev".into(), "pw".into()),
+            BooleanLiteral::Word,
         )
         .unwrap();
         let ms = "InternetGatewayDevice.ManagementServer.";
@@ -756,7 +768,8 @@ mod tests {
             true,
             false,
             &offer(),
-            ("d".into(), "p".into())
+            ("d".into(), "p".into()),
+            BooleanLiteral::Word
         )
         .is_none());
         let all = |_: &str| true;
@@ -767,7 +780,8 @@ mod tests {
             false,
             true,
             &offer(),
-            ("d".into(), "p".into())
+            ("d".into(), "p".into()),
+            BooleanLiteral::Word
         )
         .is_none());
         assert!(stun_settings(
@@ -776,7 +790,8 @@ mod tests {
             true,
             true,
             &offer(),
-            ("d".into(), "p".into())
+            ("d".into(), "p".into()),
+            BooleanLiteral::Word
         )
         .is_some());
         assert!(stun_settings(
@@ -785,7 +800,8 @@ mod tests {
             false,
             false,
             &offer(),
-            ("d".into(), "p".into())
+            ("d".into(), "p".into()),
+            BooleanLiteral::Word
         )
         .is_some());
     }
@@ -828,7 +844,16 @@ mod tests {
         let some = |n: &str| n.ends_with("STUNEnable") || n.ends_with("STUNUsername");
         let mut o = offer();
         o.server_address.clear();
-        let p = stun_settings("Device", some, true, false, &o, ("d".into(), "p".into())).unwrap();
+        let p = stun_settings(
+            "Device",
+            some,
+            true,
+            false,
+            &o,
+            ("d".into(), "p".into()),
+            BooleanLiteral::Word,
+        )
+        .unwrap();
         assert_eq!(
             names(&p),
             vec![(
@@ -842,6 +867,28 @@ mod tests {
                 username: None,
                 password: None
             }
+        );
+    }
+
+    #[test]
+    fn stun_enable_goes_out_in_the_form_asked_for() {
+        let only_enable = |n: &str| n.ends_with("STUNEnable");
+        let p = stun_settings(
+            "Device",
+            only_enable,
+            true,
+            false,
+            &offer(),
+            ("d".into(), "p".into()),
+            BooleanLiteral::Digit,
+        )
+        .unwrap();
+        assert_eq!(
+            names(&p),
+            vec![(
+                "Device.ManagementServer.STUNEnable".to_string(),
+                "1".to_string()
+            )]
         );
     }
 

@@ -26,6 +26,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::BooleanLiteral;
 use crate::cwmp::ParameterValue;
 use crate::datamodel::{self, Registry, RootModel};
 use crate::domain::params::ParamTree;
@@ -676,7 +677,9 @@ fn plan_issue1(
             }
             mapped = true;
             let pos = codecs.iter().position(|c| c.eq_ignore_ascii_case(name));
-            b.set("", format!("{row}Enable"), Some(pos.is_some().to_string()));
+            let enable = format!("{row}Enable");
+            let on = BooleanLiteral::Word.or_as_reported(value_of(tree, &enable));
+            b.set("", enable, Some(on.literal(pos.is_some()).to_string()));
             if let Some(pos) = pos {
                 b.set("", format!("{row}Priority"), Some((pos + 1).to_string()));
             }
@@ -789,11 +792,23 @@ fn plan_issue2(
     };
     b.plan.objects = vec![cl.clone(), c.clone(), n.clone()];
     b.plan.status_path = Some(format!("{c}Status"));
-    let on = |v: bool| Some(v.to_string());
-    b.set("enabled", format!("{c}Enable"), on(a.enabled));
-    b.set("enabled", format!("{cl}Enable"), on(a.enabled));
+    // In the form the device reports the parameter in (1/0 or true/false).
+    let on = |path: &str, v: bool| {
+        let form = BooleanLiteral::Word.or_as_reported(value_of(tree, path));
+        Some(form.literal(v).to_string())
+    };
+    b.set(
+        "enabled",
+        format!("{c}Enable"),
+        on(&format!("{c}Enable"), a.enabled),
+    );
+    b.set(
+        "enabled",
+        format!("{cl}Enable"),
+        on(&format!("{cl}Enable"), a.enabled),
+    );
     if a.enabled {
-        b.set("", format!("{n}Enable"), on(true));
+        b.set("", format!("{n}Enable"), on(&format!("{n}Enable"), true));
     }
     b.set(
         "auth_user",

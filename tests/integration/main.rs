@@ -7,6 +7,7 @@ mod support;
 use ferroacs_cpe_sim::{cpe, loadgen};
 
 mod api;
+mod bootstrap_faults;
 mod campaign_bench;
 mod campaigns;
 mod cluster;

@@ -267,6 +267,10 @@ pub struct Behavior {
     /// SetParameterValues, FactoryReset, AddObject, DeleteObject) and answering it: the
     /// window in which a crashed ACS loses the answer of an RPC the device has executed.
     pub reply_delay: Duration,
+    /// Accept only `1`/`0` for an xsd:boolean in SetParameterValues: `true`/`false` get fault
+    /// 9003 with a SetParameterValuesFault 9007 naming each such parameter, as some CPEs
+    /// answer (TP-Link TD-W9970; GenieACS `cwmp.booleanLiteral`).
+    pub digit_booleans: bool,
 }
 
 impl Default for Behavior {
@@ -286,6 +290,7 @@ impl Default for Behavior {
             raw_types: false,
             millis: false,
             reply_delay: Duration::ZERO,
+            digit_booleans: false,
         }
     }
 }
@@ -317,6 +322,9 @@ pub struct FaultInjection {
     /// above it) with a CWMP fault of the given code, as CPEs whose read of one broken
     /// parameter fails the whole request (9005, 9002).
     pub gpv_fault_on: Vec<(String, u32)>,
+    /// Refuse any SetParameterValues that sets one of these parameters, whatever its value:
+    /// fault 9003 with a SetParameterValuesFault of the given code (e.g. 9007) naming each.
+    pub spv_fault_on: Vec<(String, u32)>,
 }
 
 /// What the device remembers between sessions.

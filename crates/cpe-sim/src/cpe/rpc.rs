@@ -361,12 +361,23 @@ fn spv(dev: &mut Device, body: &Elem, env: &mut Envelope, report: &mut SessionRe
         if !seen.insert(name.clone()) {
             return Err(invalid(format!("{name} appears more than once")));
         }
+        if let Some((_, code)) = dev.faults.spv_fault_on.iter().find(|(n, _)| *n == name) {
+            faults.push((name, *code, xml::fault_text(*code).to_string()));
+            continue;
+        }
         let code = match dev.model.get(&name) {
             None => 9005,
             Some(p) if p.is_object => 9005,
             Some(p) if !p.writable => 9008,
             Some(p) if strict && !model::types_compatible(&p.xsd_type, given_type) => 9006,
             Some(p) if !model::valid_value(&p.xsd_type, &value) => 9007,
+            Some(p)
+                if dev.behavior.digit_booleans
+                    && p.xsd_type.eq_ignore_ascii_case("xsd:boolean")
+                    && !matches!(value.trim(), "0" | "1") =>
+            {
+                9007
+            }
             Some(p) => {
                 updates.push((name, boolean_like(&p.value, &value, &p.xsd_type)));
                 continue;
