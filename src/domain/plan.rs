@@ -264,7 +264,7 @@ pub fn after_bootstrap_fault(
             cr_username: cr_username.clone().filter(|_| cr_kept),
             cr_password: cr_password.clone().filter(|_| cr_kept),
             acs_credentials: *acs_credentials
-                && rest.iter().any(|p| pairs[0].iter().any(|n| *n == p.name)),
+                && rest.iter().any(|p| pairs[0].contains(&p.name)),
         },
         request: AcsRequest::SetParameterValues(SetParameterValues {
             parameter_list: rest,
