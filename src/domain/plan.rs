@@ -263,8 +263,7 @@ pub fn after_bootstrap_fault(
         origin: Origin::Bootstrap {
             cr_username: cr_username.clone().filter(|_| cr_kept),
             cr_password: cr_password.clone().filter(|_| cr_kept),
-            acs_credentials: *acs_credentials
-                && rest.iter().any(|p| pairs[0].contains(&p.name)),
+            acs_credentials: *acs_credentials && rest.iter().any(|p| pairs[0].contains(&p.name)),
         },
         request: AcsRequest::SetParameterValues(SetParameterValues {
             parameter_list: rest,
