@@ -61,6 +61,24 @@ fn prosody_available() -> bool {
     found
 }
 
+/// Whether an XMPP server (not just any listener) answers on `addr`: it opens its stream.
+async fn answers_xmpp(addr: SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return false;
+    };
+    let open = "<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client' \
+                xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>";
+    if s.write_all(open.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut buf = vec![0u8; 4096];
+    match tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await {
+        Ok(Ok(n)) => String::from_utf8_lossy(&buf[..n]).contains("stream"),
+        _ => false,
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -96,9 +114,13 @@ impl Prosody {
             )
             .unwrap();
         }
-        let port = free_port();
-        let cfg = format!(
-            r#"run_as_root = true
+        // The port is free when chosen, but a parallel test may bind it before prosody
+        // does: then prosody exits, and something else may even answer on it. Ready means
+        // prosody itself answers an XMPP stream; otherwise it starts again on another port.
+        for _ in 0..5 {
+            let port = free_port();
+            let cfg = format!(
+                r#"run_as_root = true
 pidfile = "{d}/prosody.pid"
 data_path = "{d}/data"
 certificates = "{d}/certs"
@@ -114,28 +136,36 @@ modules_disabled = {{ "s2s", "offline" }}
 storage = "internal"
 VirtualHost "localhost"
 "#
-        );
-        let cfg_path = dir.path().join("prosody.cfg.lua");
-        std::fs::write(&cfg_path, cfg).unwrap();
-        let child = Command::new("prosody")
-            .arg("--config")
-            .arg(&cfg_path)
-            .arg("-F")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let p = Prosody {
-            child,
-            port,
-            _dir: dir,
-        };
-        let addr = p.addr();
-        crate::support::wait_until(Duration::from_secs(20), "prosody listens", || async {
-            tokio::net::TcpStream::connect(addr).await.map(drop)
-        })
-        .await;
-        p
+            );
+            let cfg_path = dir.path().join("prosody.cfg.lua");
+            std::fs::write(&cfg_path, cfg).unwrap();
+            let child = Command::new("prosody")
+                .arg("--config")
+                .arg(&cfg_path)
+                .arg("-F")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut p = Prosody {
+                child,
+                port,
+                _dir: tempfile::tempdir().unwrap(),
+            };
+            let addr = p.addr();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            while tokio::time::Instant::now() < deadline {
+                if matches!(p.child.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                if answers_xmpp(addr).await {
+                    p._dir = dir;
+                    return p;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        panic!("prosody did not start (five ports tried)");
     }
 
     fn addr(&self) -> SocketAddr {
