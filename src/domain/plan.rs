@@ -435,8 +435,14 @@ pub fn triage(
                 .iter()
                 .any(|e| e.event_code == code && e.command_key == row.command_key)
         };
+        let booted_after_accepting = || {
+            awaited.as_deref() == Some("M Reboot")
+                && events.iter().any(|e| e.event_code == "1 BOOT")
+        };
         let completed = match spec {
-            TaskSpec::Reboot {} => has_m("M Reboot"),
+            // Some CPEs report the reboot they accepted with `1 BOOT` alone, without
+            // `M Reboot` and its CommandKey: the boot after the RebootResponse is it.
+            TaskSpec::Reboot {} => has_m("M Reboot") || booted_after_accepting(),
             TaskSpec::FactoryReset {} => events.iter().any(|e| e.event_code == "0 BOOTSTRAP"),
             TaskSpec::ScheduleInform { .. } => has_m("M ScheduleInform"),
             _ => false,
@@ -1257,9 +1263,26 @@ mod tests {
         // The session that carried the RebootResponse was cut: no reboot followed.
         let t = triage(&accepted, &reboot, &[ev("2 PERIODIC", "")], None, 10);
         assert_eq!(t, Triage::Send);
-        // It rebooted but the event with the key went missing: never a second reboot.
+        // It rebooted but reported no `M Reboot` (some CPEs send `1 BOOT` alone): the boot
+        // after the RebootResponse completes it, never a second reboot.
         let t = triage(&accepted, &reboot, &[ev("1 BOOT", "")], None, 10);
-        assert_eq!(t, Triage::Leave);
+        assert_eq!(
+            t,
+            Triage::Done {
+                result: serde_json::json!({"confirmed_by": ["1 BOOT"]}),
+                refresh: None
+            }
+        );
+        // A boot before the device accepted the Reboot is not it.
+        let sent = row(tasks::TaskStatus::Running);
+        let t = triage(&sent, &reboot, &[ev("1 BOOT", "")], None, 10);
+        assert_ne!(
+            t,
+            Triage::Done {
+                result: serde_json::json!({"confirmed_by": ["1 BOOT"]}),
+                refresh: None
+            }
+        );
     }
 
     #[test]

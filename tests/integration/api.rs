@@ -474,6 +474,29 @@ async fn device_rpcs_end_to_end(b: Backend) {
     .await;
     assert_eq!(t["status"], "done", "{t}");
     assert_eq!(dev.state.reboots, 1);
+    // A CPE that reports the reboot with `1 BOOT` alone (no `M Reboot`): done as well, and
+    // rebooted once.
+    dev.behavior.omit_m_reboot = true;
+    let t = run_task(
+        &api,
+        &app,
+        &mut dev,
+        &mut cr,
+        &id,
+        json!({"rpc": "Reboot"}),
+        1,
+    )
+    .await;
+    assert_eq!(t["status"], "done", "{t}");
+    let by = t["result"]["confirmed_by"]
+        .as_array()
+        .expect("confirmed_by");
+    assert!(
+        by.contains(&json!("1 BOOT")) && !by.contains(&json!("M Reboot")),
+        "{t}"
+    );
+    assert_eq!(dev.state.reboots, 2);
+    dev.behavior.omit_m_reboot = false;
 
     // ChangeDUState completes with DUStateChangeComplete.
     let t = run_task(&api, &app, &mut dev, &mut cr, &id,

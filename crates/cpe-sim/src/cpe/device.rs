@@ -246,6 +246,9 @@ pub struct Behavior {
     pub upload_fault: Option<u32>,
     /// After a successful `1 Firmware Upgrade Image` download, also send `1 BOOT`.
     pub reboot_after_firmware: bool,
+    /// After a Reboot, report `1 BOOT` alone, without `M Reboot` and its CommandKey (as
+    /// some CPEs do).
+    pub omit_m_reboot: bool,
     /// SoftwareVersion to report after the next successful firmware download. When unset, a
     /// line `SoftwareVersion=<v>` in the first 4 KiB of the image is used, if present.
     pub next_software_version: Option<String>,
@@ -281,6 +284,7 @@ impl Default for Behavior {
             download_fault: None,
             upload_fault: None,
             reboot_after_firmware: true,
+            omit_m_reboot: false,
             next_software_version: None,
             keep_download_bytes: true,
             check_file_size: true,

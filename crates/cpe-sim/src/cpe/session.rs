@@ -504,7 +504,9 @@ impl Device {
                     self.state.reboots += 1;
                     self.state.value_changes.clear();
                     self.state.pending_events.push(Event::new("1 BOOT", ""));
-                    self.state.pending_events.push(Event::new("M Reboot", key));
+                    if !self.behavior.omit_m_reboot {
+                        self.state.pending_events.push(Event::new("M Reboot", key));
+                    }
                 }
                 AfterAction::FactoryReset => self.factory_reset(),
                 AfterAction::DuChange(command_key, results) => {
