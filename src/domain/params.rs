@@ -225,6 +225,11 @@ impl ParamTree {
         keys.len()
     }
 
+    /// Forget the entry `name` alone (not the names that merely start with it).
+    pub fn remove(&mut self, name: &str) -> Option<ParamEntry> {
+        self.map.remove(name)
+    }
+
     /// Insert an entry as is.
     pub fn insert(&mut self, name: String, entry: ParamEntry) {
         self.map.insert(name, entry);

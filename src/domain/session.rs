@@ -1481,7 +1481,7 @@ async fn discovery_batch_fault(
                 "GetParameterValues {} {name}: {}",
                 fault.code, fault.string
             ));
-            forget_leaf(&mut s.learnt, &name);
+            s.learnt.remove(&name);
             s.discovery_dropped.push((name, fault.code));
         }
         plan::DiscoveryFault::GiveUp => {
@@ -1596,20 +1596,6 @@ async fn record_discovery_fault(
         created_at: env.now,
     };
     env.store.run_short(move |st| st.insert_fault(&f)).await
-}
-
-/// Forget the leaf `name` (a discovery dropped it), not the parameters whose names merely
-/// start with it.
-fn forget_leaf(tree: &mut ParamTree, name: &str) {
-    let keep: Vec<(String, crate::domain::params::ParamEntry)> = tree
-        .with_prefix(name)
-        .filter(|(k, _)| k.as_str() != name)
-        .map(|(k, e)| (k.clone(), e.clone()))
-        .collect();
-    tree.remove_subtree(name);
-    for (k, e) in keep {
-        tree.insert(k, e);
-    }
 }
 
 async fn record_fault(
@@ -1757,7 +1743,7 @@ pub async fn end(env: &Env<'_>, s: &mut DeviceSession, outcome: Outcome) -> Resu
         s.learnt = t;
         // Names a discovery dropped after the session was saved are in the saved part.
         for (name, _) in &s.discovery_dropped {
-            forget_leaf(&mut s.learnt, name);
+            s.learnt.remove(name);
         }
     }
     let changed = !s.learnt.is_empty() || !s.subtrees_removed.is_empty();
